@@ -1,0 +1,34 @@
+# make demo: build .venv if needed, run a short real staged search.
+# make test: build .venv if needed, run the default test suite.
+PY ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/automl --mode stage --env navigation --preset quick --budget-hours 0.035 \
+		--hp-trials 2 --reward-generations 1 --seeds 2 --run-dir progress/demo --fresh
+	@echo "Results: progress/demo/automl_state.yaml, progress/demo/best.yaml"
+	$(VENV)/bin/automl analyze --run-dir progress/demo --metric episode_reward_mean --sort descending
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m slow tests/slow
+
+bench: $(STAMP)
+	$(VENV)/bin/python bench/env_throughput.py
+	$(VENV)/bin/python bench/ppo_throughput.py
+
+clean:
+	rm -rf $(VENV) progress .pytest_cache
