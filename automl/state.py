@@ -1,0 +1,123 @@
+"""The sole writer of progress files: automl_state.yaml, events.jsonl, best.yaml (atomic replace)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from automl.errors import AutoMLError
+
+STATE_FILE = "automl_state.yaml"
+EVENTS_FILE = "events.jsonl"
+
+
+def to_plain(obj: Any) -> Any:
+    """Turn numpy scalars, tuples and dataclasses into YAML-safe builtins (NaN kept as .nan)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if hasattr(obj, "item"):  # numpy scalar
+        return to_plain(obj.item())
+    return str(obj)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` so readers see the old or the new file, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text in the progress-file style (block style, insertion order kept)."""
+    return yaml.safe_dump(to_plain(data), sort_keys=False, default_flow_style=None, width=110)
+
+
+class StateStore:
+    """Reads and atomically rewrites one run directory's progress files."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / STATE_FILE
+        self.events_path = self.run_dir / EVENTS_FILE
+
+    def exists(self) -> bool:
+        """Whether a state file was written before in this run directory."""
+        return self.path.exists()
+
+    def load(self) -> dict:
+        """The recorded state; a corrupt file is a clear error and is left untouched."""
+        try:
+            data = yaml.safe_load(self.path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise AutoMLError(f"{self.path}: corrupt state file ({first}); the file is kept as is; "
+                              "re-run with --fresh to start over (allowed: a YAML mapping written "
+                              "by automl)") from None
+        if not isinstance(data, dict) or "version" not in data:
+            raise AutoMLError(f"{self.path}: not an automl state file (missing key 'version'); "
+                              "re-run with --fresh to start over")
+        return data
+
+    def write(self, state: dict) -> None:
+        """Atomically replace automl_state.yaml with `state`."""
+        atomic_write_text(self.path, dump_yaml(state))
+
+    def write_yaml(self, name: str, data: Any) -> Path:
+        """Atomically write another YAML file (e.g. best.yaml) in the run directory."""
+        path = self.run_dir / name
+        atomic_write_text(path, dump_yaml(data))
+        return path
+
+    def event(self, kind: str, **fields: Any) -> None:
+        """Append one line to events.jsonl (for tailing and tools)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        record = {"t": round(time.time(), 3), "event": kind, **to_plain(fields)}
+        line = json.dumps(record, default=str, allow_nan=True)
+        with open(self.events_path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    def archive(self) -> Path | None:
+        """Move an earlier run's directory aside (used by --fresh); nothing is deleted."""
+        if not self.run_dir.exists() or not any(self.run_dir.iterdir()):
+            return None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.run_dir.with_name(f"{self.run_dir.name}.prev-{stamp}")
+        n = 1
+        while target.exists():
+            target = self.run_dir.with_name(f"{self.run_dir.name}.prev-{stamp}-{n}")
+            n += 1
+        self.run_dir.rename(target)
+        return target
+
+
+def finite_or_none(x: Any) -> Any:
+    """NaN/inf become None in summaries that users read."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
