@@ -1,8 +1,17 @@
 """Frozen run/space dataclasses and YAML validation. Imports neither torch nor optuna."""
 from __future__ import annotations
 
+import difflib
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+from automl import constraints as _constraints
+from automl.errors import AutoMLError
 
 
 @dataclass(frozen=True)
@@ -16,3 +25,422 @@ class PPOSetup:
     learning_rate_schedule: str = "constant"  # constant | linear
     seed: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameter names: canonical (the seed's, skrl style) and SB3 aliases accepted on input.
+# ---------------------------------------------------------------------------------------------
+
+ALIASES: dict[str, str] = {
+    "gamma": "discount_factor",
+    "gae_lambda": "lambda_param",
+    "clip_range": "ratio_clip",
+    "clip_range_vf": "value_clip",
+    "ent_coef": "entropy_loss_scale",
+    "vf_coef": "value_loss_scale",
+    "max_grad_norm": "grad_norm_clip",
+    "n_epochs": "learning_epochs",
+    "n_steps": "rollouts",
+    "net_arch": "policy_hidden_layer_sizes",
+}
+
+
+@dataclass(frozen=True)
+class Domain:
+    """What values a parameter takes: kind (float|int|bool|str|layers), a test and its wording."""
+
+    kind: str
+    allowed: str
+    test: Callable[[Any], bool] = lambda v: True
+    nullable: bool = False  # null is a meaningful value (e.g. value_clip: null = no value clipping)
+
+
+_SCHEDULES = ("constant", "linear")
+DOMAINS: dict[str, Domain] = {
+    "learning_rate": Domain("float", "a number > 0", lambda v: v > 0),
+    "discount_factor": Domain("float", "a number in (0, 1]", lambda v: 0 < v <= 1),
+    "lambda_param": Domain("float", "a number in (0, 1]", lambda v: 0 < v <= 1),
+    "ratio_clip": Domain("float", "a number > 0", lambda v: v > 0),
+    "value_clip": Domain("float", "a number > 0, or null for no value clipping", lambda v: v > 0, True),
+    "entropy_loss_scale": Domain("float", "a number >= 0", lambda v: v >= 0),
+    "value_loss_scale": Domain("float", "a number >= 0", lambda v: v >= 0),
+    "grad_norm_clip": Domain("float", "a number > 0", lambda v: v > 0),
+    "learning_epochs": Domain("int", "an integer >= 1", lambda v: v >= 1),
+    "rollouts": Domain("int", "an integer >= 1", lambda v: v >= 1),
+    "mini_batches": Domain("int", "an integer >= 1", lambda v: v >= 1),
+    "batch_size": Domain("int", "an integer >= 2", lambda v: v >= 2),
+    "policy_hidden_layer_sizes": Domain("layers", "a list of integers >= 1, e.g. [64, 64]"),
+    "seed": Domain("int", "an integer >= 0, or null", lambda v: v >= 0, True),
+    "num_envs": Domain("int", "an integer >= 1", lambda v: v >= 1),
+    "n_timesteps": Domain("int", "an integer >= 1", lambda v: v >= 1),
+    "target_kl": Domain("float", "a number > 0, or null", lambda v: v > 0, True),
+    "normalize": Domain("bool", "true or false"),
+    "learning_rate_schedule": Domain("str", " or ".join(_SCHEDULES), lambda v: v in _SCHEDULES),
+}
+CANONICAL_NAMES: tuple[str, ...] = tuple(DOMAINS)
+# mini_batches derives batch_size; giving both would leave one silently ignored
+EXCLUSIVE = (("mini_batches", "batch_size"),)
+
+
+def _near(word: str, options) -> str:
+    match = difflib.get_close_matches(str(word), list(options), n=1)
+    return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def canonical_name(name: object, *, path: str, key: str) -> str:
+    """The canonical (seed-style) name for a seed or SB3 spelling; AutoMLError suggests the nearest."""
+    if isinstance(name, str):
+        if name in DOMAINS:
+            return name
+        if name in ALIASES:
+            return ALIASES[name]
+    spellings = [*CANONICAL_NAMES, *ALIASES]
+    raise AutoMLError(f"{path}: {key}: unknown parameter {name!r}{_near(name, spellings)} "
+                      f"(allowed: {', '.join(CANONICAL_NAMES)}; SB3 aliases: {', '.join(ALIASES)})")
+
+
+def canonical_mapping(raw: Mapping, *, path: str, key: str) -> dict:
+    """Rename a {name: value} mapping to canonical names; a name given in two styles is an error."""
+    out: dict = {}
+    spelled: dict[str, str] = {}
+    for name, value in raw.items():
+        canonical = canonical_name(name, path=path, key=f"{key}.{name}")
+        if canonical in out:
+            raise AutoMLError(f"{path}: {key}.{name}: '{canonical}' is given twice (as '{spelled[canonical]}' "
+                              f"and '{name}') (allowed: one spelling per parameter)")
+        out[canonical], spelled[canonical] = value, str(name)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Values: numeric strings such as "1e-5" (PyYAML reads them as str) are numbers.
+# ---------------------------------------------------------------------------------------------
+
+def to_number(value: object, *, where: str, integer: bool = False) -> int | float:
+    """A finite int/float from a number or a numeric string; integral floats become int if `integer`."""
+    number = value
+    if isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:
+            try:
+                number = float(value.strip())
+            except ValueError:
+                number = None
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+        wanted = "an integer" if integer else "a finite number"
+        raise AutoMLError(f"{where}: {value!r} is not a number (allowed: {wanted})")
+    if integer:
+        if float(number) != int(number):
+            raise AutoMLError(f"{where}: {value!r} is not an integer (allowed: an integer)")
+        return int(number)
+    return number
+
+
+def coerce_value(name: str, value: object, *, where: str) -> Any:
+    """Validate `value` for canonical parameter `name` and return it normalized (numbers, layer lists)."""
+    domain = DOMAINS[name]
+    if value is None:
+        if domain.nullable:
+            return None
+        raise AutoMLError(f"{where}: null is not allowed for {name} (allowed: {domain.allowed})")
+    if domain.kind in ("float", "int"):
+        value = to_number(value, where=where, integer=domain.kind == "int")
+    elif domain.kind == "bool" and not isinstance(value, bool):
+        raise AutoMLError(f"{where}: {value!r} is not a boolean (allowed: true, false)")
+    elif domain.kind == "str" and not isinstance(value, str):
+        raise AutoMLError(f"{where}: {value!r} is not a string (allowed: {domain.allowed})")
+    elif domain.kind == "layers":
+        if not isinstance(value, (list, tuple)):
+            raise AutoMLError(f"{where}: {value!r} is not a list (allowed: {domain.allowed})")
+        value = [to_number(v, where=where, integer=True) for v in value]
+        if any(v < 1 for v in value):
+            raise AutoMLError(f"{where}: {value!r} has a layer size < 1 (allowed: {domain.allowed})")
+        return value
+    if not domain.test(value):
+        raise AutoMLError(f"{where}: {value!r} is out of range for {name} (allowed: {domain.allowed})")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Search-space records and parsing.
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One searchable parameter. For numeric types `choices` holds optional explicit grid values."""
+
+    name: str
+    type: str  # loguniform | uniform | int | categorical
+    low: float | int | None = None
+    high: float | int | None = None
+    step: float | int | None = None
+    log: bool = False
+    choices: tuple = ()  # list values stored as tuples
+    prior: Any = None  # list priors stored as tuples; None = no prior
+    grid_points: int | None = None
+
+
+@dataclass(frozen=True)
+class SpaceSpec:
+    """A validated search space: fixed values, searchable params and reject-constraints."""
+
+    search_space_id: str
+    path: str
+    fixed: dict = field(default_factory=dict)  # canonical name -> value (lists stay lists)
+    params: tuple[ParamSpec, ...] = ()
+    constraints: tuple[str, ...] = ()
+
+    def param(self, name: str) -> ParamSpec:
+        """The searchable param called `name` (canonical), KeyError if absent."""
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Canonical names of the searchable params, in file order."""
+        return tuple(p.name for p in self.params)
+
+
+TYPES = {"loguniform": "loguniform", "uniform": "uniform", "int": "int", "categorical": "categorical",
+         "choice": "categorical"}
+_NUMERIC_KEYS = {"type", "low", "high", "step", "log", "prior", "grid_points", "values"}
+_PARAM_KEYS = {"loguniform": _NUMERIC_KEYS - {"step", "log"}, "uniform": _NUMERIC_KEYS, "int": _NUMERIC_KEYS,
+               "categorical": {"type", "values", "choices", "prior"}}
+SPACE_KEYS = ("search_space_id", "description", "fixed", "searchable", "constraints")
+
+
+def freeze(value: Any) -> Any:
+    """Lists become tuples (hashable, for choices and priors); other values pass through."""
+    return tuple(freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def thaw(value: Any) -> Any:
+    """Tuples become lists again (what users, YAML and SB3 expect)."""
+    return [thaw(v) for v in value] if isinstance(value, tuple) else value
+
+
+def _check_keys(raw: Mapping, allowed, *, where: str) -> None:
+    for key in raw:
+        if key not in allowed:
+            raise AutoMLError(f"{where}: unknown key {key!r}{_near(key, allowed)} (allowed: {', '.join(sorted(allowed))})")
+
+
+def parse_param(name: str, raw: object, *, path: str, key: str = "searchable") -> ParamSpec:
+    """Validate one searchable entry (canonical `name`) into a ParamSpec."""
+    where = f"{path}: {key}.{name}"
+    if not isinstance(raw, Mapping):
+        raise AutoMLError(f"{where}: {raw!r} is not a mapping (allowed: {{type: ..., ...}} with type one of "
+                          f"{', '.join(TYPES)})")
+    ptype = raw.get("type")
+    if ptype not in TYPES:
+        problem = "missing type" if ptype is None else f"unknown type {ptype!r}{_near(ptype, TYPES)}"
+        raise AutoMLError(f"{where}.type: {problem} (allowed: {', '.join(TYPES)})")
+    ptype = TYPES[ptype]
+    _check_keys(raw, _PARAM_KEYS[ptype], where=where)
+    domain = DOMAINS[name]
+    if ptype == "categorical":
+        return _parse_categorical(name, raw, where=where)
+    if domain.kind not in ("float", "int") or (domain.kind == "int" and ptype != "int"):
+        allowed = "int, categorical" if domain.kind == "int" else "categorical"
+        raise AutoMLError(f"{where}.type: {name} takes {domain.allowed}, so type {ptype} does not fit "
+                          f"(allowed: {allowed})")
+    return _parse_numeric(name, raw, ptype, where=where)
+
+
+def _numeric(name: str, raw: Mapping, key: str, *, where: str, integer: bool):
+    value = to_number(raw[key], where=f"{where}.{key}", integer=integer)
+    return coerce_value(name, value, where=f"{where}.{key}")
+
+
+def _parse_numeric(name: str, raw: Mapping, ptype: str, *, where: str) -> ParamSpec:
+    integer = ptype == "int"
+    for key in ("low", "high"):
+        if key not in raw:
+            raise AutoMLError(f"{where}: missing {key} (allowed: a {ptype} param needs low and high)")
+    low, high = (_numeric(name, raw, k, where=where, integer=integer) for k in ("low", "high"))
+    if not low < high:
+        raise AutoMLError(f"{where}: low ({low}) must be < high ({high}) (allowed: low < high)")
+    log = raw.get("log", False)
+    if not isinstance(log, bool):
+        raise AutoMLError(f"{where}.log: {log!r} is not a boolean (allowed: true, false)")
+    log = log or ptype == "loguniform"
+    if log and low <= 0:
+        raise AutoMLError(f"{where}.low: log scale needs low > 0, got {low} (allowed: 0 < low < high)")
+    step = None
+    if raw.get("step") is not None:
+        step = to_number(raw["step"], where=f"{where}.step", integer=integer)
+        if step <= 0 or log:
+            raise AutoMLError(f"{where}.step: {step} is not usable (allowed: step > 0, and no step with log)")
+        if integer and (high - low) % step:
+            raise AutoMLError(f"{where}.step: high - low ({high - low}) is not a multiple of {step} "
+                              f"(allowed: a step dividing high - low)")
+    spec = ParamSpec(name, "loguniform" if log and not integer else ptype, low, high, step, log)
+    return _with_grid_and_prior(spec, raw, where=where)
+
+
+def _in_range(spec: ParamSpec, value) -> bool:
+    if not spec.low <= value <= spec.high:
+        return False
+    return spec.step is None or abs(((value - spec.low) / spec.step) - round((value - spec.low) / spec.step)) < 1e-9
+
+
+def _with_grid_and_prior(spec: ParamSpec, raw: Mapping, *, where: str) -> ParamSpec:
+    integer = spec.type == "int"
+    grid_points, values = raw.get("grid_points"), ()
+    if grid_points is not None and "values" in raw:
+        raise AutoMLError(f"{where}: both grid_points and values given (allowed: one of them)")
+    if grid_points is not None:
+        grid_points = to_number(grid_points, where=f"{where}.grid_points", integer=True)
+        if grid_points < 2:
+            raise AutoMLError(f"{where}.grid_points: {grid_points} (allowed: an integer >= 2)")
+    if "values" in raw:
+        items = raw["values"]
+        if not isinstance(items, list) or not items:
+            raise AutoMLError(f"{where}.values: {items!r} is not a non-empty list (allowed: grid values in [low, high])")
+        values = tuple(_numeric(spec.name, {"v": v}, "v", where=f"{where}.values[{i}]", integer=integer)
+                       for i, v in enumerate(items))
+        bad = [v for v in values if not _in_range(spec, v)]
+        if bad or len(set(values)) != len(values):
+            raise AutoMLError(f"{where}.values: {list(values)} has duplicates or values off [{spec.low}, {spec.high}] "
+                              f"(allowed: distinct values in [low, high] on the step)")
+    prior = None
+    if raw.get("prior") is not None:
+        prior = _numeric(spec.name, raw, "prior", where=where, integer=integer)
+        if not _in_range(spec, prior):
+            raise AutoMLError(f"{where}.prior: {prior} is outside the range (allowed: [{spec.low}, {spec.high}]"
+                              f"{f' on step {spec.step}' if spec.step else ''})")
+    return ParamSpec(spec.name, spec.type, spec.low, spec.high, spec.step, spec.log, values, prior, grid_points)
+
+
+def _parse_categorical(name: str, raw: Mapping, *, where: str) -> ParamSpec:
+    if "values" in raw and "choices" in raw:
+        raise AutoMLError(f"{where}: both values and choices given (allowed: one of them)")
+    key = "choices" if "choices" in raw else "values"
+    items = raw.get(key)
+    if not isinstance(items, list) or not items:
+        raise AutoMLError(f"{where}.{key}: {items!r} is not a non-empty list (allowed: a list of {DOMAINS[name].allowed})")
+    choices = tuple(freeze(coerce_value(name, v, where=f"{where}.{key}[{i}]")) for i, v in enumerate(items))
+    if len(set(map(repr, choices))) != len(choices):
+        raise AutoMLError(f"{where}.{key}: {items!r} has duplicates (allowed: distinct choices)")
+    prior = None
+    if "prior" in raw:
+        prior = freeze(coerce_value(name, raw["prior"], where=f"{where}.prior"))
+        if prior not in choices:
+            raise AutoMLError(f"{where}.prior: {thaw(prior)!r} is not one of the choices "
+                              f"(allowed: {', '.join(repr(thaw(c)) for c in choices)})")
+    return ParamSpec(name, "categorical", choices=choices, prior=prior)
+
+
+def parse_params(raw: object, *, path: str, key: str = "searchable") -> tuple[ParamSpec, ...]:
+    """Validate a `searchable` mapping (either naming style) into ParamSpecs, in file order."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise AutoMLError(f"{path}: {key}: {type(raw).__name__} is not a mapping (allowed: name: {{type: ...}})")
+    named = canonical_mapping(raw, path=path, key=key)
+    return tuple(parse_param(name, spec, path=path, key=key) for name, spec in named.items())
+
+
+def parse_fixed(raw: object, *, path: str, key: str = "fixed") -> dict:
+    """Validate a `fixed` mapping into {canonical name: value}."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise AutoMLError(f"{path}: {key}: {type(raw).__name__} is not a mapping (allowed: name: value)")
+    named = canonical_mapping(raw, path=path, key=key)
+    return {name: coerce_value(name, value, where=f"{path}: {key}.{name}") for name, value in named.items()}
+
+
+def check_names(fixed: Mapping, params, *, path: str) -> None:
+    """A param is fixed or searchable, not both; exclusive pairs (mini_batches/batch_size) not together."""
+    searchable = {p.name for p in params}
+    for name in fixed:
+        if name in searchable:
+            raise AutoMLError(f"{path}: fixed.{name}: also searchable (allowed: a parameter in fixed OR searchable)")
+    present = searchable | set(fixed)
+    for a, b in EXCLUSIVE:
+        if a in present and b in present:
+            raise AutoMLError(f"{path}: {b}: given together with {a}, which derives it "
+                              f"(allowed: one of {a}, {b})")
+
+
+def parse_constraints(raw: object, names, *, path: str) -> tuple[str, ...]:
+    """Check constraint strings against the grammar and the names of this space (fixed + searchable)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise AutoMLError(f"{path}: constraints: {type(raw).__name__} is not a list (allowed: a list of strings)")
+    names = set(names)
+    resolve = {n: n for n in names} | {a: c for a, c in ALIASES.items() if c in names}
+    numeric = {n for n in names if DOMAINS[n].kind in ("float", "int", "bool")}
+    for i, expr in enumerate(raw):
+        _constraints.check(expr, where=f"{path}: constraints[{i}]", resolve=resolve, numeric=numeric)
+    return tuple(e.strip() for e in raw)
+
+
+def parse_space(mapping: object, path: str) -> SpaceSpec:
+    """Validate a loaded YAML document as a search space."""
+    path = str(path)
+    if not isinstance(mapping, Mapping):
+        raise AutoMLError(f"{path}: top level: {type(mapping).__name__} is not a mapping "
+                          f"(allowed: a mapping with keys {', '.join(SPACE_KEYS)})")
+    _check_keys(mapping, SPACE_KEYS, where=f"{path}: top level")
+    sid = mapping.get("search_space_id")
+    if sid is None:
+        raise AutoMLError(f"{path}: search_space_id: missing (allowed: a space needs an id; a file without one "
+                          f"is read as a preset, e.g. `--preset {path}`)")
+    if not isinstance(sid, str) or not sid.strip():
+        raise AutoMLError(f"{path}: search_space_id: {sid!r} is not a non-empty string (allowed: a name)")
+    if not isinstance(mapping.get("description", ""), str):
+        raise AutoMLError(f"{path}: description: not a string (allowed: text)")
+    fixed = parse_fixed(mapping.get("fixed"), path=path)
+    params = parse_params(mapping.get("searchable"), path=path)
+    check_names(fixed, params, path=path)
+    cons = parse_constraints(mapping.get("constraints"), [*fixed, *(p.name for p in params)], path=path)
+    return SpaceSpec(sid.strip(), path, fixed, params, cons)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key written twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # unhashable key: the base class reports it
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(path) -> Any:
+    """Read a UTF-8 YAML file; AutoMLError for a missing file, bad bytes, bad YAML or duplicate keys."""
+    p = Path(path)
+    if not p.is_file():
+        problem = "is a directory" if p.is_dir() else "does not exist"
+        raise AutoMLError(f"{p}: file: {problem} (allowed: a readable YAML file)")
+    data = p.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise AutoMLError(f"{p}: file: not UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start}) "
+                          f"(allowed: UTF-8 text)") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}" if mark else "file"
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise AutoMLError(f"{p}: {where}: invalid YAML: {problem} (allowed: YAML syntax)") from None
+
+
+def load_space(path) -> SpaceSpec:
+    """Load and validate a search-space YAML file."""
+    return parse_space(load_yaml(path), str(path))
