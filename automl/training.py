@@ -1,0 +1,257 @@
+"""Train one (config, seed) with SB3 PPO and return a plain SeedResult.
+
+``train_seed`` is a pure function of its arguments (PureJaxRL style): it reads no globals and
+no state files, so the executor can run it in any process, retry it, or ship it elsewhere.
+This module (with ``ppo_fast`` and ``evaluation``) is the only place that imports SB3.
+
+A seed's result is ``seed_value``: the mean true metric of its last ``LAST_EVALS`` evaluations.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+
+from automl.config import PPOSetup
+from automl.evaluation import EvalStats, TrialCallback, evaluate
+from automl.ppo_fast import BatchedPPO, NonFiniteError
+
+LAST_EVALS = 3
+EVAL_SEED_OFFSET = 10_000  # eval envs never share initial states with the training envs
+STATES = ("complete", "pruned", "stopped_at_deadline", "failed")
+# Words in torch/SB3 error messages that mean "the numbers blew up", not "the code is wrong".
+_NON_FINITE_WORDS = ("nan", "inf", "invalid values")
+
+
+def seed_value(values: Sequence[float], last: int = LAST_EVALS) -> float:
+    """The one definition of a seed's result: mean of its last ``last`` evaluations.
+
+    Not the final point alone (one noisy evaluation) and not the maximum (rewards lucky
+    spikes and would make pruning and ranking optimistic). NaN when there is no evaluation.
+    """
+    tail = [float(v) for v in values][-last:]
+    return float(np.mean(tail)) if tail else math.nan
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """What one (config, seed) run produced: plain numbers, safe for YAML and Optuna user_attrs."""
+
+    seed: int
+    state: str  # complete | pruned | stopped_at_deadline | failed
+    stop_reason: str  # step_budget | deadline | <channel's reason> | non_finite | error
+    episode_reward_mean: float  # true metric, seed_value of the evaluations (NaN if none/failed)
+    success_rate: float | None
+    shaped_return: float
+    reference_return: float
+    terms: dict = field(default_factory=dict)
+    steps: int = 0
+    wall_s: float = 0.0
+    train_s: float = 0.0
+    eval_s: float = 0.0
+    evals: list = field(default_factory=list)  # [[steps, true_metric], ...]
+    reason: str | None = None  # human-readable detail for failures
+
+    def to_dict(self) -> dict:
+        """A plain dict (lists, floats, ints, strings) for YAML / JSON / the executor."""
+        return asdict(self)
+
+
+def resolve_device(device: str) -> str:
+    """'auto' means CUDA when present, else CPU (CPU runs are bit-for-bit reproducible)."""
+    if device == "auto":
+        return "cuda" if th.cuda.is_available() else "cpu"
+    return device
+
+
+def _to_setup(params: Mapping | PPOSetup) -> PPOSetup:
+    """Search params (either naming) -> PPOSetup, only through automl.space.to_ppo_setup."""
+    if isinstance(params, PPOSetup):
+        return params
+    from automl.space import to_ppo_setup  # lazy: keeps Optuna out of import time
+
+    return to_ppo_setup(params)
+
+
+def _batched_tasks() -> tuple[str, ...]:
+    try:
+        import envs
+    except ImportError:
+        return ()
+    return tuple(getattr(envs, "TASKS", ()))
+
+
+def _gym_vec(env_id: str, num_envs: int, reward_weights: Mapping | None) -> VecEnv:
+    """DummyVecEnv of a gymnasium id; Monitor (or RewardTermsWrapper) supplies episode infos."""
+
+    def make() -> gym.Env:
+        env = gym.make(env_id)
+        if reward_weights:
+            from envs import RewardTermsWrapper
+
+            return RewardTermsWrapper(env, weights=dict(reward_weights))
+        return Monitor(env)
+
+    return DummyVecEnv([make] * num_envs)
+
+
+def make_env_pair(
+    env: str, *, num_envs: int, eval_episodes: int, seed: int, device: str, reward_weights: Mapping | None
+) -> tuple[VecEnv, VecEnv, str]:
+    """(train VecEnv, eval VecEnv, true metric name) for a batched task or a gymnasium id."""
+    if env in _batched_tasks():
+        import envs
+
+        weights = dict(reward_weights) if reward_weights else None
+        train_env = envs.make_vec(env, num_envs, device=device, seed=seed, reward_weights=weights)
+        eval_env = envs.make_vec(env, eval_episodes, device=device, seed=seed + EVAL_SEED_OFFSET, reward_weights=weights)
+        return train_env, eval_env, envs.reward_config(env)["true_metric"]
+    train_env = _gym_vec(env, num_envs, reward_weights)
+    eval_env = _gym_vec(env, eval_episodes, reward_weights)
+    return train_env, eval_env, "reference_return"
+
+
+def _build_model(setup: PPOSetup, train_env: VecEnv, *, seed: int, device: str, tb_dir: str | None) -> BatchedPPO:
+    kwargs = dict(setup.ppo_kwargs)
+    if setup.learning_rate_schedule == "linear":
+        kwargs["learning_rate"] = LinearSchedule(float(kwargs.get("learning_rate", 3e-4)), 0.0, 1.0)
+    return BatchedPPO(
+        kwargs.pop("policy", "MlpPolicy"), train_env, seed=seed, device=device, tensorboard_log=tb_dir, verbose=0, **kwargs
+    )
+
+
+def _hparams(params: Mapping | PPOSetup, reward_weights: Mapping | None) -> dict:
+    base = dict(params) if not isinstance(params, PPOSetup) else {**params.ppo_kwargs, "num_envs": params.num_envs}
+    base.pop("policy_kwargs", None)
+    return {**base, **{f"reward.{k}": v for k, v in (reward_weights or {}).items()}}
+
+
+def _is_non_finite(exc: Exception) -> bool:
+    return isinstance(exc, NonFiniteError) or any(w in str(exc).lower() for w in _NON_FINITE_WORDS)
+
+
+def _learn(model: BatchedPPO, callback: TrialCallback, total_steps: int) -> tuple[str, str, str | None]:
+    """Run SB3's learn loop; return (state, stop_reason, failure detail)."""
+    try:
+        model.learn(total_steps, callback=callback, tb_log_name=f"seed_{model.seed}")
+    except (NonFiniteError, ValueError, RuntimeError, FloatingPointError) as exc:
+        if not _is_non_finite(exc):
+            raise
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return "failed", "non_finite", f"training diverged (nan/inf): {first_line[:300]}"
+    if callback.state is not None:
+        return callback.state, callback.stop_reason or callback.state, None
+    if not callback.evals or callback.evals[-1].steps < model.num_timesteps:
+        callback.run_evaluation()  # the final policy is always evaluated, unless the deadline hits
+        model.logger.dump(model.num_timesteps)
+    if callback.state is not None:
+        return callback.state, callback.stop_reason or callback.state, None
+    return "complete", "step_budget", None
+
+
+def _result(seed: int, state: str, stop_reason: str, evals: list[EvalStats], **timing: Any) -> SeedResult:
+    """Aggregate evaluations into a SeedResult (failed runs score NaN = worst for the driver)."""
+    usable = [] if state == "failed" else evals
+    tail = usable[-LAST_EVALS:]
+    successes = [e.success_rate for e in tail if e.success_rate is not None]
+    term_names = sorted({name for e in tail for name in e.terms})
+    return SeedResult(
+        seed=int(seed),
+        state=state,
+        stop_reason=stop_reason,
+        episode_reward_mean=seed_value([e.true_metric for e in usable]),
+        success_rate=float(np.mean(successes)) if successes else None,
+        shaped_return=seed_value([e.shaped_return for e in usable]),
+        reference_return=seed_value([e.reference_return for e in usable]),
+        terms={n: seed_value([e.terms[n] for e in tail if n in e.terms]) for n in term_names},
+        evals=[[int(e.steps), float(e.true_metric)] for e in evals],
+        **timing,
+    )
+
+
+def _save(model: BatchedPPO, save_path: str) -> None:
+    """Model .zip, plus VecNormalize statistics beside it (needed to replay the policy)."""
+    os.makedirs(os.path.dirname(os.path.abspath(save_path)), exist_ok=True)
+    model.save(save_path)
+    env = model.get_env()
+    if isinstance(env, VecNormalize):
+        env.save(save_path.removesuffix(".zip") + "_vecnormalize.pkl")
+
+
+def train_seed(
+    params: Mapping,
+    *,
+    env: str,
+    seed: int,
+    total_steps: int | None = None,
+    reward_weights: Mapping | None = None,
+    eval_every: int | None = None,
+    eval_episodes: int = 32,
+    deadline: float | None = None,
+    device: str = "auto",
+    tb_dir: str | None = None,
+    save_path: str | None = None,
+    channel: Any = None,
+) -> SeedResult:
+    """Train PPO for one config and seed on ``env`` (batched task or gymnasium id); never raises
+    for a diverging config (state 'failed'). Evaluates every ``eval_every`` steps on eval envs
+    seeded ``seed + EVAL_SEED_OFFSET``; stops at ``total_steps``, at ``deadline`` (time.time()),
+    or when ``channel.stop_requested()``.
+    """
+    start = time.time()
+    setup = _to_setup(params)
+    total = int(total_steps if total_steps is not None else (setup.n_timesteps or 0))
+    if total <= 0:
+        raise ValueError("train_seed: total_steps: not given and the config has no n_timesteps (allowed: > 0)")
+    if deadline is not None and time.time() >= deadline:
+        return _result(seed, "stopped_at_deadline", "deadline", [], wall_s=time.time() - start)
+    device = resolve_device(device)
+    train_env, eval_env, true_metric = make_env_pair(
+        env, num_envs=setup.num_envs, eval_episodes=eval_episodes, seed=seed, device=device, reward_weights=reward_weights
+    )
+    if setup.normalize:
+        train_env = VecNormalize(train_env, gamma=float(setup.ppo_kwargs.get("gamma", 0.99)))
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+        eval_env.obs_rms = train_env.obs_rms  # shared, never updated by eval (training=False)
+    model = _build_model(setup, train_env, seed=seed, device=device, tb_dir=tb_dir)
+    rollout = model.n_steps * train_env.num_envs
+
+    def evaluator(steps: int, until: float | None) -> EvalStats | None:
+        return evaluate(model, eval_env, seed=seed + EVAL_SEED_OFFSET, steps=steps, true_metric=true_metric, deadline=until)
+
+    callback = TrialCallback(
+        evaluator,
+        eval_every=max(int(eval_every or total // 10), rollout),
+        deadline=deadline,
+        channel=channel,
+        hparams=_hparams(params, reward_weights) if tb_dir else None,
+    )
+    learn_start = time.time()
+    try:
+        state, stop_reason, detail = _learn(model, callback, total)
+        if save_path and state != "failed":
+            _save(model, save_path)
+    finally:
+        if getattr(model, "_logger", None) is not None:
+            model.logger.close()  # flushes TensorBoard
+        train_env.close()
+        eval_env.close()
+    learn_s = time.time() - learn_start
+    return _result(
+        seed, state, stop_reason, callback.evals, steps=int(model.num_timesteps), wall_s=time.time() - start,
+        train_s=learn_s - callback.eval_s, eval_s=callback.eval_s, reason=detail,
+    )
+
+
+def run_job(channel: Any = None, **kwargs: Any) -> dict:
+    """Executor job: ``train_seed(**kwargs, channel=channel).to_dict()`` (picklable, top level)."""
+    return train_seed(channel=channel, **kwargs).to_dict()
