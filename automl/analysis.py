@@ -1,0 +1,466 @@
+"""Read-only analysis of a run directory: importances, top configs, variance split, exports.
+
+Reads `<run_dir>/study.db` (opened read-only) and `<run_dir>/automl_state.yaml`; writes only
+under `<run_dir>/analysis/`. Never calls anything that writes to the study or the state file.
+
+Missing parameters (e.g. reward weights the HP phase held fixed, so the driver did not put
+them in the trial's params): each config is completed from its own record in the state file
+(the value it actually ran with), then, for `reward.<term>`, from the task's default weight
+(envs.reward_config). A parameter still missing on some complete config is left out of the
+importance ranking (importance over the intersection), and a note says so.
+"""
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+import yaml
+from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
+                                  IntDistribution)
+from optuna.trial import TrialState
+
+from automl.errors import AutoMLError
+
+STUDY_NAME = "automl"
+BASE_METRICS = ("episode_reward_mean", "success_rate", "shaped_return", "iqm")
+SORTS = ("descending", "ascending")
+EVALUATORS = ("fanova", "ped-anova")
+IMPORTANCE_CHOICES = EVALUATORS + ("both",)
+_SEED_NON_METRICS = {"seed", "state", "reason"}
+_OPTUNA_STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
+                  TrialState.FAIL: "failed", TrialState.RUNNING: "running",
+                  TrialState.WAITING: "waiting"}
+_ENCODED_LIST = re.compile(r"^\d+(-\d+)+$")
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def encode_value(value):
+    """Study view of a value: lists as "256-128-64", as space.py encodes categorical choices."""
+    if isinstance(value, (list, tuple)):
+        return "-".join(str(v) for v in value)
+    return value
+
+
+def decode_value(value):
+    """User view of a study value: "256-128-64" back to [256, 128, 64]."""
+    if isinstance(value, str) and _ENCODED_LIST.match(value):
+        return [int(v) for v in value.split("-")]
+    return value
+
+
+@dataclass
+class ConfigRecord:
+    """One trial of the run: its full search vector, per-seed results and aggregate score."""
+
+    number: int
+    config_id: str
+    kind: str
+    cycle: int | None
+    state: str  # complete | pruned | failed | rejected | running | stopped_at_deadline | ...
+    params: dict
+    seeds: list[dict]
+    score: dict | None
+    filled: list[str] = field(default_factory=list)
+
+    def seed_values(self, metric: str) -> list[float]:
+        """Finite per-seed values of metric (iqm reads the true metric per seed)."""
+        key = "episode_reward_mean" if metric == "iqm" else metric
+        return [float(s[key]) for s in self.seeds
+                if s.get("state", "complete") == "complete" and _finite(s.get(key))]
+
+    def metric(self, metric: str) -> float | None:
+        """The config's aggregate for metric; None when it has no finite value."""
+        score = self.score or {}
+        if metric == "iqm":
+            value = score.get("iqm")
+        elif metric == "episode_reward_mean" and _finite(score.get("mean")):
+            value = score["mean"]  # the driver's objective: failed seeds already count as worst
+        else:
+            values = self.seed_values(metric)
+            value = sum(values) / len(values) if values else None
+        return float(value) if _finite(value) else None
+
+
+@dataclass
+class RunData:
+    """Everything analysis needs from a run directory."""
+
+    run_dir: Path
+    source: str  # "study" or "state"
+    configs: list[ConfigRecord]
+    distributions: dict[str, BaseDistribution]
+    status: str | None = None
+    env: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def known_metrics(self) -> list[str]:
+        """Base metrics plus any numeric per-seed field recorded by the driver."""
+        extra = {k for c in self.configs for s in c.seeds for k, v in s.items()
+                 if k not in _SEED_NON_METRICS and _finite(v)}
+        return list(BASE_METRICS) + sorted(extra - set(BASE_METRICS))
+
+    def ranked(self, metric: str, sort: str = "descending") -> list[ConfigRecord]:
+        """Complete configs with a finite metric, best first (failed/NaN never ranked)."""
+        done = [c for c in self.configs if c.state == "complete" and c.metric(metric) is not None]
+        return sorted(done, key=lambda c: c.metric(metric), reverse=(sort == "descending"))
+
+    def param_names(self) -> list[str]:
+        """Search coordinates: PPO hyperparameters first, then reward weights."""
+        return sorted(self.distributions, key=lambda p: (p.startswith("reward."), p))
+
+
+# ---------------------------------------------------------------- loading
+def _read_state(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise AutoMLError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(data, dict):
+        raise AutoMLError(f"{path}: not a mapping (expected the automl state layout)")
+    return data
+
+
+def _widen(dist: BaseDistribution | None, value) -> BaseDistribution:
+    """A distribution that also contains value (studies may narrow ranges between presets)."""
+    if isinstance(dist, CategoricalDistribution) or isinstance(value, (str, bool)) or value is None:
+        choices = tuple(dist.choices) if isinstance(dist, CategoricalDistribution) else ()
+        return dist if value in choices else CategoricalDistribution(choices + (value,))
+    if dist is None:
+        cls = IntDistribution if isinstance(value, int) else FloatDistribution
+        return cls(value, value)
+    low, high = min(dist.low, value), max(dist.high, value)
+    if isinstance(dist, IntDistribution) and isinstance(value, int):
+        return IntDistribution(low, high, log=dist.log and low > 0)
+    return FloatDistribution(float(low), float(high), log=dist.log and low > 0)
+
+
+def _study_trials(db_path: Path) -> list:
+    """Trials of the 'automl' study, read through a read-only SQLite connection."""
+    url = f"sqlite:///file:{db_path.resolve()}?mode=ro&uri=true"
+    storage = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            storage = optuna.storages.RDBStorage(url, skip_table_creation=True,
+                                                 skip_compatibility_check=True)
+            study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+            return study.get_trials(deepcopy=False)
+    except Exception as exc:  # sqlalchemy/optuna raise many types; the user needs one line
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AutoMLError(f"{db_path}: cannot read Optuna study '{STUDY_NAME}' ({detail})") from exc
+    finally:
+        if storage is not None:
+            storage.engine.dispose()
+
+
+def _configs_from_study(db_path: Path) -> tuple[list[ConfigRecord], dict]:
+    configs, dists = [], {}
+    for t in _study_trials(db_path):
+        attrs = t.user_attrs
+        state = _OPTUNA_STATES.get(t.state, t.state.name.lower())
+        if attrs.get("rejected"):
+            state = "rejected"
+        elif t.state != TrialState.COMPLETE and isinstance(attrs.get("state"), str):
+            state = attrs["state"]  # e.g. stopped_at_deadline, finer than Optuna's FAIL
+        for name, dist in t.distributions.items():
+            dists[name] = dist if name not in dists else _merge(dists[name], dist)
+        configs.append(ConfigRecord(
+            number=t.number, config_id=str(attrs.get("config_id", f"trial_{t.number:03d}")),
+            kind=str(attrs.get("kind", "hp")), cycle=attrs.get("cycle"), state=state,
+            params=dict(t.params), seeds=list(attrs.get("seeds") or []), score=attrs.get("score")))
+    return configs, dists
+
+
+def _merge(a: BaseDistribution, b: BaseDistribution) -> BaseDistribution:
+    if isinstance(b, CategoricalDistribution):
+        for choice in b.choices:
+            a = _widen(a, choice)
+        return a
+    return _widen(_widen(a, b.low), b.high)
+
+
+def _state_vector(record: dict) -> dict:
+    """A state-file trial's params and reward weights as study names and encodings."""
+    vector = {k: encode_value(v) for k, v in (record.get("params") or {}).items()}
+    vector.update({f"reward.{k}": v for k, v in (record.get("reward_weights") or {}).items()})
+    return vector
+
+
+def _configs_from_state(state: dict) -> tuple[list[ConfigRecord], dict]:
+    configs, dists = [], {}
+    for i, rec in enumerate(state.get("trials") or []):
+        params = _state_vector(rec)
+        for name, value in params.items():
+            dists[name] = _widen(dists.get(name), value)
+        configs.append(ConfigRecord(
+            number=i, config_id=str(rec.get("config_id", f"trial_{i:03d}")),
+            kind=str(rec.get("kind", "hp")), cycle=rec.get("cycle"),
+            state=str(rec.get("state", "complete")), params=params,
+            seeds=list(rec.get("seeds") or []), score=rec.get("score")))
+    return configs, dists
+
+
+def _reward_defaults(env: str | None) -> dict:
+    """The task's default reward weights as reward.<term>; empty if unavailable."""
+    if not env:
+        return {}
+    try:
+        import envs  # imported lazily: only needed when the state file lacks a weight
+        terms = envs.reward_config(env)["terms"]
+        return {f"reward.{k}": v["default"] for k, v in terms.items()}
+    except Exception:  # envs missing or task unknown: fall back to the intersection
+        return {}
+
+
+def _fill_missing(run: RunData, state: dict | None) -> None:
+    """Complete each config's vector from its state-file record, then from reward defaults."""
+    records = {}
+    for rec in (state or {}).get("trials") or []:
+        records.setdefault((rec.get("config_id"), rec.get("kind", "hp")), _state_vector(rec))
+    # A coordinate the study never saw (e.g. weights fixed in every HP trial so far) still
+    # belongs to the search vector if the state file shows it varying across configs.
+    seen: dict[str, set] = {}
+    for vector in records.values():
+        for name, value in vector.items():
+            seen.setdefault(name, set()).add(repr(value))
+    for name, values in seen.items():
+        if name not in run.distributions and len(values) > 1:
+            run.distributions[name] = None
+    defaults = None
+    counts: dict[tuple[str, str], int] = {}
+    for c in run.configs:
+        for name in set(run.distributions) - set(c.params):
+            value = records.get((c.config_id, c.kind), {}).get(name)
+            source = "the state file"
+            if value is None and name.startswith("reward."):
+                defaults = _reward_defaults(run.env) if defaults is None else defaults
+                value, source = defaults.get(name), "the task's default weight"
+            if value is not None:
+                c.params[name] = value
+                c.filled.append(name)
+                run.distributions[name] = _widen(run.distributions[name], value)
+                counts[(name, source)] = counts.get((name, source), 0) + 1
+    for name in [n for n, d in run.distributions.items() if d is None]:
+        del run.distributions[name]  # announced by the state file but no value anywhere
+    for (name, source), n in sorted(counts.items()):
+        run.notes.append(f"{name}: absent from {n} trial(s) in the study, filled from {source}")
+
+
+def load_run(run_dir) -> RunData:
+    """Load a run directory: the study if present (source of truth), else the state file."""
+    run_dir = Path(run_dir)
+    state_path, db_path = run_dir / "automl_state.yaml", run_dir / "study.db"
+    if not state_path.exists() and not db_path.exists():
+        raise AutoMLError(f"{run_dir}: no automl_state.yaml or study.db found")
+    state = _read_state(state_path)
+    if db_path.exists():
+        source, (configs, dists) = "study", _configs_from_study(db_path)
+    else:
+        source, (configs, dists) = "state", _configs_from_state(state)
+    run = RunData(run_dir, source, configs, dists, status=(state or {}).get("status"),
+                  env=(state or {}).get("env"))
+    _fill_missing(run, state)
+    return run
+
+
+# ---------------------------------------------------------------- importance
+def metric_study(run: RunData, metric: str, sort: str = "descending") -> tuple[optuna.Study, list[str]]:
+    """In-memory study of complete tuning configs valued by metric, over the shared params.
+
+    Held-out re-evaluations are left out (they repeat a config on other seeds). Returns the
+    study and the parameters every config has (the importance intersection).
+    """
+    configs = [c for c in run.ranked(metric, sort) if c.kind != "heldout"]
+    configs.sort(key=lambda c: c.number)  # trial order, for the optimization history
+    params = [p for p in run.param_names() if configs and all(p in c.params for c in configs)]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize" if sort == "descending" else "minimize")
+    for c in configs:
+        study.add_trial(optuna.trial.create_trial(
+            value=c.metric(metric), params={p: c.params[p] for p in params},
+            distributions={p: run.distributions[p] for p in params},
+            user_attrs={"config_id": c.config_id}))
+    return study, params
+
+
+def importances(run_data: RunData, evaluator: str = "fanova", *, metric: str = "episode_reward_mean",
+                sort: str = "descending") -> list[tuple[str, float]]:
+    """Normalised importances (highest first) of every shared param, via Optuna's evaluators."""
+    if evaluator not in EVALUATORS:
+        raise AutoMLError(f"--importance: unknown evaluator '{evaluator}' (allowed: {', '.join(EVALUATORS)})")
+    study, params = metric_study(run_data, metric, sort)
+    n = len(study.trials)
+    if n < 2 or not params:
+        return []
+    # PED-ANOVA contrasts the top quantile with all configs; Optuna's default 10% leaves a
+    # handful of configs in small AutoML studies, so keep at least 10 (at most half).
+    quantile = min(0.5, max(0.1, 10 / n))
+    factories = {"fanova": lambda: optuna.importance.FanovaImportanceEvaluator(seed=0),
+                 "ped-anova": lambda: optuna.importance.PedAnovaImportanceEvaluator(
+                     target_quantile=quantile)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # experimental / "too few trials" warnings: we add notes
+        result = optuna.importance.get_param_importances(
+            study, evaluator=factories[evaluator](), params=params)
+    return sorted(((p, float(v)) for p, v in result.items()), key=lambda pv: -pv[1])
+
+
+# ---------------------------------------------------------------- report
+@dataclass
+class AnalysisReport:
+    """What `automl analyze` found and wrote."""
+
+    run_dir: Path
+    metric: str
+    sort: str
+    importance: str
+    ranking: list[dict]
+    top_configs: list[dict]
+    variance: dict | None
+    notes: list[str]
+    n_complete: int
+    n_trials: int
+    files: list[Path] = field(default_factory=list)
+
+    def to_yaml_dict(self) -> dict:
+        """The hyperparameter_importance.yaml document (DESIGN.md layout plus context keys)."""
+        return {"metric": self.metric, "sort": self.sort, "importance_evaluator": self.importance,
+                "importance_ranking": self.ranking, f"top_{len(self.top_configs)}_configs": self.top_configs,
+                "variance": self.variance, "n_complete_configs": self.n_complete,
+                "n_trials": self.n_trials, "notes": self.notes}
+
+    def table(self):
+        """A rich renderable: importance table, top configs, variance split and notes."""
+        from automl.plots import report_renderable  # rich layout lives with the other views
+        return report_renderable(self)
+
+
+def _plain(value):
+    """YAML-safe plain Python value (numpy scalars, tuples, encoded lists)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    return decode_value(value)
+
+
+def _ci95(config: ConfigRecord, metric: str):
+    """CI of the chosen metric: the driver's for the true metric, else bootstrapped here."""
+    if metric in ("episode_reward_mean", "iqm") and config.score and config.score.get("ci95"):
+        return _plain(config.score["ci95"])
+    values = config.seed_values(metric)
+    try:
+        from automl.scoring import bootstrap_ci  # owned by scoring; optional at analysis time
+    except ImportError:
+        return None
+    return [float(v) for v in bootstrap_ci(values)] if len(values) > 1 else None
+
+
+def _top_entry(c: ConfigRecord, metric: str, names: list[str]) -> dict:
+    entry = {"config_id": c.config_id, "kind": c.kind}
+    entry.update({p: _plain(c.params[p]) for p in names if p in c.params})
+    n_seeds = (c.score or {}).get("n_seeds", len(c.seed_values(metric)))
+    entry.update({metric: c.metric(metric), "n_seeds": int(n_seeds), "ci95": _ci95(c, metric)})
+    return entry
+
+
+def _ranking(run: RunData, metric: str, sort: str, importance: str, notes: list[str]) -> list[dict]:
+    """importance_ranking entries; with 'both', PED-ANOVA sits beside fANOVA."""
+    primary = "ped-anova" if importance == "ped-anova" else "fanova"
+    ranks = importances(run, primary, metric=metric, sort=sort)
+    study, params = metric_study(run, metric, sort)
+    n, k = len(study.trials), len(params)
+    if n < 2:
+        notes.append(f"importance needs at least 2 complete configs (have {n})")
+    elif n < max(10, 2 * k):
+        notes.append(f"only {n} complete configs for {k} parameters: "
+                     "treat the importance ranking as a rough hint")
+    dropped = [p for p in run.param_names() if p not in params]
+    if dropped and n:
+        notes.append(f"not ranked (missing on some complete configs): {', '.join(dropped)}")
+    second = dict(importances(run, "ped-anova", metric=metric, sort=sort)) if importance == "both" else {}
+    best = run.ranked(metric, sort)[0]
+    rows = []
+    for param, value in ranks:
+        row = {"parameter": param, "importance": round(value, 4)}
+        if importance == "both":
+            row["importance_ped_anova"] = round(second.get(param, 0.0), 4)
+        row["best_value"] = _plain(best.params.get(param))
+        rows.append(row)
+    return rows
+
+
+def _variance(run: RunData, metric: str, sort: str, notes: list[str]) -> dict | None:
+    from automl.variance import variance_split
+    groups = {c.number: c.seed_values(metric) for c in run.ranked(metric, sort) if c.kind != "heldout"}
+    split = variance_split(groups)
+    if split is None:
+        notes.append("variance split needs 2+ complete configs with 2+ seeds and some spread")
+        return None
+    split = {k: round(v, 4) for k, v in split.items()}
+    if split["seed_share"] > 0.5:
+        notes.append(f"{split['seed_share']:.0%} of the per-seed variance is seed noise: "
+                     "the config ranking is not reliable; add seeds")
+    return split
+
+
+def _check_args(run: RunData, metric: str, sort: str, top: int, importance: str) -> None:
+    if sort not in SORTS:
+        raise AutoMLError(f"--sort: unknown order '{sort}' (allowed: {', '.join(SORTS)})")
+    if importance not in IMPORTANCE_CHOICES:
+        raise AutoMLError(f"--importance: unknown evaluator '{importance}' "
+                          f"(allowed: {', '.join(IMPORTANCE_CHOICES)})")
+    if not isinstance(top, int) or top < 1:
+        raise AutoMLError(f"--top: must be a positive integer (got {top!r})")
+    known = run.known_metrics()
+    if metric not in known:
+        raise AutoMLError(f"--metric: unknown metric '{metric}' (known: {', '.join(known)})")
+
+
+def _nothing_ranked(run: RunData, metric: str) -> AutoMLError:
+    counts: dict[str, int] = {}
+    for c in run.configs:
+        counts[c.state] = counts.get(c.state, 0) + 1
+    if not counts:
+        return AutoMLError(f"{run.run_dir}: no trial recorded yet")
+    states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return AutoMLError(f"{run.run_dir}: no complete config with a finite {metric} yet ({states})")
+
+
+def run(run_dir, metric: str = "episode_reward_mean", sort: str = "descending", top: int = 5,
+        importance: str = "fanova", *, plots: bool = True, tensorboard: bool = True) -> AnalysisReport:
+    """Analyse a run directory and write analysis/ (YAML, CSV, PNGs, TensorBoard HParams)."""
+    from automl import plots as views  # matplotlib is imported only when analysing
+    data = load_run(run_dir)
+    _check_args(data, metric, sort, top, importance)
+    ranked = data.ranked(metric, sort)
+    if not ranked:
+        raise _nothing_ranked(data, metric)
+    notes = list(data.notes)
+    if data.status == "running":
+        notes.append("the run is still going: this analysis covers the configs finished so far")
+    ranking = _ranking(data, metric, sort, importance, notes)
+    report = AnalysisReport(
+        run_dir=Path(run_dir), metric=metric, sort=sort, importance=importance, ranking=ranking,
+        top_configs=[_top_entry(c, metric, data.param_names()) for c in ranked[:top]],
+        variance=_variance(data, metric, sort, notes), notes=notes,
+        n_complete=len(ranked), n_trials=len(data.configs))
+    out = Path(run_dir) / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    report.files.append(views.write_yaml(report.to_yaml_dict(), out / "hyperparameter_importance.yaml"))
+    report.files.append(views.write_trials_csv(data, out / "trials.csv"))
+    if plots:
+        report.files += views.write_plots(data, report, out)
+    if tensorboard:
+        tb = views.write_tb_hparams(data, metric, out / "tb_hparams")
+        report.files += [tb] if tb else []
+    return report
