@@ -75,13 +75,12 @@ def write_trials_csv(run: RunData, path: Path) -> Path:
 
 
 # ---------------------------------------------------------------- PNG plots
-def _save(ax_or_fig, path: Path, title: str) -> Path:
-    fig = ax_or_fig if isinstance(ax_or_fig, plt.Figure) else ax_or_fig.figure
-    if not isinstance(ax_or_fig, plt.Figure):
-        ax_or_fig.set_title(title)
-    else:
-        fig.suptitle(title)
-    fig.set_size_inches(max(fig.get_size_inches()[0], 8), max(fig.get_size_inches()[1], 5))
+def _save(ax, path: Path, title: str, min_size=(8, 5)) -> Path:
+    """Title, enlarge to a readable size, write at 100 dpi and free the figure."""
+    fig = ax.figure
+    ax.set_title(title)
+    fig.set_size_inches(max(fig.get_size_inches()[0], min_size[0]),
+                        max(fig.get_size_inches()[1], min_size[1]))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -158,7 +157,8 @@ def _optuna_plots(run: RunData, report: AnalysisReport, out: Path) -> list[Path]
             ax = ovm.plot_parallel_coordinate(study, params=ranked[:_MAX_PARALLEL_PARAMS],
                                               target_name=report.metric)
             files.append(_save(ax, out / "parallel_coordinate.png",
-                               f"Parallel coordinates (most important {min(len(ranked), _MAX_PARALLEL_PARAMS)} params)"))
+                               f"Parallel coordinates: one line per config, colour = {report.metric}",
+                               min_size=(12, 6)))
     return files
 
 

@@ -118,6 +118,8 @@ def _add_study_trial(study: optuna.Study, trial: SynthTrial, omit: tuple[str, ..
     score = trial.score()
     state = _STATE_TO_OPTUNA[trial.state]
     value = score["mean"] if state == TrialState.COMPLETE and score else None
+    if value is not None and not math.isfinite(value):
+        state, value = TrialState.FAIL, None  # what Optuna's tell() does with a NaN objective
     attrs = {"config_id": trial.config_id, "kind": trial.kind, "cycle": trial.cycle,
              "seeds": trial.seeds, "score": score}
     if trial.state == "rejected":
