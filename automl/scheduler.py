@@ -1,0 +1,192 @@
+"""Runs the seed jobs of several configs on the executor: admission, pruning over seeds, results.
+
+A config's value at evaluation k is the mean over its live seeds once all of them reported k;
+only then is the pruner asked (so one fast seed cannot get a config pruned on its own).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import optuna
+
+from automl.budget import Budget, Throughput
+from automl.executor import Done, Job, Report
+
+SEED_FIELDS = ("seed", "state", "episode_reward_mean", "success_rate", "shaped_return",
+               "reference_return", "steps", "wall_s", "stop_reason", "reason")
+
+
+@dataclass
+class ConfigRun:
+    """One config (HPs + reward weights) trained on several seeds, tracked until scored."""
+
+    trial: optuna.Trial
+    config_id: str
+    kind: str
+    cycle: int
+    params: dict[str, Any]            # searchable values (canonical names, decoded)
+    weights: dict[str, float]
+    seeds: list[int]
+    train_params: dict[str, Any]      # fixed + searchable: what train_seed receives
+    steps: int
+    sampler: tuple[Any, int] | None = None   # (sampler study, sampler trial id)
+    results: dict[int, dict] = field(default_factory=dict)
+    pending: list[int] = field(default_factory=list)
+    running: dict[str, int] = field(default_factory=dict)
+    reports: dict[int, dict[int, float]] = field(default_factory=dict)
+    pruned: bool = False
+    reported: set[int] = field(default_factory=set)
+
+    def __post_init__(self):
+        self.pending = [s for s in self.seeds if s not in self.results]
+
+    @property
+    def finished(self) -> bool:
+        """All seeds done (or dropped after pruning)."""
+        return not self.pending and not self.running
+
+
+def seed_record(result: dict) -> dict:
+    """The compact per-seed entry kept in the state file and the study."""
+    return {k: result[k] for k in SEED_FIELDS if k in result and result[k] is not None}
+
+
+class Scheduler:
+    """Feeds seed jobs to an executor within the budget and routes its events back to configs."""
+
+    def __init__(self, executor, budget: Budget, throughput: Throughput, *, n_jobs: int,
+                 job_fn: Callable, job_kwargs: Callable[[ConfigRun, int], dict],
+                 on_seed: Callable[[ConfigRun, int, dict], None],
+                 on_config: Callable[[ConfigRun], None], timeout_s: Callable[[int], float]):
+        self.executor, self.budget, self.throughput = executor, budget, throughput
+        self.n_jobs = n_jobs
+        self.job_fn, self.job_kwargs = job_fn, job_kwargs
+        self.on_seed, self.on_config, self.timeout_s = on_seed, on_config, timeout_s
+        self.active: list[ConfigRun] = []
+        self.jobs: dict[str, tuple[ConfigRun, int]] = {}
+        self.busy_s = 0.0  # worker-seconds spent inside jobs (for the overhead figure)
+
+    def running_jobs(self) -> int:
+        """Seed jobs currently on workers."""
+        return len(self.jobs)
+
+    def free_slots(self) -> int:
+        """Workers with nothing to do once every queued seed has been submitted."""
+        queued = sum(len(c.pending) for c in self.active if not c.pruned)
+        return self.n_jobs - self.running_jobs() - queued
+
+    def add(self, cfg: ConfigRun) -> None:
+        """Start tracking a config; its seeds are submitted as workers free up."""
+        self.active.append(cfg)
+        if cfg.finished:
+            self._finish(cfg)
+
+    def fits(self, steps: int, seeds: int, *, heldout: bool = False) -> bool:
+        """Whether a config of `seeds` seed jobs can still finish before its phase's deadline."""
+        waves = math.ceil(seeds / max(1, self.n_jobs))
+        return self.budget.can_start(self.throughput.seconds_for(steps) * waves, heldout=heldout)
+
+    def step(self, timeout: float = 0.5) -> None:
+        """Submit what fits, then handle the executor's events for up to `timeout` seconds."""
+        self._submit()
+        for event in self.executor.poll(timeout):
+            if isinstance(event, Report):
+                self._on_report(event)
+            elif isinstance(event, Done):
+                self._on_done(event.result)
+        self._submit()
+
+    def _submit(self) -> None:
+        for cfg in list(self.active):
+            while cfg.pending and self.running_jobs() < self.n_jobs:
+                seed = cfg.pending.pop(0)
+                job_id = f"{cfg.config_id}:{cfg.kind}:{seed}"
+                job = Job(job_id=job_id, fn=self.job_fn, kwargs=self.job_kwargs(cfg, seed),
+                          timeout_s=self.timeout_s(cfg.steps), tag=(cfg.config_id, seed))
+                self.executor.submit(job)
+                self.jobs[job_id] = (cfg, seed)
+                cfg.running[job_id] = seed
+
+    def _on_report(self, event: Report) -> None:
+        if event.job_id not in self.jobs:
+            return
+        cfg, seed = self.jobs[event.job_id]
+        payload = event.payload or {}
+        k, value = payload.get("eval_index"), payload.get("value")
+        if cfg.kind == "heldout" or k is None or value is None or cfg.pruned:
+            return
+        cfg.reports.setdefault(int(k), {})[seed] = float(value)
+        self._maybe_prune(cfg)
+
+    def _maybe_prune(self, cfg: ConfigRun) -> None:
+        live = [s for s in cfg.seeds if cfg.results.get(s, {}).get("state") != "failed"]
+        for k in sorted(cfg.reports):
+            if k in cfg.reported or not set(live) <= set(cfg.reports[k]):
+                continue
+            values = [cfg.reports[k][s] for s in live if math.isfinite(cfg.reports[k][s])]
+            if not values:
+                continue
+            cfg.trial.report(sum(values) / len(values), k)
+            cfg.reported.add(k)
+            if cfg.trial.should_prune():
+                self.prune(cfg, f"pruned at evaluation {k}")
+                return
+
+    def prune(self, cfg: ConfigRun, reason: str) -> None:
+        """Stop a config: running seeds are asked to stop, queued ones are dropped."""
+        cfg.pruned = True
+        cfg.pending.clear()
+        for job_id in cfg.running:
+            self.executor.request_stop(job_id, reason)
+        if cfg.finished:
+            self._finish(cfg)
+
+    def stop_all(self, reason: str) -> None:
+        """Ask every running job to stop (deadline or interrupt); queued seeds are dropped."""
+        for cfg in self.active:
+            cfg.pending.clear()
+            for job_id in cfg.running:
+                self.executor.request_stop(job_id, reason)
+
+    def _on_done(self, result) -> None:
+        entry = self.jobs.pop(result.job_id, None)
+        if entry is None:
+            return
+        cfg, seed = entry
+        cfg.running.pop(result.job_id, None)
+        self.busy_s += float(result.wall_s or 0.0)
+        record = self._result_record(result, seed)
+        if record["state"] == "complete":
+            self.throughput.observe(int(record.get("steps", 0)), float(result.wall_s or 0.0))
+        cfg.results[seed] = record
+        self.on_seed(cfg, seed, record)
+        if not cfg.pruned and cfg.kind != "heldout":
+            self._maybe_prune(cfg)
+        if cfg.finished:
+            self._finish(cfg)
+
+    @staticmethod
+    def _result_record(result, seed: int) -> dict:
+        if result.ok and isinstance(result.value, dict):
+            return seed_record(result.value)
+        state = {"timeout": "failed", "cancelled": "stopped_at_deadline"}.get(result.state, "failed")
+        return {"seed": seed, "state": state, "reason": result.reason,
+                "wall_s": round(float(result.wall_s or 0.0), 2)}
+
+    def _finish(self, cfg: ConfigRun) -> None:
+        if cfg in self.active:
+            self.active.remove(cfg)
+            self.on_config(cfg)
+
+    def drain(self, *, hard_deadline: float, grace_s: float = 10.0) -> None:
+        """Wait for running jobs; past the hard deadline plus grace, kill what is left."""
+        while self.jobs:
+            self.step(0.25)
+            if time.time() > hard_deadline + grace_s:
+                for job_id in list(self.jobs):
+                    self.executor.cancel(job_id)
+                self.step(0.5)
+                break

@@ -1,0 +1,113 @@
+"""The run's Optuna studies: one record study plus one sampler study per phase, in one storage.
+
+The record study ("automl") holds every config with its full vector (HPs and `reward.<term>`
+weights), its per-seed results and the pruner's intermediate values: it is what analysis reads
+and the source of truth for resume. Each phase asks its own sampler study ("automl-hp" with the
+chosen HP method, "automl-reward" with CMA-ES over the weights) so that each sampler sees a
+consistent history of its own dimensions; the record trial is then enqueued with the full vector.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import optuna
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+
+from automl.errors import AutoMLError
+
+RECORD = "automl"
+HP_SAMPLER = "automl-hp"
+REWARD_SAMPLER = "automl-reward"
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+
+
+def storage_url(run_dir: str | Path, storage: str | None) -> str:
+    """The Optuna storage URL: --storage, else SQLite in the run directory."""
+    if storage:
+        return storage
+    return f"sqlite:///{Path(run_dir).resolve() / 'study.db'}"
+
+
+def open_study(url: str, name: str, *, sampler=None, pruner=None) -> optuna.Study:
+    """Create or load one study (maximize) in the run's storage; storage errors are one line."""
+    try:
+        return optuna.create_study(storage=url, study_name=name, sampler=sampler, pruner=pruner,
+                                   direction="maximize", load_if_exists=True)
+    except Exception as exc:  # storage URLs fail in many library-specific ways
+        raise AutoMLError(f"--storage: cannot open {url!r}: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+
+def weight_distributions(terms: Mapping[str, Mapping]) -> dict[str, FloatDistribution]:
+    """Optuna distributions of the searched reward weights, named `reward.<term>`."""
+    return {f"reward.{name}": FloatDistribution(float(t["low"]), float(t["high"]))
+            for name, t in terms.items() if float(t["low"]) < float(t["high"])}
+
+
+def default_population(n_weights: int) -> int:
+    """CMA-ES's default population size, 4 + floor(3 ln n)."""
+    return 4 + int(math.floor(3 * math.log(max(1, n_weights))))
+
+
+def make_reward_sampler(terms: Mapping[str, Mapping], *, seed: int, population: int):
+    """CMA-ES over the weights, started at the default weights; its state lives in the trials."""
+    x0 = {f"reward.{k}": float(t["default"]) for k, t in terms.items()
+          if float(t["low"]) < float(t["high"])}
+    widths = [float(t["high"]) - float(t["low"]) for t in terms.values()
+              if float(t["low"]) < float(t["high"])]
+    sigma0 = min(widths) / 4 if widths else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return optuna.samplers.CmaEsSampler(
+            x0=x0, sigma0=sigma0, seed=seed, popsize=max(2, population), n_startup_trials=0,
+            warn_independent_sampling=False,
+            independent_sampler=optuna.samplers.RandomSampler(seed=seed))
+
+
+@dataclass
+class Proposal:
+    """One config asked from a sampler study: its sampler trial and its (decoded) values."""
+
+    sampler_trial_id: int
+    values: dict[str, Any]
+
+
+def attach(study: optuna.Study, trial_id: int) -> optuna.Trial:
+    """A live handle on an existing RUNNING trial (used to resume in-flight configs)."""
+    return optuna.Trial(study, trial_id)
+
+
+def tell_sampler(study: optuna.Study, trial_id: int, value: float | None, state: str) -> None:
+    """Tell a sampler study the outcome; failures are told as complete-with-worst upstream."""
+    trial = attach(study, trial_id)
+    if state == "pruned":
+        study.tell(trial, state=TrialState.PRUNED)
+    elif state == "rejected" or value is None or not math.isfinite(value):
+        study.tell(trial, state=TrialState.FAIL)
+    else:
+        study.tell(trial, value)
+
+
+def running_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials left RUNNING by a killed run: the configs that were in flight."""
+    return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+
+def record_trial(study: optuna.Study, params: Mapping[str, Any],
+                 distributions: Mapping[str, Any], attrs: Mapping[str, Any]) -> optuna.Trial:
+    """Enqueue the full vector in the record study and ask it, so every value is recorded."""
+    study.enqueue_trial(dict(params), skip_if_exists=False)
+    trial = study.ask()
+    for name, dist in distributions.items():
+        trial._suggest(name, dist)  # fixed by the enqueue: records value and distribution
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    return trial
