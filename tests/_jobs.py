@@ -1,0 +1,62 @@
+"""Job functions for tests/test_executor.py, importable by spawned workers (the driver's sys.path is passed on)."""
+import os
+import time
+
+
+def add(a, b, channel):
+    """Return a + b."""
+    return a + b
+
+
+def boom(channel):
+    """Raise ZeroDivisionError."""
+    return 1 / 0
+
+
+def nan_result(channel):
+    """Return a result with a NaN buried inside."""
+    return {"seeds": [{"reward": 1.0}, {"reward": float("nan")}]}
+
+
+def sleep_forever(channel):
+    """Ignore stop requests and block (only a timeout or a kill ends it)."""
+    channel.report(os.getpid())
+    time.sleep(1000)
+
+
+def count(n, channel):
+    """Report 0..n-1 in order, return n."""
+    for i in range(n):
+        channel.report(i)
+    return n
+
+
+def until_stopped(channel, max_s=20.0):
+    """Report once, then poll the channel until the driver asks to stop."""
+    channel.report("started")
+    start = time.monotonic()
+    while not channel.stop_requested() and time.monotonic() - start < max_s:
+        time.sleep(0.01)
+    return {"stop_reason": channel.stop_reason(), "waited_s": time.monotonic() - start}
+
+
+def thread_info(channel):
+    """What a job sees: torch threads, OMP env, pid."""
+    import torch
+
+    return {"torch_threads": torch.get_num_threads(), "omp": os.environ.get("OMP_NUM_THREADS"),
+            "pid": os.getpid()}
+
+
+def matmul_seconds(seconds, channel, size=256):
+    """CPU-bound torch work for about `seconds` (calibrated by iterations, not wall time)."""
+    import torch
+
+    a = torch.randn(size, size)
+    n = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(10):
+            a = torch.tanh(a @ a)
+        n += 10
+    return n
