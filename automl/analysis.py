@@ -24,6 +24,7 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution, Flo
 from optuna.trial import TrialState
 
 from automl.errors import AutoMLError
+from automl.variance import variance_with_notes
 
 STUDY_NAME = "automl"
 BASE_METRICS = ("episode_reward_mean", "success_rate", "shaped_return", "iqm")
@@ -80,8 +81,8 @@ class ConfigRecord:
         score = self.score or {}
         if metric == "iqm":
             value = score.get("iqm")
-        elif metric == "episode_reward_mean" and _finite(score.get("mean")):
-            value = score["mean"]  # the driver's objective: failed seeds already count as worst
+        elif metric == "episode_reward_mean" and "mean" in score:
+            value = score["mean"]  # the driver's objective (failed seeds count as worst); NaN stays out
         else:
             values = self.seed_values(metric)
             value = sum(values) / len(values) if values else None
@@ -152,10 +153,19 @@ def _study_trials(db_path: Path) -> list:
             warnings.simplefilter("ignore")
             storage = optuna.storages.RDBStorage(url, skip_table_creation=True,
                                                  skip_compatibility_check=True)
+            names = [s.study_name for s in storage.get_all_studies()]
+            if STUDY_NAME not in names:
+                raise AutoMLError(f"{db_path}: no Optuna study named '{STUDY_NAME}' "
+                                  f"(found: {', '.join(names) or 'none'})")
             study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
             return study.get_trials(deepcopy=False)
+    except AutoMLError:
+        raise
     except Exception as exc:  # sqlalchemy/optuna raise many types; the user needs one line
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        root = exc
+        while root.__cause__ or root.__context__:  # Optuna wraps sqlite's own (clearer) message
+            root = root.__cause__ or root.__context__
+        detail = (str(root).splitlines() or [type(root).__name__])[0]
         raise AutoMLError(f"{db_path}: cannot read Optuna study '{STUDY_NAME}' ({detail})") from exc
     finally:
         if storage is not None:
@@ -282,8 +292,12 @@ def metric_study(run: RunData, metric: str, sort: str = "descending") -> tuple[o
     configs = [c for c in run.ranked(metric, sort) if c.kind != "heldout"]
     configs.sort(key=lambda c: c.number)  # trial order, for the optimization history
     params = [p for p in run.param_names() if configs and all(p in c.params for c in configs)]
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize" if sort == "descending" else "minimize")
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" chatter
+    try:
+        study = optuna.create_study(direction="maximize" if sort == "descending" else "minimize")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     for c in configs:
         study.add_trial(optuna.trial.create_trial(
             value=c.metric(metric), params={p: c.params[p] for p in params},
@@ -329,12 +343,13 @@ class AnalysisReport:
     notes: list[str]
     n_complete: int
     n_trials: int
+    top: int = 5
     files: list[Path] = field(default_factory=list)
 
     def to_yaml_dict(self) -> dict:
         """The hyperparameter_importance.yaml document (DESIGN.md layout plus context keys)."""
         return {"metric": self.metric, "sort": self.sort, "importance_evaluator": self.importance,
-                "importance_ranking": self.ranking, f"top_{len(self.top_configs)}_configs": self.top_configs,
+                "importance_ranking": self.ranking, f"top_{self.top}_configs": self.top_configs,
                 "variance": self.variance, "n_complete_configs": self.n_complete,
                 "n_trials": self.n_trials, "notes": self.notes}
 
@@ -399,20 +414,6 @@ def _ranking(run: RunData, metric: str, sort: str, importance: str, notes: list[
     return rows
 
 
-def _variance(run: RunData, metric: str, sort: str, notes: list[str]) -> dict | None:
-    from automl.variance import variance_split
-    groups = {c.number: c.seed_values(metric) for c in run.ranked(metric, sort) if c.kind != "heldout"}
-    split = variance_split(groups)
-    if split is None:
-        notes.append("variance split needs 2+ complete configs with 2+ seeds and some spread")
-        return None
-    split = {k: round(v, 4) for k, v in split.items()}
-    if split["seed_share"] > 0.5:
-        notes.append(f"{split['seed_share']:.0%} of the per-seed variance is seed noise: "
-                     "the config ranking is not reliable; add seeds")
-    return split
-
-
 def _check_args(run: RunData, metric: str, sort: str, top: int, importance: str) -> None:
     if sort not in SORTS:
         raise AutoMLError(f"--sort: unknown order '{sort}' (allowed: {', '.join(SORTS)})")
@@ -452,7 +453,9 @@ def run(run_dir, metric: str = "episode_reward_mean", sort: str = "descending", 
     report = AnalysisReport(
         run_dir=Path(run_dir), metric=metric, sort=sort, importance=importance, ranking=ranking,
         top_configs=[_top_entry(c, metric, data.param_names()) for c in ranked[:top]],
-        variance=_variance(data, metric, sort, notes), notes=notes,
+        variance=variance_with_notes(
+            {c.number: c.seed_values(metric) for c in ranked if c.kind != "heldout"}, notes),
+        notes=notes, top=top,
         n_complete=len(ranked), n_trials=len(data.configs))
     out = Path(run_dir) / "analysis"
     out.mkdir(parents=True, exist_ok=True)

@@ -58,3 +58,15 @@ def variance_split(per_seed_values_by_config) -> dict[str, float] | None:
         return None
     seed_share = var_seed / (var_seed + var_config)
     return {"seed_share": float(seed_share), "config_share": float(1.0 - seed_share)}
+
+
+def variance_with_notes(per_seed_values_by_config, notes: list[str]) -> dict[str, float] | None:
+    """variance_split rounded for reports; appends a note when it is missing or noise-dominated."""
+    split = variance_split(per_seed_values_by_config)
+    if split is None:
+        notes.append("variance split needs 2+ complete configs with 2+ seeds and some spread")
+        return None
+    if split["seed_share"] > 0.5:
+        notes.append(f"{split['seed_share']:.0%} of the per-seed variance is seed noise: "
+                     "the config ranking is not reliable; add seeds")
+    return {k: round(v, 4) for k, v in split.items()}

@@ -229,3 +229,22 @@ def test_variance_split_known_answers():
     assert variance_split({"a": [1.0, 2.0]}) is None  # one config: no between-config estimate
     assert variance_split([[1.0], [2.0]]) is None  # no replicate seeds
     assert variance_split([[1.0, float("nan"), 3.0], [5.0, 7.0]])["seed_share"] < 1.0
+
+
+def test_unreadable_or_foreign_study_is_one_line(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "study.db").write_text("not sqlite")
+    with pytest.raises(AutoMLError, match=r"study.db: cannot read Optuna study 'automl' \(file is not a database\)"):
+        analysis.load_run(tmp_path / "a")
+    import optuna
+    optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="other")
+    with pytest.raises(AutoMLError, match=r"no Optuna study named 'automl' \(found: other\)"):
+        analysis.load_run(tmp_path)
+
+
+def test_nan_config_in_state_file_is_not_ranked(tmp_path):
+    trials = make_trials(4, 3, seed=2)
+    trials[0].seeds[0]["episode_reward_mean"] = float("nan")  # score.mean becomes NaN
+    run = analysis.load_run(write_run(tmp_path, trials, study=False))
+    assert "config_000" not in {c.config_id for c in run.ranked("episode_reward_mean")}
+    assert len(run.ranked("episode_reward_mean")) == 3
