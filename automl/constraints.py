@@ -78,11 +78,8 @@ def parse(expr: object, *, where: str) -> ast.Expression:
 
 def names(tree: ast.AST) -> list[str]:
     """Names used by a parsed constraint, in order of first appearance."""
-    seen: dict[str, None] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            seen.setdefault(node.id, None)
-    return list(seen)
+    found = sorted((n.lineno, n.col_offset, n.id) for n in ast.walk(tree) if isinstance(n, ast.Name))
+    return list(dict.fromkeys(name for *_, name in found))
 
 
 def check(expr: object, *, where: str, resolve: Mapping[str, str], numeric: set[str]) -> ast.Expression:
@@ -103,45 +100,48 @@ def check(expr: object, *, where: str, resolve: Mapping[str, str], numeric: set[
     return tree
 
 
-def _value(name: str, values: Mapping, resolve: Mapping[str, str], expr: str):
+def _value(name: str, ctx: tuple):
+    values, resolve, expr, where = ctx
     canonical = resolve.get(name, name)
     if canonical not in values:
-        raise AutoMLError(f"constraint '{expr}': parameter '{name}' has no value (allowed: {', '.join(sorted(values))})")
+        raise AutoMLError(f"{where}: '{expr}': parameter '{name}' has no value (allowed: {', '.join(sorted(values))})")
     value = values[canonical]
     if value is None or isinstance(value, (str, list, tuple, dict)):
-        raise AutoMLError(f"constraint '{expr}': '{name}' = {value!r} is not a number (allowed: numbers, booleans)")
+        raise AutoMLError(f"{where}: '{expr}': '{name}' = {value!r} is not a number (allowed: numbers, booleans)")
     return value
 
 
-def _eval(node: ast.AST, values: Mapping, resolve: Mapping[str, str], expr: str):
+def _eval(node: ast.AST, ctx: tuple):
+    """Walk a checked tree; ctx = (values, resolve, expr, where)."""
     if isinstance(node, ast.Expression):
-        return _eval(node.body, values, resolve, expr)
+        return _eval(node.body, ctx)
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, ast.Name):
-        return _value(node.id, values, resolve, expr)
+        return _value(node.id, ctx)
     if isinstance(node, ast.UnaryOp):
-        return _UNARY[type(node.op)](_eval(node.operand, values, resolve, expr))
+        return _UNARY[type(node.op)](_eval(node.operand, ctx))
     if isinstance(node, ast.BinOp):
-        left, right = _eval(node.left, values, resolve, expr), _eval(node.right, values, resolve, expr)
+        left, right = _eval(node.left, ctx), _eval(node.right, ctx)
         if isinstance(node.op, ast.Div) and right == 0:
-            raise AutoMLError(f"constraint '{expr}': division by zero (allowed: a non-zero divisor)")
+            raise AutoMLError(f"{ctx[3]}: '{ctx[2]}': division by zero (allowed: a non-zero divisor)")
         return _BINOPS[type(node.op)](left, right)
     if isinstance(node, ast.BoolOp):
-        results = (_eval(v, values, resolve, expr) for v in node.values)
+        results = (_eval(v, ctx) for v in node.values)  # generator: and/or short-circuit
         return all(results) if isinstance(node.op, ast.And) else any(results)
     if isinstance(node, ast.Compare):
-        left = _eval(node.left, values, resolve, expr)
+        left = _eval(node.left, ctx)
         for op, comp in zip(node.ops, node.comparators):
-            right = _eval(comp, values, resolve, expr)
+            right = _eval(comp, ctx)
             if not _COMPARE[type(op)](left, right):
                 return False
             left = right
         return True
-    raise AutoMLError(f"constraint '{expr}': unsupported {type(node).__name__} (allowed: {GRAMMAR})")
+    raise AutoMLError(f"{ctx[3]}: '{ctx[2]}': unsupported {type(node).__name__} (allowed: {GRAMMAR})")
 
 
-def evaluate(expr: str, values: Mapping, *, resolve: Mapping[str, str] | None = None) -> bool:
+def evaluate(expr: str, values: Mapping, *, resolve: Mapping[str, str] | None = None,
+             where: str = "constraint") -> bool:
     """True when the constraint holds, i.e. the config described by `values` must be REJECTED."""
-    tree = parse(expr, where="constraint")
-    return bool(_eval(tree, values, resolve or {}, expr))
+    tree = parse(expr, where=where)
+    return bool(_eval(tree, (values, resolve or {}, expr, where)))

@@ -244,7 +244,10 @@ class RunContext:
         state = config_state(c)
         values = [r.get("episode_reward_mean") if r.get("state") == "complete" else None
                   for r in (c.results[s] for s in c.seeds if s in c.results)]
-        score = score_seeds(values, worst=self.records.worst_value()) if values else None
+        # Only complete configs get a score (failed seeds count as worst); a pruned or
+        # deadline-stopped config has no comparable score.
+        score = score_seeds(values, worst=self.records.worst_value()) \
+            if values and state in ("complete", "failed") else None
         self.records.config_done(c, state, score)
         self.store.event("config_done", config_id=c.config_id, kind=c.kind, state=state, score=score)
         self.write_state("running")

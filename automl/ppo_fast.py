@@ -138,12 +138,18 @@ class BatchedPPO(PPO):
         """PPO's update, then fail fast if it produced a non-finite loss or parameter.
 
         Without this a diverged run keeps going on NaN weights (or dies later inside a
-        distribution constructor), wasting its whole budget.
+        distribution constructor), wasting its whole budget. A discrete policy whose logits
+        grew so large that the entropy of every sample is exactly 0.0 is the same failure in
+        disguise (e.g. CartPole at learning_rate 10): softmax treats the logits as +-inf, the
+        policy gradient is exactly zero and the policy can never change again.
         """
         super().train()
-        loss = self.logger.name_to_value.get("train/loss")
+        values = self.logger.name_to_value
+        loss = values.get("train/loss")
         if loss is not None and not np.isfinite(loss):
             raise NonFiniteError(f"non-finite PPO loss (nan/inf): {loss}")
+        if isinstance(self.action_space, spaces.Discrete | spaces.MultiDiscrete) and values.get("train/entropy_loss") == 0.0:
+            raise NonFiniteError("policy logits overflowed (inf-like saturation): entropy exactly 0, gradients vanish")
         for name, param in self.policy.named_parameters():
             if not th.isfinite(param).all():
                 raise NonFiniteError(f"non-finite policy parameter (nan/inf): {name}")

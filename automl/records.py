@@ -227,7 +227,17 @@ def state_dict(ctx, status: str) -> dict:
         "trials": list(ctx.records.entries.values()),
         "alarms": ctx.records.alarms,
         "stop_reason": ctx.stop_reason,
+        "overhead": _overhead(ctx),
     }
+
+
+def _overhead(ctx) -> dict:
+    """Share of worker time spent inside jobs this session (the rest is driver overhead + idling)."""
+    sched = ctx.scheduler
+    wall = time.time() - ctx.budget.started
+    busy = sched.busy_s if sched else 0.0
+    return {"session_wall_s": round(wall, 1), "worker_busy_s": round(busy, 1),
+            "worker_utilization": round(busy / max(1e-9, wall * ctx.cfg.n_jobs), 4)}
 
 
 def _iso(t: float) -> str:

@@ -51,7 +51,11 @@ class ConfigRun:
 
 def seed_record(result: dict) -> dict:
     """The compact per-seed entry kept in the state file and the study."""
-    return {k: result[k] for k in SEED_FIELDS if k in result and result[k] is not None}
+    out = {k: result[k] for k in SEED_FIELDS if k in result and result[k] is not None}
+    for k in ("wall_s", "episode_reward_mean", "success_rate", "shaped_return", "reference_return"):
+        if isinstance(out.get(k), float):
+            out[k] = round(out[k], 4 if k != "wall_s" else 2)
+    return out
 
 
 class Scheduler:

@@ -94,10 +94,10 @@ class StateStore:
         atomic_write_text(path, dump_yaml(data))
         return path
 
-    def event(self, kind: str, **fields: Any) -> None:
+    def event(self, event_name: str, /, **fields: Any) -> None:
         """Append one line to events.jsonl (for tailing and tools)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        record = {"t": round(time.time(), 3), "event": kind, **to_plain(fields)}
+        record = {"t": round(time.time(), 3), "event": event_name, **to_plain(fields)}
         line = json.dumps(record, default=str, allow_nan=True)
         with open(self.events_path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")

@@ -8,7 +8,6 @@ A seed's result is ``seed_value``: the mean true metric of its last ``LAST_EVALS
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,14 +31,15 @@ STATES = ("complete", "pruned", "stopped_at_deadline", "failed")
 _NON_FINITE_WORDS = ("nan", "inf", "invalid values")
 
 
-def seed_value(values: Sequence[float], last: int = LAST_EVALS) -> float:
+def seed_value(values: Sequence[float], last: int = LAST_EVALS) -> float | None:
     """The one definition of a seed's result: mean of its last ``last`` evaluations.
 
     Not the final point alone (one noisy evaluation) and not the maximum (rewards lucky
-    spikes and would make pruning and ranking optimistic). NaN when there is no evaluation.
+    spikes and would make pruning and ranking optimistic). None when there is no
+    evaluation: results carry no NaN, which the executor would read as a crashed job.
     """
     tail = [float(v) for v in values][-last:]
-    return float(np.mean(tail)) if tail else math.nan
+    return float(np.mean(tail)) if tail else None
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,10 @@ class SeedResult:
     seed: int
     state: str  # complete | pruned | stopped_at_deadline | failed
     stop_reason: str  # step_budget | deadline | <channel's reason> | non_finite | error
-    episode_reward_mean: float  # true metric, seed_value of the evaluations (NaN if none/failed)
-    success_rate: float | None
-    shaped_return: float
-    reference_return: float
+    episode_reward_mean: float | None  # true metric: seed_value of the evaluations; None if none/failed
+    success_rate: float | None  # None when the task has no success notion
+    shaped_return: float | None  # return under the searched reward weights
+    reference_return: float | None  # return under the task's reference weights
     terms: dict = field(default_factory=dict)
     steps: int = 0
     wall_s: float = 0.0
@@ -159,7 +159,7 @@ def _learn(model: BatchedPPO, callback: TrialCallback, total_steps: int) -> tupl
 
 
 def _result(seed: int, state: str, stop_reason: str, evals: list[EvalStats], **timing: Any) -> SeedResult:
-    """Aggregate evaluations into a SeedResult (failed runs score NaN = worst for the driver)."""
+    """Aggregate evaluations into a SeedResult (a failed run has no value: the driver scores it worst)."""
     usable = [] if state == "failed" else evals
     tail = usable[-LAST_EVALS:]
     successes = [e.success_rate for e in tail if e.success_rate is not None]
@@ -207,6 +207,23 @@ def train_seed(
     seeded ``seed + EVAL_SEED_OFFSET``; stops at ``total_steps``, at ``deadline`` (time.time()),
     or when ``channel.stop_requested()``.
     """
+    threads = th.get_num_threads()
+    # A 64x64 MLP gains nothing from intra-op threads and loses ~10x when other processes
+    # compete for the cores (spin-waiting); parallelism comes from worker processes instead.
+    # One thread also keeps CPU results bit-for-bit reproducible.
+    th.set_num_threads(1)
+    try:
+        return _train_seed(params, env=env, seed=seed, total_steps=total_steps, reward_weights=reward_weights,
+                           eval_every=eval_every, eval_episodes=eval_episodes, deadline=deadline, device=device,
+                           tb_dir=tb_dir, save_path=save_path, channel=channel)
+    finally:
+        th.set_num_threads(threads)
+
+
+def _train_seed(params: Mapping, *, env: str, seed: int, total_steps: int | None, reward_weights: Mapping | None,
+                eval_every: int | None, eval_episodes: int, deadline: float | None, device: str,
+                tb_dir: str | None, save_path: str | None, channel: Any) -> SeedResult:
+    """train_seed's body (see there), run with one torch thread."""
     start = time.time()
     setup = _to_setup(params)
     total = int(total_steps if total_steps is not None else (setup.n_timesteps or 0))
