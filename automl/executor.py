@@ -17,16 +17,16 @@ import collections
 import multiprocessing as mp
 import os
 import pickle
-import signal
 import sys
-import threading
 import time
 import weakref
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any, Callable
 
-from automl.workers import THREAD_ENV, contains_nonfinite, worker_main
+from automl.workers import (
+    contains_nonfinite, install_sigterm_exit, restore_sigterm, single_thread_env, worker_main,
+)
 
 __all__ = [
     "BACKENDS", "Done", "Executor", "Job", "JobResult", "LocalProcessExecutor", "Report",
@@ -181,7 +181,7 @@ class LocalProcessExecutor(Executor):
         self._events: list[Report | Done] = []
         self._failed_starts = 0
         self._closed = False
-        self._old_sigterm = _install_sigterm() if handle_sigterm else None
+        self._old_sigterm = install_sigterm_exit() if handle_sigterm else None
         for _ in range(self.n_jobs):
             self._start_worker()
         self_ref = weakref.ref(self)
@@ -270,7 +270,7 @@ class LocalProcessExecutor(Executor):
                                           time.monotonic() - worker.started_at, worker.pid))
             self._reap(worker, kill=True)
         self._workers.clear()
-        _restore_sigterm(self._old_sigterm)
+        restore_sigterm(self._old_sigterm)
         events, self._events = self._events, []
         return events
 
@@ -291,7 +291,7 @@ class LocalProcessExecutor(Executor):
         process = self._ctx.Process(
             target=worker_main, name="automl-worker", daemon=True,
             args=(child_conn, os.getpid(), list(sys.path), self._preload))
-        with _thread_env():
+        with single_thread_env():
             process.start()
         child_conn.close()
         self._workers.append(_Worker(process, parent_conn, process.pid))
@@ -419,40 +419,6 @@ class LocalProcessExecutor(Executor):
 
 def _done(job: Job, state: str, reason: str, wall: float, pid: int | None = None) -> Done:
     return Done(JobResult(job.job_id, job.tag, False, None, state, reason, wall, None, "", pid))
-
-
-class _thread_env:
-    """Temporarily set the thread env vars so a spawned child inherits them from its first line."""
-
-    def __enter__(self):
-        self._saved = {k: os.environ.get(k) for k in THREAD_ENV}
-        os.environ.update({k: "1" for k in THREAD_ENV})
-
-    def __exit__(self, *exc):
-        for key, value in self._saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _install_sigterm():
-    """Turn SIGTERM into SystemExit (so `with`/atexit shut workers down) if nobody handles it yet."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return None
-
-    def on_sigterm(signum, frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    return signal.SIG_DFL
-
-
-def _restore_sigterm(old) -> None:
-    if old is not None and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, old)
 
 
 BACKENDS: dict[str, Callable[..., Executor]] = {"local": LocalProcessExecutor}

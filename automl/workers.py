@@ -2,7 +2,8 @@
 
 Backend-neutral pieces (`run_job`, `contains_nonfinite`, `resolve`) are what a
 Ray backend would call inside its remote task; `worker_main` is the loop of a
-persistent local worker process. This module imports neither torch nor automl
+persistent local worker process; the last few helpers are what the driver needs
+to spawn workers safely (thread env, SIGTERM -> SystemExit). This module imports neither torch nor automl
 modules at import time, so a spawned worker can set its thread environment
 before anything pulls torch in.
 
@@ -15,6 +16,7 @@ worker -> driver:
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import importlib
@@ -246,3 +248,43 @@ def _send_done(conn, seq, state, value, reason, detail, wall, stop_reason) -> bo
         return True
     except (EOFError, OSError):
         return False
+
+
+# --- driver-side process helpers ------------------------------------------------
+@contextlib.contextmanager
+def single_thread_env():
+    """Set the thread env vars to 1 while a worker is spawned: the child inherits them from its first line."""
+    saved = {k: os.environ.get(k) for k in THREAD_ENV}
+    os.environ.update({k: "1" for k in THREAD_ENV})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def install_sigterm_exit():
+    """Make SIGTERM raise SystemExit (so `with`/atexit shut workers down) if nobody handles it yet.
+
+    Returns the handler to restore, or None when nothing was installed (not the
+    main thread, or the application already handles SIGTERM).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+
+    def on_sigterm(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    return signal.SIG_DFL
+
+
+def restore_sigterm(old) -> None:
+    """Undo `install_sigterm_exit` (given its return value)."""
+    if old is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, old)

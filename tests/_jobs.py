@@ -48,15 +48,12 @@ def thread_info(channel):
             "pid": os.getpid()}
 
 
-def matmul_seconds(seconds, channel, size=256):
-    """CPU-bound torch work for about `seconds` (calibrated by iterations, not wall time)."""
+def matmul_iters(iters, channel, size=256):
+    """A fixed amount of CPU-bound torch work (for throughput measurements)."""
     import torch
 
+    torch.manual_seed(0)
     a = torch.randn(size, size)
-    n = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(10):
-            a = torch.tanh(a @ a)
-        n += 10
-    return n
+    for _ in range(iters):
+        a = torch.tanh(a @ a)
+    return float(a.sum())
