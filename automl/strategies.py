@@ -5,6 +5,7 @@ seed and the same results give the same sequence of configs.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import optuna
@@ -25,7 +26,9 @@ def _random(seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
 
 def _tpe(seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
     # multivariate TPE models interactions (lr x epochs) that independent TPE misses
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, warn_independent_sampling=False)
+    with warnings.catch_warnings():  # multivariate is "experimental" in Optuna's terms; stable for years
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
 
 
 def _cmaes(seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
@@ -35,9 +38,11 @@ def _cmaes(seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
 
 
 def _qmc(seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.QMCSampler(seed=seed, scramble=True,
-                                      independent_sampler=optuna.samplers.RandomSampler(seed=seed),
-                                      warn_independent_sampling=False, warn_asynchronous_seeding=False)
+    with warnings.catch_warnings():  # QMCSampler is flagged experimental; its interface is all we use
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.QMCSampler(seed=seed, scramble=True,
+                                          independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+                                          warn_independent_sampling=False, warn_asynchronous_seeding=False)
 
 
 SamplerFactory = Callable[[int | None, SpaceSpec], optuna.samplers.BaseSampler]
@@ -118,3 +123,15 @@ def make_pruner(name: str, *, min_resource: int | str = 1, max_resource: int | s
 def default_pruner_for(method: str, pruner: str | None = None) -> str:
     """The pruner to use: the one given, else the one the method implies (hyperband), else 'none'."""
     return pruner if pruner is not None else DEFAULT_PRUNERS.get(method, "none")
+
+
+# GridSampler cannot complete a partially given trial (it raises), so grid warm-starts only from a full prior
+NEEDS_COMPLETE_PRIOR = {"grid"}
+
+
+def warm_start(method: str, spec: SpaceSpec) -> dict:
+    """Encoded prior params to `study.enqueue_trial(...)` first; {} when there is nothing to enqueue."""
+    prior = space.prior_params(spec)
+    if method in NEEDS_COMPLETE_PRIOR and len(prior) < len(spec.params):
+        return {}
+    return space.encode_params(spec, prior)
