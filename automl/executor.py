@@ -194,6 +194,10 @@ class LocalProcessExecutor(Executor):
         self._check_open()
         if job.job_id in self.running() or job.job_id in self.pending():
             raise ValueError(f"job_id {job.job_id!r} is already queued or running")
+        if "channel" in job.kwargs:
+            raise ValueError(f"job {job.job_id!r}: kwargs must not contain 'channel' (the executor passes it)")
+        if job.timeout_s is not None and not job.timeout_s > 0:
+            raise ValueError(f"job {job.job_id!r}: timeout_s must be > 0 or None, got {job.timeout_s}")
         blob = pickle.dumps((job.fn, job.kwargs), protocol=pickle.HIGHEST_PROTOCOL)
         self._queue.append(_Pending(job, blob))
         self._dispatch()

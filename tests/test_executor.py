@@ -95,8 +95,13 @@ def test_exception_is_a_failed_result_and_pool_keeps_working(ex):
     assert bad.reason == "exception: ZeroDivisionError: division by zero"
     assert "_jobs.py" in bad.detail  # the traceback, for the log
     assert results["good"].value == 2
+    ex.submit(Job("no_module", "no_such_module:f"))
+    ex.submit(Job("unpicklable", _jobs.unpicklable_result))
     ex.submit(Job("after", _jobs.add, {"a": 3, "b": 4}))
-    assert collect(ex, 1)[1]["after"].value == 7
+    results = collect(ex, 3)[1]
+    assert results["no_module"].reason.startswith("exception: ModuleNotFoundError")
+    assert results["unpicklable"].reason.startswith("exception: result not picklable")
+    assert results["after"].value == 7
 
 
 def test_nan_in_result_is_failed(ex):
@@ -194,6 +199,11 @@ def test_submit_checks():
             ex.submit(Job("x", _jobs.add))
         with pytest.raises(Exception):  # a lambda cannot be sent to a worker: fail in the caller
             ex.submit(Job("y", lambda channel: 1))
+        with pytest.raises(ValueError, match="channel"):
+            ex.submit(Job("z", _jobs.add, {"a": 1, "b": 2, "channel": None}))
+        with pytest.raises(ValueError, match="timeout_s"):
+            ex.submit(Job("z", _jobs.add, {"a": 1, "b": 2}, timeout_s=0))
+        assert ex.pending() + list(ex.running()) == ["x"]
         ex.request_stop("x")
         collect(ex, 1)
     with pytest.raises(ValueError, match="allowed: local"):
