@@ -278,6 +278,31 @@ def test_driver_kill9_leaves_no_orphan_worker(tmp_path):
     assert _gone(worker_pid, within=5.0)
 
 
+CHILD_WITHOUT_PRCTL = """
+import os, sys, time
+import automl.workers as workers
+sys.platform = "not-linux"  # skip prctl: only the watchdog thread is left to notice the parent's death
+workers.die_with_parent(os.getppid())
+print(os.getpid(), flush=True)
+time.sleep(60)
+"""
+MIDDLE = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE, text=True)
+print(child.stdout.readline().strip(), flush=True)
+time.sleep(60)
+"""
+
+
+def test_watchdog_kills_worker_when_parent_dies_without_prctl():
+    middle = subprocess.Popen([sys.executable, "-c", MIDDLE, CHILD_WITHOUT_PRCTL], stdout=subprocess.PIPE, text=True)
+    child_pid = int(middle.stdout.readline())
+    assert _alive(child_pid)
+    middle.kill()
+    middle.wait(timeout=5)
+    assert _gone(child_pid, within=5.0)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_driver_sigterm_or_ctrl_c_shuts_workers_down(tmp_path, sig):
     driver, worker_pid = _start_driver(tmp_path, "until_stopped")
