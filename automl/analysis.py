@@ -179,8 +179,10 @@ def _configs_from_study(db_path: Path) -> tuple[list[ConfigRecord], dict]:
         state = _OPTUNA_STATES.get(t.state, t.state.name.lower())
         if attrs.get("rejected"):
             state = "rejected"
-        elif t.state != TrialState.COMPLETE and isinstance(attrs.get("state"), str):
-            state = attrs["state"]  # e.g. stopped_at_deadline, finer than Optuna's FAIL
+        elif t.state != TrialState.COMPLETE and attrs.get("state") not in (None, "complete"):
+            # e.g. stopped_at_deadline, finer than Optuna's FAIL; but a NaN objective that
+            # Optuna turned into FAIL stays failed even if the driver called it complete
+            state = str(attrs["state"])
         for name, dist in t.distributions.items():
             dists[name] = dist if name not in dists else _merge(dists[name], dist)
         configs.append(ConfigRecord(

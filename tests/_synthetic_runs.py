@@ -121,7 +121,7 @@ def _add_study_trial(study: optuna.Study, trial: SynthTrial, omit: tuple[str, ..
     if value is not None and not math.isfinite(value):
         state, value = TrialState.FAIL, None  # what Optuna's tell() does with a NaN objective
     attrs = {"config_id": trial.config_id, "kind": trial.kind, "cycle": trial.cycle,
-             "seeds": trial.seeds, "score": score}
+             "state": trial.state, "seeds": trial.seeds, "score": score}  # as records.py does
     if trial.state == "rejected":
         attrs["rejected"] = True
     study.add_trial(optuna.trial.create_trial(

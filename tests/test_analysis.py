@@ -106,6 +106,8 @@ def test_failed_rejected_pruned_and_nan_configs_are_never_ranked(known_report):
     assert not {"config_900", "config_901", "config_902", "config_903"} & (ranked_ids | all_ranked)
     states = {c.config_id: c.state for c in run.configs}
     assert states["config_901"] == "rejected" and states["config_902"] == "pruned"
+    assert states["config_903"] == "failed"  # NaN objective: Optuna FAIL wins over attr "complete"
+    assert "config_903" not in {c.config_id for c in run.ranked("success_rate")}
 
 
 def test_heldout_excluded_from_importance(known_run):
