@@ -1,0 +1,118 @@
+"""The staged driver end to end, as a user runs it: real training on small budgets."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = str(ROOT / "tests" / "data" / "tiny_cartpole.yaml")
+
+
+def automl(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "automl", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def state(run_dir):
+    return yaml.safe_load((Path(run_dir) / "automl_state.yaml").read_text())
+
+
+def seed_results(st):
+    """(config_id, kind, seed) -> per-seed record, for every finished seed."""
+    out = {}
+    for t in st["trials"]:
+        for r in t["seeds"]:
+            if r["state"] in ("complete", "failed"):
+                key = (t["config_id"], t["kind"], r["seed"])
+                assert key not in out, f"duplicated seed result {key}"
+                out[key] = r
+    return out
+
+
+def test_kill9_then_resume_keeps_recorded_seeds(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = ["--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours", "0.06",
+           "--hp-trials", "4", "--seeds", "2", "--n-jobs", "2", "--top-k", "1",
+           "--trial-steps", "6144", "--run-dir", str(run_dir)]
+    proc = subprocess.Popen([sys.executable, "-m", "automl", *cmd], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_file = run_dir / "automl_state.yaml"
+    deadline = time.time() + 240
+    before = {}
+    while time.time() < deadline and proc.poll() is None:
+        if state_file.exists():
+            try:
+                before = seed_results(state(run_dir))
+            except Exception:
+                before = {}
+            if len(before) >= 3:
+                break
+        time.sleep(0.5)
+    assert proc.poll() is None, "run ended before it could be killed"
+    assert len(before) >= 3
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = seed_results(state(run_dir))  # what was on disk at the kill
+    done = automl(*cmd)
+    assert done.returncode == 0, done.stderr
+    after_state = state(run_dir)
+    after = seed_results(after_state)
+    for key, rec in before.items():
+        assert after[key] == rec, f"seed result {key} changed after resume"
+    assert after_state["status"] in ("finished", "budget_exhausted")
+    hp = [t for t in after_state["trials"] if t["kind"] == "hp" and t["state"] != "rejected"]
+    assert len({t["config_id"] for t in hp}) == len(hp)
+    assert any(t["kind"] == "heldout" for t in after_state["trials"])
+
+
+def test_other_command_is_refused_then_fresh_starts_over(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = ["--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours", "0.02",
+           "--hp-trials", "1", "--seeds", "1", "--n-jobs", "1", "--top-k", "1",
+           "--trial-steps", "2048", "--run-dir", str(run_dir)]
+    assert automl(*cmd).returncode == 0
+    other = automl(*[c if c != "cartpole" else "navigation" for c in cmd])
+    assert other.returncode == 2
+    assert "different command" in other.stderr and "--fresh" in other.stderr
+    assert "Traceback" not in other.stderr and len(other.stderr.strip().splitlines()) == 1
+    st = state(run_dir)
+    assert st["env"] == "cartpole"  # nothing recorded was lost
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--budget-hours", "-1"], "--budget-hours: must be > 0"),
+    (["--env", "NoSuchEnv-v9"], "--env: unknown env 'NoSuchEnv-v9'"),
+    (["--search-method", "annealing"], "--search-method: unknown value 'annealing'"),
+    (["--pruner", "sometimes"], "--pruner: unknown value"),
+    (["--seeds", "0"], "--seeds: must be > 0"),
+    (["--space", "/nonexistent/space.yaml"], "/nonexistent/space.yaml"),
+    (["--budget-hours", "abc"], "--budget-hours: invalid float value"),
+])
+def test_bad_run_flags_are_one_line(tmp_path, args, needle):
+    r = automl("--run-dir", str(tmp_path / "r"), "--dry-run", *args)
+    assert r.returncode == 2
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_corrupt_state_file_is_refused_and_kept(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    bad = "version: 1\ntrials: [unclosed\n"
+    (run_dir / "automl_state.yaml").write_text(bad)
+    r = automl("--env", "cartpole", "--space", TINY, "--run-dir", str(run_dir), "--budget-hours", "0.01")
+    assert r.returncode == 2 and "corrupt state file" in r.stderr and "Traceback" not in r.stderr
+    assert (run_dir / "automl_state.yaml").read_text() == bad
+
+
+def test_dry_run_prints_plan(tmp_path):
+    r = automl("--env", "cartpole", "--space", TINY, "--run-dir", str(tmp_path / "r"), "--dry-run",
+               "--hp-trials", "3", "--reward-generations", "2", "--budget-hours", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert "hp#1 (3 configs) -> reward#1" in r.stdout and "steps per seed job" in r.stdout
+    assert not (tmp_path / "r" / "automl_state.yaml").exists()
