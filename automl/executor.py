@@ -4,7 +4,8 @@ The driver talks to an `Executor` only: `submit(Job)`, then `poll()` for events
 (`Report` while a job runs, `Done` when it ends), `request_stop` to stop a job
 cooperatively (pruning, deadline), `cancel` to kill it now. `LocalProcessExecutor`
 keeps `n_jobs` persistent worker processes with one torch thread each; a Ray
-backend implements the same five methods and registers in `BACKENDS`.
+backend subclasses `Executor` and registers in `BACKENDS`. One thread drives an
+executor (no locking inside).
 
 A job function is a top-level callable (or a "module:qualname" string) called as
 `fn(**kwargs, channel=channel)`; see `automl.workers.Channel`.
@@ -293,7 +294,9 @@ class LocalProcessExecutor(Executor):
         """Spawn one worker; its env says 1 thread before the child interpreter imports anything."""
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
-            target=worker_main, name="automl-worker", daemon=True,
+            # not daemon: daemonic processes may not start children (e.g. SubprocVecEnv in a job);
+            # atexit/shutdown and PR_SET_PDEATHSIG take care of their lifetime instead
+            target=worker_main, name="automl-worker", daemon=False,
             args=(child_conn, os.getpid(), list(sys.path), self._preload))
         with single_thread_env():
             process.start()

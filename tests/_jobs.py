@@ -62,3 +62,13 @@ def matmul_iters(iters, channel, size=256):
 def unpicklable_result(channel):
     """Return something that cannot be sent back to the driver."""
     return lambda: 1
+
+
+def start_child_process(channel):
+    """Start a multiprocessing child, as SubprocVecEnv would (daemonic workers may not)."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(0,))
+    child.start()
+    child.join()
+    return child.exitcode

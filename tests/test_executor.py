@@ -104,6 +104,13 @@ def test_exception_is_a_failed_result_and_pool_keeps_working(ex):
     assert results["after"].value == 7
 
 
+def test_job_may_start_its_own_processes(ex):
+    ex.submit(Job("parent", _jobs.start_child_process))
+    r = collect(ex, 1)[1]["parent"]
+    assert r.ok, r.reason
+    assert r.value == 0
+
+
 def test_nan_in_result_is_failed(ex):
     ex.submit(Job("nan", _jobs.nan_result))
     r = collect(ex, 1)[1]["nan"]
