@@ -24,14 +24,14 @@ def _add_run(sub) -> None:
     p = sub.add_parser("run", help="staged search: HP trials and reward-weight generations")
     p.add_argument("--mode", default="stage", help="stage | hp | reward (default: stage)")
     p.add_argument("--budget-hours", type=float, default=1.0, help="wall-clock budget in hours")
-    p.add_argument("--hp-trials", type=int, default=8, help="HP trials per HP phase")
+    p.add_argument("--hp-trials", type=int, default=None, help="HP trials per HP phase (default 8)")
     p.add_argument("--max-trials", type=int, default=None, help="cap on all HP trials")
     p.add_argument("--reward-generations", type=int, default=3)
     p.add_argument("--reward-population", type=int, default=None,
                    help="weight vectors per generation (default 4 + floor(3 ln n))")
-    p.add_argument("--seeds", type=int, default=3, help="tuning seeds per config")
-    p.add_argument("--search-method", default="tpe",
-                   help="grid | random | bayesian (tpe) | cmaes | qmc | hyperband")
+    p.add_argument("--seeds", type=int, default=None, help="tuning seeds per config (default 3)")
+    p.add_argument("--search-method", default=None,
+                   help="grid | random | bayesian (tpe) | cmaes | qmc | hyperband (default tpe)")
     p.add_argument("--pruner", default=None, help="none | median | asha | hyperband")
     p.add_argument("--n-jobs", type=int, default=None, help="worker processes (default: cores)")
     p.add_argument("--env", default="navigation", help="navigation | cartpole | a gymnasium id")
@@ -94,6 +94,13 @@ def run_config_from(args, argv) -> "RunConfig":
     from automl.runconfig import RunConfig
 
     kwargs = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    if args.preset:
+        # A preset's run_defaults fill in what the command line left unsaid.
+        from automl.presets import load_preset
+        defaults = load_preset(args.preset).run_defaults or {}
+        for key in ("hp_trials", "seeds", "search_method"):
+            if key in defaults and key not in kwargs:
+                kwargs[key] = defaults[key]
     kwargs.pop("dry_run", None)
     kwargs.pop("fresh", None)
     return RunConfig(**kwargs, fresh=args.fresh, dry_run=args.dry_run,
