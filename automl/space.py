@@ -19,7 +19,7 @@ from automl.errors import AutoMLError
 CONFIGS_DIR = Path(automl.__file__).resolve().parent.parent / "configs"
 TASK_SPACES = ("cartpole", "navigation")  # batched tasks with their own space file
 MAX_ENUMERATED = 100  # an int/stepped range with more values needs explicit grid values
-MAX_GRID = 1_000_000  # beyond this, a grid is not a plan anyone can run
+MAX_GRID = 100_000  # beyond this, a grid is not a plan anyone can run (and listing it gets slow)
 REWARD_PREFIX = "reward."  # reward weights share the trial's params but are not PPO arguments
 
 # SB3 2.x PPO defaults, written out so every PPOSetup is complete (tests compare with PPO's signature)
@@ -164,8 +164,17 @@ def grid_values(spec: SpaceSpec, param: ParamSpec) -> list:
 
 
 def grid_search_space(spec: SpaceSpec) -> dict[str, list]:
-    """{name: encoded grid values} for optuna.samplers.GridSampler."""
+    """{name: encoded grid values} for optuna.samplers.GridSampler (AutoMLError if too large)."""
+    _check_grid_size(spec)
     return {p.name: [encode_choice(v) for v in grid_values(spec, p)] for p in spec.params}
+
+
+def _check_grid_size(spec: SpaceSpec) -> int:
+    total = grid_size(spec)
+    if total > MAX_GRID:
+        raise AutoMLError(f"{spec.path}: searchable: grid has {total} combinations "
+                          f"(allowed: at most {MAX_GRID}; use random or bayesian search)")
+    return total
 
 
 def grid_size(spec: SpaceSpec) -> int:
@@ -175,10 +184,7 @@ def grid_size(spec: SpaceSpec) -> int:
 
 def grid(spec: SpaceSpec) -> list[dict]:
     """Every grid combination (decoded params, file order) that no constraint rejects."""
-    total = grid_size(spec)
-    if total > MAX_GRID:
-        raise AutoMLError(f"{spec.path}: searchable: grid has {total} combinations "
-                          f"(allowed: at most {MAX_GRID}; use random/bayesian search)")
+    _check_grid_size(spec)
     names = spec.names
     columns = [grid_values(spec, p) for p in spec.params]
     combos = (dict(zip(names, values)) for values in itertools.product(*columns))
