@@ -8,7 +8,19 @@ backend subclasses `Executor` and registers in `BACKENDS`. One thread drives an
 executor (no locking inside).
 
 A job function is a top-level callable (or a "module:qualname" string) called as
-`fn(**kwargs, channel=channel)`; see `automl.workers.Channel`.
+`fn(**kwargs, channel=channel)` in a worker that imported torch once, with 1 thread:
+
+    def train_seed_job(params, seed, *, channel):
+        for k in range(n_evals):
+            value = ...                          # train a chunk, evaluate
+            channel.report({"step": k, "value": value})   # -> Report event, in order
+            if channel.stop_requested():         # pruned / deadline / shutdown
+                break                            # channel.stop_reason() says which
+        return {"episode_reward_mean": value}    # plain picklable record; NaN/inf -> failed
+
+Exceptions, NaN/inf in the returned value, a timeout or a dying worker give a
+failed `JobResult` with a one-line `reason`; the pool goes on. Reports are sent
+synchronously: a job reporting faster than the driver polls waits for it.
 """
 from __future__ import annotations
 
