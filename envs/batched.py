@@ -72,11 +72,12 @@ class BatchedEnv:
         self.reference_weights = {k: v["reference"] for k, v in cfg["terms"].items()}
         weights = [[self.reward_weights[k] for k in self.reward_terms],
                    [self.reference_weights[k] for k in self.reward_terms]]
-        self._weights = self._tensor(weights)                       # [2, T]: shaped, reference
+        self._weights = self._tensor(weights)[:, :, None]           # [2, T, 1]: shaped, reference
         rows = N_STATS + len(self.reward_terms)
         self._inc = self._zeros(rows, num_envs)                      # this step's increments
         self._inc[LENGTH] = 1.0
         self.terms = self._inc[N_STATS:]                             # tasks write term values here
+        self._weighted = self._zeros(2, len(self.reward_terms), num_envs)
         self._stats = self._zeros(rows, num_envs)                    # running episode sums
         self._final = self._zeros(rows, num_envs)                    # last finished episode
         self._generator = torch.Generator(device=self.device)
@@ -127,7 +128,8 @@ class BatchedEnv:
         self._check_actions(actions)
         terminated = self._advance(actions)
         inc, stats = self._inc, self._stats
-        torch.mm(self._weights, self.terms, out=inc[:N_STATS - 2])  # shaped and reference reward
+        # shaped and reference reward; mul+sum rather than mm: BLAS would start threads for a 2xT matrix
+        torch.sum(torch.mul(self._weights, self.terms, out=self._weighted), 1, out=inc[:N_STATS - 2])
         stats += inc
         truncated = stats[LENGTH] >= self.max_episode_steps
         done = terminated | truncated

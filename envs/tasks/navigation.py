@@ -34,7 +34,7 @@ from ..batched import SUCCESS, BatchedEnv
 ARENA = 4.0            # walls at +-ARENA
 SPAWN = 3.2            # start and goal drawn in [-SPAWN, SPAWN]^2
 ROBOT_R, GOAL_R = 0.2, 0.4
-V_MAX, W_MAX, DT, LAG = 1.0, 2.0, 0.1, 0.5
+V_MAX, W_MAX, DT, LAG = 0.5, 1.5, 0.1, 0.5
 RAY_DEG = (0.0, 30.0, -30.0, 60.0, -60.0, 100.0, -100.0, 180.0)
 RAY_RANGE = 3.0
 N_OBSTACLES = 4
@@ -49,7 +49,7 @@ class Navigation(BatchedEnv):
     """Batched goal-reaching with obstacle avoidance; see the module docstring."""
 
     task = "navigation"
-    max_episode_steps = 250
+    max_episode_steps = 200
     observation_space = gym.spaces.Box(-1.0, 1.0, shape=(OBS_DIM,), dtype=np.float32)
     action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
 
