@@ -1,22 +1,23 @@
 """VBot-like 2D navigation: reach a random goal past random circular obstacles.
 
 The robot is a disc (radius 0.2 m) with unicycle dynamics in an 8 x 8 m walled arena.
-Actions in [-1, 1]^2 command forward speed (x 1 m/s) and turn rate (x 2 rad/s); the
+Actions in [-1, 1]^2 command forward speed (x 0.5 m/s) and turn rate (x 1.5 rad/s); the
 velocities follow the commands with a first-order lag. Each episode draws a start pose,
 a goal and 4 circular obstacles (two near the start-goal segment, two anywhere; shrunk or
 removed when they would crowd the start or the goal). 8 range rays (0, +-30, +-60, +-100
 and 180 degrees, 3 m range) see obstacles and walls. Observation (17): bearing to goal
 in the robot frame (cos, sin), distance / 8, world heading (cos, sin), v, w (normalised),
 previous action (2), ray distances / range (8). The episode ends on success (goal within
-0.4 m), on collision (obstacle or wall) or after 250 steps (truncation).
+0.4 m), on collision (obstacle or wall) or after 200 steps of 0.1 s (truncation).
 Success = goal reached without collision: the true metric is the success rate.
 
 Reward terms (configs/rewards/navigation.yaml): progress (distance gained / max step),
 heading (cos of the bearing), collision (1 on impact), action_rate (|a - a_prev|^2),
 energy (|a|^2), goal (1 on success), alive (1 per step).
 
-The default weights are deliberately timid: collision -100 and energy -0.5 teach the
-agent to creep and stop short. A better weighting, measured with the space's prior HPs
+The default weights are deliberately timid: with energy -1.0 against progress 1.0 the
+best speed is half the maximum (maximise a - a^2), and collision -100 makes detours wide,
+so far goals are missed at the 200-step limit. A better weighting, measured with the space's prior HPs
 (bench/navigation_weights.py):
     progress 1.0, heading 0.0, collision -10.0, action_rate -0.01, energy -0.01,
     goal 10.0, alive -0.01
