@@ -1,0 +1,201 @@
+"""PPO throughput: batched CartPole (envs.make_vec) vs SB3's DummyVecEnv(8 x CartPole-v1), same run.
+
+Prints figures and ratios against the DummyVecEnv baseline; never asserts times.
+  1. whole-trial env steps/s at identical HPs (rollout 2048 = n_steps x n_envs, batch 256 / 2048,
+     4 epochs), split into rollout collection and update time per env step;
+  2. time-limit bootstrap: stock SB3 PPO vs automl.ppo_fast.BatchedPPO collection with 1024 envs
+     that hit a (shortened) time limit;
+  3. executor: aggregate steps/s of n_jobs 1 vs 2 worker processes;
+  4. wall-clock to solve CartPole (eval >= 475) through train_seed, including evaluation.
+Each figure is the best of --repeats runs (the machine is shared; noise is +-20%).
+
+    .venv/bin/python bench/ppo_throughput.py [--repeats 3] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import gymnasium as gym  # noqa: E402
+import torch as th  # noqa: E402
+from stable_baselines3 import PPO  # noqa: E402
+from stable_baselines3.common.monitor import Monitor  # noqa: E402
+from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
+
+import envs  # noqa: E402
+from automl.config import PPOSetup  # noqa: E402
+from automl.ppo_fast import BatchedPPO  # noqa: E402
+from automl.training import train_seed  # noqa: E402
+
+ROLLOUT = 2048
+DUMMY_ENVS, BATCHED_ENVS = 8, 256
+SOLVE_TARGET = 475.0
+# The prototype's config on the batched env; rl-zoo3's tuned CartPole config on DummyVecEnv.
+BATCHED_SOLVER = PPOSetup(
+    ppo_kwargs=dict(n_steps=32, batch_size=512, n_epochs=10, learning_rate=1e-3, ent_coef=0.0),
+    num_envs=64, learning_rate_schedule="linear",
+)
+ZOO_SOLVER = PPOSetup(
+    ppo_kwargs=dict(n_steps=32, batch_size=256, n_epochs=20, gamma=0.98, gae_lambda=0.8, learning_rate=1e-3,
+                    ent_coef=0.0, clip_range=0.2),
+    num_envs=8, learning_rate_schedule="linear",
+)
+
+
+def dummy_cartpole(n: int = DUMMY_ENVS) -> DummyVecEnv:
+    return DummyVecEnv([lambda: Monitor(gym.make("CartPole-v1"))] * n)
+
+
+def timed_learn(model, steps: int) -> dict:
+    """learn() with collect_rollouts/train wrapped in timers: seconds per env step of each part."""
+    spent = {"collect": 0.0, "update": 0.0}
+
+    def wrap(name, fn):
+        def inner(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - start
+        return inner
+
+    model.collect_rollouts = wrap("collect", model.collect_rollouts)
+    model.train = wrap("update", model.train)
+    start = time.perf_counter()
+    model.learn(steps)
+    wall = time.perf_counter() - start
+    n = model.num_timesteps
+    return {"sps": n / wall, "collect_us": 1e6 * spent["collect"] / n, "update_us": 1e6 * spent["update"] / n}
+
+
+def best(runs: list[dict]) -> dict:
+    """Best-of-N per figure (min time, max rate): noise on a shared machine only slows things."""
+    out = {}
+    for key in runs[0]:
+        values = [r[key] for r in runs]
+        out[key] = max(values) if key.endswith("sps") else min(values)
+    return out
+
+
+def throughput(batch: int, steps: int, repeats: int) -> tuple[dict, dict]:
+    """(DummyVecEnv + stock PPO, batched env + BatchedPPO) at identical PPO hyperparameters."""
+    hp = dict(batch_size=batch, n_epochs=4, learning_rate=3e-4, device="cpu", verbose=0)
+    dummy = [timed_learn(PPO("MlpPolicy", dummy_cartpole(), n_steps=ROLLOUT // DUMMY_ENVS, seed=r, **hp), steps)
+             for r in range(repeats)]
+    batched = [timed_learn(BatchedPPO("MlpPolicy", envs.make_vec("cartpole", BATCHED_ENVS, device="cpu", seed=r),
+                                      n_steps=ROLLOUT // BATCHED_ENVS, seed=r, **hp), steps) for r in range(repeats)]
+    return best(dummy), best(batched)
+
+
+def bootstrap(repeats: int, num_envs: int = 1024, time_limit: int = 25) -> tuple[float, float]:
+    """Collection µs/env step, stock vs batched bootstrap, when many envs truncate together."""
+    results = {}
+    for cls in (PPO, BatchedPPO):
+        runs = []
+        for r in range(repeats):
+            vec = envs.make_vec("cartpole", num_envs, device="cpu", seed=r)
+            vec.env.max_episode_steps = time_limit  # bench only: make time limits frequent
+            model = cls("MlpPolicy", vec, n_steps=64, batch_size=num_envs * 64, n_epochs=1, seed=r, device="cpu")
+            runs.append(timed_learn(model, num_envs * 64 * 3))
+        results[cls.__name__] = best(runs)["collect_us"]
+    return results["PPO"], results["BatchedPPO"]
+
+
+def executor_sps(n_jobs: int, steps: int, repeats: int) -> float | None:
+    """Aggregate env steps/s of 2 x n_jobs batched CartPole jobs on n_jobs worker processes."""
+    try:
+        from automl.executor import Done, Job, LocalProcessExecutor
+    except ImportError:
+        return None
+    kwargs = dict(params=BATCHED_SOLVER, env="cartpole", eval_every=10**9, eval_episodes=4, device="cpu")
+    rates = []
+    with LocalProcessExecutor(n_jobs=n_jobs) as ex:
+        for r in range(repeats + 1):  # round 0 warms the workers (imports, torch._dynamo)
+            n = n_jobs * 2 if r else n_jobs
+            start = time.perf_counter()
+            for i in range(n):
+                ex.submit(Job(f"r{r}j{i}", "automl.training:run_job",
+                              dict(kwargs, seed=i, total_steps=steps if r else 4096)))
+            done = []
+            while len(done) < n:
+                done += [e.result for e in ex.poll(timeout=5.0) if isinstance(e, Done)]
+            if r:
+                rates.append(sum(d.value["steps"] for d in done if d.value) / (time.perf_counter() - start))
+    return max(rates)
+
+
+class SolveWatch:
+    """A channel that stops the run at the first evaluation >= target and notes when that was."""
+
+    def __init__(self, target: float):
+        self.target, self.start, self.solved = target, time.time(), None
+
+    def report(self, payload: dict) -> None:
+        if self.solved is None and payload["value"] >= self.target:
+            self.solved = (time.time() - self.start, payload["steps"])
+
+    def stop_requested(self) -> bool:
+        return self.solved is not None
+
+    def stop_reason(self) -> str:
+        return "solved"
+
+
+def time_to_solve(setup: PPOSetup, env: str, seeds: range, max_steps: int) -> list[tuple[float, int] | None]:
+    """Per seed (seconds incl. evaluation, steps) to the first eval >= 475, or None."""
+    out = []
+    for seed in seeds:
+        watch = SolveWatch(SOLVE_TARGET)
+        train_seed(setup, env=env, seed=seed, total_steps=max_steps, eval_every=5_000, eval_episodes=32,
+                   device="cpu", channel=watch)
+        out.append(watch.solved)
+    return out
+
+
+def fmt_solve(runs: list) -> str:
+    return ", ".join("unsolved" if r is None else f"{r[0]:.1f}s/{r[1] // 1000}k" for r in runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=60_000, help="env steps per throughput run")
+    parser.add_argument("--quick", action="store_true", help="skip the executor and solve sections")
+    args = parser.parse_args()
+    th.set_num_threads(1)  # as in the executor's workers: one torch thread per process
+    train_seed(BATCHED_SOLVER, env="cartpole", seed=0, total_steps=2048, eval_episodes=2, device="cpu")  # warm imports
+
+    print(f"PPO throughput, CartPole, rollout {ROLLOUT} = n_steps x n_envs, 4 epochs, best of {args.repeats}")
+    print(f"{'what':<44}{'DummyVecEnv(8)':>16}{'batched(256)':>16}{'ratio':>9}")
+    for batch in (256, 2048):
+        dummy, batched = throughput(batch, args.steps, args.repeats)
+        for key, label, unit in (("sps", "whole trial", "steps/s"), ("collect_us", "rollout collection", "µs/step"),
+                                 ("update_us", "update", "µs/step")):
+            ratio = batched[key] / dummy[key] if key == "sps" else dummy[key] / batched[key]
+            print(f"{f'batch {batch}: {label} ({unit})':<44}{dummy[key]:>16.1f}{batched[key]:>16.1f}{ratio:>8.2f}x")
+
+    stock, fast = bootstrap(args.repeats)
+    print(f"\ntime-limit bootstrap, 1024 envs truncating together (limit 25), collection µs/env step:")
+    print(f"  stock SB3 PPO {stock:.2f}   BatchedPPO {fast:.2f}   speed-up {stock / fast:.2f}x")
+    if args.quick:
+        return
+
+    one, two = executor_sps(1, 50_000, args.repeats), executor_sps(2, 50_000, args.repeats)
+    if one is None:
+        print("\nexecutor: automl/executor.py not available")
+    else:
+        print(f"\nexecutor, batched CartPole jobs: n_jobs 1 {one:.0f} steps/s, n_jobs 2 {two:.0f} steps/s, {two / one:.2f}x")
+
+    zoo = time_to_solve(ZOO_SOLVER, "CartPole-v1", range(args.repeats), 200_000)
+    fast_solve = time_to_solve(BATCHED_SOLVER, "cartpole", range(args.repeats), 300_000)
+    print("\nwall-clock to solve CartPole (first eval >= 475, incl. evaluation), per seed:")
+    print(f"  DummyVecEnv(8) + rl-zoo3 config: {fmt_solve(zoo)}")
+    print(f"  batched(64) + prototype config:  {fmt_solve(fast_solve)}")
+
+
+if __name__ == "__main__":
+    main()
