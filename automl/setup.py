@@ -169,7 +169,7 @@ def make_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, steps_per_s: float
     """Steps per trial from the budget, the requested trials and measured throughput."""
     cycles = cfg.reward_generations if cfg.mode == "stage" else (
         1 if cfg.mode == "hp" else cfg.reward_generations)
-    hp_trials = int(inputs.preset_defaults.get("hp_trials", cfg.hp_trials))
+    hp_trials = cfg.hp_trials  # a preset's hp_trials was merged in by the CLI
     if cfg.mode == "stage" and cycles == 0:
         cycles = 1
     n_weights = sum(1 for t in inputs.terms.values() if t["low"] < t["high"])

@@ -116,3 +116,37 @@ def test_dry_run_prints_plan(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "hp#1 (3 configs) -> reward#1" in r.stdout and "steps per seed job" in r.stdout
     assert not (tmp_path / "r" / "automl_state.yaml").exists()
+
+
+def test_staged_navigation_run_has_hp_reward_and_heldout(tmp_path):
+    run_dir = tmp_path / "nav"
+    r = automl("--mode", "stage", "--env", "navigation", "--space",
+               str(ROOT / "tests" / "data" / "tiny_navigation.yaml"), "--budget-hours", "0.04",
+               "--hp-trials", "2", "--reward-generations", "1", "--reward-population", "2",
+               "--seeds", "2", "--top-k", "1", "--n-jobs", "2", "--trial-steps", "4096",
+               "--run-dir", str(run_dir))
+    assert r.returncode == 0, r.stderr
+    st = state(run_dir)
+    kinds = {t["kind"] for t in st["trials"] if t["state"] == "complete"}
+    assert {"hp", "reward", "heldout"} <= kinds, st["trials"]
+    hp = [t for t in st["trials"] if t["kind"] == "hp" and t["state"] == "complete"]
+    rw = [t for t in st["trials"] if t["kind"] == "reward" and t["state"] == "complete"]
+    # the first HP trial is the warm start (priors, default weights); reward trials vary weights
+    assert hp[0]["params"]["learning_rate"] == pytest.approx(3e-4)
+    assert any(t["reward_weights"] != hp[0]["reward_weights"] for t in rw)
+    for t in hp + rw:
+        assert len(t["seeds"]) == 2 and t["score"]["n_seeds"] == 2
+        for s in t["seeds"]:
+            assert 0.0 <= s["success_rate"] <= 1.0 and s["episode_reward_mean"] == s["success_rate"]
+            assert s["steps"] >= 4096
+    held = [t for t in st["trials"] if t["kind"] == "heldout"]
+    assert all(s["seed"] >= 1007 for t in held for s in t["seeds"])  # disjoint from tuning seeds 7, 8
+    best = yaml.safe_load((run_dir / "best.yaml").read_text())
+    assert best["heldout_score"]["n_seeds"] == 2 and "ppo_kwargs" in best["sb3"]
+    assert all(Path(m).exists() for m in best["models"])
+    events = (run_dir / "events.jsonl").read_text().splitlines()
+    assert any('"event": "seed_done"' in e for e in events)
+    # analysis reads the run without touching it
+    a = automl("analyze", "--run-dir", str(run_dir))
+    assert a.returncode == 0, a.stderr
+    assert (run_dir / "analysis" / "hyperparameter_importance.yaml").exists()
