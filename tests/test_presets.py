@@ -11,6 +11,7 @@ from automl.errors import AutoMLError
 SEEDS = Path(__file__).resolve().parent / "data" / "seed_examples"
 SPACES = [space.CONFIGS_DIR / "spaces" / "cartpole.yaml", space.CONFIGS_DIR / "spaces" / "ppo_default.yaml",
           SEEDS / "search_space.yaml"]
+NAVIGATION = space.CONFIGS_DIR / "spaces" / "navigation.yaml"  # owned by envs; used when it exists
 
 
 @pytest.mark.parametrize("name", ["quick", "full", "fine-tune"])
@@ -21,8 +22,10 @@ def test_shipped_presets_load_with_run_defaults(name):
     assert 0 < preset.run_defaults["trial_steps_fraction"] <= 1 and preset.run_defaults["hp_trials"] >= 1
 
 
-@pytest.mark.parametrize("base", SPACES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("base", [*SPACES, NAVIGATION], ids=lambda p: p.stem)
 def test_quick_is_six_configs_with_the_rest_at_priors(base):
+    if not base.exists():
+        pytest.skip(f"{base.name} not written yet")
     spec = load_space(base)
     quick = presets.apply_preset(spec, presets.load_preset("quick"))
     assert quick.names == ("learning_rate", "rollouts")
