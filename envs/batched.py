@@ -72,13 +72,17 @@ class BatchedEnv:
         self.reference_weights = {k: v["reference"] for k, v in cfg["terms"].items()}
         weights = [[self.reward_weights[k] for k in self.reward_terms],
                    [self.reference_weights[k] for k in self.reward_terms]]
-        self._weights = self._tensor(weights)[:, :, None]           # [2, T, 1]: shaped, reference
+        self._weights = self._tensor(weights).T[:, :, None].contiguous()  # [T, 2, 1]: shaped, reference
         rows = N_STATS + len(self.reward_terms)
         self._inc = self._zeros(rows, num_envs)                      # this step's increments
         self._inc[LENGTH] = 1.0
+        self.reward = self._inc[RETURN]                              # this step's shaped reward
         self.terms = self._inc[N_STATS:]                             # tasks write term values here
-        self._weighted = self._zeros(2, len(self.reward_terms), num_envs)
+        self._weighted = self._zeros(len(self.reward_terms), 2, num_envs)
+        self._terms_col = self.terms.unsqueeze(1)                    # [T, 1, N] view
+        self._rewards = self._inc[:N_STATS - 2]                      # shaped, reference rows
         self._stats = self._zeros(rows, num_envs)                    # running episode sums
+        self._length = self._stats[LENGTH]
         self._final = self._zeros(rows, num_envs)                    # last finished episode
         self._generator = torch.Generator(device=self.device)
         self._generator.manual_seed(int(seed))
@@ -128,10 +132,10 @@ class BatchedEnv:
         self._check_actions(actions)
         terminated = self._advance(actions)
         inc, stats = self._inc, self._stats
-        # shaped and reference reward; mul+sum rather than mm: BLAS would start threads for a 2xT matrix
-        torch.sum(torch.mul(self._weights, self.terms, out=self._weighted), 1, out=inc[:N_STATS - 2])
+        # shaped and reference reward: mul + sum over the leading dim (mm would start BLAS threads)
+        torch.sum(torch.mul(self._weights, self._terms_col, out=self._weighted), 0, out=self._rewards)
         stats += inc
-        truncated = stats[LENGTH] >= self.max_episode_steps
+        truncated = self._length >= self.max_episode_steps
         done = terminated | truncated
         done_f = done.to(self.dtype)
         keep = 1.0 - done_f
@@ -139,7 +143,7 @@ class BatchedEnv:
         stats.mul_(keep)
         self._autoreset(done_f, keep)
         self._steps += 1
-        return self.obs, inc[RETURN], terminated, truncated, self.info
+        return self.obs, self.reward, terminated, truncated, self.info
 
     def close(self) -> None:
         """Nothing to release; present for API symmetry with gymnasium."""

@@ -69,21 +69,22 @@ class TorchVecEnv(VecEnv):
 
     def _episode_infos(self, infos: list[dict], idx: np.ndarray, flags: np.ndarray, info: dict) -> None:
         rows = torch.from_numpy(idx).to(self.env.device)
-        stats = info["episode_stats"].index_select(1, rows).cpu().numpy().astype(np.float64)
-        final = info["final_observation"].index_select(0, rows).cpu().numpy()
+        # one host copy of the finished columns; tolist() turns them into Python floats in C
+        stats = info["episode_stats"].index_select(1, rows).T.tolist()
+        final = list(info["final_observation"].index_select(0, rows).cpu().numpy())
+        truncated = (flags[1] & ~flags[0])[idx].tolist()
         elapsed = round(time.perf_counter() - self._start, 6)
-        names = self.env.reward_terms
-        for j, i in enumerate(idx.tolist()):
-            col = stats[:, j]
+        names, success = self.env.reward_terms, self._has_success
+        for i, col, obs, trunc in zip(idx.tolist(), stats, final, truncated):
             entry = {
-                "episode": {"r": float(col[RETURN]), "l": int(col[LENGTH]), "t": elapsed},
-                "true_return": float(col[TRUE_RETURN]),
-                "terms": {name: float(col[N_STATS + k]) for k, name in enumerate(names)},
-                "terminal_observation": final[j],
-                "TimeLimit.truncated": bool(flags[1, i] and not flags[0, i]),
+                "episode": {"r": col[RETURN], "l": int(col[LENGTH]), "t": elapsed},
+                "true_return": col[TRUE_RETURN],
+                "terms": dict(zip(names, col[N_STATS:])),
+                "terminal_observation": obs,
+                "TimeLimit.truncated": trunc,
             }
-            if self._has_success:
-                entry["is_success"] = bool(col[SUCCESS] > 0.5)
+            if success:
+                entry["is_success"] = col[SUCCESS] > 0.5
             infos[i] = entry
 
     def close(self) -> None:

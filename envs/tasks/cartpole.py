@@ -42,17 +42,23 @@ class CartPole(BatchedEnv):
         n = self.num_envs
         self._state = self._zeros(4, n)  # feature-major; obs are .T views
         self._pool = self._zeros(4, n)
-        self._acc = self._zeros(2, n)  # x_acc, theta_acc
+        self._acc = self._zeros(2, n)    # x_acc, theta_acc
         self._tmp = self._zeros(4, n)
-        self._force = self._tensor([-FORCE_MAG, FORCE_MAG])
+        # -l (4/3): the constant of the (negated) theta_acc denominator
+        self._neg_den0 = torch.full((n,), -LENGTH * 4.0 / 3.0, dtype=self.dtype, device=self.device)
         self._thresholds = self._tensor([[X_THRESHOLD], [THETA_THRESHOLD]])
         self._term_scale = self._tensor([[1.0 / X_THRESHOLD], [1.0 / THETA_THRESHOLD]])
         obs_dtype = torch.float32
         self._obs_buf = self._state if self.dtype == obs_dtype else self._zeros(4, n, dtype=obs_dtype)
         self._final_buf = self._zeros(4, n, dtype=obs_dtype)
         self.obs = self._obs_buf.T
-        self.terms[0] = 1.0  # alive: constant, never rewritten
         self.final_observation = self._final_buf.T
+        self.terms[0] = 1.0  # alive: constant, never rewritten
+        # Views made once: creating a view costs about as much as a small op.
+        s, t = self._state, self._tmp
+        self._v = {"theta": s[2], "theta_dot": s[3], "pos": s[0::2], "vel": s[1::2],
+                   "sin": t[0], "cos": t[1], "temp": t[2], "den": t[3], "abs": t[0:2],
+                   "x_acc": self._acc[0], "theta_acc": self._acc[1], "shaping": self.terms[1:3]}
 
     def set_state(self, state: torch.Tensor) -> None:
         """Overwrite the physical state ([num_envs, 4]); for parity tests against gymnasium."""
@@ -73,33 +79,27 @@ class CartPole(BatchedEnv):
         self._sync_obs()
 
     def _advance(self, actions: torch.Tensor) -> torch.Tensor:
-        s, acc, tmp = self._state, self._acc, self._tmp
-        theta, theta_dot = s[2], s[3]
-        force = self._force[actions]  # index: bad action values fail loudly on CPU
-        sin, cos, temp, den = tmp[0], tmp[1], tmp[2], tmp[3]
-        torch.sin(theta, out=sin)
-        torch.cos(theta, out=cos)
-        # Same operation order as gymnasium, so float64 mode matches it to the last bit or two.
-        # temp = (force + pml * theta_dot^2 * sin) / total_mass
-        torch.mul(theta_dot, theta_dot, out=temp)
-        temp.mul_(POLEMASS_LENGTH).mul_(sin).add_(force).div_(TOTAL_MASS)
-        # theta_acc = (g sin - cos temp) / (l (4/3 - mp cos^2 / M))
-        torch.mul(cos, cos, out=den)
-        den.mul_(MASSPOLE).div_(TOTAL_MASS).neg_().add_(4.0 / 3.0).mul_(LENGTH)
-        torch.mul(cos, temp, out=acc[1])
-        torch.sub(sin.mul_(GRAVITY), acc[1], out=acc[1]).div_(den)
+        v = self._v
+        sin, cos, temp, den = v["sin"], v["cos"], v["temp"], v["den"]
+        x_acc, theta_acc = v["x_acc"], v["theta_acc"]
+        torch.sin(v["theta"], out=sin)
+        torch.cos(v["theta"], out=cos)
+        # temp = (force + pml theta_dot^2 sin) / M with force = +-F: (2a - 1) F / M + (pml / M) theta_dot^2 sin
+        force = actions.to(self.dtype).mul_(2.0 * FORCE_MAG / TOTAL_MASS).sub_(FORCE_MAG / TOTAL_MASS)
+        torch.mul(v["theta_dot"], v["theta_dot"], out=temp).mul_(sin)
+        torch.add(force, temp, alpha=POLEMASS_LENGTH / TOTAL_MASS, out=temp)
+        # theta_acc = (g sin - cos temp) / (l (4/3 - mp cos^2 / M)), both signs flipped
+        torch.addcmul(self._neg_den0, cos, cos, value=LENGTH * MASSPOLE / TOTAL_MASS, out=den)
+        torch.mul(cos, temp, out=theta_acc).sub_(sin, alpha=GRAVITY).div_(den)
         # x_acc = temp - pml theta_acc cos / M
-        torch.mul(acc[1], POLEMASS_LENGTH, out=acc[0])
-        acc[0].mul_(cos).div_(TOTAL_MASS)
-        torch.sub(temp, acc[0], out=acc[0])
-        pos, vel = s[0::2], s[1::2]  # (x, theta), (x_dot, theta_dot)
-        pos.add_(vel, alpha=TAU)     # Euler: positions use the old velocities
-        vel.add_(acc, alpha=TAU)
-        terms = self.terms           # rows: alive (constant 1), cart_position, pole_angle
-        torch.mul(pos, self._term_scale, out=terms[1:3])
-        terms[1:3].square_()
-        torch.abs(pos, out=tmp[0:2])
-        out = torch.gt(tmp[0:2], self._thresholds)
+        torch.mul(theta_acc, cos, out=x_acc)
+        torch.sub(temp, x_acc, alpha=POLEMASS_LENGTH / TOTAL_MASS, out=x_acc)
+        pos, vel = v["pos"], v["vel"]    # (x, theta), (x_dot, theta_dot)
+        pos.add_(vel, alpha=TAU)         # Euler: positions use the old velocities
+        vel.add_(self._acc, alpha=TAU)
+        # shaping terms (x / 2.4)^2, (theta / 12 deg)^2; the alive row is constant
+        torch.mul(pos, self._term_scale, out=v["shaping"]).square_()
+        out = torch.gt(torch.abs(pos, out=v["abs"]), self._thresholds)
         return out[0] | out[1]
 
     def _autoreset(self, done_f: torch.Tensor, keep: torch.Tensor) -> None:

@@ -139,6 +139,15 @@ class Navigation(BatchedEnv):
         for state in (self._vel, self._act, self._prev):
             state.mul_(0.0) if weight is None else state.mul_(1.0 - weight)
 
+    def set_state(self, pose: torch.Tensor, goal: torch.Tensor, obstacles: torch.Tensor) -> None:
+        """Place robots ([N, 3]: x, y, heading), goals ([N, 2]) and obstacles ([N, K, 3]: x, y, r), at rest."""
+        self._pose.copy_(pose.T)
+        self._goal.copy_(goal.T)
+        self._obst.copy_(obstacles.permute(2, 1, 0))
+        for state in (self._vel, self._act, self._prev):
+            state.zero_()
+        self._observe()
+
     def _reset_all(self) -> None:
         self._draw_episodes()
         self._apply_new(None)
