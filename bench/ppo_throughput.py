@@ -91,7 +91,7 @@ def throughput(batch: int, steps: int, repeats: int) -> tuple[dict, dict]:
     return best(dummy), best(batched)
 
 
-def bootstrap(repeats: int, num_envs: int = 1024, time_limit: int = 25) -> tuple[float, float]:
+def bootstrap(repeats: int, num_envs: int = 1024, time_limit: int = 10) -> tuple[float, float]:
     """Collection µs/env step, stock vs batched bootstrap, when many envs truncate together."""
     results = {}
     for cls in (PPO, BatchedPPO):
@@ -179,7 +179,7 @@ def main() -> None:
             print(f"{f'batch {batch}: {label} ({unit})':<44}{dummy[key]:>16.1f}{batched[key]:>16.1f}{ratio:>8.2f}x")
 
     stock, fast = bootstrap(args.repeats)
-    print(f"\ntime-limit bootstrap, 1024 envs truncating together (limit 25), collection µs/env step:")
+    print(f"\ntime-limit bootstrap, 1024 envs truncating together (limit 10), collection µs/env step:")
     print(f"  stock SB3 PPO {stock:.2f}   BatchedPPO {fast:.2f}   speed-up {stock / fast:.2f}x")
     if args.quick:
         return

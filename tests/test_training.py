@@ -85,7 +85,7 @@ def test_same_config_and_seed_give_the_same_result():
     assert _without_timing(other) != _without_timing(first)
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", pytest.param("navigation", marks=needs_batched)])
 def test_learning_rate_10_fails_cleanly(env_id):
     setup = PPOSetup(ppo_kwargs=dict(n_steps=32, batch_size=64, n_epochs=4, learning_rate=10.0), num_envs=8)
     result = train_seed(setup, env=env_id, seed=0, total_steps=50_000, eval_every=5000, eval_episodes=2, device="cpu")
