@@ -176,3 +176,16 @@ def test_bad_input_is_one_clear_value_error():
             env.step(actions)
     with pytest.raises(ValueError, match="device"):
         envs.make("cartpole", 4, device="tpu")
+
+
+@pytest.mark.parametrize("env_id", ["automl/CartPole-v0", "automl/Navigation-v0"])
+def test_registered_with_gymnasium(env_id):
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make(env_id)
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, _ = env.reset(seed=3)
+    again, _ = gym.make(env_id).reset(seed=3)
+    np.testing.assert_array_equal(obs, again)
+    assert env.observation_space.contains(obs)
