@@ -9,6 +9,7 @@ A seed's result is ``seed_value``: the mean true metric of its last ``LAST_EVALS
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
@@ -27,8 +28,9 @@ from automl.ppo_fast import BatchedPPO, NonFiniteError
 LAST_EVALS = 3
 EVAL_SEED_OFFSET = 10_000  # eval envs never share initial states with the training envs
 STATES = ("complete", "pruned", "stopped_at_deadline", "failed")
-# Words in torch/SB3 error messages that mean "the numbers blew up", not "the code is wrong".
-_NON_FINITE_WORDS = ("nan", "inf", "invalid values")
+# Words in torch/SB3 error messages that mean "the numbers blew up", not "the code is wrong"
+# (e.g. "...found invalid values", "probability tensor contains either `inf`, `nan`...").
+_NON_FINITE_MESSAGE = re.compile(r"\b(nan|inf)\b|invalid values", re.IGNORECASE)
 
 
 def seed_value(values: Sequence[float], last: int = LAST_EVALS) -> float | None:
@@ -136,7 +138,7 @@ def _hparams(params: Mapping | PPOSetup, reward_weights: Mapping | None) -> dict
 
 
 def _is_non_finite(exc: Exception) -> bool:
-    return isinstance(exc, NonFiniteError) or any(w in str(exc).lower() for w in _NON_FINITE_WORDS)
+    return isinstance(exc, NonFiniteError) or bool(_NON_FINITE_MESSAGE.search(str(exc)))
 
 
 def _learn(model: BatchedPPO, callback: TrialCallback, total_steps: int) -> tuple[str, str, str | None]:
