@@ -1,0 +1,212 @@
+"""Optuna storage for the Python API: where a study lives, and its trials as plain records.
+
+One SQLite file per study: ``<study_dir>/<study_name>.db`` holding the study ``study_name``.
+Each trial keeps what the objective saw in user_attrs: ``params`` (decoded values, lists as
+lists), ``metrics`` (every metric the objective returned) and ``error`` (one line, on failure).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from automl import studies  # noqa: F401 - quiets Optuna's logging and experimental warnings like the CLI
+from automl.errors import AutoMLError
+
+STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
+          TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
+DIRECTIONS = {"maximize": "maximize", "minimize": "minimize", "max": "maximize", "min": "minimize"}
+
+
+@dataclass
+class TrialRecord:
+    """One trial: its number, the params the objective saw, its value, state and metrics."""
+
+    number: int
+    params: dict
+    value: float | None
+    state: str  # complete | pruned | failed | interrupted | running | waiting
+    metrics: dict = field(default_factory=dict)
+    trial_id: str = ""
+    duration_s: float | None = None
+    error: str | None = None
+    intermediate: dict = field(default_factory=dict)  # step -> reported value
+
+    @property
+    def score(self) -> float | None:
+        """Keras-Tuner name of ``value``."""
+        return self.value
+
+
+@dataclass
+class SearchResult:
+    """What a search produced: the best params and value (None when nothing completed) and every trial."""
+
+    best_params: dict | None
+    best_value: float | None
+    trials: list[TrialRecord]
+    study_name: str = ""
+    storage: str = ""
+    direction: str = "maximize"
+    message: str = ""
+
+    def count(self, state: str) -> int:
+        """Number of trials in ``state`` (complete, pruned, failed, ...)."""
+        return sum(t.state == state for t in self.trials)
+
+    @property
+    def n_complete(self) -> int:
+        """Trials that finished with a finite value."""
+        return self.count("complete")
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``: what a trial's error attr and AutoMLErrors show."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
+def plain(value: Any) -> Any:
+    """A JSON-safe copy (user_attrs go through JSON): tuples as lists, numpy scalars as Python."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value if value is None or isinstance(value, (bool, int, float, str)) else repr(value)
+
+
+def db_path(study_dir: str | Path, study_name: str) -> Path:
+    """The SQLite file of a study: ``<study_dir>/<study_name>.db``."""
+    return Path(study_dir) / f"{study_name}.db"
+
+
+def sqlite_url(path: str | Path) -> str:
+    """Optuna storage URL of a SQLite file."""
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def open_study(study_dir: str | Path, study_name: str, *, direction: str, sampler=None, pruner=None,
+               overwrite: bool = False) -> optuna.Study:
+    """Create or load ``study_name`` in ``<study_dir>/<study_name>.db``; overwrite deletes it first."""
+    Path(study_dir).mkdir(parents=True, exist_ok=True)
+    url = sqlite_url(db_path(study_dir, study_name))
+    try:
+        if overwrite and study_name in study_names(db_path(study_dir, study_name)):
+            optuna.delete_study(study_name=study_name, storage=url)
+        study = optuna.create_study(storage=url, study_name=study_name, sampler=sampler, pruner=pruner,
+                                    direction=direction, load_if_exists=True)
+    except Exception as exc:  # storage errors come in many library types; the user needs one line
+        raise AutoMLError(f"{url}: cannot open study {study_name!r} ({one_line(exc)})") from None
+    stored = study.direction.name.lower()
+    if stored != direction:
+        raise AutoMLError(f"{url}: direction: the stored study {study_name!r} is {stored}, not {direction} "
+                          f"(allowed: {stored}, or overwrite/another study_name)")
+    return study
+
+
+def study_names(path: str | Path) -> list[str]:
+    """Names of the studies in a SQLite file ([] when the file does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return [s.study_name for s in optuna.study.get_all_study_summaries(storage=sqlite_url(path))]
+    except Exception as exc:
+        raise AutoMLError(f"{path}: not a readable Optuna study file ({one_line(exc)})") from None
+
+
+def locate(path: str | Path, study_name: str | None = None) -> tuple[Path, str]:
+    """(SQLite file, study name) for a .db file or a directory of them; ``study_name`` picks one."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(path.glob("*.db")) if path.is_dir() else []
+    if not files:
+        raise AutoMLError(f"{path}: no study found (allowed: a <study_name>.db file or a directory holding one)")
+    found = [(f, name) for f in files for name in study_names(f)]
+    if study_name is not None:
+        found = [(f, n) for f, n in found if n == study_name] or _missing(path, study_name, found)
+    if len(found) != 1:
+        names = ", ".join(sorted({n for _, n in found})) or "none"
+        raise AutoMLError(f"{path}: study_name: {len(found)} studies found (allowed: pass study_name=, one of {names})")
+    return found[0]
+
+
+def _missing(path: Path, name: str, found: list) -> list:
+    names = ", ".join(sorted({n for _, n in found})) or "none"
+    raise AutoMLError(f"{path}: study_name: no study {name!r} (allowed: {names})")
+
+
+def record(t: FrozenTrial) -> TrialRecord:
+    """A stored trial as a TrialRecord (params as the objective saw them)."""
+    attrs = t.user_attrs
+    state = "interrupted" if attrs.get("interrupted") else STATES.get(t.state, t.state.name.lower())
+    duration = t.duration.total_seconds() if t.duration is not None else None
+    value = t.value if t.state == TrialState.COMPLETE else None
+    return TrialRecord(number=t.number, params=dict(attrs.get("params", t.params)), value=value, state=state,
+                       metrics=dict(attrs.get("metrics") or {}), trial_id=str(attrs.get("trial_id", t.number)),
+                       duration_s=duration, error=attrs.get("error"),
+                       intermediate={int(k): float(v) for k, v in t.intermediate_values.items()})
+
+
+def rank(records: list[TrialRecord], direction: str) -> list[TrialRecord]:
+    """Best first; trials without a value (failed, pruned, ...) last, as the worst."""
+    done = [r for r in records if r.value is not None and math.isfinite(r.value)]
+    rest = [r for r in records if r not in done]
+    return sorted(done, key=lambda r: r.value, reverse=direction == "maximize") + rest
+
+
+def counts(records: list[TrialRecord]) -> str:
+    """'3 complete, 2 pruned' style summary."""
+    tally: dict[str, int] = {}
+    for r in records:
+        tally[r.state] = tally.get(r.state, 0) + 1
+    return ", ".join(f"{n} {s}" for s, n in sorted(tally.items())) or "no trials"
+
+
+def result(study: optuna.Study, storage: str = "") -> SearchResult:
+    """The SearchResult of a study; with no complete trial best_* are None and ``message`` says why."""
+    records = [record(t) for t in study.get_trials(deepcopy=False)]
+    direction = study.direction.name.lower()
+    ranked = rank(records, direction)
+    best = ranked[0] if ranked and ranked[0].value is not None else None
+    message = (f"best value {best.value:.6g} at trial {best.number} ({counts(records)})" if best else
+               f"no complete trial ({counts(records)}): nothing to rank; if all were pruned, raise "
+               f"min_resource or disable pruning")
+    return SearchResult(best_params=dict(best.params) if best else None, best_value=best.value if best else None,
+                        trials=records, study_name=study.study_name, storage=storage, direction=direction,
+                        message=message)
+
+
+def finished(study: optuna.Study) -> int:
+    """Trials that count toward n_trials: finished ones, except those a killed process left behind."""
+    done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return sum(t.state in done and not t.user_attrs.get("interrupted") for t in study.get_trials(deepcopy=False))
+
+
+def retry_interrupted(study: optuna.Study) -> int:
+    """Trials left RUNNING by a killed process: mark them failed+interrupted and enqueue their params again.
+
+    Assumes no other process is running this study right now (resume is a single-owner operation).
+    """
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in stale:
+        handle = studies.attach(study, t._trial_id)
+        handle.set_user_attr("interrupted", True)
+        handle.set_user_attr("error", "interrupted: the process running it stopped; its params are retried")
+        study.tell(handle, state=TrialState.FAIL)
+        if t.params:
+            study.enqueue_trial(dict(t.params), skip_if_exists=False)
+    return len(stale)
