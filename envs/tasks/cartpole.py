@@ -99,8 +99,7 @@ class CartPole(BatchedEnv):
         vel.add_(self._acc, alpha=TAU)
         # shaping terms (x / 2.4)^2, (theta / 12 deg)^2; the alive row is constant
         torch.mul(pos, self._term_scale, out=v["shaping"]).square_()
-        out = torch.gt(torch.abs(pos, out=v["abs"]), self._thresholds)
-        return out[0] | out[1]
+        return torch.gt(torch.abs(pos, out=v["abs"]), self._thresholds).any(0)
 
     def _autoreset(self, done_f: torch.Tensor, keep: torch.Tensor) -> None:
         if self._steps % POOL_REFRESH == 0:
