@@ -24,9 +24,9 @@ def _rlzoo(best: dict) -> dict:
 
 
 def _flat(best: dict) -> dict:
-    """A search-space YAML with everything fixed: `automl train --config` takes it back."""
-    return {"search_space_id": f"{best.get('search_space_id')}_best_{best['config_id']}",
-            "fixed": best["params"], "searchable": {},
+    """The best config alone (env, params, reward weights): `automl train --config` takes it back."""
+    return {"config_id": best["config_id"], "env": best["env"],
+            "search_space_id": best.get("search_space_id"), "params": best["params"],
             "reward_weights": best.get("reward_weights") or {},
             "heldout_score": best.get("heldout_score"), "tuning_score": best.get("tuning_score")}
 

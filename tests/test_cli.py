@@ -1,0 +1,142 @@
+"""The command line as a user runs it: validate, export, status, train, signals, exit codes."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = str(ROOT / "tests" / "data" / "tiny_cartpole.yaml")
+
+
+def automl(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "automl", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def children(pid):
+    """Worker processes of `pid` (Linux /proc)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purpose
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    r = automl("--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours", "0.02",
+               "--hp-trials", "2", "--seeds", "2", "--top-k", "1", "--n-jobs", "2",
+               "--trial-steps", "4096", "--run-dir", str(run_dir))
+    assert r.returncode == 0, r.stderr
+    return run_dir
+
+
+def test_validate_summarizes_a_good_space():
+    r = automl("validate", str(ROOT / "configs" / "spaces" / "navigation.yaml"))
+    assert r.returncode == 0, r.stderr
+    assert "learning_rate" in r.stdout and "loguniform" in r.stdout
+
+
+@pytest.mark.parametrize("body,needle", [
+    ("search_space_id: x\nsearchable:\n  learning_rate: {type: loguniform, low: 1e-2, high: 1e-3}\n", "low"),
+    ("search_space_id: x\nsearchable:\n  learnin_rate: {type: uniform, low: 0, high: 1}\n", "learning_rate"),
+    ("search_space_id: x\nsearchable: [unclosed\n", "x.yaml"),
+])
+def test_validate_bad_file_is_one_line_exit_2(tmp_path, body, needle):
+    f = tmp_path / "x.yaml"
+    f.write_text(body)
+    r = automl("validate", str(f))
+    assert r.returncode == 2 and needle in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_export_yaml_and_rlzoo(finished_run):
+    r = automl("export", "--run-dir", str(finished_run), "--format", "rlzoo")
+    assert r.returncode == 0, r.stderr
+    zoo = yaml.safe_load((finished_run / "rlzoo_hyperparams.yml").read_text())
+    hp = zoo["cartpole"]
+    best = yaml.safe_load((finished_run / "best.yaml").read_text())
+    assert hp["n_steps"] == best["sb3"]["ppo_kwargs"]["n_steps"] and hp["n_envs"] == 32
+    assert hp["learning_rate"] == pytest.approx(best["params"]["learning_rate"])
+    r = automl("export", "--run-dir", str(finished_run), "--format", "yaml")
+    assert r.returncode == 0, r.stderr
+    exported = yaml.safe_load((finished_run / "best_config.yaml").read_text())
+    assert exported["params"] == best["params"] and exported["env"] == "cartpole"
+
+
+def test_train_reruns_the_exported_config(finished_run, tmp_path):
+    exported = finished_run / "best_config.yaml"
+    if not exported.exists():
+        assert automl("export", "--run-dir", str(finished_run)).returncode == 0
+    r = automl("train", "--config", str(exported), "--env", "cartpole", "--seed-list", "5",
+               "--trial-steps", "2048", "--run-dir", str(tmp_path / "t"))
+    assert r.returncode == 0, r.stderr
+    res = yaml.safe_load((tmp_path / "t" / "results.yaml").read_text())
+    assert [s["seed"] for s in res["seeds"]] == [5] and res["seeds"][0]["steps"] >= 2048
+
+
+def test_status_prints_the_run(finished_run):
+    r = automl("status", "--run-dir", str(finished_run))
+    assert r.returncode == 0, r.stderr
+    assert "config_000" in r.stdout and "heldout" in r.stdout
+
+
+def test_status_and_export_without_a_run_are_one_line(tmp_path):
+    for args in (["status"], ["export"], ["analyze"]):
+        r = automl(*args, "--run-dir", str(tmp_path / "none"))
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1
+
+
+def _start_and_wait_for_workers(run_dir):
+    proc = subprocess.Popen([sys.executable, "-m", "automl", "--mode", "hp", "--env", "cartpole",
+                             "--space", TINY, "--budget-hours", "0.05", "--hp-trials", "6",
+                             "--seeds", "2", "--n-jobs", "2", "--trial-steps", "8192",
+                             "--run-dir", str(run_dir)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if len(children(proc.pid)) >= 2 and (run_dir / "events.jsonl").exists() and \
+                '"seed_done"' in (run_dir / "events.jsonl").read_text():
+            return proc
+        time.sleep(0.3)
+    proc.kill()
+    pytest.fail("the run never got going")
+
+
+def test_sigterm_flushes_state_and_stops_workers(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = _start_and_wait_for_workers(run_dir)
+    workers = children(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode == 130
+    st = yaml.safe_load((run_dir / "automl_state.yaml").read_text())
+    assert st["status"] == "interrupted"
+    time.sleep(1.0)
+    assert not [w for w in workers if alive(w)]
+
+
+def test_workers_die_with_a_killed_driver(tmp_path):
+    proc = _start_and_wait_for_workers(tmp_path / "run")
+    workers = children(proc.pid)
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not [w for w in workers if alive(w)]
