@@ -46,6 +46,7 @@ class RunContext:
         self.scheduler: Scheduler | None = None
         self._resume: list[ConfigRun] = []
         self._stages_done = False
+        self.driver_s = 0.0  # time spent in the driver's own bookkeeping (ask/tell, state writes)
 
     # ---- start / stop -------------------------------------------------------------------
     def start(self) -> None:
@@ -172,6 +173,13 @@ class RunContext:
     # ---- proposals ----------------------------------------------------------------------
     def propose(self, kind: str, cycle: int) -> ConfigRun | None:
         """Ask the phase's sampler for the next config; constraint-rejected ones are recorded."""
+        t0 = time.perf_counter()
+        try:
+            return self._propose(kind, cycle)
+        finally:
+            self.driver_s += time.perf_counter() - t0
+
+    def _propose(self, kind: str, cycle: int) -> ConfigRun | None:
         for _ in range(MAX_REJECTS):
             if kind == "hp":
                 got = self._ask_hp()
@@ -236,11 +244,14 @@ class RunContext:
         return 4 * self.throughput.seconds_for(steps) + 120.0
 
     def _on_seed(self, c: ConfigRun, seed: int, record: dict) -> None:
+        t0 = time.perf_counter()
         self.records.seed_done(c, seed, record)
         self.store.event("seed_done", config_id=c.config_id, kind=c.kind, **record)
         self.write_state("running")
+        self.driver_s += time.perf_counter() - t0
 
     def _on_config(self, c: ConfigRun) -> None:
+        t0 = time.perf_counter()
         state = config_state(c)
         values = [r.get("episode_reward_mean") if r.get("state") == "complete" else None
                   for r in (c.results[s] for s in c.seeds if s in c.results)]
@@ -251,6 +262,7 @@ class RunContext:
         self.records.config_done(c, state, score)
         self.store.event("config_done", config_id=c.config_id, kind=c.kind, state=state, score=score)
         self.write_state("running")
+        self.driver_s += time.perf_counter() - t0
 
     def write_state(self, status: str) -> None:
         """Rewrite automl_state.yaml from the records (atomic)."""

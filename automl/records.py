@@ -216,6 +216,7 @@ def state_dict(ctx, status: str) -> dict:
         "updated": _iso(time.time()),
         "budget": {"hours": ctx.cfg.budget_hours, "elapsed_s": round(b.elapsed_s(), 1),
                    "remaining_s": round(b.remaining_s(), 1), "deadline": _iso(b.deadline),
+                   "deadline_t": round(b.deadline, 3),
                    "reserve_s": round(b.reserve_s, 1)},
         "stage": ctx.stage,
         "seeds": {"tuning": ctx.inputs.tuning_seeds, "heldout": ctx.inputs.heldout_seeds},
@@ -237,7 +238,9 @@ def _overhead(ctx) -> dict:
     wall = time.time() - ctx.budget.started
     busy = sched.busy_s if sched else 0.0
     return {"session_wall_s": round(wall, 1), "worker_busy_s": round(busy, 1),
-            "worker_utilization": round(busy / max(1e-9, wall * ctx.cfg.n_jobs), 4)}
+            "worker_utilization": round(busy / max(1e-9, wall * ctx.cfg.n_jobs), 4),
+            "driver_s": round(ctx.driver_s, 2),
+            "driver_share": round(ctx.driver_s / max(1e-9, wall), 4)}
 
 
 def _iso(t: float) -> str:
