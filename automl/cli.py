@@ -109,8 +109,9 @@ def run_config_from(args, argv) -> "RunConfig":
 
 def _dispatch(args, argv) -> int:
     if args.command == "run":
+        cfg = run_config_from(args, argv)  # validate flags before torch/optuna are imported
         from automl import driver
-        return driver.main(run_config_from(args, argv))
+        return driver.main(cfg)
     if args.command == "validate":
         from automl.validate import summary
         print(summary(args.file))
