@@ -1,0 +1,260 @@
+"""Keras-Tuner-style tuners (RandomSearch, BayesianOptimization, Hyperband, GridSearch) on SearchEngine.
+
+    def build(hp):
+        return {"learning_rate": hp.Float("learning_rate", 1e-4, 3e-3, sampling="log"), "num_envs": 64}
+
+    tuner = RandomSearch(build, objective=Objective("episode_reward_mean", "max"), max_trials=8,
+                         directory="studies", project_name="cartpole_lr")
+    tuner.search(env="cartpole", total_steps=20_000)
+    best_hp = tuner.get_best_hyperparameters(1)[0]
+
+search(**kwargs) calls run_trial(hp, **kwargs) per trial. The default run_trial trains PPO with
+automl.training.train_seed (build(hp) returns a dict of PPO params) or calls .learn() on the SB3
+model build(hp) returns; override run_trial to return a float or a dict of metrics instead.
+Trials live in SQLite ``<directory>/<project_name>/<project_name>.db``: overwrite=False resumes.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from automl.api import study_io
+from automl.api.engine import SearchConfig, SearchEngine, TrialFailed, run_trial
+from automl.api.hyperparameters import HyperParameters
+from automl.api.study_io import SearchResult
+from automl.errors import AutoMLError
+
+PPO_METRICS = ("success_rate", "shaped_return", "reference_return")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The metric to optimize and its direction ('max'/'min' or 'maximize'/'minimize')."""
+
+    name: str
+    direction: str = "max"
+
+    def __post_init__(self):
+        if self.direction not in study_io.DIRECTIONS:
+            raise AutoMLError(f"Objective: direction: {self.direction!r} (allowed: max, min, maximize, minimize)")
+
+
+@dataclass
+class TunerTrial:
+    """A finished trial as Keras Tuner shows it: id, hyperparameters, score, metrics, status."""
+
+    trial_id: str
+    hyperparameters: HyperParameters
+    score: float | None
+    metrics: dict
+    status: str
+    number: int
+
+
+class PruneChannel:
+    """train_seed's channel: evaluations go to the trial's pruner; a prune decision stops training."""
+
+    def __init__(self, trial: optuna.Trial | None):
+        self.trial, self.reason = trial, None
+
+    def report(self, payload: Mapping) -> None:
+        """Report one evaluation (eval_index, value) as an intermediate value."""
+        if self.trial is None:
+            return
+        self.trial.report(float(payload["value"]), int(payload["eval_index"]))
+        if self.reason is None and self.trial.should_prune():
+            self.reason = f"pruned at evaluation {payload['eval_index']}"
+
+    def stop_requested(self) -> bool:
+        """Whether the pruner asked to stop."""
+        return self.reason is not None
+
+    def stop_reason(self) -> str | None:
+        """Why training should stop."""
+        return self.reason
+
+
+class Oracle:
+    """The tuner's record keeper: get_best_trials(n) reads the study."""
+
+    def __init__(self, tuner: Tuner):
+        self.tuner = tuner
+
+    def get_best_trials(self, num_trials: int = 1) -> list[TunerTrial]:
+        """The best `num_trials` complete trials, best first."""
+        res = self.tuner.results()
+        ranked = [r for r in study_io.rank(res.trials, res.direction) if r.value is not None]
+        return [TunerTrial(r.trial_id, HyperParameters.from_values(r.params), r.value, r.metrics,
+                           "COMPLETED", r.number) for r in ranked[:num_trials]]
+
+
+class Tuner:
+    """Base tuner: a build(hp) hypermodel, an objective, and a strategy from automl.strategies."""
+
+    strategy = "random"
+    default_pruner = "none"
+
+    def __init__(self, hypermodel: Callable | None = None, objective: Objective | str = "episode_reward_mean",
+                 max_trials: int = 10, seed: int | None = 0, directory: str | Path = ".",
+                 project_name: str = "untitled_project", overwrite: bool = False, *,
+                 hyperparameters: HyperParameters | None = None, pruner: str | None = None,
+                 min_resource: int = 1, reduction_factor: int = 3, n_jobs: int = 1,
+                 timeout_per_trial: float | None = None):
+        self.hypermodel = hypermodel
+        self.objective = objective if isinstance(objective, Objective) else Objective(str(objective), "max")
+        self.hyperparameters = hyperparameters
+        self.directory, self.project_name = Path(directory), project_name
+        pruner = pruner or self.default_pruner
+        self.config = SearchConfig(
+            strategy=self.strategy, n_trials=max_trials, metric=self.objective.name,
+            direction=self.objective.direction, enable_pruning=pruner != "none",
+            pruner="asha" if pruner == "none" else pruner, min_resource=min_resource,
+            reduction_factor=reduction_factor, study_dir=str(self.directory / project_name),
+            study_name=project_name, n_jobs=n_jobs, timeout_per_trial=timeout_per_trial, seed=seed)
+        self.engine = SearchEngine(self.config)
+        self.oracle = Oracle(self)
+        self._overwrite = overwrite
+
+    # ------------------------------------------------------------------ the loop
+    def search(self, **kwargs: Any) -> SearchResult:
+        """Run trials until max_trials are finished (continuing a stored study); kwargs go to run_trial."""
+        spec = self._grid_space() if self.strategy == "grid" else None
+        timeout = self.config.timeout_per_trial
+
+        def trial_fn(trial: optuna.Trial) -> float:
+            hp = HyperParameters(trial, timeout=timeout)
+
+            def call(params: dict, trial: optuna.Trial):
+                try:
+                    return self.run_trial(hp, **kwargs)
+                finally:
+                    trial.set_user_attr("params", study_io.plain(hp.values))
+
+            return run_trial(trial, lambda t: {}, call, self.config.metric)
+
+        overwrite, self._overwrite = self._overwrite, False  # only the first search() starts over
+        return self.engine.optimize(trial_fn, spec, overwrite=overwrite)
+
+    def _grid_space(self):
+        hp = self.hyperparameters or HyperParameters()
+        if self.hyperparameters is None and self.hypermodel is not None:
+            self._build(hp)  # dry run with defaults: declares the space, as Keras Tuner does
+        if not hp.specs:
+            raise AutoMLError(f"{type(self).__name__}: no hyperparameters to enumerate (allowed: a hypermodel, "
+                              f"or hyperparameters= declaring hp.Choice/hp.Int/... in advance)")
+        return hp.space()
+
+    def _build(self, hp: HyperParameters) -> Any:
+        if self.hypermodel is None:
+            raise AutoMLError(f"{type(self).__name__}: no hypermodel (allowed: pass build(hp), or override run_trial)")
+        build = getattr(self.hypermodel, "build", self.hypermodel)
+        return build(hp)
+
+    def run_trial(self, hp: HyperParameters, env: str = "cartpole", total_steps: int = 50_000,
+                  seeds: Sequence[int] = (0,), eval_every: int | None = None, eval_episodes: int = 32,
+                  device: str = "cpu", reward_weights: Mapping | None = None) -> dict | float:
+        """Build with hp and train: PPO params -> train_seed on each seed; an SB3 model -> learn() + evaluate."""
+        built = self._build(hp)
+        if isinstance(built, Mapping):
+            return self._train_params(dict(built), hp, env=env, total_steps=total_steps, seeds=seeds,
+                                      eval_every=eval_every, eval_episodes=eval_episodes, device=device,
+                                      reward_weights=reward_weights)
+        if hasattr(built, "learn") and hasattr(built, "policy"):
+            return self._train_model(built, total_steps, eval_episodes)
+        raise AutoMLError(f"{type(self).__name__}: build(hp) returned {type(built).__name__} "
+                          f"(allowed: a dict of PPO params or an SB3 model)")
+
+    def _train_params(self, params: dict, hp: HyperParameters, *, seeds: Sequence[int], **train: Any) -> dict:
+        from automl.scoring import score
+        from automl.training import train_seed  # torch and SB3 load only when a trial trains
+
+        results = []
+        for i, seed in enumerate(seeds):
+            # the pruner follows the first seed's evaluations (its steps are comparable across trials)
+            channel = PruneChannel(hp.trial if i == 0 else None)
+            res = train_seed(params, seed=int(seed), deadline=hp.deadline, channel=channel, **train)
+            if res.state == "pruned":
+                raise optuna.TrialPruned(channel.reason or "pruned")
+            if res.state == "failed":
+                raise TrialFailed(f"seed {seed}: {res.reason or res.stop_reason}")
+            if res.state == "stopped_at_deadline":
+                raise TrialFailed(f"seed {seed}: stopped at timeout_per_trial")
+            results.append(res)
+        agg = score([r.episode_reward_mean if r.episode_reward_mean is not None else float("nan") for r in results])
+        metrics = {"episode_reward_mean": agg["mean"], "iqm": agg["iqm"], "n_seeds": agg["n_seeds"],
+                   "steps": sum(r.steps for r in results), "wall_s": sum(r.wall_s for r in results)}
+        for name in PPO_METRICS:
+            values = [getattr(r, name) for r in results if getattr(r, name) is not None]
+            if values:
+                metrics[name] = sum(values) / len(values)
+        return metrics
+
+    def _train_model(self, model: Any, total_steps: int, eval_episodes: int) -> dict:
+        from stable_baselines3.common.evaluation import evaluate_policy  # only for SB3 models the user built
+
+        start = time.time()
+        model.learn(total_steps)
+        mean, std = evaluate_policy(model, model.get_env(), n_eval_episodes=eval_episodes)
+        return {"episode_reward_mean": float(mean), "episode_reward_std": float(std),
+                "steps": int(model.num_timesteps), "wall_s": time.time() - start}
+
+    # ------------------------------------------------------------------ results
+    def results(self) -> SearchResult:
+        """Every stored trial of this project (SearchResult)."""
+        if self.engine.study is None:
+            self.engine.study = study_io.open_study(self.config.study_dir, self.config.study_name,
+                                                    direction=self.config.direction)
+        return self.engine.result()
+
+    def get_best_hyperparameters(self, num_trials: int = 1) -> list[HyperParameters]:
+        """HyperParameters of the best trials, best first: build(hp) on one rebuilds that config."""
+        return [t.hyperparameters for t in self.oracle.get_best_trials(num_trials)]
+
+    def results_summary(self, num_trials: int = 10) -> None:
+        """Print the best `num_trials` trials (hyperparameters and score), as Keras Tuner does."""
+        res = self.results()
+        print(f"Results summary\nResults in {Path(self.config.study_dir)}\nShowing {num_trials} best trials\n"
+              f"Objective(name={self.objective.name!r}, direction={res.direction!r})\n{res.message}")
+        for t in self.oracle.get_best_trials(num_trials):
+            print(f"\nTrial {t.trial_id} summary\nHyperparameters:")
+            for key, value in t.hyperparameters.values.items():
+                print(f"{key}: {value}")
+            print(f"Score: {t.score}")
+
+
+class RandomSearch(Tuner):
+    """Random sampling (Optuna RandomSampler)."""
+
+    strategy = "random"
+
+
+class BayesianOptimization(Tuner):
+    """Model-based sampling (multivariate TPE)."""
+
+    strategy = "bayesian"
+
+
+class Hyperband(Tuner):
+    """TPE proposals with Optuna's Hyperband pruner over the trainer's evaluations.
+
+    max_epochs/factor are Keras Tuner's words for the largest resource and the reduction factor:
+    here the resource is the number of evaluations a trial reports.
+    """
+
+    strategy = "hyperband"
+    default_pruner = "hyperband"
+
+    def __init__(self, hypermodel: Callable | None = None, objective: Objective | str = "episode_reward_mean",
+                 max_trials: int = 20, factor: int = 3, **kwargs: Any):
+        super().__init__(hypermodel, objective, max_trials, reduction_factor=factor, **kwargs)
+
+
+class GridSearch(Tuner):
+    """Every combination of the declared hp.Choice / hp.Int / stepped hp.Float values, each once."""
+
+    strategy = "grid"
