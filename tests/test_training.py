@@ -228,3 +228,24 @@ def test_train_command_runs_seeds_and_writes_results(tmp_path, capsys):
     assert "aggregate over 2 seeds" in out and "complete" in out
     # Reward shaping moved the shaped return away from the reference (true) return.
     assert all(r.shaped_return < r.reference_return for r in results)
+
+
+@pytest.mark.parametrize("kind", ["space", "best", "export", "flat"])
+def test_train_command_reads_every_config_format(tmp_path, kind):
+    from automl.train_cmd import load_train_config
+
+    params = dict(learning_rate=1e-3, num_envs=16, rollouts=32)
+    docs = {
+        "space": {"search_space_id": "cartpole_x", "fixed": {"num_envs": 16, "rollouts": 32},
+                  "searchable": {"learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2, "prior": 1e-3}}},
+        "best": {"config_id": "config_003", "env": "cartpole", "params": params, "reward_weights": {"alive": 0.5}},
+        "export": {"search_space_id": "cartpole_x_best_config_003", "fixed": params, "searchable": {},
+                   "reward_weights": {"alive": 0.5}, "heldout_score": None, "tuning_score": None},
+        "flat": {**params, "reward.alive": 0.5},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(docs[kind]))
+    loaded, weights, env = load_train_config(str(path))
+    assert {k: loaded[k] for k in params} == params
+    assert weights == ({} if kind == "space" else {"alive": 0.5})
+    assert env == (None if kind == "flat" else "cartpole")
