@@ -10,6 +10,7 @@ calling thread (closures and lambdas work); n_jobs > 1 runs trials in Optuna's t
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -29,6 +30,7 @@ from automl.errors import AutoMLError
 STRATEGIES = ("grid", "random", "bayesian", "hyperband")
 SAMPLERS = ("tpe", "cmaes", "random", "qmc")
 PRUNER_NAMES = ("asha", "hyperband", "median", "none")
+LOG = logging.getLogger("automl.api")
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,14 @@ def split_value(out: Any, metric: str) -> tuple[float, dict]:
 def run_trial(trial: optuna.Trial, sample: Callable, call: Callable, metric: str) -> float:
     """One trial: sample params, call the objective, record metrics; failures become TrialFailed."""
     try:
+        return _run_trial(trial, sample, call, metric)
+    except TrialFailed as exc:
+        LOG.warning("trial %d failed (recorded, the search goes on): %s", trial.number, exc)
+        raise
+
+
+def _run_trial(trial: optuna.Trial, sample: Callable, call: Callable, metric: str) -> float:
+    try:
         params = sample(trial)
     except AutoMLError as exc:  # e.g. a rejecting constraint: this config, not the search, failed
         trial.set_user_attr("error", str(exc))
@@ -229,8 +239,13 @@ class SearchEngine:
         study_io.retry_interrupted(self.study)
         remaining = cfg.n_trials - study_io.finished(self.study)
         if remaining > 0:
-            self.study.optimize(trial_fn, n_trials=remaining, n_jobs=cfg.n_jobs, catch=(TrialFailed,),
-                                gc_after_trial=False)
+            verbosity = optuna.logging.get_verbosity()
+            optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are logged in one line below, no traceback
+            try:
+                self.study.optimize(trial_fn, n_trials=remaining, n_jobs=cfg.n_jobs, catch=(TrialFailed,),
+                                    gc_after_trial=False)
+            finally:
+                optuna.logging.set_verbosity(verbosity)
         return self.result()
 
     def resume(self, study_path: str | Path, objective_fn: Callable | None = None,

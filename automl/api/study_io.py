@@ -97,6 +97,22 @@ def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
+def _fast_sqlite(dbapi_connection, _record) -> None:
+    # WAL + synchronous=NORMAL: ~5x fewer fsyncs per trial; a killed process loses nothing committed
+    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+
+def storage(path: str | Path) -> optuna.storages.RDBStorage:
+    """The Optuna storage of a SQLite study file (WAL journal)."""
+    import sqlalchemy
+
+    rdb = optuna.storages.RDBStorage(sqlite_url(path), engine_kwargs={"connect_args": {"timeout": 60}})
+    sqlalchemy.event.listen(rdb.engine, "connect", _fast_sqlite)
+    rdb.engine.dispose()  # the connection opened while creating tables predates the listener
+    return rdb
+
+
 def open_study(study_dir: str | Path, study_name: str, *, direction: str, sampler=None, pruner=None,
                overwrite: bool = False) -> optuna.Study:
     """Create or load ``study_name`` in ``<study_dir>/<study_name>.db``; overwrite deletes it first."""
@@ -105,8 +121,8 @@ def open_study(study_dir: str | Path, study_name: str, *, direction: str, sample
     try:
         if overwrite and study_name in study_names(db_path(study_dir, study_name)):
             optuna.delete_study(study_name=study_name, storage=url)
-        study = optuna.create_study(storage=url, study_name=study_name, sampler=sampler, pruner=pruner,
-                                    direction=direction, load_if_exists=True)
+        study = optuna.create_study(storage=storage(db_path(study_dir, study_name)), study_name=study_name,
+                                    sampler=sampler, pruner=pruner, direction=direction, load_if_exists=True)
     except Exception as exc:  # storage errors come in many library types; the user needs one line
         raise AutoMLError(f"{url}: cannot open study {study_name!r} ({one_line(exc)})") from None
     stored = study.direction.name.lower()
