@@ -8,14 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parent.parent
-TINY = str(ROOT / "tests" / "data" / "tiny_cartpole.yaml")
-
-
-def automl(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "automl", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+from _cli import ROOT, TINY, automl, state
 
 
 def children(pid):
