@@ -1,7 +1,6 @@
 """RunContext: the live state of one run — studies, budget, executor, configs — and its proposals."""
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from automl.runconfig import RunConfig
 from automl.scheduler import ConfigRun, Scheduler
 from automl.scoring import score as score_seeds
 from automl.setup import (NOMINAL_STEPS_PER_S, Inputs, Plan, check_resume, fingerprint,
-                          make_plan, resolve_inputs)
+                          make_plan, resolve_inputs, stage_list)
 from automl.state import StateStore
 
 MAX_REJECTS = 200  # constraint-rejected proposals in a row before the space counts as exhausted
@@ -124,16 +123,7 @@ class RunContext:
     # ---- stages -------------------------------------------------------------------------
     def stages(self):
         """(kind, cycle, quota) in order: HP phase then reward phase, per cycle, as the mode says."""
-        plan, mode = self.plan, self.cfg.mode
-        hp_left = self.cfg.max_trials or 10**9
-        for cycle in range(1, plan.cycles + 1):
-            if mode in ("stage", "hp"):
-                quota = min(plan.hp_trials, hp_left)
-                hp_left -= quota
-                if quota > 0:
-                    yield "hp", cycle, quota
-            if mode in ("stage", "reward") and self.reward_study is not None:
-                yield "reward", cycle, plan.population
+        yield from stage_list(self.plan, self.cfg.mode, self.cfg.max_trials, self.reward_study is not None)
         self._stages_done = True
 
     def all_stages_done(self) -> bool:
@@ -280,7 +270,3 @@ def config_state(c: ConfigRun) -> str:
         return "failed"
     return "complete"
 
-
-def finite(x) -> bool:
-    """A real, finite number."""
-    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from automl import space as space_mod, studies
 from automl.scheduler import ConfigRun
+from automl.setup import stage_list
 
 HACKING_MARGIN = 0.10  # shaped return +10% while the true metric is -10% vs the incumbent
 TUNING_KINDS = ("hp", "reward")
@@ -250,7 +251,8 @@ def _iso(t: float) -> str:
 def plan_text(ctx) -> str:
     """The --dry-run summary: stages, configs, steps per trial, estimated time."""
     p, cfg = ctx.plan, ctx.cfg
-    stages = [f"{k}#{c} ({q} configs)" for k, c, q in _stage_list(ctx)]
+    stages = [f"{k}#{c} ({q} configs)" for k, c, q in
+              stage_list(p, cfg.mode, cfg.max_trials, bool(ctx.inputs.terms))]
     est_s = p.seed_jobs * (2.0 + p.trial_steps / p.steps_per_s) / cfg.n_jobs + p.reserve_s
     return "\n".join([
         f"env: {cfg.env}   space: {ctx.inputs.space_path} ({ctx.inputs.spec.search_space_id})",
@@ -263,17 +265,3 @@ def plan_text(ctx) -> str:
         f"of a {cfg.budget_hours * 60:.1f} min budget",
         f"run dir: {ctx.store.run_dir}",
     ])
-
-
-def _stage_list(ctx):
-    p, mode = ctx.plan, ctx.cfg.mode
-    out, hp_left = [], ctx.cfg.max_trials or 10**9
-    for c in range(1, p.cycles + 1):
-        if mode in ("stage", "hp"):
-            q = min(p.hp_trials, hp_left)
-            hp_left -= q
-            if q:
-                out.append(("hp", c, q))
-        if mode in ("stage", "reward") and ctx.inputs.terms:
-            out.append(("reward", c, p.population))
-    return out

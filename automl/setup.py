@@ -199,6 +199,20 @@ def make_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, steps_per_s: float
                 seed_jobs=seed_jobs, reserve_s=reserve)
 
 
+def stage_list(plan: Plan, mode: str, max_trials: int | None, has_terms: bool) -> list:
+    """(kind, cycle, quota) in order: per cycle an HP phase, then a reward phase, as the mode says."""
+    out, hp_left = [], max_trials or 10**9
+    for cycle in range(1, plan.cycles + 1):
+        if mode in ("stage", "hp"):
+            quota = min(plan.hp_trials, hp_left)
+            hp_left -= quota
+            if quota > 0:
+                out.append(("hp", cycle, quota))
+        if mode in ("stage", "reward") and has_terms:
+            out.append(("reward", cycle, plan.population))
+    return out
+
+
 def load_state_yaml(path: Path) -> dict:
     """Read a YAML file written by state.py (used by status/export)."""
     try:
