@@ -1,7 +1,7 @@
 """Staged AutoML for PPO. `import automl` stays light: the Python API (automl.api) loads on first use."""
 from __future__ import annotations
 
-_API = ("SearchEngine", "SearchConfig", "SearchSpace", "SearchResult", "TrialRecord", "TrialContext",
+__all__ = _API = ("SearchEngine", "SearchConfig", "SearchSpace", "SearchResult", "TrialRecord", "TrialContext",
         "TrialManager", "LearningRateFinder", "LRFinderConfig", "LRFinderResult", "ppo_lr_range", "with_lr_range",
         "RandomSearch", "BayesianOptimization", "Hyperband", "GridSearch", "Tuner", "Objective",
         "HyperParameters")
