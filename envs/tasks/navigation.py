@@ -18,7 +18,9 @@ energy (|a|^2), goal (1 on success), alive (1 per step).
 The default weights are deliberately timid: with energy -0.75 against progress 1.0 the
 best speed is 2/3 of the maximum (maximise a - 0.75 a^2), turning is costly, and
 collision -100 makes detours wide, so far goals are missed at the 200-step limit
-(energy -1.0 was too timid: 0.22 and 0.29 success on two seeds at 2M steps). A better weighting (bench/navigation_weights.py, SB3 PPO with the space's prior HPs,
+(energy -1.0 was too timid: 0.22 and 0.29 success on two seeds at 2M steps).
+
+A better weighting (bench/navigation_weights.py: SB3 PPO with the space's prior HPs,
 2M steps, deterministic evaluation on 1000 fresh episodes; seeds 0 / 1 / 2):
     progress 1.0, heading 0.0, collision -10.0, action_rate -0.01, energy -0.01,
     goal 10.0, alive -0.01
