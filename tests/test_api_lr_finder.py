@@ -54,7 +54,7 @@ def test_curve_is_smooth_and_exponential(sgd_run):
     best = int(np.argmin(result.losses))
     roughness = [np.abs(np.diff(curve[:best + 1], n=2)).sum() for curve in (result.losses, result.raw_losses)]
     assert roughness[0] < 0.1 * roughness[1]  # before the blow-up the smoothed curve bends 10x less than the raw loss
-    assert result.losses[best] < 0.5 * result.losses[0]
+    assert result.losses[best] < 0.85 * result.losses[0]  # a real dip before the divergence
 
 
 def test_divergence_stops_the_sweep_and_state_is_restored(sgd_run):
