@@ -17,10 +17,10 @@ def study_dir(tmp_path_factory):
     space = (SearchSpace().add_float("a", 0, 1).add_float("b", 0, 1).add_float("inert", 0, 1)
              .add_categorical("net", [[8], [16, 16]]))
 
-    def objective(p):  # a and b matter (2:1), the others do not; some trials fail
+    def objective(p):  # a and b matter equally, the others do not; some trials fail
         if p["inert"] > 0.9:
             raise ValueError("unlucky")
-        return {"score": 2 * p["a"] + p["b"], "aux": p["inert"]}
+        return {"score": p["a"] + p["b"], "aux": p["inert"]}
 
     SearchEngine(SearchConfig(strategy="random", n_trials=30, study_dir=str(path), study_name="syn",
                               metric="score")).search(objective, space)
@@ -33,15 +33,15 @@ def test_export_csv_has_every_param_and_metric(study_dir, tmp_path):
     assert len(rows) == 30
     assert {"number", "state", "value", "a", "b", "inert", "net", "score", "aux", "error"} <= set(rows[0])
     done = [r for r in rows if r["state"] == "complete"]
-    assert all(abs(float(r["score"]) - (2 * float(r["a"]) + float(r["b"]))) < 1e-9 for r in done)
+    assert all(abs(float(r["score"]) - (float(r["a"]) + float(r["b"]))) < 1e-9 for r in done)
     assert any(r["state"] == "failed" and "unlucky" in r["error"] for r in rows)
 
 
 def test_importance_ranks_the_params_that_matter(study_dir):
     importance = TrialManager(study_dir).get_importance()
     assert set(importance) == {"a", "b", "inert", "net"}
-    assert importance["a"] > importance["b"] > max(importance["inert"], importance["net"])
-    assert sum(v > 0.05 for v in importance.values()) >= 2
+    assert min(importance["a"], importance["b"]) > 2 * max(importance["inert"], importance["net"])
+    assert sum(v > 0.2 for v in importance.values()) == 2
 
 
 def test_best_trials_get_trial_and_plots(study_dir):
