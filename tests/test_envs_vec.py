@@ -69,3 +69,13 @@ def test_sb3_ppo_trains_on_make_vec(task):
     assert len(model.ep_info_buffer) > 0  # episode infos reach SB3's statistics
     if task == "navigation":
         assert len(model.ep_success_buffer) > 0
+
+
+def test_reused_empty_infos_are_rebuilt_after_a_consumer_writes():
+    vec = envs.make_vec("navigation", 4, device="cpu", seed=0)
+    vec.reset()
+    still = np.zeros((4, 2), dtype=np.float32)
+    _, _, _, infos = vec.step(still)
+    infos[1]["mine"] = 1
+    _, _, _, again = vec.step(still)
+    assert again == [{}, {}, {}, {}] and infos[1] == {"mine": 1}
