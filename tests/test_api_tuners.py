@@ -1,0 +1,93 @@
+"""Keras-Tuner-style tuners over SearchEngine: override run_trial, grid enumeration, resume, PPO training."""
+from __future__ import annotations
+
+import pytest
+
+from automl import BayesianOptimization, GridSearch, HyperParameters, Hyperband, Objective, RandomSearch
+from automl.errors import AutoMLError
+
+
+def build(hp):
+    return {"x": hp.Float("x", 0.0, 1.0), "net": hp.Choice("net", [[8], [16, 16]]), "flag": hp.Boolean("flag")}
+
+
+class Quadratic(RandomSearch):
+    def run_trial(self, hp, **kwargs):
+        p = build(hp)
+        return {"score": -(p["x"] - 0.4) ** 2 + (0.01 if p["flag"] else 0.0), "layers": len(p["net"])}
+
+
+def test_overridden_run_trial_and_results(tmp_path, capsys):
+    tuner = Quadratic(objective=Objective("score", "max"), max_trials=8, directory=tmp_path, project_name="q")
+    result = tuner.search()
+    assert result.n_complete == 8
+    best = tuner.get_best_hyperparameters(2)
+    assert best[0]["x"] == result.best_params["x"] and isinstance(best[0], HyperParameters)
+    assert build(best[0]) == {k: best[0][k] for k in ("x", "net", "flag")}  # rebuilds the winner
+    top = tuner.oracle.get_best_trials(1)[0]
+    assert top.score == result.best_value and top.metrics["layers"] in (1, 2)
+    tuner.results_summary(1)
+    assert "Trial" in capsys.readouterr().out
+    assert (tmp_path / "q" / "q.db").is_file()
+
+
+def test_resume_and_overwrite(tmp_path):
+    kw = dict(objective=Objective("score", "max"), directory=tmp_path, project_name="r")
+    Quadratic(max_trials=4, **kw).search()
+    assert len(Quadratic(max_trials=6, **kw).search().trials) == 6  # overwrite=False continues
+    assert len(Quadratic(max_trials=3, overwrite=True, **kw).search().trials) == 3
+
+
+def test_grid_search_visits_each_combination_once(tmp_path):
+    seen = []
+
+    class Grid(GridSearch):
+        def run_trial(self, hp, **kwargs):
+            p = self._build(hp)
+            seen.append((p["a"], tuple(p["net"])))
+            return p["a"] * len(p["net"])
+
+    hm = lambda hp: {"a": hp.Int("a", 1, 3), "net": hp.Choice("net", [[8], [16, 16]])}  # noqa: E731
+    result = Grid(hm, objective="value", max_trials=50, directory=tmp_path, project_name="g").search()
+    assert sorted(seen) == sorted((a, n) for a in (1, 2, 3) for n in ((8,), (16, 16)))
+    assert result.best_value == 6
+    with pytest.raises(AutoMLError, match="not enumerable"):
+        Grid(lambda hp: {"x": hp.Float("x", 0, 1)}, directory=tmp_path, project_name="g2").search()
+
+
+def test_failures_and_bayesian(tmp_path):
+    class Flaky(BayesianOptimization):
+        def run_trial(self, hp, **kwargs):
+            x = hp.Float("x", 0.0, 1.0)
+            if x > 0.8:
+                raise RuntimeError("diverged")
+            return -(x - 0.3) ** 2
+
+    result = Flaky(objective="value", max_trials=12, directory=tmp_path, project_name="f", seed=2).search()
+    assert len(result.trials) == 12 and abs(result.best_params["x"] - 0.3) < 0.15
+    assert all("diverged" in t.error for t in result.trials if t.state == "failed")
+
+
+def test_hyperband_prunes_with_reported_values(tmp_path):
+    class Curves(Hyperband):
+        def run_trial(self, hp, **kwargs):
+            x = hp.Float("x", 0.0, 1.0)
+            for step in range(9):
+                hp.report(x * (step + 1) / 9, step)
+            return x
+
+    result = Curves(objective="value", max_trials=15, factor=3, directory=tmp_path, project_name="h").search()
+    assert result.count("pruned") > 0 and result.best_value > 0.5
+
+
+def test_default_run_trial_trains_ppo_on_batched_cartpole(tmp_path):
+    def build_ppo(hp):
+        return {"learning_rate": hp.Float("learning_rate", 3e-4, 3e-3, sampling="log"),
+                "num_envs": 64, "rollouts": 32, "mini_batches": 4, "learning_epochs": hp.Int("learning_epochs", 2, 4)}
+
+    tuner = RandomSearch(build_ppo, max_trials=2, directory=tmp_path, project_name="ppo")
+    result = tuner.search(env="cartpole", total_steps=4096, eval_episodes=16)
+    assert result.n_complete == 2
+    for t in result.trials:
+        assert t.metrics["steps"] >= 4096 and t.value == t.metrics["episode_reward_mean"] > 0
+        assert set(t.params) == {"learning_rate", "learning_epochs"}
