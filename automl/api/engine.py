@@ -112,6 +112,12 @@ class TrialContext:
         """Whether the pruner would stop this trial now."""
         return self.trial.should_prune()
 
+    def channel(self):
+        """A channel for automl.training.train_seed(channel=...): its evaluations feed this trial's pruner."""
+        from automl.api.tuners import PruneChannel
+
+        return PruneChannel(self.trial)
+
     def set_user_attr(self, key: str, value: Any) -> None:
         """Store extra information with the trial."""
         self.trial.set_user_attr(key, study_io.plain(value))
