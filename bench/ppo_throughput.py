@@ -9,7 +9,7 @@ Prints figures and ratios against the DummyVecEnv baseline; never asserts times.
   4. wall-clock to solve CartPole (eval >= 475) through train_seed, including evaluation.
 Each figure is the best of --repeats runs (the machine is shared; noise is +-20%).
 
-    .venv/bin/python bench/ppo_throughput.py [--repeats 3] [--quick]
+    .venv/bin/python bench/ppo_throughput.py [--repeats 3] [--sections throughput,bootstrap,executor,solve]
 """
 from __future__ import annotations
 
@@ -104,27 +104,35 @@ def bootstrap(repeats: int, num_envs: int = 1024, time_limit: int = 10) -> tuple
     return results["PPO"], results["BatchedPPO"]
 
 
-def executor_sps(n_jobs: int, steps: int, repeats: int) -> float | None:
-    """Aggregate env steps/s of 2 x n_jobs batched CartPole jobs on n_jobs worker processes."""
+def _executor_round(ex, n_jobs: int, steps: int, tag: str) -> float:
+    """Aggregate env steps/s of 2 x n_jobs batched CartPole jobs on ``ex``."""
+    from automl.executor import Done, Job
+
+    kwargs = dict(params=BATCHED_SOLVER, env="cartpole", eval_every=10**9, eval_episodes=4, device="cpu")
+    start = time.perf_counter()
+    for i in range(2 * n_jobs):
+        ex.submit(Job(f"{tag}j{i}", "automl.training:run_job", dict(kwargs, seed=i, total_steps=steps)))
+    done = []
+    while len(done) < 2 * n_jobs:
+        done += [e.result for e in ex.poll(timeout=5.0) if isinstance(e, Done)]
+    return sum(d.value["steps"] for d in done if d.value) / (time.perf_counter() - start)
+
+
+def executor_sps(steps: int, repeats: int) -> tuple[float, float] | None:
+    """Best aggregate steps/s at n_jobs 1 and 2, measured in alternating rounds so that both
+    see the same background load (other users of the machine)."""
     try:
-        from automl.executor import Done, Job, LocalProcessExecutor
+        from automl.executor import LocalProcessExecutor
     except ImportError:
         return None
-    kwargs = dict(params=BATCHED_SOLVER, env="cartpole", eval_every=10**9, eval_episodes=4, device="cpu")
-    rates = []
-    with LocalProcessExecutor(n_jobs=n_jobs) as ex:
-        for r in range(repeats + 1):  # round 0 warms the workers (imports, torch._dynamo)
-            n = n_jobs * 2 if r else n_jobs
-            start = time.perf_counter()
-            for i in range(n):
-                ex.submit(Job(f"r{r}j{i}", "automl.training:run_job",
-                              dict(kwargs, seed=i, total_steps=steps if r else 4096)))
-            done = []
-            while len(done) < n:
-                done += [e.result for e in ex.poll(timeout=5.0) if isinstance(e, Done)]
-            if r:
-                rates.append(sum(d.value["steps"] for d in done if d.value) / (time.perf_counter() - start))
-    return max(rates)
+    with LocalProcessExecutor(n_jobs=1) as one, LocalProcessExecutor(n_jobs=2) as two:
+        _executor_round(one, 1, 4096, "warm1")  # imports, torch._dynamo: once per worker
+        _executor_round(two, 2, 4096, "warm2")
+        rates = {1: [], 2: []}
+        for r in range(repeats):
+            for n, ex in ((1, one), (2, two)):
+                rates[n].append(_executor_round(ex, n, steps, f"r{r}n{n}"))
+    return max(rates[1]), max(rates[2])
 
 
 class SolveWatch:
@@ -166,18 +174,28 @@ def fmt_solve(runs: list) -> str:
     return ", ".join("unsolved" if r is None else f"{r[0]:.1f}s/{r[1] // 1000}k" for r in runs)
 
 
+def print_executor(rates: tuple[float, float] | None) -> None:
+    if rates is None:
+        print("\nexecutor: automl/executor.py not available")
+        return
+    one, two = rates
+    print(f"\nexecutor, batched CartPole jobs: n_jobs 1 {one:.0f} steps/s, n_jobs 2 {two:.0f} steps/s, {two / one:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=60_000, help="env steps per throughput run")
-    parser.add_argument("--quick", action="store_true", help="skip the executor and solve sections")
+    parser.add_argument("--sections", default="throughput,bootstrap,executor,solve",
+                        help="comma-separated subset of throughput,bootstrap,executor,solve")
     args = parser.parse_args()
     th.set_num_threads(1)  # as in the executor's workers: one torch thread per process
     train_seed(BATCHED_SOLVER, env="cartpole", seed=0, total_steps=2048, eval_episodes=2, device="cpu")  # warm imports
 
+    sections = set(args.sections.split(","))
     print(f"PPO throughput, CartPole, rollout {ROLLOUT} = n_steps x n_envs, 4 epochs, best of {args.repeats}")
     print(f"{'what':<44}{'DummyVecEnv(8)':>16}{'batched(256)':>16}{'ratio':>9}")
-    for batch in (256, 2048):
+    for batch in (256, 2048) if "throughput" in sections else ():
         dummy, batched = throughput(batch, args.steps, args.repeats)
         for key, label, unit in (("sps", "whole trial", "steps/s"), ("collect_us", "rollout collection", "µs/step"),
                                  ("update_us", "update", "µs/step")):
@@ -185,18 +203,14 @@ def main() -> None:
             print(f"{f'batch {batch}: {label} ({unit})':<44}{dummy[key]:>16.1f}{batched[key]:>16.1f}{ratio:>8.2f}x")
         print(f"  batched trial time: {split(batched)}; DummyVecEnv: {split(dummy)}")
 
-    stock, fast = bootstrap(args.repeats)
-    print(f"\ntime-limit bootstrap, 1024 envs truncating together (limit 10), collection µs/env step:")
-    print(f"  stock SB3 PPO {stock:.2f}   BatchedPPO {fast:.2f}   speed-up {stock / fast:.2f}x")
-    if args.quick:
+    if "bootstrap" in sections:
+        stock, fast = bootstrap(args.repeats)
+        print("\ntime-limit bootstrap, 1024 envs truncating together (limit 10), collection µs/env step:")
+        print(f"  stock SB3 PPO {stock:.2f}   BatchedPPO {fast:.2f}   speed-up {stock / fast:.2f}x")
+    if "executor" in sections:
+        print_executor(executor_sps(50_000, args.repeats))
+    if "solve" not in sections:
         return
-
-    one, two = executor_sps(1, 50_000, args.repeats), executor_sps(2, 50_000, args.repeats)
-    if one is None:
-        print("\nexecutor: automl/executor.py not available")
-    else:
-        print(f"\nexecutor, batched CartPole jobs: n_jobs 1 {one:.0f} steps/s, n_jobs 2 {two:.0f} steps/s, {two / one:.2f}x")
-
     zoo = time_to_solve(ZOO_SOLVER, "CartPole-v1", range(args.repeats), 200_000)
     fast_solve = time_to_solve(BATCHED_SOLVER, "cartpole", range(args.repeats), 300_000)
     print("\nwall-clock to solve CartPole (first eval >= 475, incl. evaluation), per seed:")
