@@ -46,6 +46,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; progress files are for tailing and sharing
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
