@@ -80,6 +80,14 @@ class Navigation(BatchedEnv):
         self._ray_t = self._zeros(k, r, n)
         self._ray_d = self._zeros(2, r, n)
         self._ray_w = self._zeros(2, r, n)
+        self._ray_miss = self._zeros(k, r, n)
+        self._arena = torch.full((2, r, n), ARENA, dtype=self.dtype, device=self.device)
+        c2 = self._zeros(k, n)
+        # views and scratch rows made once (a view costs about as much as a small op)
+        self._views = {"centres": self._obst[0:2], "xy_col": self._pose[0:2, None, :],
+                       "oc_x": self._oc[0, :, None, :], "oc_y": self._oc[1, :, None, :],
+                       "c2": c2, "c2_col": c2.unsqueeze(1), "r2": self._zeros(k, n),
+                       "hit": self._zeros(r, n), "wall": self._zeros(r, n)}
         self._tmp = self._zeros(4, n)
         rad = torch.tensor(RAY_DEG, dtype=torch.float64) * math.pi / 180
         self._ray_cos = self._tensor(rad.cos()[:, None].tolist())
@@ -211,27 +219,29 @@ class Navigation(BatchedEnv):
 
     def _cast_rays(self, out: torch.Tensor) -> None:
         """Distance along each ray to the nearest obstacle or wall, / range, in [0, 1]."""
-        pose, cs, oc, d = self._pose, self._cs, self._oc, self._ray_d
+        cs, oc, d, v = self._cs, self._oc, self._ray_d, self._views
         # ray directions: heading rotated by each ray's offset, [2, R, N]
         torch.mul(self._ray_cos, cs[0], out=d[0]).addcmul_(self._ray_sin, cs[1], value=-1.0)
         torch.mul(self._ray_cos, cs[1], out=d[1]).addcmul_(self._ray_sin, cs[0])
-        torch.sub(self._obst[0:2], pose[0:2, None, :], out=oc)
+        torch.sub(v["centres"], v["xy_col"], out=oc)
         torch.hypot(oc[0], oc[1], out=self._odist)
-        # circle hit: b = oc.d, disc = b^2 - (|oc|^2 - r^2), t = b - sqrt(disc)
-        c2 = (self._odist * self._odist).sub_(self._obst[2] * self._obst[2]).unsqueeze(1)
-        b, t = self._ray_b, self._ray_t
-        torch.mul(oc[0, :, None, :], d[0], out=b).addcmul_(oc[1, :, None, :], d[1])
-        torch.mul(b, b, out=t).sub_(c2)
-        miss = torch.clamp(t, max=0.0)                 # < 0 where the ray misses the circle
+        # circle hit: b = oc.d, disc = b^2 - (|oc|^2 - r^2), t = b - sqrt(disc).
+        # All [K, R, N] work goes to preallocated buffers: fresh ones this large cost page faults.
+        c2 = torch.mul(self._odist, self._odist, out=v["c2"])
+        c2.sub_(torch.mul(self._obst[2], self._obst[2], out=v["r2"]))
+        b, t, miss = self._ray_b, self._ray_t, self._ray_miss
+        torch.mul(v["oc_x"], d[0], out=b).addcmul_(v["oc_y"], d[1])
+        torch.mul(b, b, out=t).sub_(v["c2_col"])
+        torch.clamp(t, max=0.0, out=miss)              # < 0 where the ray misses the circle
         t.clamp_(min=0.0).sqrt_()
         torch.sub(b, t, out=t)
         t.sub_(miss, alpha=MISS)
-        t.sub_(torch.clamp(t, max=0.0), alpha=MISS)    # circles behind the robot
-        hit = t.amin(0)
+        t.sub_(torch.clamp(t, max=0.0, out=miss), alpha=MISS)    # circles behind the robot
+        hit = torch.amin(t, 0, out=v["hit"])
         # walls: distance to the wall the ray points at, per axis
         w = self._ray_w
-        torch.copysign(torch.full_like(d, ARENA), d, out=w).sub_(pose[0:2, None, :]).div_(d)
-        torch.minimum(hit, w.amin(0), out=hit)
+        torch.copysign(self._arena, d, out=w).sub_(v["xy_col"]).div_(d)
+        torch.minimum(hit, torch.amin(w, 0, out=v["wall"]), out=hit)
         torch.clamp(hit, max=RAY_RANGE, out=out).mul_(1.0 / RAY_RANGE)
 
     def _autoreset(self, done_f: torch.Tensor, keep: torch.Tensor) -> None:
