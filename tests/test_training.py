@@ -174,8 +174,8 @@ def test_normalize_saves_model_and_stats_and_tensorboard_has_hparams(tmp_path):
 
 
 def test_linear_schedule_decays_to_zero():
-    setup = PPOSetup(ppo_kwargs=dict(GYM_SETUP.ppo_kwargs), num_envs=2, learning_rate_schedule="linear")
-    train_env, _, _ = make_env_pair("CartPole-v1", num_envs=2, eval_episodes=1, seed=0, device="cpu", reward_weights=None)
+    setup = PPOSetup(ppo_kwargs=dict(GYM_SETUP.ppo_kwargs), num_envs=8, learning_rate_schedule="linear")
+    train_env, _, _ = make_env_pair("CartPole-v1", num_envs=8, eval_episodes=1, seed=0, device="cpu", reward_weights=None)
     model = _build_model(setup, train_env, seed=0, device="cpu", tb_dir=None)
     assert model.lr_schedule(1.0) == pytest.approx(1e-3) and model.lr_schedule(0.25) == pytest.approx(2.5e-4)
 
@@ -194,7 +194,7 @@ def test_reward_weights_change_shaped_return_not_true_metric():
     doubled = {name: 2.0 * w for name, w in defaults.items()}
     stats = []
     for weights in (defaults, doubled):
-        train_env, eval_env, metric = make_env_pair("cartpole", num_envs=8, eval_episodes=8, seed=0, device="cpu",
+        train_env, eval_env, metric = make_env_pair("cartpole", num_envs=64, eval_episodes=8, seed=0, device="cpu",
                                                     reward_weights=weights)
         model = _build_model(to_ppo_setup(GOOD_CARTPOLE), train_env, seed=0, device="cpu", tb_dir=None)
         stats.append(evaluate(model, eval_env, seed=123, steps=0, true_metric=metric))
