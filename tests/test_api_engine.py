@@ -192,14 +192,15 @@ def test_resume_after_sigkill_keeps_trials(tmp_path):
     script.write_text(SCRIPT)
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path), "0.25"], cwd=ROOT)
     from automl.api import study_io
-    deadline = time.time() + 30
-    while time.time() < deadline:
+    deadline = time.time() + 120  # a fresh clone compiles every .pyc on the first import
+    reached = False
+    while time.time() < deadline and proc.poll() is None and not reached:
         time.sleep(0.2)
         if study_io.study_names(tmp_path / "killed.db"):
             done = study_io.open_study(tmp_path, "killed", direction="maximize")
-            if study_io.finished(done) >= 3:
-                break
+            reached = study_io.finished(done) >= 3
     os.kill(proc.pid, signal.SIGKILL)
+    assert reached, "the search subprocess never finished 3 trials"
     proc.wait()
     engine = SearchEngine(SearchConfig(strategy="random", n_trials=12, study_dir=str(tmp_path), study_name="killed"))
     before = {t.number: t.params for t in engine.resume(tmp_path / "killed.db", _quadratic, _space()).trials
