@@ -12,7 +12,7 @@ from automl.errors import AutoMLError
 from automl.runconfig import RunConfig
 from automl.scheduler import ConfigRun, Scheduler
 from automl.scoring import score as score_seeds
-from automl.setup import (NOMINAL_STEPS_PER_S, Inputs, Plan, check_resume, fingerprint,
+from automl.setup import (NOMINAL_STEPS_PER_S, PLANNED_EVALS, Inputs, Plan, check_resume, fingerprint,
                           make_plan, resolve_inputs, stage_list)
 from automl.state import StateStore
 
@@ -90,27 +90,40 @@ class RunContext:
         self.throughput.steps_per_s = self.plan.steps_per_s
 
     def _calibrate(self) -> float:
-        """Measure steps/s of the prior config with a short real training job in a worker."""
+        """Measure effective steps/s per worker of the prior config with short real jobs.
+
+        All workers train at once (two jobs on two cores run slower than one alone), and the
+        evaluation cost is scaled to the planned number of evaluations per seed job.
+        """
         from automl.executor import Done, Job
 
         steps = max(self.inputs.rollout * 2, 4096)
-        kwargs = dict(params={**self.inputs.spec.fixed, **space_mod.prior_params(self.inputs.spec)},
-                      env=self.inputs.env, seed=self.inputs.base_seed, total_steps=steps,
-                      eval_every=steps, eval_episodes=4, device=self.cfg.device)
-        self.executor.submit(Job(job_id="calibrate", fn="automl.training:run_job", kwargs=kwargs,
-                                 timeout_s=max(60.0, 0.05 * self.budget.total_s)))
-        deadline = time.time() + max(60.0, 0.05 * self.budget.total_s) + 5
-        while time.time() < deadline:
+        params = {**self.inputs.spec.fixed, **space_mod.prior_params(self.inputs.spec)}
+        timeout = max(60.0, 0.05 * self.budget.total_s)
+        for i in range(self.cfg.n_jobs):
+            kwargs = dict(params=params, env=self.inputs.env, seed=self.inputs.base_seed + i,
+                          total_steps=steps, eval_every=steps, eval_episodes=self.cfg.eval_episodes,
+                          device=self.cfg.device)
+            self.executor.submit(Job(job_id=f"calibrate{i}", fn="automl.training:run_job",
+                                     kwargs=kwargs, timeout_s=timeout))
+        rates, pending, deadline = [], self.cfg.n_jobs, time.time() + timeout + 5
+        while pending and time.time() < deadline:
             for ev in self.executor.poll(0.5):
-                if isinstance(ev, Done):
-                    v = ev.result.value if ev.result.ok else None
-                    if isinstance(v, dict) and v.get("train_s"):
-                        self.store.event("calibrated", steps=v["steps"], train_s=v["train_s"])
-                        self.throughput.startup_s = max(1.0, ev.result.wall_s - v["train_s"])
-                        return max(1.0, v["steps"] / v["train_s"])
+                if not isinstance(ev, Done):
+                    continue
+                pending -= 1
+                v = ev.result.value if ev.result.ok else None
+                if not (isinstance(v, dict) and v.get("train_s")):
                     raise AutoMLError(f"{self.inputs.space_path}: the prior config failed to train "
                                       f"on {self.inputs.env!r}: {ev.result.reason}")
-        raise AutoMLError(f"{self.inputs.space_path}: calibration run of the prior config timed out")
+                evals = max(1, len(v.get("evals") or [1]))
+                busy = v["train_s"] + (v.get("eval_s") or 0.0) / evals * PLANNED_EVALS
+                rates.append(v["steps"] / max(busy, 1e-6))
+                self.throughput.startup_s = max(1.0, ev.result.wall_s - v["train_s"] - (v.get("eval_s") or 0.0))
+        if pending:
+            raise AutoMLError(f"{self.inputs.space_path}: calibration run of the prior config timed out")
+        self.store.event("calibrated", steps=steps, steps_per_s=[round(r) for r in rates])
+        return max(1.0, min(rates))
 
     def close(self, status: str) -> None:
         """Stop the workers and write the final state (also after errors and interrupts)."""

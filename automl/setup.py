@@ -18,6 +18,7 @@ from automl.studies import default_population
 # Nominal steps/s per worker before anything was measured (dry runs and first plan only).
 NOMINAL_STEPS_PER_S = {"cartpole": 40_000.0, "navigation": 25_000.0}
 DEFAULT_TRIAL_STEPS = 100_000
+PLANNED_EVALS = 8  # evaluations per seed job: eval_every = steps // PLANNED_EVALS
 HELDOUT_OFFSET = 1000
 
 
@@ -192,7 +193,7 @@ def make_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, steps_per_s: float
         population = max(4, min(population, int(population * steps / inputs.default_steps) + 1))
     reserve = heldout_reserve_s(configs=cfg.top_k + 1, seeds=cfg.seeds, steps=steps,
                                 n_jobs=cfg.n_jobs, throughput=tp)
-    eval_every = cfg.eval_every or max(inputs.rollout, (steps // 8 // max(1, inputs.rollout))
+    eval_every = cfg.eval_every or max(inputs.rollout, (steps // PLANNED_EVALS // max(1, inputs.rollout))
                                        * max(1, inputs.rollout))
     return Plan(trial_steps=steps, eval_every=min(eval_every, steps), cycles=cycles,
                 hp_trials=hp_trials, population=population, steps_per_s=steps_per_s,
