@@ -149,15 +149,10 @@ class Records:
     def _check_hacking(self, entry, incumbent) -> None:
         if not incumbent or incumbent is entry:
             return
-        a, b = _mean_of(entry, "shaped_return"), _mean_of(incumbent, "shaped_return")
-        ta, tb = entry["score"]["mean"], incumbent["score"]["mean"]
-        if None in (a, b):
-            return
-        if a >= b + HACKING_MARGIN * abs(b) and ta <= tb - HACKING_MARGIN * abs(tb):
-            self.alarms.append({"kind": "reward_hacking", "config_id": entry["config_id"],
-                                "detail": f"shaped return {_pct(a, b)}, true metric {_pct(ta, tb)} "
-                                          f"vs incumbent {incumbent['config_id']}"})
-            self.ctx.store.event("alarm", **self.alarms[-1])
+        alarm = hacking_alarm(entry, incumbent)
+        if alarm:
+            self.alarms.append(alarm)
+            self.ctx.store.event("alarm", **alarm)
 
     # ---- queries ---------------------------------------------------------------------------
     def count(self, kind: str, cycle: int) -> int:
@@ -201,6 +196,39 @@ def _finite(x) -> bool:
 
 def _mean_of(entry, key):
     vals = [r[key] for r in entry["seeds"] if r.get("state") == "complete" and _finite(r.get(key))]
+    return sum(vals) / len(vals) if vals else None
+
+
+def hacking_alarm(candidate: dict, incumbent: dict) -> dict | None:
+    """A reward_hacking alarm when the candidate earns >= 10% more shaped reward but >= 10% less
+    true metric than the incumbent, both shaped returns priced under the candidate's weights.
+
+    The incumbent's per-term episode sums, weighted by the candidate's weights, say what the
+    incumbent's policy would have earned under the candidate's reward; only when the incumbent
+    recorded no terms is its own shaped return used instead.
+    """
+    shaped = _mean_of(candidate, "shaped_return")
+    ref = _shaped_under(incumbent, candidate.get("reward_weights") or {})
+    if ref is None:
+        ref = _mean_of(incumbent, "shaped_return")
+    ta, tb = candidate["score"]["mean"], incumbent["score"]["mean"]
+    if shaped is None or ref is None:
+        return None
+    if shaped >= ref + HACKING_MARGIN * abs(ref) and ta <= tb - HACKING_MARGIN * abs(tb):
+        return {"kind": "reward_hacking", "config_id": candidate["config_id"],
+                "detail": f"shaped return {_pct(shaped, ref)} (both under its weights), "
+                          f"true metric {_pct(ta, tb)} vs incumbent {incumbent['config_id']}"}
+    return None
+
+
+def _shaped_under(entry: dict, weights: dict) -> float | None:
+    """Mean over complete seeds of sum_i w_i * term_i, from the recorded per-term sums."""
+    vals = []
+    for r in entry["seeds"]:
+        terms = r.get("terms") or {}
+        if r.get("state") != "complete" or not weights or not set(weights) <= set(terms):
+            return None
+        vals.append(sum(float(w) * float(terms[k]) for k, w in weights.items()))
     return sum(vals) / len(vals) if vals else None
 
 

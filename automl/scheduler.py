@@ -16,7 +16,7 @@ from automl.budget import Budget, Throughput
 from automl.executor import Done, Job, Report
 
 SEED_FIELDS = ("seed", "state", "episode_reward_mean", "success_rate", "shaped_return",
-               "reference_return", "steps", "wall_s", "stop_reason", "reason")
+               "reference_return", "terms", "steps", "wall_s", "stop_reason", "reason")
 
 
 @dataclass
@@ -55,6 +55,9 @@ def seed_record(result: dict) -> dict:
     for k in ("wall_s", "episode_reward_mean", "success_rate", "shaped_return", "reference_return"):
         if isinstance(out.get(k), float):
             out[k] = round(out[k], 4 if k != "wall_s" else 2)
+    if isinstance(out.get("terms"), dict):
+        out["terms"] = {n: round(float(v), 4) for n, v in out["terms"].items()
+                        if isinstance(v, (int, float))}
     return out
 
 
