@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 
 from automl import records, space as space_mod, studies
-from automl.budget import Budget, Throughput
+from automl.budget import Budget, Throughput, heldout_reserve_s
 from automl.errors import AutoMLError
 from automl.runconfig import RunConfig
 from automl.scheduler import ConfigRun, Scheduler
@@ -263,6 +263,10 @@ class RunContext:
         score = score_seeds(values, worst=self.records.worst_value()) \
             if values and state in ("complete", "failed") else None
         self.records.config_done(c, state, score)
+        if c.kind != "heldout":  # keep the held-out reserve in step with measured throughput
+            self.budget.set_reserve(heldout_reserve_s(
+                configs=self.cfg.top_k + 1, seeds=len(self.inputs.heldout_seeds),
+                steps=self.plan.trial_steps, n_jobs=self.cfg.n_jobs, throughput=self.throughput))
         self.store.event("config_done", config_id=c.config_id, kind=c.kind, state=state, score=score)
         self.write_state("running")
         self.driver_s += time.perf_counter() - t0

@@ -11,7 +11,7 @@ from automl import space as space_mod
 
 
 def candidates(ctx) -> list[tuple[str, dict, dict, bool]]:
-    """(config_id, params, weights, is_baseline) for the top-k tuned configs plus the baseline."""
+    """(config_id, params, weights, is_baseline): the leader, the baseline, then the rest of the top-k."""
     recs = ctx.records
     tuned = [e for e in recs.entries.values() if e["kind"] in ("hp", "reward")
              and e["state"] == "complete" and e.get("score")]
@@ -26,7 +26,8 @@ def candidates(ctx) -> list[tuple[str, dict, dict, bool]]:
     for e in tuned[:ctx.cfg.top_k]:
         out.append((e["config_id"], e["params"], e["reward_weights"], e["config_id"] == baseline_id))
     if not any(is_base for *_, is_base in out):
-        out.append((baseline_id or "baseline", base_params, base_weights, True))
+        # Right after the leader: if the budget ends early, the winner still has its baseline.
+        out.insert(min(1, len(out)), (baseline_id or "baseline", base_params, base_weights, True))
     return out
 
 
