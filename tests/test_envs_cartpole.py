@@ -10,14 +10,6 @@ import envs
 from envs.tasks.cartpole import THETA_THRESHOLD
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Envs are meant to run on one thread per process; on a busy machine OpenMP workers stall small ops."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_one_step_from_rest_matches_hand_computation():
     env = envs.make("cartpole", 1, device="cpu", dtype=torch.float64)

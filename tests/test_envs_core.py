@@ -7,14 +7,6 @@ import envs
 from envs.batched import N_STATS
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Envs are meant to run on one thread per process; on a busy machine OpenMP workers stall small ops."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _random_actions(env, gen):
     n = env.num_envs

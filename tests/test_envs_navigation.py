@@ -13,13 +13,6 @@ from envs.tasks.navigation import FAR, N_OBSTACLES, RAY_DEG, RAY_RANGE
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _place(env):
     """Robot at the origin facing +x, goal 2 m ahead, one obstacle (r 0.3) 1 m ahead, others removed."""

@@ -1,19 +1,11 @@
 """The SB3 VecEnv adapter: episode infos, terminal observations, PPO training on make_vec."""
 import numpy as np
 import pytest
-import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
 import envs
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_navigation_truncation_infos():

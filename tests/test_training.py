@@ -8,7 +8,6 @@ import time
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch as th
 import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.monitor import Monitor
@@ -43,14 +42,6 @@ GOOD_CARTPOLE = dict(
 )
 TIMING = ("wall_s", "train_s", "eval_s")
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """As train_seed and the executor's workers do: tests that drive SB3 directly run on one thread."""
-    threads = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(threads)
 
 
 def _without_timing(result: SeedResult) -> dict:
