@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import optuna
 
@@ -203,6 +202,7 @@ class RunContext:
     def _ask_hp(self):
         spec = self.inputs.spec
         if self.cfg.search_method == "grid":
+            # Optuna's GridSampler ignores enqueued trials, so the grid is walked here, in order.
             points = space_mod.grid(spec)
             i = self.records.grid_cursor()
             if i >= len(points):

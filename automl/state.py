@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import tempfile
 import time
@@ -116,9 +115,3 @@ class StateStore:
         self.run_dir.rename(target)
         return target
 
-
-def finite_or_none(x: Any) -> Any:
-    """NaN/inf become None in summaries that users read."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x

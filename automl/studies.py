@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -72,13 +71,6 @@ def make_reward_sampler(terms: Mapping[str, Mapping], *, seed: int, population: 
             independent_sampler=optuna.samplers.RandomSampler(seed=seed))
 
 
-@dataclass
-class Proposal:
-    """One config asked from a sampler study: its sampler trial and its (decoded) values."""
-
-    sampler_trial_id: int
-    values: dict[str, Any]
-
 
 def attach(study: optuna.Study, trial_id: int) -> optuna.Trial:
     """A live handle on an existing RUNNING trial (used to resume in-flight configs)."""
@@ -95,10 +87,6 @@ def tell_sampler(study: optuna.Study, trial_id: int, value: float | None, state:
     else:
         study.tell(trial, value)
 
-
-def running_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials left RUNNING by a killed run: the configs that were in flight."""
-    return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
 
 def record_trial(study: optuna.Study, params: Mapping[str, Any],
