@@ -1,0 +1,164 @@
+"""Known-answer tests for automl.live: the TTY panel's text and the plain per-config lines."""
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+from rich.console import Console
+
+from automl.live import LiveView, config_line, fmt_duration, render, summary_line
+
+
+def _score(mean, lo, hi, n=2):
+    return {"mean": mean, "iqm": mean, "ci95": [lo, hi], "n_seeds": n}
+
+
+def _entry(cid, state, kind="hp", cycle=1, score=None, reason=None):
+    e = {"config_id": cid, "kind": kind, "cycle": cycle, "state": state, "params": {},
+         "reward_weights": {}, "seeds": []}
+    if score:
+        e["score"] = score
+    if reason:
+        e["reason"] = reason
+    return e
+
+
+ALARM = {"kind": "reward_hacking", "config_id": "config_031",
+         "detail": "shaped return +25% (both under its weights), true metric -30% vs incumbent config_001"}
+
+
+@pytest.fixture
+def state():
+    """hp cycle 1 of a 126 s budget at 41 s: 3 tuning configs finished (one pruned), one
+    rejected, one running; a held-out entry that must not count."""
+    return {
+        "version": 1, "status": "running", "env": "navigation",
+        "budget": {"hours": 0.035, "elapsed_s": 41.0, "remaining_s": 85.0,
+                   "deadline": "2025-01-01T00:02:06Z", "reserve_s": 20.0},
+        "stage": {"index": 2, "kind": "hp", "cycle": 1},
+        "best": {"config_id": "config_001", "params": {}, "reward_weights": {},
+                 "score": _score(0.701, 0.65, 0.75)},
+        "trials": [_entry("config_000", "complete", score=_score(0.5, 0.4, 0.6)),
+                   _entry("config_001", "complete", score=_score(0.701, 0.65, 0.75)),
+                   _entry("config_002", "pruned", reason="pruned at eval 2"),
+                   _entry("config_003", "rejected", reason="constraint"),
+                   _entry("config_004", "running"),
+                   _entry("config_900", "complete", kind="heldout", cycle=0, score=_score(0.9, 0.8, 1.0))],
+        "alarms": [ALARM], "stop_reason": None, "heldout": None, "plan": {"hp_trials": 8},
+    }
+
+
+def _text(renderable, width=80):
+    console = Console(record=True, width=width, force_terminal=True)
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_durations():
+    assert [fmt_duration(s) for s in (0, 41, 126, 3599, 43200)] == ["0s", "41s", "2m06s", "59m59s", "12h00m"]
+
+
+def test_panel_shows_budget_phase_counts_best_and_alarm(state):
+    text = _text(render(state, running_jobs=2, planned_configs=8))
+    lines = text.splitlines()
+    assert all(len(line) <= 80 for line in lines) and len(lines) <= 12
+    assert "41s/2m06s" in text and "1m25s left" in text          # 0.035 h = 126 s, 85 s left
+    assert "hp · cycle 1 · stage 2" in text
+    assert "3/8 done (1 pruned), 1 rejected" in text             # held-out and running not counted
+    assert "2 seed jobs running" in text
+    assert "config_001  mean 0.701 [0.650, 0.750] n=2" in text
+    flat = " ".join(text.split())                                  # the alarm wraps inside the panel
+    assert "reward_hacking config_031: shaped return +25%" in flat
+    assert "true metric -30% vs incumbent config_001" in flat
+    assert "navigation" in text and "running" in text
+
+
+def test_panel_ticks_and_shows_stop_reason(state):
+    state["stop_reason"] = "deadline for tuning"
+    text = _text(render(state, running_jobs=0, tick_s=10.0))
+    assert "51s/2m06s" in text and "1m15s left" in text           # the clock ran on 10 s
+    assert "3 done" in text and "/8" not in text                   # no plan given: count only
+    assert "stop    deadline for tuning" in text
+
+
+def test_panel_of_an_early_state():
+    text = _text(render({"status": "running", "stage": {"index": 0, "kind": "plan", "cycle": 0},
+                         "budget": {"hours": 1.0, "elapsed_s": 3.0, "remaining_s": 3597.0}}))
+    assert "plan" in text and "0 done" in text and "none yet" in text and "3s/1h00m" in text
+    assert "alarms" not in text
+    assert "none yet" in _text(render(None))
+
+
+def test_plain_lines_one_per_finished_config(state):
+    out = io.StringIO()
+    view = LiveView(console=Console(file=out, force_terminal=False, width=80))
+    assert view.tty is False
+    view.start()
+    view.update(state, running_jobs=2, planned_configs=8)
+    for e in state["trials"][:4]:              # 3 finished + 1 rejected (no line)
+        view.config_done(e)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    assert lines[0] == ("[   41s/2m06s] hp#1 config_000 complete  mean 0.500 [0.400, 0.600] n=2"
+                        " | best config_001 0.701")
+    assert "config_001 complete  mean 0.701 [0.650, 0.750] n=2" in lines[1]
+    assert "hp#1 config_002 pruned  no score (pruned at eval 2)" in lines[2]
+
+
+def test_plain_alarm_message_and_summary(state):
+    out = io.StringIO()
+    view = LiveView(console=Console(file=out, force_terminal=False, width=40))
+    view.message("calibrating...")
+    view.alarm(ALARM)
+    end = copy.deepcopy(state)
+    end.update(status="complete", stop_reason=None,
+               heldout=[{"config_id": "config_001", "iqm": 0.72, "mean": 0.7, "baseline": False},
+                        {"config_id": "config_000", "iqm": 0.55, "mean": 0.5, "baseline": True}])
+    view.close(end)
+    view.close(end)                            # idempotent: one summary line
+    lines = out.getvalue().splitlines()        # never wrapped, even on a 40-column console
+    assert lines == [
+        "calibrating...",
+        f"ALARM reward_hacking config_031: {ALARM['detail']}",
+        "automl complete | 41s of 2m06s | best config_001 mean 0.701 [0.650, 0.750] n=2 | "
+        "held-out winner config_001 iqm 0.720 vs baseline config_000 iqm 0.550"]
+
+
+def test_summary_when_the_baseline_wins_and_nothing_finished():
+    held = [{"config_id": "config_000", "iqm": 0.6, "baseline": True}]
+    assert "held-out winner config_000 iqm 0.600 (the baseline)" in summary_line({"heldout": held})
+    assert "no config finished" in summary_line(None)
+    assert config_line(_entry("config_007", "failed", reason="nan loss"), None) == \
+        "hp#1 config_007 failed  no score (nan loss)"
+
+
+def test_quiet_prints_nothing(state):
+    out = io.StringIO()
+    for tty in (False, True):
+        view = LiveView(quiet=True, console=Console(file=out, force_terminal=tty), tty=tty)
+        view.start()
+        view.update(state, running_jobs=1)
+        view.config_done(state["trials"][0], state=state)
+        view.alarm(ALARM)
+        view.message("hello")
+        view.close(state)
+    assert out.getvalue() == ""
+
+
+def test_tty_live_panel_messages_and_final_frame(state):
+    out = io.StringIO()
+    view = LiveView(console=Console(file=out, force_terminal=True, width=80))
+    assert view.tty is True
+    view.start()
+    view.update(state, running_jobs=2, planned_configs=8)
+    view.config_done(state["trials"][0])       # TTY: no extra line, the panel shows it
+    view.message("tuning over: deadline")
+    done = dict(state, status="complete")
+    view.close(done)
+    text = out.getvalue()
+    assert "tuning over: deadline" in text
+    assert "hp#1 config_000" not in text
+    assert "automl · navigation · complete" in text                 # last frame stays on screen
+    assert text.rstrip().endswith("n=2")                            # summary after the panel
+    assert "automl complete | 41s of 2m06s | best config_001" in text
