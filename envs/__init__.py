@@ -19,7 +19,7 @@ from .tasks.navigation import Navigation
 _TASK_CLASSES = {"cartpole": CartPole, "navigation": Navigation}
 TASKS = tuple(_TASK_CLASSES)
 
-__all__ = ["TASKS", "make", "make_vec", "reward_config", "RewardTermsWrapper", "BatchedEnv",
+__all__ = ["TASKS", "make", "make_vec", "max_episode_steps", "reward_config", "RewardTermsWrapper", "BatchedEnv",
            "resolve_device", "resolve_weights"]
 
 
@@ -27,6 +27,11 @@ def _task_class(task: str) -> type[BatchedEnv]:
     if task not in _TASK_CLASSES:
         raise ValueError(f"task: unknown task {task!r} (allowed: {', '.join(TASKS)})")
     return _TASK_CLASSES[task]
+
+
+def max_episode_steps(task: str) -> int:
+    """The task's episode time limit in steps."""
+    return int(_task_class(task).max_episode_steps)
 
 
 def make(task: str, num_envs: int, device: str | torch.device = "auto", seed: int = 0,
