@@ -8,7 +8,10 @@ consistent history of its own dimensions; the record trial is then enqueued with
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import random
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -35,11 +38,108 @@ def storage_url(run_dir: str | Path, storage: str | None) -> str:
     return f"sqlite:///{Path(run_dir).resolve() / 'study.db'}"
 
 
+CREATION_ATTEMPTS = 8  # a storage or study created by several processes at once: retries, with backoff
+_RACE_WORDS = ("already exists", "database is locked", "unique constraint", "duplicate key")
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for other backends, in-memory or unparsable URLs)."""
+    import sqlalchemy
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except Exception:  # a bad URL is reported by whoever opens it
+        return None
+    db = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return Path(db)
+
+
+@contextlib.contextmanager
+def creation_lock(url: str):
+    """Exclusive lock on ``<db>.lock`` beside a SQLite file, so one process at a time creates its schema.
+
+    A no-op for other backends, and where the lock file cannot be made (the open then fails on its own).
+    """
+    db = _sqlite_file(url)
+    try:
+        import fcntl
+
+        handle = open(f"{db}.lock", "a") if db is not None else None  # noqa: SIM115 - closed below
+    except (ImportError, OSError):
+        handle = None
+    if handle is None:
+        yield
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()  # closing releases the lock
+
+
+def is_creation_race(exc: BaseException) -> bool:
+    """Whether ``exc`` (or its cause) is what two processes creating one storage or study at once raise."""
+    import sqlalchemy
+
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, (sqlalchemy.exc.IntegrityError, optuna.exceptions.DuplicatedStudyError)):
+            return True
+        if isinstance(seen, sqlalchemy.exc.DBAPIError) and any(w in str(seen).lower() for w in _RACE_WORDS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _retrying(make):
+    """``make()``, retried with backoff while it fails with a creation race."""
+    for attempt in range(CREATION_ATTEMPTS):
+        try:
+            return make()
+        except Exception as exc:
+            if attempt == CREATION_ATTEMPTS - 1 or not is_creation_race(exc):
+                raise
+        time.sleep(0.05 * 2 ** attempt * (1 + random.random()))  # noqa: S311 - jitter, not crypto
+    raise AssertionError("unreachable")
+
+
+def rdb_storage(url: str, *, engine_kwargs: Mapping | None = None) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage for ``url``, safe when several processes create the same new storage at once.
+
+    SQLite: the schema is created under :func:`creation_lock`; any backend: creation races
+    (UNIQUE constraint on alembic_version, "already exists", "database is locked") are retried.
+    """
+    def make():
+        with creation_lock(url):
+            return optuna.storages.RDBStorage(url, engine_kwargs=dict(engine_kwargs or {}))
+
+    return _retrying(make)
+
+
+def create_or_load(storage, name: str, *, direction: str = "maximize", sampler=None,
+                   pruner=None) -> optuna.Study:
+    """Create study ``name`` in ``storage`` (an RDBStorage or URL) or load it when it exists, race-safe."""
+    if isinstance(storage, str):
+        storage = rdb_storage(storage)
+
+    def make():
+        try:
+            return optuna.create_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner,
+                                       direction=direction, load_if_exists=True)
+        except optuna.exceptions.DuplicatedStudyError:  # created by another process meanwhile
+            return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+
+    return _retrying(make)
+
+
 def open_study(url: str, name: str, *, sampler=None, pruner=None) -> optuna.Study:
     """Create or load one study (maximize) in the run's storage; storage errors are one line."""
     try:
-        return optuna.create_study(storage=url, study_name=name, sampler=sampler, pruner=pruner,
-                                   direction="maximize", load_if_exists=True)
+        return create_or_load(url, name, sampler=sampler, pruner=pruner, direction="maximize")
     except Exception as exc:  # storage URLs fail in many library-specific ways
         raise AutoMLError(f"--storage: cannot open {url!r}: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from None

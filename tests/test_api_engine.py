@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -187,21 +186,34 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+def _wait_for_finished_trials(proc, db: Path, n: int, timeout_s: float = 120.0) -> bool:
+    """Poll the study the subprocess writes until it holds n finished trials (False if it exits first)."""
+    from automl.api import study_io
+
+    deadline = time.time() + timeout_s  # a fresh clone compiles every .pyc on the first import
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if "killed" in study_io.study_names(db):  # the subprocess created the storage and the study
+            if study_io.finished(study_io.open_study(db.parent, "killed", direction="maximize")) >= n:
+                return True
+    return False
+
+
 def test_resume_after_sigkill_keeps_trials(tmp_path):
     script = tmp_path / "search.py"
     script.write_text(SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path), "0.25"], cwd=ROOT)
-    from automl.api import study_io
-    deadline = time.time() + 120  # a fresh clone compiles every .pyc on the first import
-    reached = False
-    while time.time() < deadline and proc.poll() is None and not reached:
-        time.sleep(0.2)
-        if study_io.study_names(tmp_path / "killed.db"):
-            done = study_io.open_study(tmp_path, "killed", direction="maximize")
-            reached = study_io.finished(done) >= 3
-    os.kill(proc.pid, signal.SIGKILL)
-    assert reached, "the search subprocess never finished 3 trials"
-    proc.wait()
+    with open(tmp_path / "stderr.txt", "w") as err:
+        proc = subprocess.Popen([sys.executable, str(script), str(tmp_path), "0.25"], cwd=ROOT, stderr=err)
+        try:
+            reached = _wait_for_finished_trials(proc, tmp_path / "killed.db", 3)
+            killed = proc.poll() is None
+        finally:
+            proc.kill()  # SIGKILL; a no-op when it already exited (no os.kill on a reaped pid)
+            proc.wait()
+    stderr = (tmp_path / "stderr.txt").read_text()[-2000:]
+    assert reached, f"the search subprocess never finished 3 trials (exit {proc.returncode}): {stderr}"
+    assert killed, f"the search subprocess exited before it was killed (exit {proc.returncode}): {stderr}"
+    assert proc.returncode == -signal.SIGKILL
     engine = SearchEngine(SearchConfig(strategy="random", n_trials=12, study_dir=str(tmp_path), study_name="killed"))
     before = {t.number: t.params for t in engine.resume(tmp_path / "killed.db", _quadratic, _space()).trials
               if t.state == "complete" and t.number < 3}

@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from automl import studies  # noqa: F401 - quiets Optuna's logging and experimental warnings like the CLI
+from automl import studies  # also quiets Optuna's logging and experimental warnings like the CLI
 from automl.errors import AutoMLError
 
 STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
@@ -104,10 +104,10 @@ def _fast_sqlite(dbapi_connection, _record) -> None:
 
 
 def storage(path: str | Path) -> optuna.storages.RDBStorage:
-    """The Optuna storage of a SQLite study file (WAL journal)."""
+    """The Optuna storage of a SQLite study file (WAL journal); safe when processes create it at once."""
     import sqlalchemy
 
-    rdb = optuna.storages.RDBStorage(sqlite_url(path), engine_kwargs={"connect_args": {"timeout": 60}})
+    rdb = studies.rdb_storage(sqlite_url(path), engine_kwargs={"connect_args": {"timeout": 60}})
     sqlalchemy.event.listen(rdb.engine, "connect", _fast_sqlite)
     rdb.engine.dispose()  # the connection opened while creating tables predates the listener
     return rdb
@@ -119,10 +119,10 @@ def open_study(study_dir: str | Path, study_name: str, *, direction: str, sample
     Path(study_dir).mkdir(parents=True, exist_ok=True)
     url = sqlite_url(db_path(study_dir, study_name))
     try:
-        if overwrite and study_name in study_names(db_path(study_dir, study_name)):
-            optuna.delete_study(study_name=study_name, storage=url)
-        study = optuna.create_study(storage=storage(db_path(study_dir, study_name)), study_name=study_name,
-                                    sampler=sampler, pruner=pruner, direction=direction, load_if_exists=True)
+        rdb = storage(db_path(study_dir, study_name))
+        if overwrite and study_name in (s.study_name for s in rdb.get_all_studies()):
+            optuna.delete_study(study_name=study_name, storage=rdb)
+        study = studies.create_or_load(rdb, study_name, sampler=sampler, pruner=pruner, direction=direction)
     except Exception as exc:  # storage errors come in many library types; the user needs one line
         raise AutoMLError(f"{url}: cannot open study {study_name!r} ({one_line(exc)})") from None
     stored = study.direction.name.lower()
@@ -140,7 +140,7 @@ def study_names(path: str | Path) -> list[str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return [s.study_name for s in optuna.study.get_all_study_summaries(storage=sqlite_url(path))]
+            return [s.study_name for s in storage(path).get_all_studies()]
     except Exception as exc:
         raise AutoMLError(f"{path}: not a readable Optuna study file ({one_line(exc)})") from None
 

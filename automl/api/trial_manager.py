@@ -45,7 +45,7 @@ class TrialManager:
         has_db = self.study_dir.is_file() or any(self.study_dir.glob("*.db"))
         if has_db:
             db, name = study_io.locate(self.study_dir, study_name)
-            stored = optuna.load_study(study_name=name, storage=study_io.sqlite_url(db))
+            stored = optuna.load_study(study_name=name, storage=study_io.storage(db))
             direction = stored.direction.name.lower()
         else:
             db, name = study_io.db_path(self.study_dir, study_name or "trials"), study_name or "trials"
