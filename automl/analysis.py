@@ -99,10 +99,11 @@ class AnalysisReport:
                 "variance": self.variance, "n_complete_configs": self.n_complete,
                 "n_trials": self.n_trials, "notes": self.notes}
 
-    def table(self):
-        """A rich renderable: importance table, top configs, variance split and notes."""
+    def table(self, width: int | None = None):
+        """A rich renderable: importance table, top configs, variance split and notes, fitted to
+        `width` columns (None: the width of the console that prints it)."""
         from automl.plots import report_renderable  # rich layout lives with the other views
-        return report_renderable(self)
+        return report_renderable(self, width)
 
 
 def _plain(value):

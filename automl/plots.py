@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: analysis runs on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
+from rich import box  # noqa: E402
 
 from automl.analysis import AnalysisReport, RunData, decode_value, metric_study  # noqa: E402
 
@@ -207,37 +208,96 @@ def write_tb_hparams(run: RunData, metric: str, out: Path) -> Path | None:
 
 
 # ---------------------------------------------------------------- rich table
-def report_renderable(report: AnalysisReport):
-    """Rich Group: importance ranking, top configs, variance split and notes."""
-    from rich.console import Group
+# Shorter column headers when the full names do not fit (SB3's names where they are shorter).
+_SHORT = {"policy_hidden_layer_sizes": "net_arch", "entropy_loss_scale": "ent_coef",
+          "learning_epochs": "n_epochs", "discount_factor": "gamma", "lambda_param": "gae_lambda",
+          "value_loss_scale": "vf_coef", "grad_norm_clip": "max_grad_norm", "learning_rate": "lr"}
+_TABLE_STYLE = {"box": box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False, "collapse_padding": True,
+                "title_justify": "left"}
+
+
+def report_renderable(report: AnalysisReport, width: int | None = None):
+    """Rich renderable: importance ranking, top configs, variance split and notes.
+
+    It fits `width` columns (None: the console's width when printed) without cutting a cell:
+    the top-configs table keeps its fixed columns and adds the most important parameters
+    while they fit (full names if everything fits, else short headers); the rest are named
+    in a note (every value is in analysis/trials.csv).
+    """
+    return _ReportView(report, width)
+
+
+class _ReportView:
+    """Lays the report out when printed, for the width asked for or the console's."""
+
+    def __init__(self, report: AnalysisReport, width: int | None):
+        self.report, self.width = report, width
+
+    def __rich_console__(self, console, options):
+        yield from _report_parts(self.report, console, self.width or options.max_width)
+
+
+def _natural_width(console, table) -> int:
+    from rich.measure import Measurement
+    return Measurement.get(console, console.options.update(max_width=10_000), table).maximum
+
+
+def _report_parts(report: AnalysisReport, console, width: int) -> list:
     from rich.table import Table
     from rich.text import Text
 
-    imp = Table(title=f"Importance for {report.metric} ({report.importance})")
-    imp.add_column("parameter")
-    imp.add_column("importance", justify="right")
+    imp = Table(title=f"Importance for {report.metric} ({report.importance})", **_TABLE_STYLE)
+    imp.add_column("parameter", overflow="fold")
+    imp.add_column("importance", justify="right", no_wrap=True)
     if any("importance_ped_anova" in r for r in report.ranking):
-        imp.add_column("ped-anova", justify="right")
-    imp.add_column("best value")
+        imp.add_column("ped-anova", justify="right", no_wrap=True)
+    imp.add_column("best value", overflow="fold")
     for r in report.ranking:
         cells = [r["parameter"], f"{r['importance']:.3f}"]
         if "importance_ped_anova" in r:
             cells.append(f"{r['importance_ped_anova']:.3f}")
         imp.add_row(*cells, _short(r["best_value"]))
-    top = Table(title=f"Top {len(report.top_configs)} configs ({report.sort})")
-    shown = [r["parameter"] for r in report.ranking[:4]]
-    for col in ["#", "config", "kind", report.metric, "ci95", "seeds", *shown]:
-        top.add_column(col)
-    for i, c in enumerate(report.top_configs, 1):
-        top.add_row(str(i), c["config_id"], c["kind"], _short(c[report.metric]), _short(c["ci95"]),
-                    str(c["n_seeds"]), *[_short(c.get(p)) for p in shown])
+
+    params = [r["parameter"] for r in report.ranking]
+    fixed = {"config_id", "kind", "n_seeds", "ci95", report.metric}
+    for c in report.top_configs:  # parameters that no ranking covers come last
+        params += [k for k in c if k not in fixed and k not in params]
+    top, shown = _top_table(report, params, short=False), params
+    narrow = _natural_width(console, top) > width
+    if narrow:
+        shown = []
+        for p in params:
+            if _natural_width(console, _top_table(report, shown + [p], short=True)) > width:
+                break
+            shown.append(p)
+        top = _top_table(report, shown, short=True)
     lines = []
+    hidden = [p for p in params if p not in shown]
+    if hidden:
+        lines.append(f"not shown at this width: {', '.join(hidden)} (see analysis/trials.csv)")
+    short = [f"{_SHORT[p]} = {p}" for p in shown if p in _SHORT and narrow]
+    if short:
+        lines.append("short names: " + ", ".join(short))
     if report.variance:
         lines.append(f"variance: seed share {report.variance['seed_share']:.2f}, "
                      f"config share {report.variance['config_share']:.2f}")
     lines += [f"note: {n}" for n in report.notes]
     lines += [f"wrote {p}" for p in report.files]
-    return Group(imp, top, Text("\n".join(lines)))
+    return [imp, top, Text("\n".join(lines))]
+
+
+def _top_table(report: AnalysisReport, params: list[str], short: bool):
+    from rich.table import Table
+
+    title = f"Top {len(report.top_configs)} configs by {report.metric} ({report.sort})"
+    top = Table(title=title, **_TABLE_STYLE)
+    head = ["#", "config", "kind", "value" if short else report.metric, "ci95", "n" if short else "seeds"]
+    for col in head + [_SHORT.get(p, p) if short else p for p in params]:
+        top.add_column(col, overflow="fold")
+    for i, c in enumerate(report.top_configs, 1):
+        top.add_row(str(i), c["config_id"], c["kind"], _short(c[report.metric]), _short(c["ci95"]),
+                    str(c["n_seeds"]), *[_short(c.get(p)) for p in params])
+    return top
 
 
 def _short(value) -> str:

@@ -153,6 +153,59 @@ def test_table_renders(known_report):
     assert "learning_rate" in text and "config_950" in text and "seed share" in text
 
 
+def _printed(renderable, width):
+    console = Console(record=True, width=width)
+    console.print(renderable)
+    return console.export_text()
+
+
+def _top_header(text):
+    """The header row of the top-configs table (the line after its title)."""
+    lines = text.splitlines()
+    return lines[next(i for i, line in enumerate(lines) if line.startswith("Top ")) + 1].split()
+
+
+def test_table_fits_80_columns_without_cutting_cells(known_report):
+    text = _printed(known_report.table(width=80), 80)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text
+    for c in known_report.top_configs:        # every top config in full, with its value and CI
+        row = next(line for line in text.splitlines() if f" {c['config_id']} " in line)
+        assert f" {c['episode_reward_mean']:.4g} " in row
+        lo, hi = c["ci95"]
+        assert f"[{lo:.4g}, {hi:.4g}]" in row
+    first = next(line for line in text.splitlines() if line.startswith("1 "))
+    assert first.split()[:4] == ["1", "config_950", "heldout", "50"]     # held-out value is 50
+    for r in known_report.ranking:            # importance table: full names and values
+        row = next(line for line in text.splitlines() if line.startswith(r["parameter"] + " "))
+        assert f"{r['importance']:.3f}" in row and f"{r['importance_ped_anova']:.3f}" in row
+    header = _top_header(text)
+    assert header[:6] == ["#", "config", "kind", "value", "ci95", "n"]
+    shown = header[6:]
+    # the two parameters that drive the value (ranked first) fit, in ranking order, short-named
+    order = {"learning_rate": "lr", "reward.collision": "reward.collision"}
+    assert shown == [order[r["parameter"]] for r in known_report.ranking[:2]]
+    assert set(DRIVERS) == {r["parameter"] for r in known_report.ranking[:2]}
+    assert "short names: lr = learning_rate" in text
+    assert "not shown at this width:" in text
+    hidden = " ".join(text.split("not shown at this width:")[1].split("(see")[0].split())
+    assert hidden.count(",") == len(known_report.ranking) - len(shown) - 1
+
+
+def test_wide_table_shows_more_columns(known_report):
+    narrow = _top_header(_printed(known_report.table(width=80), 80))
+    text = _printed(known_report.table(width=160), 160)
+    wide = _top_header(text)
+    assert len(wide) == 6 + len(known_report.ranking) > len(narrow)
+    assert "not shown at this width" not in text and "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 160
+
+
+def test_table_width_defaults_to_the_console(known_report):
+    assert _printed(known_report.table(), 80) == _printed(known_report.table(width=80), 80)
+    assert _printed(known_report.table(), 160) == _printed(known_report.table(width=160), 160)
+
+
 def test_sort_ascending_changes_top_configs(known_run, known_report):
     low = analysis.run(known_run, sort="ascending", top=3, plots=False, tensorboard=False)
     values = [c["episode_reward_mean"] for c in low.top_configs]
