@@ -275,8 +275,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load_yaml(path) -> Any:
-    """Read a UTF-8 YAML file; AutoMLError for a missing file, bad bytes, bad YAML or duplicate keys."""
+A_MAPPING = "a YAML mapping of keys to values"
+SPACE_ALLOWED = f"a search-space mapping with keys {', '.join(SPACE_KEYS)}"
+
+
+def load_yaml(path, *, allowed: str = A_MAPPING) -> dict:
+    """Read a UTF-8 YAML file whose top level is a mapping; AutoMLError for a missing file, bad bytes,
+    bad YAML, duplicate keys, an empty document (nothing, blanks or only comments) or another top level.
+
+    ``allowed`` says in the message what the file should hold.
+    """
     p = Path(path)
     if not p.is_file():
         problem = "is a directory" if p.is_dir() else "does not exist"
@@ -287,15 +295,22 @@ def load_yaml(path) -> Any:
     except UnicodeDecodeError as err:
         raise AutoMLError(f"{p}: file: not UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start}) "
                           f"(allowed: UTF-8 text)") from None
+    if not text.strip():  # before parsing: PyYAML refuses a tab even in a blank file
+        raise AutoMLError(f"{p}: file: empty (allowed: {allowed})")
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        loaded = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}" if mark else "file"
         problem = " ".join(str(getattr(err, "problem", None) or err).split())
         raise AutoMLError(f"{p}: {where}: invalid YAML: {problem} (allowed: YAML syntax)") from None
+    if loaded is None:  # PyYAML reads a comment-only file (and a bare `null`) as None
+        raise AutoMLError(f"{p}: file: empty (only comments or null) (allowed: {allowed})")
+    if not isinstance(loaded, Mapping):
+        raise AutoMLError(f"{p}: top level: {type(loaded).__name__} is not a mapping (allowed: {allowed})")
+    return loaded
 
 
 def load_space(path) -> SpaceSpec:
     """Load and validate a search-space YAML file."""
-    return parse_space(load_yaml(path), str(path))
+    return parse_space(load_yaml(path, allowed=SPACE_ALLOWED), str(path))

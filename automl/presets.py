@@ -2,7 +2,7 @@
 
 The schema is documented at the top of configs/presets/quick.yaml. A preset never needs
 a search_space_id: the seed's snippets (a bare `searchable:` block, or bare `name: {type: ...}`
-entries) load as presets, and an empty file is the preset that changes nothing.
+entries) load as presets, and `{}` is the preset that changes nothing (an empty file is an error).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs" / "presets"
 PRESET_KEYS = ("preset", "description", "mode", "narrow", "searchable", "fixed", "constraints", "run_defaults")
 NARROW_DEFAULTS = {"log_factor": 3.0, "linear_fraction": 0.25, "neighbours": 1}
 RUN_DEFAULT_KEYS = ("hp_trials", "seeds", "trial_steps_fraction", "search_method")
+PRESET_ALLOWED = f"a preset mapping with keys {', '.join(PRESET_KEYS)}, or parameter entries; {{}} changes nothing"
 
 
 @dataclass(frozen=True)
@@ -59,16 +60,15 @@ def resolve_preset_path(name_or_path: str | Path) -> Path:
 def load_preset(name_or_path: str | Path) -> Preset:
     """Load and validate a preset by name or path (AutoMLError on any malformed input)."""
     path = resolve_preset_path(name_or_path)
-    return parse_preset(config.load_yaml(path), str(path))
+    return parse_preset(config.load_yaml(path, allowed=PRESET_ALLOWED), str(path))
 
 
 def _as_structured(raw: object, path: str) -> dict:
-    """The seed's snippets: None -> {}, bare {param: spec} -> {searchable: ...}."""
+    """The seed's snippets: bare {param: spec} -> {searchable: ...}; None (an empty file) is an error."""
     if raw is None:
-        return {}
+        raise AutoMLError(f"{path}: file: empty (allowed: {PRESET_ALLOWED})")
     if not isinstance(raw, Mapping):
-        raise AutoMLError(f"{path}: top level: {type(raw).__name__} is not a mapping "
-                          f"(allowed: a mapping with keys {', '.join(PRESET_KEYS)})")
+        raise AutoMLError(f"{path}: top level: {type(raw).__name__} is not a mapping (allowed: {PRESET_ALLOWED})")
     if "search_space_id" in raw:
         raise AutoMLError(f"{path}: search_space_id: this is a search space, not a preset "
                           f"(allowed: use it with --space; presets have keys {', '.join(PRESET_KEYS)})")

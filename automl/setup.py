@@ -121,8 +121,8 @@ def load_reward_file(path: str) -> tuple[dict, str]:
     """A reward-terms YAML: {true_metric, terms: {name: {default, low, high[, reference]}}}."""
     from automl.config import load_yaml
 
-    data = load_yaml(path)
-    terms = data.get("terms") if isinstance(data, dict) else None
+    data = load_yaml(path, allowed="a reward-terms mapping {true_metric: ..., terms: {name: {default, low, high}}}")
+    terms = data.get("terms")
     if not isinstance(terms, dict) or not terms:
         raise AutoMLError(f"{path}: terms: missing or empty (allowed: a mapping of term name to "
                           "{default, low, high})")

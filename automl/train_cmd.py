@@ -26,9 +26,7 @@ def load_train_config(path: str) -> tuple[dict, dict, str | None]:
     """(params, reward_weights, env or None) from any of the accepted config files."""
     from automl import space
 
-    raw = load_yaml(path)
-    if not isinstance(raw, Mapping):
-        raise AutoMLError(f"{path}: top level: not a mapping (allowed: a search space, best.yaml or params)")
+    raw = load_yaml(path, allowed="a search space, a best.yaml, an exported config or a mapping of params")
     if "params" in raw and isinstance(raw["params"], Mapping):  # best.yaml
         return dict(raw["params"]), dict(raw.get("reward_weights") or {}), raw.get("env")
     if "search_space_id" in raw:  # search space, or `automl export` (extra keys beside the space)

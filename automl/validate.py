@@ -105,10 +105,12 @@ def summarize_preset(preset: presets.Preset) -> str:
     return "\n".join(lines)
 
 
+ALLOWED = (f"a search space (keys {', '.join(config.SPACE_KEYS)}) or a preset "
+           f"(keys {', '.join(presets.PRESET_KEYS)}, or parameter entries)")
+
+
 def _is_preset(data) -> bool:
     """No search_space_id and only preset keys or parameter entries (the seed's snippets) -> a preset."""
-    if data is None:
-        return True
     if not isinstance(data, dict) or "search_space_id" in data:
         return False
     return not data.keys() - {*presets.PRESET_KEYS, *config.CANONICAL_NAMES, *config.ALIASES}
@@ -116,7 +118,7 @@ def _is_preset(data) -> bool:
 
 def summary(path) -> str:
     """Validate FILE (a search space, or a preset when it has no search_space_id) and summarize it."""
-    data = config.load_yaml(path)
+    data = config.load_yaml(path, allowed=ALLOWED)
     if _is_preset(data):
         return summarize_preset(presets.parse_preset(data, str(path))) + "\n(no search_space_id: read as a preset)"
     return summarize_space(config.parse_space(data, str(path)))

@@ -133,3 +133,47 @@ def test_workers_die_with_a_killed_driver(tmp_path):
     while time.time() < deadline and any(alive(w) for w in workers):
         time.sleep(0.2)
     assert not [w for w in workers if alive(w)]
+
+
+# Issue 11.2: an empty, blank or comment-only YAML is refused by every command that reads one.
+EMPTY_YAML = {"empty": ("", "file: empty (allowed: "), "blank": ("  \n\t\n\n", "file: empty (allowed: "),
+              "comment only": ("# nothing here yet\n", "file: empty (only comments or null) (allowed: ")}
+YAML_COMMANDS = {  # what the message's "allowed:" names for each reader
+    "validate": (["validate", "{f}"], "a search space (keys search_space_id"),
+    "--space": (["--space", "{f}", "--env", "cartpole", "--dry-run"], "a search-space mapping with keys"),
+    "--preset": (["--preset", "{f}", "--env", "cartpole", "--dry-run"], "a preset mapping with keys"),
+    "--rewards": (["--rewards", "{f}", "--env", "cartpole", "--dry-run"], "a reward-terms mapping"),
+    "train --config": (["train", "--config", "{f}", "--env", "cartpole"], "a search space, a best.yaml"),
+}
+
+
+def _yaml_command(command, path, run_dir):
+    args, allowed = YAML_COMMANDS[command]
+    return [a.format(f=path) for a in args] + ["--run-dir", str(run_dir)] * (command != "validate"), allowed
+
+
+@pytest.mark.parametrize("body", list(EMPTY_YAML))
+@pytest.mark.parametrize("command", list(YAML_COMMANDS))
+def test_empty_yaml_is_one_line_for_every_reader(tmp_path, capsys, command, body):
+    from automl.cli import main
+
+    text, problem = EMPTY_YAML[body]
+    path = tmp_path / "empty.yaml"
+    path.write_text(text)
+    args, allowed = _yaml_command(command, path, tmp_path / "run")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"automl: error: {path}: {problem}{allowed}")
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", list(YAML_COMMANDS))
+def test_comment_only_yaml_exits_2_with_one_line_from_the_shell(tmp_path, command):
+    path = tmp_path / "empty.yaml"
+    path.write_text("# search space: to be written\n")
+    args, allowed = _yaml_command(command, path, tmp_path / "run")
+    r = automl(*args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]
+    assert r.stderr.startswith(f"automl: error: {path}: file: empty (only comments or null) (allowed: {allowed}")
+    assert r.stdout == ""

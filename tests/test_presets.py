@@ -103,7 +103,10 @@ def test_seed_snippets_load_as_presets():
     applied = presets.apply_preset(base, quick)
     assert applied.param("rollouts").choices == (24, 48) and applied.param("rollouts").prior == 24
     assert applied.param("learning_rate").choices == (1e-4, 3e-4, 1e-3)
-    same = presets.apply_preset(base, presets.load_preset(SEEDS / "preset_full.yaml"))  # comments only
+    with pytest.raises(AutoMLError, match=r"preset_full.yaml: file: empty \(only comments or null\) .*"
+                                          r"\{\} changes nothing\)$"):  # comments only: refused (issue 11.2)
+        presets.load_preset(SEEDS / "preset_full.yaml")
+    same = presets.apply_preset(base, presets.parse_preset({}, "full"))  # `{}` is the preset that changes nothing
     assert (same.params, same.fixed, same.constraints) == (base.params, base.fixed, base.constraints)
     fine = presets.apply_preset(base, presets.load_preset(SEEDS / "preset_fine_tune.yaml"))
     lr = fine.param("learning_rate")
@@ -130,6 +133,9 @@ BAD_PRESETS = {
                    ["unknown key 'mood'", "did you mean 'mode'"]),
     "space file": ("search_space_id: s\n", ["this is a search space, not a preset"]),
     "not mapping": ("[1, 2]\n", ["top level: list is not a mapping"]),
+    "empty file": ("", ["file: empty (allowed: a preset mapping with keys preset"]),
+    "blank file": ("\n  \n", ["file: empty (allowed: a preset mapping"]),
+    "comment only": ("# changes nothing\n", ["file: empty (only comments or null) (allowed: a preset mapping"]),
     "bad param": ("searchable: {rollouts: {type: choice, values: []}}\n", ["searchable.rollouts.values"]),
     "bad constraint": ("constraints: ['open(1)']\n", ["constraints[0]", "Call"]),
 }
@@ -157,6 +163,21 @@ def test_preset_constraint_on_missing_name_fails_on_apply(tmp_path):
     path.write_text("constraints: ['target_kl > 0.1']\n")
     with pytest.raises(AutoMLError, match="names 'target_kl', which is neither fixed nor searchable"):
         presets.apply_preset(load_space(SPACES[0]), presets.load_preset(path))
+
+
+def test_empty_files_are_refused_by_every_yaml_reader_but_braces_are_the_empty_preset(tmp_path):
+    from automl.setup import load_reward_file
+    from automl.train_cmd import load_train_config
+
+    path = tmp_path / "e.yaml"
+    for text in ("", "   \n", "# only a comment\n"):
+        path.write_text(text)
+        for read in (validate.summary, presets.load_preset, load_space, load_reward_file, load_train_config):
+            with pytest.raises(AutoMLError, match=rf"^{path}: file: empty .*\(allowed: a [^\n]*\)$"):
+                read(str(path))
+    path.write_text("{}\n")  # an explicit empty mapping: the preset that changes nothing
+    assert validate.summary(path).splitlines()[:2] == [f"{path}: preset e (mode override)", "searchable (0):"]
+    assert presets.apply_preset(load_space(SPACES[0]), presets.load_preset(path)).names == load_space(SPACES[0]).names
 
 
 def test_validate_summaries(tmp_path):
