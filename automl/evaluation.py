@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -99,6 +99,8 @@ def hparam_values(values: Mapping[str, Any]) -> dict[str, float | str | bool]:
 class TrialCallback(BaseCallback):
     """Evaluates every ``eval_every`` steps (after an update), reports to ``channel``, and stops
     training on a stop request (state ``pruned``) or at ``deadline`` (``stopped_at_deadline``).
+    With ``checkpoint``, calls it every ``checkpoint_every`` steps at the same rollout boundary,
+    after that boundary's evaluation, unless training is stopping.
 
     ``state`` stays None while training may continue; SB3 stops when ``_on_step`` returns False.
     """
@@ -111,6 +113,8 @@ class TrialCallback(BaseCallback):
         deadline: float | None,
         channel: Any = None,
         hparams: Mapping[str, Any] | None = None,
+        checkpoint: Callable[[], None] | None = None,
+        checkpoint_every: int | None = None,
     ):
         super().__init__(verbose=0)
         self.evaluator = evaluator
@@ -123,6 +127,9 @@ class TrialCallback(BaseCallback):
         self.state: str | None = None
         self.stop_reason: str | None = None
         self._next_eval = eval_every
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self._next_checkpoint = checkpoint_every
 
     def stop(self, state: str, reason: str) -> None:
         """Ask training to stop at the next env step (first reason wins)."""
@@ -144,6 +151,10 @@ class TrialCallback(BaseCallback):
             self._next_eval = (self.num_timesteps // self.eval_every + 1) * self.eval_every
             self.run_evaluation()
         self._poll_channel()
+        if (self.checkpoint is not None and self.checkpoint_every and self.state is None
+                and self.num_timesteps >= self._next_checkpoint):
+            self._next_checkpoint = (self.num_timesteps // self.checkpoint_every + 1) * self.checkpoint_every
+            self.checkpoint()
 
     def _on_step(self) -> bool:
         if self.deadline is not None and time.time() >= self.deadline:
@@ -170,6 +181,18 @@ class TrialCallback(BaseCallback):
             self.channel.report({"eval_index": len(self.evals) - 1, "steps": stats.steps, "value": stats.true_metric})
             self._poll_channel()
         return stats
+
+    def state_dict(self) -> dict:
+        """The evaluations so far and the schedule position (plain values, for checkpoints)."""
+        return {"evals": [asdict(e) for e in self.evals], "next_eval": int(self._next_eval), "eval_s": float(self.eval_s)}
+
+    def load_state_dict(self, state: Mapping[str, Any], steps: int) -> None:
+        """Continue at ``steps`` from ``state_dict()``: later evaluations are numbered after the restored ones."""
+        self.evals = [EvalStats(**e) for e in state["evals"]]
+        self._next_eval = int(state["next_eval"])
+        self.eval_s = float(state["eval_s"])
+        if self.checkpoint_every:
+            self._next_checkpoint = (int(steps) // self.checkpoint_every + 1) * self.checkpoint_every
 
     def _poll_channel(self) -> None:
         """Obey the driver: a stop request prunes, unless it says the budget ran out."""

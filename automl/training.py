@@ -8,7 +8,10 @@ A seed's result is ``seed_value``: the mean true metric of its last ``LAST_EVALS
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import random
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,6 +24,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
+from automl import checkpoint
 from automl.config import PPOSetup
 from automl.evaluation import EvalStats, TrialCallback, evaluate
 from automl.ppo_fast import BatchedPPO, NonFiniteError
@@ -62,6 +66,8 @@ class SeedResult:
     eval_s: float = 0.0
     evals: list = field(default_factory=list)  # [[steps, true_metric], ...]
     reason: str | None = None  # human-readable detail for failures
+    resumed_from: int | None = None  # steps of the checkpoint this run continued from; None: started at 0
+    checkpoint_note: str | None = None  # why a checkpoint was ignored / could not be saved; None: nothing to say
 
     def to_dict(self) -> dict:
         """A plain dict (lists, floats, ints, strings) for YAML / JSON / the executor."""
@@ -141,10 +147,14 @@ def _is_non_finite(exc: Exception) -> bool:
     return isinstance(exc, NonFiniteError) or bool(_NON_FINITE_MESSAGE.search(str(exc)))
 
 
-def _learn(model: BatchedPPO, callback: TrialCallback, total_steps: int) -> tuple[str, str, str | None]:
-    """Run SB3's learn loop; return (state, stop_reason, failure detail)."""
+def _learn(model: BatchedPPO, callback: TrialCallback, total_steps: int, resume: bool = False) -> tuple[str, str, str | None]:
+    """Run SB3's learn loop (a resumed model: on to ``total_steps`` in all); return (state, stop_reason, failure detail)."""
     try:
-        model.learn(total_steps, callback=callback, tb_log_name=f"seed_{model.seed}")
+        if resume:
+            model.learn(max(total_steps - model.num_timesteps, 0), callback=callback, tb_log_name=f"seed_{model.seed}",
+                        reset_num_timesteps=False)
+        else:
+            model.learn(total_steps, callback=callback, tb_log_name=f"seed_{model.seed}")
     except (NonFiniteError, ValueError, RuntimeError, FloatingPointError) as exc:
         if not _is_non_finite(exc):
             raise
@@ -203,11 +213,19 @@ def train_seed(
     tb_dir: str | None = None,
     save_path: str | None = None,
     channel: Any = None,
+    checkpoint_path: str | None = None,
+    checkpoint_every: int | None = None,
 ) -> SeedResult:
     """Train PPO for one config and seed on ``env`` (batched task or gymnasium id); never raises
     for a diverging config (state 'failed'). Evaluates every ``eval_every`` steps on eval envs
     seeded ``seed + EVAL_SEED_OFFSET``; stops at ``total_steps``, at ``deadline`` (time.time()),
     or when ``channel.stop_requested()``.
+
+    With ``checkpoint_path``: a checkpoint of this job found there is resumed (its steps in
+    ``resumed_from``; an unreadable one or one of another job is ignored and noted in
+    ``checkpoint_note``), and a new one replaces it every ``checkpoint_every`` env steps (default
+    every ``eval_every``), at a rollout boundary after that boundary's evaluation. The file is
+    left in place at the end: deleting it (``automl.checkpoint.remove``) is the caller's job.
     """
     threads = th.get_num_threads()
     # A 64x64 MLP gains nothing from intra-op threads and loses ~10x when other processes
@@ -217,14 +235,30 @@ def train_seed(
     try:
         return _train_seed(params, env=env, seed=seed, total_steps=total_steps, reward_weights=reward_weights,
                            eval_every=eval_every, eval_episodes=eval_episodes, deadline=deadline, device=device,
-                           tb_dir=tb_dir, save_path=save_path, channel=channel)
+                           tb_dir=tb_dir, save_path=save_path, channel=channel, checkpoint_path=checkpoint_path,
+                           checkpoint_every=checkpoint_every)
     finally:
         th.set_num_threads(threads)
 
 
+def _build_run(setup: PPOSetup, env: str, *, seed: int, eval_episodes: int, device: str, reward_weights: Mapping | None,
+               tb_dir: str | None) -> tuple[VecEnv, VecEnv, VecEnv, str, BatchedPPO]:
+    """(raw train VecEnv, train VecEnv as PPO sees it, eval VecEnv, true metric, model)."""
+    raw_env, eval_env, true_metric = make_env_pair(
+        env, num_envs=setup.num_envs, eval_episodes=eval_episodes, seed=seed, device=device, reward_weights=reward_weights
+    )
+    train_env = raw_env
+    if setup.normalize:
+        train_env = VecNormalize(raw_env, gamma=float(setup.ppo_kwargs.get("gamma", 0.99)))
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+        eval_env.obs_rms = train_env.obs_rms  # shared, never updated by eval (training=False)
+    return raw_env, train_env, eval_env, true_metric, _build_model(setup, train_env, seed=seed, device=device, tb_dir=tb_dir)
+
+
 def _train_seed(params: Mapping, *, env: str, seed: int, total_steps: int | None, reward_weights: Mapping | None,
                 eval_every: int | None, eval_episodes: int, deadline: float | None, device: str,
-                tb_dir: str | None, save_path: str | None, channel: Any) -> SeedResult:
+                tb_dir: str | None, save_path: str | None, channel: Any, checkpoint_path: str | None,
+                checkpoint_every: int | None) -> SeedResult:
     """train_seed's body (see there), run with one torch thread."""
     start = time.time()
     setup = _to_setup(params)
@@ -234,29 +268,63 @@ def _train_seed(params: Mapping, *, env: str, seed: int, total_steps: int | None
     if deadline is not None and time.time() >= deadline:
         return _result(seed, "stopped_at_deadline", "deadline", [], wall_s=time.time() - start)
     device = resolve_device(device)
-    train_env, eval_env, true_metric = make_env_pair(
-        env, num_envs=setup.num_envs, eval_episodes=eval_episodes, seed=seed, device=device, reward_weights=reward_weights
-    )
-    if setup.normalize:
-        train_env = VecNormalize(train_env, gamma=float(setup.ppo_kwargs.get("gamma", 0.99)))
-        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
-        eval_env.obs_rms = train_env.obs_rms  # shared, never updated by eval (training=False)
-    model = _build_model(setup, train_env, seed=seed, device=device, tb_dir=tb_dir)
+    header, saved, note = {}, None, None
+    if checkpoint_path:
+        header = _checkpoint_header(setup, env=env, seed=seed, total=total, reward_weights=reward_weights,
+                                    eval_every=eval_every, eval_episodes=eval_episodes, device=device)
+        saved, note = checkpoint.load_matching(checkpoint_path, header)
+    build = dict(seed=seed, eval_episodes=eval_episodes, device=device, reward_weights=reward_weights, tb_dir=tb_dir)
+    raw_env, train_env, eval_env, true_metric, model = _build_run(setup, env, **build)
     rollout = model.n_steps * train_env.num_envs
+    every = max(int(eval_every or total // 10), rollout)
+    prior = {"train_s": 0.0, "eval_s": 0.0, "wall_s": 0.0}  # time spent before the checkpoint resumed from
+    clock = {"learn_start": time.time()}
 
     def evaluator(steps: int, until: float | None) -> EvalStats | None:
+        # model and eval_env are looked up at call time: a failed restore rebuilds them
         return evaluate(model, eval_env, seed=seed + EVAL_SEED_OFFSET, steps=steps, true_metric=true_metric, deadline=until)
 
-    callback = TrialCallback(
-        evaluator,
-        eval_every=max(int(eval_every or total // 10), rollout),
-        deadline=deadline,
-        channel=channel,
-        hparams=_hparams(params, reward_weights) if tb_dir else None,
-    )
-    learn_start = time.time()
+    def save_checkpoint() -> None:
+        nonlocal note
+        now = time.time()
+        spent = {"train_s": prior["train_s"] + (now - clock["learn_start"]) - (callback.eval_s - prior["eval_s"]),
+                 "wall_s": prior["wall_s"] + (now - start)}
+        try:
+            checkpoint.save(checkpoint_path, {**header, "steps": int(model.num_timesteps)},
+                            _checkpoint_state(model, raw_env, train_env, callback, spent))
+        except Exception as exc:  # noqa: BLE001 - a full disk must not end the run; it only loses resumability
+            if "save failed" not in (note or ""):  # the first failure says it; later ones would repeat it
+                failed = f"checkpoint save failed at {model.num_timesteps} steps ({type(exc).__name__}: {str(exc)[:200]})"
+                note = f"{note}; {failed}" if note else failed
+
+    def make_callback() -> TrialCallback:
+        return TrialCallback(
+            evaluator,
+            eval_every=every,
+            deadline=deadline,
+            channel=channel,
+            hparams=_hparams(params, reward_weights) if tb_dir else None,
+            checkpoint=save_checkpoint if checkpoint_path else None,
+            checkpoint_every=max(int(checkpoint_every or every), rollout) if checkpoint_path else None,
+        )
+
+    callback = make_callback()
+    resumed_from = None
+    if saved is not None:
+        try:
+            _restore(model, raw_env, train_env, callback, saved["state"], seed=seed, total=total)
+            resumed_from = int(model.num_timesteps)
+            prior.update(train_s=float(saved["state"]["train_s"]), eval_s=callback.eval_s,
+                         wall_s=float(saved["state"]["wall_s"]))
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, start over rather than fail
+            note = f"checkpoint could not be restored ({type(exc).__name__}: {str(exc)[:200]}); started from scratch"
+            train_env.close()
+            eval_env.close()
+            raw_env, train_env, eval_env, true_metric, model = _build_run(setup, env, **build)
+            callback = make_callback()
+    clock["learn_start"] = time.time()
     try:
-        state, stop_reason, detail = _learn(model, callback, total)
+        state, stop_reason, detail = _learn(model, callback, total, resume=resumed_from is not None)
         if save_path and state != "failed":
             _save(model, save_path)
     finally:
@@ -264,11 +332,118 @@ def _train_seed(params: Mapping, *, env: str, seed: int, total_steps: int | None
             model.logger.close()  # flushes TensorBoard
         train_env.close()
         eval_env.close()
-    learn_s = time.time() - learn_start
+    learn_s = time.time() - clock["learn_start"]
     return _result(
-        seed, state, stop_reason, callback.evals, steps=int(model.num_timesteps), wall_s=time.time() - start,
-        train_s=learn_s - callback.eval_s, eval_s=callback.eval_s, reason=detail,
+        seed, state, stop_reason, callback.evals, steps=int(model.num_timesteps),
+        wall_s=prior["wall_s"] + time.time() - start, train_s=prior["train_s"] + learn_s - (callback.eval_s - prior["eval_s"]),
+        eval_s=callback.eval_s, reason=detail, resumed_from=resumed_from, checkpoint_note=note,
     )
+
+
+# -- checkpoints: what a seed job needs to continue (automl.checkpoint stores it) --------------------
+
+def _checkpoint_header(setup: PPOSetup, *, env: str, seed: int, total: int, reward_weights: Mapping | None,
+                       eval_every: int | None, eval_episodes: int, device: str) -> dict:
+    """What a checkpoint must match to be resumed: the job's seed, steps, env, device and config."""
+    config = {"ppo_kwargs": setup.ppo_kwargs, "num_envs": setup.num_envs, "normalize": setup.normalize,
+              "schedule": setup.learning_rate_schedule, "reward_weights": dict(reward_weights or {}),
+              "eval_every": eval_every, "eval_episodes": eval_episodes}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {"seed": int(seed), "total_steps": int(total), "env": str(env), "device": th.device(device).type, "config": digest}
+
+
+def _rms_state(rms: Any) -> dict:
+    if isinstance(rms, dict):
+        return {key: _rms_state(value) for key, value in rms.items()}
+    return {"mean": th.from_numpy(np.array(rms.mean, dtype=np.float64)),
+            "var": th.from_numpy(np.array(rms.var, dtype=np.float64)), "count": float(rms.count)}
+
+
+def _load_rms(rms: Any, state: Mapping) -> None:
+    """In place: the eval env shares the train env's obs_rms object."""
+    if isinstance(rms, dict):
+        for key, value in rms.items():
+            _load_rms(value, state[key])
+        return
+    if tuple(state["mean"].shape) != tuple(np.shape(rms.mean)):
+        raise ValueError(f"normalization statistics: shape {tuple(state['mean'].shape)} != {np.shape(rms.mean)}")
+    rms.mean, rms.var, rms.count = state["mean"].numpy().copy(), state["var"].numpy().copy(), float(state["count"])
+
+
+def _rng_state() -> dict:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    out = {"torch": th.get_rng_state(), "python": [version, list(internal), gauss],
+           "numpy": {"kind": kind, "keys": th.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                     "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
+    if th.cuda.is_available() and th.cuda.is_initialized():
+        out["cuda"] = th.cuda.get_rng_state_all()
+    return out
+
+
+def _set_rng_state(state: Mapping) -> None:
+    th.set_rng_state(state["torch"])
+    if "cuda" in state and th.cuda.is_available():
+        th.cuda.set_rng_state_all(state["cuda"])
+    np_state = state["numpy"]
+    np.random.set_state((np_state["kind"], np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _batched(raw_env: VecEnv) -> Any:
+    """The batched torch env behind a TorchVecEnv (None for gymnasium ids)."""
+    inner = getattr(raw_env, "env", None)
+    return inner if hasattr(inner, "state_dict") and hasattr(inner, "load_state_dict") else None
+
+
+def _checkpoint_state(model: BatchedPPO, raw_env: VecEnv, train_env: VecEnv, callback: TrialCallback,
+                      spent: Mapping[str, float]) -> dict:
+    """Everything to continue at this rollout boundary, as plain values and tensors (no rollout data)."""
+    batched = _batched(raw_env)
+    state = {
+        "steps": int(model.num_timesteps), "n_updates": int(model._n_updates),
+        "policy": model.policy.state_dict(), "optimizer": model.policy.optimizer.state_dict(),
+        "callback": callback.state_dict(), "rng": _rng_state(), **{k: float(v) for k, v in spent.items()},
+        # batched envs: their exact state, so the run continues bit for bit; gymnasium envs are reset on resume
+        "env": batched.state_dict() if batched is not None else None,
+        "last_obs": th.from_numpy(np.array(model._last_obs)) if batched is not None else None,
+        "last_episode_starts": th.from_numpy(np.array(model._last_episode_starts)) if batched is not None else None,
+        "normalize": None,
+    }
+    if isinstance(train_env, VecNormalize):
+        state["normalize"] = {"obs_rms": _rms_state(train_env.obs_rms), "ret_rms": _rms_state(train_env.ret_rms),
+                              "returns": th.from_numpy(np.array(train_env.returns, dtype=np.float64))}
+    return state
+
+
+def _restore(model: BatchedPPO, raw_env: VecEnv, train_env: VecEnv, callback: TrialCallback, state: Mapping, *,
+             seed: int, total: int) -> None:
+    """Put a freshly built model, env and callback where the checkpoint left them (RNG states last)."""
+    steps = int(state["steps"])
+    if not 0 < steps < total:
+        raise ValueError(f"checkpoint at {steps} steps (allowed: 0 < steps < {total})")
+    model.policy.load_state_dict(state["policy"])
+    model.policy.optimizer.load_state_dict(state["optimizer"])
+    model.num_timesteps, model._n_updates = steps, int(state["n_updates"])
+    # learn(total - steps, reset_num_timesteps=False) sets _total_timesteps = total: schedules continue
+    model._current_progress_remaining = 1.0 - steps / total
+    if isinstance(train_env, VecNormalize):
+        norm = state["normalize"]
+        _load_rms(train_env.obs_rms, norm["obs_rms"])
+        _load_rms(train_env.ret_rms, norm["ret_rms"])
+        train_env.returns = norm["returns"].numpy().copy()
+    batched = _batched(raw_env)
+    if batched is not None and state.get("env") is not None:
+        batched.load_state_dict(state["env"])
+        model._last_obs = state["last_obs"].numpy().copy()
+        model._last_episode_starts = state["last_episode_starts"].numpy().copy()
+    else:  # gymnasium envs: fresh episodes, seeded apart from the ones the run started with
+        train_env.seed(int(seed) + steps)
+        model._last_obs = None  # learn() resets the env
+    callback.load_state_dict(state["callback"], steps)
+    _set_rng_state(state["rng"])
 
 
 def run_job(channel: Any = None, **kwargs: Any) -> dict:

@@ -178,3 +178,22 @@ class BatchedEnv:
     def tensors(self) -> dict[str, torch.Tensor]:
         """Every tensor the env holds (for device checks)."""
         return {k: v for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
+
+    def state_dict(self) -> dict:
+        """Everything the next steps depend on (CPU copies): every tensor, the generator, the step count.
+
+        ``load_state_dict`` on an env built with the same task, size, dtype and weights makes it
+        continue exactly as this one would (training checkpoints).
+        """
+        return {"tensors": {k: v.detach().cpu().clone() for k, v in self.tensors().items()},
+                "generator": self._generator.get_state(), "steps": int(self._steps)}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Copy a ``state_dict()`` into this env's buffers in place (views stay valid)."""
+        mine, saved = self.tensors(), state["tensors"]
+        if set(mine) != set(saved) or any(mine[k].shape != saved[k].shape for k in mine):
+            raise ValueError("env state: tensors do not match this env (allowed: a state_dict of the same task and size)")
+        for k, tensor in mine.items():
+            tensor.copy_(saved[k])
+        self._generator.set_state(state["generator"])
+        self._steps = int(state["steps"])
