@@ -61,9 +61,10 @@ def test_export_yaml_and_rlzoo(finished_run):
     r = automl("export", "--run-dir", str(finished_run), "--format", "rlzoo")
     assert r.returncode == 0, r.stderr
     zoo = yaml.safe_load((finished_run / "rlzoo_hyperparams.yml").read_text())
-    hp = zoo["cartpole"]
+    hp = zoo["automl/CartPole-v0"]  # the registered gymnasium id, as rl-zoo3 needs
     best = yaml.safe_load((finished_run / "best.yaml").read_text())
     assert hp["n_steps"] == best["sb3"]["ppo_kwargs"]["n_steps"] and hp["n_envs"] == 32
+    assert hp["n_timesteps"] == best["sb3"]["n_timesteps"] and isinstance(hp["n_timesteps"], int)
     assert hp["learning_rate"] == pytest.approx(best["params"]["learning_rate"])
     r = automl("export", "--run-dir", str(finished_run), "--format", "yaml")
     assert r.returncode == 0, r.stderr
