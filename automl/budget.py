@@ -15,8 +15,16 @@ MIN_STEP_FRACTION = 0.05
 MIN_TRIAL_STEPS = 2_000
 # Share of the budget set aside for the final held-out re-evaluation (at most).
 MAX_RESERVE_FRACTION = 0.35
-# Safety factor on time estimates: process start, evaluation and noise.
+# Safety factor on time estimates: process start, evaluation and noise. Before full-length
+# jobs were seen the estimate rests on short calibration jobs; after MEASURED_AFTER of them
+# it is their median rate, and a smaller margin keeps the last configs of a run admitted.
 ESTIMATE_MARGIN = 1.15
+MEASURED_MARGIN = 1.05
+MEASURED_AFTER = 2
+# Evaluation may take at most this share of a seed job's time (scaled to the episode length).
+MAX_EVAL_SHARE = 0.20
+MIN_EVALS = 2          # fewer evaluations first; below this, fewer episodes per evaluation
+MIN_EVAL_EPISODES = 8
 
 
 @dataclass
@@ -34,9 +42,14 @@ class Throughput:
             recent = self.samples[-8:]
             self.steps_per_s = sorted(recent)[len(recent) // 2]
 
+    @property
+    def margin(self) -> float:
+        """The safety factor in force: smaller once full-length jobs were measured."""
+        return MEASURED_MARGIN if len(self.samples) >= MEASURED_AFTER else ESTIMATE_MARGIN
+
     def seconds_for(self, steps: int) -> float:
         """Estimated wall-clock seconds of one seed job of `steps` steps."""
-        return (self.startup_s + steps / max(self.steps_per_s, 1e-9)) * ESTIMATE_MARGIN
+        return (self.startup_s + steps / max(self.steps_per_s, 1e-9)) * self.margin
 
 
 class Budget:
@@ -92,6 +105,46 @@ def plan_trial_steps(*, default_steps: int, budget_s: float, seed_jobs: int, n_j
     steps = max(min(default_steps, fit), min(floor, default_steps))
     rollout = max(1, int(rollout))
     return max(rollout, (steps // rollout) * rollout)
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """How often and how long a seed job evaluates, and the share of its time that costs."""
+
+    evals: int       # evaluations per seed job (the last one at the end of training)
+    episodes: int    # episodes per evaluation
+    eval_s: float    # estimated seconds of all evaluations of one job
+    share: float     # eval_s / (train_s + eval_s)
+
+
+def plan_evaluation(*, steps: int, train_steps_per_s: float, eval_s_each: float, episodes: int,
+                    max_evals: int, max_share: float = MAX_EVAL_SHARE) -> EvalPlan:
+    """Fewest cuts that keep evaluation within `max_share` of a job: fewer evaluations first
+    (down to MIN_EVALS), then fewer episodes per evaluation (down to MIN_EVAL_EPISODES).
+
+    `eval_s_each` is the measured time of one evaluation of `episodes` episodes; its cost is
+    taken as proportional to the episode count (exact for gymnasium's one-env-per-episode
+    DummyVecEnv, conservative-to-neutral for the batched tasks).
+    """
+    train_s = steps / max(train_steps_per_s, 1e-9)
+    if max_share >= 1.0:  # the user chose the schedule: keep it, report what it costs
+        total = max_evals * eval_s_each
+        return EvalPlan(evals=max_evals, episodes=episodes, eval_s=total,
+                        share=total / max(1e-9, train_s + total))
+    allowed = max_share / (1.0 - max_share) * train_s
+    each = max(eval_s_each, 1e-9)
+    evals = max(1, min(max_evals, int(allowed // each)))
+    eps = episodes
+    if evals < min(MIN_EVALS, max_evals) or evals * each > allowed:
+        evals = min(MIN_EVALS, max_evals)
+        per_episode = each / max(1, episodes)
+        eps = int(allowed / evals // per_episode)
+        eps = max(min(MIN_EVAL_EPISODES, episodes), min(episodes, eps))
+        each = per_episode * eps
+        if evals * each > allowed:  # even the floor is too dear: one evaluation, at the end
+            evals = 1
+    total = evals * each
+    return EvalPlan(evals=evals, episodes=eps, eval_s=total, share=total / max(1e-9, train_s + total))
 
 
 def heldout_reserve_s(*, configs: int, seeds: int, steps: int, n_jobs: int,

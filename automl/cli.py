@@ -39,16 +39,24 @@ def _add_run(sub) -> None:
     p.add_argument("--preset", default=None, help="quick | full | fine-tune | a preset YAML")
     p.add_argument("--rewards", default=None, help="reward terms YAML (default per task)")
     p.add_argument("--trial-steps", type=int, default=None, help="env steps per seed job")
-    p.add_argument("--eval-every", type=int, default=None, help="env steps between evaluations")
-    p.add_argument("--eval-episodes", type=int, default=32)
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="env steps between evaluations (default: up to 8 per job, evaluation <= 20%% of it)")
+    p.add_argument("--eval-episodes", type=int, default=None,
+                   help="episodes per evaluation (default: up to 32, fewer for long episodes)")
     p.add_argument("--top-k", type=int, default=3, help="configs re-evaluated on held-out seeds")
     p.add_argument("--timeout-per-trial", type=float, default=None, help="seconds per seed job")
     p.add_argument("--run-dir", default="progress")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default SQLite in run dir)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--seed", type=int, default=None, help="base seed (default: the space's)")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="env steps between seed-job checkpoints (default: ~2 minutes of training)")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep finished seeds' checkpoints (default: deleted once recorded)")
     p.add_argument("--fresh", action="store_true", help="start over (the old run dir is kept aside)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--quiet", action="store_true",
+                   help="no live view / progress lines (the state file is written as always)")
 
 
 def _add_tools(sub) -> None:
@@ -101,9 +109,10 @@ def run_config_from(args, argv) -> "RunConfig":
         for key in ("hp_trials", "seeds", "search_method"):
             if key in defaults and key not in kwargs:
                 kwargs[key] = defaults[key]
-    kwargs.pop("dry_run", None)
-    kwargs.pop("fresh", None)
-    return RunConfig(**kwargs, fresh=args.fresh, dry_run=args.dry_run,
+    for flag in ("dry_run", "fresh", "quiet", "keep_checkpoints"):
+        kwargs.pop(flag, None)
+    return RunConfig(**kwargs, fresh=args.fresh, dry_run=args.dry_run, quiet=args.quiet,
+                     keep_checkpoints=args.keep_checkpoints,
                      command="automl " + shlex.join(argv))
 
 

@@ -11,35 +11,44 @@ from automl.errors import AutoMLError
 from automl.runconfig import RunConfig
 from automl.scheduler import ConfigRun, Scheduler
 from automl.scoring import score as score_seeds
-from automl.setup import (NOMINAL_STEPS_PER_S, PLANNED_EVALS, Inputs, Plan, check_resume, fingerprint,
-                          make_plan, resolve_inputs, stage_list)
+from automl.setup import (DEFAULT_EVAL_EPISODES, Calibration, Inputs, Plan, check_resume, fingerprint, make_plan,
+                          minimum_budget_s, nominal_calibration, resolve_inputs, stage_list)
 from automl.state import StateStore
 
 MAX_REJECTS = 200  # constraint-rejected proposals in a row before the space counts as exhausted
+# Why tuning ended early -> the run's final status ("finished" when every stage ran to its quota).
+BUDGET_SPENT = "budget_exhausted"
+SEARCH_EXHAUSTED = "search_exhausted"
 
 
-def prepare(cfg: RunConfig) -> "RunContext":
-    """Resolve inputs, check resume compatibility and make the (nominal) plan."""
+def prepare(cfg: RunConfig, *, clock=time.time, executor_factory=None) -> "RunContext":
+    """Resolve inputs, check resume compatibility and make the (nominal) plan.
+
+    `clock` and `executor_factory(n_jobs)` are for simulations (fake-clock planning tests).
+    """
     inputs = resolve_inputs(cfg)
     store = StateStore(cfg.run_dir)
     fp = fingerprint(cfg, inputs)
     old = check_resume(store, cfg, fp)
-    return RunContext(cfg, inputs, store, old, fp)
+    return RunContext(cfg, inputs, store, old, fp, clock=clock, executor_factory=executor_factory)
 
 
 class RunContext:
     """Everything the staged loop touches, with the operations the driver calls by name."""
 
     def __init__(self, cfg: RunConfig, inputs: Inputs, store: StateStore, old: dict | None,
-                 fp: dict):
+                 fp: dict, *, clock=time.time, executor_factory=None):
         self.cfg, self.inputs, self.store, self.old, self.fp = cfg, inputs, store, old, fp
         elapsed = float(((old or {}).get("budget") or {}).get("elapsed_s", 0.0))
-        self.budget = Budget(cfg.budget_hours, elapsed_before_s=elapsed)
-        nominal = NOMINAL_STEPS_PER_S.get(cfg.env, 10_000.0)
-        self.plan: Plan = make_plan(cfg, inputs, self.budget, nominal)
+        self.budget = Budget(cfg.budget_hours, elapsed_before_s=elapsed, clock=clock)
+        self.plan: Plan = make_plan(cfg, inputs, self.budget, nominal_calibration(cfg, inputs))
         self.records = records.Records(self)
         self.stage = {"index": 0, "kind": "plan", "cycle": 0}
         self.stop_reason: str | None = None
+        self.stop_status: str | None = None
+        self.view = None  # a live.LiveView when the driver shows progress
+        self.last_state: dict | None = None
+        self._executor_factory = executor_factory
         self.executor = None
         self.scheduler: Scheduler | None = None
         self._resume: list[ConfigRun] = []
@@ -60,7 +69,7 @@ class RunContext:
                                          sampler=optuna.samplers.RandomSampler(seed=inputs.base_seed))
         self.hp_study = studies.open_study(url, studies.HP_SAMPLER, sampler=make_sampler(
             cfg.search_method, seed=inputs.base_seed, spec=inputs.spec))
-        self.executor = make_executor("local", n_jobs=cfg.n_jobs)
+        self.executor = (self._executor_factory or (lambda n: make_executor("local", n_jobs=n)))(cfg.n_jobs)
         self.throughput = Throughput(steps_per_s=self.plan.steps_per_s)
         self._restore_or_calibrate()
         self.reward_study = None
@@ -68,6 +77,7 @@ class RunContext:
             self.reward_study = studies.open_study(url, studies.REWARD_SAMPLER, sampler=studies.make_reward_sampler(
                 inputs.terms, seed=inputs.base_seed, population=self.plan.population))
         self.budget.set_reserve(self.plan.reserve_s)
+        self._last_stage = (stage_list(self.plan, cfg.mode, cfg.max_trials, bool(inputs.terms)) or [None])[-1]
         self.scheduler = Scheduler(self.executor, self.budget, self.throughput, n_jobs=cfg.n_jobs,
                                    job_fn="automl.training:run_job", job_kwargs=self._job_kwargs,
                                    on_seed=self._on_seed, on_config=self._on_config,
@@ -82,31 +92,48 @@ class RunContext:
     def _restore_or_calibrate(self) -> None:
         recorded = (self.old or {}).get("plan")
         if recorded:
-            self.plan = Plan(**{k: recorded[k] for k in Plan.__dataclass_fields__})
-            self.throughput.steps_per_s = self.plan.steps_per_s
-            return
-        self.plan = make_plan(self.cfg, self.inputs, self.budget, self._calibrate())
+            self.plan = Plan.from_dict(recorded)
+        else:
+            cal = self._calibrate()
+            self._check_minimum_budget(cal)
+            self.plan = make_plan(self.cfg, self.inputs, self.budget, cal)
+            self.store.event("planned", plan=self.plan.to_dict())
         self.throughput.steps_per_s = self.plan.steps_per_s
+        self.throughput.startup_s = self.plan.startup_s
 
-    def _calibrate(self) -> float:
-        """Measure effective steps/s per worker of the prior config with short real jobs.
+    def _check_minimum_budget(self, cal: Calibration) -> None:
+        """Refuse a budget that cannot fit one config at the minimum trial length (one line)."""
+        need_s, floor = minimum_budget_s(self.cfg, self.inputs, cal)
+        need_s += self.budget.elapsed_s()  # calibration already spent this much
+        if need_s > self.budget.total_s:
+            raise AutoMLError(
+                f"--budget-hours: {self.cfg.budget_hours:g} h is too small for {self.inputs.env}: one "
+                f"config at the minimum trial length ({floor:,} steps x {self.cfg.seeds} seeds) plus its "
+                f"held-out re-check and the baseline's needs ~{need_s:.0f} s at the measured "
+                f"{cal.train_steps_per_s:,.0f} steps/s per worker (allowed: --budget-hours >= "
+                f"{need_s / 3600 * 1.1:.3f})")
 
-        All workers train at once (two jobs on two cores run slower than one alone), and the
-        evaluation cost is scaled to the planned number of evaluations per seed job.
-        """
+    def _calibrate(self) -> Calibration:
+        """Measure training steps/s per worker and the cost of one evaluation with short real
+        jobs of the prior config, all workers training at once (two jobs on two cores run
+        slower than one alone)."""
         from automl.executor import Done, Job
 
         steps = max(self.inputs.rollout * 2, 4096)
+        episodes = self.cfg.eval_episodes or DEFAULT_EVAL_EPISODES
         params = {**self.inputs.spec.fixed, **space_mod.prior_params(self.inputs.spec)}
         timeout = max(60.0, 0.05 * self.budget.total_s)
         for i in range(self.cfg.n_jobs):
             kwargs = dict(params=params, env=self.inputs.env, seed=self.inputs.base_seed + i,
-                          total_steps=steps, eval_every=steps, eval_episodes=self.cfg.eval_episodes,
+                          total_steps=steps, eval_every=steps, eval_episodes=episodes,
                           device=self.cfg.device)
             self.executor.submit(Job(job_id=f"calibrate{i}", fn="automl.training:run_job",
                                      kwargs=kwargs, timeout_s=timeout))
-        rates, pending, deadline = [], self.cfg.n_jobs, time.time() + timeout + 5
-        while pending and time.time() < deadline:
+        if self.view is not None:
+            self.view.message(f"calibrating: {self.cfg.n_jobs} short jobs of the prior config")
+        clock = self.budget.clock
+        rates, evals_s, startups, pending, deadline = [], [], [], self.cfg.n_jobs, clock() + timeout + 5
+        while pending and clock() < deadline:
             for ev in self.executor.poll(0.5):
                 if not isinstance(ev, Done):
                     continue
@@ -115,14 +142,17 @@ class RunContext:
                 if not (isinstance(v, dict) and v.get("train_s")):
                     raise AutoMLError(f"{self.inputs.space_path}: the prior config failed to train "
                                       f"on {self.inputs.env!r}: {ev.result.reason}")
-                evals = max(1, len(v.get("evals") or [1]))
-                busy = v["train_s"] + (v.get("eval_s") or 0.0) / evals * PLANNED_EVALS
-                rates.append(v["steps"] / max(busy, 1e-6))
-                self.throughput.startup_s = max(1.0, ev.result.wall_s - v["train_s"] - (v.get("eval_s") or 0.0))
+                eval_s = v.get("eval_s") or 0.0
+                rates.append(v["steps"] / max(v["train_s"], 1e-6))
+                evals_s.append(eval_s / max(1, len(v.get("evals") or [1])))
+                startups.append(max(1.0, ev.result.wall_s - v["train_s"] - eval_s))
         if pending:
             raise AutoMLError(f"{self.inputs.space_path}: calibration run of the prior config timed out")
-        self.store.event("calibrated", steps=steps, steps_per_s=[round(r) for r in rates])
-        return max(1.0, min(rates))
+        cal = Calibration(train_steps_per_s=max(1.0, min(rates)), eval_s_each=max(evals_s),
+                          episodes=episodes, startup_s=max(startups))
+        self.store.event("calibrated", steps=steps, train_steps_per_s=[round(r) for r in rates],
+                         eval_s_each=round(cal.eval_s_each, 3), startup_s=round(cal.startup_s, 2))
+        return cal
 
     def close(self, status: str) -> None:
         """Stop the workers and write the final state (also after errors and interrupts)."""
@@ -138,9 +168,20 @@ class RunContext:
         yield from stage_list(self.plan, self.cfg.mode, self.cfg.max_trials, self.reward_study is not None)
         self._stages_done = True
 
-    def all_stages_done(self) -> bool:
-        """Whether every planned stage ran to its quota (else the budget cut the search short)."""
-        return self._stages_done and self.stop_reason is None
+    def final_status(self) -> str:
+        """finished (every stage ran to its quota), budget_exhausted (the budget was spent) or
+        search_exhausted (the space ran out of new configs)."""
+        if self.stop_reason is None:
+            return "finished" if self._stages_done else BUDGET_SPENT
+        return self.stop_status or BUDGET_SPENT
+
+    def may_extend(self, kind: str, cycle: int) -> bool:
+        """Whether the last tuning phase may go past its quota: only when the budget made the
+        trials shorter than the space's default length (the budget binds), so the time the
+        plan left over goes to more configs of the same length, never to longer ones."""
+        last = self._last_stage
+        return (last is not None and (last[0], last[1]) == (kind, cycle) and not self.cfg.max_trials
+                and self.plan.shrunk and not self.tuning_over())
 
     def enter_stage(self, kind: str, cycle: int) -> None:
         """Record the stage now running."""
@@ -150,13 +191,15 @@ class RunContext:
 
     def tuning_over(self) -> bool:
         """No more tuning configs may start (deadline or exhausted space)."""
-        return self.stop_reason is not None or time.time() >= self.budget.tuning_deadline
+        return self.stop_reason is not None or self.budget.clock() >= self.budget.tuning_deadline
 
-    def mark_tuning_over(self, reason: str) -> None:
-        """Stop proposing tuning configs, for `reason`."""
+    def mark_tuning_over(self, reason: str, status: str = BUDGET_SPENT) -> None:
+        """Stop proposing tuning configs, for `reason`; `status` is what the run will end as."""
         if self.stop_reason is None:
-            self.stop_reason = reason
-            self.store.event("tuning_over", reason=reason)
+            self.stop_reason, self.stop_status = reason, status
+            self.store.event("tuning_over", reason=reason, status=status)
+            if self.view is not None:
+                self.view.message(f"tuning over: {reason}")
 
     def count(self, kind: str, cycle: int) -> int:
         """Configs of this phase already finished (rejected ones do not count)."""
@@ -234,12 +277,24 @@ class RunContext:
         heldout = c.kind == "heldout"
         run_dir = self.store.run_dir
         return dict(params=c.train_params, env=self.inputs.env, seed=seed, total_steps=c.steps,
+                    checkpoint_path=str(self.checkpoint_path(c, seed)),
+                    checkpoint_every=self._checkpoint_every(),
                     reward_weights=c.weights or None, eval_every=self.plan.eval_every,
-                    eval_episodes=self.cfg.eval_episodes,
+                    eval_episodes=self.plan.eval_episodes,
                     deadline=self.budget.deadline if heldout else self.budget.tuning_deadline,
                     device=self.cfg.device,
                     tb_dir=str(run_dir / "tb" / c.config_id / f"{c.kind}_seed{seed}"),
                     save_path=str(run_dir / "models" / c.config_id / f"seed_{seed}") if heldout else None)
+
+    def checkpoint_path(self, c: ConfigRun, seed: int):
+        """Where a seed job keeps its checkpoint (stable across resumes: config, kind, seed)."""
+        return self.store.run_dir / "checkpoints" / c.config_id / f"{c.kind}_seed{seed}.pt"
+
+    def _checkpoint_every(self) -> int:
+        from automl.checkpoint import default_checkpoint_every
+
+        return self.cfg.checkpoint_every or default_checkpoint_every(
+            self.plan.train_steps_per_s or self.plan.steps_per_s, rollout=self.inputs.rollout)
 
     def _timeout_s(self, steps: int) -> float:
         if self.cfg.timeout_per_trial:
@@ -251,6 +306,10 @@ class RunContext:
         self.records.seed_done(c, seed, record)
         self.store.event("seed_done", config_id=c.config_id, kind=c.kind, **record)
         self.write_state("running")
+        if not self.cfg.keep_checkpoints and record.get("state") in ("complete", "failed"):
+            from automl.checkpoint import remove  # recorded now: the checkpoint is not needed
+
+            remove(str(self.checkpoint_path(c, seed)))
         self.driver_s += time.perf_counter() - t0
 
     def _on_config(self, c: ConfigRun) -> None:
@@ -265,15 +324,28 @@ class RunContext:
         self.records.config_done(c, state, score)
         if c.kind != "heldout":  # keep the held-out reserve in step with measured throughput
             self.budget.set_reserve(heldout_reserve_s(
-                configs=self.cfg.top_k + 1, seeds=len(self.inputs.heldout_seeds),
+                configs=self.plan.heldout_configs or self.cfg.top_k + 1, seeds=len(self.inputs.heldout_seeds),
                 steps=self.plan.trial_steps, n_jobs=self.cfg.n_jobs, throughput=self.throughput))
         self.store.event("config_done", config_id=c.config_id, kind=c.kind, state=state, score=score)
-        self.write_state("running")
+        st = self.write_state("running")
+        if self.view is not None:
+            self.view.config_done(self.records.entries[c.trial.number], state=st)
         self.driver_s += time.perf_counter() - t0
 
-    def write_state(self, status: str) -> None:
-        """Rewrite automl_state.yaml from the records (atomic)."""
-        self.store.write(records.state_dict(self, status))
+    def write_state(self, status: str) -> dict:
+        """Rewrite automl_state.yaml from the records (atomic); the live view follows it."""
+        st = records.state_dict(self, status)
+        self.store.write(st)
+        self.last_state = st
+        if self.view is not None:
+            self.view.update(st, running_jobs=self.scheduler.running_jobs() if self.scheduler else 0,
+                             planned_configs=self.planned_configs())
+        return st
+
+    def planned_configs(self) -> int:
+        """Tuning configs the stages ask for (extensions of the last phase come on top)."""
+        return sum(q for _, _, q in stage_list(self.plan, self.cfg.mode, self.cfg.max_trials,
+                                               bool(self.inputs.terms)))
 
 
 def config_state(c: ConfigRun) -> str:

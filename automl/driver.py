@@ -7,7 +7,6 @@ in automl/heldout.py.
 from __future__ import annotations
 
 import signal
-import time
 
 from automl import heldout, records
 from automl.errors import AutoMLError
@@ -25,7 +24,14 @@ def main(cfg: RunConfig) -> int:
     if cfg.dry_run:
         print(records.plan_text(ctx))
         return 0
-    return run(ctx)
+    from automl.live import LiveView
+
+    ctx.view = LiveView(quiet=cfg.quiet)
+    ctx.view.start()
+    try:
+        return run(ctx)
+    finally:
+        ctx.view.close(ctx.last_state)
 
 
 def run(ctx: RunContext) -> int:
@@ -39,7 +45,7 @@ def run(ctx: RunContext) -> int:
             if ctx.tuning_over():
                 break
         heldout.run(ctx)
-        status = "finished" if ctx.all_stages_done() else "budget_exhausted"
+        status = ctx.final_status()
         return 0
     except (Interrupted, KeyboardInterrupt):
         status = "interrupted"
@@ -62,7 +68,8 @@ def run_phase(ctx: RunContext, kind: str, cycle: int, quota: int) -> None:
         ctx.scheduler.add(cfg_run)
     while True:
         started = ctx.count(kind, cycle) + ctx.in_flight(kind, cycle)
-        if started < quota and ctx.scheduler.free_slots() > 0 and not ctx.tuning_over():
+        wanted = started < quota or ctx.may_extend(kind, cycle)
+        if wanted and ctx.scheduler.free_slots() > 0 and not ctx.tuning_over():
             if not ctx.scheduler.fits(ctx.plan.trial_steps, ctx.cfg.seeds):
                 ctx.mark_tuning_over("the next config would not finish before the deadline")
             else:
@@ -70,11 +77,12 @@ def run_phase(ctx: RunContext, kind: str, cycle: int, quota: int) -> None:
                 if proposal is not None:
                     ctx.scheduler.add(proposal)
                     continue
-                ctx.mark_tuning_over(f"the {kind} search space is exhausted")
-        if ctx.in_flight(kind, cycle) == 0 and (started >= quota or ctx.tuning_over()):
+                ctx.mark_tuning_over(f"the {kind} search space is exhausted", "search_exhausted")
+        if ctx.in_flight(kind, cycle) == 0 and (started >= quota or ctx.tuning_over()) \
+                and not ctx.may_extend(kind, cycle):
             return
         ctx.scheduler.step(0.5)
-        if time.time() > ctx.budget.tuning_deadline:
+        if ctx.budget.clock() > ctx.budget.tuning_deadline:
             ctx.mark_tuning_over("tuning deadline reached")
             ctx.scheduler.drain(hard_deadline=ctx.budget.deadline)
 

@@ -5,8 +5,6 @@ tuning and held-out scores, the baseline's held-out score beside it, and its sav
 """
 from __future__ import annotations
 
-import time
-
 from automl import space as space_mod
 
 
@@ -54,7 +52,7 @@ def run(ctx) -> None:
         ctx.scheduler.add(c)
     while ctx.scheduler.active:
         ctx.scheduler.step(0.5)
-        if time.time() > ctx.budget.deadline:
+        if ctx.budget.clock() > ctx.budget.deadline:
             ctx.scheduler.stop_all("deadline")
             ctx.scheduler.drain(hard_deadline=ctx.budget.deadline, grace_s=5.0)
             break

@@ -149,10 +149,13 @@ class Records:
     def _check_hacking(self, entry, incumbent) -> None:
         if not incumbent or incumbent is entry:
             return
-        alarm = hacking_alarm(entry, incumbent)
+        tuned = [e for e in self.entries.values() if e["kind"] in TUNING_KINDS and e["state"] == "complete"]
+        alarm = hacking_alarm(entry, incumbent, pooled_sd=pooled_seed_sd(tuned))
         if alarm:
             self.alarms.append(alarm)
             self.ctx.store.event("alarm", **alarm)
+            if self.ctx.view is not None:
+                self.ctx.view.alarm(alarm)
 
     # ---- queries ---------------------------------------------------------------------------
     def count(self, kind: str, cycle: int) -> int:
@@ -199,9 +202,10 @@ def _mean_of(entry, key):
     return sum(vals) / len(vals) if vals else None
 
 
-def hacking_alarm(candidate: dict, incumbent: dict) -> dict | None:
-    """A reward_hacking alarm when the candidate earns >= 10% more shaped reward but >= 10% less
-    true metric than the incumbent, both shaped returns priced under the candidate's weights.
+def hacking_alarm(candidate: dict, incumbent: dict, *, pooled_sd: float | None = None) -> dict | None:
+    """A reward_hacking alarm when the candidate earns >= 10% more shaped reward than the
+    incumbent (both priced under the candidate's weights) while its true metric is >= 10% lower
+    AND that drop is outside the seed noise (see `drop_beyond_noise`).
 
     The incumbent's per-term episode sums, weighted by the candidate's weights, say what the
     incumbent's policy would have earned under the candidate's reward; only when the incumbent
@@ -214,11 +218,56 @@ def hacking_alarm(candidate: dict, incumbent: dict) -> dict | None:
     ta, tb = candidate["score"]["mean"], incumbent["score"]["mean"]
     if shaped is None or ref is None:
         return None
-    if shaped >= ref + HACKING_MARGIN * abs(ref) and ta <= tb - HACKING_MARGIN * abs(tb):
-        return {"kind": "reward_hacking", "config_id": candidate["config_id"],
-                "detail": f"shaped return {_pct(shaped, ref)} (both under its weights), "
-                          f"true metric {_pct(ta, tb)} vs incumbent {incumbent['config_id']}"}
-    return None
+    if not (shaped >= ref + HACKING_MARGIN * abs(ref) and ta <= tb - HACKING_MARGIN * abs(tb)):
+        return None
+    beyond, test = drop_beyond_noise(_true_values(candidate), _true_values(incumbent), pooled_sd)
+    if not beyond:
+        return None
+    return {"kind": "reward_hacking", "config_id": candidate["config_id"],
+            "detail": f"shaped return {_pct(shaped, ref)} (both under its weights), "
+                      f"true metric {_pct(ta, tb)} vs incumbent {incumbent['config_id']} ({test})"}
+
+
+NOISE_Z = 2.0  # the drop must exceed this many standard errors of the difference
+
+
+def drop_beyond_noise(cand: list[float], inc: list[float], pooled_sd: float | None) -> tuple[bool, str]:
+    """Whether the candidate's true metric is below the incumbent's beyond seed noise, and the
+    test in words. Both must hold: the 95% bootstrap CIs of the two means are disjoint
+    (candidate's upper end below the incumbent's lower end), and the drop is >= NOISE_Z
+    standard errors, the seed-to-seed std pooled over the run's configs (two seeds alone say
+    little about noise). Without per-seed values nothing is beyond noise."""
+    if not cand or not inc:
+        return False, "no per-seed values"
+    from automl.scoring import bootstrap_ci
+
+    c_lo, c_hi = bootstrap_ci(cand)
+    i_lo, i_hi = bootstrap_ci(inc)
+    drop = sum(inc) / len(inc) - sum(cand) / len(cand)
+    text = f"95% CIs [{c_lo:.3g}, {c_hi:.3g}] vs [{i_lo:.3g}, {i_hi:.3g}]"
+    if not c_hi < i_lo:
+        return False, text + " overlap"
+    if pooled_sd is None or pooled_sd <= 0:
+        return True, text + " disjoint"
+    z = drop / (pooled_sd * math.sqrt(1 / len(cand) + 1 / len(inc)))
+    return z >= NOISE_Z, text + f" disjoint, drop {z:.1f} pooled s.e. (need {NOISE_Z:g})"
+
+
+def pooled_seed_sd(entries) -> float | None:
+    """Seed-to-seed std of the true metric pooled over configs with >= 2 complete seeds."""
+    ss, dof = 0.0, 0
+    for e in entries:
+        vals = _true_values(e)
+        if len(vals) >= 2:
+            m = sum(vals) / len(vals)
+            ss += sum((v - m) ** 2 for v in vals)
+            dof += len(vals) - 1
+    return math.sqrt(ss / dof) if dof else None
+
+
+def _true_values(entry: dict) -> list[float]:
+    return [float(r["episode_reward_mean"]) for r in entry.get("seeds", [])
+            if r.get("state") == "complete" and _finite(r.get("episode_reward_mean"))]
 
 
 def _shaped_under(entry: dict, weights: dict) -> float | None:
@@ -264,7 +313,7 @@ def state_dict(ctx, status: str) -> dict:
 def _overhead(ctx) -> dict:
     """Share of worker time spent inside jobs this session (the rest is driver overhead + idling)."""
     sched = ctx.scheduler
-    wall = time.time() - ctx.budget.started
+    wall = ctx.budget.clock() - ctx.budget.started
     busy = sched.busy_s if sched else 0.0
     return {"session_wall_s": round(wall, 1), "worker_busy_s": round(busy, 1),
             "worker_utilization": round(busy / max(1e-9, wall * ctx.cfg.n_jobs), 4),
@@ -281,13 +330,14 @@ def plan_text(ctx) -> str:
     p, cfg = ctx.plan, ctx.cfg
     stages = [f"{k}#{c} ({q} configs)" for k, c, q in
               stage_list(p, cfg.mode, cfg.max_trials, bool(ctx.inputs.terms))]
-    est_s = p.seed_jobs * (2.0 + p.trial_steps / p.steps_per_s) / cfg.n_jobs + p.reserve_s
+    est_s = p.seed_jobs * (p.startup_s + p.trial_steps / p.steps_per_s) / cfg.n_jobs + p.reserve_s
     return "\n".join([
         f"env: {cfg.env}   space: {ctx.inputs.space_path} ({ctx.inputs.spec.search_space_id})",
         f"mode: {cfg.mode}   search: {cfg.search_method}   pruner: {cfg.pruner_name}   n_jobs: {cfg.n_jobs}",
         f"stages: {' -> '.join(stages) or 'none'} -> heldout (top {cfg.top_k} + baseline)",
         f"seeds: tuning {ctx.inputs.tuning_seeds}, held-out {ctx.inputs.heldout_seeds}",
-        f"steps per seed job: {p.trial_steps} (default {ctx.inputs.default_steps}), eval every {p.eval_every}",
+        f"steps per seed job: {p.trial_steps} (default {ctx.inputs.default_steps}), eval every {p.eval_every} "
+        f"({p.evals_per_job} evaluations x {p.eval_episodes} episodes, ~{p.eval_share:.0%} of a job)",
         f"seed jobs: {p.seed_jobs} tuning + {(cfg.top_k + 1) * cfg.seeds} held-out",
         f"estimated time: {est_s / 60:.1f} min at ~{p.steps_per_s:,.0f} steps/s per worker (nominal) "
         f"of a {cfg.budget_hours * 60:.1f} min budget",

@@ -39,8 +39,11 @@ class RunConfig:
     dry_run: bool = False
     top_k: int = 3
     eval_every: int | None = None
-    eval_episodes: int = 32
+    eval_episodes: int | None = None   # None: up to 32, fewer when evaluation would be dear
     timeout_per_trial: float | None = None
+    checkpoint_every: int | None = None  # None: about every 2 minutes of training
+    keep_checkpoints: bool = False
+    quiet: bool = False
     command: str = ""
 
     def __post_init__(self):
@@ -50,7 +53,7 @@ class RunConfig:
             _check_choice("--pruner", self.pruner, PRUNERS)
         _check_positive("--budget-hours", self.budget_hours, allow_float=True)
         for flag, value in (("--seeds", self.seeds), ("--n-jobs", self.n_jobs),
-                            ("--top-k", self.top_k), ("--eval-episodes", self.eval_episodes)):
+                            ("--top-k", self.top_k)):
             _check_positive(flag, value)
         for flag, value in (("--hp-trials", self.hp_trials),
                             ("--reward-generations", self.reward_generations)):
@@ -59,7 +62,9 @@ class RunConfig:
         for flag, value in (("--max-trials", self.max_trials),
                             ("--reward-population", self.reward_population),
                             ("--trial-steps", self.trial_steps),
-                            ("--eval-every", self.eval_every)):
+                            ("--eval-every", self.eval_every),
+                            ("--eval-episodes", self.eval_episodes),
+                            ("--checkpoint-every", self.checkpoint_every)):
             if value is not None:
                 _check_positive(flag, value)
         if self.timeout_per_trial is not None:

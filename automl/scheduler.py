@@ -6,7 +6,6 @@ only then is the pruner asked (so one fast seed cannot get a config pruned on it
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -16,7 +15,7 @@ from automl.budget import Budget, Throughput
 from automl.executor import Done, Job, Report
 
 SEED_FIELDS = ("seed", "state", "episode_reward_mean", "success_rate", "shaped_return",
-               "reference_return", "terms", "steps", "wall_s", "stop_reason", "reason")
+               "reference_return", "terms", "steps", "wall_s", "stop_reason", "reason", "resumed_from")
 
 
 @dataclass
@@ -166,7 +165,8 @@ class Scheduler:
         cfg.running.pop(result.job_id, None)
         self.busy_s += float(result.wall_s or 0.0)
         record = self._result_record(result, seed)
-        if record["state"] == "complete":
+        if record["state"] == "complete" and record.get("resumed_from") is None:
+            # (a resumed seed's steps span two sessions; its wall time here is this session's)
             self.throughput.observe(int(record.get("steps", 0)), float(result.wall_s or 0.0))
         cfg.results[seed] = record
         self.on_seed(cfg, seed, record)
@@ -192,7 +192,7 @@ class Scheduler:
         """Wait for running jobs; past the hard deadline plus grace, kill what is left."""
         while self.jobs:
             self.step(0.25)
-            if time.time() > hard_deadline + grace_s:
+            if self.budget.clock() > hard_deadline + grace_s:
                 for job_id in list(self.jobs):
                     self.executor.cancel(job_id)
                 self.step(0.5)

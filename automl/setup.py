@@ -8,7 +8,8 @@ from pathlib import Path
 import yaml
 
 from automl import space as space_mod
-from automl.budget import (Budget, Throughput, heldout_reserve_s, plan_trial_steps)
+from automl.budget import (MAX_EVAL_SHARE, MAX_RESERVE_FRACTION, MIN_STEP_FRACTION, MIN_TRIAL_STEPS, Budget,
+                           Throughput, heldout_reserve_s, plan_evaluation, plan_trial_steps)
 from automl.config import SpaceSpec
 from automl.errors import AutoMLError
 from automl.runconfig import RunConfig
@@ -18,8 +19,21 @@ from automl.studies import default_population
 # Nominal steps/s per worker before anything was measured (dry runs and first plan only).
 NOMINAL_STEPS_PER_S = {"cartpole": 40_000.0, "navigation": 25_000.0}
 DEFAULT_TRIAL_STEPS = 100_000
-PLANNED_EVALS = 8  # evaluations per seed job: eval_every = steps // PLANNED_EVALS
+PLANNED_EVALS = 8  # evaluations per seed job at most: eval_every = steps // evals
+DEFAULT_EVAL_EPISODES = 32  # episodes per evaluation at most (fewer when evaluation is dear)
 HELDOUT_OFFSET = 1000
+NOMINAL_EVAL_S_PER_EPISODE_STEP = 2e-4  # before anything was measured: ~0.2 ms per eval step
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What short real jobs of the prior config measured, per worker with all workers busy."""
+
+    train_steps_per_s: float  # training only (collection + updates)
+    eval_s_each: float        # one evaluation of `episodes` episodes
+    episodes: int
+    startup_s: float = 2.0
+    measured: bool = True
 
 
 @dataclass
@@ -31,9 +45,21 @@ class Plan:
     cycles: int
     hp_trials: int
     population: int
-    steps_per_s: float
+    steps_per_s: float          # effective: training plus the planned evaluations
     seed_jobs: int
     reserve_s: float
+    eval_episodes: int = DEFAULT_EVAL_EPISODES
+    evals_per_job: int = PLANNED_EVALS
+    eval_share: float = 0.0     # estimated share of a job spent evaluating
+    train_steps_per_s: float = 0.0
+    startup_s: float = 2.0
+    heldout_configs: int = 0    # configs the reserve is sized for (top-k + baseline, fewer if few fit)
+    shrunk: bool = False        # the budget made trials shorter than the space's default length
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Plan":
+        """A recorded plan (older state files lack the newer fields: they keep their defaults)."""
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     def to_dict(self) -> dict:
         """Plain mapping for the state file and the study."""
@@ -56,6 +82,7 @@ class Inputs:
     default_steps: int
     rollout: int
     preset_defaults: dict
+    episode_steps: int = 1000  # the env's time limit (what one evaluation episode may cost)
 
     @property
     def default_weights(self) -> dict[str, float]:
@@ -91,7 +118,17 @@ def resolve_inputs(cfg: RunConfig) -> Inputs:
                   tuning_seeds=[base + i for i in range(cfg.seeds)],
                   heldout_seeds=[base + HELDOUT_OFFSET + i for i in range(cfg.seeds)],
                   default_steps=max(1, default_steps), rollout=rollout,
-                  preset_defaults=preset_defaults)
+                  preset_defaults=preset_defaults, episode_steps=_episode_steps(cfg.env, is_task))
+
+
+def _episode_steps(env_id: str, is_task: bool) -> int:
+    """The env's episode time limit (1000 when it has none)."""
+    import envs
+    import gymnasium as gym
+
+    if is_task:
+        return envs.max_episode_steps(env_id) or 1000
+    return int(gym.spec(env_id).max_episode_steps or 1000)
 
 
 def _check_gym_id(env_id: str) -> None:
@@ -166,38 +203,110 @@ def check_resume(store: StateStore, cfg: RunConfig, fp: dict) -> dict | None:
     return old
 
 
-def make_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, steps_per_s: float) -> Plan:
-    """Steps per trial from the budget, the requested trials and measured throughput."""
+def nominal_calibration(cfg: RunConfig, inputs: Inputs) -> Calibration:
+    """A guess before anything was measured (dry runs and the first plan only)."""
+    episodes = cfg.eval_episodes or DEFAULT_EVAL_EPISODES
+    rate = NOMINAL_STEPS_PER_S.get(cfg.env, 10_000.0)
+    return Calibration(train_steps_per_s=rate, episodes=episodes, measured=False,
+                       eval_s_each=inputs.episode_steps * NOMINAL_EVAL_S_PER_EPISODE_STEP *
+                       (1 if inputs.is_task else episodes))
+
+
+def make_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibration) -> Plan:
+    """Steps per trial and the evaluation schedule from the budget, the requested trials and
+    measured throughput: evaluation is held to MAX_EVAL_SHARE of a job (fewer evaluations,
+    then fewer episodes), trials shrink (never grow) to fit, and the held-out reserve is
+    sized for the configs that will be there to re-check."""
+    cycles, hp_trials, population, seed_jobs = _quotas(cfg, inputs)
+    full_population = population
+    total_s = budget.remaining_s()
+    episodes = cfg.eval_episodes or cal.episodes
+    steps, ev, eff = inputs.default_steps, None, cal.train_steps_per_s * (1 - MAX_EVAL_SHARE)
+    heldout_configs = cfg.top_k + 1
+    for _ in range(6):  # steps, evaluation cost, reserve and population depend on each other
+        before = (population, heldout_configs)
+        heldout_jobs = heldout_configs * cfg.seeds
+        share = seed_jobs / max(1, seed_jobs + heldout_jobs)
+        tp = Throughput(steps_per_s=eff, startup_s=cal.startup_s)
+        steps = plan_trial_steps(default_steps=inputs.default_steps, budget_s=total_s * share,
+                                 seed_jobs=max(1, seed_jobs), n_jobs=cfg.n_jobs, throughput=tp,
+                                 rollout=inputs.rollout if inputs.default_steps >= inputs.rollout else 1)
+        ev = _eval_plan(cfg, inputs, cal, steps, episodes)
+        eff = steps / (steps / max(cal.train_steps_per_s, 1e-9) + ev.eval_s)
+        tp = Throughput(steps_per_s=eff, startup_s=cal.startup_s)
+        heldout_configs = _heldout_configs(cfg, total_s, steps, tp)
+        if full_population and not cfg.reward_population:
+            # When trials had to shrink, shrink the reward population too (not below 4).
+            population = max(4, min(full_population, int(full_population * steps / inputs.default_steps) + 1))
+            cycles, hp_trials, population, seed_jobs = _quotas(cfg, inputs, population)
+        if (population, heldout_configs) == before:
+            break
+    reserve = heldout_reserve_s(configs=heldout_configs, seeds=cfg.seeds, steps=steps,
+                                n_jobs=cfg.n_jobs, throughput=tp)
+    eval_every = cfg.eval_every or _eval_every(steps, ev.evals, inputs.rollout)
+    full = plan_trial_steps(default_steps=inputs.default_steps, budget_s=1e18, seed_jobs=1,
+                            n_jobs=1, throughput=tp,
+                            rollout=inputs.rollout if inputs.default_steps >= inputs.rollout else 1)
+    return Plan(shrunk=steps < full, trial_steps=steps, eval_every=min(eval_every, steps), cycles=cycles,
+                hp_trials=hp_trials, population=population, steps_per_s=eff,
+                seed_jobs=seed_jobs, reserve_s=reserve, eval_episodes=ev.episodes,
+                evals_per_job=ev.evals, eval_share=round(ev.share, 4),
+                train_steps_per_s=cal.train_steps_per_s, startup_s=cal.startup_s,
+                heldout_configs=heldout_configs)
+
+
+def _quotas(cfg: RunConfig, inputs: Inputs, population: int | None = None) -> tuple[int, int, int, int]:
+    """(cycles, HP trials per phase, reward population, tuning seed jobs) as the mode says."""
     cycles = cfg.reward_generations if cfg.mode == "stage" else (
         1 if cfg.mode == "hp" else cfg.reward_generations)
     hp_trials = cfg.hp_trials  # a preset's hp_trials was merged in by the CLI
     if cfg.mode == "stage" and cycles == 0:
         cycles = 1
     n_weights = sum(1 for t in inputs.terms.values() if t["low"] < t["high"])
-    population = cfg.reward_population or default_population(n_weights)
+    if population is None:
+        population = cfg.reward_population or default_population(n_weights)
     hp_configs = 0 if cfg.mode == "reward" else hp_trials * cycles
     if cfg.max_trials:
         hp_configs = min(hp_configs, cfg.max_trials)
-    rw_configs = 0 if cfg.mode == "hp" else population * cycles
-    seed_jobs = (hp_configs + rw_configs) * cfg.seeds
-    tp = Throughput(steps_per_s=steps_per_s)
-    heldout_jobs = (cfg.top_k + 1) * cfg.seeds
-    total_s = budget.remaining_s()
-    # Tuning and held-out jobs share the budget in proportion to their count.
-    share = seed_jobs / max(1, seed_jobs + heldout_jobs)
-    steps = plan_trial_steps(default_steps=inputs.default_steps, budget_s=total_s * share,
-                             seed_jobs=max(1, seed_jobs), n_jobs=cfg.n_jobs, throughput=tp,
-                             rollout=inputs.rollout if inputs.default_steps >= inputs.rollout else 1)
-    if rw_configs and not cfg.reward_population and steps < inputs.default_steps:
-        # When trials had to shrink, shrink the reward population too (not below 4).
-        population = max(4, min(population, int(population * steps / inputs.default_steps) + 1))
-    reserve = heldout_reserve_s(configs=cfg.top_k + 1, seeds=cfg.seeds, steps=steps,
-                                n_jobs=cfg.n_jobs, throughput=tp)
-    eval_every = cfg.eval_every or max(inputs.rollout, (steps // PLANNED_EVALS // max(1, inputs.rollout))
-                                       * max(1, inputs.rollout))
-    return Plan(trial_steps=steps, eval_every=min(eval_every, steps), cycles=cycles,
-                hp_trials=hp_trials, population=population, steps_per_s=steps_per_s,
-                seed_jobs=seed_jobs, reserve_s=reserve)
+    rw_configs = 0 if (cfg.mode == "hp" or not inputs.terms) else population * cycles
+    return cycles, hp_trials, population, (hp_configs + rw_configs) * cfg.seeds
+
+
+def _eval_plan(cfg: RunConfig, inputs: Inputs, cal: Calibration, steps: int, episodes: int):
+    """The evaluation schedule for `steps`; a user's --eval-every/--eval-episodes are kept as given."""
+    each = cal.eval_s_each * episodes / max(1, cal.episodes)
+    given = bool(cfg.eval_every or cfg.eval_episodes)
+    max_evals = max(1, -(-steps // cfg.eval_every)) if cfg.eval_every else PLANNED_EVALS
+    return plan_evaluation(steps=steps, train_steps_per_s=cal.train_steps_per_s, eval_s_each=each,
+                           episodes=episodes, max_evals=max_evals,
+                           max_share=1.0 if given else MAX_EVAL_SHARE)
+
+
+def _eval_every(steps: int, evals: int, rollout: int) -> int:
+    """Steps between evaluations for `evals` evaluations per job, in whole rollouts."""
+    r = max(1, rollout)
+    return max(r, (steps // max(1, evals) // r) * r)
+
+
+def _heldout_configs(cfg: RunConfig, total_s: float, steps: int, tp: Throughput) -> int:
+    """Top-k + baseline, or fewer tuned configs when fewer than top-k can be trained at all."""
+    job_s = tp.seconds_for(steps)
+    config_s = -(-cfg.seeds // cfg.n_jobs) * job_s
+    fit = int(total_s * (1 - MAX_RESERVE_FRACTION) // max(config_s, 1e-9))
+    return max(1, min(cfg.top_k, fit)) + 1
+
+
+def minimum_budget_s(cfg: RunConfig, inputs: Inputs, cal: Calibration) -> tuple[float, int]:
+    """(seconds, steps): one tuning config at the minimum trial length plus the held-out
+    re-check of it and the baseline, at the measured throughput."""
+    floor = min(inputs.default_steps, max(MIN_TRIAL_STEPS, int(inputs.default_steps * MIN_STEP_FRACTION)))
+    r = max(1, inputs.rollout) if inputs.default_steps >= inputs.rollout else 1
+    floor = max(r, -(-floor // r) * r)
+    ev = _eval_plan(cfg, inputs, cal, floor, cfg.eval_episodes or cal.episodes)
+    tp = Throughput(steps_per_s=floor / (floor / max(cal.train_steps_per_s, 1e-9) + ev.eval_s),
+                    startup_s=cal.startup_s)
+    waves = -(-cfg.seeds // cfg.n_jobs)
+    return 3 * waves * tp.seconds_for(floor), floor
 
 
 def stage_list(plan: Plan, mode: str, max_trials: int | None, has_terms: bool) -> list:
