@@ -118,6 +118,12 @@ def render(state: dict | None, *, running_jobs: int = 0, planned_configs: int | 
     return Panel(grid, title=title, title_align="left", width=width)
 
 
+def _iqm_ci(h: dict) -> str:
+    ci = h.get("ci95") or []
+    text = f"{h.get('iqm', float('nan')):.3f}"
+    return text + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if len(ci) == 2 and None not in ci else "")
+
+
 def summary_line(state: dict | None) -> str:
     """The final line: status, best so far, held-out winner vs the baseline, stop reason."""
     state = state or {}
@@ -131,11 +137,11 @@ def summary_line(state: dict | None) -> str:
     if held:
         win = held[0]
         base = next((h for h in held if h.get("baseline")), None)
-        text = f"held-out winner {win.get('config_id')} iqm {win.get('iqm', float('nan')):.3f}"
+        text = f"held-out winner {win.get('config_id')} iqm {_iqm_ci(win)}"
         if base is win:
             text += " (the baseline)"
         elif base:
-            text += f" vs baseline {base.get('config_id')} iqm {base.get('iqm', float('nan')):.3f}"
+            text += f" vs baseline {base.get('config_id')} iqm {_iqm_ci(base)}"
         parts.append(text)
     if state.get("stop_reason"):
         parts.append(f"stop: {state['stop_reason']}")
