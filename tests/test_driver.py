@@ -130,6 +130,14 @@ def test_staged_navigation_run_has_hp_reward_and_heldout(tmp_path):
             assert s["steps"] >= 4096
     held = [t for t in st["trials"] if t["kind"] == "heldout"]
     assert all(s["seed"] >= 1007 for t in held for s in t["seeds"])  # disjoint from tuning seeds 7, 8
+    # piped (not a terminal): one progress line per finished config, naming it, then a summary
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("[")]
+    finished = [t for t in st["trials"] if t["state"] not in ("rejected", "running")]
+    assert len(lines) == len(finished)
+    for t in finished:
+        kind = f"{t['kind']}#{t['cycle']}" if t["kind"] != "heldout" else "heldout"
+        assert sum(f"] {kind} {t['config_id']} " in ln for ln in lines) == 1, (t["config_id"], lines)
+    assert r.stdout.strip().splitlines()[-1].startswith("automl " + st["status"])
     best = yaml.safe_load((run_dir / "best.yaml").read_text())
     assert best["heldout_score"]["n_seeds"] == 2 and "ppo_kwargs" in best["sb3"]
     assert all(Path(m).exists() for m in best["models"])
