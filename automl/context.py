@@ -337,15 +337,22 @@ class RunContext:
         st = records.state_dict(self, status)
         self.store.write(st)
         self.last_state = st
-        if self.view is not None:
-            self.view.update(st, running_jobs=self.scheduler.running_jobs() if self.scheduler else 0,
-                             planned_configs=self.planned_configs())
+        self.refresh_view()
         return st
 
+    def refresh_view(self) -> None:
+        """Show the latest state and the seed jobs on workers now (no file is written)."""
+        if self.view is not None and self.last_state is not None:
+            self.view.update(self.last_state, planned_configs=self.planned_configs(),
+                             running_jobs=self.scheduler.running_jobs() if self.scheduler else 0)
+
     def planned_configs(self) -> int:
-        """Tuning configs the stages ask for (extensions of the last phase come on top)."""
-        return sum(q for _, _, q in stage_list(self.plan, self.cfg.mode, self.cfg.max_trials,
-                                               bool(self.inputs.terms)))
+        """Tuning configs the stages ask for, or more once the last phase was extended."""
+        planned = sum(q for _, _, q in stage_list(self.plan, self.cfg.mode, self.cfg.max_trials,
+                                                  bool(self.inputs.terms)))
+        started = sum(1 for e in self.records.entries.values()
+                      if e["kind"] in records.TUNING_KINDS and e["state"] != "rejected")
+        return max(planned, started)
 
 
 def config_state(c: ConfigRun) -> str:

@@ -82,6 +82,7 @@ def run_phase(ctx: RunContext, kind: str, cycle: int, quota: int) -> None:
                 and not ctx.may_extend(kind, cycle):
             return
         ctx.scheduler.step(0.5)
+        ctx.refresh_view()
         if ctx.budget.clock() > ctx.budget.tuning_deadline:
             ctx.mark_tuning_over("tuning deadline reached")
             ctx.scheduler.drain(hard_deadline=ctx.budget.deadline)

@@ -52,6 +52,7 @@ def run(ctx) -> None:
         ctx.scheduler.add(c)
     while ctx.scheduler.active:
         ctx.scheduler.step(0.5)
+        ctx.refresh_view()
         if ctx.budget.clock() > ctx.budget.deadline:
             ctx.scheduler.stop_all("deadline")
             ctx.scheduler.drain(hard_deadline=ctx.budget.deadline, grace_s=5.0)

@@ -181,7 +181,9 @@ class LiveView:
 
     def update(self, state: dict, *, running_jobs: int = 0, planned_configs: int | None = None) -> None:
         """Take a new state dict (automl_state.yaml's content); redraws the panel on a TTY."""
-        self._snap = (state, running_jobs, planned_configs, time.monotonic())
+        # the clock ticks from when this state was new (the same state again keeps its time)
+        since = self._snap[3] if self._snap and self._snap[0] is state else time.monotonic()
+        self._snap = (state, running_jobs, planned_configs, since)
         if self._live is not None:
             self._live.refresh()
 

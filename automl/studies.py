@@ -29,6 +29,9 @@ REWARD_SAMPLER = "automl-reward"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+# cmaes divides by zero while setting up very small populations (e.g. --reward-population 2);
+# the sampler still works, and the warning would tear the live view.
+warnings.filterwarnings("ignore", category=RuntimeWarning, module="cmaes")
 
 
 def storage_url(run_dir: str | Path, storage: str | None) -> str:
