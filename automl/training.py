@@ -75,10 +75,14 @@ class SeedResult:
 
 
 def resolve_device(device: str) -> str:
-    """'auto' means CUDA when present, else CPU (CPU runs are bit-for-bit reproducible)."""
-    if device == "auto":
-        return "cuda" if th.cuda.is_available() else "cpu"
-    return device
+    """'auto' means CUDA when present, else CPU (CPU runs are bit-for-bit reproducible); 'cuda' -> 'cuda:<index>'.
+
+    One normaliser for the whole project: ``envs.batched.resolve_device`` (a ValueError naming the allowed
+    devices for an unknown one, or for cuda where there is none).
+    """
+    from envs.batched import resolve_device as resolve  # envs never imports automl; this direction is allowed
+
+    return str(resolve(device))
 
 
 def _to_setup(params: Mapping | PPOSetup) -> PPOSetup:

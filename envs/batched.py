@@ -28,17 +28,40 @@ RETURN, TRUE_RETURN, LENGTH, SUCCESS = 0, 1, 2, 3
 N_STATS = 4
 
 
+def normalize_device(device: str | torch.device, current_index: int | None = None) -> torch.device:
+    """The one spelling of a device: an index-less accelerator (``cuda``) gets its index (``cuda:0``).
+
+    ``torch.device("cuda") != torch.device("cuda:0")``, yet a tensor made on ``cuda`` reports
+    ``cuda:<current index>``: device checks compare normalised devices. ``current_index`` defaults
+    to ``torch.cuda.current_device()`` (asked only for an index-less cuda device), 0 for other types.
+    """
+    device = torch.device(device)
+    if device.type == "cpu" or device.index is not None:
+        return device
+    if current_index is None:
+        current_index = torch.cuda.current_device() if device.type == "cuda" else 0
+    return torch.device(device.type, int(current_index))
+
+
+def same_device(a: str | torch.device, b: str | torch.device, current_index: int | None = None) -> bool:
+    """Whether ``a`` and ``b`` name the same device once normalised (``cuda`` == ``cuda:0`` on device 0)."""
+    return normalize_device(a, current_index) == normalize_device(b, current_index)
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else must be a valid torch device."""
+    """'auto' -> cuda when available, else cpu; anything else must be a valid torch device.
+
+    The result is normalised (``cuda`` -> ``cuda:<current index>``): the only place devices get their index.
+    """
     if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"device: {device!r} is not a torch device (allowed: auto, cpu, cuda, cuda:N)") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {device!r} requested but CUDA is not available (allowed: auto, cpu)")
-    return resolved
+    return normalize_device(resolved)
 
 
 class BatchedEnv:
@@ -155,7 +178,7 @@ class BatchedEnv:
         if actions.shape != self._action_shape or actions.dtype != self._action_dtype:
             raise ValueError(f"actions: shape {tuple(actions.shape)} dtype {actions.dtype} "
                              f"(allowed: shape {tuple(self._action_shape)}, dtype {self._action_dtype})")
-        if actions.device != self.device:
+        if actions.device != self.device and not same_device(actions.device, self.device):
             raise ValueError(f"actions: on {actions.device} (allowed: {self.device})")
 
     # -- task hooks -----------------------------------------------------------------------

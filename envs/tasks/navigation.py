@@ -48,7 +48,7 @@ N_OBSTACLES = 4
 OBST_R = (0.25, 0.6)
 CLEARANCE = 0.3        # free space kept around start (beyond the robot) and goal
 FAR = 100.0            # where removed obstacles go
-MISS = 1.0e4           # pushes ray misses (and hits behind the robot) past the range
+MISS = 1.0e4           # where ray misses (and circles behind the robot) read, past the range
 OBS_DIM = 9 + len(RAY_DEG)
 
 
@@ -80,13 +80,14 @@ class Navigation(BatchedEnv):
         self._ray_t = self._zeros(k, r, n)
         self._ray_d = self._zeros(2, r, n)
         self._ray_w = self._zeros(2, r, n)
-        self._ray_miss = self._zeros(k, r, n)
+        self._ray_miss = self._zeros(k, r, n, dtype=torch.bool)
+        self._ray_behind = self._zeros(k, r, n, dtype=torch.bool)
         self._arena = torch.full((2, r, n), ARENA, dtype=self.dtype, device=self.device)
-        c2 = self._zeros(k, n)
+        r2 = self._zeros(k, n)
         # views and scratch rows made once (a view costs about as much as a small op)
         self._views = {"centres": self._obst[0:2], "xy_col": self._pose[0:2, None, :],
                        "oc_x": self._oc[0, :, None, :], "oc_y": self._oc[1, :, None, :],
-                       "c2": c2, "c2_col": c2.unsqueeze(1), "r2": self._zeros(k, n),
+                       "r2": r2, "r2_col": r2.unsqueeze(1),
                        "hit": self._zeros(r, n), "wall": self._zeros(r, n)}
         self._tmp = self._zeros(4, n)
         rad = torch.tensor(RAY_DEG, dtype=torch.float64) * math.pi / 180
@@ -225,18 +226,23 @@ class Navigation(BatchedEnv):
         torch.mul(self._ray_cos, cs[1], out=d[1]).addcmul_(self._ray_sin, cs[0])
         torch.sub(v["centres"], v["xy_col"], out=oc)
         torch.hypot(oc[0], oc[1], out=self._odist)
-        # circle hit: b = oc.d, disc = b^2 - (|oc|^2 - r^2), t = b - sqrt(disc).
+        # circle hit: t = b - sqrt(disc), b = oc.d, disc = r^2 - (oc x d)^2 (|d| = 1). Not the textbook
+        # b^2 - (|oc|^2 - r^2): the same number, but it cancels terms of up to |oc|^2 ~ 100 (float32
+        # error ~1e-5), which near tangency made the reading depend on rounding (CPU vs CUDA).
+        # A miss or a circle behind the robot (t < 0, also when inside it) reads MISS: a step, not a
+        # ramp, since a ramp added to a negative t made near-missed circles BEHIND the robot read
+        # as obstacles ahead (and amplified rounding in disc 1e4-fold).
         # All [K, R, N] work goes to preallocated buffers: fresh ones this large cost page faults.
-        c2 = torch.mul(self._odist, self._odist, out=v["c2"])
-        c2.sub_(torch.mul(self._obst[2], self._obst[2], out=v["r2"]))
-        b, t, miss = self._ray_b, self._ray_t, self._ray_miss
+        torch.mul(self._obst[2], self._obst[2], out=v["r2"])
+        b, t, miss, behind = self._ray_b, self._ray_t, self._ray_miss, self._ray_behind
         torch.mul(v["oc_x"], d[0], out=b).addcmul_(v["oc_y"], d[1])
-        torch.mul(b, b, out=t).sub_(v["c2_col"])
-        torch.clamp(t, max=0.0, out=miss)              # < 0 where the ray misses the circle
+        torch.mul(v["oc_x"], d[1], out=t).addcmul_(v["oc_y"], d[0], value=-1.0)  # cross = oc x d
+        torch.sub(v["r2_col"], t.square_(), out=t)                                 # disc
+        torch.lt(t, 0.0, out=miss)
         t.clamp_(min=0.0).sqrt_()
         torch.sub(b, t, out=t)
-        t.sub_(miss, alpha=MISS)
-        t.sub_(torch.clamp(t, max=0.0, out=miss), alpha=MISS)    # circles behind the robot
+        miss.logical_or_(torch.lt(t, 0.0, out=behind))
+        t.masked_fill_(miss, MISS)
         hit = torch.amin(t, 0, out=v["hit"])
         # walls: distance to the wall the ray points at, per axis
         w = self._ray_w
