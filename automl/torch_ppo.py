@@ -1,0 +1,391 @@
+"""Torch-native PPO on the batched envs, with seeds as a batch axis (read top to bottom, like CleanRL).
+
+Rollout storage, GAE, observation/reward normalisation, the update and evaluation stay on the env's
+device: no numpy, no per-step host copy (the host learns a few numbers once per update and per
+evaluation). ``train_seeds_torch`` trains S seeds of one config as one computation: one batched env
+per seed (its own stream), stacked networks (``automl.torch_policy``), per-seed Adam, gradient
+clipping, minibatch permutations, normalisation statistics and failure. ``train_seed_torch`` is the
+same code with one seed, so ``train_seed_torch(seed=7)`` equals ``train_seeds_torch(seeds=[7])[0]``.
+
+Semantics are SB3 PPO's (with VecNormalize when ``normalize``), see ``automl.training.train_seed``:
+same PPOSetup, evaluations, SeedResult, channel, deadline and non-finite handling.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from automl.config import PPOSetup
+from automl.evaluation import EvalStats
+from automl.torch_policy import StackedAdam, StackedPolicy, clip_grad_norms_
+from automl.torch_rollout import Normalizer, TBLogger, evaluate_stacked, save_sb3
+from automl.training import EVAL_SEED_OFFSET, SeedResult, _hparams, _result, _to_setup, resolve_device
+
+_SUPPORTED = {"policy", "learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range",
+              "clip_range_vf", "ent_coef", "vf_coef", "max_grad_norm", "target_kl", "policy_kwargs",
+              "normalize_advantage"}
+
+
+@dataclass(frozen=True)
+class Args:
+    """Every knob of a run (SB3 PPO's names and defaults), read from a PPOSetup by ``from_setup``.
+
+    :param learning_rate: Adam step size; with ``schedule`` 'linear' it decays to 0 at ``total_steps``
+    :param n_steps: env steps per env per rollout; a rollout is n_steps * num_envs samples per seed
+    :param batch_size: minibatch size (samples per seed); n_epochs passes over the rollout
+    :param clip_range: PPO ratio clip; ``clip_range_vf`` (None: off) clips the value change the same way
+    :param target_kl: a seed stops this update's epochs once its minibatch approx KL > 1.5 * target_kl
+    :param normalize: VecNormalize: observations (clip 10) and rewards (by the discounted return's std, clip 10)
+    """
+
+    learning_rate: float = 3e-4
+    schedule: str = "constant"
+    n_steps: int = 2048
+    batch_size: int = 64
+    n_epochs: int = 10
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    clip_range_vf: float | None = None
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    target_kl: float | None = None
+    normalize_advantage: bool = True
+    num_envs: int = 8
+    normalize: bool = False
+    policy_kwargs: Mapping | None = None
+
+    @classmethod
+    def from_setup(cls, setup: PPOSetup) -> "Args":
+        """The trainer's knobs from the same PPOSetup the SB3 path takes (ValueError for one it lacks)."""
+        kwargs = dict(setup.ppo_kwargs)
+        unknown = set(kwargs) - _SUPPORTED
+        if unknown or kwargs.pop("policy", "MlpPolicy") != "MlpPolicy":
+            raise ValueError(f"ppo_kwargs: {', '.join(sorted(unknown)) or 'policy'} not supported by the torch "
+                             f"trainer (allowed: {', '.join(sorted(_SUPPORTED))}; policy MlpPolicy)")
+        return cls(**kwargs, schedule=setup.learning_rate_schedule, num_envs=int(setup.num_envs),
+                   normalize=bool(setup.normalize))
+
+
+class Run:
+    """One batch of seeds: envs, networks, optimizer, storage and the per-seed bookkeeping."""
+
+    def __init__(self, args: Args, env: str, seeds: Sequence[int], *, eval_episodes: int, device: torch.device,
+                 reward_weights: Mapping | None):
+        import envs
+
+        self.args, self.seeds, self.device = args, [int(s) for s in seeds], device
+        weights = dict(reward_weights) if reward_weights else None
+        self.envs = [envs.make(env, args.num_envs, device=device, seed=s, reward_weights=weights) for s in self.seeds]
+        self.eval_envs = [envs.make(env, eval_episodes, device=device, seed=s + EVAL_SEED_OFFSET,
+                                    reward_weights=weights) for s in self.seeds]
+        first = self.envs[0]
+        self.true_metric = first.true_metric
+        self.policy = StackedPolicy(first.observation_space.shape[0], first.action_space, self.seeds,
+                                    args.policy_kwargs, device)
+        self.optimizer = StackedAdam(self.policy.parameters())
+        # own streams per seed: action noise and minibatch order never depend on the other seeds
+        self.noise_gens = [torch.Generator(device=device).manual_seed(s + 1_000_003) for s in self.seeds]
+        self.perm_gens = [torch.Generator(device=device).manual_seed(s + 2_000_003) for s in self.seeds]
+        S, N, T, D = len(self.seeds), args.num_envs, args.n_steps, first.observation_space.shape[0]
+        A = 1 if self.policy.discrete else self.policy.action_dim
+        self.dims = (S, T, N, D, A)
+        # one packed buffer, so a minibatch is one gather: obs | action | logp | advantage | return | value
+        self.data = torch.zeros(S, T, N, D + A + 4, device=device)
+        self.obs, self.actions = self.data[..., :D], self.data[..., D:D + A]
+        self.logp, self.advantages, self.returns, self.values = self.data[..., D + A:].unbind(-1)
+        self.rewards = torch.zeros(S, T, N, device=device)
+        self.dones = torch.zeros(S, T, N, device=device)
+        self.time_limits = torch.zeros(S, T, N, device=device)  # truncated and not terminated
+        self.final_obs = torch.zeros(S, T, N, D, device=device)
+        self.next_obs = torch.zeros(S, N, D, device=device)
+        self.next_done = torch.zeros(S, N, device=device)
+        self.noise = torch.zeros(S, N, self.policy.action_dim, device=device)
+        space = first.action_space
+        if not self.policy.discrete:
+            self.low = torch.as_tensor(space.low, device=device).float()
+            self.high = torch.as_tensor(space.high, device=device).float()
+        self.norm = Normalizer(S, N, D, gamma=args.gamma, device=device) if args.normalize else None
+        self.alive = torch.ones(S, dtype=torch.bool, device=device)
+        self.failed: dict[int, tuple[int, str]] = {}  # seed index -> (steps, detail)
+        self.evals: list[list[EvalStats]] = [[] for _ in self.seeds]
+        self.steps = 0
+
+    def reset(self) -> None:
+        """First observations of every seed's envs (seeded by their seeds at construction)."""
+        for s, env in enumerate(self.envs):
+            self.next_obs[s].copy_(env.reset())
+        if self.norm is not None:
+            self.norm.observe(self.next_obs)
+
+    def live(self) -> list[int]:
+        """Indices of the seeds that have not failed."""
+        return [s for s in range(len(self.seeds)) if s not in self.failed]
+
+
+def collect(run: Run, deadline: float | None) -> bool:
+    """Fill the rollout storage (n_steps of every seed's envs); False if the deadline hit first."""
+    args, policy = run.args, run.policy
+    S, T, N, D, A = run.dims
+    for t in range(T):
+        if deadline is not None and time.time() >= deadline:
+            return False
+        run.obs[:, t] = run.next_obs
+        with torch.no_grad():
+            head, value = policy.forward(run.next_obs)
+            for s, gen in enumerate(run.noise_gens):
+                (run.noise[s].uniform_ if policy.discrete else run.noise[s].normal_)(generator=gen)
+            action, logp = policy.sample(head, run.noise)
+        run.values[:, t], run.logp[:, t] = value, logp
+        if policy.discrete:
+            run.actions[:, t, :, 0] = action
+            env_actions = action
+        else:
+            run.actions[:, t] = action
+            env_actions = torch.maximum(torch.minimum(action, run.high), run.low)  # SB3 clips what the env sees
+        for s, env in enumerate(run.envs):
+            obs, reward, terminated, truncated, info = env.step(env_actions[s])
+            run.next_obs[s].copy_(obs)
+            run.rewards[s, t].copy_(reward)
+            torch.logical_or(terminated, truncated, out=run.next_done[s])
+            torch.logical_and(truncated, ~terminated, out=run.time_limits[s, t])
+            run.final_obs[s, t].copy_(info["final_observation"])
+        run.dones[:, t] = run.next_done
+        if run.norm is not None:
+            run.norm.observe(run.next_obs)
+            run.norm.normalize_(run.final_obs[:, t])
+            run.norm.reward_(run.rewards[:, t], run.next_done)
+        run.steps += N
+    return True
+
+
+def advantages(run: Run) -> None:
+    """Time-limit bootstrap, then GAE(lambda) and returns, as SB3's RolloutBuffer computes them."""
+    args, S, T, N = run.args, *run.dims[:3]
+    with torch.no_grad():
+        if bool(run.time_limits.any()):  # one host sync per rollout; one value pass for all truncations
+            final_values = run.policy.value(run.final_obs.view(S, T * N, -1)).view(S, T, N)
+            run.rewards.addcmul_(final_values.nan_to_num_(), run.time_limits, value=args.gamma)
+        last_values = run.policy.value(run.next_obs)
+    last = torch.zeros(S, N, device=run.device)
+    for t in reversed(range(T)):
+        next_values = last_values if t == T - 1 else run.values[:, t + 1]
+        not_done = 1.0 - run.dones[:, t]
+        delta = run.rewards[:, t] + args.gamma * next_values * not_done - run.values[:, t]
+        last = delta + args.gamma * args.gae_lambda * not_done * last
+        run.advantages[:, t] = last
+    torch.add(run.advantages, run.values, out=run.returns)
+
+
+def update(run: Run, lr: float) -> dict[str, torch.Tensor]:
+    """n_epochs of clipped PPO over shuffled minibatches, per seed; returns per-seed statistics [S]."""
+    args, policy = run.args, run.policy
+    S, T, N, D, A = run.dims
+    M = T * N
+    flat = run.data.view(S, M, -1)
+    params = policy.parameters()
+    active = run.alive.clone()  # a seed leaves this update at its target_kl stop (SB3's break)
+    sums = {k: torch.zeros(S, device=run.device) for k in ("pg", "value", "entropy", "kl", "clip", "n")}
+    all_finite = torch.ones(S, dtype=torch.bool, device=run.device)
+    loss = torch.zeros(S, device=run.device)
+    for _ in range(args.n_epochs):
+        perms = torch.stack([torch.randperm(M, generator=g, device=run.device) for g in run.perm_gens])
+        for start in range(0, M, args.batch_size):
+            idx = perms[:, start:start + args.batch_size]
+            batch = flat.gather(1, idx.unsqueeze(-1).expand(-1, -1, flat.shape[-1]))
+            obs, actions = batch[..., :D], batch[..., D:D + A]
+            old_logp, adv, returns, old_values = batch[..., D + A:].unbind(-1)
+            if policy.discrete:
+                actions = actions.squeeze(-1)
+            if args.normalize_advantage and adv.shape[1] > 1:
+                adv = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)
+            head, values = policy.forward(obs)
+            logp, entropy = policy.log_prob_entropy(head, actions)
+            log_ratio = logp - old_logp
+            ratio = log_ratio.exp()
+            clipped = ratio.clamp(1.0 - args.clip_range, 1.0 + args.clip_range)
+            pg_loss = -torch.minimum(adv * ratio, adv * clipped).mean(1)
+            if args.clip_range_vf is not None:
+                values = old_values + (values - old_values).clamp(-args.clip_range_vf, args.clip_range_vf)
+            value_loss = (returns - values).square().mean(1)
+            entropy_loss = -entropy.mean(1)
+            loss = pg_loss + args.ent_coef * entropy_loss + args.vf_coef * value_loss
+            with torch.no_grad():
+                kl = ((ratio - 1.0) - log_ratio).mean(1)
+                if args.target_kl is not None:
+                    active &= kl <= 1.5 * args.target_kl
+                step = active.float()
+                all_finite &= torch.isfinite(loss) | ~active
+                for key, val in (("pg", pg_loss), ("value", value_loss), ("entropy", entropy_loss), ("kl", kl),
+                                 ("clip", ((ratio - 1.0).abs() > args.clip_range).float().mean(1))):
+                    sums[key].add_(val * step)
+                sums["n"].add_(step)
+            grads = torch.autograd.grad(loss.sum(), params)
+            with torch.no_grad():
+                clip_grad_norms_(grads, args.max_grad_norm)
+            run.optimizer.step(grads, lr, active)
+        if args.target_kl is not None and not bool(active.any()):
+            break
+    n = sums.pop("n").clamp(min=1.0)
+    stats = {k: v / n for k, v in sums.items()}
+    stats["loss"], stats["finite"] = loss.detach(), all_finite
+    return stats
+
+
+def check_finite(run: Run, stats: dict[str, torch.Tensor]) -> None:
+    """Fail the seeds whose loss or parameters went non-finite (or whose Discrete policy saturated), and only them.
+
+    A failed seed's parameters are zeroed (finite, so it cannot disturb anything) and it is never updated again.
+    """
+    with torch.no_grad():
+        ok = stats["finite"].clone()
+        for p in run.policy.parameters():
+            ok &= torch.isfinite(p).flatten(1).all(1)
+        saturated = (stats["entropy"] == 0.0) if run.policy.discrete else torch.zeros_like(ok)
+        bad = (run.alive & ~(ok & ~saturated)).tolist()
+        why = saturated.tolist()
+    for s, is_bad in enumerate(bad):
+        if not is_bad:
+            continue
+        detail = ("policy logits overflowed (inf-like saturation): entropy exactly 0, gradients vanish" if why[s]
+                  else "training diverged (nan/inf): non-finite PPO loss or policy parameter")
+        run.failed[s] = (run.steps, detail)
+        run.alive[s] = False
+        with torch.no_grad():
+            for p in run.policy.parameters():
+                p[s].zero_()
+
+
+def train_seeds_torch(params: Mapping | PPOSetup, *, env: str, seeds: Sequence[int], total_steps: int | None = None,
+                      reward_weights: Mapping | None = None, eval_every: int | None = None, eval_episodes: int = 32,
+                      deadline: float | None = None, device: str = "auto", tb_dir: str | None = None,
+                      save_paths: Sequence[str | None] | None = None, channel: Any = None) -> list[SeedResult]:
+    """Train one config on every seed in ``seeds`` as one batched computation; one SeedResult per seed.
+
+    Each seed is what ``train_seed`` would make of it (own env stream, init, optimizer, normalisation);
+    a seed that diverges fails alone. The channel gets, per evaluation, the mean over the live seeds;
+    a stop request or the deadline stops every seed. ``wall_s`` etc. are the batch's (seeds run together).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as train_seed: parallelism comes from worker processes (and here, the seed axis)
+    try:
+        return _train(params, env=env, seeds=list(seeds), total_steps=total_steps, reward_weights=reward_weights,
+                      eval_every=eval_every, eval_episodes=eval_episodes, deadline=deadline, device=device,
+                      tb_dir=tb_dir, save_paths=save_paths, channel=channel)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def train_seed_torch(params: Mapping | PPOSetup, *, env: str, seed: int, total_steps: int | None = None,
+                     reward_weights: Mapping | None = None, eval_every: int | None = None, eval_episodes: int = 32,
+                     deadline: float | None = None, device: str = "auto", tb_dir: str | None = None,
+                     save_path: str | None = None, channel: Any = None) -> SeedResult:
+    """``automl.training.train_seed`` with the torch trainer (batched tasks only); never raises for a
+    diverging config. ``save_path`` writes an SB3 ``PPO`` zip (``PPO.load(save_path + '.zip')``)."""
+    return train_seeds_torch(params, env=env, seeds=[seed], total_steps=total_steps, reward_weights=reward_weights,
+                             eval_every=eval_every, eval_episodes=eval_episodes, deadline=deadline, device=device,
+                             tb_dir=tb_dir, save_paths=[save_path], channel=channel)[0]
+
+
+def _train(params, *, env, seeds, total_steps, reward_weights, eval_every, eval_episodes, deadline, device, tb_dir,
+           save_paths, channel) -> list[SeedResult]:
+    start = time.time()
+    setup = _to_setup(params)
+    args = Args.from_setup(setup)
+    total = int(total_steps if total_steps is not None else (setup.n_timesteps or 0))
+    if total <= 0:
+        raise ValueError("train_seeds_torch: total_steps: not given and the config has no n_timesteps (allowed: > 0)")
+    import envs
+
+    if env not in envs.TASKS:
+        raise ValueError(f"train_seeds_torch: env {env!r} (allowed: {', '.join(envs.TASKS)}; gymnasium ids use train_seed)")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"train_seeds_torch: seeds {seeds!r} (allowed: distinct integers, at least one)")
+    if deadline is not None and time.time() >= deadline:
+        return [_result(s, "stopped_at_deadline", "deadline", [], wall_s=time.time() - start) for s in seeds]
+    run = Run(args, env, seeds, eval_episodes=eval_episodes, device=torch.device(resolve_device(device)),
+              reward_weights=reward_weights)
+    log = TBLogger(tb_dir, seeds, _hparams(params, reward_weights)) if tb_dir else None
+    every = max(int(eval_every or total // 10), args.n_steps * args.num_envs)
+    next_eval, state, reason, eval_s = every, None, None, 0.0
+
+    def evaluation() -> bool:
+        """Evaluate every seed, log, report the live seeds' mean; False if the deadline hit."""
+        nonlocal eval_s
+        began = time.time()
+        stats = evaluate_stacked(run, seeds, deadline=deadline)
+        eval_s += time.time() - began
+        if stats is None:
+            return False
+        live = run.live()
+        for s in live:
+            run.evals[s].append(stats[s])
+        if log:
+            log.evals(stats, run.steps)
+        if channel is not None and live:
+            value = sum(stats[s].true_metric for s in live) / len(live)
+            channel.report({"eval_index": len(run.evals[live[0]]) - 1, "steps": run.steps, "value": value})
+        return True
+
+    def poll() -> tuple[str, str] | None:
+        if channel is None or not channel.stop_requested():
+            return None
+        why = str(channel.stop_reason() or "stop requested")
+        return ("stopped_at_deadline" if "deadline" in why.lower() else "pruned"), why
+
+    run.reset()
+    while run.steps < total and run.live():
+        if run.steps >= next_eval and run.steps > 0:  # after an update: the freshly trained policy
+            next_eval = (run.steps // every + 1) * every
+            if not evaluation():
+                state, reason = "stopped_at_deadline", "deadline"
+                break
+        stop = poll()
+        if stop:
+            state, reason = stop
+            break
+        if not collect(run, deadline):
+            state, reason = "stopped_at_deadline", "deadline"
+            break
+        advantages(run)
+        remaining = 1.0 - run.steps / total
+        lr = args.learning_rate * (remaining if args.schedule == "linear" else 1.0)
+        stats = update(run, lr)
+        check_finite(run, stats)
+        if log:
+            log.update(stats, lr, run.steps, time.time() - start)
+    if state is None and run.live() and (not run.evals[run.live()[0]] or run.evals[run.live()[0]][-1].steps < run.steps):
+        if not evaluation():
+            state, reason = "stopped_at_deadline", "deadline"
+    if log:
+        log.close()
+    for s, path in enumerate(save_paths or []):
+        if path and s not in run.failed:
+            save_sb3(run, s, path, env)
+    wall = time.time() - start
+    results = []
+    for s, seed in enumerate(seeds):
+        if s in run.failed:
+            steps, detail = run.failed[s]
+            results.append(_result(seed, "failed", "non_finite", run.evals[s], steps=steps, wall_s=wall,
+                                   train_s=wall - eval_s, eval_s=eval_s, reason=detail))
+        else:
+            results.append(_result(seed, state or "complete", reason or "step_budget", run.evals[s], steps=run.steps,
+                                   wall_s=wall, train_s=wall - eval_s, eval_s=eval_s))
+    return results
+
+
+def run_job_torch(channel: Any = None, **kwargs: Any) -> dict:
+    """Executor job: ``train_seed_torch(**kwargs, channel=channel).to_dict()`` (picklable, top level)."""
+    return train_seed_torch(channel=channel, **kwargs).to_dict()
+
+
+def run_seeds_job_torch(channel: Any = None, **kwargs: Any) -> list[dict]:
+    """Executor job for a batch of seeds: ``[r.to_dict() for r in train_seeds_torch(**kwargs, channel=channel)]``."""
+    return [r.to_dict() for r in train_seeds_torch(channel=channel, **kwargs)]
