@@ -24,6 +24,28 @@ ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "elu": nn.functional.elu,
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
+class _SigmoidTanh(torch.autograd.Function):
+    """tanh(x) = 2 sigmoid(2x) - 1 and tanh's own backward g (1 - y^2): on CPU ~2.5x faster than torch.tanh (whose
+    accurate kernel dominated the update's profile), equal to it within ~1e-7. Used on CPU only: on
+    CUDA one tanh kernel beats four."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y = torch.mul(x, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, y)
+
+
+def cpu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh for CPU tensors, see ``_SigmoidTanh`` (plain torch.tanh outside autograd is not used: same numbers everywhere)."""
+    return _SigmoidTanh.apply(x)
+
+
 def activation_name(fn: Any) -> str:
     """SB3's ``activation_fn`` (an nn.Module class such as nn.Tanh, or its name) -> a key of ACTIVATIONS."""
     name = (fn if isinstance(fn, str) else getattr(fn, "__name__", str(fn))).lower().removeprefix("nn.")
@@ -59,7 +81,7 @@ class StackedPolicy:
                              f"(allowed: net_arch, activation_fn, log_std_init, ortho_init)")
         self.pi_sizes, self.vf_sizes = net_arch(kwargs)
         self.activation = activation_name(kwargs.get("activation_fn", "tanh"))
-        self.act = ACTIVATIONS[self.activation]
+        self.act = cpu_tanh if self.activation == "tanh" and torch.device(device).type == "cpu" else ACTIVATIONS[self.activation]
         self.ortho_init = bool(kwargs.get("ortho_init", True))
         self.log_std_init = float(kwargs.get("log_std_init", 0.0))
         self.discrete = isinstance(action_space, gym.spaces.Discrete)

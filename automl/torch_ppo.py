@@ -194,11 +194,13 @@ def update(run: Run, lr: float) -> dict[str, torch.Tensor]:
     sums = {k: torch.zeros(S, device=run.device) for k in ("pg", "value", "entropy", "kl", "clip", "n")}
     all_finite = torch.ones(S, dtype=torch.bool, device=run.device)
     loss = torch.zeros(S, device=run.device)
+    rows = flat.view(S * M, -1)
+    offsets = torch.arange(S, device=run.device).unsqueeze(1) * M  # seed s's samples are rows s*M ... s*M+M-1
     for _ in range(args.n_epochs):
-        perms = torch.stack([torch.randperm(M, generator=g, device=run.device) for g in run.perm_gens])
+        perms = torch.stack([torch.randperm(M, generator=g, device=run.device) for g in run.perm_gens]).add_(offsets)
         for start in range(0, M, args.batch_size):
             idx = perms[:, start:start + args.batch_size]
-            batch = flat.gather(1, idx.unsqueeze(-1).expand(-1, -1, flat.shape[-1]))
+            batch = rows.index_select(0, idx.reshape(-1)).view(S, idx.shape[1], -1)
             obs, actions = batch[..., :D], batch[..., D:D + A]
             old_logp, adv, returns, old_values = batch[..., D + A:].unbind(-1)
             if policy.discrete:

@@ -65,8 +65,8 @@ class Normalizer:
     def reward_(self, reward: torch.Tensor, done: torch.Tensor) -> None:
         """Normalise rewards [S, N] in place; the discounted return restarts where ``done``."""
         self.returns.mul_(self.gamma).add_(reward)
-        self.ret_rms.update(self.returns.unsqueeze(-1))
-        scale = (self.ret_rms.var + self.epsilon).rsqrt().float()  # [S, 1]
+        self.ret_rms.update(self.returns)
+        scale = (self.ret_rms.var + self.epsilon).rsqrt().float().unsqueeze(1)  # [S, 1]
         reward.mul_(scale).clamp_(-self.clip_reward, self.clip_reward)
         self.returns.mul_(1.0 - done.double())
 
