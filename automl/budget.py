@@ -15,6 +15,7 @@ MIN_STEP_FRACTION = 0.05
 MIN_TRIAL_STEPS = 2_000
 # Share of the budget set aside for the final held-out re-evaluation (at most).
 MAX_RESERVE_FRACTION = 0.35
+MAX_ESSENTIAL_FRACTION = 0.6  # ... but the winner's and the baseline's re-check may take up to this
 # Safety factor on time estimates: process start, evaluation and noise. Before full-length
 # jobs were seen the estimate rests on short calibration jobs; after MEASURED_AFTER of them
 # it is their median rate, and a smaller margin keeps the last configs of a run admitted.
@@ -77,9 +78,11 @@ class Budget:
         """Seconds left until the hard deadline (never negative)."""
         return max(0.0, self.deadline - self.clock())
 
-    def set_reserve(self, seconds: float) -> None:
-        """Reserve time for the final re-evaluation, capped to a share of the budget."""
-        self.reserve_s = min(max(0.0, seconds), MAX_RESERVE_FRACTION * self.total_s)
+    def set_reserve(self, seconds: float, *, essential_s: float = 0.0) -> None:
+        """Reserve time for the final re-evaluation, capped to a share of the budget; the cap
+        rises to `essential_s` (the winner and the baseline), up to MAX_ESSENTIAL_FRACTION."""
+        cap = max(MAX_RESERVE_FRACTION * self.total_s, min(essential_s, MAX_ESSENTIAL_FRACTION * self.total_s))
+        self.reserve_s = min(max(0.0, seconds), cap)
 
     def can_start(self, estimate_s: float, *, heldout: bool = False) -> bool:
         """A job starts only if its estimate ends before its phase's deadline."""

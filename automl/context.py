@@ -323,14 +323,32 @@ class RunContext:
             if values and state in ("complete", "failed") else None
         self.records.config_done(c, state, score)
         if c.kind != "heldout":  # keep the held-out reserve in step with measured throughput
-            self.budget.set_reserve(heldout_reserve_s(
-                configs=self.plan.heldout_configs or self.cfg.top_k + 1, seeds=len(self.inputs.heldout_seeds),
-                steps=self.plan.trial_steps, n_jobs=self.cfg.n_jobs, throughput=self.throughput))
+            self.update_reserve()
         self.store.event("config_done", config_id=c.config_id, kind=c.kind, state=state, score=score)
         st = self.write_state("running")
         if self.view is not None:
             self.view.config_done(self.records.entries[c.trial.number], state=st)
         self.driver_s += time.perf_counter() - t0
+
+    def job_s(self, config_id: str | None = None) -> float:
+        """Estimated seconds of one seed job: the config's own tuning jobs when it has some
+        (a config with big networks or many epochs is slower than the calibrated prior),
+        else the run's measured throughput."""
+        est = self.throughput.seconds_for(self.plan.trial_steps)
+        entry = next((e for e in self.records.entries.values() if e["config_id"] == config_id
+                      and e["kind"] in records.TUNING_KINDS), None) if config_id else None
+        walls = [float(r["wall_s"]) for r in (entry or {}).get("seeds", [])
+                 if r.get("state") == "complete" and r.get("wall_s") and r.get("resumed_from") is None]
+        return max([est] + [w * self.throughput.margin for w in walls])
+
+    def update_reserve(self) -> None:
+        """Time kept for the held-out stage: top-k + baseline at the incumbent's job length;
+        the winner's and the baseline's share may exceed the usual cap (they always run)."""
+        best = self.records.best_entry()
+        job_s = self.job_s(best["config_id"] if best else None)
+        seeds, n = len(self.inputs.heldout_seeds), self.cfg.n_jobs
+        configs = self.plan.heldout_configs or self.cfg.top_k + 1
+        self.budget.set_reserve(-(-configs * seeds // n) * job_s, essential_s=-(-2 * seeds // n) * job_s)
 
     def write_state(self, status: str) -> dict:
         """Rewrite automl_state.yaml from the records (atomic); the live view follows it."""

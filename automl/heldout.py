@@ -37,18 +37,24 @@ def run(ctx) -> None:
     for c in ctx.resumed("heldout", 0):
         ctx.scheduler.add(c)
     running = {c.config_id for c in ctx.scheduler.active}
-    baseline = None
-    for config_id, params, weights, is_base in candidates(ctx):
+    baseline, load_s = None, 0.0
+    for i, (config_id, params, weights, is_base) in enumerate(candidates(ctx)):
         if is_base:
             baseline = config_id
         if config_id in done or config_id in running:
             continue
-        if not ctx.scheduler.fits(ctx.plan.trial_steps, len(ctx.inputs.heldout_seeds), heldout=True):
+        seeds, job_s = admit_seeds(ctx, config_id, load_s, essential=is_base or i == 0)
+        if not seeds:
             ctx.store.event("heldout_skipped", config_id=config_id, reason="would not finish in budget")
             continue
-        c = ctx.records.new_config("heldout", 0, params, weights, None, ctx.inputs.heldout_seeds,
+        if len(seeds) < len(ctx.inputs.heldout_seeds):
+            ctx.store.event("heldout_fewer_seeds", config_id=config_id, seeds=seeds,
+                            reason="all held-out seeds would not finish in budget")
+        load_s += len(seeds) * job_s
+        c = ctx.records.new_config("heldout", 0, params, weights, None, seeds,
                                    ctx.plan.trial_steps, config_id=config_id,
-                                   extra={"heldout_of": config_id, "baseline": is_base})
+                                   extra={"heldout_of": config_id, "baseline": is_base,
+                                          "planned_seeds": seeds})
         ctx.scheduler.add(c)
     while ctx.scheduler.active:
         ctx.scheduler.step(0.5)
@@ -58,6 +64,21 @@ def run(ctx) -> None:
             ctx.scheduler.drain(hard_deadline=ctx.budget.deadline, grace_s=5.0)
             break
     write_best(ctx, baseline)
+
+
+def admit_seeds(ctx, config_id: str, load_s: float, *, essential: bool) -> tuple[list[int], float]:
+    """(held-out seeds to train, seconds per job) for one candidate behind `load_s` seconds of
+    queued held-out work. All seeds when they fit before the deadline; the leader and the
+    baseline (essential) get as many as fit, at least one; other candidates all or nothing."""
+    job_s = ctx.job_s(config_id)
+    n_jobs = ctx.cfg.n_jobs
+    full = list(ctx.inputs.heldout_seeds)
+    left = ctx.budget.deadline - ctx.budget.clock()
+    for n in range(len(full), 0 if essential else len(full) - 1, -1):
+        finish = (load_s + n * job_s) / n_jobs + job_s * (1 - 1 / n_jobs)
+        if finish <= left:
+            return full[:n], job_s
+    return [], job_s
 
 
 def _heldout_entries(ctx) -> dict[str, dict]:

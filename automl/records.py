@@ -66,7 +66,7 @@ class Records:
                 a["sampler"]["study"])
             sampler = (study, a["sampler"]["trial_id"]) if study is not None else None
         kind = entry["kind"]
-        seeds = ctx.inputs.heldout_seeds if kind == "heldout" else ctx.inputs.tuning_seeds
+        seeds = a.get("planned_seeds") or (ctx.inputs.heldout_seeds if kind == "heldout" else ctx.inputs.tuning_seeds)
         done = {r["seed"]: r for r in entry["seeds"] if r.get("state") in ("complete", "failed")}
         entry["seeds"] = list(done.values())
         c = ConfigRun(trial=studies.attach(ctx.record, t._trial_id), config_id=entry["config_id"],

@@ -39,10 +39,13 @@ class SimExecutor(Executor):
     of one evaluation; `calibration_slowdown`: calibration jobs train this many times slower."""
 
     def __init__(self, n_jobs: int, clock: FakeClock, *, rate: float, eval_s_each: float = 0.5,
-                 startup_s: float = 1.0, calibration_slowdown: float = 1.0, value: float = 0.5):
+                 startup_s: float = 1.0, calibration_slowdown: float = 1.0, value: float = 0.5,
+                 job_slowdown=None, value_fn=None):
         self.n_jobs, self.clock = n_jobs, clock
         self.rate, self.eval_s_each, self.startup_s = rate, eval_s_each, startup_s
         self.slowdown, self.value = calibration_slowdown, value
+        self.job_slowdown = job_slowdown or (lambda kwargs: 1.0)  # e.g. configs slower than the prior
+        self.value_fn = value_fn or (lambda kwargs: self.value)
         self.queue: list = []
         self.live: dict[str, _Sim] = {}
         self.finished: list[dict] = []   # every job's (kind, start, end, state) for the tests
@@ -53,7 +56,7 @@ class SimExecutor(Executor):
         steps = int(kw["total_steps"])
         every = int(kw.get("eval_every") or max(1, steps // 10))
         evals = max(1, math.ceil(steps / every))
-        rate = self.rate / (self.slowdown if job.job_id.startswith("calibrate") else 1.0)
+        rate = self.rate / (self.slowdown if job.job_id.startswith("calibrate") else self.job_slowdown(kw))
         eval_s = self.eval_s_each * int(kw.get("eval_episodes") or 32) / 32
         return self.startup_s + steps / rate + evals * eval_s, evals
 
@@ -100,9 +103,9 @@ class SimExecutor(Executor):
         state = {"deadline": "stopped_at_deadline", None: "complete"}.get(s.stop, "pruned")
         kind = s.job.job_id.split(":")[1] if ":" in s.job.job_id else "calibrate"
         self.finished.append({"kind": kind, "start": s.start, "end": s.end, "state": state})
-        train_s = steps / (self.rate / (self.slowdown if kind == "calibrate" else 1.0))
+        train_s = steps / (self.rate / (self.slowdown if kind == "calibrate" else self.job_slowdown(s.job.kwargs)))
         seed = int(s.job.kwargs["seed"])
-        v = self.value + 0.01 * (seed % 3)
+        v = self.value_fn(s.job.kwargs) + 0.01 * (seed % 3)
         value = {"seed": seed, "state": state, "stop_reason": s.stop or "step_budget",
                  "episode_reward_mean": v, "success_rate": v, "shaped_return": 10 * v,
                  "reference_return": 10 * v, "terms": {}, "steps": steps, "wall_s": wall,

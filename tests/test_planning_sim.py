@@ -1,6 +1,7 @@
 """Fake-clock planning tests of the real driver: budgets from 2 minutes to 12 hours are used
 (>= 85% of the tuning budget) and never overrun, with calibration up to 1.7x pessimistic."""
 import pytest
+import yaml
 from _sim import FakeClock, SimExecutor
 
 from automl import driver
@@ -8,12 +9,14 @@ from automl.context import prepare
 from automl.runconfig import RunConfig
 
 
-def simulate(tmp_path, *, hours, slowdown, rate=25_000.0, eval_s=0.3, **kw):
+def simulate(tmp_path, *, hours, slowdown, rate=25_000.0, eval_s=0.3, job_slowdown=None, value_fn=None,
+             **kw):
     clock = FakeClock()
     sims = []
 
     def factory(n):
-        sims.append(SimExecutor(n, clock, rate=rate, eval_s_each=eval_s, calibration_slowdown=slowdown))
+        sims.append(SimExecutor(n, clock, rate=rate, eval_s_each=eval_s, calibration_slowdown=slowdown,
+                                job_slowdown=job_slowdown, value_fn=value_fn))
         return sims[-1]
 
     cfg = RunConfig(env="navigation", budget_hours=hours, n_jobs=2, run_dir=str(tmp_path / "run"),
@@ -61,3 +64,24 @@ def test_requested_work_that_fits_finishes_early(tmp_path):
         tmp_path, hours=12, slowdown=1.0, mode="hp", hp_trials=2, seeds=2, trial_steps=50_000)
     assert ctx.plan.trial_steps == 49_152 and not ctx.plan.shrunk and len(tuning) == 4  # 3 rollouts
     assert ctx.final_status() == "finished" and wall < 600
+
+
+def test_slow_configs_still_get_the_winner_and_baseline_rechecked(tmp_path):
+    # The HalfCheetah case: the prior calibrates fast, the configs the search proposes train
+    # 4x slower (and better). The held-out stage still re-trains the winner and the baseline
+    # (fewer seeds if all would not fit) instead of skipping both, within the budget.
+    def is_prior(kwargs):
+        return abs(kwargs["params"]["learning_rate"] - 3e-4) < 1e-12
+
+    ctx, used, tuning, heldout, wall = simulate(
+        tmp_path, hours=10 / 60, slowdown=1.0, mode="hp", hp_trials=8, seeds=3, trial_steps=2_000_000,
+        job_slowdown=lambda kw: 1.0 if is_prior(kw) else 4.0,
+        value_fn=lambda kw: 0.5 if is_prior(kw) else 0.7)
+    held = {e["config_id"]: e for e in ctx.records.entries.values()
+            if e["kind"] == "heldout" and e["state"] == "complete"}
+    best = yaml.safe_load((tmp_path / "run" / "best.yaml").read_text())
+    assert best["config_id"] != "config_000" and best["baseline"]["config_id"] == "config_000"
+    assert set(held) >= {best["config_id"], "config_000"}
+    assert best["heldout_score"]["n_seeds"] >= 1 and best["baseline"]["heldout_score"]["n_seeds"] >= 1
+    assert (tmp_path / "run" / "best.yaml").exists()
+    assert wall <= ctx.budget.total_s + 1e-6
