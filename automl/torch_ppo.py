@@ -234,9 +234,9 @@ def update(run: Run, lr: float) -> dict[str, torch.Tensor]:
             run.optimizer.step(grads, lr, active)
         if args.target_kl is not None and not bool(active.any()):
             break
-    n = sums.pop("n").clamp(min=1.0)
-    stats = {k: v / n for k, v in sums.items()}
-    stats["loss"], stats["finite"] = loss.detach(), all_finite
+    n = sums.pop("n")
+    stats = {k: v / n.clamp(min=1.0) for k, v in sums.items()}
+    stats["loss"], stats["finite"], stats["minibatches"] = loss.detach(), all_finite, n
     return stats
 
 
@@ -249,7 +249,8 @@ def check_finite(run: Run, stats: dict[str, torch.Tensor]) -> None:
         ok = stats["finite"].clone()
         for p in run.policy.parameters():
             ok &= torch.isfinite(p).flatten(1).all(1)
-        saturated = (stats["entropy"] == 0.0) if run.policy.discrete else torch.zeros_like(ok)
+        # (a seed stopped by target_kl before its first minibatch has no entropy to judge)
+        saturated = (stats["entropy"] == 0.0) & (stats["minibatches"] > 0) if run.policy.discrete else torch.zeros_like(ok)
         bad = (run.alive & ~(ok & ~saturated)).tolist()
         why = saturated.tolist()
     for s, is_bad in enumerate(bad):

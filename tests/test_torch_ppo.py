@@ -270,3 +270,20 @@ def test_run_jobs_return_plain_dicts():
     many = tp.run_seeds_job_torch(params=CART, seeds=[0, 1], **kwargs)
     assert one["state"] == "complete" and [m["seed"] for m in many] == [0, 1]
     assert {k: v for k, v in one.items() if k not in TIMING} == {k: v for k, v in many[0].items() if k not in TIMING}
+
+
+def test_target_kl_stops_each_seed_after_its_first_step():
+    """SB3: a minibatch whose approx KL > 1.5 * target_kl ends the update before its step. The first minibatch
+    has KL 0 (the policy that collected the rollout), every later one > 1.5e-12: one Adam step per seed."""
+    run = _run({**CART, "target_kl": 1e-12}, "cartpole", [0, 1])
+    tp.collect(run, None)
+    tp.advantages(run)
+    stats = tp.update(run, 1e-3)
+    assert run.optimizer.steps.tolist() == [1.0, 1.0] and stats["minibatches"].tolist() == [1.0, 1.0]
+    tp.check_finite(run, stats)
+    assert not run.failed
+    free = _run(CART, "cartpole", [0, 1])
+    tp.collect(free, None)
+    tp.advantages(free)
+    tp.update(free, 1e-3)
+    assert free.optimizer.steps.tolist() == [16.0, 16.0]  # 4 epochs x 4 minibatches
