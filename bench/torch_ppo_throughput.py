@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,16 +35,15 @@ def prior(num_envs: int) -> dict:
 
 
 def steps_per_s(fn, params: dict, steps: int, repeats: int, **kwargs) -> float:
-    """Best env steps/s (train_s excludes the final evaluation) over ``repeats`` runs."""
+    """Best env steps/s over ``repeats`` runs (train_s: the final evaluation excluded; the torch trainer's also
+    counts building its envs and networks, the SB3 path's does not)."""
     best = 0.0
     for _ in range(repeats):
-        start = time.perf_counter()
         out = fn(params, env="navigation", total_steps=steps, eval_every=10 * steps, eval_episodes=4, **kwargs)
         results = out if isinstance(out, list) else [out]
         assert all(r.state == "complete" for r in results), [r.reason for r in results]
         train_s = min(r.train_s for r in results)
         best = max(best, sum(r.steps for r in results) / train_s)
-        del start
     return best
 
 
