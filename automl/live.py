@@ -214,8 +214,8 @@ class LiveView:
             self._live.refresh()
             self._live.stop()
             self._live = None
-        if not self.quiet and not self._closed:
-            self._print(summary_line(self._snap[0]))
+        if not self.quiet and not self._closed and self._snap[0] is not None:
+            self._print(summary_line(self._snap[0]))  # (nothing to sum up before the run started)
         self._closed = True
 
     def _print(self, text: str) -> None:
