@@ -79,7 +79,7 @@ class RunContext:
         self.budget.set_reserve(self.plan.reserve_s)
         self._last_stage = (stage_list(self.plan, cfg.mode, cfg.max_trials, bool(inputs.terms)) or [None])[-1]
         self.scheduler = Scheduler(self.executor, self.budget, self.throughput, n_jobs=cfg.n_jobs,
-                                   job_fn="automl.training:run_job", job_kwargs=self._job_kwargs,
+                                   job_fn=cfg.job_fn, job_kwargs=self._job_kwargs,
                                    on_seed=self._on_seed, on_config=self._on_config,
                                    timeout_s=self._timeout_s)
         self._resume = self.records.load_from_study()
@@ -127,7 +127,7 @@ class RunContext:
             kwargs = dict(params=params, env=self.inputs.env, seed=self.inputs.base_seed + i,
                           total_steps=steps, eval_every=steps, eval_episodes=episodes,
                           device=self.cfg.device)
-            self.executor.submit(Job(job_id=f"calibrate{i}", fn="automl.training:run_job",
+            self.executor.submit(Job(job_id=f"calibrate{i}", fn=self.cfg.job_fn,
                                      kwargs=kwargs, timeout_s=timeout))
         if self.view is not None:
             self.view.message(f"calibrating: {self.cfg.n_jobs} short jobs of the prior config")
@@ -276,9 +276,9 @@ class RunContext:
     def _job_kwargs(self, c: ConfigRun, seed: int) -> dict:
         heldout = c.kind == "heldout"
         run_dir = self.store.run_dir
-        return dict(params=c.train_params, env=self.inputs.env, seed=seed, total_steps=c.steps,
-                    checkpoint_path=str(self.checkpoint_path(c, seed)),
-                    checkpoint_every=self._checkpoint_every(),
+        ckpt = dict(checkpoint_path=str(self.checkpoint_path(c, seed)),
+                    checkpoint_every=self._checkpoint_every()) if self.cfg.trainer == "sb3" else {}
+        return dict(params=c.train_params, env=self.inputs.env, seed=seed, total_steps=c.steps, **ckpt,
                     reward_weights=c.weights or None, eval_every=self.plan.eval_every,
                     eval_episodes=self.plan.eval_episodes,
                     deadline=self.budget.deadline if heldout else self.budget.tuning_deadline,

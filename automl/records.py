@@ -291,6 +291,7 @@ def state_dict(ctx, status: str) -> dict:
     best = ctx.records.best_entry()
     return {
         "version": 1, "command": ctx.cfg.command, "status": status, "env": ctx.cfg.env,
+        "trainer": ctx.cfg.trainer,
         "updated": _iso(time.time()),
         "budget": {"hours": ctx.cfg.budget_hours, "elapsed_s": round(b.elapsed_s(), 1),
                    "remaining_s": round(b.remaining_s(), 1), "deadline": _iso(b.deadline),

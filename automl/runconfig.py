@@ -10,6 +10,10 @@ from automl.errors import AutoMLError
 MODES = ("stage", "hp", "reward")
 SEARCH_METHODS = ("grid", "random", "bayesian", "tpe", "cmaes", "qmc", "hyperband")
 PRUNERS = ("none", "median", "asha", "hyperband")
+TRAINERS = ("sb3", "torch")
+# The seed-job function of each trainer (module:function, run in the worker processes).
+JOB_FNS = {"sb3": "automl.training:run_job", "torch": "automl.torch_ppo:run_job_torch"}
+FINGERPRINT_DEFAULTS = {"trainer": "sb3"}  # what runs recorded before a key existed used
 
 
 @dataclass(frozen=True)
@@ -44,11 +48,13 @@ class RunConfig:
     checkpoint_every: int | None = None  # None: about every 2 minutes of training
     keep_checkpoints: bool = False
     quiet: bool = False
+    trainer: str = "sb3"
     command: str = ""
 
     def __post_init__(self):
         _check_choice("--mode", self.mode, MODES)
         _check_choice("--search-method", self.search_method, SEARCH_METHODS)
+        _check_choice("--trainer", self.trainer, TRAINERS)
         if self.pruner is not None:
             _check_choice("--pruner", self.pruner, PRUNERS)
         _check_positive("--budget-hours", self.budget_hours, allow_float=True)
@@ -81,11 +87,16 @@ class RunConfig:
             return self.pruner
         return "hyperband" if self.search_method == "hyperband" else "none"
 
+    @property
+    def job_fn(self) -> str:
+        """The seed-job function of the chosen trainer."""
+        return JOB_FNS[self.trainer]
+
     def fingerprint(self) -> dict:
         """What must match for a re-run to resume this run (budget and trial counts may change)."""
         return {"env": self.env, "mode": self.mode, "space": self.space, "preset": self.preset,
                 "rewards": self.rewards, "search_method": self.search_method,
-                "seeds": self.seeds, "seed": self.seed}
+                "seeds": self.seeds, "seed": self.seed, "trainer": self.trainer}
 
     def to_dict(self) -> dict:
         """Plain mapping for the state file."""

@@ -12,7 +12,7 @@ from automl.budget import (MAX_EVAL_SHARE, MAX_RESERVE_FRACTION, MIN_STEP_FRACTI
                            Throughput, heldout_reserve_s, plan_evaluation, plan_trial_steps)
 from automl.config import SpaceSpec
 from automl.errors import AutoMLError
-from automl.runconfig import RunConfig
+from automl.runconfig import FINGERPRINT_DEFAULTS, RunConfig
 from automl.state import StateStore
 from automl.studies import default_population
 
@@ -97,6 +97,9 @@ def resolve_inputs(cfg: RunConfig) -> Inputs:
     is_task = cfg.env in envs.TASKS
     if not is_task:
         _check_gym_id(cfg.env)
+        if cfg.trainer == "torch":
+            raise AutoMLError(f"--trainer: torch trains the batched tasks only (allowed for {cfg.env!r}: "
+                              f"sb3; torch with --env {' | '.join(envs.TASKS)})")
     space_path = cfg.space or str(space_mod.default_space_path(cfg.env))
     from automl.config import load_space
     spec = load_space(space_path)
@@ -194,7 +197,8 @@ def check_resume(store: StateStore, cfg: RunConfig, fp: dict) -> dict | None:
         return None
     old = store.load()
     before = old.get("fingerprint") or {}
-    diff = sorted(k for k in fp if before.get(k) != fp[k])
+    # keys added after a run was recorded count as their default (older runs still resume)
+    diff = sorted(k for k in fp if before.get(k, FINGERPRINT_DEFAULTS.get(k)) != fp[k])
     if diff:
         k = diff[0]
         raise AutoMLError(f"{store.path}: recorded by a different command ({k}: {before.get(k)!r} "

@@ -147,3 +147,28 @@ def test_staged_navigation_run_has_hp_reward_and_heldout(tmp_path):
     a = automl("analyze", "--run-dir", str(run_dir))
     assert a.returncode == 0, a.stderr
     assert (run_dir / "analysis" / "hyperparameter_importance.yaml").exists()
+
+
+def test_torch_trainer_runs_the_staged_loop(tmp_path):
+    run_dir = tmp_path / "torch"
+    cmd = ["--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours", "0.05",
+           "--hp-trials", "2", "--seeds", "2", "--n-jobs", "2", "--top-k", "1", "--trial-steps", "8192",
+           "--trainer", "torch", "--run-dir", str(run_dir), "--quiet"]
+    r = automl(*cmd)
+    assert r.returncode == 0, r.stderr
+    st = state(run_dir)
+    assert st["trainer"] == "torch" and st["fingerprint"]["trainer"] == "torch"
+    hp = [t for t in st["trials"] if t["kind"] == "hp"]
+    assert len(hp) == 2 and all(s["state"] == "complete" and s["steps"] == 8192 for t in hp for s in t["seeds"])
+    assert all(s["episode_reward_mean"] > 9 for t in hp for s in t["seeds"])  # real CartPole returns
+    assert any(t["kind"] == "heldout" and t["state"] == "complete" for t in st["trials"])
+    # the trainer is part of the run's identity: the same run dir with sb3 is refused
+    other = automl(*[c if c != "torch" else "sb3" for c in cmd])
+    assert other.returncode == 2 and "trainer" in other.stderr
+
+
+def test_torch_trainer_refuses_gymnasium_ids(tmp_path):
+    r = automl("--mode", "hp", "--env", "CartPole-v1", "--trainer", "torch", "--dry-run",
+               "--run-dir", str(tmp_path / "r"))
+    assert r.returncode == 2 and "--trainer: torch trains the batched tasks only" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
