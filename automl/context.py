@@ -107,7 +107,7 @@ class RunContext:
         need_s += self.budget.elapsed_s()  # calibration already spent this much
         if need_s > self.budget.total_s:
             raise AutoMLError(
-                f"--budget-hours: {self.cfg.budget_hours:g} h is too small for {self.inputs.env}: one "
+                f"--budget-hours: {self.cfg.budget_hours:.3g} h is too small for {self.inputs.env}: one "
                 f"config at the minimum trial length ({floor:,} steps x {self.cfg.seeds} seeds) plus its "
                 f"held-out re-check and the baseline's needs ~{need_s:.0f} s at the measured "
                 f"{cal.train_steps_per_s:,.0f} steps/s per worker (allowed: --budget-hours >= "

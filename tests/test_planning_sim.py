@@ -6,6 +6,7 @@ from _sim import FakeClock, SimExecutor
 
 from automl import driver
 from automl.context import prepare
+from automl.errors import AutoMLError
 from automl.runconfig import RunConfig
 
 
@@ -85,3 +86,17 @@ def test_slow_configs_still_get_the_winner_and_baseline_rechecked(tmp_path):
     assert best["heldout_score"]["n_seeds"] >= 1 and best["baseline"]["heldout_score"]["n_seeds"] >= 1
     assert (tmp_path / "run" / "best.yaml").exists()
     assert wall <= ctx.budget.total_s + 1e-6
+
+
+def test_budget_too_small_for_one_config_is_refused_in_one_line(tmp_path):
+    # 1,000 steps/s: one config at the minimum trial length (5% of 2M steps = 100k, x 2 seeds)
+    # plus the held-out re-check cannot fit in 2 minutes; nothing is recorded as a run.
+    with pytest.raises(AutoMLError) as err:
+        simulate(tmp_path, hours=2 / 60, slowdown=1.0, rate=1_000.0, mode="hp", hp_trials=2, seeds=2,
+                 trial_steps=2_000_000)
+    msg = str(err.value)
+    assert msg.startswith("--budget-hours: 0.0333 h is too small for navigation")  # 3 digits
+    assert "(allowed: --budget-hours >= " in msg and "\n" not in msg
+    minimum = float(msg.rsplit(">= ", 1)[1].rstrip(")"))
+    assert 0.0333 < minimum < 1.0
+    assert not (tmp_path / "run" / "automl_state.yaml").exists()
