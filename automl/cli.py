@@ -51,6 +51,9 @@ def _add_run(sub) -> None:
     p.add_argument("--trainer", default=None,
                    help="sb3 (default: SB3 PPO, any env, checkpoints) | torch (torch-native PPO on the "
                         "batched tasks, everything on the env's device; no checkpoints yet)")
+    p.add_argument("--seed-batching", default=None,
+                   help="auto (default: on with --trainer torch on CUDA) | on | off: train a config's "
+                        "seeds as one batched job")
     p.add_argument("--seed", type=int, default=None, help="base seed (default: the space's)")
     p.add_argument("--checkpoint-every", type=int, default=None,
                    help="env steps between seed-job checkpoints (default: ~2 minutes of training)")

@@ -6,9 +6,9 @@ import time
 import optuna
 
 from automl import records, space as space_mod, studies
-from automl.budget import Budget, Throughput, heldout_reserve_s
+from automl.budget import Budget, Throughput
 from automl.errors import AutoMLError
-from automl.runconfig import RunConfig
+from automl.runconfig import BATCH_JOB_FNS, RunConfig
 from automl.scheduler import ConfigRun, Scheduler
 from automl.scoring import score as score_seeds
 from automl.setup import (DEFAULT_EVAL_EPISODES, Calibration, Inputs, Plan, check_resume, fingerprint, make_plan,
@@ -48,6 +48,7 @@ class RunContext:
         self.stop_status: str | None = None
         self.view = None  # a live.LiveView when the driver shows progress
         self.last_state: dict | None = None
+        self.batched = False  # seeds of a config as one job (set in start)
         self._executor_factory = executor_factory
         self.executor = None
         self.scheduler: Scheduler | None = None
@@ -77,9 +78,12 @@ class RunContext:
             self.reward_study = studies.open_study(url, studies.REWARD_SAMPLER, sampler=studies.make_reward_sampler(
                 inputs.terms, seed=inputs.base_seed, population=self.plan.population))
         self.budget.set_reserve(self.plan.reserve_s)
+        self.batched = cfg.batches_seeds(cuda=_on_cuda(cfg.device))
         self._last_stage = (stage_list(self.plan, cfg.mode, cfg.max_trials, bool(inputs.terms)) or [None])[-1]
         self.scheduler = Scheduler(self.executor, self.budget, self.throughput, n_jobs=cfg.n_jobs,
                                    job_fn=cfg.job_fn, job_kwargs=self._job_kwargs,
+                                   batch_fn=BATCH_JOB_FNS[cfg.trainer] if self.batched else None,
+                                   batch_kwargs=self._batch_kwargs,
                                    on_seed=self._on_seed, on_config=self._on_config,
                                    timeout_s=self._timeout_s)
         self._resume = self.records.load_from_study()
@@ -286,6 +290,17 @@ class RunContext:
                     tb_dir=str(run_dir / "tb" / c.config_id / f"{c.kind}_seed{seed}"),
                     save_path=str(run_dir / "models" / c.config_id / f"seed_{seed}") if heldout else None)
 
+    def _batch_kwargs(self, c: ConfigRun, seeds: list[int]) -> dict:
+        """One job for all `seeds` of a config (the torch trainer's seed axis)."""
+        kw = self._job_kwargs(c, seeds[0])
+        for key in ("seed", "save_path", "checkpoint_path", "checkpoint_every"):
+            kw.pop(key, None)
+        run_dir = self.store.run_dir
+        kw.update(seeds=list(seeds), tb_dir=str(run_dir / "tb" / c.config_id / c.kind))
+        if c.kind == "heldout":
+            kw["save_paths"] = [str(run_dir / "models" / c.config_id / f"seed_{s}") for s in seeds]
+        return kw
+
     def checkpoint_path(self, c: ConfigRun, seed: int):
         """Where a seed job keeps its checkpoint (stable across resumes: config, kind, seed)."""
         return self.store.run_dir / "checkpoints" / c.config_id / f"{c.kind}_seed{seed}.pt"
@@ -384,3 +399,11 @@ def config_state(c: ConfigRun) -> str:
         return "failed"
     return "complete"
 
+
+def _on_cuda(device: str) -> bool:
+    """Whether seed jobs will run on a GPU (`auto` picks CUDA when present)."""
+    if device == "cpu":
+        return False
+    import torch
+
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())

@@ -70,7 +70,7 @@ def run_phase(ctx: RunContext, kind: str, cycle: int, quota: int) -> None:
         started = ctx.count(kind, cycle) + ctx.in_flight(kind, cycle)
         wanted = started < quota or ctx.may_extend(kind, cycle)
         if wanted and ctx.scheduler.free_slots() > 0 and not ctx.tuning_over():
-            if not ctx.scheduler.fits(ctx.plan.trial_steps, ctx.cfg.seeds):
+            if not ctx.scheduler.fits(ctx.plan.trial_steps, ctx.cfg.seeds, batched=ctx.batched):
                 ctx.mark_tuning_over("the next config would not finish before the deadline")
             else:
                 proposal = ctx.propose(kind, cycle)

@@ -13,6 +13,8 @@ PRUNERS = ("none", "median", "asha", "hyperband")
 TRAINERS = ("sb3", "torch")
 # The seed-job function of each trainer (module:function, run in the worker processes).
 JOB_FNS = {"sb3": "automl.training:run_job", "torch": "automl.torch_ppo:run_job_torch"}
+BATCH_JOB_FNS = {"torch": "automl.torch_ppo:run_seeds_job_torch"}  # all seeds of a config in one job
+SEED_BATCHING = ("auto", "on", "off")
 FINGERPRINT_DEFAULTS = {"trainer": "sb3"}  # what runs recorded before a key existed used
 
 
@@ -49,12 +51,17 @@ class RunConfig:
     keep_checkpoints: bool = False
     quiet: bool = False
     trainer: str = "sb3"
+    seed_batching: str = "auto"   # auto: on with the torch trainer on CUDA
     command: str = ""
 
     def __post_init__(self):
         _check_choice("--mode", self.mode, MODES)
         _check_choice("--search-method", self.search_method, SEARCH_METHODS)
         _check_choice("--trainer", self.trainer, TRAINERS)
+        _check_choice("--seed-batching", self.seed_batching, SEED_BATCHING)
+        if self.seed_batching == "on" and self.trainer not in BATCH_JOB_FNS:
+            raise AutoMLError(f"--seed-batching: on needs a trainer that batches seeds (allowed: "
+                              f"--trainer {' | '.join(BATCH_JOB_FNS)}; got --trainer {self.trainer})")
         if self.pruner is not None:
             _check_choice("--pruner", self.pruner, PRUNERS)
         _check_positive("--budget-hours", self.budget_hours, allow_float=True)
@@ -91,6 +98,12 @@ class RunConfig:
     def job_fn(self) -> str:
         """The seed-job function of the chosen trainer."""
         return JOB_FNS[self.trainer]
+
+    def batches_seeds(self, cuda: bool) -> bool:
+        """Whether each config's seeds train as one batched job (`cuda`: the device is a GPU)."""
+        if self.trainer not in BATCH_JOB_FNS or self.seed_batching == "off":
+            return False
+        return self.seed_batching == "on" or cuda
 
     def fingerprint(self) -> dict:
         """What must match for a re-run to resume this run (budget and trial counts may change)."""

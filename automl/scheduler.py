@@ -34,10 +34,11 @@ class ConfigRun:
     sampler: tuple[Any, int] | None = None   # (sampler study, sampler trial id)
     results: dict[int, dict] = field(default_factory=dict)
     pending: list[int] = field(default_factory=list)
-    running: dict[str, int] = field(default_factory=dict)
+    running: dict[str, Any] = field(default_factory=dict)   # job_id -> seed (or seeds of a batch)
     reports: dict[int, dict[int, float]] = field(default_factory=dict)
     pruned: bool = False
     reported: set[int] = field(default_factory=set)
+    batched: bool = False             # all seeds in one job (torch trainer, seeds as a batch axis)
 
     def __post_init__(self):
         self.pending = [s for s in self.seeds if s not in self.results]
@@ -66,10 +67,13 @@ class Scheduler:
     def __init__(self, executor, budget: Budget, throughput: Throughput, *, n_jobs: int,
                  job_fn: Callable, job_kwargs: Callable[[ConfigRun, int], dict],
                  on_seed: Callable[[ConfigRun, int, dict], None],
-                 on_config: Callable[[ConfigRun], None], timeout_s: Callable[[int], float]):
+                 on_config: Callable[[ConfigRun], None], timeout_s: Callable[[int], float],
+                 batch_fn: Callable | None = None,
+                 batch_kwargs: Callable[[ConfigRun, list[int]], dict] | None = None):
         self.executor, self.budget, self.throughput = executor, budget, throughput
         self.n_jobs = n_jobs
         self.job_fn, self.job_kwargs = job_fn, job_kwargs
+        self.batch_fn, self.batch_kwargs = batch_fn, batch_kwargs  # for configs with batched=True
         self.on_seed, self.on_config, self.timeout_s = on_seed, on_config, timeout_s
         self.active: list[ConfigRun] = []
         self.jobs: dict[str, tuple[ConfigRun, int]] = {}
@@ -81,17 +85,23 @@ class Scheduler:
 
     def free_slots(self) -> int:
         """Workers with nothing to do once every queued seed has been submitted."""
-        queued = sum(len(c.pending) for c in self.active if not c.pruned)
+        queued = sum((1 if c.pending else 0) if c.batched else len(c.pending)
+                     for c in self.active if not c.pruned)
         return self.n_jobs - self.running_jobs() - queued
 
     def add(self, cfg: ConfigRun) -> None:
-        """Start tracking a config; its seeds are submitted as workers free up."""
+        """Start tracking a config; its seeds are submitted as workers free up (as one batched
+        job when the scheduler has a batch function)."""
+        cfg.batched = self.batch_fn is not None
         self.active.append(cfg)
         if cfg.finished:
             self._finish(cfg)
 
-    def fits(self, steps: int, seeds: int, *, heldout: bool = False) -> bool:
-        """Whether a config of `seeds` seed jobs can still finish before its phase's deadline."""
+    def fits(self, steps: int, seeds: int, *, heldout: bool = False, batched: bool = False) -> bool:
+        """Whether a config of `seeds` seed jobs (or one job of `seeds` batched seeds, measured
+        in seed-steps) can still finish before its phase's deadline."""
+        if batched:
+            return self.budget.can_start(self.throughput.seconds_for(steps * seeds), heldout=heldout)
         waves = math.ceil(seeds / max(1, self.n_jobs))
         return self.budget.can_start(self.throughput.seconds_for(steps) * waves, heldout=heldout)
 
@@ -107,6 +117,10 @@ class Scheduler:
 
     def _submit(self) -> None:
         for cfg in list(self.active):
+            if cfg.batched:
+                if cfg.pending and self.running_jobs() < self.n_jobs:
+                    self._submit_batch(cfg)
+                continue
             while cfg.pending and self.running_jobs() < self.n_jobs:
                 seed = cfg.pending.pop(0)
                 job_id = f"{cfg.config_id}:{cfg.kind}:{seed}"
@@ -116,6 +130,15 @@ class Scheduler:
                 self.jobs[job_id] = (cfg, seed)
                 cfg.running[job_id] = seed
 
+    def _submit_batch(self, cfg: ConfigRun) -> None:
+        seeds, cfg.pending = list(cfg.pending), []
+        job_id = f"{cfg.config_id}:{cfg.kind}:batch"
+        job = Job(job_id=job_id, fn=self.batch_fn, kwargs=self.batch_kwargs(cfg, seeds),
+                  timeout_s=self.timeout_s(cfg.steps * len(seeds)), tag=(cfg.config_id, tuple(seeds)))
+        self.executor.submit(job)
+        self.jobs[job_id] = (cfg, seeds)
+        cfg.running[job_id] = seeds
+
     def _on_report(self, event: Report) -> None:
         if event.job_id not in self.jobs:
             return
@@ -124,7 +147,9 @@ class Scheduler:
         k, value = payload.get("eval_index"), payload.get("value")
         if cfg.kind == "heldout" or k is None or value is None or cfg.pruned:
             return
-        cfg.reports.setdefault(int(k), {})[seed] = float(value)
+        # a batch reports the mean over its live seeds: that value stands for each of them
+        for s in (seed if isinstance(seed, list) else [seed]):
+            cfg.reports.setdefault(int(k), {})[s] = float(value)
         self._maybe_prune(cfg)
 
     def _maybe_prune(self, cfg: ConfigRun) -> None:
@@ -164,16 +189,27 @@ class Scheduler:
         cfg, seed = entry
         cfg.running.pop(result.job_id, None)
         self.busy_s += float(result.wall_s or 0.0)
-        record = self._result_record(result, seed)
-        if record["state"] == "complete" and record.get("resumed_from") is None:
-            # (a resumed seed's steps span two sessions; its wall time here is this session's)
-            self.throughput.observe(int(record.get("steps", 0)), float(result.wall_s or 0.0))
-        cfg.results[seed] = record
-        self.on_seed(cfg, seed, record)
+        records = self._batch_records(result, seed) if isinstance(seed, list) else \
+            {seed: self._result_record(result, seed)}
+        done = [r for r in records.values() if r["state"] == "complete" and r.get("resumed_from") is None]
+        if done and len(done) == len(records):
+            # (a resumed seed's steps span two sessions; its wall time here is this session's;
+            # a batch counts as the seed-steps it trained in its wall time)
+            self.throughput.observe(sum(int(r.get("steps", 0)) for r in done), float(result.wall_s or 0.0))
+        for s, record in records.items():
+            cfg.results[s] = record
+            self.on_seed(cfg, s, record)
         if not cfg.pruned and cfg.kind != "heldout":
             self._maybe_prune(cfg)
         if cfg.finished:
             self._finish(cfg)
+
+    @classmethod
+    def _batch_records(cls, result, seeds: list[int]) -> dict[int, dict]:
+        """One record per seed of a batch job (a failed batch fails each of its seeds)."""
+        if result.ok and isinstance(result.value, list) and len(result.value) == len(seeds):
+            return {s: seed_record(v) for s, v in zip(seeds, result.value)}
+        return {s: cls._result_record(result, s) for s in seeds}
 
     @staticmethod
     def _result_record(result, seed: int) -> dict:

@@ -172,3 +172,33 @@ def test_torch_trainer_refuses_gymnasium_ids(tmp_path):
                "--run-dir", str(tmp_path / "r"))
     assert r.returncode == 2 and "--trainer: torch trains the batched tasks only" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_seed_batching_trains_each_config_as_one_job(tmp_path):
+    run_dir = tmp_path / "batched"
+    r = automl("--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours", "0.05",
+               "--hp-trials", "2", "--seeds", "3", "--n-jobs", "1", "--top-k", "1", "--trial-steps", "8192",
+               "--trainer", "torch", "--seed-batching", "on", "--run-dir", str(run_dir), "--quiet")
+    assert r.returncode == 0, r.stderr
+    st = state(run_dir)
+    tuned = [t for t in st["trials"] if t["kind"] == "hp"]
+    assert len(tuned) == 2
+    for t in tuned:  # every seed has its own result, as with one job per seed
+        assert [s["seed"] for s in t["seeds"]] == [0, 1, 2]
+        assert all(s["state"] == "complete" and s["steps"] == 8192 for s in t["seeds"])
+        assert len({s["episode_reward_mean"] for s in t["seeds"]}) > 1   # own env streams and inits
+    held = [t for t in st["trials"] if t["kind"] == "heldout" and t["state"] == "complete"]
+    best = yaml.safe_load((run_dir / "best.yaml").read_text())
+    assert held and all(Path(m).exists() for m in best["models"])
+    events = (run_dir / "events.jsonl").read_text()
+    # one job per config: its seeds finish together (same wall time)
+    walls = {}
+    for t in tuned:
+        walls[t["config_id"]] = {s["wall_s"] for s in t["seeds"]}
+    assert all(len(w) == 1 for w in walls.values()), walls
+    assert '"seed_done"' in events
+
+
+def test_seed_batching_on_needs_the_torch_trainer(tmp_path):
+    r = automl("--env", "cartpole", "--seed-batching", "on", "--dry-run", "--run-dir", str(tmp_path / "r"))
+    assert r.returncode == 2 and "--seed-batching: on needs a trainer that batches seeds" in r.stderr
