@@ -45,7 +45,7 @@ def run(job: tuple[str, tuple[int, ...], int, int]) -> list[dict]:
 
         results = train_seeds_torch(params(), seeds=list(seeds), **kw)
     wall = time.perf_counter() - start
-    return [{"trainer": trainer, "seed": r.seed, "steps": r.steps, "state": r.state,
+    return [{"trainer": trainer, "seed": r.seed, "requested": steps, "steps": r.steps, "state": r.state,
              "success_rate": r.success_rate, "wall_s": round(wall, 1), "batch": list(seeds)} for r in results]
 
 
@@ -58,7 +58,7 @@ def main() -> None:
     args = ap.parse_args()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in OUT.read_text().splitlines()] if OUT.exists() else []
-    done = [d for d in done if d["steps"] == args.steps]
+    done = [d for d in done if d.get("requested", d["steps"]) == args.steps]
     have = {(d["trainer"], d["seed"]) for d in done}
     jobs = [("sb3", (s,), args.steps, args.episodes) for s in args.seeds if ("sb3", s) not in have]
     missing = tuple(s for s in args.seeds if ("torch", s) not in have)
