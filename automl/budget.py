@@ -106,6 +106,11 @@ def plan_trial_steps(*, default_steps: int, budget_s: float, seed_jobs: int, n_j
     per_job_s = budget_s / waves / ESTIMATE_MARGIN - throughput.startup_s
     fit = int(per_job_s * throughput.steps_per_s) if per_job_s > 0 else 0
     steps = max(min(default_steps, fit), min(floor, default_steps))
+    return whole_rollouts(steps, rollout)
+
+
+def whole_rollouts(steps: int, rollout: int) -> int:
+    """`steps` rounded down to whole rollouts, at least one rollout."""
     rollout = max(1, int(rollout))
     return max(rollout, (steps // rollout) * rollout)
 

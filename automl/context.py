@@ -7,12 +7,13 @@ import optuna
 
 from automl import records, space as space_mod, studies
 from automl.budget import Budget, Throughput
+from automl.calibration import calibrate, check_minimum_budget
 from automl.errors import AutoMLError
 from automl.runconfig import BATCH_JOB_FNS, RunConfig
 from automl.scheduler import ConfigRun, Scheduler
 from automl.scoring import score as score_seeds
-from automl.setup import (DEFAULT_EVAL_EPISODES, Calibration, Inputs, Plan, check_resume, fingerprint, make_plan,
-                          minimum_budget_s, nominal_calibration, resolve_inputs, stage_list)
+from automl.setup import (Inputs, Plan, check_resume, fingerprint, make_plan, nominal_calibration,
+                          resolve_inputs, stage_list)
 from automl.state import StateStore
 
 MAX_REJECTS = 200  # constraint-rejected proposals in a row before the space counts as exhausted
@@ -98,65 +99,14 @@ class RunContext:
         if recorded:
             self.plan = Plan.from_dict(recorded)
         else:
-            cal = self._calibrate()
-            self._check_minimum_budget(cal)
+            if self.view is not None:
+                self.view.message(f"calibrating: {self.cfg.n_jobs} short jobs of the prior config")
+            cal = calibrate(self.cfg, self.inputs, self.executor, self.budget, self.store)
+            check_minimum_budget(self.cfg, self.inputs, self.budget, cal)
             self.plan = make_plan(self.cfg, self.inputs, self.budget, cal)
             self.store.event("planned", plan=self.plan.to_dict())
         self.throughput.steps_per_s = self.plan.steps_per_s
         self.throughput.startup_s = self.plan.startup_s
-
-    def _check_minimum_budget(self, cal: Calibration) -> None:
-        """Refuse a budget that cannot fit one config at the minimum trial length (one line)."""
-        need_s, floor = minimum_budget_s(self.cfg, self.inputs, cal)
-        need_s += self.budget.elapsed_s()  # calibration already spent this much
-        if need_s > self.budget.total_s:
-            raise AutoMLError(
-                f"--budget-hours: {self.cfg.budget_hours:.3g} h is too small for {self.inputs.env}: one "
-                f"config at the minimum trial length ({floor:,} steps x {self.cfg.seeds} seeds) plus its "
-                f"held-out re-check and the baseline's needs ~{need_s:.0f} s at the measured "
-                f"{cal.train_steps_per_s:,.0f} steps/s per worker (allowed: --budget-hours >= "
-                f"{need_s / 3600 * 1.1:.3f})")
-
-    def _calibrate(self) -> Calibration:
-        """Measure training steps/s per worker and the cost of one evaluation with short real
-        jobs of the prior config, all workers training at once (two jobs on two cores run
-        slower than one alone)."""
-        from automl.executor import Done, Job
-
-        steps = max(self.inputs.rollout * 2, 4096)
-        episodes = self.cfg.eval_episodes or DEFAULT_EVAL_EPISODES
-        params = {**self.inputs.spec.fixed, **space_mod.prior_params(self.inputs.spec)}
-        timeout = max(60.0, 0.05 * self.budget.total_s)
-        for i in range(self.cfg.n_jobs):
-            kwargs = dict(params=params, env=self.inputs.env, seed=self.inputs.base_seed + i,
-                          total_steps=steps, eval_every=steps, eval_episodes=episodes,
-                          device=self.cfg.device)
-            self.executor.submit(Job(job_id=f"calibrate{i}", fn=self.cfg.job_fn,
-                                     kwargs=kwargs, timeout_s=timeout))
-        if self.view is not None:
-            self.view.message(f"calibrating: {self.cfg.n_jobs} short jobs of the prior config")
-        clock = self.budget.clock
-        rates, evals_s, startups, pending, deadline = [], [], [], self.cfg.n_jobs, clock() + timeout + 5
-        while pending and clock() < deadline:
-            for ev in self.executor.poll(0.5):
-                if not isinstance(ev, Done):
-                    continue
-                pending -= 1
-                v = ev.result.value if ev.result.ok else None
-                if not (isinstance(v, dict) and v.get("train_s")):
-                    raise AutoMLError(f"{self.inputs.space_path}: the prior config failed to train "
-                                      f"on {self.inputs.env!r}: {ev.result.reason}")
-                eval_s = v.get("eval_s") or 0.0
-                rates.append(v["steps"] / max(v["train_s"], 1e-6))
-                evals_s.append(eval_s / max(1, len(v.get("evals") or [1])))
-                startups.append(max(1.0, ev.result.wall_s - v["train_s"] - eval_s))
-        if pending:
-            raise AutoMLError(f"{self.inputs.space_path}: calibration run of the prior config timed out")
-        cal = Calibration(train_steps_per_s=max(1.0, min(rates)), eval_s_each=max(evals_s),
-                          episodes=episodes, startup_s=max(startups))
-        self.store.event("calibrated", steps=steps, train_steps_per_s=[round(r) for r in rates],
-                         eval_s_each=round(cal.eval_s_each, 3), startup_s=round(cal.startup_s, 2))
-        return cal
 
     def close(self, status: str) -> None:
         """Stop the workers and write the final state (also after errors and interrupts)."""

@@ -9,7 +9,7 @@ import yaml
 
 from automl import space as space_mod
 from automl.budget import (MAX_EVAL_SHARE, MAX_RESERVE_FRACTION, MIN_STEP_FRACTION, MIN_TRIAL_STEPS, Budget,
-                           Throughput, heldout_reserve_s, plan_evaluation, plan_trial_steps)
+                           Throughput, heldout_reserve_s, plan_evaluation, plan_trial_steps, whole_rollouts)
 from automl.config import SpaceSpec
 from automl.errors import AutoMLError
 from automl.runconfig import FINGERPRINT_DEFAULTS, RunConfig
@@ -234,7 +234,7 @@ def make_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibration) 
         tp = Throughput(steps_per_s=eff, startup_s=cal.startup_s)
         steps = plan_trial_steps(default_steps=inputs.default_steps, budget_s=total_s * share,
                                  seed_jobs=max(1, seed_jobs), n_jobs=cfg.n_jobs, throughput=tp,
-                                 rollout=inputs.rollout if inputs.default_steps >= inputs.rollout else 1)
+                                 rollout=_rollout(inputs))
         ev = _eval_plan(cfg, inputs, cal, steps, episodes)
         eff = steps / (steps / max(cal.train_steps_per_s, 1e-9) + ev.eval_s)
         tp = Throughput(steps_per_s=eff, startup_s=cal.startup_s)
@@ -248,15 +248,18 @@ def make_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibration) 
     reserve = heldout_reserve_s(configs=heldout_configs, seeds=cfg.seeds, steps=steps,
                                 n_jobs=cfg.n_jobs, throughput=tp)
     eval_every = cfg.eval_every or _eval_every(steps, ev.evals, inputs.rollout)
-    full = plan_trial_steps(default_steps=inputs.default_steps, budget_s=1e18, seed_jobs=1,
-                            n_jobs=1, throughput=tp,
-                            rollout=inputs.rollout if inputs.default_steps >= inputs.rollout else 1)
+    full = whole_rollouts(inputs.default_steps, _rollout(inputs))
     return Plan(shrunk=steps < full, trial_steps=steps, eval_every=min(eval_every, steps), cycles=cycles,
                 hp_trials=hp_trials, population=population, steps_per_s=eff,
                 seed_jobs=seed_jobs, reserve_s=reserve, eval_episodes=ev.episodes,
                 evals_per_job=ev.evals, eval_share=round(ev.share, 4),
                 train_steps_per_s=cal.train_steps_per_s, startup_s=cal.startup_s,
                 heldout_configs=heldout_configs)
+
+
+def _rollout(inputs: Inputs) -> int:
+    """Trials are whole rollouts, unless the default length is shorter than one."""
+    return max(1, inputs.rollout) if inputs.default_steps >= inputs.rollout else 1
 
 
 def _quotas(cfg: RunConfig, inputs: Inputs, population: int | None = None) -> tuple[int, int, int, int]:
@@ -304,7 +307,7 @@ def minimum_budget_s(cfg: RunConfig, inputs: Inputs, cal: Calibration) -> tuple[
     """(seconds, steps): one tuning config at the minimum trial length plus the held-out
     re-check of it and the baseline, at the measured throughput."""
     floor = min(inputs.default_steps, max(MIN_TRIAL_STEPS, int(inputs.default_steps * MIN_STEP_FRACTION)))
-    r = max(1, inputs.rollout) if inputs.default_steps >= inputs.rollout else 1
+    r = _rollout(inputs)
     floor = max(r, -(-floor // r) * r)
     ev = _eval_plan(cfg, inputs, cal, floor, cfg.eval_episodes or cal.episodes)
     tp = Throughput(steps_per_s=floor / (floor / max(cal.train_steps_per_s, 1e-9) + ev.eval_s),

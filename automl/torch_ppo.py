@@ -12,8 +12,6 @@ same PPOSetup, evaluations, SeedResult, channel, deadline and non-finite handlin
 """
 from __future__ import annotations
 
-import math
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -131,7 +129,7 @@ class Run:
 
 def collect(run: Run, deadline: float | None) -> bool:
     """Fill the rollout storage (n_steps of every seed's envs); False if the deadline hit first."""
-    args, policy = run.args, run.policy
+    policy = run.policy
     S, T, N, D, A = run.dims
     for t in range(T):
         if deadline is not None and time.time() >= deadline:

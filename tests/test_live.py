@@ -90,12 +90,18 @@ def test_panel_of_an_early_state():
     assert "none yet" in _text(render(None))
 
 
-def test_plain_lines_one_per_finished_config(state):
+def _started_view(state, *, tty: bool):
+    """A LiveView on an 80-column in-memory console, started and given `state`."""
     out = io.StringIO()
-    view = LiveView(console=Console(file=out, force_terminal=False, width=80))
-    assert view.tty is False
+    view = LiveView(console=Console(file=out, force_terminal=tty, width=80))
+    assert view.tty is tty
     view.start()
     view.update(state, running_jobs=2, planned_configs=8)
+    return view, out
+
+
+def test_plain_lines_one_per_finished_config(state):
+    view, out = _started_view(state, tty=False)
     for e in state["trials"][:4]:              # 3 finished + 1 rejected (no line)
         view.config_done(e)
     lines = out.getvalue().splitlines()
@@ -147,11 +153,7 @@ def test_quiet_prints_nothing(state):
 
 
 def test_tty_live_panel_messages_and_final_frame(state):
-    out = io.StringIO()
-    view = LiveView(console=Console(file=out, force_terminal=True, width=80))
-    assert view.tty is True
-    view.start()
-    view.update(state, running_jobs=2, planned_configs=8)
+    view, out = _started_view(state, tty=True)
     view.config_done(state["trials"][0])       # TTY: no extra line, the panel shows it
     view.message("tuning over: deadline")
     done = dict(state, status="complete")
