@@ -49,8 +49,8 @@ def _add_run(sub) -> None:
     p.add_argument("--storage", default=None, help="Optuna storage URL (default SQLite in run dir)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--trainer", default=None,
-                   help="sb3 (default: SB3 PPO, any env, checkpoints) | torch (torch-native PPO on the "
-                        "batched tasks, everything on the env's device; no checkpoints yet)")
+                   help="auto (default: torch on the batched tasks, sb3 for gymnasium ids; a resumed run "
+                        "keeps its trainer) | torch (torch-native PPO, everything on the env's device) | sb3")
     p.add_argument("--seed-batching", default=None,
                    help="auto (default: on with --trainer torch on CUDA) | on | off: train a config's "
                         "seeds as one batched job")

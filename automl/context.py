@@ -13,7 +13,7 @@ from automl.runconfig import BATCH_JOB_FNS, RunConfig
 from automl.scheduler import ConfigRun, Scheduler
 from automl.scoring import score as score_seeds
 from automl.setup import (Inputs, Plan, check_resume, fingerprint, make_plan, nominal_calibration,
-                          resolve_inputs, stage_list)
+                          resolve_inputs, resolve_trainer, stage_list)
 from automl.state import StateStore
 
 MAX_REJECTS = 200  # constraint-rejected proposals in a row before the space counts as exhausted
@@ -27,8 +27,9 @@ def prepare(cfg: RunConfig, *, clock=time.time, executor_factory=None) -> "RunCo
 
     `clock` and `executor_factory(n_jobs)` are for simulations (fake-clock planning tests).
     """
-    inputs = resolve_inputs(cfg)
     store = StateStore(cfg.run_dir)
+    cfg = resolve_trainer(cfg, store)
+    inputs = resolve_inputs(cfg)
     fp = fingerprint(cfg, inputs)
     old = check_resume(store, cfg, fp)
     return RunContext(cfg, inputs, store, old, fp, clock=clock, executor_factory=executor_factory)
@@ -230,9 +231,8 @@ class RunContext:
     def _job_kwargs(self, c: ConfigRun, seed: int) -> dict:
         heldout = c.kind == "heldout"
         run_dir = self.store.run_dir
-        ckpt = dict(checkpoint_path=str(self.checkpoint_path(c, seed)),
-                    checkpoint_every=self._checkpoint_every()) if self.cfg.trainer == "sb3" else {}
-        return dict(params=c.train_params, env=self.inputs.env, seed=seed, total_steps=c.steps, **ckpt,
+        return dict(params=c.train_params, env=self.inputs.env, seed=seed, total_steps=c.steps,
+                    checkpoint_path=str(self.checkpoint_path(c, seed)), checkpoint_every=self._checkpoint_every(),
                     reward_weights=c.weights or None, eval_every=self.plan.eval_every,
                     eval_episodes=self.plan.eval_episodes,
                     deadline=self.budget.deadline if heldout else self.budget.tuning_deadline,
@@ -243,23 +243,27 @@ class RunContext:
     def _batch_kwargs(self, c: ConfigRun, seeds: list[int]) -> dict:
         """One job for all `seeds` of a config (the torch trainer's seed axis)."""
         kw = self._job_kwargs(c, seeds[0])
-        for key in ("seed", "save_path", "checkpoint_path", "checkpoint_every"):
+        for key in ("seed", "save_path"):
             kw.pop(key, None)
         run_dir = self.store.run_dir
-        kw.update(seeds=list(seeds), tb_dir=str(run_dir / "tb" / c.config_id / c.kind))
+        kw.update(seeds=list(seeds), tb_dir=str(run_dir / "tb" / c.config_id / c.kind),
+                  checkpoint_path=str(self.checkpoint_path(c, None)), checkpoint_every=self._checkpoint_every(len(seeds)))
         if c.kind == "heldout":
             kw["save_paths"] = [str(run_dir / "models" / c.config_id / f"seed_{s}") for s in seeds]
         return kw
 
-    def checkpoint_path(self, c: ConfigRun, seed: int):
-        """Where a seed job keeps its checkpoint (stable across resumes: config, kind, seed)."""
-        return self.store.run_dir / "checkpoints" / c.config_id / f"{c.kind}_seed{seed}.pt"
+    def checkpoint_path(self, c: ConfigRun, seed: int | None):
+        """Where a seed job keeps its checkpoint (stable across resumes: config, kind, seed); seed None:
+        the job that trains all of the config's seeds as one batch (its header names the seeds)."""
+        name = f"{c.kind}_seeds.pt" if seed is None else f"{c.kind}_seed{seed}.pt"
+        return self.store.run_dir / "checkpoints" / c.config_id / name
 
-    def _checkpoint_every(self) -> int:
+    def _checkpoint_every(self, batch: int = 1) -> int:
+        """Env steps (per seed) between checkpoints: about two minutes of a job of ``batch`` seeds."""
         from automl.checkpoint import default_checkpoint_every
 
         return self.cfg.checkpoint_every or default_checkpoint_every(
-            self.plan.train_steps_per_s or self.plan.steps_per_s, rollout=self.inputs.rollout)
+            (self.plan.train_steps_per_s or self.plan.steps_per_s) / batch, rollout=self.inputs.rollout)
 
     def _timeout_s(self, steps: int) -> float:
         if self.cfg.timeout_per_trial:
@@ -287,6 +291,10 @@ class RunContext:
         score = score_seeds(values, worst=self.records.worst_value()) \
             if values and state in ("complete", "failed") else None
         self.records.config_done(c, state, score)
+        if c.batched and not self.cfg.keep_checkpoints and state in ("complete", "failed"):
+            from automl.checkpoint import remove  # every seed recorded: the batch's checkpoint is not needed
+
+            remove(str(self.checkpoint_path(c, None)))
         if c.kind != "heldout":  # keep the held-out reserve in step with measured throughput
             self.update_reserve()
         self.store.event("config_done", config_id=c.config_id, kind=c.kind, state=state, score=score)

@@ -10,10 +10,10 @@ from automl.errors import AutoMLError
 MODES = ("stage", "hp", "reward")
 SEARCH_METHODS = ("grid", "random", "bayesian", "tpe", "cmaes", "qmc", "hyperband")
 PRUNERS = ("none", "median", "asha", "hyperband")
-TRAINERS = ("sb3", "torch")
+TRAINERS = ("auto", "sb3", "torch")  # auto: torch on the batched tasks, sb3 for gymnasium ids
 # The seed-job function of each trainer (module:function, run in the worker processes).
-JOB_FNS = {"sb3": "automl.training:run_job", "torch": "automl.torch_ppo:run_job_torch"}
-BATCH_JOB_FNS = {"torch": "automl.torch_ppo:run_seeds_job_torch"}  # all seeds of a config in one job
+JOB_FNS = {"sb3": "automl.training:run_job", "torch": "automl.torch_train:run_job_torch"}
+BATCH_JOB_FNS = {"torch": "automl.torch_train:run_seeds_job_torch"}  # all seeds of a config in one job
 SEED_BATCHING = ("auto", "on", "off")
 FINGERPRINT_DEFAULTS = {"trainer": "sb3"}  # what runs recorded before a key existed used
 
@@ -50,7 +50,7 @@ class RunConfig:
     checkpoint_every: int | None = None  # None: about every 2 minutes of training
     keep_checkpoints: bool = False
     quiet: bool = False
-    trainer: str = "sb3"
+    trainer: str = "auto"         # resolved before the run starts (automl.setup.resolve_trainer)
     seed_batching: str = "auto"   # auto: on with the torch trainer on CUDA
     command: str = ""
 
@@ -59,7 +59,7 @@ class RunConfig:
         _check_choice("--search-method", self.search_method, SEARCH_METHODS)
         _check_choice("--trainer", self.trainer, TRAINERS)
         _check_choice("--seed-batching", self.seed_batching, SEED_BATCHING)
-        if self.seed_batching == "on" and self.trainer not in BATCH_JOB_FNS:
+        if self.seed_batching == "on" and self.trainer not in (*BATCH_JOB_FNS, "auto"):
             raise AutoMLError(f"--seed-batching: on needs a trainer that batches seeds (allowed: "
                               f"--trainer {' | '.join(BATCH_JOB_FNS)}; got --trainer {self.trainer})")
         if self.pruner is not None:

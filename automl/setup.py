@@ -1,6 +1,7 @@
 """Everything the staged loop needs before it starts: inputs resolved, resume checked, plan made."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -183,6 +184,24 @@ def fingerprint(cfg: RunConfig, inputs: Inputs) -> dict:
     text = Path(inputs.space_path).read_bytes() if Path(inputs.space_path).exists() else b""
     return {**cfg.fingerprint(), "search_space_id": inputs.spec.search_space_id,
             "space_sha": hashlib.sha256(text).hexdigest()[:16]}
+
+
+def resolve_trainer(cfg: RunConfig, store: StateStore) -> RunConfig:
+    """``--trainer auto``: the trainer the run being resumed used; for a new run, torch on the batched
+    tasks and sb3 for gymnasium ids. An explicit --trainer is kept (check_resume compares it)."""
+    if cfg.trainer != "auto":
+        return cfg
+    import envs
+
+    trainer = "torch" if cfg.env in envs.TASKS else "sb3"
+    if not cfg.fresh and store.exists():
+        try:
+            before = store.load().get("fingerprint") or {}
+        except AutoMLError:
+            before = {}  # check_resume reports the corrupt file
+        if before:
+            trainer = before.get("trainer", FINGERPRINT_DEFAULTS["trainer"])
+    return dataclasses.replace(cfg, trainer=trainer)
 
 
 def check_resume(store: StateStore, cfg: RunConfig, fp: dict) -> dict | None:

@@ -2,10 +2,10 @@
 
 Rollout storage, GAE, observation/reward normalisation, the update and evaluation stay on the env's
 device: no numpy, no per-step host copy (the host learns a few numbers once per update and per
-evaluation). ``train_seeds_torch`` trains S seeds of one config as one computation: one batched env
-per seed (its own stream), stacked networks (``automl.torch_policy``), per-seed Adam, gradient
-clipping, minibatch permutations, normalisation statistics and failure. ``train_seed_torch`` is the
-same code with one seed, so ``train_seed_torch(seed=7)`` equals ``train_seeds_torch(seeds=[7])[0]``.
+evaluation). A ``Run`` is S seeds of one config as one computation: one batched env per seed (its
+own stream), stacked networks (``automl.torch_policy``), per-seed Adam, gradient clipping,
+minibatch permutations, normalisation statistics and failure; one seed is the same code with S = 1.
+The loop around it (evaluations, channel, checkpoints, saving) is ``automl.torch_train``.
 
 Semantics are SB3 PPO's (with VecNormalize when ``normalize``), see ``automl.training.train_seed``:
 same PPOSetup, evaluations, SeedResult, channel, deadline and non-finite handling.
@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 
 from automl.config import PPOSetup
 from automl.evaluation import EvalStats
 from automl.torch_policy import StackedAdam, StackedPolicy, clip_grad_norms_
-from automl.torch_rollout import Normalizer, TBLogger, evaluate_stacked, save_sb3
-from automl.training import EVAL_SEED_OFFSET, SeedResult, _hparams, _result, _to_setup, resolve_device
+from automl.torch_rollout import Normalizer
+from automl.training import EVAL_SEED_OFFSET
 
 _SUPPORTED = {"policy", "learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range",
               "clip_range_vf", "ent_coef", "vf_coef", "max_grad_norm", "target_kl", "policy_kwargs",
@@ -261,132 +261,3 @@ def check_finite(run: Run, stats: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
             for p in run.policy.parameters():
                 p[s].zero_()
-
-
-def train_seeds_torch(params: Mapping | PPOSetup, *, env: str, seeds: Sequence[int], total_steps: int | None = None,
-                      reward_weights: Mapping | None = None, eval_every: int | None = None, eval_episodes: int = 32,
-                      deadline: float | None = None, device: str = "auto", tb_dir: str | None = None,
-                      save_paths: Sequence[str | None] | None = None, channel: Any = None) -> list[SeedResult]:
-    """Train one config on every seed in ``seeds`` as one batched computation; one SeedResult per seed.
-
-    Each seed is what ``train_seed`` would make of it (own env stream, init, optimizer, normalisation);
-    a seed that diverges fails alone. The channel gets, per evaluation, the mean over the live seeds;
-    a stop request or the deadline stops every seed. ``wall_s`` etc. are the batch's (seeds run together).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as train_seed: parallelism comes from worker processes (and here, the seed axis)
-    try:
-        return _train(params, env=env, seeds=list(seeds), total_steps=total_steps, reward_weights=reward_weights,
-                      eval_every=eval_every, eval_episodes=eval_episodes, deadline=deadline, device=device,
-                      tb_dir=tb_dir, save_paths=save_paths, channel=channel)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def train_seed_torch(params: Mapping | PPOSetup, *, env: str, seed: int, total_steps: int | None = None,
-                     reward_weights: Mapping | None = None, eval_every: int | None = None, eval_episodes: int = 32,
-                     deadline: float | None = None, device: str = "auto", tb_dir: str | None = None,
-                     save_path: str | None = None, channel: Any = None) -> SeedResult:
-    """``automl.training.train_seed`` with the torch trainer (batched tasks only); never raises for a
-    diverging config. ``save_path`` writes an SB3 ``PPO`` zip (``PPO.load(save_path + '.zip')``)."""
-    return train_seeds_torch(params, env=env, seeds=[seed], total_steps=total_steps, reward_weights=reward_weights,
-                             eval_every=eval_every, eval_episodes=eval_episodes, deadline=deadline, device=device,
-                             tb_dir=tb_dir, save_paths=[save_path], channel=channel)[0]
-
-
-def _train(params, *, env, seeds, total_steps, reward_weights, eval_every, eval_episodes, deadline, device, tb_dir,
-           save_paths, channel) -> list[SeedResult]:
-    start = time.time()
-    setup = _to_setup(params)
-    args = Args.from_setup(setup)
-    total = int(total_steps if total_steps is not None else (setup.n_timesteps or 0))
-    if total <= 0:
-        raise ValueError("train_seeds_torch: total_steps: not given and the config has no n_timesteps (allowed: > 0)")
-    import envs
-
-    if env not in envs.TASKS:
-        raise ValueError(f"train_seeds_torch: env {env!r} (allowed: {', '.join(envs.TASKS)}; gymnasium ids use train_seed)")
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"train_seeds_torch: seeds {seeds!r} (allowed: distinct integers, at least one)")
-    if deadline is not None and time.time() >= deadline:
-        return [_result(s, "stopped_at_deadline", "deadline", [], wall_s=time.time() - start) for s in seeds]
-    run = Run(args, env, seeds, eval_episodes=eval_episodes, device=torch.device(resolve_device(device)),
-              reward_weights=reward_weights)
-    log = TBLogger(tb_dir, seeds, _hparams(params, reward_weights)) if tb_dir else None
-    every = max(int(eval_every or total // 10), args.n_steps * args.num_envs)
-    next_eval, state, reason, eval_s = every, None, None, 0.0
-
-    def evaluation() -> bool:
-        """Evaluate every seed, log, report the live seeds' mean; False if the deadline hit."""
-        nonlocal eval_s
-        began = time.time()
-        stats = evaluate_stacked(run, seeds, deadline=deadline)
-        eval_s += time.time() - began
-        if stats is None:
-            return False
-        live = run.live()
-        for s in live:
-            run.evals[s].append(stats[s])
-        if log:
-            log.evals(stats, run.steps)
-        if channel is not None and live:
-            value = sum(stats[s].true_metric for s in live) / len(live)
-            channel.report({"eval_index": len(run.evals[live[0]]) - 1, "steps": run.steps, "value": value})
-        return True
-
-    def poll() -> tuple[str, str] | None:
-        if channel is None or not channel.stop_requested():
-            return None
-        why = str(channel.stop_reason() or "stop requested")
-        return ("stopped_at_deadline" if "deadline" in why.lower() else "pruned"), why
-
-    run.reset()
-    while run.steps < total and run.live():
-        if run.steps >= next_eval and run.steps > 0:  # after an update: the freshly trained policy
-            next_eval = (run.steps // every + 1) * every
-            if not evaluation():
-                state, reason = "stopped_at_deadline", "deadline"
-                break
-        stop = poll()
-        if stop:
-            state, reason = stop
-            break
-        if not collect(run, deadline):
-            state, reason = "stopped_at_deadline", "deadline"
-            break
-        advantages(run)
-        remaining = 1.0 - run.steps / total
-        lr = args.learning_rate * (remaining if args.schedule == "linear" else 1.0)
-        stats = update(run, lr)
-        check_finite(run, stats)
-        if log:
-            log.update(stats, lr, run.steps, time.time() - start)
-    if state is None and run.live() and (not run.evals[run.live()[0]] or run.evals[run.live()[0]][-1].steps < run.steps):
-        if not evaluation():
-            state, reason = "stopped_at_deadline", "deadline"
-    if log:
-        log.close()
-    for s, path in enumerate(save_paths or []):
-        if path and s not in run.failed:
-            save_sb3(run, s, path, env)
-    wall = time.time() - start
-    results = []
-    for s, seed in enumerate(seeds):
-        if s in run.failed:
-            steps, detail = run.failed[s]
-            results.append(_result(seed, "failed", "non_finite", run.evals[s], steps=steps, wall_s=wall,
-                                   train_s=wall - eval_s, eval_s=eval_s, reason=detail))
-        else:
-            results.append(_result(seed, state or "complete", reason or "step_budget", run.evals[s], steps=run.steps,
-                                   wall_s=wall, train_s=wall - eval_s, eval_s=eval_s))
-    return results
-
-
-def run_job_torch(channel: Any = None, **kwargs: Any) -> dict:
-    """Executor job: ``train_seed_torch(**kwargs, channel=channel).to_dict()`` (picklable, top level)."""
-    return train_seed_torch(channel=channel, **kwargs).to_dict()
-
-
-def run_seeds_job_torch(channel: Any = None, **kwargs: Any) -> list[dict]:
-    """Executor job for a batch of seeds: ``[r.to_dict() for r in train_seeds_torch(**kwargs, channel=channel)]``."""
-    return [r.to_dict() for r in train_seeds_torch(channel=channel, **kwargs)]

@@ -53,7 +53,7 @@ def measure(json_path: Path) -> int:
         import envs
         from automl.config import load_space
         from automl.space import default_space_path, prior_params
-        from automl.torch_ppo import train_seed_torch
+        from automl.torch_train import train_seed_torch
         from automl.training import train_seed
     except Exception as exc:  # noqa: BLE001 - the table says why nothing was measured
         error = f"import failed: {type(exc).__name__}: {exc}"

@@ -1,7 +1,7 @@
 """Learning parity of the two trainers on navigation: the space's priors, 2M steps, 3 seeds.
 
 The SB3 path (``automl.training.train_seed``, one process per seed) against the torch trainer
-(``automl.torch_ppo.train_seeds_torch``, the 3 seeds as one batched job), each seed evaluated once
+(``automl.torch_train.train_seeds_torch``, the 3 seeds as one batched job), each seed evaluated once
 at the end on 1000 eval episodes (deterministic policy). Prints per-seed success, the means, the
 SB3 path's 95% bootstrap CI and whether the torch mean lies inside it (issue 12's target).
 Results append to progress/bench/trainer_parity.jsonl; a rerun skips what is there (resumable).
@@ -41,7 +41,7 @@ def run(job: tuple[str, tuple[int, ...], int, int]) -> list[dict]:
 
         results = [train_seed(params(), seed=seeds[0], **kw)]
     else:
-        from automl.torch_ppo import train_seeds_torch
+        from automl.torch_train import train_seeds_torch
 
         results = train_seeds_torch(params(), seeds=list(seeds), **kw)
     wall = time.perf_counter() - start

@@ -200,5 +200,30 @@ def test_seed_batching_trains_each_config_as_one_job(tmp_path):
 
 
 def test_seed_batching_on_needs_the_torch_trainer(tmp_path):
-    r = automl("--env", "cartpole", "--seed-batching", "on", "--dry-run", "--run-dir", str(tmp_path / "r"))
-    assert r.returncode == 2 and "--seed-batching: on needs a trainer that batches seeds" in r.stderr
+    for trainer in (["--trainer", "sb3"], []):  # explicit, and what auto picks for a gymnasium id
+        env = "cartpole" if trainer else "CartPole-v1"
+        r = automl("--env", env, *trainer, "--seed-batching", "on", "--dry-run", "--run-dir", str(tmp_path / "r"))
+        assert r.returncode == 2 and "--seed-batching: on needs a trainer that batches seeds" in r.stderr
+        assert "got --trainer sb3" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_trainer_auto_picks_torch_for_batched_tasks_sb3_for_gym_ids_and_keeps_a_resumed_runs(tmp_path):
+    from automl.runconfig import RunConfig
+    from automl.setup import resolve_trainer
+    from automl.state import StateStore
+
+    store = StateStore(str(tmp_path / "run"))
+    assert resolve_trainer(RunConfig(env="cartpole"), store).trainer == "torch"
+    assert resolve_trainer(RunConfig(env="navigation"), store).trainer == "torch"
+    assert resolve_trainer(RunConfig(env="CartPole-v1"), store).trainer == "sb3"
+    assert resolve_trainer(RunConfig(env="cartpole", trainer="sb3"), store).trainer == "sb3"
+    # resuming: auto means the trainer the run used; a run recorded before --trainer existed used sb3
+    store.write({"version": 1, "fingerprint": {"env": "cartpole"}})
+    assert resolve_trainer(RunConfig(env="cartpole"), store).trainer == "sb3"
+    store.write({"version": 1, "fingerprint": {"env": "cartpole", "trainer": "torch"}})
+    assert resolve_trainer(RunConfig(env="cartpole"), store).trainer == "torch"
+    assert resolve_trainer(RunConfig(env="cartpole", fresh=True), store).trainer == "torch"
+    store.write({"version": 1, "fingerprint": {"env": "cartpole", "trainer": "sb3"}})
+    assert resolve_trainer(RunConfig(env="cartpole", fresh=True), store).trainer == "torch"  # --fresh: a new run
+    store.path.write_text("{not yaml: [", encoding="utf-8")
+    assert resolve_trainer(RunConfig(env="cartpole"), store).trainer == "torch"  # check_resume reports the file

@@ -15,6 +15,7 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 
 import envs
 from automl import torch_ppo as tp
+from automl import torch_train as tt
 from automl.torch_policy import StackedAdam, StackedPolicy, clip_grad_norms_
 from automl.torch_rollout import RunningStats
 from automl.training import SeedResult, _to_setup
@@ -144,9 +145,9 @@ def test_policy_matches_sb3_mlp_policy_layout_and_init_gains():
 
 def test_single_seed_equals_a_batch_of_one_and_batch_neighbours_do_not_matter():
     kwargs = dict(env="cartpole", total_steps=3 * 512, eval_every=1024, eval_episodes=4, device="cpu")
-    single = tp.train_seed_torch(CART, seed=7, **kwargs)
-    one = tp.train_seeds_torch(CART, seeds=[7], **kwargs)[0]
-    many = tp.train_seeds_torch(CART, seeds=[5, 6, 7], **kwargs)
+    single = tt.train_seed_torch(CART, seed=7, **kwargs)
+    one = tt.train_seeds_torch(CART, seeds=[7], **kwargs)[0]
+    many = tt.train_seeds_torch(CART, seeds=[5, 6, 7], **kwargs)
     assert single.state == "complete" and len(single.evals) == 2
     assert _plain(single) == _plain(one)
     assert [r.seed for r in many] == [5, 6, 7]
@@ -189,7 +190,7 @@ def test_a_nan_in_one_seed_fails_that_seed_only():
 
 def test_diverging_config_fails_without_raising():
     params = {**CART, "learning_rate": 1e4, "grad_norm_clip": 1e9}
-    results = tp.train_seeds_torch(params, env="cartpole", seeds=[0, 1], total_steps=4 * 512, eval_every=512,
+    results = tt.train_seeds_torch(params, env="cartpole", seeds=[0, 1], total_steps=4 * 512, eval_every=512,
                                    eval_episodes=2, device="cpu")
     assert [r.state for r in results] == ["failed", "failed"]
     assert all(r.stop_reason == "non_finite" and r.episode_reward_mean is None and r.reason for r in results)
@@ -197,7 +198,7 @@ def test_diverging_config_fails_without_raising():
 
 def test_channel_gets_the_mean_over_seeds_and_a_stop_prunes():
     channel = LocalChannel()
-    results = tp.train_seeds_torch(CART, env="cartpole", seeds=[0, 1], total_steps=4 * 512, eval_every=512,
+    results = tt.train_seeds_torch(CART, env="cartpole", seeds=[0, 1], total_steps=4 * 512, eval_every=512,
                                    eval_episodes=4, device="cpu", channel=channel)
     assert [r["eval_index"] for r in channel.reports] == [0, 1, 2, 3]
     for k, report in enumerate(channel.reports):
@@ -210,17 +211,17 @@ def test_channel_gets_the_mean_over_seeds_and_a_stop_prunes():
             self.stop("pruned by median pruner")
 
     channel = StopAfterFirst()
-    results = tp.train_seeds_torch(CART, env="cartpole", seeds=[0, 1], total_steps=8 * 512, eval_every=512,
+    results = tt.train_seeds_torch(CART, env="cartpole", seeds=[0, 1], total_steps=8 * 512, eval_every=512,
                                    eval_episodes=4, device="cpu", channel=channel)
     assert [(r.state, r.stop_reason, r.steps, len(r.evals)) for r in results] == \
         [("pruned", "pruned by median pruner", 512, 1)] * 2  # first eval: after one rollout
 
 
 def test_deadline_stops_every_seed():
-    past = tp.train_seeds_torch(CART, env="cartpole", seeds=[0, 1], total_steps=512, device="cpu",
+    past = tt.train_seeds_torch(CART, env="cartpole", seeds=[0, 1], total_steps=512, device="cpu",
                                 deadline=time.time() - 1)
     assert [(r.state, r.steps) for r in past] == [("stopped_at_deadline", 0)] * 2
-    soon = tp.train_seed_torch(CART, env="cartpole", seed=0, total_steps=10_000_000, device="cpu",
+    soon = tt.train_seed_torch(CART, env="cartpole", seed=0, total_steps=10_000_000, device="cpu",
                                deadline=time.time() + 1.5)
     assert soon.state == "stopped_at_deadline" and soon.stop_reason == "deadline" and 0 < soon.steps < 10_000_000
 
@@ -228,7 +229,7 @@ def test_deadline_stops_every_seed():
 @pytest.mark.parametrize("task,params", [("cartpole", CART), ("navigation", NAV)])
 def test_saved_policy_loads_in_sb3_with_the_same_deterministic_actions(tmp_path, task, params):
     path = str(tmp_path / "model")
-    result = tp.train_seed_torch(params, env=task, seed=3, total_steps=2 * 512, eval_episodes=2, device="cpu",
+    result = tt.train_seed_torch(params, env=task, seed=3, total_steps=2 * 512, eval_episodes=2, device="cpu",
                                  save_path=path, tb_dir=str(tmp_path / "tb"))
     assert result.state == "complete"
     model = PPO.load(path + ".zip", device="cpu")
@@ -259,15 +260,15 @@ def test_saved_policy_loads_in_sb3_with_the_same_deterministic_actions(tmp_path,
 
 def test_gymnasium_ids_and_unknown_knobs_are_refused_in_one_line():
     with pytest.raises(ValueError, match="allowed: cartpole, navigation"):
-        tp.train_seed_torch(CART, env="CartPole-v1", seed=0, total_steps=512, device="cpu")
+        tt.train_seed_torch(CART, env="CartPole-v1", seed=0, total_steps=512, device="cpu")
     with pytest.raises(ValueError, match="use_sde not supported"):
         tp.Args.from_setup(_to_setup(CART).__class__(ppo_kwargs={"use_sde": True}))
 
 
 def test_run_jobs_return_plain_dicts():
     kwargs = dict(env="cartpole", total_steps=512, eval_episodes=2, device="cpu")
-    one = tp.run_job_torch(params=CART, seed=0, **kwargs)
-    many = tp.run_seeds_job_torch(params=CART, seeds=[0, 1], **kwargs)
+    one = tt.run_job_torch(params=CART, seed=0, **kwargs)
+    many = tt.run_seeds_job_torch(params=CART, seeds=[0, 1], **kwargs)
     assert one["state"] == "complete" and [m["seed"] for m in many] == [0, 1]
     assert {k: v for k, v in one.items() if k not in TIMING} == {k: v for k, v in many[0].items() if k not in TIMING}
 

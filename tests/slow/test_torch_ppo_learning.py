@@ -10,7 +10,7 @@ import pytest
 
 from automl.config import load_space
 from automl.space import default_space_path, prior_params
-from automl.torch_ppo import train_seed_torch, train_seeds_torch
+from automl.torch_train import train_seed_torch, train_seeds_torch
 
 pytestmark = pytest.mark.slow
 
