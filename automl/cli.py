@@ -51,6 +51,9 @@ def _add_run(sub) -> None:
     p.add_argument("--trainer", default=None,
                    help="auto (default: torch on the batched tasks, sb3 for gymnasium ids; a resumed run "
                         "keeps its trainer) | torch (torch-native PPO, everything on the env's device) | sb3")
+    p.add_argument("--objective", default=None,
+                   help="iqm (default for a new run) | mean | lcb (lower 95%% CI bound of the mean): the one rule "
+                        "that ranks configs over seeds (sampler values, incumbent, pruning, held-out winner)")
     p.add_argument("--seed-batching", default=None,
                    help="auto (default: on with --trainer torch on CUDA) | on | off: train a config's "
                         "seeds as one batched job")

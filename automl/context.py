@@ -13,7 +13,7 @@ from automl.runconfig import BATCH_JOB_FNS, RunConfig
 from automl.scheduler import ConfigRun, Scheduler
 from automl.scoring import score as score_seeds
 from automl.setup import (Inputs, Plan, check_resume, fingerprint, make_plan, nominal_calibration,
-                          resolve_inputs, resolve_trainer, stage_list)
+                          resolve_inputs, resolve_defaults, stage_list)
 from automl.state import StateStore
 
 MAX_REJECTS = 200  # constraint-rejected proposals in a row before the space counts as exhausted
@@ -28,7 +28,7 @@ def prepare(cfg: RunConfig, *, clock=time.time, executor_factory=None) -> "RunCo
     `clock` and `executor_factory(n_jobs)` are for simulations (fake-clock planning tests).
     """
     store = StateStore(cfg.run_dir)
-    cfg = resolve_trainer(cfg, store)
+    cfg = resolve_defaults(cfg, store)
     inputs = resolve_inputs(cfg)
     fp = fingerprint(cfg, inputs)
     old = check_resume(store, cfg, fp)
@@ -87,7 +87,7 @@ class RunContext:
                                    batch_fn=BATCH_JOB_FNS[cfg.trainer] if self.batched else None,
                                    batch_kwargs=self._batch_kwargs,
                                    on_seed=self._on_seed, on_config=self._on_config,
-                                   timeout_s=self._timeout_s)
+                                   timeout_s=self._timeout_s, objective=cfg.objective)
         self._resume = self.records.load_from_study()
         if self.old is None and cfg.search_method != "grid":
             self.hp_study.enqueue_trial(space_mod.encode_params(inputs.spec, space_mod.prior_params(inputs.spec)))

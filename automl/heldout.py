@@ -1,19 +1,18 @@
 """Final re-evaluation: top-k tuned configs and the baseline, re-trained on held-out seeds.
 
-Ranked by IQM over held-out seeds (with a 95% CI); the winner goes to best.yaml with its
+Ranked by the run's objective (--objective, default IQM) over held-out seeds (with a 95% CI); the winner goes to best.yaml with its
 tuning and held-out scores, the baseline's held-out score beside it, and its saved policies.
 """
 from __future__ import annotations
 
 from automl import space as space_mod
+from automl.records import TUNING_KINDS, ranked
+from automl.scoring import objective_value
 
 
 def candidates(ctx) -> list[tuple[str, dict, dict, bool]]:
     """(config_id, params, weights, is_baseline): the leader, the baseline, then the rest of the top-k."""
-    recs = ctx.records
-    tuned = [e for e in recs.entries.values() if e["kind"] in ("hp", "reward")
-             and e["state"] == "complete" and e.get("score")]
-    tuned.sort(key=lambda e: e["score"]["mean"], reverse=True)
+    tuned = ranked(ctx.records.entries.values(), ctx.cfg.objective, TUNING_KINDS)
     base_params = space_mod.prior_params(ctx.inputs.spec)
     base_weights = ctx.inputs.default_weights
     out, baseline_id = [], None
@@ -87,10 +86,12 @@ def _heldout_entries(ctx) -> dict[str, dict]:
 
 
 def write_best(ctx, baseline_id: str | None) -> None:
-    """Rank held-out results by IQM and write best.yaml (nothing when no config finished)."""
+    """Rank held-out results by the run's objective and write best.yaml (nothing when no config finished)."""
     held = _heldout_entries(ctx)
-    ranking = sorted(held.values(), key=lambda e: e["score"]["iqm"], reverse=True)
-    ctx.heldout_summary = [{"config_id": e["config_id"], "iqm": e["score"]["iqm"],
+    objective = ctx.cfg.objective
+    ranking = ranked(held.values(), objective, ("heldout",))
+    ctx.heldout_summary = [{"config_id": e["config_id"], "objective": objective,
+                            "value": objective_value(e["score"], objective), "iqm": e["score"]["iqm"],
                             "mean": e["score"]["mean"], "ci95": e["score"]["ci95"],
                             "baseline": e["config_id"] == baseline_id} for e in ranking]
     if not ranking:
@@ -104,7 +105,7 @@ def write_best(ctx, baseline_id: str | None) -> None:
               for r in win["seeds"] if r.get("state") == "complete"]
     base = held.get(baseline_id) if baseline_id else None
     ctx.store.write_yaml("best.yaml", {
-        "config_id": win["config_id"], "env": ctx.cfg.env,
+        "config_id": win["config_id"], "env": ctx.cfg.env, "objective": objective,
         "search_space_id": ctx.inputs.spec.search_space_id,
         "params": full,
         "sb3": {"ppo_kwargs": setup.ppo_kwargs, "num_envs": setup.num_envs,

@@ -118,9 +118,11 @@ def render(state: dict | None, *, running_jobs: int = 0, planned_configs: int | 
     return Panel(grid, title=title, title_align="left", width=width)
 
 
-def _iqm_ci(h: dict) -> str:
+def _ranked_ci(h: dict) -> str:
+    """'iqm 0.720 [lo, hi]': the held-out value under the run's objective (iqm in older state files)."""
     ci = h.get("ci95") or []
-    text = f"{h.get('iqm', float('nan')):.3f}"
+    objective = h.get("objective", "iqm")
+    text = f"{objective} {h.get('value', h.get('iqm', float('nan'))):.3f}"
     return text + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if len(ci) == 2 and None not in ci else "")
 
 
@@ -137,11 +139,11 @@ def summary_line(state: dict | None) -> str:
     if held:
         win = held[0]
         base = next((h for h in held if h.get("baseline")), None)
-        text = f"held-out winner {win.get('config_id')} iqm {_iqm_ci(win)}"
+        text = f"held-out winner {win.get('config_id')} {_ranked_ci(win)}"
         if base is win:
             text += " (the baseline)"
         elif base:
-            text += f" vs baseline {base.get('config_id')} iqm {_iqm_ci(base)}"
+            text += f" vs baseline {base.get('config_id')} {_ranked_ci(base)}"
         parts.append(text)
     if state.get("stop_reason"):
         parts.append(f"stop: {state['stop_reason']}")

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from automl import space as space_mod, studies
 from automl.scheduler import ConfigRun
+from automl.scoring import objective_value
 from automl.setup import stage_list
 
 HACKING_MARGIN = 0.10  # shaped return +10% while the true metric is -10% vs the incumbent
@@ -132,7 +133,7 @@ class Records:
         if score:
             entry["score"] = score
             c.trial.set_user_attr("score", score)
-        value = score["mean"] if score else None
+        value = objective_value(score, self.ctx.cfg.objective) if score else None
         record_state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(state, TrialState.FAIL)
         if record_state == TrialState.COMPLETE:
             self.ctx.record.tell(c.trial, value)
@@ -168,10 +169,9 @@ class Records:
         return sum(1 for e in self.entries.values() if e["kind"] == "hp")
 
     def best_entry(self) -> dict | None:
-        """The incumbent: the complete tuning config with the highest mean over seeds."""
-        done = [e for e in self.entries.values() if e["kind"] in TUNING_KINDS and e["state"] == "complete"
-                and e.get("score") and _finite(e["score"]["mean"])]
-        return max(done, key=lambda e: e["score"]["mean"]) if done else None
+        """The incumbent: the complete tuning config ranked first by the run's objective."""
+        best = ranked(self.entries.values(), self.ctx.cfg.objective, TUNING_KINDS)
+        return best[0] if best else None
 
     def best_params(self) -> dict:
         """The incumbent's HPs (the priors before anything finished)."""
@@ -191,6 +191,14 @@ class Records:
         vals = [r["episode_reward_mean"] for e in self.entries.values() for r in e["seeds"]
                 if _finite(r.get("episode_reward_mean"))]
         return min(vals) if vals else 0.0
+
+
+def ranked(entries, objective: str, kinds) -> list[dict]:
+    """Complete configs of ``kinds`` with a finite score, best first by ``objective`` (the one ranking rule);
+    ties keep trial order."""
+    done = [e for e in entries if e["kind"] in kinds and e["state"] == "complete" and e.get("score")
+            and _finite(objective_value(e["score"], objective))]
+    return sorted(done, key=lambda e: objective_value(e["score"], objective), reverse=True)
 
 
 def _finite(x) -> bool:

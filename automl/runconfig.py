@@ -15,7 +15,8 @@ TRAINERS = ("auto", "sb3", "torch")  # auto: torch on the batched tasks, sb3 for
 JOB_FNS = {"sb3": "automl.training:run_job", "torch": "automl.torch_train:run_job_torch"}
 BATCH_JOB_FNS = {"torch": "automl.torch_train:run_seeds_job_torch"}  # all seeds of a config in one job
 SEED_BATCHING = ("auto", "on", "off")
-FINGERPRINT_DEFAULTS = {"trainer": "sb3"}  # what runs recorded before a key existed used
+OBJECTIVES = ("mean", "iqm", "lcb")  # automl.scoring.OBJECTIVES (this module imports no numpy)
+FINGERPRINT_DEFAULTS = {"trainer": "sb3", "objective": "mean"}  # what runs recorded before a key existed used
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class RunConfig:
     quiet: bool = False
     trainer: str = "auto"         # resolved before the run starts (automl.setup.resolve_trainer)
     seed_batching: str = "auto"   # auto: on with the torch trainer on CUDA
+    objective: str | None = None  # None: iqm for a new run, the recorded one on resume (automl.setup.resolve_defaults)
     command: str = ""
 
     def __post_init__(self):
@@ -59,6 +61,8 @@ class RunConfig:
         _check_choice("--search-method", self.search_method, SEARCH_METHODS)
         _check_choice("--trainer", self.trainer, TRAINERS)
         _check_choice("--seed-batching", self.seed_batching, SEED_BATCHING)
+        if self.objective is not None:
+            _check_choice("--objective", self.objective, OBJECTIVES)
         if self.seed_batching == "on" and self.trainer not in (*BATCH_JOB_FNS, "auto"):
             raise AutoMLError(f"--seed-batching: on needs a trainer that batches seeds (allowed: "
                               f"--trainer {' | '.join(BATCH_JOB_FNS)}; got --trainer {self.trainer})")
@@ -109,7 +113,7 @@ class RunConfig:
         """What must match for a re-run to resume this run (budget and trial counts may change)."""
         return {"env": self.env, "mode": self.mode, "space": self.space, "preset": self.preset,
                 "rewards": self.rewards, "search_method": self.search_method,
-                "seeds": self.seeds, "seed": self.seed, "trainer": self.trainer}
+                "seeds": self.seeds, "seed": self.seed, "trainer": self.trainer, "objective": self.objective}
 
     def to_dict(self) -> dict:
         """Plain mapping for the state file."""

@@ -1,7 +1,8 @@
 """Runs the seed jobs of several configs on the executor: admission, pruning over seeds, results.
 
-A config's value at evaluation k is the mean over its live seeds once all of them reported k;
-only then is the pruner asked (so one fast seed cannot get a config pruned on its own).
+A config's value at evaluation k is the run's objective (automl.scoring.objective_value: mean, IQM
+or LCB) over its live seeds once all of them reported k; only then is the pruner asked (so one fast
+seed cannot get a config pruned on its own).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import optuna
 
 from automl.budget import Budget, Throughput
 from automl.executor import Done, Job, Report
+from automl.scoring import objective_value
 
 SEED_FIELDS = ("seed", "state", "episode_reward_mean", "success_rate", "shaped_return",
                "reference_return", "terms", "steps", "wall_s", "stop_reason", "reason", "resumed_from")
@@ -69,12 +71,13 @@ class Scheduler:
                  on_seed: Callable[[ConfigRun, int, dict], None],
                  on_config: Callable[[ConfigRun], None], timeout_s: Callable[[int], float],
                  batch_fn: Callable | None = None,
-                 batch_kwargs: Callable[[ConfigRun, list[int]], dict] | None = None):
+                 batch_kwargs: Callable[[ConfigRun, list[int]], dict] | None = None, objective: str = "mean"):
         self.executor, self.budget, self.throughput = executor, budget, throughput
         self.n_jobs = n_jobs
         self.job_fn, self.job_kwargs = job_fn, job_kwargs
         self.batch_fn, self.batch_kwargs = batch_fn, batch_kwargs  # for configs with batched=True
         self.on_seed, self.on_config, self.timeout_s = on_seed, on_config, timeout_s
+        self.objective = objective  # how the live seeds' values at evaluation k become the config's value
         self.active: list[ConfigRun] = []
         self.jobs: dict[str, tuple[ConfigRun, int]] = {}
         self.busy_s = 0.0  # worker-seconds spent inside jobs (for the overhead figure)
@@ -160,7 +163,7 @@ class Scheduler:
             values = [cfg.reports[k][s] for s in live if math.isfinite(cfg.reports[k][s])]
             if not values:
                 continue
-            cfg.trial.report(sum(values) / len(values), k)
+            cfg.trial.report(objective_value(values, self.objective), k)
             cfg.reported.add(k)
             if cfg.trial.should_prune():
                 self.prune(cfg, f"pruned at evaluation {k}")

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["aggregate", "bootstrap_ci", "iqm", "score", "as_values", "STATISTICS", "AGGREGATES"]
+__all__ = ["aggregate", "bootstrap_ci", "iqm", "score", "as_values", "objective_value", "STATISTICS", "AGGREGATES",
+           "OBJECTIVES"]
 
 _TRIM = 0.25  # rliable's IQM: drop the bottom and top quarter of runs
 
@@ -167,3 +168,18 @@ def aggregate(
         raise ValueError(f"method: unknown {method!r} (allowed: {', '.join(AGGREGATES)})")
     arr = as_values(values, worst=worst)
     return AGGREGATES[method](arr, confidence=confidence, n_boot=n_boot, seed=seed)
+
+
+OBJECTIVES = tuple(AGGREGATES)  # --objective: the one ranking rule of a run
+
+
+def objective_value(score_or_values, objective: str, *, worst: float | None = None) -> float:
+    """The value configs are ranked by under ``objective`` (mean | iqm | lcb), from a ``score()`` dict
+    or from per-seed values. The one ranking rule: what samplers are told, the incumbent, the pruner's
+    intermediate values and the held-out winner all use it."""
+    if objective not in AGGREGATES:
+        raise ValueError(f"objective: unknown {objective!r} (allowed: {', '.join(OBJECTIVES)})")
+    if isinstance(score_or_values, dict):
+        s = score_or_values
+        return float({"mean": lambda: s["mean"], "iqm": lambda: s["iqm"], "lcb": lambda: s["ci95"][0]}[objective]())
+    return aggregate(score_or_values, method=objective, worst=worst)

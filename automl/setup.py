@@ -186,22 +186,28 @@ def fingerprint(cfg: RunConfig, inputs: Inputs) -> dict:
             "space_sha": hashlib.sha256(text).hexdigest()[:16]}
 
 
-def resolve_trainer(cfg: RunConfig, store: StateStore) -> RunConfig:
-    """``--trainer auto``: the trainer the run being resumed used; for a new run, torch on the batched
-    tasks and sb3 for gymnasium ids. An explicit --trainer is kept (check_resume compares it)."""
-    if cfg.trainer != "auto":
-        return cfg
+def resolve_defaults(cfg: RunConfig, store: StateStore) -> RunConfig:
+    """The defaults that depend on the env or on the run being resumed.
+
+    ``--trainer auto``: the trainer the resumed run used; for a new run, torch on the batched tasks
+    and sb3 for gymnasium ids. No ``--objective``: the resumed run's (mean for runs recorded before
+    the flag existed); iqm for a new run. Explicit values are kept (check_resume compares them).
+    """
     import envs
 
-    trainer = "torch" if cfg.env in envs.TASKS else "sb3"
+    before = {}
     if not cfg.fresh and store.exists():
         try:
             before = store.load().get("fingerprint") or {}
         except AutoMLError:
             before = {}  # check_resume reports the corrupt file
-        if before:
-            trainer = before.get("trainer", FINGERPRINT_DEFAULTS["trainer"])
-    return dataclasses.replace(cfg, trainer=trainer)
+    changes = {}
+    if cfg.trainer == "auto":
+        changes["trainer"] = (before.get("trainer", FINGERPRINT_DEFAULTS["trainer"]) if before
+                              else "torch" if cfg.env in envs.TASKS else "sb3")
+    if cfg.objective is None:
+        changes["objective"] = before.get("objective", FINGERPRINT_DEFAULTS["objective"]) if before else "iqm"
+    return dataclasses.replace(cfg, **changes) if changes else cfg
 
 
 def check_resume(store: StateStore, cfg: RunConfig, fp: dict) -> dict | None:
