@@ -8,6 +8,7 @@ import optuna
 from automl import records, space as space_mod, studies
 from automl.budget import Budget, Throughput
 from automl.calibration import calibrate, check_minimum_budget
+from automl.config import to_ppo_setup
 from automl.errors import AutoMLError
 from automl.runconfig import BATCH_JOB_FNS, RunConfig
 from automl.scheduler import ConfigRun, Scheduler
@@ -222,7 +223,7 @@ class RunContext:
         if violated:
             return "constraint: " + violated[0]
         try:
-            space_mod.to_ppo_setup({**self.inputs.spec.fixed, **params}, path=self.inputs.space_path)
+            to_ppo_setup({**self.inputs.spec.fixed, **params}, path=self.inputs.space_path)
         except AutoMLError as exc:
             return str(exc)
         return None

@@ -14,8 +14,7 @@ from pathlib import Path
 import yaml
 
 from automl.errors import AutoMLError
-from automl.setup import load_state_yaml
-from automl.state import atomic_write_text, dump_yaml
+from automl.state import atomic_write_text, dump_yaml, load_state_yaml
 
 # rl-zoo3's usual key order; any other PPO argument follows
 ZOO_ORDER = ("n_envs", "n_timesteps", "policy", "normalize", "n_steps", "batch_size", "n_epochs", "gamma",
@@ -24,16 +23,14 @@ ZOO_ORDER = ("n_envs", "n_timesteps", "policy", "normalize", "n_steps", "batch_s
 REWARD_WRAPPER = "envs.RewardTermsWrapper"
 
 
+# The gymnasium ids envs/__init__.py registers for the batched tasks (written out, so that exporting
+# imports no torch; tests/test_export.py checks them against the registry).
+TASK_GYM_IDS = {"cartpole": "automl/CartPole-v0", "navigation": "automl/Navigation-v0"}
+
+
 def gym_id(env: str) -> str:
     """The gymnasium id rl-zoo3 is given: a batched task's registered id, else ``env`` itself."""
-    import gymnasium as gym
-
-    import envs  # noqa: F401 - registers automl/CartPole-v0 and automl/Navigation-v0
-
-    for env_id, spec in gym.registry.items():
-        if spec.entry_point == "envs.single:SingleEnv" and (spec.kwargs or {}).get("task") == env:
-            return env_id
-    return env
+    return TASK_GYM_IDS.get(env, env)
 
 
 def python_expr(value) -> str:

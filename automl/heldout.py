@@ -6,6 +6,7 @@ tuning and held-out scores, the baseline's held-out score beside it, and its sav
 from __future__ import annotations
 
 from automl import space as space_mod
+from automl.config import to_ppo_setup
 from automl.records import TUNING_KINDS, ranked
 from automl.scoring import objective_value
 
@@ -100,7 +101,7 @@ def write_best(ctx, baseline_id: str | None) -> None:
     tuning = next((e for e in ctx.records.entries.values() if e["config_id"] == win["config_id"]
                    and e["kind"] in ("hp", "reward")), None)
     full = space_mod.merged(ctx.inputs.spec, win["params"])
-    setup = space_mod.to_ppo_setup(full, path=ctx.inputs.space_path)
+    setup = to_ppo_setup(full, path=ctx.inputs.space_path)
     models = [str(ctx.store.run_dir / "models" / win["config_id"] / f"seed_{r['seed']}.zip")
               for r in win["seeds"] if r.get("state") == "complete"]
     base = held.get(baseline_id) if baseline_id else None

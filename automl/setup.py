@@ -6,12 +6,11 @@ import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import yaml
 
 from automl import space as space_mod
 from automl.budget import (MAX_EVAL_SHARE, MAX_RESERVE_FRACTION, MIN_STEP_FRACTION, MIN_TRIAL_STEPS, Budget,
                            Throughput, heldout_reserve_s, plan_evaluation, plan_trial_steps, whole_rollouts)
-from automl.config import SpaceSpec
+from automl.config import SpaceSpec, to_ppo_setup
 from automl.errors import AutoMLError
 from automl.runconfig import FINGERPRINT_DEFAULTS, RunConfig
 from automl.state import StateStore
@@ -113,7 +112,7 @@ def resolve_inputs(cfg: RunConfig) -> Inputs:
     terms, true_metric = _reward_terms(cfg, is_task)
     base = cfg.seed if cfg.seed is not None else int(spec.fixed.get("seed", 0) or 0)
     prior = {**spec.fixed, **space_mod.prior_params(spec)}
-    setup = space_mod.to_ppo_setup(prior, path=space_path)
+    setup = to_ppo_setup(prior, path=space_path)
     rollout = int(setup.ppo_kwargs.get("n_steps", 2048)) * int(setup.num_envs)
     default_steps = cfg.trial_steps or int(
         (setup.n_timesteps or DEFAULT_TRIAL_STEPS) * float(preset_defaults.get("trial_steps_fraction", 1.0)))
@@ -353,13 +352,3 @@ def stage_list(plan: Plan, mode: str, max_trials: int | None, has_terms: bool) -
         if mode in ("stage", "reward") and has_terms:
             out.append(("reward", cycle, plan.population))
     return out
-
-
-def load_state_yaml(path: Path) -> dict:
-    """Read a YAML file written by state.py (used by status/export)."""
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise AutoMLError(f"{path}: not found (run `automl --mode stage ...` first)") from None
-    except yaml.YAMLError as exc:
-        raise AutoMLError(f"{path}: corrupt YAML ({str(exc).splitlines()[0]})") from None

@@ -1,5 +1,5 @@
-"""Search space <-> Optuna: distributions, suggest, encode/decode, grid, constraints, and the ONE
-conversion from search coordinates (canonical names) to SB3 PPO arguments (`to_ppo_setup`)."""
+"""Search space <-> Optuna: distributions, suggest, encode/decode, grid, constraints. The conversion
+of search coordinates to SB3 PPO arguments is `automl.config.to_ppo_setup` (workers need no Optuna)."""
 from __future__ import annotations
 
 import itertools
@@ -12,24 +12,13 @@ import optuna
 
 import automl
 from automl import constraints
-from automl.config import (ALIASES, EXCLUSIVE, ParamSpec, PPOSetup, SpaceSpec, canonical_mapping, canonical_name,
-                           coerce_value, freeze, thaw)
+from automl.config import ALIASES, REWARD_PREFIX, ParamSpec, SpaceSpec, canonical_name, coerce_value, freeze, thaw
 from automl.errors import AutoMLError
 
 CONFIGS_DIR = Path(automl.__file__).resolve().parent.parent / "configs"
 TASK_SPACES = ("cartpole", "navigation")  # batched tasks with their own space file
 MAX_ENUMERATED = 100  # an int/stepped range with more values needs explicit grid values
 MAX_GRID = 100_000  # beyond this, a grid is not a plan anyone can run (and listing it gets slow)
-REWARD_PREFIX = "reward."  # reward weights share the trial's params but are not PPO arguments
-
-# SB3 2.x PPO defaults, written out so every PPOSetup is complete (tests compare with PPO's signature)
-SB3_DEFAULTS = {"learning_rate": 3e-4, "n_steps": 2048, "batch_size": 64, "n_epochs": 10, "gamma": 0.99,
-                "gae_lambda": 0.95, "clip_range": 0.2, "clip_range_vf": None, "ent_coef": 0.0, "vf_coef": 0.5,
-                "max_grad_norm": 0.5, "target_kl": None}
-# canonical name -> SB3 PPO(...) argument, for the parameters that map one to one
-PPO_KWARGS = {c: a for a, c in ALIASES.items() if a != "net_arch"} | {
-    "learning_rate": "learning_rate", "target_kl": "target_kl", "batch_size": "batch_size"}
-DEFAULT_NUM_ENVS = 8
 
 
 def default_space_path(task_or_env_id: str) -> Path:
@@ -197,46 +186,3 @@ def violated_constraints(spec: SpaceSpec, params: Mapping) -> list[str]:
                            if not str(k).startswith(REWARD_PREFIX)})
     return [expr for i, expr in enumerate(spec.constraints)
             if constraints.evaluate(expr, values, resolve=ALIASES, where=f"{spec.path}: constraints[{i}]")]
-
-
-# ---------------------------------------------------------------------------------------------
-# The one conversion to SB3.
-# ---------------------------------------------------------------------------------------------
-
-def _batch_size(named: Mapping, n_steps: int, num_envs: int, path: str) -> int:
-    """batch_size from mini_batches: the rollout buffer must split exactly (no silent truncation)."""
-    mini_batches, total = named["mini_batches"], n_steps * num_envs
-    if total % mini_batches:
-        divisors = [d for d in range(1, min(total, 4096) + 1) if total % d == 0]
-        near = sorted(divisors, key=lambda d: abs(d - mini_batches))[:3]
-        raise AutoMLError(f"{path}: mini_batches: {mini_batches} does not divide n_steps*num_envs = "
-                          f"{n_steps}*{num_envs} = {total} (allowed: a divisor of {total}, e.g. {sorted(near)})")
-    if total // mini_batches < 2:
-        raise AutoMLError(f"{path}: mini_batches: {mini_batches} leaves batches of {total // mini_batches} "
-                          f"sample (allowed: at most {total // 2})")
-    return total // mini_batches
-
-
-def to_ppo_setup(params: Mapping, *, path: str = "<params>") -> PPOSetup:
-    """Canonical (or SB3-named) params -> PPOSetup with complete SB3 PPO kwargs; the ONLY such conversion."""
-    named = canonical_mapping({k: v for k, v in params.items() if not str(k).startswith(REWARD_PREFIX)},
-                              path=path, key="params")
-    named = {k: coerce_value(k, v, where=f"{path}: {k}") for k, v in named.items()}
-    for a, b in EXCLUSIVE:
-        if a in named and b in named:
-            raise AutoMLError(f"{path}: {b}: given together with {a}, which derives it (allowed: one of {a}, {b})")
-    kwargs = dict(SB3_DEFAULTS)
-    kwargs.update({sb3: named[c] for c, sb3 in PPO_KWARGS.items() if c in named})
-    num_envs = named.get("num_envs", DEFAULT_NUM_ENVS)
-    if kwargs["n_steps"] * num_envs < 2:
-        raise AutoMLError(f"{path}: rollouts: n_steps*num_envs = {kwargs['n_steps'] * num_envs} "
-                          f"(allowed: at least 2, PPO needs two samples)")
-    if "mini_batches" in named:
-        kwargs["batch_size"] = _batch_size(named, kwargs["n_steps"], num_envs, path)
-    if "policy_hidden_layer_sizes" in named:
-        layers = list(named["policy_hidden_layer_sizes"])
-        kwargs["policy_kwargs"] = {"net_arch": {"pi": layers, "vf": list(layers)}}
-    return PPOSetup(ppo_kwargs=kwargs, num_envs=num_envs, n_timesteps=named.get("n_timesteps"),
-                    normalize=named.get("normalize", False),
-                    learning_rate_schedule=named.get("learning_rate_schedule", "constant"),
-                    seed=named.get("seed"))

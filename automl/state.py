@@ -115,3 +115,12 @@ class StateStore:
         self.run_dir.rename(target)
         return target
 
+
+def load_state_yaml(path: Path) -> dict:
+    """Read a YAML file of a run directory (state, best.yaml) for the read-only commands: one clear line if it is missing or corrupt."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise AutoMLError(f"{path}: not found (run `automl --mode stage ...` first)") from None
+    except yaml.YAMLError as exc:
+        raise AutoMLError(f"{path}: corrupt YAML ({str(exc).splitlines()[0]})") from None

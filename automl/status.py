@@ -10,8 +10,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from automl.setup import load_state_yaml
-from automl.state import STATE_FILE
+from automl.state import STATE_FILE, load_state_yaml
 
 END_STATES = ("finished", "budget_exhausted", "interrupted", "failed")
 

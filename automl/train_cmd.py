@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from automl import scoring
-from automl.config import SPACE_KEYS, load_yaml, parse_space
+from automl.config import REWARD_PREFIX, SPACE_KEYS, load_yaml, parse_space
 from automl.errors import AutoMLError
 from automl.training import SeedResult, train_seed
 
@@ -33,8 +33,8 @@ def load_train_config(path: str) -> tuple[dict, dict, str | None]:
         spec = parse_space({k: v for k, v in raw.items() if k in SPACE_KEYS}, str(path))
         params = space.merged(spec, space.prior_params(spec))
         return params, dict(raw.get("reward_weights") or {}), _env_from_id(spec.search_space_id)
-    params = {k: v for k, v in raw.items() if not str(k).startswith(space.REWARD_PREFIX)}
-    weights = {k[len(space.REWARD_PREFIX):]: v for k, v in raw.items() if str(k).startswith(space.REWARD_PREFIX)}
+    params = {k: v for k, v in raw.items() if not str(k).startswith(REWARD_PREFIX)}
+    weights = {k[len(REWARD_PREFIX):]: v for k, v in raw.items() if str(k).startswith(REWARD_PREFIX)}
     return params, weights, None
 
 
@@ -110,7 +110,7 @@ def print_results(results: Sequence[SeedResult], env: str, console: Console | No
 def run(config_path, *, seeds=None, seed_list=None, env=None, run_dir="progress/train", device="auto",
         total_steps=None, n_jobs=1) -> list[SeedResult]:
     """Train the config in ``config_path`` on each seed; print and save (run_dir/results.yaml) the results."""
-    from automl.space import to_ppo_setup
+    from automl.config import to_ppo_setup
     from automl.state import atomic_write_text, dump_yaml
 
     params, weights, file_env = load_train_config(str(config_path))

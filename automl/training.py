@@ -85,10 +85,10 @@ def resolve_device(device: str) -> str:
 
 
 def _to_setup(params: Mapping | PPOSetup) -> PPOSetup:
-    """Search params (either naming) -> PPOSetup, only through automl.space.to_ppo_setup."""
+    """Search params (either naming) -> PPOSetup, only through automl.config.to_ppo_setup."""
     if isinstance(params, PPOSetup):
         return params
-    from automl.space import to_ppo_setup  # lazy: keeps Optuna out of import time
+    from automl.config import to_ppo_setup
 
     return to_ppo_setup(params)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import itertools
 
 from automl import config, presets, space
-from automl.config import ParamSpec, SpaceSpec
+from automl.config import DEFAULT_NUM_ENVS, SB3_DEFAULTS, ParamSpec, SpaceSpec, to_ppo_setup
 from automl.errors import AutoMLError
 
 MAX_DIVISIBILITY_CHECK = 10_000  # rollouts x num_envs x mini_batches combinations checked exhaustively
@@ -55,8 +55,8 @@ def _divisibility_line(spec: SpaceSpec) -> str | None:
     if "mini_batches" not in spec.fixed and "mini_batches" not in spec.names:
         return None
     try:
-        columns = [_values(spec, "rollouts", space.SB3_DEFAULTS["n_steps"]),
-                   _values(spec, "num_envs", space.DEFAULT_NUM_ENVS), _values(spec, "mini_batches", 1)]
+        columns = [_values(spec, "rollouts", SB3_DEFAULTS["n_steps"]),
+                   _values(spec, "num_envs", DEFAULT_NUM_ENVS), _values(spec, "mini_batches", 1)]
     except AutoMLError:
         return "mini_batches: divisibility not checked (a continuous range); a bad draw fails that trial"
     combos = list(itertools.islice(itertools.product(*columns), MAX_DIVISIBILITY_CHECK))
@@ -71,7 +71,7 @@ def _divisibility_line(spec: SpaceSpec) -> str | None:
 def summarize_space(spec: SpaceSpec) -> str:
     """The summary text of a validated space; also converts the prior config to catch impossible priors."""
     prior_config = space.merged(spec, space.prior_params(spec))
-    setup = space.to_ppo_setup(prior_config, path=f"{spec.path}: priors")
+    setup = to_ppo_setup(prior_config, path=f"{spec.path}: priors")
     violated = space.violated_constraints(spec, space.prior_params(spec))
     lines = [f"{spec.path}: search space {spec.search_space_id}",
              "fixed: " + (", ".join(f"{k}={_fmt(v)}" for k, v in spec.fixed.items()) or "-"),

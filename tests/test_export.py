@@ -20,7 +20,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 import envs
 from automl import space
-from automl.config import load_space
+from automl.config import load_space, to_ppo_setup
 from automl.export import export
 from automl.state import dump_yaml
 
@@ -34,7 +34,7 @@ def _best(env: str, *, schedule: str, weights: dict, learning_rate: float) -> di
     params = space.merged(spec, {**space.prior_params(spec), "learning_rate": learning_rate,
                                  "policy_hidden_layer_sizes": LAYERS})
     params.update(num_envs=8, rollouts=16, mini_batches=4, normalize=True, learning_rate_schedule=schedule)
-    setup = space.to_ppo_setup(params)
+    setup = to_ppo_setup(params)
     return {"config_id": "config_017", "env": env, "search_space_id": spec.search_space_id, "params": params,
             "sb3": {"ppo_kwargs": setup.ppo_kwargs, "num_envs": setup.num_envs, "n_timesteps": 49152,
                     "normalize": setup.normalize, "learning_rate_schedule": setup.learning_rate_schedule},
@@ -146,3 +146,14 @@ def test_rl_zoo3_itself_sets_up_the_experiment(navigation, tmp_path):
     assert model.get_env().venv.envs[0].unwrapped.batched.reward_weights["collision"] == -50.0
     exp.learn(model)
     assert model.num_timesteps == 128
+
+
+def test_task_gym_ids_are_the_registered_ones():
+    import gymnasium as gym
+
+    import envs
+    from automl.export import TASK_GYM_IDS
+
+    registered = {spec.kwargs["task"]: env_id for env_id, spec in gym.registry.items()
+                  if spec.entry_point == "envs.single:SingleEnv"}
+    assert TASK_GYM_IDS == registered and set(registered) == set(envs.TASKS)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from automl import presets, space, validate
-from automl.config import load_space, parse_space
+from automl.config import load_space, parse_space, to_ppo_setup
 from automl.errors import AutoMLError
 
 SEEDS = Path(__file__).resolve().parent / "data" / "seed_examples"
@@ -34,7 +34,7 @@ def test_quick_is_six_configs_with_the_rest_at_priors(base):
         if name not in quick.names:
             assert quick.fixed[name] == prior
     for config in space.grid(quick):  # every one of the 6 converts to SB3 kwargs
-        space.to_ppo_setup(space.merged(quick, config))
+        to_ppo_setup(space.merged(quick, config))
 
 
 def test_quick_has_priors_inside_its_choices():

@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from automl import space
-from automl.config import ALIASES, load_space, parse_space
+from automl.config import ALIASES, SB3_DEFAULTS, load_space, parse_space, to_ppo_setup
 from automl.errors import AutoMLError
 
 SEEDS = Path(__file__).resolve().parent / "data" / "seed_examples"
@@ -105,7 +105,7 @@ def test_violated_constraints_merge_fixed_and_accept_aliases(seed_spec):
 
 def test_cartpole_priors_convert_to_the_known_solving_config():
     spec = load_space(space.default_space_path("cartpole"))
-    setup = space.to_ppo_setup(space.merged(spec, space.prior_params(spec)))
+    setup = to_ppo_setup(space.merged(spec, space.prior_params(spec)))
     kw = setup.ppo_kwargs
     assert (setup.num_envs, kw["n_steps"], kw["batch_size"], kw["n_epochs"]) == (64, 32, 512, 10)
     assert (kw["learning_rate"], kw["gamma"], kw["gae_lambda"], kw["ent_coef"]) == (1e-3, 0.98, 0.8, 0.0)
@@ -129,12 +129,12 @@ def test_default_spaces_are_valid(name):
     spec = load_space(path)
     assert len(spec.params) >= 4
     assert not space.violated_constraints(spec, space.prior_params(spec))
-    space.to_ppo_setup(space.merged(spec, space.prior_params(spec)), path=str(path))
+    to_ppo_setup(space.merged(spec, space.prior_params(spec)), path=str(path))
 
 
 def test_to_ppo_setup_defaults_are_sb3_defaults():
-    setup = space.to_ppo_setup({})
-    assert setup.ppo_kwargs == space.SB3_DEFAULTS and setup.num_envs == 8
+    setup = to_ppo_setup({})
+    assert setup.ppo_kwargs == SB3_DEFAULTS and setup.num_envs == 8
     assert (setup.n_timesteps, setup.normalize, setup.learning_rate_schedule, setup.seed) == \
         (None, False, "constant", None)
 
@@ -147,7 +147,7 @@ def test_sb3_defaults_table_matches_ppo_signature():
     args = init.args.args[-len(init.args.defaults):]
     defaults = {a.arg: ast.literal_eval(d) for a, d in zip(args, init.args.defaults)
                 if isinstance(d, ast.Constant)}
-    for key, value in space.SB3_DEFAULTS.items():
+    for key, value in SB3_DEFAULTS.items():
         assert defaults[key] == value, key
 
 
@@ -161,33 +161,33 @@ def test_alias_round_trip(alias):
     assert alias in ALIAS_VALUES  # every alias has a case here
     value, canonical = ALIAS_VALUES[alias], ALIASES[alias]
     for key in (alias, canonical):
-        kw = space.to_ppo_setup({key: value}).ppo_kwargs
+        kw = to_ppo_setup({key: value}).ppo_kwargs
         got = kw["policy_kwargs"]["net_arch"]["pi"] if alias == "net_arch" else kw[alias]
         assert got == value
 
 
 def test_mini_batches_derive_batch_size_exactly():
-    kw = space.to_ppo_setup({"rollouts": 32, "num_envs": 64, "mini_batches": 4}).ppo_kwargs
+    kw = to_ppo_setup({"rollouts": 32, "num_envs": 64, "mini_batches": 4}).ppo_kwargs
     assert kw["batch_size"] == 512
     with pytest.raises(AutoMLError) as info:
-        space.to_ppo_setup({"rollouts": 24, "num_envs": 10, "mini_batches": 7}, path="best.yaml")
+        to_ppo_setup({"rollouts": 24, "num_envs": 10, "mini_batches": 7}, path="best.yaml")
     message = str(info.value)
     assert message.startswith("best.yaml: mini_batches: 7 does not divide") and "24*10 = 240" in message
     assert "e.g. [5, 6, 8]" in message
     with pytest.raises(AutoMLError, match="batches of 1 sample"):
-        space.to_ppo_setup({"rollouts": 2, "num_envs": 2, "mini_batches": 4})
+        to_ppo_setup({"rollouts": 2, "num_envs": 2, "mini_batches": 4})
     with pytest.raises(AutoMLError, match="given together with mini_batches"):
-        space.to_ppo_setup({"mini_batches": 4, "batch_size": 64})
+        to_ppo_setup({"mini_batches": 4, "batch_size": 64})
 
 
 def test_to_ppo_setup_validates_values_and_names():
     with pytest.raises(AutoMLError, match=r"p: discount_factor: 1.2 is out of range .*\(0, 1\]"):
-        space.to_ppo_setup({"gamma": 1.2}, path="p")
+        to_ppo_setup({"gamma": 1.2}, path="p")
     with pytest.raises(AutoMLError, match="unknown parameter 'learnig_rate'.*did you mean 'learning_rate'"):
-        space.to_ppo_setup({"learnig_rate": 1e-3})
+        to_ppo_setup({"learnig_rate": 1e-3})
     with pytest.raises(AutoMLError, match="given twice"):
-        space.to_ppo_setup({"gamma": 0.9, "discount_factor": 0.9})
-    setup = space.to_ppo_setup({"learning_rate": "1e-3", "normalize": True, "learning_rate_schedule": "linear",
+        to_ppo_setup({"gamma": 0.9, "discount_factor": 0.9})
+    setup = to_ppo_setup({"learning_rate": "1e-3", "normalize": True, "learning_rate_schedule": "linear",
                                 "seed": 3, "n_timesteps": "1e5", "target_kl": 0.02, "reward.progress": 1.0})
     assert setup.ppo_kwargs["learning_rate"] == 1e-3 and setup.ppo_kwargs["target_kl"] == 0.02
     assert (setup.normalize, setup.learning_rate_schedule, setup.seed, setup.n_timesteps) == (True, "linear", 3, 100000)
@@ -199,7 +199,7 @@ def test_sb3_accepts_the_converted_kwargs():
     gym = pytest.importorskip("gymnasium")
     sb3 = pytest.importorskip("stable_baselines3")
     from stable_baselines3.common.env_util import make_vec_env
-    setup = space.to_ppo_setup({"n_steps": 16, "num_envs": 2, "mini_batches": 4, "net_arch": [8, 8], "gamma": 0.9})
+    setup = to_ppo_setup({"n_steps": 16, "num_envs": 2, "mini_batches": 4, "net_arch": [8, 8], "gamma": 0.9})
     env = make_vec_env(lambda: gym.make("CartPole-v1"), n_envs=setup.num_envs)
     model = sb3.PPO("MlpPolicy", env, device="cpu", **setup.ppo_kwargs)
     assert (model.batch_size, model.n_steps, model.gamma) == (8, 16, 0.9)

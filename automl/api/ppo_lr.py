@@ -69,7 +69,7 @@ def ppo_lr_range(env: str = "cartpole", params: Mapping | None = None, config: L
                  *, seed: int = 0, device: str = "cpu") -> LRFinderResult:
     """Range test of the learning rate on PPO's loss over one rollout of `params` (either naming) on `env`."""
     from automl.ppo_fast import BatchedPPO  # torch/SB3 only when the test is run
-    from automl.space import to_ppo_setup
+    from automl.config import to_ppo_setup
     from automl.training import make_env_pair, resolve_device
 
     setup = to_ppo_setup(dict(params or {}), path="ppo_lr_range: params")
