@@ -16,6 +16,7 @@ from automl.state import StateStore
 
 def calibrate(cfg: RunConfig, inputs: Inputs, executor, budget: Budget, store: StateStore) -> Calibration:
     """Measure training steps/s per worker and the cost of one evaluation (one job per worker)."""
+    from automl import trainers
     from automl.executor import Done, Job
 
     steps = max(inputs.rollout * 2, 4096)
@@ -25,7 +26,7 @@ def calibrate(cfg: RunConfig, inputs: Inputs, executor, budget: Budget, store: S
     for i in range(cfg.n_jobs):
         kwargs = dict(params=params, env=inputs.env, seed=inputs.base_seed + i, total_steps=steps,
                       eval_every=steps, eval_episodes=episodes, device=cfg.device)
-        executor.submit(Job(job_id=f"calibrate{i}", fn=cfg.job_fn, kwargs=kwargs, timeout_s=timeout))
+        executor.submit(Job(job_id=f"calibrate{i}", fn=trainers.job_fn(cfg.trainer), kwargs=kwargs, timeout_s=timeout))
     clock = budget.clock
     rates, evals_s, startups, pending, deadline = [], [], [], cfg.n_jobs, clock() + timeout + 5
     while pending and clock() < deadline:

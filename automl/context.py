@@ -10,7 +10,7 @@ from automl.budget import Budget, Throughput
 from automl.calibration import calibrate, check_minimum_budget
 from automl.config import to_ppo_setup
 from automl.errors import AutoMLError
-from automl.runconfig import BATCH_JOB_FNS, RunConfig
+from automl.runconfig import RunConfig
 from automl.scheduler import ConfigRun, Scheduler
 from automl.scoring import score as score_seeds
 from automl.setup import (Inputs, Plan, check_resume, fingerprint, make_plan, nominal_calibration,
@@ -62,6 +62,7 @@ class RunContext:
     # ---- start / stop -------------------------------------------------------------------
     def start(self) -> None:
         """Open the studies and the workers, restore or make the plan, re-attach in-flight work."""
+        from automl import trainers
         from automl.executor import make_executor
         from automl.strategies import make_pruner, make_sampler
 
@@ -84,8 +85,8 @@ class RunContext:
         self.batched = cfg.batches_seeds(cuda=_on_cuda(cfg.device))
         self._last_stage = (stage_list(self.plan, cfg.mode, cfg.max_trials, bool(inputs.terms)) or [None])[-1]
         self.scheduler = Scheduler(self.executor, self.budget, self.throughput, n_jobs=cfg.n_jobs,
-                                   job_fn=cfg.job_fn, job_kwargs=self._job_kwargs,
-                                   batch_fn=BATCH_JOB_FNS[cfg.trainer] if self.batched else None,
+                                   job_fn=trainers.job_fn(cfg.trainer), job_kwargs=self._job_kwargs,
+                                   batch_fn=trainers.batch_fn(cfg.trainer) if self.batched else None,
                                    batch_kwargs=self._batch_kwargs,
                                    on_seed=self._on_seed, on_config=self._on_config,
                                    timeout_s=self._timeout_s, objective=cfg.objective)

@@ -11,9 +11,7 @@ MODES = ("stage", "hp", "reward")
 SEARCH_METHODS = ("grid", "random", "bayesian", "tpe", "cmaes", "qmc", "hyperband")
 PRUNERS = ("none", "median", "asha", "hyperband")
 TRAINERS = ("auto", "sb3", "torch")  # auto: torch on the batched tasks, sb3 for gymnasium ids
-# The seed-job function of each trainer (module:function, run in the worker processes).
-JOB_FNS = {"sb3": "automl.training:run_job", "torch": "automl.torch_train:run_job_torch"}
-BATCH_JOB_FNS = {"torch": "automl.torch_train:run_seeds_job_torch"}  # all seeds of a config in one job
+SEED_AXIS_TRAINERS = ("torch",)  # trainers that train all seeds of a config as one job (automl.trainers)
 SEED_BATCHING = ("auto", "on", "off")
 OBJECTIVES = ("mean", "iqm", "lcb")  # automl.scoring.OBJECTIVES (this module imports no numpy)
 FINGERPRINT_DEFAULTS = {"trainer": "sb3", "objective": "mean"}  # what runs recorded before a key existed used
@@ -63,9 +61,9 @@ class RunConfig:
         _check_choice("--seed-batching", self.seed_batching, SEED_BATCHING)
         if self.objective is not None:
             _check_choice("--objective", self.objective, OBJECTIVES)
-        if self.seed_batching == "on" and self.trainer not in (*BATCH_JOB_FNS, "auto"):
+        if self.seed_batching == "on" and self.trainer not in (*SEED_AXIS_TRAINERS, "auto"):
             raise AutoMLError(f"--seed-batching: on needs a trainer that batches seeds (allowed: "
-                              f"--trainer {' | '.join(BATCH_JOB_FNS)}; got --trainer {self.trainer})")
+                              f"--trainer {' | '.join(SEED_AXIS_TRAINERS)}; got --trainer {self.trainer})")
         if self.pruner is not None:
             _check_choice("--pruner", self.pruner, PRUNERS)
         _check_positive("--budget-hours", self.budget_hours, allow_float=True)
@@ -98,14 +96,9 @@ class RunConfig:
             return self.pruner
         return "hyperband" if self.search_method == "hyperband" else "none"
 
-    @property
-    def job_fn(self) -> str:
-        """The seed-job function of the chosen trainer."""
-        return JOB_FNS[self.trainer]
-
     def batches_seeds(self, cuda: bool) -> bool:
         """Whether each config's seeds train as one batched job (`cuda`: the device is a GPU)."""
-        if self.trainer not in BATCH_JOB_FNS or self.seed_batching == "off":
+        if self.trainer not in SEED_AXIS_TRAINERS or self.seed_batching == "off":
             return False
         return self.seed_batching == "on" or cuda
 

@@ -17,7 +17,7 @@ from rich.table import Table
 from automl import scoring
 from automl.config import REWARD_PREFIX, SPACE_KEYS, load_yaml, parse_space
 from automl.errors import AutoMLError
-from automl.training import SeedResult, train_seed
+from automl.training import SeedResult, run_job, train_seed
 
 DEFAULT_SEEDS = 3
 
@@ -63,7 +63,7 @@ def _run_parallel(job_kwargs: list[dict], n_jobs: int) -> list[SeedResult]:
     results: dict[str, Any] = {}
     with LocalProcessExecutor(n_jobs=n_jobs) as ex:
         for i, kwargs in enumerate(job_kwargs):
-            ex.submit(Job(f"seed_{i}", "automl.training:run_job", kwargs))
+            ex.submit(Job(f"seed_{i}", run_job, kwargs))
         while len(results) < len(job_kwargs):
             for event in ex.poll(timeout=1.0):
                 if isinstance(event, Done):

@@ -29,7 +29,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
 import envs  # noqa: E402
 from automl.config import PPOSetup  # noqa: E402
 from automl.ppo_fast import BatchedPPO  # noqa: E402
-from automl.training import train_seed  # noqa: E402
+from automl.training import run_job, train_seed  # noqa: E402
 
 ROLLOUT = 2048
 DUMMY_ENVS, BATCHED_ENVS = 8, 256
@@ -111,7 +111,7 @@ def _executor_round(ex, n_jobs: int, steps: int, tag: str) -> float:
     kwargs = dict(params=BATCHED_SOLVER, env="cartpole", eval_every=10**9, eval_episodes=4, device="cpu")
     start = time.perf_counter()
     for i in range(2 * n_jobs):
-        ex.submit(Job(f"{tag}j{i}", "automl.training:run_job", dict(kwargs, seed=i, total_steps=steps)))
+        ex.submit(Job(f"{tag}j{i}", run_job, dict(kwargs, seed=i, total_steps=steps)))
     done = []
     while len(done) < 2 * n_jobs:
         done += [e.result for e in ex.poll(timeout=5.0) if isinstance(e, Done)]
