@@ -99,12 +99,6 @@ class AnalysisReport:
                 "variance": self.variance, "n_complete_configs": self.n_complete,
                 "n_trials": self.n_trials, "notes": self.notes}
 
-    def table(self, width: int | None = None):
-        """A rich renderable: importance table, top configs, variance split and notes, fitted to
-        `width` columns (None: the width of the console that prints it)."""
-        from automl.plots import report_renderable  # rich layout lives with the other views
-        return report_renderable(self, width)
-
 
 def _plain(value):
     """YAML-safe plain Python value (numpy scalars, tuples, encoded lists)."""
@@ -184,10 +178,9 @@ def _nothing_ranked(run: RunData, metric: str) -> AutoMLError:
     return AutoMLError(f"{run.run_dir}: no complete config with a finite {metric} yet ({states})")
 
 
-def run(run_dir, metric: str = "episode_reward_mean", sort: str = "descending", top: int = 5,
-        importance: str = "fanova", *, plots: bool = True, tensorboard: bool = True) -> AnalysisReport:
-    """Analyse a run directory and write analysis/ (YAML, CSV, PNGs, TensorBoard HParams)."""
-    from automl import plots as views  # matplotlib is imported only when analysing
+def analyse(run_dir, metric: str = "episode_reward_mean", sort: str = "descending", top: int = 5,
+            importance: str = "fanova") -> tuple[AnalysisReport, RunData]:
+    """Analyse a run directory (read only): the report and the run's data (files: automl.analyze)."""
     data = load_run(run_dir)
     _check_args(data, metric, sort, top, importance)
     ranked = data.ranked(metric, sort)
@@ -204,13 +197,4 @@ def run(run_dir, metric: str = "episode_reward_mean", sort: str = "descending", 
             {c.number: c.seed_values(metric) for c in ranked if c.kind != "heldout"}, notes),
         notes=notes, top=top,
         n_complete=len(ranked), n_trials=len(data.configs))
-    out = Path(run_dir) / "analysis"
-    out.mkdir(parents=True, exist_ok=True)
-    report.files.append(views.write_yaml(report.to_yaml_dict(), out / "hyperparameter_importance.yaml"))
-    report.files.append(views.write_trials_csv(data, out / "trials.csv"))
-    if plots:
-        report.files += views.write_plots(data, report, out)
-    if tensorboard:
-        tb = views.write_tb_hparams(data, metric, out / "tb_hparams")
-        report.files += [tb] if tb else []
-    return report
+    return report, data

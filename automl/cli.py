@@ -142,11 +142,11 @@ def _dispatch(args, argv) -> int:
                       n_jobs=args.n_jobs)
         return 0
     if args.command == "analyze":
-        from automl import analysis
+        from automl import analyze
         from rich.console import Console
-        report = analysis.run(args.run_dir, metric=args.metric, sort=args.sort, top=args.top,
+        report = analyze.run(args.run_dir, metric=args.metric, sort=args.sort, top=args.top,
                               importance=args.importance)
-        Console().print(report.table())
+        Console().print(analyze.table(report))
         return 0
     if args.command == "status":
         from automl import status

@@ -11,7 +11,7 @@ import yaml
 from rich.console import Console
 
 from _synthetic_runs import DRIVERS, SPACE, SynthTrial, make_trials, sample_params, write_run
-from automl import analysis
+from automl import analysis, analyze
 from automl.errors import AutoMLError
 from automl.variance import variance_split
 
@@ -46,7 +46,7 @@ def known_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def known_report(known_run):
     before = {p.name: _digest(p) for p in (known_run / "study.db", known_run / "automl_state.yaml")}
-    report = analysis.run(known_run, importance="both")
+    report = analyze.run(known_run, importance="both")
     after = {p.name: _digest(p) for p in (known_run / "study.db", known_run / "automl_state.yaml")}
     assert before == after, "analysis must never write to the study or the state file"
     return report
@@ -72,7 +72,7 @@ def test_without_state_file_importance_uses_the_intersection(tmp_path):
     for t in trials[:10]:
         t.kind = "reward"  # half the configs carry the weight, half do not
     run_dir = write_run(tmp_path, trials, state=False, omit_in_study={"hp": ("reward.collision",)})
-    report = analysis.run(run_dir, plots=False, tensorboard=False)
+    report = analyze.run(run_dir, plots=False, tensorboard=False)
     assert "reward.collision" not in {r["parameter"] for r in report.ranking}
     assert any("not ranked" in n and "reward.collision" in n for n in report.notes)
 
@@ -148,7 +148,7 @@ def test_plots_and_tensorboard_are_written(known_report, known_run):
 
 def test_table_renders(known_report):
     console = Console(record=True, width=160)
-    console.print(known_report.table())
+    console.print(analyze.table(known_report))
     text = console.export_text()
     assert "learning_rate" in text and "config_950" in text and "seed share" in text
 
@@ -166,7 +166,7 @@ def _top_header(text):
 
 
 def test_table_fits_80_columns_without_cutting_cells(known_report):
-    text = _printed(known_report.table(width=80), 80)
+    text = _printed(analyze.table(known_report, width=80), 80)
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "…" not in text
     for c in known_report.top_configs:        # every top config in full, with its value and CI
@@ -193,8 +193,8 @@ def test_table_fits_80_columns_without_cutting_cells(known_report):
 
 
 def test_wide_table_shows_more_columns(known_report):
-    narrow = _top_header(_printed(known_report.table(width=80), 80))
-    text = _printed(known_report.table(width=160), 160)
+    narrow = _top_header(_printed(analyze.table(known_report, width=80), 80))
+    text = _printed(analyze.table(known_report, width=160), 160)
     wide = _top_header(text)
     assert len(wide) == 6 + len(known_report.ranking) > len(narrow)
     assert "not shown at this width" not in text and "…" not in text
@@ -202,12 +202,12 @@ def test_wide_table_shows_more_columns(known_report):
 
 
 def test_table_width_defaults_to_the_console(known_report):
-    assert _printed(known_report.table(), 80) == _printed(known_report.table(width=80), 80)
-    assert _printed(known_report.table(), 160) == _printed(known_report.table(width=160), 160)
+    assert _printed(analyze.table(known_report), 80) == _printed(analyze.table(known_report, width=80), 80)
+    assert _printed(analyze.table(known_report), 160) == _printed(analyze.table(known_report, width=160), 160)
 
 
 def test_sort_ascending_changes_top_configs(known_run, known_report):
-    low = analysis.run(known_run, sort="ascending", top=3, plots=False, tensorboard=False)
+    low = analyze.run(known_run, sort="ascending", top=3, plots=False, tensorboard=False)
     values = [c["episode_reward_mean"] for c in low.top_configs]
     assert values == sorted(values) and len(values) == 3
     assert low.top_configs[0]["config_id"] != known_report.top_configs[0]["config_id"]
@@ -222,14 +222,14 @@ def small_run(tmp_path_factory):
 
 @pytest.mark.parametrize("metric", ["success_rate", "shaped_return", "iqm", "reference_return"])
 def test_other_metrics(small_run, metric):
-    report = analysis.run(small_run, metric=metric, top=4, plots=False, tensorboard=False)
+    report = analyze.run(small_run, metric=metric, top=4, plots=False, tensorboard=False)
     values = [c[metric] for c in report.top_configs]
     assert values == sorted(values, reverse=True)
 
 
 def test_unknown_metric_lists_the_known_ones(known_run):
     with pytest.raises(AutoMLError) as err:
-        analysis.run(known_run, metric="foo", plots=False, tensorboard=False)
+        analyze.run(known_run, metric="foo", plots=False, tensorboard=False)
     msg = str(err.value)
     assert "\n" not in msg and "--metric: unknown metric 'foo'" in msg
     assert "episode_reward_mean" in msg and "success_rate" in msg and "reference_return" in msg
@@ -239,12 +239,12 @@ def test_unknown_metric_lists_the_known_ones(known_run):
                                           ({"top": 0}, "--top")])
 def test_bad_arguments(known_run, kwargs, flag):
     with pytest.raises(AutoMLError, match=flag):
-        analysis.run(known_run, plots=False, tensorboard=False, **kwargs)
+        analyze.run(known_run, plots=False, tensorboard=False, **kwargs)
 
 
 def test_missing_run_dir(tmp_path):
     with pytest.raises(AutoMLError, match="no automl_state.yaml or study.db found"):
-        analysis.run(tmp_path / "nowhere")
+        analyze.run(tmp_path / "nowhere")
 
 
 def test_no_complete_trial(tmp_path):
@@ -252,11 +252,11 @@ def test_no_complete_trial(tmp_path):
     trials = [SynthTrial("config_000", sample_params(rng), [], state="pruned"),
               SynthTrial("config_001", sample_params(rng), [], state="failed")]
     with pytest.raises(AutoMLError, match=r"no complete config .* \(1 failed, 1 pruned\)"):
-        analysis.run(write_run(tmp_path, trials, status="running"))
+        analyze.run(write_run(tmp_path, trials, status="running"))
 
 
 def test_single_trial(tmp_path):
-    report = analysis.run(write_run(tmp_path, make_trials(1, 3)), plots=True, tensorboard=False)
+    report = analyze.run(write_run(tmp_path, make_trials(1, 3)), plots=True, tensorboard=False)
     assert report.ranking == [] and report.variance is None and len(report.top_configs) == 1
     assert any("at least 2 complete configs" in n for n in report.notes)
     assert (tmp_path / "analysis" / "optimization_history.png").exists()
@@ -265,7 +265,7 @@ def test_single_trial(tmp_path):
 def test_running_run_with_partial_data(tmp_path):
     trials = make_trials(8, 3, seed=4)
     trials[-1].state, trials[-1].seeds = "running", trials[-1].seeds[:1]
-    report = analysis.run(write_run(tmp_path, trials, status="running"), plots=False, tensorboard=False)
+    report = analyze.run(write_run(tmp_path, trials, status="running"), plots=False, tensorboard=False)
     assert report.n_complete == 7 and report.n_trials == 8
     assert any("still going" in n for n in report.notes)
     assert any("rough hint" in n for n in report.notes)

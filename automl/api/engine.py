@@ -114,13 +114,34 @@ class TrialContext:
 
     def channel(self):
         """A channel for automl.training.train_seed(channel=...): its evaluations feed this trial's pruner."""
-        from automl.api.tuners import PruneChannel
-
         return PruneChannel(self.trial)
 
     def set_user_attr(self, key: str, value: Any) -> None:
         """Store extra information with the trial."""
         self.trial.set_user_attr(key, study_io.plain(value))
+
+
+class PruneChannel:
+    """train_seed's channel: evaluations go to the trial's pruner; a prune decision stops training."""
+
+    def __init__(self, trial: optuna.Trial | None):
+        self.trial, self.reason = trial, None
+
+    def report(self, payload: Mapping) -> None:
+        """Report one evaluation (eval_index, value) as an intermediate value."""
+        if self.trial is None:
+            return
+        self.trial.report(float(payload["value"]), int(payload["eval_index"]))
+        if self.reason is None and self.trial.should_prune():
+            self.reason = f"pruned at evaluation {payload['eval_index']}"
+
+    def stop_requested(self) -> bool:
+        """Whether the pruner asked to stop."""
+        return self.reason is not None
+
+    def stop_reason(self) -> str | None:
+        """Why training should stop."""
+        return self.reason
 
 
 def split_value(out: Any, metric: str) -> tuple[float, dict]:

@@ -24,7 +24,7 @@ from typing import Any
 import optuna
 
 from automl.api import study_io
-from automl.api.engine import SearchConfig, SearchEngine, TrialFailed, run_trial
+from automl.api.engine import PruneChannel, SearchConfig, SearchEngine, TrialFailed, run_trial
 from automl.api.hyperparameters import HyperParameters
 from automl.api.study_io import SearchResult
 from automl.errors import AutoMLError
@@ -54,29 +54,6 @@ class TunerTrial:
     metrics: dict
     status: str
     number: int
-
-
-class PruneChannel:
-    """train_seed's channel: evaluations go to the trial's pruner; a prune decision stops training."""
-
-    def __init__(self, trial: optuna.Trial | None):
-        self.trial, self.reason = trial, None
-
-    def report(self, payload: Mapping) -> None:
-        """Report one evaluation (eval_index, value) as an intermediate value."""
-        if self.trial is None:
-            return
-        self.trial.report(float(payload["value"]), int(payload["eval_index"]))
-        if self.reason is None and self.trial.should_prune():
-            self.reason = f"pruned at evaluation {payload['eval_index']}"
-
-    def stop_requested(self) -> bool:
-        """Whether the pruner asked to stop."""
-        return self.reason is not None
-
-    def stop_reason(self) -> str | None:
-        """Why training should stop."""
-        return self.reason
 
 
 class Oracle:
