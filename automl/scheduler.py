@@ -228,10 +228,13 @@ class Scheduler:
             self.on_config(cfg)
 
     def drain(self, *, hard_deadline: float, grace_s: float = 10.0) -> None:
-        """Wait for running jobs; past the hard deadline plus grace, kill what is left."""
+        """Wait for running jobs; past the hard deadline plus grace, drop the queued seeds and kill
+        what is left (nothing runs when it returns)."""
         while self.jobs:
             self.step(0.25)
             if self.budget.clock() > hard_deadline + grace_s:
+                for cfg in self.active:
+                    cfg.pending.clear()
                 for job_id in list(self.jobs):
                     self.executor.cancel(job_id)
                 self.step(0.5)

@@ -513,9 +513,6 @@ def test_drain_kills_what_still_runs_once_the_hard_deadline_plus_grace_passed(ex
     assert h.configs_done == ["k"] and config_state(cfg) == "stopped_at_deadline"
 
 
-@pytest.mark.xfail(strict=True, reason="scheduler.py:236-238 with :119: after killing the running jobs "
-                   "past the hard deadline + grace, drain's last step() ends with _submit(), which starts "
-                   "the config's queued seeds; drain returns with those jobs running")
 def test_drain_past_the_hard_deadline_leaves_nothing_running(executors, gates):
     clock = TickClock()
     study = memory_study(make_pruner("none"))
