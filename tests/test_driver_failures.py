@@ -88,7 +88,7 @@ def test_crashing_and_diverging_configs_become_failed_seeds_told_worst_and_the_r
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "Records.worst_value (records.py:197-204) is 0.0 while no finite result is recorded yet, so a config "
+    "Records.worst_value (records.py:187-193) is 0.0 while no finite result is recorded yet, so a config "
     "that fails before any other finished (crashes are fast; with n_jobs >= 2 one often fails while the "
     "prior still trains) is told 0.0 -- better than every result of a task whose returns are negative"))
 def test_a_config_failing_before_any_result_is_told_worse_than_every_result(tmp_path):
