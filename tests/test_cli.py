@@ -31,10 +31,19 @@ def alive(pid):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("cli") / "run"
-    r = automl("--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours", "0.02",
+    # Independent of machine speed: trial length and evaluation schedule fixed by flags, and a
+    # budget far above what the run needs (~20 s), so held-out training is never cut short; the
+    # run does not grow with the budget (trials are not shrunk, so the last phase is not extended).
+    r = automl("--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours", "0.25",
                "--hp-trials", "2", "--seeds", "2", "--top-k", "1", "--n-jobs", "2",
-               "--trial-steps", "4096", "--run-dir", str(run_dir))
+               "--trial-steps", "4096", "--eval-every", "2048", "--eval-episodes", "8",
+               "--run-dir", str(run_dir))
     assert r.returncode == 0, r.stderr
+    st = state(run_dir)
+    assert st["status"] == "finished" and st["plan"]["shrunk"] is False, st["plan"]
+    held = [t for t in st["trials"] if t["kind"] == "heldout"]
+    assert sorted(t["config_id"] for t in held) == ["config_000", "config_001"], held  # top-1 and baseline
+    assert all(t["state"] == "complete" and len(t["seeds"]) == 2 for t in held), held
     return run_dir
 
 
@@ -86,7 +95,19 @@ def test_train_reruns_the_exported_config(finished_run, tmp_path):
 def test_status_prints_the_run(finished_run):
     r = automl("status", "--run-dir", str(finished_run))
     assert r.returncode == 0, r.stderr
-    assert "config_000" in r.stdout and "heldout" in r.stdout
+    st = state(finished_run)
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("finished  env=cartpole  stage=heldout#0  budget "), lines[0]
+    best = st["best"]
+    assert sum(f"best: {best['config_id']}  mean={best['score']['mean']:.3g}  " in ln for ln in lines) == 1, lines
+    # the trials table: one row per trial of the state file, in order, with its kind, state, seeds, mean
+    head = [[c.strip() for c in ln.strip("┃ ").split("┃")] for ln in lines if ln.startswith("┃")]
+    assert head == [["config", "kind", "cycle", "state", "seeds", "mean", "ci95"]], head
+    rows = [[c.strip() for c in ln.strip("│ ").split("│")] for ln in lines if ln.startswith("│")]
+    expected = [[t["config_id"], t["kind"], str(t["cycle"]), t["state"], str(len(t["seeds"])),
+                 f"{t['score']['mean']:.3g}"] for t in st["trials"]]
+    assert [row[:6] for row in rows] == expected
+    assert [row[1] for row in rows] == ["hp", "hp", "heldout", "heldout"]
 
 
 def test_status_and_export_without_a_run_are_one_line(tmp_path):

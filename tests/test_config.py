@@ -183,7 +183,28 @@ def test_non_utf8_bytes(tmp_path):
         load_space(path)
 
 
-def test_canonical_name_covers_every_alias():
-    for alias, canonical in config.ALIASES.items():
-        assert config.canonical_name(alias, path="p", key="k") == canonical
-        assert canonical in config.DOMAINS
+# SB3 spelling -> seed (canonical) spelling, written out by hand from SB3's PPO signature and the
+# seed's search_space.yaml: the oracle for canonical_name, independent of config.ALIASES.
+SB3_SPELLINGS = {
+    "gamma": "discount_factor", "gae_lambda": "lambda_param", "clip_range": "ratio_clip",
+    "clip_range_vf": "value_clip", "ent_coef": "entropy_loss_scale", "vf_coef": "value_loss_scale",
+    "max_grad_norm": "grad_norm_clip", "n_epochs": "learning_epochs", "n_steps": "rollouts",
+    "net_arch": "policy_hidden_layer_sizes",
+}
+
+
+def test_canonical_name_maps_each_sb3_spelling_to_the_seed_name():
+    for sb3, seed in SB3_SPELLINGS.items():
+        assert config.canonical_name(sb3, path="p", key="k") == seed, sb3
+        assert config.canonical_name(seed, path="p", key="k") == seed  # a canonical name is kept
+        assert seed in config.DOMAINS
+    # every accepted alias is one of the above (a new one needs its row here)
+    assert set(config.ALIASES) == set(SB3_SPELLINGS)
+    # the aliases are real SB3 names: PPO(...) arguments, or net_arch in policy_kwargs
+    import inspect
+
+    from stable_baselines3 import PPO
+    assert set(SB3_SPELLINGS) - set(inspect.signature(PPO).parameters) == {"net_arch"}
+    for wrong in ("learnin_rate", "n_step", 3):
+        with pytest.raises(AutoMLError, match="unknown parameter"):
+            config.canonical_name(wrong, path="p", key="k")

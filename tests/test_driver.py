@@ -18,6 +18,7 @@ from _cli import ROOT, TINY, automl, state
 
 ROOMY = "0.25"  # hours; each run here needs well under a minute of it
 
+
 def seed_results(st):
     """(config_id, kind, seed) -> per-seed record, for every finished seed."""
     out = {}

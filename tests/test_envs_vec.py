@@ -46,10 +46,25 @@ def test_cartpole_termination_is_not_truncation():
     assert infos[i]["true_return"] == infos[i]["episode"]["r"] == infos[i]["episode"]["l"]
 
 
-def test_seed_through_vecenv_api():
-    a, b = (envs.make_vec("navigation", 4, device="cpu", seed=0) for _ in range(2))
-    a.seed(11), b.seed(11)
-    np.testing.assert_array_equal(a.reset(), b.reset())
+@pytest.mark.parametrize("task", envs.TASKS)
+def test_seed_through_vecenv_api(task):
+    # built with different seeds: only seed() can make their resets agree
+    a, b = envs.make_vec(task, 4, device="cpu", seed=0), envs.make_vec(task, 4, device="cpu", seed=5)
+    unseeded = envs.make_vec(task, 4, device="cpu", seed=0).reset()
+    assert a.seed(11) == [11, 12, 13, 14]
+    b.seed(11)
+    first = a.reset()
+    np.testing.assert_array_equal(first, b.reset())
+    assert not np.array_equal(first, unseeded)  # seed() changed what a's reset returned
+    # seed(11) means what seed=11 at construction means; another seed gives another start
+    np.testing.assert_array_equal(first, envs.make_vec(task, 4, device="cpu", seed=11).reset())
+    other = envs.make_vec(task, 4, device="cpu", seed=0)
+    other.seed(12)
+    assert not np.array_equal(other.reset(), first)
+    # the seed is used once: the next reset goes on from there instead of repeating it
+    again = a.reset()
+    np.testing.assert_array_equal(again, b.reset())
+    assert not np.array_equal(again, first)
 
 
 @pytest.mark.parametrize("task", envs.TASKS)

@@ -41,7 +41,13 @@ def test_better_true_metric_never_alarms():
 def test_without_terms_falls_back_to_own_shaped_returns():
     inc = entry("config_001", 0.8, 12.0, {}, {"progress": 1.0})
     cand = entry("config_012", 0.5, 14.0, {}, {"progress": 1.0})
-    assert hacking_alarm(cand, inc) is not None
+    alarm = hacking_alarm(cand, inc)
+    assert alarm["kind"] == "reward_hacking" and alarm["config_id"] == "config_012"
+    # the reference is the incumbent's own shaped return, 12: 14 is +17%; 0.5 vs 0.8 is -38%
+    assert alarm["detail"].startswith("shaped return +17% (both under its weights), true metric -38% "
+                                      "vs incumbent config_001 ("), alarm["detail"]
+    # 13 is only +8% over that reference: under the 10% margin, so no alarm
+    assert hacking_alarm(entry("config_013", 0.5, 13.0, {}, {"progress": 1.0}), inc) is None
 
 
 def test_demo_case_one_episode_of_difference_is_noise():
