@@ -5,14 +5,14 @@ import time
 
 import optuna
 
-from automl import records, space as space_mod, studies
+from automl import records, studies
 from automl.budget import Budget, Throughput
 from automl.calibration import calibrate, check_minimum_budget
-from automl.config import to_ppo_setup
-from automl.errors import AutoMLError
 from automl.runconfig import RunConfig
 from automl.scheduler import ConfigRun, Scheduler
-from automl.scoring import score as score_seeds
+from automl.scoring import objective_value, score as score_seeds
+from automl.search.hp import HPSearch
+from automl.search.reward import RewardSearch, make_reward_sampler
 from automl.setup import (Inputs, Plan, check_resume, fingerprint, make_plan, nominal_calibration,
                           resolve_inputs, resolve_defaults, stage_list)
 from automl.state import StateStore
@@ -74,13 +74,21 @@ class RunContext:
                                          sampler=optuna.samplers.RandomSampler(seed=inputs.base_seed))
         self.hp_study = studies.open_study(url, studies.HP_SAMPLER, sampler=make_sampler(
             cfg.search_method, seed=inputs.base_seed, spec=inputs.spec))
+        asked = len(self.hp_study.get_trials(deepcopy=False))
+        if asked and cfg.search_method not in ("grid", "qmc"):
+            # a resumed session continues the sampler's random stream instead of repeating the first
+            # session's proposals (grid and QMC keep their place from the trials themselves)
+            self.hp_study.sampler = make_sampler(cfg.search_method, seed=inputs.base_seed + asked, spec=inputs.spec)
+        self.searches = {"hp": HPSearch(self.hp_study, inputs.spec, space_path=inputs.space_path,
+                                        method=cfg.search_method)}
         self.executor = (self._executor_factory or (lambda n: make_executor("local", n_jobs=n)))(cfg.n_jobs)
         self.throughput = Throughput(steps_per_s=self.plan.steps_per_s)
         self._restore_or_calibrate()
         self.reward_study = None
         if inputs.terms:
-            self.reward_study = studies.open_study(url, studies.REWARD_SAMPLER, sampler=studies.make_reward_sampler(
+            self.reward_study = studies.open_study(url, studies.REWARD_SAMPLER, sampler=make_reward_sampler(
                 inputs.terms, seed=inputs.base_seed, population=self.plan.population))
+            self.searches["reward"] = RewardSearch(self.reward_study, inputs.terms, inputs.default_weights)
         self.budget.set_reserve(self.plan.reserve_s)
         self.batched = cfg.batches_seeds(cuda=_on_cuda(cfg.device))
         self._last_stage = (stage_list(self.plan, cfg.mode, cfg.max_trials, bool(inputs.terms)) or [None])[-1]
@@ -91,8 +99,8 @@ class RunContext:
                                    on_seed=self._on_seed, on_config=self._on_config,
                                    timeout_s=self._timeout_s, objective=cfg.objective)
         self._resume = self.records.load_from_study()
-        if self.old is None and cfg.search_method != "grid":
-            self.hp_study.enqueue_trial(space_mod.encode_params(inputs.spec, space_mod.prior_params(inputs.spec)))
+        if self.old is None:
+            self.searches["hp"].warm_start()
         self.record.set_user_attr("fingerprint", self.fp)
         self.store.event("resume" if self.old else "start", command=cfg.command, plan=self.plan.to_dict())
         self.write_state("running")
@@ -182,51 +190,24 @@ class RunContext:
             self.driver_s += time.perf_counter() - t0
 
     def _propose(self, kind: str, cycle: int) -> ConfigRun | None:
+        """HP phase: the HP search's params with the incumbent's weights; reward phase: the reward
+        search's weights with the incumbent's params."""
+        hp = self.searches["hp"]
         for _ in range(MAX_REJECTS):
             if kind == "hp":
-                got = self._ask_hp()
+                got = hp.ask(self.records.grid_cursor())
+                if got is None:
+                    return None
+                (ticket, params), weights = got, dict(self.records.best_weights())
             else:
-                got = self._ask_reward()
-            if got is None:
-                return None
-            sampler, params, weights = got
-            reason = self._rejection(params)
+                (ticket, weights), params = self.searches["reward"].ask(), dict(self.records.best_params())
+            reason = hp.rejection(params)
             if reason:
-                studies.tell_sampler(*sampler, None, "rejected")
+                self.searches[kind].tell(ticket, None, "rejected")
                 self.records.rejected(kind, cycle, params, weights, reason)
                 continue
-            return self.records.new_config(kind, cycle, params, weights, sampler,
+            return self.records.new_config(kind, cycle, params, weights, ticket,
                                            self.inputs.tuning_seeds, self.plan.trial_steps)
-        return None
-
-    def _ask_hp(self):
-        spec = self.inputs.spec
-        if self.cfg.search_method == "grid":
-            # Optuna's GridSampler ignores enqueued trials, so the grid is walked here, in order.
-            points = space_mod.grid(spec)
-            i = self.records.grid_cursor()
-            if i >= len(points):
-                return None
-            self.hp_study.enqueue_trial(space_mod.encode_params(spec, points[i]))
-        trial = self.hp_study.ask()
-        params = space_mod.suggest(trial, spec)
-        return (self.hp_study, trial._trial_id), params, dict(self.records.best_weights())
-
-    def _ask_reward(self):
-        trial = self.reward_study.ask()
-        weights = dict(self.inputs.default_weights)
-        for name, dist in studies.weight_distributions(self.inputs.terms).items():
-            weights[name.split(".", 1)[1]] = trial.suggest_float(name, dist.low, dist.high)
-        return (self.reward_study, trial._trial_id), dict(self.records.best_params()), weights
-
-    def _rejection(self, params: dict) -> str | None:
-        violated = space_mod.violated_constraints(self.inputs.spec, params)
-        if violated:
-            return "constraint: " + violated[0]
-        try:
-            to_ppo_setup({**self.inputs.spec.fixed, **params}, path=self.inputs.space_path)
-        except AutoMLError as exc:
-            return str(exc)
         return None
 
     # ---- jobs and results ---------------------------------------------------------------
@@ -292,7 +273,16 @@ class RunContext:
         # deadline-stopped config has no comparable score.
         score = score_seeds(values, worst=self.records.worst_value()) \
             if values and state in ("complete", "failed") else None
-        self.records.config_done(c, state, score)
+        incumbent = self.records.best_entry()  # before this config counts
+        entry = self.records.config_done(c, state, score)
+        if c.sampler is not None:
+            # Samplers learn that a failed config is bad: it is told as the worst value.
+            told = objective_value(score, self.cfg.objective) if score and state in ("complete", "failed") else None
+            self.searches[c.kind].tell(c.sampler, told, "pruned" if state == "pruned" else "complete")
+        if c.kind == "reward" and state == "complete":
+            alarm = RewardSearch.alarm(entry, incumbent, self.records.tuned())
+            if alarm:
+                self.records.add_alarm(alarm)
         if c.batched and not self.cfg.keep_checkpoints and state in ("complete", "failed"):
             from automl.checkpoint import remove  # every seed recorded: the batch's checkpoint is not needed
 

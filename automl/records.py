@@ -14,9 +14,9 @@ from optuna.trial import TrialState
 from automl import space as space_mod, studies
 from automl.scheduler import ConfigRun
 from automl.scoring import objective_value
+from automl.search.reward import weight_distributions
 from automl.setup import stage_list
 
-HACKING_MARGIN = 0.10  # shaped return +10% while the true metric is -10% vs the incumbent
 TUNING_KINDS = ("hp", "reward")
 
 
@@ -35,6 +35,10 @@ class Records:
         resume = []
         for t in ctx.record.get_trials(deepcopy=False):
             a = t.user_attrs
+            if t.state == TrialState.RUNNING and "config_id" not in a:
+                # killed while being recorded (config_id is set last): never trained, not a config
+                ctx.record.tell(t.number, state=TrialState.FAIL)
+                continue
             entry = self._entry_from_trial(t)
             self.entries[t.number] = entry
             if t.state == TrialState.RUNNING and not a.get("rejected"):
@@ -82,7 +86,7 @@ class Records:
     def _record(self, kind, cycle, params, weights, attrs):
         ctx = self.ctx
         dists = {**space_mod.distributions(ctx.inputs.spec),
-                 **studies.weight_distributions(ctx.inputs.terms)}
+                 **weight_distributions(ctx.inputs.terms)}
         values = {**space_mod.encode_params(ctx.inputs.spec, params),
                   **{f"reward.{k}": v for k, v in weights.items() if f"reward.{k}" in dists}}
         dists = {k: d for k, d in dists.items() if k in values}
@@ -124,39 +128,31 @@ class Records:
         c.trial.set_user_attr("seeds", seeds)
         self.entries[c.trial.number]["seeds"] = seeds
 
-    def config_done(self, c: ConfigRun, state: str, score: dict | None) -> None:
-        """Tell the record and sampler studies how the config ended; check for reward hacking."""
+    def config_done(self, c: ConfigRun, state: str, score: dict | None) -> dict:
+        """Record how the config ended (entry, record study); returns its entry."""
         entry = self.entries[c.trial.number]
-        incumbent = self.best_entry()
         entry["state"] = state
         c.trial.set_user_attr("state", state)
         if score:
             entry["score"] = score
             c.trial.set_user_attr("score", score)
-        value = objective_value(score, self.ctx.cfg.objective) if score else None
         record_state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(state, TrialState.FAIL)
         if record_state == TrialState.COMPLETE:
-            self.ctx.record.tell(c.trial, value)
+            self.ctx.record.tell(c.trial, objective_value(score, self.ctx.cfg.objective))
         else:
             self.ctx.record.tell(c.trial, state=record_state)
-        if c.sampler is not None:
-            # Samplers learn that a failed config is bad: it is told as the worst value.
-            told = value if state in ("complete", "failed") else None
-            studies.tell_sampler(c.sampler[0], c.sampler[1], told,
-                                 "pruned" if state == "pruned" else "complete")
-        if c.kind == "reward" and state == "complete":
-            self._check_hacking(entry, incumbent)
+        return entry
 
-    def _check_hacking(self, entry, incumbent) -> None:
-        if not incumbent or incumbent is entry:
-            return
-        tuned = [e for e in self.entries.values() if e["kind"] in TUNING_KINDS and e["state"] == "complete"]
-        alarm = hacking_alarm(entry, incumbent, pooled_sd=pooled_seed_sd(tuned))
-        if alarm:
-            self.alarms.append(alarm)
-            self.ctx.store.event("alarm", **alarm)
-            if self.ctx.view is not None:
-                self.ctx.view.alarm(alarm)
+    def add_alarm(self, alarm: dict) -> None:
+        """Keep an alarm for the state file and say it (events, live view)."""
+        self.alarms.append(alarm)
+        self.ctx.store.event("alarm", **alarm)
+        if self.ctx.view is not None:
+            self.ctx.view.alarm(alarm)
+
+    def tuned(self) -> list[dict]:
+        """The complete tuning configs."""
+        return [e for e in self.entries.values() if e["kind"] in TUNING_KINDS and e["state"] == "complete"]
 
     # ---- queries ---------------------------------------------------------------------------
     def count(self, kind: str, cycle: int) -> int:
@@ -203,94 +199,6 @@ def ranked(entries, objective: str, kinds) -> list[dict]:
 
 def _finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
-
-
-def _mean_of(entry, key):
-    vals = [r[key] for r in entry["seeds"] if r.get("state") == "complete" and _finite(r.get(key))]
-    return sum(vals) / len(vals) if vals else None
-
-
-def hacking_alarm(candidate: dict, incumbent: dict, *, pooled_sd: float | None = None) -> dict | None:
-    """A reward_hacking alarm when the candidate earns >= 10% more shaped reward than the
-    incumbent (both priced under the candidate's weights) while its true metric is >= 10% lower
-    AND that drop is outside the seed noise (see `drop_beyond_noise`).
-
-    The incumbent's per-term episode sums, weighted by the candidate's weights, say what the
-    incumbent's policy would have earned under the candidate's reward; only when the incumbent
-    recorded no terms is its own shaped return used instead.
-    """
-    shaped = _mean_of(candidate, "shaped_return")
-    ref = _shaped_under(incumbent, candidate.get("reward_weights") or {})
-    if ref is None:
-        ref = _mean_of(incumbent, "shaped_return")
-    ta, tb = candidate["score"]["mean"], incumbent["score"]["mean"]
-    if shaped is None or ref is None:
-        return None
-    if not (shaped >= ref + HACKING_MARGIN * abs(ref) and ta <= tb - HACKING_MARGIN * abs(tb)):
-        return None
-    beyond, test = drop_beyond_noise(_true_values(candidate), _true_values(incumbent), pooled_sd)
-    if not beyond:
-        return None
-    return {"kind": "reward_hacking", "config_id": candidate["config_id"],
-            "detail": f"shaped return {_pct(shaped, ref)} (both under its weights), "
-                      f"true metric {_pct(ta, tb)} vs incumbent {incumbent['config_id']} ({test})"}
-
-
-NOISE_Z = 2.0  # the drop must exceed this many standard errors of the difference
-
-
-def drop_beyond_noise(cand: list[float], inc: list[float], pooled_sd: float | None) -> tuple[bool, str]:
-    """Whether the candidate's true metric is below the incumbent's beyond seed noise, and the
-    test in words. Both must hold: the 95% bootstrap CIs of the two means are disjoint
-    (candidate's upper end below the incumbent's lower end), and the drop is >= NOISE_Z
-    standard errors, the seed-to-seed std pooled over the run's configs (two seeds alone say
-    little about noise). Without per-seed values nothing is beyond noise."""
-    if not cand or not inc:
-        return False, "no per-seed values"
-    from automl.scoring import bootstrap_ci
-
-    c_lo, c_hi = bootstrap_ci(cand)
-    i_lo, i_hi = bootstrap_ci(inc)
-    drop = sum(inc) / len(inc) - sum(cand) / len(cand)
-    text = f"95% CIs [{c_lo:.3g}, {c_hi:.3g}] vs [{i_lo:.3g}, {i_hi:.3g}]"
-    if not c_hi < i_lo:
-        return False, text + " overlap"
-    if pooled_sd is None or pooled_sd <= 0:
-        return True, text + " disjoint"
-    z = drop / (pooled_sd * math.sqrt(1 / len(cand) + 1 / len(inc)))
-    return z >= NOISE_Z, text + f" disjoint, drop {z:.1f} pooled s.e. (need {NOISE_Z:g})"
-
-
-def pooled_seed_sd(entries) -> float | None:
-    """Seed-to-seed std of the true metric pooled over configs with >= 2 complete seeds."""
-    ss, dof = 0.0, 0
-    for e in entries:
-        vals = _true_values(e)
-        if len(vals) >= 2:
-            m = sum(vals) / len(vals)
-            ss += sum((v - m) ** 2 for v in vals)
-            dof += len(vals) - 1
-    return math.sqrt(ss / dof) if dof else None
-
-
-def _true_values(entry: dict) -> list[float]:
-    return [float(r["episode_reward_mean"]) for r in entry.get("seeds", [])
-            if r.get("state") == "complete" and _finite(r.get("episode_reward_mean"))]
-
-
-def _shaped_under(entry: dict, weights: dict) -> float | None:
-    """Mean over complete seeds of sum_i w_i * term_i, from the recorded per-term sums."""
-    vals = []
-    for r in entry["seeds"]:
-        terms = r.get("terms") or {}
-        if r.get("state") != "complete" or not weights or not set(weights) <= set(terms):
-            return None
-        vals.append(sum(float(w) * float(terms[k]) for k, w in weights.items()))
-    return sum(vals) / len(vals) if vals else None
-
-
-def _pct(a, b) -> str:
-    return f"{(a - b) / abs(b) * 100:+.0f}%" if b else f"{a - b:+.3g}"
 
 
 def state_dict(ctx, status: str) -> dict:

@@ -14,7 +14,7 @@ from automl.config import SpaceSpec, to_ppo_setup
 from automl.errors import AutoMLError
 from automl.runconfig import FINGERPRINT_DEFAULTS, RunConfig
 from automl.state import StateStore
-from automl.studies import default_population
+from automl.search.reward import default_population
 
 # Nominal steps/s per worker before anything was measured (dry runs and first plan only).
 NOMINAL_STEPS_PER_S = {"cartpole": 40_000.0, "navigation": 25_000.0}

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import optuna
-from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from automl.errors import AutoMLError
@@ -146,33 +145,6 @@ def open_study(url: str, name: str, *, sampler=None, pruner=None) -> optuna.Stud
     except Exception as exc:  # storage URLs fail in many library-specific ways
         raise AutoMLError(f"--storage: cannot open {url!r}: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
-
-
-def weight_distributions(terms: Mapping[str, Mapping]) -> dict[str, FloatDistribution]:
-    """Optuna distributions of the searched reward weights, named `reward.<term>`."""
-    return {f"reward.{name}": FloatDistribution(float(t["low"]), float(t["high"]))
-            for name, t in terms.items() if float(t["low"]) < float(t["high"])}
-
-
-def default_population(n_weights: int) -> int:
-    """CMA-ES's default population size, 4 + floor(3 ln n)."""
-    return 4 + int(math.floor(3 * math.log(max(1, n_weights))))
-
-
-def make_reward_sampler(terms: Mapping[str, Mapping], *, seed: int, population: int):
-    """CMA-ES over the weights, started at the default weights; its state lives in the trials."""
-    x0 = {f"reward.{k}": float(t["default"]) for k, t in terms.items()
-          if float(t["low"]) < float(t["high"])}
-    widths = [float(t["high"]) - float(t["low"]) for t in terms.values()
-              if float(t["low"]) < float(t["high"])]
-    sigma0 = min(widths) / 4 if widths else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return optuna.samplers.CmaEsSampler(
-            x0=x0, sigma0=sigma0, seed=seed, popsize=max(2, population), n_startup_trials=0,
-            warn_independent_sampling=False,
-            independent_sampler=optuna.samplers.RandomSampler(seed=seed))
-
 
 
 def attach(study: optuna.Study, trial_id: int) -> optuna.Trial:

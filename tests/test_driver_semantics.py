@@ -350,3 +350,31 @@ def test_reward_hacking_alarm_reaches_the_state_file_and_survives_resume(tmp_pat
     assert st2["best"]["config_id"] == "config_002"
     assert st2["alarms"] == [alarm]   # kept across the resume; 002 and 003 raise none
     assert [e["config_id"] for e in events(tmp_path / "run") if e["event"] == "alarm"] == ["config_001"]
+
+
+def test_a_resumed_session_does_not_repeat_the_first_sessions_proposals(tmp_path):
+    # session 1 proposes the prior and one random config, then Ctrl-C; session 2 proposes two more.
+    # A sampler re-seeded with the same seed would propose config_001's params again.
+    ctx1, _, clock1 = sim(tmp_path, mode="hp", hp_trials=4, seeds=1, top_k=1, n_jobs=1, interrupt_after=2)
+    assert driver.run(ctx1) == 130
+    ctx2, _, _ = sim(tmp_path, clock=FakeClock(clock1.t + 10.0), mode="hp", hp_trials=4, seeds=1, top_k=1, n_jobs=1)
+    assert driver.run(ctx2) == 0
+    hp = entries(state(tmp_path / "run"), "hp")
+    assert [t["config_id"] for t in hp] == ["config_000", "config_001", "config_002", "config_003"]
+    params = [tuple(sorted(t["params"].items())) for t in hp]
+    assert len(set(params)) == 4, params
+
+
+def test_a_record_trial_killed_before_it_was_recorded_is_failed_not_resumed(tmp_path):
+    # kill -9 between the record study's ask() and the config's attributes: a RUNNING trial with no
+    # config_id. On resume it is told FAIL and never shows up as a config.
+    ctx1, _, _ = sim(tmp_path, mode="hp", hp_trials=1, seeds=1, top_k=1, n_jobs=1)
+    assert driver.run(ctx1) == 0
+    half = ctx1.record.ask()   # what the killed session left behind
+    half.set_user_attr("kind", "hp")
+    ctx2, _, _ = sim(tmp_path, mode="hp", hp_trials=1, seeds=1, top_k=1, n_jobs=1)
+    assert driver.run(ctx2) == 0
+    st = state(tmp_path / "run")
+    assert [t["config_id"] for t in st["trials"] if t["kind"] == "hp"] == ["config_000"]
+    assert all(t["state"] != "running" for t in st["trials"])
+    assert ctx2.record.get_trials()[half.number].state.name == "FAIL"

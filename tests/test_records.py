@@ -1,6 +1,6 @@
 """Reward-hacking alarm: shaped returns compared under the candidate's own weights, and a
 true-metric drop that must be outside the seed noise."""
-from automl.records import drop_beyond_noise, hacking_alarm, pooled_seed_sd
+from automl.search.reward import drop_beyond_noise, hacking_alarm, pooled_seed_sd
 
 
 def entry(cid, true, shaped, terms, weights, spread=0.0, n=3):
