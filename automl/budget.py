@@ -93,6 +93,10 @@ class Budget:
         """True once the hard deadline has passed."""
         return self.clock() >= self.deadline
 
+    def tuning_over(self) -> bool:
+        """True once the tuning deadline has passed (only the held-out reserve is left)."""
+        return self.clock() >= self.tuning_deadline
+
 
 def plan_trial_steps(*, default_steps: int, budget_s: float, seed_jobs: int, n_jobs: int,
                      throughput: Throughput, rollout: int = 1) -> int:

@@ -6,6 +6,8 @@ that cannot fit one config at the minimum trial length is refused here, in one l
 """
 from __future__ import annotations
 
+import math
+
 from automl import space as space_mod
 from automl.budget import Budget
 from automl.errors import AutoMLError
@@ -28,7 +30,7 @@ def calibrate(cfg: RunConfig, inputs: Inputs, executor, budget: Budget, store: S
                       eval_every=steps, eval_episodes=episodes, device=cfg.device)
         executor.submit(Job(job_id=f"calibrate{i}", fn=trainers.job_fn(cfg.trainer), kwargs=kwargs, timeout_s=timeout))
     clock = budget.clock
-    rates, evals_s, startups, pending, deadline = [], [], [], cfg.n_jobs, clock() + timeout + 5
+    rates, evals_s, startups, values, pending, deadline = [], [], [], [], cfg.n_jobs, clock() + timeout + 5
     while pending and clock() < deadline:
         for ev in executor.poll(0.5):
             if not isinstance(ev, Done):
@@ -42,10 +44,12 @@ def calibrate(cfg: RunConfig, inputs: Inputs, executor, budget: Budget, store: S
             rates.append(v["steps"] / max(v["train_s"], 1e-6))
             evals_s.append(eval_s / max(1, len(v.get("evals") or [1])))
             startups.append(max(1.0, ev.result.wall_s - v["train_s"] - eval_s))
+            if isinstance(v.get("episode_reward_mean"), (int, float)) and math.isfinite(v["episode_reward_mean"]):
+                values.append(float(v["episode_reward_mean"]))
     if pending:
         raise AutoMLError(f"{inputs.space_path}: calibration run of the prior config timed out")
     cal = Calibration(train_steps_per_s=max(1.0, min(rates)), eval_s_each=max(evals_s),
-                      episodes=episodes, startup_s=max(startups))
+                      episodes=episodes, startup_s=max(startups), floor=min(values) if values else None)
     store.event("calibrated", steps=steps, train_steps_per_s=[round(r) for r in rates],
                 eval_s_each=round(cal.eval_s_each, 3), startup_s=round(cal.startup_s, 2))
     return cal

@@ -1,6 +1,7 @@
 """RunContext: the live state of one run — studies, budget, executor, configs — and its proposals."""
 from __future__ import annotations
 
+import math
 import time
 
 import optuna
@@ -155,8 +156,11 @@ class RunContext:
         self.write_state("running")
 
     def tuning_over(self) -> bool:
-        """No more tuning configs may start (deadline or exhausted space)."""
-        return self.stop_reason is not None or self.budget.clock() >= self.budget.tuning_deadline
+        """No more tuning configs may start (deadline or exhausted space); a passed deadline is
+        recorded as the reason the first time it is seen."""
+        if self.stop_reason is None and self.budget.tuning_over():
+            self.mark_tuning_over("tuning deadline reached")
+        return self.stop_reason is not None
 
     def mark_tuning_over(self, reason: str, status: str = BUDGET_SPENT) -> None:
         """Stop proposing tuning configs, for `reason`; `status` is what the run will end as."""
@@ -270,9 +274,11 @@ class RunContext:
         values = [r.get("episode_reward_mean") if r.get("state") == "complete" else None
                   for r in (c.results[s] for s in c.seeds if s in c.results)]
         # Only complete configs get a score (failed seeds count as worst); a pruned or
-        # deadline-stopped config has no comparable score.
-        score = score_seeds(values, worst=self.records.worst_value()) \
-            if values and state in ("complete", "failed") else None
+        # deadline-stopped config has no comparable score, nor has a failed one while no worst is known.
+        worst = self.records.worst_value()
+        scorable = values and state in ("complete", "failed") and (worst is not None or any(
+            isinstance(v, (int, float)) and math.isfinite(v) for v in values))
+        score = score_seeds(values, worst=worst) if scorable else None
         incumbent = self.records.best_entry()  # before this config counts
         entry = self.records.config_done(c, state, score)
         if c.sampler is not None:

@@ -83,7 +83,7 @@ def run_phase(ctx: RunContext, kind: str, cycle: int, quota: int) -> None:
             return
         ctx.scheduler.step(0.5)
         ctx.refresh_view()
-        if ctx.budget.clock() > ctx.budget.tuning_deadline:
+        if ctx.budget.tuning_over():
             ctx.mark_tuning_over("tuning deadline reached")
             ctx.scheduler.drain(hard_deadline=ctx.budget.deadline)
 

@@ -59,7 +59,7 @@ def run(ctx) -> None:
     while ctx.scheduler.active:
         ctx.scheduler.step(0.5)
         ctx.refresh_view()
-        if ctx.budget.clock() > ctx.budget.deadline:
+        if ctx.budget.exhausted():
             ctx.scheduler.stop_all("deadline")
             ctx.scheduler.drain(hard_deadline=ctx.budget.deadline, grace_s=5.0)
             break
@@ -73,7 +73,7 @@ def admit_seeds(ctx, config_id: str, load_s: float, *, essential: bool) -> tuple
     job_s = ctx.job_s(config_id)
     n_jobs = ctx.cfg.n_jobs
     full = list(ctx.inputs.heldout_seeds)
-    left = ctx.budget.deadline - ctx.budget.clock()
+    left = ctx.budget.remaining_s()
     for n in range(len(full), 0 if essential else len(full) - 1, -1):
         finish = (load_s + n * job_s) / n_jobs + job_s * (1 - 1 / n_jobs)
         if finish <= left:

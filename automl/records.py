@@ -180,13 +180,14 @@ class Records:
         return dict(best["reward_weights"]) if best and best["reward_weights"] else \
             dict(self.ctx.inputs.default_weights)
 
-    def worst_value(self) -> float:
-        """What a failed seed counts as: 0 for success rates, else the lowest result recorded."""
+    def worst_value(self) -> float | None:
+        """What a failed seed counts as: 0 for success rates, else the lowest result recorded; before
+        any result, the lowest value calibration's short runs of the prior reached; None if unknown."""
         if self.ctx.inputs.true_metric == "success_rate":
             return 0.0
         vals = [r["episode_reward_mean"] for e in self.entries.values() for r in e["seeds"]
                 if _finite(r.get("episode_reward_mean"))]
-        return min(vals) if vals else 0.0
+        return min(vals) if vals else self.ctx.plan.value_floor
 
 
 def ranked(entries, objective: str, kinds) -> list[dict]:

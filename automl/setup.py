@@ -34,6 +34,7 @@ class Calibration:
     episodes: int
     startup_s: float = 2.0
     measured: bool = True
+    floor: float | None = None  # the lowest true metric the short runs of the prior reached
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Plan:
     startup_s: float = 2.0
     heldout_configs: int = 0    # configs the reserve is sized for (top-k + baseline, fewer if few fit)
     shrunk: bool = False        # the budget made trials shorter than the space's default length
+    value_floor: float | None = None  # calibration's lowest true metric: a failed seed's value before any result
 
     @classmethod
     def from_dict(cls, d: dict) -> "Plan":
@@ -278,7 +280,7 @@ def make_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibration) 
                 seed_jobs=seed_jobs, reserve_s=reserve, eval_episodes=ev.episodes,
                 evals_per_job=ev.evals, eval_share=round(ev.share, 4),
                 train_steps_per_s=cal.train_steps_per_s, startup_s=cal.startup_s,
-                heldout_configs=heldout_configs)
+                heldout_configs=heldout_configs, value_floor=cal.floor)
 
 
 def _rollout(inputs: Inputs) -> int:

@@ -87,10 +87,6 @@ def test_crashing_and_diverging_configs_become_failed_seeds_told_worst_and_the_r
     assert done == [(t["config_id"], t["state"]) for t in hp]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Records.worst_value (records.py:187-193) is 0.0 while no finite result is recorded yet, so a config "
-    "that fails before any other finished (crashes are fast; with n_jobs >= 2 one often fails while the "
-    "prior still trains) is told 0.0 -- better than every result of a task whose returns are negative"))
 def test_a_config_failing_before_any_result_is_told_worse_than_every_result(tmp_path):
     # cartpole's metric is a return (not a success rate); every config here earns about -100
     prior_lr = 1e-3   # TINY's prior: the prior trains (calibration needs it), other configs crash at once
@@ -186,12 +182,6 @@ def test_a_job_running_into_the_tuning_deadline_is_stopped_and_recorded_then_hel
         ("config_000", "complete", [1042, 1043])]   # leader and baseline: the only complete config
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "tuning ended by the clock reaching the tuning deadline is never marked: driver.py:86 checks "
-    "clock > tuning_deadline while RunContext.tuning_over (context.py:150) uses >=, so when the last "
-    "job ends exactly on the deadline (or the clock crosses it between the two checks) run_phase "
-    "returns without mark_tuning_over: status budget_exhausted with stop_reason null and no "
-    "tuning_over event"))
 def test_a_run_ended_by_the_tuning_deadline_records_why(slow_configs_run):
     ctx, ex, rc, run_dir = slow_configs_run
     st = state(run_dir)
