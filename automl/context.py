@@ -6,7 +6,7 @@ import time
 
 import optuna
 
-from automl import records, studies
+from automl import records, resume, studies
 from automl.budget import Budget, Throughput
 from automl.calibration import calibrate, check_minimum_budget
 from automl.runconfig import RunConfig
@@ -16,9 +16,8 @@ from automl.search.hp import HPSearch
 from automl.search.reward import RewardSearch, make_reward_sampler
 from automl.setup import (Inputs, Plan, check_resume, fingerprint, make_plan, nominal_calibration,
                           resolve_inputs, resolve_defaults, stage_list)
-from automl.state import StateStore
+from automl.state import StateStore, state_dict
 
-MAX_REJECTS = 200  # constraint-rejected proposals in a row before the space counts as exhausted
 # Why tuning ended early -> the run's final status ("finished" when every stage ran to its quota).
 BUDGET_SPENT = "budget_exhausted"
 SEARCH_EXHAUSTED = "search_exhausted"
@@ -57,7 +56,6 @@ class RunContext:
         self.executor = None
         self.scheduler: Scheduler | None = None
         self._resume: list[ConfigRun] = []
-        self._stages_done = False
         self.driver_s = 0.0  # time spent in the driver's own bookkeeping (ask/tell, state writes)
 
     # ---- start / stop -------------------------------------------------------------------
@@ -92,14 +90,13 @@ class RunContext:
             self.searches["reward"] = RewardSearch(self.reward_study, inputs.terms, inputs.default_weights)
         self.budget.set_reserve(self.plan.reserve_s)
         self.batched = cfg.batches_seeds(cuda=_on_cuda(cfg.device))
-        self._last_stage = (stage_list(self.plan, cfg.mode, cfg.max_trials, bool(inputs.terms)) or [None])[-1]
         self.scheduler = Scheduler(self.executor, self.budget, self.throughput, n_jobs=cfg.n_jobs,
                                    job_fn=trainers.job_fn(cfg.trainer), job_kwargs=self._job_kwargs,
                                    batch_fn=trainers.batch_fn(cfg.trainer) if self.batched else None,
                                    batch_kwargs=self._batch_kwargs,
                                    on_seed=self._on_seed, on_config=self._on_config,
                                    timeout_s=self._timeout_s, objective=cfg.objective)
-        self._resume = self.records.load_from_study()
+        self._resume = resume.reattach(self)
         if self.old is None:
             self.searches["hp"].warm_start()
         self.record.set_user_attr("fingerprint", self.fp)
@@ -129,25 +126,10 @@ class RunContext:
             self.store.event("end", status=status, reason=self.stop_reason)
 
     # ---- stages -------------------------------------------------------------------------
-    def stages(self):
-        """(kind, cycle, quota) in order: HP phase then reward phase, per cycle, as the mode says."""
-        yield from stage_list(self.plan, self.cfg.mode, self.cfg.max_trials, self.reward_study is not None)
-        self._stages_done = True
-
     def final_status(self) -> str:
         """finished (every stage ran to its quota), budget_exhausted (the budget was spent) or
         search_exhausted (the space ran out of new configs)."""
-        if self.stop_reason is None:
-            return "finished" if self._stages_done else BUDGET_SPENT
-        return self.stop_status or BUDGET_SPENT
-
-    def may_extend(self, kind: str, cycle: int) -> bool:
-        """Whether the last tuning phase may go past its quota: only when the budget made the
-        trials shorter than the space's default length (the budget binds), so the time the
-        plan left over goes to more configs of the same length, never to longer ones."""
-        last = self._last_stage
-        return (last is not None and (last[0], last[1]) == (kind, cycle) and not self.cfg.max_trials
-                and self.plan.shrunk and not self.tuning_over())
+        return "finished" if self.stop_reason is None else self.stop_status or BUDGET_SPENT
 
     def enter_stage(self, kind: str, cycle: int) -> None:
         """Record the stage now running."""
@@ -183,36 +165,6 @@ class RunContext:
         mine = [c for c in self._resume if c.kind == kind and c.cycle == cycle]
         self._resume = [c for c in self._resume if c not in mine]
         return mine
-
-    # ---- proposals ----------------------------------------------------------------------
-    def propose(self, kind: str, cycle: int) -> ConfigRun | None:
-        """Ask the phase's sampler for the next config; constraint-rejected ones are recorded."""
-        t0 = time.perf_counter()
-        try:
-            return self._propose(kind, cycle)
-        finally:
-            self.driver_s += time.perf_counter() - t0
-
-    def _propose(self, kind: str, cycle: int) -> ConfigRun | None:
-        """HP phase: the HP search's params with the incumbent's weights; reward phase: the reward
-        search's weights with the incumbent's params."""
-        hp = self.searches["hp"]
-        for _ in range(MAX_REJECTS):
-            if kind == "hp":
-                got = hp.ask(self.records.grid_cursor())
-                if got is None:
-                    return None
-                (ticket, params), weights = got, dict(self.records.best_weights())
-            else:
-                (ticket, weights), params = self.searches["reward"].ask(), dict(self.records.best_params())
-            reason = hp.rejection(params)
-            if reason:
-                self.searches[kind].tell(ticket, None, "rejected")
-                self.records.rejected(kind, cycle, params, weights, reason)
-                continue
-            return self.records.new_config(kind, cycle, params, weights, ticket,
-                                           self.inputs.tuning_seeds, self.plan.trial_steps)
-        return None
 
     # ---- jobs and results ---------------------------------------------------------------
     def _job_kwargs(self, c: ConfigRun, seed: int) -> dict:
@@ -323,7 +275,7 @@ class RunContext:
 
     def write_state(self, status: str) -> dict:
         """Rewrite automl_state.yaml from the records (atomic); the live view follows it."""
-        st = records.state_dict(self, status)
+        st = state_dict(self, status)
         self.store.write(st)
         self.last_state = st
         self.refresh_view()

@@ -1,13 +1,13 @@
 """Every config of a run as the state file shows it, kept in step with the record study.
 
-The record study is the source of truth: on resume the records are rebuilt from its trials,
-and trials left RUNNING by a killed run become ConfigRuns again (only their missing seeds re-run).
+Creates configs (the record trial with the full vector: HPs and reward.<term> weights), records
+seeds and how each config ended, and answers the run's questions about them: the incumbent by the
+run's objective (``ranked``, the one ranking rule), counts per phase, the worst value. Rebuilding
+them on resume is automl.resume; the state file is automl.state.
 """
 from __future__ import annotations
 
 import math
-import time
-from datetime import datetime, timezone
 
 from optuna.trial import TrialState
 
@@ -15,7 +15,6 @@ from automl import space as space_mod, studies
 from automl.scheduler import ConfigRun
 from automl.scoring import objective_value
 from automl.search.reward import weight_distributions
-from automl.setup import stage_list
 
 TUNING_KINDS = ("hp", "reward")
 
@@ -27,60 +26,6 @@ class Records:
         self.ctx = ctx
         self.entries: dict[int, dict] = {}      # record trial number -> state-file entry
         self.alarms: list[dict] = []
-
-    # ---- reading back ----------------------------------------------------------------------
-    def load_from_study(self) -> list[ConfigRun]:
-        """Rebuild entries from the record study; return in-flight configs to resume."""
-        ctx = self.ctx
-        resume = []
-        for t in ctx.record.get_trials(deepcopy=False):
-            a = t.user_attrs
-            if t.state == TrialState.RUNNING and "config_id" not in a:
-                # killed while being recorded (config_id is set last): never trained, not a config
-                ctx.record.tell(t.number, state=TrialState.FAIL)
-                continue
-            entry = self._entry_from_trial(t)
-            self.entries[t.number] = entry
-            if t.state == TrialState.RUNNING and not a.get("rejected"):
-                resume.append(self._config_from_trial(t, entry))
-        self.alarms = list((ctx.old or {}).get("alarms") or [])
-        return resume
-
-    def _entry_from_trial(self, t) -> dict:
-        a = t.user_attrs
-        params = {k: v for k, v in t.params.items() if not k.startswith("reward.")}
-        weights = {k.split(".", 1)[1]: v for k, v in t.params.items() if k.startswith("reward.")}
-        state = a.get("state") or ("running" if t.state == TrialState.RUNNING else t.state.name.lower())
-        entry = {"config_id": a.get("config_id", f"config_{t.number:03d}"), "kind": a.get("kind", "hp"),
-                 "cycle": a.get("cycle", 0), "state": state,
-                 "params": space_mod.decode_params(self.ctx.inputs.spec, params),
-                 "reward_weights": {**a.get("all_weights", {}), **weights},
-                 "seeds": list(a.get("seeds", []))}
-        if a.get("score"):
-            entry["score"] = a["score"]
-        if a.get("reason"):
-            entry["reason"] = a["reason"]
-        return entry
-
-    def _config_from_trial(self, t, entry) -> ConfigRun:
-        ctx = self.ctx
-        a = t.user_attrs
-        sampler = None
-        if a.get("sampler"):
-            study = {studies.HP_SAMPLER: ctx.hp_study, studies.REWARD_SAMPLER: ctx.reward_study}.get(
-                a["sampler"]["study"])
-            sampler = (study, a["sampler"]["trial_id"]) if study is not None else None
-        kind = entry["kind"]
-        seeds = a.get("planned_seeds") or (ctx.inputs.heldout_seeds if kind == "heldout" else ctx.inputs.tuning_seeds)
-        done = {r["seed"]: r for r in entry["seeds"] if r.get("state") in ("complete", "failed")}
-        entry["seeds"] = list(done.values())
-        c = ConfigRun(trial=studies.attach(ctx.record, t._trial_id), config_id=entry["config_id"],
-                      kind=kind, cycle=entry["cycle"], params=entry["params"],
-                      weights=entry["reward_weights"], seeds=list(seeds),
-                      train_params=space_mod.merged(ctx.inputs.spec, entry["params"]),
-                      steps=int(a.get("steps", ctx.plan.trial_steps)), sampler=sampler, results=done)
-        c.reported = set(t.intermediate_values)
-        return c
 
     # ---- creating --------------------------------------------------------------------------
     def _record(self, kind, cycle, params, weights, attrs):
@@ -200,64 +145,3 @@ def ranked(entries, objective: str, kinds) -> list[dict]:
 
 def _finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
-
-
-def state_dict(ctx, status: str) -> dict:
-    """The whole automl_state.yaml (field names are the contract in DESIGN.md)."""
-    b = ctx.budget
-    best = ctx.records.best_entry()
-    return {
-        "version": 1, "command": ctx.cfg.command, "status": status, "env": ctx.cfg.env,
-        "trainer": ctx.cfg.trainer,
-        "updated": _iso(time.time()),
-        "budget": {"hours": ctx.cfg.budget_hours, "elapsed_s": round(b.elapsed_s(), 1),
-                   "remaining_s": round(b.remaining_s(), 1), "deadline": _iso(b.deadline),
-                   "deadline_t": round(b.deadline, 3),
-                   "reserve_s": round(b.reserve_s, 1)},
-        "stage": ctx.stage,
-        "seeds": {"tuning": ctx.inputs.tuning_seeds, "heldout": ctx.inputs.heldout_seeds},
-        "plan": ctx.plan.to_dict(),
-        "fingerprint": ctx.fp,
-        "best": None if best is None else {k: best.get(k) for k in
-                                           ("config_id", "params", "reward_weights", "score")},
-        "heldout": getattr(ctx, "heldout_summary", None),
-        "trials": list(ctx.records.entries.values()),
-        "alarms": ctx.records.alarms,
-        "stop_reason": ctx.stop_reason,
-        "overhead": _overhead(ctx),
-    }
-
-
-def _overhead(ctx) -> dict:
-    """Share of worker time spent inside jobs this session (the rest is driver overhead + idling)."""
-    sched = ctx.scheduler
-    wall = ctx.budget.clock() - ctx.budget.started
-    busy = sched.busy_s if sched else 0.0
-    return {"session_wall_s": round(wall, 1), "worker_busy_s": round(busy, 1),
-            "worker_utilization": round(busy / max(1e-9, wall * ctx.cfg.n_jobs), 4),
-            "driver_s": round(ctx.driver_s, 2),
-            "driver_share": round(ctx.driver_s / max(1e-9, wall), 4)}
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def plan_text(ctx) -> str:
-    """The --dry-run summary: stages, configs, steps per trial, estimated time."""
-    p, cfg = ctx.plan, ctx.cfg
-    stages = [f"{k}#{c} ({q} configs)" for k, c, q in
-              stage_list(p, cfg.mode, cfg.max_trials, bool(ctx.inputs.terms))]
-    est_s = p.seed_jobs * (p.startup_s + p.trial_steps / p.steps_per_s) / cfg.n_jobs + p.reserve_s
-    return "\n".join([
-        f"env: {cfg.env}   space: {ctx.inputs.space_path} ({ctx.inputs.spec.search_space_id})",
-        f"mode: {cfg.mode}   search: {cfg.search_method}   pruner: {cfg.pruner_name}   n_jobs: {cfg.n_jobs}",
-        f"stages: {' -> '.join(stages) or 'none'} -> heldout (top {cfg.top_k} + baseline)",
-        f"seeds: tuning {ctx.inputs.tuning_seeds}, held-out {ctx.inputs.heldout_seeds}",
-        f"steps per seed job: {p.trial_steps} (default {ctx.inputs.default_steps}), eval every {p.eval_every} "
-        f"({p.evals_per_job} evaluations x {p.eval_episodes} episodes, ~{p.eval_share:.0%} of a job)",
-        f"seed jobs: {p.seed_jobs} tuning + {(cfg.top_k + 1) * cfg.seeds} held-out",
-        f"estimated time: {est_s / 60:.1f} min at ~{p.steps_per_s:,.0f} steps/s per worker (nominal) "
-        f"of a {cfg.budget_hours * 60:.1f} min budget",
-        f"run dir: {ctx.store.run_dir}",
-    ])

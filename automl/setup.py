@@ -354,3 +354,23 @@ def stage_list(plan: Plan, mode: str, max_trials: int | None, has_terms: bool) -
         if mode in ("stage", "reward") and has_terms:
             out.append(("reward", cycle, plan.population))
     return out
+
+
+def plan_text(ctx) -> str:
+    """The --dry-run summary: stages, configs, steps per trial, estimated time."""
+    p, cfg = ctx.plan, ctx.cfg
+    stages = [f"{k}#{c} ({q} configs)" for k, c, q in
+              stage_list(p, cfg.mode, cfg.max_trials, bool(ctx.inputs.terms))]
+    est_s = p.seed_jobs * (p.startup_s + p.trial_steps / p.steps_per_s) / cfg.n_jobs + p.reserve_s
+    return "\n".join([
+        f"env: {cfg.env}   space: {ctx.inputs.space_path} ({ctx.inputs.spec.search_space_id})",
+        f"mode: {cfg.mode}   search: {cfg.search_method}   pruner: {cfg.pruner_name}   n_jobs: {cfg.n_jobs}",
+        f"stages: {' -> '.join(stages) or 'none'} -> heldout (top {cfg.top_k} + baseline)",
+        f"seeds: tuning {ctx.inputs.tuning_seeds}, held-out {ctx.inputs.heldout_seeds}",
+        f"steps per seed job: {p.trial_steps} (default {ctx.inputs.default_steps}), eval every {p.eval_every} "
+        f"({p.evals_per_job} evaluations x {p.eval_episodes} episodes, ~{p.eval_share:.0%} of a job)",
+        f"seed jobs: {p.seed_jobs} tuning + {(cfg.top_k + 1) * cfg.seeds} held-out",
+        f"estimated time: {est_s / 60:.1f} min at ~{p.steps_per_s:,.0f} steps/s per worker (nominal) "
+        f"of a {cfg.budget_hours * 60:.1f} min budget",
+        f"run dir: {ctx.store.run_dir}",
+    ])

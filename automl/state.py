@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,44 @@ def load_state_yaml(path: Path) -> dict:
         raise AutoMLError(f"{path}: not found (run `automl --mode stage ...` first)") from None
     except yaml.YAMLError as exc:
         raise AutoMLError(f"{path}: corrupt YAML ({str(exc).splitlines()[0]})") from None
+
+
+def state_dict(ctx, status: str) -> dict:
+    """The whole automl_state.yaml (field names are the contract in DESIGN.md)."""
+    b = ctx.budget
+    best = ctx.records.best_entry()
+    return {
+        "version": 1, "command": ctx.cfg.command, "status": status, "env": ctx.cfg.env,
+        "trainer": ctx.cfg.trainer,
+        "updated": _iso(time.time()),
+        "budget": {"hours": ctx.cfg.budget_hours, "elapsed_s": round(b.elapsed_s(), 1),
+                   "remaining_s": round(b.remaining_s(), 1), "deadline": _iso(b.deadline),
+                   "deadline_t": round(b.deadline, 3),
+                   "reserve_s": round(b.reserve_s, 1)},
+        "stage": ctx.stage,
+        "seeds": {"tuning": ctx.inputs.tuning_seeds, "heldout": ctx.inputs.heldout_seeds},
+        "plan": ctx.plan.to_dict(),
+        "fingerprint": ctx.fp,
+        "best": None if best is None else {k: best.get(k) for k in
+                                           ("config_id", "params", "reward_weights", "score")},
+        "heldout": getattr(ctx, "heldout_summary", None),
+        "trials": list(ctx.records.entries.values()),
+        "alarms": ctx.records.alarms,
+        "stop_reason": ctx.stop_reason,
+        "overhead": _overhead(ctx),
+    }
+
+
+def _overhead(ctx) -> dict:
+    """Share of worker time spent inside jobs this session (the rest is driver overhead + idling)."""
+    sched = ctx.scheduler
+    wall = ctx.budget.clock() - ctx.budget.started
+    busy = sched.busy_s if sched else 0.0
+    return {"session_wall_s": round(wall, 1), "worker_busy_s": round(busy, 1),
+            "worker_utilization": round(busy / max(1e-9, wall * ctx.cfg.n_jobs), 4),
+            "driver_s": round(ctx.driver_s, 2),
+            "driver_share": round(ctx.driver_s / max(1e-9, wall), 4)}
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
