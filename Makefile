@@ -24,10 +24,11 @@ demo: $(STAMP)
 	$(VENV)/bin/automl analyze --run-dir progress/demo --metric episode_reward_mean --sort descending
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -q
 
 test-slow: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -m slow tests/slow
+	$(VENV)/bin/python -m pytest -q -m slow
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/env_throughput.py

@@ -1,4 +1,4 @@
 """`python -m automl` is the `automl` console script."""
-from automl.cli import main
+from automl.cli.main import main
 
 raise SystemExit(main())

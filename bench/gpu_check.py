@@ -51,10 +51,10 @@ def measure(json_path: Path) -> int:
         import torch
 
         import envs
-        from automl.config import load_space
-        from automl.space import default_space_path, prior_params
-        from automl.torch_train import train_seed_torch
-        from automl.training import train_seed
+        from automl.core.config import load_space
+        from automl.search.space import default_space_path, prior_params
+        from automl.train.torch_train import train_seed_torch
+        from automl.train.training import train_seed
     except Exception as exc:  # noqa: BLE001 - the table says why nothing was measured
         error = f"import failed: {type(exc).__name__}: {exc}"
         print(f"measure: {error}", flush=True)

@@ -63,7 +63,7 @@ elif [ "$INSTALL" != no ]; then
     echo "== install: pip install -e . failed ($(tail -n 1 "$WORK/editable.log")); using PYTHONPATH=$PWD"
   fi
 fi
-if ! "$PYTHON" -c "$IMPORTS; import automl.cli, envs" 2>"$WORK/import.log"; then
+if ! "$PYTHON" -c "$IMPORTS; import automl.cli.main, envs" 2>"$WORK/import.log"; then
   echo "== imports FAIL: $(tail -n 1 "$WORK/import.log")"
 fi
 

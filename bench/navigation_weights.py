@@ -5,7 +5,7 @@ deterministic policy on 1000 fresh envs (their own seed), one episode each: succ
 (the true metric) and mean return under the reference weights.
 
 The PPO kwargs are built by hand from configs/spaces/navigation.yaml's priors, with the
-conversion rules of automl/space.py's ``to_ppo_setup`` (rollouts -> n_steps, mini_batches ->
+conversion rules of automl/search/space.py's ``to_ppo_setup`` (rollouts -> n_steps, mini_batches ->
 batch_size = n_steps * num_envs // mini_batches, ...); tests/test_envs_navigation.py checks
 they equal the YAML. Usage:
     .venv/bin/python bench/navigation_weights.py --steps 2000000 --seeds 0 1 2 --workers 2

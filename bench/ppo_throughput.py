@@ -3,7 +3,7 @@
 Prints figures and ratios against the DummyVecEnv baseline; never asserts times.
   1. whole-trial env steps/s at identical HPs (rollout 2048 = n_steps x n_envs, batch 256 / 2048,
      4 epochs), split into rollout collection and update time per env step;
-  2. time-limit bootstrap: stock SB3 PPO vs automl.ppo_fast.BatchedPPO collection with 1024 envs
+  2. time-limit bootstrap: stock SB3 PPO vs automl.train.ppo_fast.BatchedPPO collection with 1024 envs
      that hit a (shortened) time limit;
   3. executor: aggregate steps/s of n_jobs 1 vs 2 worker processes;
   4. wall-clock to solve CartPole (eval >= 475) through train_seed, including evaluation.
@@ -27,9 +27,9 @@ from stable_baselines3.common.monitor import Monitor  # noqa: E402
 from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
 
 import envs  # noqa: E402
-from automl.config import PPOSetup  # noqa: E402
-from automl.ppo_fast import BatchedPPO  # noqa: E402
-from automl.training import run_job, train_seed  # noqa: E402
+from automl.core.config import PPOSetup  # noqa: E402
+from automl.train.ppo_fast import BatchedPPO  # noqa: E402
+from automl.train.training import run_job, train_seed  # noqa: E402
 
 ROLLOUT = 2048
 DUMMY_ENVS, BATCHED_ENVS = 8, 256
@@ -106,7 +106,7 @@ def bootstrap(repeats: int, num_envs: int = 1024, time_limit: int = 10) -> tuple
 
 def _executor_round(ex, n_jobs: int, steps: int, tag: str) -> float:
     """Aggregate env steps/s of 2 x n_jobs batched CartPole jobs on ``ex``."""
-    from automl.executor import Done, Job
+    from automl.exec.executor import Done, Job
 
     kwargs = dict(params=BATCHED_SOLVER, env="cartpole", eval_every=10**9, eval_episodes=4, device="cpu")
     start = time.perf_counter()
@@ -122,7 +122,7 @@ def executor_sps(steps: int, repeats: int) -> tuple[float, float] | None:
     """Best aggregate steps/s at n_jobs 1 and 2, measured in alternating rounds so that both
     see the same background load (other users of the machine)."""
     try:
-        from automl.executor import LocalProcessExecutor
+        from automl.exec.executor import LocalProcessExecutor
     except ImportError:
         return None
     with LocalProcessExecutor(n_jobs=1) as one, LocalProcessExecutor(n_jobs=2) as two:
@@ -176,7 +176,7 @@ def fmt_solve(runs: list) -> str:
 
 def print_executor(rates: tuple[float, float] | None) -> None:
     if rates is None:
-        print("\nexecutor: automl/executor.py not available")
+        print("\nexecutor: automl/exec/executor.py not available")
         return
     one, two = rates
     print(f"\nexecutor, batched CartPole jobs: n_jobs 1 {one:.0f} steps/s, n_jobs 2 {two:.0f} steps/s, {two / one:.2f}x")

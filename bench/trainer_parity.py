@@ -1,7 +1,7 @@
 """Learning parity of the two trainers on navigation: the space's priors, 2M steps, 3 seeds.
 
-The SB3 path (``automl.training.train_seed``, one process per seed) against the torch trainer
-(``automl.torch_train.train_seeds_torch``, the 3 seeds as one batched job), each seed evaluated once
+The SB3 path (``automl.train.training.train_seed``, one process per seed) against the torch trainer
+(``automl.train.torch_train.train_seeds_torch``, the 3 seeds as one batched job), each seed evaluated once
 at the end on 1000 eval episodes (deterministic policy). Prints per-seed success, the means, the
 SB3 path's 95% bootstrap CI and whether the torch mean lies inside it (issue 12's target).
 Results append to progress/bench/trainer_parity.jsonl; a rerun skips what is there (resumable).
@@ -37,11 +37,11 @@ def run(job: tuple[str, tuple[int, ...], int, int]) -> list[dict]:
     kw = dict(env="navigation", total_steps=steps, eval_every=steps, eval_episodes=episodes, device="cpu")
     start = time.perf_counter()
     if trainer == "sb3":
-        from automl.training import train_seed
+        from automl.train.training import train_seed
 
         results = [train_seed(params(), seed=seeds[0], **kw)]
     else:
-        from automl.torch_train import train_seeds_torch
+        from automl.train.torch_train import train_seeds_torch
 
         results = train_seeds_torch(params(), seeds=list(seeds), **kw)
     wall = time.perf_counter() - start
@@ -71,7 +71,7 @@ def main() -> None:
                     fh.write(json.dumps(row) + "\n")
                     print(json.dumps(row), flush=True)
             done += rows
-    from automl.scoring import bootstrap_ci
+    from automl.core.scoring import bootstrap_ci
 
     by = {t: sorted((d for d in done if d["trainer"] == t and d["seed"] in args.seeds), key=lambda d: d["seed"])
           for t in ("sb3", "torch")}

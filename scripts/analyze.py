@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """`automl analyze ARGS` as a script: `uv run scripts/analyze.py --metric episode_reward_mean --sort descending`.
 
-The same command line as the `automl` console script (automl.cli.main), nothing re-implemented.
+The same command line as the `automl` console script (automl.cli.main.main), nothing re-implemented.
 """
 import _entry
 

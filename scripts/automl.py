@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """`automl ARGS` as a script, as the seed writes it: `uv run scripts/automl.py --mode stage ...`.
 
-The same command line as the `automl` console script (automl.cli.main), nothing re-implemented.
+The same command line as the `automl` console script (automl.cli.main.main), nothing re-implemented.
 """
 import _entry
 

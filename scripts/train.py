@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """`automl train ARGS` as a script: `uv run scripts/train.py --config FILE --env ...`.
 
-The same command line as the `automl` console script (automl.cli.main), nothing re-implemented.
+The same command line as the `automl` console script (automl.cli.main.main), nothing re-implemented.
 """
 import _entry
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from _sim import FakeClock, SimExecutor
 
-from automl import driver
-from automl.context import prepare
-from automl.jobs import JobResult
-from automl.runconfig import RunConfig
+from automl.run import driver
+from automl.run.context import prepare
+from automl.exec.jobs import JobResult
+from automl.run.runconfig import RunConfig
 
 # Grid search walks these in file order (itertools.product), the constraint drops two points:
 #   config_000  lr 1e-3, 32 envs      the prior: trains

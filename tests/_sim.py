@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from automl.executor import Done, Executor, JobResult, RunningJob
+from automl.exec.executor import Done, Executor, JobResult, RunningJob
 
 
 class FakeClock:

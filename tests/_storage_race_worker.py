@@ -12,7 +12,7 @@ def open_new_storages(root: str, rounds: int, barrier, results) -> None:
 
     Reports (round, kind, study id, error) for each open.
     """
-    from automl import studies
+    from automl.search import studies
     from automl.api import study_io
 
     for r in range(rounds):

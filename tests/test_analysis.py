@@ -1,4 +1,4 @@
-"""Known-answer tests for automl.analysis on synthetic run directories (no training)."""
+"""Known-answer tests for automl.analysis.report on synthetic run directories (no training)."""
 from __future__ import annotations
 
 import csv
@@ -11,9 +11,9 @@ import yaml
 from rich.console import Console
 
 from _synthetic_runs import DRIVERS, SPACE, SynthTrial, make_trials, sample_params, write_run
-from automl import analysis, analyze
-from automl.errors import AutoMLError
-from automl.variance import variance_split
+from automl.analysis import report as analysis, output as analyze
+from automl.core.errors import AutoMLError
+from automl.analysis.variance import variance_split
 
 
 def _digest(path):
@@ -144,6 +144,17 @@ def test_plots_and_tensorboard_are_written(known_report, known_run):
         assert png in known_report.files and png.read_bytes()[:4] == b"\x89PNG"
     events = list((out / "tb_hparams").rglob("events.out.tfevents.*"))
     assert len(events) >= 61  # one HParams run per complete config (60 tuning + 1 held-out)
+    # what TensorBoard's HParams dashboard reads: the three plugin tags, the hparams and the metric
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+
+    acc = EventAccumulator(str(out / "tb_hparams" / "config_000")).Reload()
+    assert set(acc.PluginTagToContent(metadata.PLUGIN_NAME)) == {
+        metadata.EXPERIMENT_TAG, metadata.SESSION_START_INFO_TAG, metadata.SESSION_END_INFO_TAG}
+    start = metadata.parse_session_start_info_plugin_data(
+        acc.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.SESSION_START_INFO_TAG])
+    assert "learning_rate" in start.hparams and start.hparams["learning_rate"].number_value > 0
+    assert "hparam/episode_reward_mean" in acc.Tags()["scalars"]
 
 
 def test_table_renders(known_report):

@@ -14,7 +14,7 @@ import pytest
 
 import automl
 from automl import SearchConfig, SearchEngine, SearchSpace
-from automl.errors import AutoMLError
+from automl.core.errors import AutoMLError
 
 ROOT = Path(__file__).resolve().parents[1]
 

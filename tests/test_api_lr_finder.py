@@ -10,8 +10,8 @@ import torch
 
 from automl import LearningRateFinder, LRFinderConfig, SearchSpace
 from automl.api.ppo_lr import ppo_lr_range, with_lr_range
-from automl.config import load_space
-from automl.errors import AutoMLError
+from automl.core.config import load_space
+from automl.core.errors import AutoMLError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from _synthetic_runs import DRIVERS, make_trials, write_run
 from automl import SearchConfig, SearchEngine, SearchSpace, TrialManager
-from automl.errors import AutoMLError
+from automl.core.errors import AutoMLError
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from automl import BayesianOptimization, GridSearch, HyperParameters, Hyperband, Objective, RandomSearch
-from automl.errors import AutoMLError
+from automl.core.errors import AutoMLError
 
 
 def build(hp):

@@ -1,7 +1,7 @@
 """Scheduling rules of the budget against a fake clock (no wall-clock asserts)."""
 import pytest
 
-from automl.budget import (MIN_TRIAL_STEPS, Budget, Throughput, heldout_reserve_s,
+from automl.run.budget import (MIN_TRIAL_STEPS, Budget, Throughput, heldout_reserve_s,
                            plan_trial_steps)
 
 

@@ -1,4 +1,4 @@
-"""Mid-run resume: checkpoints of a seed job (automl/checkpoint.py, train_seed(checkpoint_path=...)).
+"""Mid-run resume: checkpoints of a seed job (automl/train/checkpoint.py, train_seed(checkpoint_path=...)).
 
 Batched envs continue bit for bit (the env's tensors and generator are in the checkpoint), so
 the known answer for a resumed run is the uninterrupted run of the same seed, exactly.
@@ -17,10 +17,11 @@ import pytest
 import torch
 
 import envs
-from automl import checkpoint
-from automl.config import PPOSetup
-from automl.training import run_job, train_seed
-from automl.workers import LocalChannel
+from automl.train import checkpoint
+from automl.core.config import PPOSetup
+from automl.train.training import run_job, train_seed
+from _resume import StopAfter, plain
+from automl.exec.workers import LocalChannel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Batched CartPole, 32 envs x 32 steps = 1024 steps per rollout; linear lr schedule, so a resumed
@@ -37,25 +38,6 @@ GYM_SETUP = PPOSetup(
     num_envs=8, normalize=True,
 )
 GYM_RUN = dict(env="CartPole-v1", total_steps=6144, eval_every=1024, eval_episodes=8, device="cpu")
-
-
-def _plain(result) -> dict:
-    """What must be equal between runs: everything but timing and checkpoint bookkeeping."""
-    skip = {"wall_s", "train_s", "eval_s", "resumed_from", "checkpoint_note"}
-    return {k: v for k, v in result.to_dict().items() if k not in skip}
-
-
-class _StopAfter(LocalChannel):
-    """Stops the job after its n-th evaluation report, like a kill between two evaluations."""
-
-    def __init__(self, n: int):
-        super().__init__()
-        self.n = n
-
-    def report(self, payload) -> None:
-        super().report(payload)
-        if len(self.reports) >= self.n:
-            self.stop("interrupted by the test")
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +113,7 @@ def test_checkpoint_holds_the_last_boundary_and_is_left_in_place(tmp_path, unint
     path = str(tmp_path / "ck" / "seed_0.pt")
     result = train_seed(SMALL, **SMALL_RUN, checkpoint_path=path, checkpoint_every=3072)
     # Saving checkpoints changes nothing about the run.
-    assert _plain(result) == _plain(uninterrupted)
+    assert plain(result) == plain(uninterrupted)
     assert result.resumed_from is None and result.checkpoint_note is None
     # Boundaries every 1024 steps; checkpoints at 3072 and 6144 (9216 is past the end): the file holds 6144.
     saved = checkpoint.load(path)
@@ -150,7 +132,7 @@ def test_resume_continues_bit_for_bit(tmp_path, config, run, uninterrupted):
     whole = uninterrupted if config is SMALL else train_seed(config, **run)
     # First session: stopped after its 3rd evaluation (like a kill right after it); checkpoints every
     # 1.5 evaluation intervals, so the last one is older than the stop and some work is redone.
-    first = train_seed(config, **run, channel=_StopAfter(3), checkpoint_path=path, checkpoint_every=every * 3 // 2)
+    first = train_seed(config, **run, channel=StopAfter(3), checkpoint_path=path, checkpoint_every=every * 3 // 2)
     assert first.state == "pruned" and first.steps < run["total_steps"]
     at = checkpoint.steps(path)
     # checkpoint at 1.5 intervals; the one due at 3 intervals is skipped because the stop came first
@@ -164,7 +146,7 @@ def test_resume_continues_bit_for_bit(tmp_path, config, run, uninterrupted):
     assert [s for s, _ in second.evals] == list(range(every, run["total_steps"] + 1, every))
     assert [r["eval_index"] for r in channel.reports] == list(range(at // every, len(second.evals)))
     # Bit for bit the uninterrupted run (policy, optimizer, schedule, env, RNG all restored).
-    assert _plain(second) == _plain(whole)
+    assert plain(second) == plain(whole)
 
 
 def test_gymnasium_id_resumes_with_reset_envs_within_seed_spread(tmp_path):
@@ -172,7 +154,7 @@ def test_gymnasium_id_resumes_with_reset_envs_within_seed_spread(tmp_path):
     uninterrupted one but must land inside the seed-to-seed spread of uninterrupted runs."""
     spread = [train_seed(GYM_SETUP, seed=s, **GYM_RUN).episode_reward_mean for s in (0, 1, 2)]
     path = str(tmp_path / "gym.pt")
-    first = train_seed(GYM_SETUP, seed=0, **GYM_RUN, channel=_StopAfter(4), checkpoint_path=path, checkpoint_every=3072)
+    first = train_seed(GYM_SETUP, seed=0, **GYM_RUN, channel=StopAfter(4), checkpoint_path=path, checkpoint_every=3072)
     assert checkpoint.steps(path) == 3072 and first.steps < 6144
     second = train_seed(GYM_SETUP, seed=0, **GYM_RUN, checkpoint_path=path, checkpoint_every=3072)
     assert second.resumed_from == 3072 and second.steps == 6144 and second.state == "complete"
@@ -186,7 +168,7 @@ def test_pendulum_resumes(tmp_path):
     setup = PPOSetup(ppo_kwargs=dict(n_steps=64, batch_size=256, n_epochs=2, learning_rate=1e-3), num_envs=4)
     kwargs = dict(env="Pendulum-v1", seed=0, total_steps=2048, eval_every=512, eval_episodes=2, device="cpu")
     path = str(tmp_path / "pendulum.pt")
-    first = train_seed(setup, **kwargs, channel=_StopAfter(3), checkpoint_path=path, checkpoint_every=512)
+    first = train_seed(setup, **kwargs, channel=StopAfter(3), checkpoint_path=path, checkpoint_every=512)
     assert first.state == "pruned" and checkpoint.steps(path) == 1024  # the 3rd evaluation stopped it at 1536
     second = train_seed(setup, **kwargs, checkpoint_path=path, checkpoint_every=512)
     assert (second.resumed_from, second.steps, len(second.evals)) == (1024, 2048, 4)
@@ -200,7 +182,7 @@ def test_corrupt_checkpoint_starts_from_scratch(tmp_path, uninterrupted):
     path.write_bytes(data[: len(data) // 2])  # e.g. a disk that filled up under a non-atomic writer
     result = train_seed(SMALL, **SMALL_RUN, checkpoint_path=str(path), checkpoint_every=3072)
     assert result.resumed_from is None and "unreadable" in result.checkpoint_note
-    assert _plain(result) == _plain(uninterrupted)  # exactly a fresh run
+    assert plain(result) == plain(uninterrupted)  # exactly a fresh run
     assert checkpoint.steps(str(path)) == 6144  # replaced by a good one
     # Readable, right header, but a state that does not fit the model: rebuilt and started over.
     saved = checkpoint.load(str(path))
@@ -209,7 +191,7 @@ def test_corrupt_checkpoint_starts_from_scratch(tmp_path, uninterrupted):
     checkpoint.save(str(path), header, saved["state"])
     result = train_seed(SMALL, **SMALL_RUN, checkpoint_path=str(path), checkpoint_every=3072)
     assert result.resumed_from is None and "could not be restored" in result.checkpoint_note
-    assert _plain(result) == _plain(uninterrupted)
+    assert plain(result) == plain(uninterrupted)
     path.write_bytes(b"garbage")
     out = run_job(params=SMALL, **SMALL_RUN, checkpoint_path=str(path), checkpoint_every=3072)
     assert out["state"] == "complete" and out["resumed_from"] is None and "unreadable" in out["checkpoint_note"]
@@ -221,7 +203,7 @@ def test_checkpoint_of_another_job_is_ignored(tmp_path, uninterrupted):
     result = train_seed(SMALL, **SMALL_RUN, checkpoint_path=path, checkpoint_every=3072)
     assert result.resumed_from is None
     assert "seed 1 != 0" in result.checkpoint_note and "total_steps 4096 != 8192" in result.checkpoint_note
-    assert _plain(result) == _plain(uninterrupted)
+    assert plain(result) == plain(uninterrupted)
     assert checkpoint.load(path)["header"]["seed"] == 0
 
 
@@ -229,7 +211,7 @@ def test_unwritable_checkpoint_is_noted_and_training_goes_on(tmp_path, uninterru
     path = tmp_path / "a_directory.pt"
     path.mkdir()  # neither loadable nor replaceable by a file
     result = train_seed(SMALL, **SMALL_RUN, checkpoint_path=str(path), checkpoint_every=3072)
-    assert result.state == "complete" and _plain(result) == _plain(uninterrupted)
+    assert result.state == "complete" and plain(result) == plain(uninterrupted)
     assert "unreadable" in result.checkpoint_note and result.checkpoint_note.count("save failed at 3072 steps") == 1
     assert os.listdir(tmp_path) == ["a_directory.pt"]  # no temp files left by the failed saves
 
@@ -257,8 +239,8 @@ def test_kill_9_mid_run_resumes_where_the_checkpoint_was(tmp_path):
                checkpoint_path=path, checkpoint_every=4096)
     code = (
         "import json, sys, torch; torch.set_num_threads(1)\n"
-        "from automl.training import train_seed\n"
-        "from automl.workers import LocalChannel\n"
+        "from automl.train.training import train_seed\n"
+        "from automl.exec.workers import LocalChannel\n"
         "channel = LocalChannel()\n"
         f"r = train_seed({config!r}, channel=channel, **{job!r})\n"
         "print(json.dumps({'result': r.to_dict(), 'reports': channel.reports}))\n"

@@ -177,7 +177,7 @@ def _yaml_command(command, path, run_dir):
 @pytest.mark.parametrize("body", list(EMPTY_YAML))
 @pytest.mark.parametrize("command", list(YAML_COMMANDS))
 def test_empty_yaml_is_one_line_for_every_reader(tmp_path, capsys, command, body):
-    from automl.cli import main
+    from automl.cli.main import main
 
     text, problem = EMPTY_YAML[body]
     path = tmp_path / "empty.yaml"

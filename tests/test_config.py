@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from automl import config
-from automl.config import load_space, load_yaml
-from automl.errors import AutoMLError
+from automl.core import config
+from automl.core.config import load_space, load_yaml
+from automl.core.errors import AutoMLError
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = Path(__file__).resolve().parent / "data" / "seed_examples"
@@ -82,7 +82,7 @@ def test_extra_parameters_accepted(tmp_path):
 
 
 def test_config_imports_neither_torch_nor_optuna():
-    code = "import sys, automl.config; print('torch' in sys.modules, 'optuna' in sys.modules)"
+    code = "import sys, automl.core.config; print('torch' in sys.modules, 'optuna' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.split() == ["False", "False"]
 

@@ -1,9 +1,9 @@
 """The constraint evaluator: known truth values, and everything outside the grammar refused."""
 import pytest
 
-from automl import constraints
-from automl.config import ALIASES
-from automl.errors import AutoMLError
+from automl.core import constraints
+from automl.core.config import ALIASES
+from automl.core.errors import AutoMLError
 
 VALUES = {"learning_rate": 1e-3, "learning_epochs": 10, "ratio_clip": 0.2, "rollouts": 32, "num_envs": 64,
           "normalize": True, "discount_factor": 0.98}

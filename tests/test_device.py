@@ -57,7 +57,7 @@ def test_env_action_check_accepts_cuda0_actions_on_a_cuda_env(monkeypatch):
 
 
 def test_resolve_device_is_the_one_normaliser():
-    from automl.training import resolve_device as training_resolve
+    from automl.train.training import resolve_device as training_resolve
 
     assert envs.resolve_device("cpu") == torch.device("cpu")
     assert training_resolve("cpu") == "cpu"

@@ -217,9 +217,9 @@ def test_seed_batching_on_needs_the_torch_trainer(tmp_path):
 
 
 def test_trainer_auto_picks_torch_for_batched_tasks_sb3_for_gym_ids_and_keeps_a_resumed_runs(tmp_path):
-    from automl.runconfig import RunConfig
-    from automl.setup import resolve_defaults as resolve_trainer
-    from automl.state import StateStore
+    from automl.run.runconfig import RunConfig
+    from automl.run.setup import resolve_defaults as resolve_trainer
+    from automl.run.state import StateStore
 
     store = StateStore(str(tmp_path / "run"))
     assert resolve_trainer(RunConfig(env="cartpole"), store).trainer == "torch"

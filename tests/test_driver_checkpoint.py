@@ -8,7 +8,7 @@ import time
 
 from _cli import ROOT, TINY, automl, state
 
-from automl import checkpoint
+from automl.train import checkpoint
 
 PLANNED, EVERY = 49_152, 4_096
 

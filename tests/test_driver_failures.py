@@ -16,7 +16,7 @@ import yaml
 from _cli import ROOT, TINY, automl, state
 from _failures import all_gone, descendants, kill_tree, simulate, write_failing_space
 
-from automl import studies
+from automl.search import studies
 
 SMALL = ["--env", "cartpole", "--trial-steps", "8192", "--eval-every", "4096", "--eval-episodes", "8",
          "--seeds", "2", "--n-jobs", "1", "--top-k", "1", "--budget-hours", "0.2", "--device", "cpu"]

@@ -1,7 +1,7 @@
 """Pins of the driver's middle layer (issue 13 item 8) before it is redesigned.
 
 Held-out selection, resume and stage semantics and the reward-hacking alarm, on the real driver
-loop (automl.driver.run) with a fake clock and scripted per-config values (tests/_scripted.py),
+loop (automl.run.driver.run) with a fake clock and scripted per-config values (tests/_scripted.py),
 so every answer is known in advance and no machine speed matters; one test runs the real CLI
 because only a real process can be interrupted and resumed as a user does.
 
@@ -23,9 +23,9 @@ import yaml
 from _cli import ROOT, TINY, automl, state
 from _scripted import FakeClock, ScriptedExecutor, write_space
 
-from automl import driver
-from automl.context import prepare
-from automl.runconfig import RunConfig
+from automl.run import driver
+from automl.run.context import prepare
+from automl.run.runconfig import RunConfig
 
 DEFAULT_WEIGHTS = {"alive": 1.0, "cart_position": 0.0, "pole_angle": 0.0}   # configs/rewards/cartpole.yaml
 PRIORS = {"learning_rate": 1e-3, "rollouts": 32, "learning_epochs": 4, "mini_batches": 2}

@@ -85,7 +85,7 @@ def test_space_priors_match_the_learning_check():
     assert kwargs["learning_rate"] == float(prior["learning_rate"])
     assert kwargs["policy_kwargs"]["net_arch"] == prior["policy_hidden_layer_sizes"]
     assert len(spec["searchable"]) >= 4 and len(spec["constraints"]) == 2
-    from automl.config import to_ppo_setup  # the project's own conversion must agree
+    from automl.core.config import to_ppo_setup  # the project's own conversion must agree
 
     setup = to_ppo_setup({**spec["fixed"], **prior})
     for key in ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "ent_coef", "clip_range"):

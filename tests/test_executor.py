@@ -1,4 +1,4 @@
-"""Tests for automl.executor: results, failures (exception, NaN, timeout, killed worker), stop, orphans.
+"""Tests for automl.exec.executor: results, failures (exception, NaN, timeout, killed worker), stop, orphans.
 
 Worker-side job functions live in tests/_jobs.py: spawned workers get the driver's
 sys.path, where pytest put this directory.
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import _jobs
-from automl.executor import (
+from automl.exec.executor import (
     Done, Job, LocalProcessExecutor, Report, contains_nonfinite, make_executor,
 )
 
@@ -248,7 +248,7 @@ DRIVER = """
 import signal, sys, time
 sys.path[:0] = [{tests!r}]
 import _jobs
-from automl.executor import Job, LocalProcessExecutor, Report
+from automl.exec.executor import Job, LocalProcessExecutor, Report
 
 def main():
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -287,7 +287,7 @@ def test_driver_kill9_leaves_no_orphan_worker(tmp_path):
 
 CHILD_WITHOUT_PRCTL = """
 import os, sys, time
-import automl.workers as workers
+import automl.exec.workers as workers
 sys.platform = "not-linux"  # skip prctl: only the watchdog thread is left to notice the parent's death
 workers.die_with_parent(os.getppid())
 print(os.getpid(), flush=True)

@@ -1,6 +1,6 @@
 """`automl export --format rlzoo`: a hyperparams file rl-zoo3 reads as its own (issue 11.8).
 
-The run directory is synthetic: a best.yaml written as automl/heldout.py writes it, from the real
+The run directory is synthetic: a best.yaml written as automl/run/heldout.py writes it, from the real
 navigation space's priors through the real conversion (space.to_ppo_setup). The file is then read
 the way rl-zoo3's ExperimentManager reads it (read_hyperparameters / _preprocess_hyperparams),
 and the resulting SB3 PPO is built on the registered gymnasium env and trained for one rollout.
@@ -19,10 +19,10 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
 import envs
-from automl import space
-from automl.config import load_space, to_ppo_setup
-from automl.export import export
-from automl.state import dump_yaml
+from automl.search import space
+from automl.core.config import load_space, to_ppo_setup
+from automl.cli.export import export
+from automl.run.state import dump_yaml
 
 NAV_WEIGHTS = {"progress": 2.0, "collision": -50.0}
 LAYERS = [32, 16]
@@ -152,7 +152,7 @@ def test_task_gym_ids_are_the_registered_ones():
     import gymnasium as gym
 
     import envs
-    from automl.export import TASK_GYM_IDS
+    from automl.cli.export import TASK_GYM_IDS
 
     registered = {spec.kwargs["task"]: env_id for env_id, spec in gym.registry.items()
                   if spec.entry_point == "envs.single:SingleEnv"}

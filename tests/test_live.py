@@ -1,4 +1,4 @@
-"""Known-answer tests for automl.live: the TTY panel's text and the plain per-config lines."""
+"""Known-answer tests for automl.run.live: the TTY panel's text and the plain per-config lines."""
 from __future__ import annotations
 
 import copy
@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from automl.live import LiveView, config_line, fmt_duration, render, summary_line
+from automl.run.live import LiveView, config_line, fmt_duration, render, summary_line
 
 
 def _score(mean, lo, hi, n=2):

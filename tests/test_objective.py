@@ -1,15 +1,15 @@
 """--objective: one ranking rule (mean | iqm | lcb, default iqm) for the sampler's values, the
-incumbent, pruning and the held-out winner (automl.scoring.objective_value)."""
+incumbent, pruning and the held-out winner (automl.core.scoring.objective_value)."""
 from __future__ import annotations
 
 import pytest
 import yaml
 from _sim import FakeClock, SimExecutor
 
-from automl import driver
-from automl.context import prepare
-from automl.runconfig import RunConfig
-from automl.scoring import objective_value, score
+from automl.run import driver
+from automl.run.context import prepare
+from automl.run.runconfig import RunConfig
+from automl.core.scoring import objective_value, score
 
 
 def test_objective_value_from_a_score_and_from_values():
@@ -70,8 +70,8 @@ def test_lcb_prefers_the_config_that_is_good_on_every_seed(tmp_path):
 
 
 def test_an_older_run_without_the_key_resumes_with_mean(tmp_path):
-    from automl.setup import resolve_defaults
-    from automl.state import StateStore
+    from automl.run.setup import resolve_defaults
+    from automl.run.state import StateStore
 
     store = StateStore(str(tmp_path / "run"))
     store.write({"version": 1, "fingerprint": {"env": "navigation", "trainer": "torch"}})

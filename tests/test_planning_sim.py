@@ -4,10 +4,10 @@ import pytest
 import yaml
 from _sim import FakeClock, SimExecutor
 
-from automl import driver
-from automl.context import prepare
-from automl.errors import AutoMLError
-from automl.runconfig import RunConfig
+from automl.run import driver
+from automl.run.context import prepare
+from automl.core.errors import AutoMLError
+from automl.run.runconfig import RunConfig
 
 
 def simulate(tmp_path, *, hours, slowdown, rate=25_000.0, eval_s=0.3, job_slowdown=None, value_fn=None,
@@ -46,7 +46,7 @@ def test_two_minute_demo_budget_is_used(tmp_path, slowdown):
     assert len(heldout) >= 4                          # winner + baseline, 2 seeds each
 
 
-@pytest.mark.parametrize("slowdown", [1.0, 1.7])
+@pytest.mark.parametrize("slowdown", [1.0, pytest.param(1.7, marks=pytest.mark.slow)])  # 1.7: ~45 s, make test-slow
 def test_twelve_hour_budget_is_used(tmp_path, slowdown):
     ctx, used, tuning, heldout, wall = simulate(
         tmp_path, hours=12, slowdown=slowdown, hp_trials=8, reward_generations=3, seeds=3,

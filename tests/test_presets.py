@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from automl import presets, space, validate
-from automl.config import load_space, parse_space, to_ppo_setup
-from automl.errors import AutoMLError
+from automl.search import presets, space
+from automl.cli import validate
+from automl.core.config import load_space, parse_space, to_ppo_setup
+from automl.core.errors import AutoMLError
 
 SEEDS = Path(__file__).resolve().parent / "data" / "seed_examples"
 SPACES = [space.CONFIGS_DIR / "spaces" / "cartpole.yaml", space.CONFIGS_DIR / "spaces" / "ppo_default.yaml",
@@ -166,8 +167,8 @@ def test_preset_constraint_on_missing_name_fails_on_apply(tmp_path):
 
 
 def test_empty_files_are_refused_by_every_yaml_reader_but_braces_are_the_empty_preset(tmp_path):
-    from automl.setup import load_reward_file
-    from automl.train_cmd import load_train_config
+    from automl.run.setup import load_reward_file
+    from automl.cli.train import load_train_config
 
     path = tmp_path / "e.yaml"
     for text in ("", "   \n", "# only a comment\n"):

@@ -1,4 +1,4 @@
-"""Pins automl/scheduler.py: pruning over seeds, admission, submission order, failures, stop/drain, batches.
+"""Pins automl/run/scheduler.py: pruning over seeds, admission, submission order, failures, stop/drain, batches.
 
 Real parts: the local process executor (workers run the scripted jobs of tests/_jobs.py, which
 report through the channel as train_seed does), real Optuna studies and pruners. Seed jobs wait
@@ -14,12 +14,12 @@ import pytest
 from _sim import FakeClock
 
 import _jobs
-from automl.budget import Budget, Throughput
-from automl.context import config_state
-from automl.executor import make_executor
-from automl.scheduler import ConfigRun, Scheduler, seed_record
-from automl.strategies import make_pruner
-from automl import studies
+from automl.run.budget import Budget, Throughput
+from automl.run.context import config_state
+from automl.exec.executor import make_executor
+from automl.run.scheduler import ConfigRun, Scheduler, seed_record
+from automl.search.strategies import make_pruner
+from automl.search import studies
 
 WAIT_S = 30.0  # generous: workers share 2 cores with other processes
 

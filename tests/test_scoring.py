@@ -1,4 +1,4 @@
-"""Known-answer tests for automl.scoring (mean, IQM, stratified bootstrap CI, failed seeds)."""
+"""Known-answer tests for automl.core.scoring (mean, IQM, stratified bootstrap CI, failed seeds)."""
 import math
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from automl import scoring
+from automl.core import scoring
 
 
 def test_iqm_of_one_to_eight_is_mean_of_middle_half():
@@ -125,6 +125,6 @@ def test_bad_shapes_rejected(bad):
 
 
 def test_scoring_imports_neither_torch_nor_optuna():
-    code = "import sys, automl.scoring; print(sorted(m for m in ('torch', 'optuna') if m in sys.modules))"
+    code = "import sys, automl.core.scoring; print(sorted(m for m in ('torch', 'optuna') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -7,9 +7,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from automl import space
-from automl.config import ALIASES, SB3_DEFAULTS, load_space, parse_space, to_ppo_setup
-from automl.errors import AutoMLError
+from automl.search import space
+from automl.core.config import ALIASES, SB3_DEFAULTS, load_space, parse_space, to_ppo_setup
+from automl.core.errors import AutoMLError
 
 SEEDS = Path(__file__).resolve().parent / "data" / "seed_examples"
 GRID_SPACE = {
@@ -118,7 +118,7 @@ def test_cartpole_priors_convert_to_the_known_solving_config():
                                         ("Pendulum-v1", "ppo_default.yaml")])
 def test_default_space_path(task, file):
     path = space.default_space_path(task)
-    assert path.name == file and path.parent == Path(space.__file__).resolve().parent.parent / "configs" / "spaces"
+    assert path.name == file and path.parent == Path(__file__).resolve().parents[1] / "configs" / "spaces"
 
 
 @pytest.mark.parametrize("name", ["cartpole", "ppo_default", "navigation"])

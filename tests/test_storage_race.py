@@ -1,6 +1,6 @@
 """Several processes creating the same new Optuna storage at the same instant all succeed (issue 11.1).
 
-Both ways a storage is opened are raced: the CLI's (automl.studies.open_study on a URL) and the
+Both ways a storage is opened are raced: the CLI's (automl.search.studies.open_study on a URL) and the
 Python API's (automl.api.study_io.open_study on a study directory).
 """
 from __future__ import annotations
@@ -45,8 +45,8 @@ def test_same_new_storage_opened_by_four_processes_at_once(tmp_path):
 
 
 def test_a_bad_storage_url_is_still_one_line_and_not_retried():
-    from automl import studies
-    from automl.errors import AutoMLError
+    from automl.search import studies
+    from automl.core.errors import AutoMLError
 
     for url, why in [("notaurl", "ArgumentError"), ("sqlite:////nonexistent/dir/study.db", "unable to open")]:
         with pytest.raises(AutoMLError) as err:

@@ -6,9 +6,9 @@ import statistics
 import optuna
 import pytest
 
-from automl import space, strategies
-from automl.config import load_space, parse_space
-from automl.errors import AutoMLError
+from automl.search import space, strategies
+from automl.core.config import load_space, parse_space
+from automl.core.errors import AutoMLError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

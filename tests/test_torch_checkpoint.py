@@ -1,4 +1,4 @@
-"""Checkpoints of the torch trainer (automl/torch_state.py, train_seeds_torch(checkpoint_path=...)).
+"""Checkpoints of the torch trainer (automl/train/torch_state.py, train_seeds_torch(checkpoint_path=...)).
 
 A batch of seeds stopped between two evaluations and started again with the same arguments continues
 from its last checkpoint bit for bit (CPU): same evaluations, same final values as the uninterrupted
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from automl import checkpoint
-from automl.torch_train import train_seed_torch, train_seeds_torch
-from automl.workers import LocalChannel
+from automl.train import checkpoint
+from automl.train.torch_train import train_seed_torch, train_seeds_torch
+from _resume import StopAfter, plain
 
 # Navigation with normalisation (obs and return statistics must survive) and a linear lr schedule
 # (a resumed run that lost its place in the schedule would not reproduce the uninterrupted one):
@@ -19,24 +19,6 @@ NAV = dict(num_envs=16, rollouts=32, mini_batches=4, learning_epochs=2, learning
            learning_rate_schedule="linear", policy_hidden_layer_sizes=[32, 32], grad_norm_clip=1.0)
 RUN = dict(env="navigation", total_steps=8 * 512, eval_every=1024, eval_episodes=4, device="cpu")
 SEEDS = [3, 4]
-SKIP = {"wall_s", "train_s", "eval_s", "resumed_from", "checkpoint_note"}
-
-
-def _plain(result) -> dict:
-    return {k: v for k, v in result.to_dict().items() if k not in SKIP}
-
-
-class _StopAfter(LocalChannel):
-    """Stops the job after its n-th evaluation report, like a kill between two evaluations."""
-
-    def __init__(self, n: int):
-        super().__init__()
-        self.n = n
-
-    def report(self, payload) -> None:
-        super().report(payload)
-        if len(self.reports) >= self.n:
-            self.stop("interrupted by the test")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +29,7 @@ def uninterrupted():
 def test_checkpoints_change_nothing_and_hold_the_last_boundary(tmp_path, uninterrupted):
     path = str(tmp_path / "batch.pt")
     results = train_seeds_torch(NAV, seeds=SEEDS, **RUN, checkpoint_path=path, checkpoint_every=1536)
-    assert [_plain(r) for r in results] == [_plain(r) for r in uninterrupted]
+    assert [plain(r) for r in results] == [plain(r) for r in uninterrupted]
     assert all(r.resumed_from is None and r.checkpoint_note is None for r in results)
     saved = checkpoint.load(path)
     # boundaries every 512 steps; checkpoints at 1536 and 3072 (4608 is past the end of 4096)
@@ -58,42 +40,42 @@ def test_checkpoints_change_nothing_and_hold_the_last_boundary(tmp_path, uninter
 
 def test_resume_continues_bit_for_bit(tmp_path, uninterrupted):
     path = str(tmp_path / "batch.pt")
-    first = train_seeds_torch(NAV, seeds=SEEDS, **RUN, channel=_StopAfter(2), checkpoint_path=path,
+    first = train_seeds_torch(NAV, seeds=SEEDS, **RUN, channel=StopAfter(2), checkpoint_path=path,
                               checkpoint_every=512)
     assert all(r.state == "pruned" for r in first)
     at = checkpoint.steps(path)
     assert at == 2048  # evaluations at 1024 and 2048; the stop came right after the second one was saved
     second = train_seeds_torch(NAV, seeds=SEEDS, **RUN, checkpoint_path=path, checkpoint_every=512)
     assert [r.resumed_from for r in second] == [at, at] and all(r.checkpoint_note is None for r in second)
-    assert [_plain(r) for r in second] == [_plain(r) for r in uninterrupted]
+    assert [plain(r) for r in second] == [plain(r) for r in uninterrupted]
     assert second[0].wall_s >= first[0].wall_s  # time before the checkpoint counts
 
 
 def test_single_seed_job_resumes_too(tmp_path):
     path = str(tmp_path / "seed.pt")
     reference = train_seed_torch(NAV, seed=5, **RUN)
-    train_seed_torch(NAV, seed=5, **RUN, channel=_StopAfter(1), checkpoint_path=path, checkpoint_every=512)
+    train_seed_torch(NAV, seed=5, **RUN, channel=StopAfter(1), checkpoint_path=path, checkpoint_every=512)
     again = train_seed_torch(NAV, seed=5, **RUN, checkpoint_path=path)
-    assert again.resumed_from == 1024 and _plain(again) == _plain(reference)
+    assert again.resumed_from == 1024 and plain(again) == plain(reference)
 
 
 def test_foreign_and_corrupt_checkpoints_are_ignored_with_a_note(tmp_path, uninterrupted):
     path = str(tmp_path / "batch.pt")
-    train_seeds_torch(NAV, seeds=[3], **RUN, channel=_StopAfter(1), checkpoint_path=path, checkpoint_every=512)
+    train_seeds_torch(NAV, seeds=[3], **RUN, channel=StopAfter(1), checkpoint_path=path, checkpoint_every=512)
     other = train_seeds_torch(NAV, seeds=SEEDS, **RUN, checkpoint_path=path)  # another seed batch's file
     assert "checkpoint ignored" in other[0].checkpoint_note and "seeds" in other[0].checkpoint_note
-    assert other[0].resumed_from is None and [_plain(r) for r in other] == [_plain(r) for r in uninterrupted]
+    assert other[0].resumed_from is None and [plain(r) for r in other] == [plain(r) for r in uninterrupted]
     with open(path, "wb") as f:
         f.write(b"not a checkpoint")
     broken = train_seeds_torch(NAV, seeds=SEEDS, **RUN, checkpoint_path=path)
     assert "checkpoint unreadable" in broken[0].checkpoint_note
-    assert [_plain(r) for r in broken] == [_plain(r) for r in uninterrupted]
+    assert [plain(r) for r in broken] == [plain(r) for r in uninterrupted]
 
 
 def test_a_failed_seed_stays_failed_after_resume(tmp_path, uninterrupted):
     """A seed recorded as failed in the checkpoint is restored failed; the other seed continues unchanged."""
     path = str(tmp_path / "batch.pt")
-    train_seeds_torch(NAV, seeds=SEEDS, **RUN, channel=_StopAfter(1), checkpoint_path=path, checkpoint_every=512)
+    train_seeds_torch(NAV, seeds=SEEDS, **RUN, channel=StopAfter(1), checkpoint_path=path, checkpoint_every=512)
     saved = checkpoint.load(path)
     saved["state"]["failed"] = [[1, 512, "training diverged (nan/inf): test"]]
     for tensor in saved["state"]["params"].values():
@@ -101,4 +83,4 @@ def test_a_failed_seed_stays_failed_after_resume(tmp_path, uninterrupted):
     checkpoint.save(path, saved["header"], saved["state"])
     again = train_seeds_torch(NAV, seeds=SEEDS, **RUN, checkpoint_path=path)
     assert again[1].state == "failed" and again[1].steps == 512 and "test" in again[1].reason
-    assert _plain(again[0]) == _plain(uninterrupted[0])
+    assert plain(again[0]) == plain(uninterrupted[0])

@@ -14,12 +14,12 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 
 import envs
-from automl import torch_ppo as tp
-from automl import torch_train as tt
-from automl.torch_policy import StackedAdam, StackedPolicy, clip_grad_norms_
-from automl.torch_rollout import RunningStats
-from automl.training import SeedResult, _to_setup
-from automl.workers import LocalChannel
+from automl.train import torch_ppo as tp
+from automl.train import torch_train as tt
+from automl.train.torch_policy import StackedAdam, StackedPolicy, clip_grad_norms_
+from automl.train.torch_rollout import RunningStats
+from automl.train.training import SeedResult, _to_setup
+from automl.exec.workers import LocalChannel
 
 CART = dict(num_envs=16, rollouts=32, mini_batches=4, learning_epochs=4, learning_rate=1e-3, discount_factor=0.98,
             lambda_param=0.8, entropy_loss_scale=0.0, policy_hidden_layer_sizes=[32, 32], grad_norm_clip=0.5)

@@ -13,12 +13,12 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from automl.config import PPOSetup
-from automl.evaluation import evaluate
-from automl.config import to_ppo_setup
-from automl.ppo_fast import BatchedPPO
-from automl.training import SeedResult, _build_model, make_env_pair, run_job, seed_value, train_seed
-from automl.workers import LocalChannel
+from automl.core.config import PPOSetup
+from automl.train.evaluation import evaluate
+from automl.core.config import to_ppo_setup
+from automl.train.ppo_fast import BatchedPPO
+from automl.train.training import SeedResult, _build_model, make_env_pair, run_job, seed_value, train_seed
+from automl.exec.workers import LocalChannel
 import envs  # the batched tasks are part of the project: a broken envs/ fails here, never skips
 
 # rl-zoo3-like CartPole config, small enough for a few-second gymnasium run.
@@ -27,7 +27,7 @@ GYM_SETUP = PPOSetup(
     num_envs=8,
 )
 # The prototype's fast config for batched CartPole (~50k steps to first solve), as search params
-# (canonical names, converted by automl.config.to_ppo_setup like every trial).
+# (canonical names, converted by automl.core.config.to_ppo_setup like every trial).
 GOOD_CARTPOLE = dict(
     num_envs=64, rollouts=32, mini_batches=4, learning_epochs=10, learning_rate=1e-3, learning_rate_schedule="linear",
     discount_factor=0.99, lambda_param=0.95, entropy_loss_scale=0.0,
@@ -193,7 +193,7 @@ def test_params_in_sb3_naming_give_the_same_result():
 
 
 def test_train_command_runs_seeds_and_writes_results(tmp_path, capsys):
-    from automl import train_cmd
+    from automl.cli import train as train_cmd
 
     config = tmp_path / "best_config.yaml"
     config.write_text(yaml.safe_dump({**GOOD_CARTPOLE, "seed": 5, "num_envs": 16, "reward.cart_position": -0.5}))
@@ -212,7 +212,7 @@ def test_train_command_runs_seeds_and_writes_results(tmp_path, capsys):
 
 @pytest.mark.parametrize("kind", ["space", "best", "export", "flat"])
 def test_train_command_reads_every_config_format(tmp_path, kind):
-    from automl.train_cmd import load_train_config
+    from automl.cli.train import load_train_config
 
     params = dict(learning_rate=1e-3, num_envs=16, rollouts=32)
     docs = {

@@ -3,7 +3,7 @@
     engine = SearchEngine(SearchConfig(strategy="random", n_trials=10, study_dir="studies"))
     result = engine.search(lambda p: -(p["x"] - 0.3) ** 2, SearchSpace().add_float("x", 0, 1))
 
-Samplers and pruners come from automl.strategies, sampling from automl.space (via SearchSpace),
+Samplers and pruners come from automl.search.strategies, sampling from automl.search.space (via SearchSpace),
 storage is SQLite ``<study_dir>/<study_name>.db``. With n_jobs == 1 the objective runs in the
 calling thread (closures and lambdas work); n_jobs > 1 runs trials in Optuna's threads.
 """
@@ -20,12 +20,12 @@ from typing import Any
 
 import optuna
 
-from automl import strategies
+from automl.search import strategies
 from automl.api import study_io
 from automl.api.search_space import SearchSpace
 from automl.api.study_io import SearchResult
-from automl.config import SpaceSpec
-from automl.errors import AutoMLError
+from automl.core.config import SpaceSpec
+from automl.core.errors import AutoMLError
 
 STRATEGIES = ("grid", "random", "bayesian", "hyperband")
 SAMPLERS = ("tpe", "cmaes", "random", "qmc")
@@ -69,12 +69,12 @@ class SearchConfig:
 
     @property
     def method(self) -> str:
-        """The automl.strategies search method: grid, random, the bayesian sampler, or hyperband (TPE)."""
+        """The automl.search.strategies search method: grid, random, the bayesian sampler, or hyperband (TPE)."""
         return self.sampler if self.strategy == "bayesian" else self.strategy
 
     @property
     def pruner_name(self) -> str:
-        """The automl.strategies pruner: hyperband for that strategy, else `pruner` when pruning is on."""
+        """The automl.search.strategies pruner: hyperband for that strategy, else `pruner` when pruning is on."""
         if self.strategy == "hyperband":
             return strategies.default_pruner_for("hyperband")
         return self.pruner if self.enable_pruning else "none"
@@ -113,7 +113,7 @@ class TrialContext:
         return self.trial.should_prune()
 
     def channel(self):
-        """A channel for automl.training.train_seed(channel=...): its evaluations feed this trial's pruner."""
+        """A channel for automl.train.training.train_seed(channel=...): its evaluations feed this trial's pruner."""
         return PruneChannel(self.trial)
 
     def set_user_attr(self, key: str, value: Any) -> None:

@@ -4,7 +4,7 @@
         return {"learning_rate": hp.Float("learning_rate", 1e-4, 1e-2, sampling="log"),
                 "policy_hidden_layer_sizes": hp.Choice("net", [[64, 64], [128, 128]])}
 
-Each call declares one parameter (validated like SearchSpace) and draws it through automl.space
+Each call declares one parameter (validated like SearchSpace) and draws it through automl.search.space
 on the wrapped trial; without a trial it returns the stored value, else the default.
 """
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 
 import optuna
 
-from automl import space
+from automl.search import space
 from automl.api.search_space import SearchSpace
-from automl.config import ParamSpec, SpaceSpec
-from automl.errors import AutoMLError
-from automl.names import thaw
+from automl.core.config import ParamSpec, SpaceSpec
+from automl.core.errors import AutoMLError
+from automl.core.names import thaw
 
 SAMPLINGS = ("linear", "log", "reverse_log")
 

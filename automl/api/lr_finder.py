@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from automl.errors import AutoMLError
+from automl.core.errors import AutoMLError
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from automl.api.lr_finder import LearningRateFinder, LRFinderConfig, LRFinderResult
-from automl.config import ParamSpec, SpaceSpec
-from automl.errors import AutoMLError
+from automl.core.config import ParamSpec, SpaceSpec
+from automl.core.errors import AutoMLError
 
 PPO_LR_CONFIG = LRFinderConfig(start_lr=1e-6, end_lr=10.0, num_steps=100)
 
@@ -68,9 +68,9 @@ def _collect_rollout(model) -> None:
 def ppo_lr_range(env: str = "cartpole", params: Mapping | None = None, config: LRFinderConfig | None = None,
                  *, seed: int = 0, device: str = "cpu") -> LRFinderResult:
     """Range test of the learning rate on PPO's loss over one rollout of `params` (either naming) on `env`."""
-    from automl.ppo_fast import BatchedPPO  # torch/SB3 only when the test is run
-    from automl.config import to_ppo_setup
-    from automl.training import make_env_pair, resolve_device
+    from automl.train.ppo_fast import BatchedPPO  # torch/SB3 only when the test is run
+    from automl.core.config import to_ppo_setup
+    from automl.train.training import make_env_pair, resolve_device
 
     setup = to_ppo_setup(dict(params or {}), path="ppo_lr_range: params")
     device = resolve_device(device)

@@ -1,6 +1,6 @@
-"""SearchSpace: a declarative search space built in code, sampled through automl.space.
+"""SearchSpace: a declarative search space built in code, sampled through automl.search.space.
 
-It holds an ``automl.config.SpaceSpec`` (searchable ParamSpecs, fixed values, reject-constraints),
+It holds an ``automl.core.config.SpaceSpec`` (searchable ParamSpecs, fixed values, reject-constraints),
 so sampling, encoding of list choices and grids go through the same ``space.py`` as the CLI.
 Conditional sub-spaces are suggested only when their condition holds over the values sampled so far.
 """
@@ -15,10 +15,11 @@ from typing import Any
 
 import optuna
 
-from automl import constraints, space
-from automl.config import ParamSpec, SpaceSpec, load_space
-from automl.errors import AutoMLError
-from automl.names import freeze
+from automl.core import constraints
+from automl.search import space
+from automl.core.config import ParamSpec, SpaceSpec, load_space
+from automl.core.errors import AutoMLError
+from automl.core.names import freeze
 
 Condition = str | Callable[[dict], bool]
 MAX_REJECTIONS = 100  # sample(): draws before giving up on a space whose constraints reject everything
@@ -179,7 +180,7 @@ class SearchSpace:
 
     @classmethod
     def from_spec(cls, spec: SpaceSpec) -> SearchSpace:
-        """A SearchSpace over a SpaceSpec (e.g. from automl.config.load_space)."""
+        """A SearchSpace over a SpaceSpec (e.g. from automl.core.config.load_space)."""
         out = cls(spec.search_space_id)
         out._params = list(spec.params)
         out._fixed = {k: v for k, v in spec.fixed.items()}
@@ -209,7 +210,7 @@ class SearchSpace:
 
     @property
     def spec(self) -> SpaceSpec:
-        """This space (without sub-spaces) as an automl.config.SpaceSpec."""
+        """This space (without sub-spaces) as an automl.core.config.SpaceSpec."""
         return SpaceSpec(self.name, f"<SearchSpace {self.name}>", dict(self._fixed), tuple(self._params),
                          tuple(self._constraints))
 
@@ -219,7 +220,7 @@ class SearchSpace:
         return bool(self._conditionals)
 
     def distributions(self) -> dict:
-        """Optuna distributions of every searched param, sub-spaces included (via automl.space)."""
+        """Optuna distributions of every searched param, sub-spaces included (via automl.search.space)."""
         out = space.distributions(self.spec)
         for _, _, sub in self._conditionals:
             out.update(sub.distributions())

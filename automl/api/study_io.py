@@ -15,8 +15,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from automl import studies  # also quiets Optuna's logging and experimental warnings like the CLI
-from automl.errors import AutoMLError
+from automl.search import studies  # also quiets Optuna's logging and experimental warnings like the CLI
+from automl.core.errors import AutoMLError
 
 STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
           TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}

@@ -2,8 +2,8 @@
 
 Two kinds of directory: an API study (``<study_dir>/<name>.db`` written by SearchEngine or a
 tuner, or by log_trial here) and a CLI run directory (``study.db`` with the study "automl" and
-``automl_state.yaml``), which is read through automl.run_data / automl.analysis, read-only.
-Importances always come from automl.analysis (Optuna's fANOVA over the complete trials).
+``automl_state.yaml``), which is read through automl.analysis.run_data / automl.analysis.report, read-only.
+Importances always come from automl.analysis.report (Optuna's fANOVA over the complete trials).
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from pathlib import Path
 import optuna
 from optuna.distributions import FloatDistribution
 
-from automl import analysis, run_data
+from automl.analysis import report as analysis, run_data
 from automl.api import study_io
 from automl.api.study_io import TrialRecord
-from automl.errors import AutoMLError
+from automl.core.errors import AutoMLError
 
 CLI_METRIC = "episode_reward_mean"
 
@@ -97,7 +97,7 @@ class TrialManager:
 
     # ------------------------------------------------------------------ analysis
     def run_data(self) -> run_data.RunData:
-        """The trials as automl.analysis reads them (RunData), for the CLI's analysis functions."""
+        """The trials as automl.analysis.report reads them (RunData), for the CLI's analysis functions."""
         if self.cli:
             return self.run
         configs, dists = [], {}
@@ -112,7 +112,7 @@ class TrialManager:
         return run_data.RunData(self.study_dir, "study", configs, dists)
 
     def get_importance(self, evaluator: str = "fanova") -> dict[str, float]:
-        """{param: importance} (normalised, highest first) via automl.analysis; {} with < 2 complete trials."""
+        """{param: importance} (normalised, highest first) via automl.analysis.report; {} with < 2 complete trials."""
         sort = "descending" if self.direction == "maximize" else "ascending"
         return dict(analysis.importances(self.run_data(), evaluator, metric=CLI_METRIC, sort=sort))
 
@@ -121,7 +121,7 @@ class TrialManager:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.cli:
-            from automl.plots import write_trials_csv  # the CLI's own CSV layout for its run dirs
+            from automl.analysis.plots import write_trials_csv  # the CLI's own CSV layout for its run dirs
 
             return write_trials_csv(self.run, path)
         records = self.trials()

@@ -9,7 +9,7 @@
     best_hp = tuner.get_best_hyperparameters(1)[0]
 
 search(**kwargs) calls run_trial(hp, **kwargs) per trial. The default run_trial trains PPO with
-automl.training.train_seed (build(hp) returns a dict of PPO params) or calls .learn() on the SB3
+automl.train.training.train_seed (build(hp) returns a dict of PPO params) or calls .learn() on the SB3
 model build(hp) returns; override run_trial to return a float or a dict of metrics instead.
 Trials live in SQLite ``<directory>/<project_name>/<project_name>.db``: overwrite=False resumes.
 """
@@ -27,7 +27,7 @@ from automl.api import study_io
 from automl.api.engine import PruneChannel, SearchConfig, SearchEngine, TrialFailed, run_trial
 from automl.api.hyperparameters import HyperParameters
 from automl.api.study_io import SearchResult
-from automl.errors import AutoMLError
+from automl.core.errors import AutoMLError
 
 PPO_METRICS = ("success_rate", "shaped_return", "reference_return")
 
@@ -71,7 +71,7 @@ class Oracle:
 
 
 class Tuner:
-    """Base tuner: a build(hp) hypermodel, an objective, and a strategy from automl.strategies."""
+    """Base tuner: a build(hp) hypermodel, an objective, and a strategy from automl.search.strategies."""
 
     strategy = "random"
     default_pruner = "none"
@@ -147,8 +147,8 @@ class Tuner:
                           f"(allowed: a dict of PPO params or an SB3 model)")
 
     def _train_params(self, params: dict, hp: HyperParameters, *, seeds: Sequence[int], **train: Any) -> dict:
-        from automl.scoring import score
-        from automl.training import train_seed  # torch and SB3 load only when a trial trains
+        from automl.core.scoring import score
+        from automl.train.training import train_seed  # torch and SB3 load only when a trial trains
 
         results = []
         for i, seed in enumerate(seeds):

@@ -1,7 +1,9 @@
-"""The search layer: who proposes configs and learns from their scores.
+"""The search layer: what is searched and who proposes configs and learns from their scores.
 
-Owns the ask/tell owners of a run: ``hp.HPSearch`` (the HP sampler study, warm-started from the
-space's priors, the grid walk, constraint rejection) and ``reward.RewardSearch`` (CMA-ES over the
-reward weights, and the reward-hacking alarm). May import: optuna, automl.config, automl.space,
-automl.studies, automl.scoring, automl.errors. Never imports the run layer, trainers or torch.
+Owns the space (``space``: YAML ⇄ Optuna distributions, suggest, encode/decode, grid, constraint
+checks), presets (``presets``), samplers and pruners by name (``strategies``), the run's Optuna
+studies and storage (``studies``) and the ask/tell owners: ``hp.HPSearch`` (the HP sampler study,
+warm-started from the priors, the grid walk, constraint rejection) and ``reward.RewardSearch``
+(CMA-ES over the reward weights, and the reward-hacking alarm). May import Optuna and automl.core;
+never the run, exec, train, analysis, api or cli layers, never torch.
 """

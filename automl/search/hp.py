@@ -10,9 +10,9 @@ from typing import Mapping
 
 import optuna
 
-from automl import space as space_mod, studies
-from automl.config import SpaceSpec, to_ppo_setup
-from automl.errors import AutoMLError
+from automl.search import space as space_mod, studies
+from automl.core.config import SpaceSpec, to_ppo_setup
+from automl.core.errors import AutoMLError
 
 Ticket = tuple  # (sampler study, trial id)
 

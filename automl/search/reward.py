@@ -14,7 +14,7 @@ from typing import Mapping
 import optuna
 from optuna.distributions import FloatDistribution
 
-from automl import studies
+from automl.search import studies
 
 HACKING_MARGIN = 0.10  # shaped return +10% while the true metric is -10% vs the incumbent
 Ticket = tuple  # (sampler study, trial id)
@@ -120,7 +120,7 @@ def drop_beyond_noise(cand: list[float], inc: list[float], pooled_sd: float | No
     little about noise). Without per-seed values nothing is beyond noise."""
     if not cand or not inc:
         return False, "no per-seed values"
-    from automl.scoring import bootstrap_ci
+    from automl.core.scoring import bootstrap_ci
 
     c_lo, c_hi = bootstrap_ci(cand)
     i_lo, i_hi = bootstrap_ci(inc)

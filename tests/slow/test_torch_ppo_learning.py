@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from automl.config import load_space
-from automl.space import default_space_path, prior_params
-from automl.torch_train import train_seed_torch, train_seeds_torch
+from automl.core.config import load_space
+from automl.search.space import default_space_path, prior_params
+from automl.train.torch_train import train_seed_torch, train_seeds_torch
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,185 @@
+"""Command line: parses flags into a RunConfig, dispatches subcommands, prints errors as one line.
+
+`run` is the default subcommand, so `automl --mode stage ...` works as written.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from automl.core.errors import AutoMLError
+
+SUBCOMMANDS = ("run", "validate", "train", "analyze", "status", "export")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (no usage dump) and exits 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="staged search: HP trials and reward-weight generations")
+    p.add_argument("--mode", default="stage", help="stage | hp | reward (default: stage)")
+    p.add_argument("--budget-hours", type=float, default=1.0, help="wall-clock budget in hours")
+    p.add_argument("--hp-trials", type=int, default=None, help="HP trials per HP phase (default 8)")
+    p.add_argument("--max-trials", type=int, default=None, help="cap on all HP trials")
+    p.add_argument("--reward-generations", type=int, default=3)
+    p.add_argument("--reward-population", type=int, default=None,
+                   help="weight vectors per generation (default 4 + floor(3 ln n))")
+    p.add_argument("--seeds", type=int, default=None, help="tuning seeds per config (default 3)")
+    p.add_argument("--search-method", default=None,
+                   help="grid | random | bayesian (tpe) | cmaes | qmc | hyperband (default tpe)")
+    p.add_argument("--pruner", default=None, help="none | median | asha | hyperband")
+    p.add_argument("--n-jobs", type=int, default=None, help="worker processes (default: cores)")
+    p.add_argument("--env", default="navigation", help="navigation | cartpole | a gymnasium id")
+    p.add_argument("--space", default=None, help="search-space YAML (default per env)")
+    p.add_argument("--preset", default=None, help="quick | full | fine-tune | a preset YAML")
+    p.add_argument("--rewards", default=None, help="reward terms YAML (default per task)")
+    p.add_argument("--trial-steps", type=int, default=None, help="env steps per seed job")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="env steps between evaluations (default: up to 8 per job, evaluation <= 20%% of it)")
+    p.add_argument("--eval-episodes", type=int, default=None,
+                   help="episodes per evaluation (default: up to 32, fewer for long episodes)")
+    p.add_argument("--top-k", type=int, default=3, help="configs re-evaluated on held-out seeds")
+    p.add_argument("--timeout-per-trial", type=float, default=None, help="seconds per seed job")
+    p.add_argument("--run-dir", default="progress")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default SQLite in run dir)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--trainer", default=None,
+                   help="auto (default: torch on the batched tasks, sb3 for gymnasium ids; a resumed run "
+                        "keeps its trainer) | torch (torch-native PPO, everything on the env's device) | sb3")
+    p.add_argument("--objective", default=None,
+                   help="iqm (default for a new run) | mean | lcb (lower 95%% CI bound of the mean): the one rule "
+                        "that ranks configs over seeds (sampler values, incumbent, pruning, held-out winner)")
+    p.add_argument("--seed-batching", default=None,
+                   help="auto (default: on with --trainer torch on CUDA) | on | off: train a config's "
+                        "seeds as one batched job")
+    p.add_argument("--seed", type=int, default=None, help="base seed (default: the space's)")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="env steps between seed-job checkpoints (default: ~2 minutes of training)")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep finished seeds' checkpoints (default: deleted once recorded)")
+    p.add_argument("--fresh", action="store_true", help="start over (the old run dir is kept aside)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--quiet", action="store_true",
+                   help="no live view / progress lines (the state file is written as always)")
+
+
+def _add_tools(sub) -> None:
+    p = sub.add_parser("validate", help="check a search-space YAML and summarize it")
+    p.add_argument("file")
+    p = sub.add_parser("train", help="train one config on several seeds")
+    p.add_argument("--config", required=True, help="search-space YAML (priors) or best.yaml")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--seeds", type=int, default=None, help="N seeds: base+0 .. base+N-1")
+    g.add_argument("--seed-list", default=None, help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument("--env", default=None)
+    p.add_argument("--run-dir", default="progress/train")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--trial-steps", type=int, default=None)
+    p.add_argument("--n-jobs", type=int, default=1)
+    p = sub.add_parser("analyze", help="importance ranking, top configs, CSV and plots")
+    p.add_argument("--run-dir", default="progress")
+    p.add_argument("--metric", default="episode_reward_mean")
+    p.add_argument("--sort", default="descending", choices=["descending", "ascending"])
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--importance", default="fanova", choices=["fanova", "ped-anova", "both"])
+    p = sub.add_parser("status", help="live view of a run's state file")
+    p.add_argument("--run-dir", default="progress")
+    p.add_argument("--follow", action="store_true", help="refresh until the run ends")
+    p.add_argument("--interval", type=float, default=2.0)
+    p = sub.add_parser("export", help="write the best config for reuse")
+    p.add_argument("--run-dir", default="progress")
+    p.add_argument("--format", default="yaml", choices=["yaml", "rlzoo"])
+    p.add_argument("--output", default=None, help="file to write (default: in the run dir)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full `automl` parser with all subcommands."""
+    parser = _Parser(prog="automl", description="Staged AutoML for PPO under one budget.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    _add_run(sub)
+    _add_tools(sub)
+    return parser
+
+
+def run_config_from(args, argv) -> "RunConfig":
+    """Turn parsed `run` flags into a validated RunConfig."""
+    from automl.run.runconfig import RunConfig
+
+    kwargs = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    if args.preset:
+        # A preset's run_defaults fill in what the command line left unsaid.
+        from automl.search.presets import load_preset
+        defaults = load_preset(args.preset).run_defaults or {}
+        for key in ("hp_trials", "seeds", "search_method"):
+            if key in defaults and key not in kwargs:
+                kwargs[key] = defaults[key]
+    for flag in ("dry_run", "fresh", "quiet", "keep_checkpoints"):
+        kwargs.pop(flag, None)
+    return RunConfig(**kwargs, fresh=args.fresh, dry_run=args.dry_run, quiet=args.quiet,
+                     keep_checkpoints=args.keep_checkpoints,
+                     command="automl " + shlex.join(argv))
+
+
+def _dispatch(args, argv) -> int:
+    if args.command == "run":
+        cfg = run_config_from(args, argv)  # validate flags before torch/optuna are imported
+        from automl.run import driver
+        return driver.main(cfg)
+    if args.command == "validate":
+        from automl.cli.validate import summary
+        print(summary(args.file))
+        return 0
+    if args.command == "train":
+        from automl.cli import train as train_cmd
+        seed_list = _parse_seed_list(args.seed_list)
+        train_cmd.run(args.config, seeds=args.seeds, seed_list=seed_list, env=args.env,
+                      run_dir=args.run_dir, device=args.device, total_steps=args.trial_steps,
+                      n_jobs=args.n_jobs)
+        return 0
+    if args.command == "analyze":
+        from automl.analysis import output as analyze
+        from rich.console import Console
+        report = analyze.run(args.run_dir, metric=args.metric, sort=args.sort, top=args.top,
+                              importance=args.importance)
+        Console().print(analyze.table(report))
+        return 0
+    if args.command == "status":
+        from automl.cli import status
+        return status.show(args.run_dir, follow=args.follow, interval=args.interval)
+    if args.command == "export":
+        from automl.cli import export
+        path = export.export(args.run_dir, fmt=args.format, output=args.output)
+        print(f"wrote {path}")
+        return 0
+    raise AutoMLError(f"unknown command {args.command!r} (allowed: {', '.join(SUBCOMMANDS)})")
+
+
+def _parse_seed_list(text):
+    if text is None:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise AutoMLError(f"--seed-list: {text!r} is not a comma-separated list of integers "
+                          "(allowed: e.g. 0,1,2)") from None
+
+
+def main(argv=None) -> int:
+    """Entry point of the `automl` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
+        argv = ["run", *argv]
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args, argv)
+    except AutoMLError as exc:
+        print(f"automl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("automl: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,137 @@
+"""`automl train --config FILE [--seeds N | --seed-list 0,1,2] [--env ...]`: one config on several seeds.
+
+The config FILE may be a search-space YAML (its priors over its fixed values are trained), a
+best.yaml written by a run (params, env and reward weights), an exported flat config
+(`automl export`), or a plain mapping of params. Per-seed results, TensorBoard logs and models
+go under ``run_dir``; a rich table shows each seed and the aggregate score.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from automl.core import scoring
+from automl.core.config import REWARD_PREFIX, SPACE_KEYS, load_yaml, parse_space
+from automl.core.errors import AutoMLError
+from automl.train.training import SeedResult, run_job, train_seed
+
+DEFAULT_SEEDS = 3
+
+
+def load_train_config(path: str) -> tuple[dict, dict, str | None]:
+    """(params, reward_weights, env or None) from any of the accepted config files."""
+    from automl.search import space
+
+    raw = load_yaml(path, allowed="a search space, a best.yaml, an exported config or a mapping of params")
+    if "params" in raw and isinstance(raw["params"], Mapping):  # best.yaml
+        return dict(raw["params"]), dict(raw.get("reward_weights") or {}), raw.get("env")
+    if "search_space_id" in raw:  # search space, or `automl export` (extra keys beside the space)
+        spec = parse_space({k: v for k, v in raw.items() if k in SPACE_KEYS}, str(path))
+        params = space.merged(spec, space.prior_params(spec))
+        return params, dict(raw.get("reward_weights") or {}), _env_from_id(spec.search_space_id)
+    params = {k: v for k, v in raw.items() if not str(k).startswith(REWARD_PREFIX)}
+    weights = {k[len(REWARD_PREFIX):]: v for k, v in raw.items() if str(k).startswith(REWARD_PREFIX)}
+    return params, weights, None
+
+
+def _env_from_id(search_space_id: str) -> str | None:
+    """A space named after a batched task ('cartpole_batched_v1') trains on that task."""
+    import envs
+
+    return next((task for task in envs.TASKS if search_space_id.lower().startswith(task)), None)
+
+
+def seeds_to_run(params: Mapping, seeds: int | None, seed_list: Sequence[int] | None) -> list[int]:
+    """--seed-list as given; --seeds N means base+0..base+N-1 with base = the config's seed or 0."""
+    if seed_list:
+        return [int(s) for s in seed_list]
+    n = DEFAULT_SEEDS if seeds is None else int(seeds)
+    if n < 1:
+        raise AutoMLError(f"--seeds: {n} (allowed: >= 1)")
+    base = int(params.get("seed") or 0)
+    return [base + i for i in range(n)]
+
+
+def _run_parallel(job_kwargs: list[dict], n_jobs: int) -> list[SeedResult]:
+    """Seeds on the executor's worker processes; results in submission order."""
+    from automl.exec.executor import Done, Job, LocalProcessExecutor
+
+    results: dict[str, Any] = {}
+    with LocalProcessExecutor(n_jobs=n_jobs) as ex:
+        for i, kwargs in enumerate(job_kwargs):
+            ex.submit(Job(f"seed_{i}", run_job, kwargs))
+        while len(results) < len(job_kwargs):
+            for event in ex.poll(timeout=1.0):
+                if isinstance(event, Done):
+                    results[event.result.job_id] = event.result
+    return [_from_job(results[f"seed_{i}"], kw["seed"]) for i, kw in enumerate(job_kwargs)]
+
+
+def _from_job(job: Any, seed: int) -> SeedResult:
+    """A SeedResult from an executor JobResult (a crashed worker becomes a failed seed)."""
+    if isinstance(job.value, Mapping) and "state" in job.value:
+        return SeedResult(**job.value)
+    return SeedResult(seed=seed, state="failed", stop_reason="error", episode_reward_mean=None, success_rate=None,
+                      shaped_return=None, reference_return=None, wall_s=float(job.wall_s),
+                      reason=f"{job.state}: {job.reason}")
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+
+
+def print_results(results: Sequence[SeedResult], env: str, console: Console | None = None) -> dict | None:
+    """Per-seed table and the aggregate over seeds (failed seeds count as the worst)."""
+    table = Table(title=f"automl train: {env}")
+    for col in ("seed", "state", "true metric", "success", "shaped", "reference", "steps", "wall s", "stop"):
+        table.add_column(col, justify="right" if col not in ("state", "stop") else "left")
+    for r in results:
+        table.add_row(str(r.seed), r.state, _fmt(r.episode_reward_mean, 4), _fmt(r.success_rate), _fmt(r.shaped_return, 4),
+                      _fmt(r.reference_return, 4), str(r.steps), f"{r.wall_s:.1f}", r.reason or r.stop_reason)
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # piped/logged output: don't squeeze the table into 80 columns
+            console = Console(width=140)
+    console.print(table)
+    try:
+        score = scoring.score([r.episode_reward_mean for r in results])
+    except ValueError as err:  # every seed failed: there is no worst finite value to stand in
+        console.print(f"aggregate: none ({err})")
+        return None
+    console.print(f"aggregate over {score['n_seeds']} seeds: mean {score['mean']:.4g}, IQM {score['iqm']:.4g}, "
+                  f"95% CI [{score['ci95'][0]:.4g}, {score['ci95'][1]:.4g}]")
+    return score
+
+
+def run(config_path, *, seeds=None, seed_list=None, env=None, run_dir="progress/train", device="auto",
+        total_steps=None, n_jobs=1) -> list[SeedResult]:
+    """Train the config in ``config_path`` on each seed; print and save (run_dir/results.yaml) the results."""
+    from automl.core.config import to_ppo_setup
+    from automl.run.state import atomic_write_text, dump_yaml
+
+    params, weights, file_env = load_train_config(str(config_path))
+    env = env or file_env
+    if not env:
+        raise AutoMLError(f"{config_path}: env: the file names no env (allowed: --env cartpole|navigation|<gym id>)")
+    setup = to_ppo_setup(params, path=str(config_path))  # validate once, before any process starts
+    if total_steps is None and not setup.n_timesteps:
+        raise AutoMLError(f"{config_path}: n_timesteps: missing (allowed: --trial-steps N or fixed.n_timesteps)")
+    out = Path(run_dir)
+    job_kwargs = [dict(params=params, env=env, seed=s, total_steps=total_steps, reward_weights=weights or None,
+                       device=device, tb_dir=str(out / "tb"), save_path=str(out / "models" / f"seed_{s}.zip"))
+                  for s in seeds_to_run(params, seeds, seed_list)]
+    start = time.time()
+    if n_jobs > 1 and len(job_kwargs) > 1:
+        results = _run_parallel(job_kwargs, n_jobs)
+    else:
+        results = [train_seed(**kw) for kw in job_kwargs]
+    score = print_results(results, env)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "results.yaml", dump_yaml({
+        "config": str(config_path), "env": env, "params": params, "reward_weights": weights,
+        "seeds": [r.to_dict() for r in results], "score": score, "wall_s": round(time.time() - start, 2)}))
+    return results

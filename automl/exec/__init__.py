@@ -1,0 +1,7 @@
+"""The execution layer: runs jobs in worker processes and carries their reports back.
+
+Owns the executor (``executor``: local worker processes, one torch thread each, timeouts,
+cancellation, workers that die with the driver), the worker side (``workers``: channels for
+reports and stop requests) and the job/result types (``jobs``). Knows nothing about what a job
+trains: it gets the job function as a reference. May import automl.core only; never Optuna.
+"""

@@ -1,0 +1,10 @@
+"""The run layer: one search under one wall-clock budget, resumable.
+
+Owns the driver (``driver``: the phases in order), the phases (``phases``: HP, reward, held-out;
+a new search mode is a new phase), the run they share (``context``), the budget and its clock
+(``budget``), the plan (``setup``, ``calibration``), configs and the incumbent (``records``),
+resume (``resume``), the held-out re-evaluation (``heldout``), seed-job scheduling and pruning
+over seeds (``scheduler``), the state file (``state``, the only writer), the live view (``live``),
+the run's flags (``runconfig``) and the trainers' job functions (``trainers``). May import the
+search, exec, train and core layers; never analysis, api or cli.
+"""

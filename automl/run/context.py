@@ -1,0 +1,318 @@
+"""RunContext: the live state of one run — studies, budget, executor, configs — and its proposals."""
+from __future__ import annotations
+
+import math
+import time
+
+import optuna
+
+from automl.run import records, resume
+from automl.search import studies
+from automl.run.budget import Budget, Throughput
+from automl.run.calibration import calibrate, check_minimum_budget
+from automl.run.runconfig import RunConfig
+from automl.run.scheduler import ConfigRun, Scheduler
+from automl.core.scoring import objective_value, score as score_seeds
+from automl.search.hp import HPSearch
+from automl.search.reward import RewardSearch, make_reward_sampler
+from automl.run.setup import (Inputs, Plan, check_resume, fingerprint, make_plan, nominal_calibration,
+                          resolve_inputs, resolve_defaults, stage_list)
+from automl.run.state import StateStore, state_dict
+
+# Why tuning ended early -> the run's final status ("finished" when every stage ran to its quota).
+BUDGET_SPENT = "budget_exhausted"
+SEARCH_EXHAUSTED = "search_exhausted"
+
+
+def prepare(cfg: RunConfig, *, clock=time.time, executor_factory=None) -> "RunContext":
+    """Resolve inputs, check resume compatibility and make the (nominal) plan.
+
+    `clock` and `executor_factory(n_jobs)` are for simulations (fake-clock planning tests).
+    """
+    store = StateStore(cfg.run_dir)
+    cfg = resolve_defaults(cfg, store)
+    inputs = resolve_inputs(cfg)
+    fp = fingerprint(cfg, inputs)
+    old = check_resume(store, cfg, fp)
+    return RunContext(cfg, inputs, store, old, fp, clock=clock, executor_factory=executor_factory)
+
+
+class RunContext:
+    """Everything the staged loop touches, with the operations the driver calls by name."""
+
+    def __init__(self, cfg: RunConfig, inputs: Inputs, store: StateStore, old: dict | None,
+                 fp: dict, *, clock=time.time, executor_factory=None):
+        self.cfg, self.inputs, self.store, self.old, self.fp = cfg, inputs, store, old, fp
+        elapsed = float(((old or {}).get("budget") or {}).get("elapsed_s", 0.0))
+        self.budget = Budget(cfg.budget_hours, elapsed_before_s=elapsed, clock=clock)
+        self.plan: Plan = make_plan(cfg, inputs, self.budget, nominal_calibration(cfg, inputs))
+        self.records = records.Records(self)
+        self.stage = {"index": 0, "kind": "plan", "cycle": 0}
+        self.stop_reason: str | None = None
+        self.stop_status: str | None = None
+        self.view = None  # a live.LiveView when the driver shows progress
+        self.last_state: dict | None = None
+        self.batched = False  # seeds of a config as one job (set in start)
+        self._executor_factory = executor_factory
+        self.executor = None
+        self.scheduler: Scheduler | None = None
+        self._resume: list[ConfigRun] = []
+        self.driver_s = 0.0  # time spent in the driver's own bookkeeping (ask/tell, state writes)
+
+    # ---- start / stop -------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the studies and the workers, restore or make the plan, re-attach in-flight work."""
+        from automl.run import trainers
+        from automl.exec.executor import make_executor
+        from automl.search.strategies import make_pruner, make_sampler
+
+        cfg, inputs = self.cfg, self.inputs
+        self.store.run_dir.mkdir(parents=True, exist_ok=True)
+        url = studies.storage_url(cfg.run_dir, cfg.storage)
+        pruner = make_pruner(cfg.pruner_name, min_resource=1, reduction_factor=3)
+        self.record = studies.open_study(url, studies.RECORD, pruner=pruner,
+                                         sampler=optuna.samplers.RandomSampler(seed=inputs.base_seed))
+        self.hp_study = studies.open_study(url, studies.HP_SAMPLER, sampler=make_sampler(
+            cfg.search_method, seed=inputs.base_seed, spec=inputs.spec))
+        asked = len(self.hp_study.get_trials(deepcopy=False))
+        if asked and cfg.search_method not in ("grid", "qmc"):
+            # a resumed session continues the sampler's random stream instead of repeating the first
+            # session's proposals (grid and QMC keep their place from the trials themselves)
+            self.hp_study.sampler = make_sampler(cfg.search_method, seed=inputs.base_seed + asked, spec=inputs.spec)
+        self.searches = {"hp": HPSearch(self.hp_study, inputs.spec, space_path=inputs.space_path,
+                                        method=cfg.search_method)}
+        self.executor = (self._executor_factory or (lambda n: make_executor("local", n_jobs=n)))(cfg.n_jobs)
+        self.throughput = Throughput(steps_per_s=self.plan.steps_per_s)
+        self._restore_or_calibrate()
+        self.reward_study = None
+        if inputs.terms:
+            self.reward_study = studies.open_study(url, studies.REWARD_SAMPLER, sampler=make_reward_sampler(
+                inputs.terms, seed=inputs.base_seed, population=self.plan.population))
+            self.searches["reward"] = RewardSearch(self.reward_study, inputs.terms, inputs.default_weights)
+        self.budget.set_reserve(self.plan.reserve_s)
+        self.batched = cfg.batches_seeds(cuda=_on_cuda(cfg.device))
+        self.scheduler = Scheduler(self.executor, self.budget, self.throughput, n_jobs=cfg.n_jobs,
+                                   job_fn=trainers.job_fn(cfg.trainer), job_kwargs=self._job_kwargs,
+                                   batch_fn=trainers.batch_fn(cfg.trainer) if self.batched else None,
+                                   batch_kwargs=self._batch_kwargs,
+                                   on_seed=self._on_seed, on_config=self._on_config,
+                                   timeout_s=self._timeout_s, objective=cfg.objective)
+        self._resume = resume.reattach(self)
+        if self.old is None:
+            self.searches["hp"].warm_start()
+        self.record.set_user_attr("fingerprint", self.fp)
+        self.store.event("resume" if self.old else "start", command=cfg.command, plan=self.plan.to_dict())
+        self.write_state("running")
+
+    def _restore_or_calibrate(self) -> None:
+        recorded = (self.old or {}).get("plan")
+        if recorded:
+            self.plan = Plan.from_dict(recorded)
+        else:
+            if self.view is not None:
+                self.view.message(f"calibrating: {self.cfg.n_jobs} short jobs of the prior config")
+            cal = calibrate(self.cfg, self.inputs, self.executor, self.budget, self.store)
+            check_minimum_budget(self.cfg, self.inputs, self.budget, cal)
+            self.plan = make_plan(self.cfg, self.inputs, self.budget, cal)
+            self.store.event("planned", plan=self.plan.to_dict())
+        self.throughput.steps_per_s = self.plan.steps_per_s
+        self.throughput.startup_s = self.plan.startup_s
+
+    def close(self, status: str) -> None:
+        """Stop the workers and write the final state (also after errors and interrupts)."""
+        if self.executor is not None:
+            self.executor.shutdown(grace_s=2.0)
+        if self.scheduler is not None:
+            self.write_state(status)
+            self.store.event("end", status=status, reason=self.stop_reason)
+
+    # ---- stages -------------------------------------------------------------------------
+    def final_status(self) -> str:
+        """finished (every stage ran to its quota), budget_exhausted (the budget was spent) or
+        search_exhausted (the space ran out of new configs)."""
+        return "finished" if self.stop_reason is None else self.stop_status or BUDGET_SPENT
+
+    def enter_stage(self, kind: str, cycle: int) -> None:
+        """Record the stage now running."""
+        self.stage = {"index": self.stage["index"] + 1, "kind": kind, "cycle": cycle}
+        self.store.event("stage", **self.stage)
+        self.write_state("running")
+
+    def tuning_over(self) -> bool:
+        """No more tuning configs may start (deadline or exhausted space); a passed deadline is
+        recorded as the reason the first time it is seen."""
+        if self.stop_reason is None and self.budget.tuning_over():
+            self.mark_tuning_over("tuning deadline reached")
+        return self.stop_reason is not None
+
+    def mark_tuning_over(self, reason: str, status: str = BUDGET_SPENT) -> None:
+        """Stop proposing tuning configs, for `reason`; `status` is what the run will end as."""
+        if self.stop_reason is None:
+            self.stop_reason, self.stop_status = reason, status
+            self.store.event("tuning_over", reason=reason, status=status)
+            if self.view is not None:
+                self.view.message(f"tuning over: {reason}")
+
+    def count(self, kind: str, cycle: int) -> int:
+        """Configs of this phase already finished (rejected ones do not count)."""
+        return self.records.count(kind, cycle)
+
+    def in_flight(self, kind: str, cycle: int) -> int:
+        """Configs of this phase still training."""
+        return sum(1 for c in self.scheduler.active if c.kind == kind and c.cycle == cycle)
+
+    def resumed(self, kind: str, cycle: int) -> list[ConfigRun]:
+        """In-flight configs of a killed run that belong to this phase (their missing seeds re-run)."""
+        mine = [c for c in self._resume if c.kind == kind and c.cycle == cycle]
+        self._resume = [c for c in self._resume if c not in mine]
+        return mine
+
+    # ---- jobs and results ---------------------------------------------------------------
+    def _job_kwargs(self, c: ConfigRun, seed: int) -> dict:
+        heldout = c.kind == "heldout"
+        run_dir = self.store.run_dir
+        return dict(params=c.train_params, env=self.inputs.env, seed=seed, total_steps=c.steps,
+                    checkpoint_path=str(self.checkpoint_path(c, seed)), checkpoint_every=self._checkpoint_every(),
+                    reward_weights=c.weights or None, eval_every=self.plan.eval_every,
+                    eval_episodes=self.plan.eval_episodes,
+                    deadline=self.budget.deadline if heldout else self.budget.tuning_deadline,
+                    device=self.cfg.device,
+                    tb_dir=str(run_dir / "tb" / c.config_id / f"{c.kind}_seed{seed}"),
+                    save_path=str(run_dir / "models" / c.config_id / f"seed_{seed}") if heldout else None)
+
+    def _batch_kwargs(self, c: ConfigRun, seeds: list[int]) -> dict:
+        """One job for all `seeds` of a config (the torch trainer's seed axis)."""
+        kw = self._job_kwargs(c, seeds[0])
+        for key in ("seed", "save_path"):
+            kw.pop(key, None)
+        run_dir = self.store.run_dir
+        kw.update(seeds=list(seeds), tb_dir=str(run_dir / "tb" / c.config_id / c.kind),
+                  checkpoint_path=str(self.checkpoint_path(c, None)), checkpoint_every=self._checkpoint_every(len(seeds)))
+        if c.kind == "heldout":
+            kw["save_paths"] = [str(run_dir / "models" / c.config_id / f"seed_{s}") for s in seeds]
+        return kw
+
+    def checkpoint_path(self, c: ConfigRun, seed: int | None):
+        """Where a seed job keeps its checkpoint (stable across resumes: config, kind, seed); seed None:
+        the job that trains all of the config's seeds as one batch (its header names the seeds)."""
+        name = f"{c.kind}_seeds.pt" if seed is None else f"{c.kind}_seed{seed}.pt"
+        return self.store.run_dir / "checkpoints" / c.config_id / name
+
+    def _checkpoint_every(self, batch: int = 1) -> int:
+        """Env steps (per seed) between checkpoints: about two minutes of a job of ``batch`` seeds."""
+        from automl.train.checkpoint import default_checkpoint_every
+
+        return self.cfg.checkpoint_every or default_checkpoint_every(
+            (self.plan.train_steps_per_s or self.plan.steps_per_s) / batch, rollout=self.inputs.rollout)
+
+    def _timeout_s(self, steps: int) -> float:
+        if self.cfg.timeout_per_trial:
+            return self.cfg.timeout_per_trial
+        return 4 * self.throughput.seconds_for(steps) + 120.0
+
+    def _on_seed(self, c: ConfigRun, seed: int, record: dict) -> None:
+        t0 = time.perf_counter()
+        self.records.seed_done(c, seed, record)
+        self.store.event("seed_done", config_id=c.config_id, kind=c.kind, **record)
+        self.write_state("running")
+        if not self.cfg.keep_checkpoints and record.get("state") in ("complete", "failed"):
+            from automl.train.checkpoint import remove  # recorded now: the checkpoint is not needed
+
+            remove(str(self.checkpoint_path(c, seed)))
+        self.driver_s += time.perf_counter() - t0
+
+    def _on_config(self, c: ConfigRun) -> None:
+        t0 = time.perf_counter()
+        state = config_state(c)
+        values = [r.get("episode_reward_mean") if r.get("state") == "complete" else None
+                  for r in (c.results[s] for s in c.seeds if s in c.results)]
+        # Only complete configs get a score (failed seeds count as worst); a pruned or
+        # deadline-stopped config has no comparable score, nor has a failed one while no worst is known.
+        worst = self.records.worst_value()
+        scorable = values and state in ("complete", "failed") and (worst is not None or any(
+            isinstance(v, (int, float)) and math.isfinite(v) for v in values))
+        score = score_seeds(values, worst=worst) if scorable else None
+        incumbent = self.records.best_entry()  # before this config counts
+        entry = self.records.config_done(c, state, score)
+        if c.sampler is not None:
+            # Samplers learn that a failed config is bad: it is told as the worst value.
+            told = objective_value(score, self.cfg.objective) if score and state in ("complete", "failed") else None
+            self.searches[c.kind].tell(c.sampler, told, "pruned" if state == "pruned" else "complete")
+        if c.kind == "reward" and state == "complete":
+            alarm = RewardSearch.alarm(entry, incumbent, self.records.tuned())
+            if alarm:
+                self.records.add_alarm(alarm)
+        if c.batched and not self.cfg.keep_checkpoints and state in ("complete", "failed"):
+            from automl.train.checkpoint import remove  # every seed recorded: the batch's checkpoint is not needed
+
+            remove(str(self.checkpoint_path(c, None)))
+        if c.kind != "heldout":  # keep the held-out reserve in step with measured throughput
+            self.update_reserve()
+        self.store.event("config_done", config_id=c.config_id, kind=c.kind, state=state, score=score)
+        st = self.write_state("running")
+        if self.view is not None:
+            self.view.config_done(self.records.entries[c.trial.number], state=st)
+        self.driver_s += time.perf_counter() - t0
+
+    def job_s(self, config_id: str | None = None) -> float:
+        """Estimated seconds of one seed job: the config's own tuning jobs when it has some
+        (a config with big networks or many epochs is slower than the calibrated prior),
+        else the run's measured throughput."""
+        est = self.throughput.seconds_for(self.plan.trial_steps)
+        entry = next((e for e in self.records.entries.values() if e["config_id"] == config_id
+                      and e["kind"] in records.TUNING_KINDS), None) if config_id else None
+        walls = [float(r["wall_s"]) for r in (entry or {}).get("seeds", [])
+                 if r.get("state") == "complete" and r.get("wall_s") and r.get("resumed_from") is None]
+        return max([est] + [w * self.throughput.margin for w in walls])
+
+    def update_reserve(self) -> None:
+        """Time kept for the held-out stage: top-k + baseline at the incumbent's job length;
+        the winner's and the baseline's share may exceed the usual cap (they always run)."""
+        best = self.records.best_entry()
+        job_s = self.job_s(best["config_id"] if best else None)
+        seeds, n = len(self.inputs.heldout_seeds), self.cfg.n_jobs
+        configs = self.plan.heldout_configs or self.cfg.top_k + 1
+        self.budget.set_reserve(-(-configs * seeds // n) * job_s, essential_s=-(-2 * seeds // n) * job_s)
+
+    def write_state(self, status: str) -> dict:
+        """Rewrite automl_state.yaml from the records (atomic); the live view follows it."""
+        st = state_dict(self, status)
+        self.store.write(st)
+        self.last_state = st
+        self.refresh_view()
+        return st
+
+    def refresh_view(self) -> None:
+        """Show the latest state and the seed jobs on workers now (no file is written)."""
+        if self.view is not None and self.last_state is not None:
+            self.view.update(self.last_state, planned_configs=self.planned_configs(),
+                             running_jobs=self.scheduler.running_jobs() if self.scheduler else 0)
+
+    def planned_configs(self) -> int:
+        """Tuning configs the stages ask for, or more once the last phase was extended."""
+        planned = sum(q for _, _, q in stage_list(self.plan, self.cfg.mode, self.cfg.max_trials,
+                                                  bool(self.inputs.terms)))
+        started = sum(1 for e in self.records.entries.values()
+                      if e["kind"] in records.TUNING_KINDS and e["state"] != "rejected")
+        return max(planned, started)
+
+
+def config_state(c: ConfigRun) -> str:
+    """A config's final state from its seeds: pruned, stopped_at_deadline, failed or complete."""
+    states = [c.results[s]["state"] for s in c.seeds if s in c.results]
+    if c.pruned or "pruned" in states:
+        return "pruned"
+    if "stopped_at_deadline" in states or len(states) < len(c.seeds):
+        return "stopped_at_deadline"
+    if states and all(s == "failed" for s in states):
+        return "failed"
+    return "complete"
+
+
+def _on_cuda(device: str) -> bool:
+    """Whether seed jobs will run on a GPU (`auto` picks CUDA when present)."""
+    if device == "cpu":
+        return False
+    import torch
+
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())

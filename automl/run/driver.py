@@ -1,0 +1,68 @@
+"""The driver: a run is a sequence of phases under one budget.
+
+    plan → (HP phase → reward phase) × cycles → held-out
+
+``automl.run.phases`` holds the phases (each asks its search owner, submits seed jobs through the
+scheduler and tells the results); ``automl.run.context.RunContext`` holds the run they share (budget,
+records, studies, scheduler, state file). The driver starts the run, runs the phases in order, and
+always closes it: the state file is written and the workers stop, also on errors and interrupts.
+"""
+from __future__ import annotations
+
+import signal
+
+from automl.run.context import RunContext, prepare
+from automl.core.errors import AutoMLError
+from automl.run.phases import phases
+from automl.run.runconfig import RunConfig
+from automl.run.setup import plan_text
+
+
+class Interrupted(Exception):
+    """SIGTERM or Ctrl-C: flush the state and stop the workers."""
+
+
+def main(cfg: RunConfig) -> int:
+    """`automl run`: prepare, run the phases, exit 0 when the run ends by its plan or its budget."""
+    ctx = prepare(cfg)
+    if cfg.dry_run:
+        print(plan_text(ctx))
+        return 0
+    from automl.run.live import LiveView
+
+    ctx.view = LiveView(quiet=cfg.quiet)
+    ctx.view.start()
+    try:
+        return run(ctx)
+    finally:
+        ctx.view.close(ctx.last_state)
+
+
+def run(ctx: RunContext) -> int:
+    """Run (or resume) the whole search recorded in ctx's run directory."""
+    previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    status = "failed"
+    try:
+        ctx.start()
+        for phase in phases(ctx):
+            if phase.tuning and ctx.tuning_over():
+                continue  # the budget or the search ended tuning: on to the held-out phase
+            phase.run(ctx)
+        status = ctx.final_status()
+        return 0
+    except (Interrupted, KeyboardInterrupt):
+        status = "interrupted"
+        ctx.scheduler.stop_all("interrupted")
+        print("automl: interrupted; state saved, re-run the same command to resume")
+        return 130
+    except AutoMLError:
+        status = "failed"
+        raise
+    finally:
+        ctx.close(status)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _raise_interrupt(signum, frame):
+    raise Interrupted(signal.Signals(signum).name)

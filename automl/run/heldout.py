@@ -1,0 +1,121 @@
+"""Final re-evaluation: top-k tuned configs and the baseline, re-trained on held-out seeds.
+
+Ranked by the run's objective (--objective, default IQM) over held-out seeds (with a 95% CI); the winner goes to best.yaml with its
+tuning and held-out scores, the baseline's held-out score beside it, and its saved policies.
+"""
+from __future__ import annotations
+
+from automl.search import space as space_mod
+from automl.core.config import to_ppo_setup
+from automl.run.records import TUNING_KINDS, ranked
+from automl.core.scoring import objective_value
+
+
+def candidates(ctx) -> list[tuple[str, dict, dict, bool]]:
+    """(config_id, params, weights, is_baseline): the leader, the baseline, then the rest of the top-k."""
+    tuned = ranked(ctx.records.entries.values(), ctx.cfg.objective, TUNING_KINDS)
+    base_params = space_mod.prior_params(ctx.inputs.spec)
+    base_weights = ctx.inputs.default_weights
+    out, baseline_id = [], None
+    for e in tuned:
+        if e["params"] == base_params and e["reward_weights"] == base_weights:
+            baseline_id = e["config_id"]
+            break
+    for e in tuned[:ctx.cfg.top_k]:
+        out.append((e["config_id"], e["params"], e["reward_weights"], e["config_id"] == baseline_id))
+    if not any(is_base for *_, is_base in out):
+        # Right after the leader: if the budget ends early, the winner still has its baseline.
+        out.insert(min(1, len(out)), (baseline_id or "baseline", base_params, base_weights, True))
+    return out
+
+
+def run(ctx) -> None:
+    """Re-train the candidates on held-out seeds within the remaining budget; write best.yaml."""
+    ctx.enter_stage("heldout", 0)
+    done = {e["config_id"]: e for e in ctx.records.entries.values()
+            if e["kind"] == "heldout" and e["state"] != "running"}
+    for c in ctx.resumed("heldout", 0):
+        ctx.scheduler.add(c)
+    running = {c.config_id for c in ctx.scheduler.active}
+    baseline, load_s = None, 0.0
+    for i, (config_id, params, weights, is_base) in enumerate(candidates(ctx)):
+        if is_base:
+            baseline = config_id
+        if config_id in done or config_id in running:
+            continue
+        seeds, job_s = admit_seeds(ctx, config_id, load_s, essential=is_base or i == 0)
+        if not seeds:
+            ctx.store.event("heldout_skipped", config_id=config_id, reason="would not finish in budget")
+            continue
+        if len(seeds) < len(ctx.inputs.heldout_seeds):
+            ctx.store.event("heldout_fewer_seeds", config_id=config_id, seeds=seeds,
+                            reason="all held-out seeds would not finish in budget")
+        load_s += len(seeds) * job_s
+        c = ctx.records.new_config("heldout", 0, params, weights, None, seeds,
+                                   ctx.plan.trial_steps, config_id=config_id,
+                                   extra={"heldout_of": config_id, "baseline": is_base,
+                                          "planned_seeds": seeds})
+        ctx.scheduler.add(c)
+    while ctx.scheduler.active:
+        ctx.scheduler.step(0.5)
+        ctx.refresh_view()
+        if ctx.budget.exhausted():
+            ctx.scheduler.stop_all("deadline")
+            ctx.scheduler.drain(hard_deadline=ctx.budget.deadline, grace_s=5.0)
+            break
+    write_best(ctx, baseline)
+
+
+def admit_seeds(ctx, config_id: str, load_s: float, *, essential: bool) -> tuple[list[int], float]:
+    """(held-out seeds to train, seconds per job) for one candidate behind `load_s` seconds of
+    queued held-out work. All seeds when they fit before the deadline; the leader and the
+    baseline (essential) get as many as fit, at least one; other candidates all or nothing."""
+    job_s = ctx.job_s(config_id)
+    n_jobs = ctx.cfg.n_jobs
+    full = list(ctx.inputs.heldout_seeds)
+    left = ctx.budget.remaining_s()
+    for n in range(len(full), 0 if essential else len(full) - 1, -1):
+        finish = (load_s + n * job_s) / n_jobs + job_s * (1 - 1 / n_jobs)
+        if finish <= left:
+            return full[:n], job_s
+    return [], job_s
+
+
+def _heldout_entries(ctx) -> dict[str, dict]:
+    return {e["config_id"]: e for e in ctx.records.entries.values()
+            if e["kind"] == "heldout" and e.get("score") and e["state"] == "complete"}
+
+
+def write_best(ctx, baseline_id: str | None) -> None:
+    """Rank held-out results by the run's objective and write best.yaml (nothing when no config finished)."""
+    held = _heldout_entries(ctx)
+    objective = ctx.cfg.objective
+    ranking = ranked(held.values(), objective, ("heldout",))
+    ctx.heldout_summary = [{"config_id": e["config_id"], "objective": objective,
+                            "value": objective_value(e["score"], objective), "iqm": e["score"]["iqm"],
+                            "mean": e["score"]["mean"], "ci95": e["score"]["ci95"],
+                            "baseline": e["config_id"] == baseline_id} for e in ranking]
+    if not ranking:
+        return
+    win = ranking[0]
+    tuning = next((e for e in ctx.records.entries.values() if e["config_id"] == win["config_id"]
+                   and e["kind"] in ("hp", "reward")), None)
+    full = space_mod.merged(ctx.inputs.spec, win["params"])
+    setup = to_ppo_setup(full, path=ctx.inputs.space_path)
+    models = [str(ctx.store.run_dir / "models" / win["config_id"] / f"seed_{r['seed']}.zip")
+              for r in win["seeds"] if r.get("state") == "complete"]
+    base = held.get(baseline_id) if baseline_id else None
+    ctx.store.write_yaml("best.yaml", {
+        "config_id": win["config_id"], "env": ctx.cfg.env, "objective": objective,
+        "search_space_id": ctx.inputs.spec.search_space_id,
+        "params": full,
+        "sb3": {"ppo_kwargs": setup.ppo_kwargs, "num_envs": setup.num_envs,
+                "n_timesteps": ctx.plan.trial_steps, "normalize": setup.normalize,
+                "learning_rate_schedule": setup.learning_rate_schedule},
+        "reward_weights": win["reward_weights"],
+        "tuning_score": (tuning or {}).get("score"),
+        "heldout_score": win["score"],
+        "heldout_seeds": ctx.inputs.heldout_seeds,
+        "baseline": {"config_id": baseline_id, "heldout_score": (base or {}).get("score")},
+        "models": models,
+    })

@@ -1,0 +1,147 @@
+"""Every config of a run as the state file shows it, kept in step with the record study.
+
+Creates configs (the record trial with the full vector: HPs and reward.<term> weights), records
+seeds and how each config ended, and answers the run's questions about them: the incumbent by the
+run's objective (``ranked``, the one ranking rule), counts per phase, the worst value. Rebuilding
+them on resume is automl.run.resume; the state file is automl.run.state.
+"""
+from __future__ import annotations
+
+import math
+
+from optuna.trial import TrialState
+
+from automl.search import space as space_mod, studies
+from automl.run.scheduler import ConfigRun
+from automl.core.scoring import objective_value
+from automl.search.reward import weight_distributions
+
+TUNING_KINDS = ("hp", "reward")
+
+
+class Records:
+    """Config records in trial order, the incumbent, alarms, and the record-study bookkeeping."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.entries: dict[int, dict] = {}      # record trial number -> state-file entry
+        self.alarms: list[dict] = []
+
+    # ---- creating --------------------------------------------------------------------------
+    def _record(self, kind, cycle, params, weights, attrs):
+        ctx = self.ctx
+        dists = {**space_mod.distributions(ctx.inputs.spec),
+                 **weight_distributions(ctx.inputs.terms)}
+        values = {**space_mod.encode_params(ctx.inputs.spec, params),
+                  **{f"reward.{k}": v for k, v in weights.items() if f"reward.{k}" in dists}}
+        dists = {k: d for k, d in dists.items() if k in values}
+        trial = studies.record_trial(ctx.record, values, dists, {
+            "kind": kind, "cycle": cycle, "all_weights": weights, **attrs})
+        config_id = attrs.get("config_id") or f"config_{trial.number:03d}"
+        trial.set_user_attr("config_id", config_id)
+        return trial, config_id
+
+    def new_config(self, kind, cycle, params, weights, sampler, seeds, steps,
+                   config_id=None, extra=None) -> ConfigRun:
+        """Record a new config in the record study and return it ready to train."""
+        attrs = {"steps": steps, **(extra or {})}
+        if sampler is not None:
+            attrs["sampler"] = {"study": sampler[0].study_name, "trial_id": sampler[1]}
+        if config_id:
+            attrs["config_id"] = config_id
+        trial, cid = self._record(kind, cycle, params, weights, attrs)
+        self.entries[trial.number] = {"config_id": cid, "kind": kind, "cycle": cycle, "state": "running",
+                                      "params": params, "reward_weights": weights, "seeds": [],
+                                      **({"heldout_of": extra["heldout_of"]} if extra and "heldout_of" in extra else {})}
+        return ConfigRun(trial=trial, config_id=cid, kind=kind, cycle=cycle, params=params, weights=weights,
+                         seeds=list(seeds), train_params=space_mod.merged(self.ctx.inputs.spec, params),
+                         steps=steps, sampler=sampler)
+
+    def rejected(self, kind, cycle, params, weights, reason) -> None:
+        """Record a constraint-rejected config: told FAIL, never trained, not counted."""
+        trial, cid = self._record(kind, cycle, params, weights, {"rejected": True, "state": "rejected",
+                                                                  "reason": reason})
+        self.ctx.record.tell(trial, state=TrialState.FAIL)
+        self.entries[trial.number] = {"config_id": cid, "kind": kind, "cycle": cycle, "state": "rejected",
+                                      "params": params, "reward_weights": weights, "seeds": [],
+                                      "reason": reason}
+
+    # ---- updating --------------------------------------------------------------------------
+    def seed_done(self, c: ConfigRun, seed: int, record: dict) -> None:
+        """Store one finished seed in the study (user attrs) and the entry."""
+        seeds = [c.results[s] for s in c.seeds if s in c.results]
+        c.trial.set_user_attr("seeds", seeds)
+        self.entries[c.trial.number]["seeds"] = seeds
+
+    def config_done(self, c: ConfigRun, state: str, score: dict | None) -> dict:
+        """Record how the config ended (entry, record study); returns its entry."""
+        entry = self.entries[c.trial.number]
+        entry["state"] = state
+        c.trial.set_user_attr("state", state)
+        if score:
+            entry["score"] = score
+            c.trial.set_user_attr("score", score)
+        record_state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(state, TrialState.FAIL)
+        if record_state == TrialState.COMPLETE:
+            self.ctx.record.tell(c.trial, objective_value(score, self.ctx.cfg.objective))
+        else:
+            self.ctx.record.tell(c.trial, state=record_state)
+        return entry
+
+    def add_alarm(self, alarm: dict) -> None:
+        """Keep an alarm for the state file and say it (events, live view)."""
+        self.alarms.append(alarm)
+        self.ctx.store.event("alarm", **alarm)
+        if self.ctx.view is not None:
+            self.ctx.view.alarm(alarm)
+
+    def tuned(self) -> list[dict]:
+        """The complete tuning configs."""
+        return [e for e in self.entries.values() if e["kind"] in TUNING_KINDS and e["state"] == "complete"]
+
+    # ---- queries ---------------------------------------------------------------------------
+    def count(self, kind: str, cycle: int) -> int:
+        """Finished (not rejected, not running) configs of one phase."""
+        return sum(1 for e in self.entries.values() if e["kind"] == kind and e["cycle"] == cycle
+                   and e["state"] not in ("rejected", "running"))
+
+    def grid_cursor(self) -> int:
+        """How many HP grid points were proposed already (rejected ones never reach the grid)."""
+        return sum(1 for e in self.entries.values() if e["kind"] == "hp")
+
+    def best_entry(self) -> dict | None:
+        """The incumbent: the complete tuning config ranked first by the run's objective."""
+        best = ranked(self.entries.values(), self.ctx.cfg.objective, TUNING_KINDS)
+        return best[0] if best else None
+
+    def best_params(self) -> dict:
+        """The incumbent's HPs (the priors before anything finished)."""
+        best = self.best_entry()
+        return dict(best["params"]) if best else space_mod.prior_params(self.ctx.inputs.spec)
+
+    def best_weights(self) -> dict:
+        """The incumbent's reward weights (the defaults before anything finished)."""
+        best = self.best_entry()
+        return dict(best["reward_weights"]) if best and best["reward_weights"] else \
+            dict(self.ctx.inputs.default_weights)
+
+    def worst_value(self) -> float | None:
+        """What a failed seed counts as: 0 for success rates, else the lowest result recorded; before
+        any result, the lowest value calibration's short runs of the prior reached; None if unknown."""
+        if self.ctx.inputs.true_metric == "success_rate":
+            return 0.0
+        vals = [r["episode_reward_mean"] for e in self.entries.values() for r in e["seeds"]
+                if _finite(r.get("episode_reward_mean"))]
+        return min(vals) if vals else self.ctx.plan.value_floor
+
+
+def ranked(entries, objective: str, kinds) -> list[dict]:
+    """Complete configs of ``kinds`` with a finite score, best first by ``objective`` (the one ranking rule);
+    ties keep trial order."""
+    done = [e for e in entries if e["kind"] in kinds and e["state"] == "complete" and e.get("score")
+            and _finite(objective_value(e["score"], objective))]
+    return sorted(done, key=lambda e: objective_value(e["score"], objective), reverse=True)
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

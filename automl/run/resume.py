@@ -1,0 +1,69 @@
+"""Resume: a run's records rebuilt from its record study, and the configs that were in flight.
+
+The record study is the source of truth. A re-run of the same command reads every record trial
+back as its state-file entry; trials left RUNNING by a killed or interrupted run become ConfigRuns
+again, with their recorded seeds kept and only the missing ones to train (their sampler trial
+reattached, so the result is told where it was asked). A trial killed while it was being recorded
+(no config id yet) was never trained: it is failed, not resumed.
+"""
+from __future__ import annotations
+
+from optuna.trial import TrialState
+
+from automl.search import space as space_mod, studies
+from automl.run.scheduler import ConfigRun
+
+
+def reattach(ctx) -> list[ConfigRun]:
+    """Fill ``ctx.records`` from the record study and the earlier state; the in-flight configs."""
+    resume = []
+    for t in ctx.record.get_trials(deepcopy=False):
+        a = t.user_attrs
+        if t.state == TrialState.RUNNING and "config_id" not in a:
+            ctx.record.tell(t.number, state=TrialState.FAIL)  # killed while being recorded (config_id is set last)
+            continue
+        entry = entry_from_trial(t, ctx.inputs.spec)
+        ctx.records.entries[t.number] = entry
+        if t.state == TrialState.RUNNING and not a.get("rejected"):
+            resume.append(config_from_trial(ctx, t, entry))
+    ctx.records.alarms = list((ctx.old or {}).get("alarms") or [])
+    return resume
+
+
+def entry_from_trial(t, spec) -> dict:
+    """A record trial as its state-file entry."""
+    a = t.user_attrs
+    params = {k: v for k, v in t.params.items() if not k.startswith("reward.")}
+    weights = {k.split(".", 1)[1]: v for k, v in t.params.items() if k.startswith("reward.")}
+    state = a.get("state") or ("running" if t.state == TrialState.RUNNING else t.state.name.lower())
+    entry = {"config_id": a.get("config_id", f"config_{t.number:03d}"), "kind": a.get("kind", "hp"),
+             "cycle": a.get("cycle", 0), "state": state,
+             "params": space_mod.decode_params(spec, params),
+             "reward_weights": {**a.get("all_weights", {}), **weights},
+             "seeds": list(a.get("seeds", []))}
+    if a.get("score"):
+        entry["score"] = a["score"]
+    if a.get("reason"):
+        entry["reason"] = a["reason"]
+    return entry
+
+
+def config_from_trial(ctx, t, entry) -> ConfigRun:
+    """An in-flight record trial as a ConfigRun again: its recorded seeds kept, the missing ones to run."""
+    a = t.user_attrs
+    sampler = None
+    if a.get("sampler"):
+        study = {studies.HP_SAMPLER: ctx.hp_study, studies.REWARD_SAMPLER: ctx.reward_study}.get(
+            a["sampler"]["study"])
+        sampler = (study, a["sampler"]["trial_id"]) if study is not None else None
+    kind = entry["kind"]
+    seeds = a.get("planned_seeds") or (ctx.inputs.heldout_seeds if kind == "heldout" else ctx.inputs.tuning_seeds)
+    done = {r["seed"]: r for r in entry["seeds"] if r.get("state") in ("complete", "failed")}
+    entry["seeds"] = list(done.values())
+    c = ConfigRun(trial=studies.attach(ctx.record, t._trial_id), config_id=entry["config_id"],
+                  kind=kind, cycle=entry["cycle"], params=entry["params"],
+                  weights=entry["reward_weights"], seeds=list(seeds),
+                  train_params=space_mod.merged(ctx.inputs.spec, entry["params"]),
+                  steps=int(a.get("steps", ctx.plan.trial_steps)), sampler=sampler, results=done)
+    c.reported = set(t.intermediate_values)
+    return c

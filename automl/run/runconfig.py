@@ -1,0 +1,126 @@
+"""RunConfig: every knob of one `automl run`, validated once at the boundary (no torch/optuna)."""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+
+from automl.core.errors import AutoMLError
+
+MODES = ("stage", "hp", "reward")
+SEARCH_METHODS = ("grid", "random", "bayesian", "tpe", "cmaes", "qmc", "hyperband")
+PRUNERS = ("none", "median", "asha", "hyperband")
+TRAINERS = ("auto", "sb3", "torch")  # auto: torch on the batched tasks, sb3 for gymnasium ids
+SEED_AXIS_TRAINERS = ("torch",)  # trainers that train all seeds of a config as one job (automl.run.trainers)
+SEED_BATCHING = ("auto", "on", "off")
+OBJECTIVES = ("mean", "iqm", "lcb")  # automl.core.scoring.OBJECTIVES (this module imports no numpy)
+FINGERPRINT_DEFAULTS = {"trainer": "sb3", "objective": "mean"}  # what runs recorded before a key existed used
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One staged search: what to tune, on which env, within which budget, written where."""
+
+    mode: str = "stage"
+    budget_hours: float = 1.0
+    hp_trials: int = 8
+    max_trials: int | None = None
+    reward_generations: int = 3
+    reward_population: int | None = None
+    seeds: int = 3
+    search_method: str = "tpe"
+    pruner: str | None = None
+    n_jobs: int = field(default_factory=lambda: max(1, min(2, os.cpu_count() or 1)))
+    env: str = "navigation"
+    space: str | None = None
+    preset: str | None = None
+    rewards: str | None = None
+    trial_steps: int | None = None
+    run_dir: str = "progress"
+    storage: str | None = None
+    device: str = "auto"
+    seed: int | None = None
+    fresh: bool = False
+    dry_run: bool = False
+    top_k: int = 3
+    eval_every: int | None = None
+    eval_episodes: int | None = None   # None: up to 32, fewer when evaluation would be dear
+    timeout_per_trial: float | None = None
+    checkpoint_every: int | None = None  # None: about every 2 minutes of training
+    keep_checkpoints: bool = False
+    quiet: bool = False
+    trainer: str = "auto"         # resolved before the run starts (automl.run.setup.resolve_trainer)
+    seed_batching: str = "auto"   # auto: on with the torch trainer on CUDA
+    objective: str | None = None  # None: iqm for a new run, the recorded one on resume (automl.run.setup.resolve_defaults)
+    command: str = ""
+
+    def __post_init__(self):
+        _check_choice("--mode", self.mode, MODES)
+        _check_choice("--search-method", self.search_method, SEARCH_METHODS)
+        _check_choice("--trainer", self.trainer, TRAINERS)
+        _check_choice("--seed-batching", self.seed_batching, SEED_BATCHING)
+        if self.objective is not None:
+            _check_choice("--objective", self.objective, OBJECTIVES)
+        if self.seed_batching == "on" and self.trainer not in (*SEED_AXIS_TRAINERS, "auto"):
+            raise AutoMLError(f"--seed-batching: on needs a trainer that batches seeds (allowed: "
+                              f"--trainer {' | '.join(SEED_AXIS_TRAINERS)}; got --trainer {self.trainer})")
+        if self.pruner is not None:
+            _check_choice("--pruner", self.pruner, PRUNERS)
+        _check_positive("--budget-hours", self.budget_hours, allow_float=True)
+        for flag, value in (("--seeds", self.seeds), ("--n-jobs", self.n_jobs),
+                            ("--top-k", self.top_k)):
+            _check_positive(flag, value)
+        for flag, value in (("--hp-trials", self.hp_trials),
+                            ("--reward-generations", self.reward_generations)):
+            if not isinstance(value, int) or value < 0:
+                raise AutoMLError(f"{flag}: must be a whole number >= 0 (got {value!r})")
+        for flag, value in (("--max-trials", self.max_trials),
+                            ("--reward-population", self.reward_population),
+                            ("--trial-steps", self.trial_steps),
+                            ("--eval-every", self.eval_every),
+                            ("--eval-episodes", self.eval_episodes),
+                            ("--checkpoint-every", self.checkpoint_every)):
+            if value is not None:
+                _check_positive(flag, value)
+        if self.timeout_per_trial is not None:
+            _check_positive("--timeout-per-trial", self.timeout_per_trial, allow_float=True)
+        if self.mode == "hp" and self.hp_trials == 0 and not self.max_trials:
+            raise AutoMLError("--hp-trials: must be >= 1 with --mode hp")
+        if self.mode == "reward" and self.reward_generations == 0:
+            raise AutoMLError("--reward-generations: must be >= 1 with --mode reward")
+
+    @property
+    def pruner_name(self) -> str:
+        """The pruner in force: --pruner, else hyperband for the hyperband method, else none."""
+        if self.pruner is not None:
+            return self.pruner
+        return "hyperband" if self.search_method == "hyperband" else "none"
+
+    def batches_seeds(self, cuda: bool) -> bool:
+        """Whether each config's seeds train as one batched job (`cuda`: the device is a GPU)."""
+        if self.trainer not in SEED_AXIS_TRAINERS or self.seed_batching == "off":
+            return False
+        return self.seed_batching == "on" or cuda
+
+    def fingerprint(self) -> dict:
+        """What must match for a re-run to resume this run (budget and trial counts may change)."""
+        return {"env": self.env, "mode": self.mode, "space": self.space, "preset": self.preset,
+                "rewards": self.rewards, "search_method": self.search_method,
+                "seeds": self.seeds, "seed": self.seed, "trainer": self.trainer, "objective": self.objective}
+
+    def to_dict(self) -> dict:
+        """Plain mapping for the state file."""
+        return asdict(self)
+
+
+def _check_choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise AutoMLError(f"{flag}: unknown value {value!r} (allowed: {', '.join(allowed)})")
+
+
+def _check_positive(flag: str, value, *, allow_float: bool = False) -> None:
+    ok_type = (int, float) if allow_float else (int,)
+    if isinstance(value, bool) or not isinstance(value, ok_type):
+        raise AutoMLError(f"{flag}: must be a number > 0 (got {value!r})")
+    if not (value > 0) or (isinstance(value, float) and not math.isfinite(value)):
+        raise AutoMLError(f"{flag}: must be > 0 (got {value!r})")

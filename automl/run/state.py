@@ -1,0 +1,168 @@
+"""The sole writer of progress files: automl_state.yaml, events.jsonl, best.yaml (atomic replace)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from automl.core.errors import AutoMLError
+
+STATE_FILE = "automl_state.yaml"
+EVENTS_FILE = "events.jsonl"
+
+
+def to_plain(obj: Any) -> Any:
+    """Turn numpy scalars, tuples and dataclasses into YAML-safe builtins (NaN kept as .nan)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if hasattr(obj, "item"):  # numpy scalar
+        return to_plain(obj.item())
+    return str(obj)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` so readers see the old or the new file, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; progress files are for tailing and sharing
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text in the progress-file style (block style, insertion order kept)."""
+    return yaml.safe_dump(to_plain(data), sort_keys=False, default_flow_style=None, width=110)
+
+
+class StateStore:
+    """Reads and atomically rewrites one run directory's progress files."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / STATE_FILE
+        self.events_path = self.run_dir / EVENTS_FILE
+
+    def exists(self) -> bool:
+        """Whether a state file was written before in this run directory."""
+        return self.path.exists()
+
+    def load(self) -> dict:
+        """The recorded state; a corrupt file is a clear error and is left untouched."""
+        try:
+            data = yaml.safe_load(self.path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise AutoMLError(f"{self.path}: corrupt state file ({first}); the file is kept as is; "
+                              "re-run with --fresh to start over (allowed: a YAML mapping written "
+                              "by automl)") from None
+        if not isinstance(data, dict) or "version" not in data:
+            raise AutoMLError(f"{self.path}: not an automl state file (missing key 'version'); "
+                              "re-run with --fresh to start over")
+        return data
+
+    def write(self, state: dict) -> None:
+        """Atomically replace automl_state.yaml with `state`."""
+        atomic_write_text(self.path, dump_yaml(state))
+
+    def write_yaml(self, name: str, data: Any) -> Path:
+        """Atomically write another YAML file (e.g. best.yaml) in the run directory."""
+        path = self.run_dir / name
+        atomic_write_text(path, dump_yaml(data))
+        return path
+
+    def event(self, event_name: str, /, **fields: Any) -> None:
+        """Append one line to events.jsonl (for tailing and tools)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        record = {"t": round(time.time(), 3), "event": event_name, **to_plain(fields)}
+        line = json.dumps(record, default=str, allow_nan=True)
+        with open(self.events_path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    def archive(self) -> Path | None:
+        """Move an earlier run's directory aside (used by --fresh); nothing is deleted."""
+        if not self.run_dir.exists() or not any(self.run_dir.iterdir()):
+            return None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.run_dir.with_name(f"{self.run_dir.name}.prev-{stamp}")
+        n = 1
+        while target.exists():
+            target = self.run_dir.with_name(f"{self.run_dir.name}.prev-{stamp}-{n}")
+            n += 1
+        self.run_dir.rename(target)
+        return target
+
+
+def load_state_yaml(path: Path) -> dict:
+    """Read a YAML file of a run directory (state, best.yaml) for the read-only commands: one clear line if it is missing or corrupt."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise AutoMLError(f"{path}: not found (run `automl --mode stage ...` first)") from None
+    except yaml.YAMLError as exc:
+        raise AutoMLError(f"{path}: corrupt YAML ({str(exc).splitlines()[0]})") from None
+
+
+def state_dict(ctx, status: str) -> dict:
+    """The whole automl_state.yaml (field names are the contract in DESIGN.md)."""
+    b = ctx.budget
+    best = ctx.records.best_entry()
+    return {
+        "version": 1, "command": ctx.cfg.command, "status": status, "env": ctx.cfg.env,
+        "trainer": ctx.cfg.trainer,
+        "updated": _iso(time.time()),
+        "budget": {"hours": ctx.cfg.budget_hours, "elapsed_s": round(b.elapsed_s(), 1),
+                   "remaining_s": round(b.remaining_s(), 1), "deadline": _iso(b.deadline),
+                   "deadline_t": round(b.deadline, 3),
+                   "reserve_s": round(b.reserve_s, 1)},
+        "stage": ctx.stage,
+        "seeds": {"tuning": ctx.inputs.tuning_seeds, "heldout": ctx.inputs.heldout_seeds},
+        "plan": ctx.plan.to_dict(),
+        "fingerprint": ctx.fp,
+        "best": None if best is None else {k: best.get(k) for k in
+                                           ("config_id", "params", "reward_weights", "score")},
+        "heldout": getattr(ctx, "heldout_summary", None),
+        "trials": list(ctx.records.entries.values()),
+        "alarms": ctx.records.alarms,
+        "stop_reason": ctx.stop_reason,
+        "overhead": _overhead(ctx),
+    }
+
+
+def _overhead(ctx) -> dict:
+    """Share of worker time spent inside jobs this session (the rest is driver overhead + idling)."""
+    sched = ctx.scheduler
+    wall = ctx.budget.clock() - ctx.budget.started
+    busy = sched.busy_s if sched else 0.0
+    return {"session_wall_s": round(wall, 1), "worker_busy_s": round(busy, 1),
+            "worker_utilization": round(busy / max(1e-9, wall * ctx.cfg.n_jobs), 4),
+            "driver_s": round(ctx.driver_s, 2),
+            "driver_share": round(ctx.driver_s / max(1e-9, wall), 4)}
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

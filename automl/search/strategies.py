@@ -1,0 +1,137 @@
+"""Registries: search method -> Optuna sampler factory, pruner name -> Optuna pruner factory.
+
+One dict each, no if-chains: adding a method is one line. Every sampler is seeded, so the same
+seed and the same results give the same sequence of configs.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import optuna
+
+from automl.search import space
+from automl.core.config import SpaceSpec
+from automl.core.errors import AutoMLError
+
+
+def _grid(seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
+    # GridSampler's seed shuffles the visiting order; the grid itself is every combination
+    return optuna.samplers.GridSampler(space.grid_search_space(spec), seed=seed)
+
+
+def _random(seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _tpe(seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
+    # multivariate TPE models interactions (lr x epochs) that independent TPE misses
+    with warnings.catch_warnings():  # multivariate is "experimental" in Optuna's terms; stable for years
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+
+
+def _cmaes(seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
+    # CMA-ES handles only numeric params; categorical ones (layer sizes) go to a seeded random sampler
+    return optuna.samplers.CmaEsSampler(seed=seed, independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+                                        warn_independent_sampling=False)
+
+
+def _qmc(seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():  # QMCSampler is flagged experimental; its interface is all we use
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.QMCSampler(seed=seed, scramble=True,
+                                          independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+                                          warn_independent_sampling=False, warn_asynchronous_seeding=False)
+
+
+SamplerFactory = Callable[[int | None, SpaceSpec], optuna.samplers.BaseSampler]
+SEARCH_METHODS: dict[str, SamplerFactory] = {
+    "grid": _grid,
+    "random": _random,
+    "bayesian": _tpe,
+    "tpe": _tpe,
+    "cmaes": _cmaes,
+    "qmc": _qmc,
+    "hyperband": _tpe,  # TPE proposes, the Hyperband pruner (default_pruner_for) allocates budget
+}
+
+
+def _none(min_resource, max_resource, reduction_factor) -> optuna.pruners.BasePruner:
+    return optuna.pruners.NopPruner()
+
+
+def _median(min_resource, max_resource, reduction_factor) -> optuna.pruners.BasePruner:
+    warmup = 0 if min_resource == "auto" else min_resource
+    return optuna.pruners.MedianPruner(n_warmup_steps=warmup)
+
+
+def _asha(min_resource, max_resource, reduction_factor) -> optuna.pruners.BasePruner:
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_resource, reduction_factor=reduction_factor)
+
+
+def _hyperband(min_resource, max_resource, reduction_factor) -> optuna.pruners.BasePruner:
+    min_resource = 1 if min_resource == "auto" else min_resource
+    return optuna.pruners.HyperbandPruner(min_resource=min_resource, max_resource=max_resource,
+                                          reduction_factor=reduction_factor)
+
+
+PrunerFactory = Callable[[int | str, int | str, int], optuna.pruners.BasePruner]
+PRUNERS: dict[str, PrunerFactory] = {
+    "none": _none,
+    "median": _median,
+    "asha": _asha,
+    "hyperband": _hyperband,
+}
+DEFAULT_PRUNERS = {"hyperband": "hyperband"}  # search method -> pruner it implies
+
+
+def _lookup(registry: dict, name: object, flag: str):
+    if name not in registry:
+        raise AutoMLError(f"command line: {flag}: unknown {name!r} (allowed: {', '.join(registry)})")
+    return registry[name]
+
+
+def make_sampler(method: str, *, seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
+    """The seeded Optuna sampler for `--search-method method` over `spec`."""
+    return _lookup(SEARCH_METHODS, method, "--search-method")(seed, spec)
+
+
+def _resource(value: object, name: str, minimum: int) -> int | str:
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise AutoMLError(f"command line: --{name.replace('_', '-')}: {value!r} (allowed: an integer >= {minimum} "
+                          f"or 'auto')")
+    return value
+
+
+def make_pruner(name: str, *, min_resource: int | str = 1, max_resource: int | str = "auto",
+                reduction_factor: int = 3) -> optuna.pruners.BasePruner:
+    """The Optuna pruner for `--pruner name`; resources count intermediate reports (evaluations)."""
+    factory = _lookup(PRUNERS, name, "--pruner")
+    min_resource = _resource(min_resource, "min_resource", 1)
+    max_resource = _resource(max_resource, "max_resource", 1)
+    if isinstance(reduction_factor, bool) or not isinstance(reduction_factor, int) or reduction_factor < 2:
+        raise AutoMLError(f"command line: --reduction-factor: {reduction_factor!r} (allowed: an integer >= 2)")
+    if isinstance(min_resource, int) and isinstance(max_resource, int) and max_resource < min_resource:
+        raise AutoMLError(f"command line: --max-resource: {max_resource} < min_resource {min_resource} "
+                          f"(allowed: max_resource >= min_resource)")
+    return factory(min_resource, max_resource, reduction_factor)
+
+
+def default_pruner_for(method: str, pruner: str | None = None) -> str:
+    """The pruner to use: the one given, else the one the method implies (hyperband), else 'none'."""
+    return pruner if pruner is not None else DEFAULT_PRUNERS.get(method, "none")
+
+
+# GridSampler cannot complete a partially given trial (it raises), so grid warm-starts only from a full prior
+NEEDS_COMPLETE_PRIOR = {"grid"}
+
+
+def warm_start(method: str, spec: SpaceSpec) -> dict:
+    """Encoded prior params to `study.enqueue_trial(...)` first; {} when there is nothing to enqueue."""
+    prior = space.prior_params(spec)
+    if method in NEEDS_COMPLETE_PRIOR and len(prior) < len(spec.params):
+        return {}
+    return space.encode_params(spec, prior)

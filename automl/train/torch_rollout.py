@@ -1,0 +1,189 @@
+"""The torch trainer's helpers around the PPO loop: VecNormalize on the device, evaluation, TensorBoard, SB3 export.
+
+Split from ``automl.train.torch_ppo`` so that module reads as the algorithm. Everything here works on
+the seed axis (tensors [S, ...]) and keeps data on the env's device; the host sees one copy per
+evaluation and per logged update.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from automl.train.evaluation import EvalStats, hparam_values
+
+
+class RunningStats:
+    """SB3's RunningMeanStd per seed: mean/var [S, *shape] in float64, one count (all seeds see the same samples)."""
+
+    def __init__(self, num_seeds: int, shape: tuple[int, ...], device: torch.device, epsilon: float = 1e-4):
+        self.mean = torch.zeros(num_seeds, *shape, dtype=torch.float64, device=device)
+        self.var = torch.ones(num_seeds, *shape, dtype=torch.float64, device=device)
+        self.count = epsilon
+
+    def update(self, x: torch.Tensor) -> None:
+        """Fold in a batch x [S, B, *shape] (Chan et al.'s parallel update, as SB3)."""
+        batch_var, batch_mean = torch.var_mean(x, dim=1, unbiased=False)
+        n = x.shape[1]
+        total = self.count + n
+        delta = batch_mean.double() - self.mean
+        self.mean.add_(delta, alpha=n / total)
+        m2 = self.var * self.count + batch_var.double() * n + delta.square() * (self.count * n / total)
+        self.var = m2 / total
+        self.count = total
+
+
+class Normalizer:
+    """VecNormalize (training=True) for S seeds: observations clipped to +-10, rewards scaled by the std of
+    the discounted return and clipped to +-10, epsilon 1e-8; the same order of updates as SB3's step_wait."""
+
+    def __init__(self, num_seeds: int, num_envs: int, obs_dim: int, *, gamma: float, device: torch.device,
+                 clip_obs: float = 10.0, clip_reward: float = 10.0, epsilon: float = 1e-8):
+        self.obs_rms = RunningStats(num_seeds, (obs_dim,), device)
+        self.ret_rms = RunningStats(num_seeds, (), device)
+        self.returns = torch.zeros(num_seeds, num_envs, dtype=torch.float64, device=device)
+        self.gamma, self.clip_obs, self.clip_reward, self.epsilon = gamma, clip_obs, clip_reward, epsilon
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self.shift = self.obs_rms.mean.float().unsqueeze(1)                                  # [S, 1, D]
+        self.scale = (self.obs_rms.var + self.epsilon).rsqrt_().float().unsqueeze(1)
+
+    def observe(self, obs: torch.Tensor) -> None:
+        """Update the statistics with new observations [S, N, D], then normalise them in place."""
+        self.obs_rms.update(obs)
+        self._refresh()
+        self.normalize_(obs)
+
+    def normalize_(self, obs: torch.Tensor) -> torch.Tensor:
+        """Normalise observations [S, B, D] in place with the current statistics (no update)."""
+        return obs.sub_(self.shift).mul_(self.scale).clamp_(-self.clip_obs, self.clip_obs)
+
+    def reward_(self, reward: torch.Tensor, done: torch.Tensor) -> None:
+        """Normalise rewards [S, N] in place; the discounted return restarts where ``done``."""
+        self.returns.mul_(self.gamma).add_(reward)
+        self.ret_rms.update(self.returns)
+        scale = (self.ret_rms.var + self.epsilon).rsqrt().float().unsqueeze(1)  # [S, 1]
+        reward.mul_(scale).clamp_(-self.clip_reward, self.clip_reward)
+        self.returns.mul_(1.0 - done.double())
+
+
+def evaluate_stacked(run: Any, seeds: Sequence[int], *, deadline: float | None,
+                     check_every: int = 16) -> list[EvalStats] | None:
+    """One deterministic episode per eval env of every seed (eval envs re-seeded with seed + EVAL_SEED_OFFSET,
+    so every evaluation starts from the same states); None when the deadline passes first.
+
+    The semantics of ``automl.train.evaluation.evaluate``; the first finished episode of each env is kept on the
+    device (episodes end by the task's time limit), and the host checks for "all done" every ``check_every`` steps.
+    """
+    from envs.batched import N_STATS, RETURN, SUCCESS, TRUE_RETURN
+    from automl.train.training import EVAL_SEED_OFFSET
+
+    policy, envs_ = run.policy, run.eval_envs
+    S, E = len(envs_), envs_[0].num_envs
+    obs = torch.stack([env.reset(seed=seed + EVAL_SEED_OFFSET) for env, seed in zip(envs_, seeds)]).float()
+    finished = torch.zeros(S, E, dtype=torch.bool, device=run.device)
+    record = torch.zeros(S, *envs_[0].info["episode_stats"].shape, device=run.device)
+    with torch.no_grad():
+        for step in range(envs_[0].max_episode_steps):
+            if deadline is not None and time.time() >= deadline:
+                return None
+            x = run.norm.normalize_(obs.clone()) if run.norm is not None else obs
+            action = policy.deterministic(policy.actor(x))
+            if not policy.discrete:
+                action = torch.maximum(torch.minimum(action, run.high), run.low)
+            for s, env in enumerate(envs_):
+                next_obs, _, terminated, truncated, info = env.step(action[s])
+                done = terminated | truncated
+                record[s].lerp_(info["episode_stats"].float(), (done & ~finished[s]).float())
+                finished[s] |= done
+                obs[s].copy_(next_obs)
+            if step % check_every == check_every - 1 and bool(finished.all()):
+                break
+    rows, done = record.cpu(), finished.cpu()
+    names = envs_[0].reward_terms
+    has_success = envs_[0].true_metric == "success_rate"
+    out = []
+    for s in range(S):
+        kept = rows[s][:, done[s]].double()
+        n = kept.shape[1]
+        mean = (lambda row: float(kept[row].mean()) if n else math.nan)
+        success = mean(SUCCESS) if has_success and n else None
+        value = (success if success is not None else math.nan) if run.true_metric == "success_rate" else mean(TRUE_RETURN)
+        terms = {name: mean(N_STATS + i) for i, name in enumerate(names)} if n else {}
+        out.append(EvalStats(run.steps, value, mean(RETURN), mean(TRUE_RETURN), success, terms, n))
+    return out
+
+
+class TBLogger:
+    """One TensorBoard run per seed (``<tb_dir>/seed_<seed>``): HParams, training scalars per update, evaluations."""
+
+    def __init__(self, tb_dir: str, seeds: Sequence[int], hparams: Mapping[str, Any]):
+        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        self.writers = [SummaryWriter(os.path.join(tb_dir, f"seed_{seed}")) for seed in seeds]
+        summaries = hparams_summary(hparam_values({**hparams, "trainer": "torch"}), {"eval/true_metric": 0.0})
+        for writer in self.writers:
+            for summary in summaries:
+                writer.file_writer.add_summary(summary)
+
+    def update(self, stats: Mapping[str, torch.Tensor], lr: float, steps: int, elapsed: float) -> None:
+        keys = ("pg", "value", "entropy", "kl", "clip", "loss")
+        names = ("policy_gradient_loss", "value_loss", "entropy_loss", "approx_kl", "clip_fraction", "loss")
+        values = torch.stack([stats[k].float() for k in keys]).cpu().tolist()
+        for s, writer in enumerate(self.writers):
+            for name, row in zip(names, values):
+                writer.add_scalar(f"train/{name}", row[s], steps)
+            writer.add_scalar("train/learning_rate", lr, steps)
+            writer.add_scalar("time/fps", steps / max(elapsed, 1e-9), steps)
+
+    def evals(self, stats: Sequence[EvalStats], steps: int) -> None:
+        for writer, e in zip(self.writers, stats):
+            writer.add_scalar("eval/true_metric", e.true_metric, steps)
+            writer.add_scalar("eval/shaped_return", e.shaped_return, steps)
+            writer.add_scalar("eval/reference_return", e.reference_return, steps)
+            if e.success_rate is not None:
+                writer.add_scalar("eval/success_rate", e.success_rate, steps)
+            for name, value in e.terms.items():
+                writer.add_scalar(f"eval/terms/{name}", value, steps)
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+
+
+def save_sb3(run: Any, seed_index: int, save_path: str, env: str) -> None:
+    """Seed ``seed_index``'s policy as an SB3 PPO zip (``PPO.load(save_path + '.zip')``), plus VecNormalize
+    statistics beside it when normalising (``<save_path>_vecnormalize.pkl``, as the SB3 path writes them)."""
+    import numpy as np
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    import envs
+
+    args = run.args
+    vec = envs.make_vec(env, 1, device="cpu")
+    model = PPO("MlpPolicy", vec, policy_kwargs=run.policy.sb3_policy_kwargs(), device="cpu", seed=run.seeds[seed_index],
+                learning_rate=args.learning_rate, n_steps=args.n_steps * args.num_envs, batch_size=args.batch_size,
+                n_epochs=args.n_epochs, gamma=args.gamma, gae_lambda=args.gae_lambda, clip_range=args.clip_range,
+                clip_range_vf=args.clip_range_vf, ent_coef=args.ent_coef, vf_coef=args.vf_coef,
+                max_grad_norm=args.max_grad_norm, target_kl=args.target_kl)
+    model.policy.load_state_dict(run.policy.sb3_state_dict(seed_index))
+    model.num_timesteps = int(run.steps)
+    os.makedirs(os.path.dirname(os.path.abspath(save_path)), exist_ok=True)
+    model.save(save_path)
+    if run.norm is not None:
+        norm = VecNormalize(vec, gamma=args.gamma, training=False)
+        obs_rms, ret_rms = run.norm.obs_rms, run.norm.ret_rms
+        norm.obs_rms.mean = obs_rms.mean[seed_index].cpu().numpy().copy()
+        norm.obs_rms.var = obs_rms.var[seed_index].cpu().numpy().copy()
+        norm.obs_rms.count = float(obs_rms.count)
+        norm.ret_rms.mean = np.float64(ret_rms.mean[seed_index].item())
+        norm.ret_rms.var = np.float64(ret_rms.var[seed_index].item())
+        norm.ret_rms.count = float(ret_rms.count)
+        norm.save(save_path.removesuffix(".zip") + "_vecnormalize.pkl")
+    vec.close()
