@@ -89,7 +89,6 @@ class RunContext:
             self.reward_study = studies.open_study(url, studies.REWARD_SAMPLER, sampler=make_reward_sampler(
                 inputs.terms, seed=inputs.base_seed, population=self.plan.population))
             self.searches["reward"] = RewardSearch(self.reward_study, inputs.terms, inputs.default_weights)
-        self.budget.set_reserve(self.plan.reserve_s)
         self.batched = cfg.batches_seeds(cuda=_on_cuda(cfg.device))
         self.scheduler = Scheduler(self.executor, self.budget, self.throughput, n_jobs=cfg.n_jobs,
                                    job_fn=trainers.job_fn(cfg.trainer), job_kwargs=self._job_kwargs,
@@ -105,18 +104,26 @@ class RunContext:
         self.write_state("running")
 
     def _restore_or_calibrate(self) -> None:
+        """The run's plan, made once: the one recorded by an earlier session of this run, else one
+        made from calibration (the nominal plan of ``__init__`` only serves --dry-run)."""
         recorded = (self.old or {}).get("plan")
         if recorded:
-            self.plan = Plan.from_dict(recorded)
-        else:
-            if self.view is not None:
-                self.view.message(f"calibrating: {self.cfg.n_jobs} short jobs of the prior config")
-            cal = calibrate(self.cfg, self.inputs, self.executor, self.budget, self.store)
-            check_minimum_budget(self.cfg, self.inputs, self.budget, cal)
-            self.plan = make_plan(self.cfg, self.inputs, self.budget, cal)
-            self.store.event("planned", plan=self.plan.to_dict())
-        self.throughput.steps_per_s = self.plan.steps_per_s
-        self.throughput.startup_s = self.plan.startup_s
+            self._use_plan(Plan.from_dict(recorded))
+            return
+        if self.view is not None:
+            self.view.message(f"calibrating: {self.cfg.n_jobs} short jobs of the prior config")
+        cal = calibrate(self.cfg, self.inputs, self.executor, self.budget, self.store)
+        check_minimum_budget(self.cfg, self.inputs, self.budget, cal)
+        self._use_plan(make_plan(self.cfg, self.inputs, self.budget, cal))
+        self.store.event("planned", plan=self.plan.to_dict())
+
+    def _use_plan(self, plan: Plan) -> None:
+        """Adopt ``plan``: throughput estimates and the held-out reserve start from it (the reserve
+        then follows measured throughput through ``update_reserve``)."""
+        self.plan = plan
+        self.throughput.steps_per_s = plan.steps_per_s
+        self.throughput.startup_s = plan.startup_s
+        self.budget.set_reserve(plan.reserve_s)
 
     def close(self, status: str) -> None:
         """Stop the workers and write the final state (also after errors and interrupts)."""
