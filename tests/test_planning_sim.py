@@ -78,8 +78,8 @@ def test_slow_configs_still_get_the_winner_and_baseline_rechecked(tmp_path):
         tmp_path, hours=10 / 60, slowdown=1.0, mode="hp", hp_trials=8, seeds=3, trial_steps=2_000_000,
         job_slowdown=lambda kw: 1.0 if is_prior(kw) else 4.0,
         value_fn=lambda kw: 0.5 if is_prior(kw) else 0.7)
-    held = {e["config_id"]: e for e in ctx.records.entries.values()
-            if e["kind"] == "heldout" and e["state"] == "complete"}
+    held = {e.config_id: e for e in ctx.records.entries.values()
+            if e.kind == "heldout" and e.state == "complete"}
     best = yaml.safe_load((tmp_path / "run" / "best.yaml").read_text())
     assert best["config_id"] != "config_000" and best["baseline"]["config_id"] == "config_000"
     assert set(held) >= {best["config_id"], "config_000"}

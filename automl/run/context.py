@@ -12,6 +12,7 @@ from automl.run.budget import Budget, Throughput
 from automl.run.calibration import calibrate, check_minimum_budget
 from automl.run.runconfig import RunConfig
 from automl.run.scheduler import ConfigRun, Scheduler
+from automl.core.record import State
 from automl.core.scoring import objective_value, score as score_seeds
 from automl.search.hp import HPSearch
 from automl.search.reward import RewardSearch, make_reward_sampler
@@ -246,7 +247,8 @@ class RunContext:
             told = objective_value(score, self.cfg.objective) if score and state in ("complete", "failed") else None
             self.searches[c.kind].tell(c.sampler, told, "pruned" if state == "pruned" else "complete")
         if c.kind == "reward" and state == "complete":
-            alarm = RewardSearch.alarm(entry, incumbent, self.records.tuned())
+            alarm = RewardSearch.alarm(entry.to_dict(), incumbent and incumbent.to_dict(),
+                                       [e.to_dict() for e in self.records.tuned()])
             if alarm:
                 self.records.add_alarm(alarm)
         if c.batched and not self.cfg.keep_checkpoints and state in ("complete", "failed"):
@@ -258,7 +260,7 @@ class RunContext:
         self.store.event("config_done", config_id=c.config_id, kind=c.kind, state=state, score=score)
         st = self.write_state("running")
         if self.view is not None:
-            self.view.config_done(self.records.entries[c.trial.number], state=st)
+            self.view.config_done(self.records.entries[c.trial.number].to_dict(), state=st)
         self.driver_s += time.perf_counter() - t0
 
     def job_s(self, config_id: str | None = None) -> float:
@@ -266,9 +268,9 @@ class RunContext:
         (a config with big networks or many epochs is slower than the calibrated prior),
         else the run's measured throughput."""
         est = self.throughput.seconds_for(self.plan.trial_steps)
-        entry = next((e for e in self.records.entries.values() if e["config_id"] == config_id
-                      and e["kind"] in records.TUNING_KINDS), None) if config_id else None
-        walls = [float(r["wall_s"]) for r in (entry or {}).get("seeds", [])
+        entry = next((e for e in self.records.entries.values() if e.config_id == config_id and e.tuning),
+                     None) if config_id else None
+        walls = [float(r["wall_s"]) for r in (entry.seeds if entry else [])
                  if r.get("state") == "complete" and r.get("wall_s") and r.get("resumed_from") is None]
         return max([est] + [w * self.throughput.margin for w in walls])
 
@@ -276,7 +278,7 @@ class RunContext:
         """Time kept for the held-out stage: top-k + baseline at the incumbent's job length;
         the winner's and the baseline's share may exceed the usual cap (they always run)."""
         best = self.records.best_entry()
-        job_s = self.job_s(best["config_id"] if best else None)
+        job_s = self.job_s(best.config_id if best else None)
         seeds, n = len(self.inputs.heldout_seeds), self.cfg.n_jobs
         configs = self.plan.heldout_configs or self.cfg.top_k + 1
         self.budget.set_reserve(-(-configs * seeds // n) * job_s, essential_s=-(-2 * seeds // n) * job_s)
@@ -299,8 +301,7 @@ class RunContext:
         """Tuning configs the stages ask for, or more once the last phase was extended."""
         planned = sum(q for _, _, q in stage_list(self.plan, self.cfg.mode, self.cfg.max_trials,
                                                   bool(self.inputs.terms)))
-        started = sum(1 for e in self.records.entries.values()
-                      if e["kind"] in records.TUNING_KINDS and e["state"] != "rejected")
+        started = sum(1 for e in self.records.entries.values() if e.tuning and e.state != State.REJECTED)
         return max(planned, started)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from automl.search import space as space_mod
 from automl.core.config import to_ppo_setup
+from automl.core.record import ConfigRecord
 from automl.run.records import TUNING_KINDS, ranked
 from automl.core.scoring import objective_value
 
@@ -18,11 +19,11 @@ def candidates(ctx) -> list[tuple[str, dict, dict, bool]]:
     base_weights = ctx.inputs.default_weights
     out, baseline_id = [], None
     for e in tuned:
-        if e["params"] == base_params and e["reward_weights"] == base_weights:
-            baseline_id = e["config_id"]
+        if e.params == base_params and e.reward_weights == base_weights:
+            baseline_id = e.config_id
             break
     for e in tuned[:ctx.cfg.top_k]:
-        out.append((e["config_id"], e["params"], e["reward_weights"], e["config_id"] == baseline_id))
+        out.append((e.config_id, e.params, e.reward_weights, e.config_id == baseline_id))
     if not any(is_base for *_, is_base in out):
         # Right after the leader: if the budget ends early, the winner still has its baseline.
         out.insert(min(1, len(out)), (baseline_id or "baseline", base_params, base_weights, True))
@@ -32,8 +33,8 @@ def candidates(ctx) -> list[tuple[str, dict, dict, bool]]:
 def run(ctx) -> None:
     """Re-train the candidates on held-out seeds within the remaining budget; write best.yaml."""
     ctx.enter_stage("heldout", 0)
-    done = {e["config_id"]: e for e in ctx.records.entries.values()
-            if e["kind"] == "heldout" and e["state"] != "running"}
+    done = {e.config_id: e for e in ctx.records.entries.values()
+            if e.kind == "heldout" and e.state != "running"}
     for c in ctx.resumed("heldout", 0):
         ctx.scheduler.add(c)
     running = {c.config_id for c in ctx.scheduler.active}
@@ -81,9 +82,9 @@ def admit_seeds(ctx, config_id: str, load_s: float, *, essential: bool) -> tuple
     return [], job_s
 
 
-def _heldout_entries(ctx) -> dict[str, dict]:
-    return {e["config_id"]: e for e in ctx.records.entries.values()
-            if e["kind"] == "heldout" and e.get("score") and e["state"] == "complete"}
+def _heldout_entries(ctx) -> dict[str, ConfigRecord]:
+    return {e.config_id: e for e in ctx.records.entries.values()
+            if e.kind == "heldout" and e.score and e.state == "complete"}
 
 
 def write_best(ctx, baseline_id: str | None) -> None:
@@ -91,31 +92,31 @@ def write_best(ctx, baseline_id: str | None) -> None:
     held = _heldout_entries(ctx)
     objective = ctx.cfg.objective
     ranking = ranked(held.values(), objective, ("heldout",))
-    ctx.heldout_summary = [{"config_id": e["config_id"], "objective": objective,
-                            "value": objective_value(e["score"], objective), "iqm": e["score"]["iqm"],
-                            "mean": e["score"]["mean"], "ci95": e["score"]["ci95"],
-                            "baseline": e["config_id"] == baseline_id} for e in ranking]
+    ctx.heldout_summary = [{"config_id": e.config_id, "objective": objective,
+                            "value": objective_value(e.score, objective), "iqm": e.score["iqm"],
+                            "mean": e.score["mean"], "ci95": e.score["ci95"],
+                            "baseline": e.config_id == baseline_id} for e in ranking]
     if not ranking:
         return
     win = ranking[0]
-    tuning = next((e for e in ctx.records.entries.values() if e["config_id"] == win["config_id"]
-                   and e["kind"] in ("hp", "reward")), None)
-    full = space_mod.merged(ctx.inputs.spec, win["params"])
+    tuning = next((e for e in ctx.records.entries.values() if e.config_id == win.config_id
+                   and e.tuning), None)
+    full = space_mod.merged(ctx.inputs.spec, win.params)
     setup = to_ppo_setup(full, path=ctx.inputs.space_path)
-    models = [str(ctx.store.run_dir / "models" / win["config_id"] / f"seed_{r['seed']}.zip")
-              for r in win["seeds"] if r.get("state") == "complete"]
+    models = [str(ctx.store.run_dir / "models" / win.config_id / f"seed_{r['seed']}.zip")
+              for r in win.seeds if r.get("state") == "complete"]
     base = held.get(baseline_id) if baseline_id else None
     ctx.store.write_yaml("best.yaml", {
-        "config_id": win["config_id"], "env": ctx.cfg.env, "objective": objective,
+        "config_id": win.config_id, "env": ctx.cfg.env, "objective": objective,
         "search_space_id": ctx.inputs.spec.search_space_id,
         "params": full,
         "sb3": {"ppo_kwargs": setup.ppo_kwargs, "num_envs": setup.num_envs,
                 "n_timesteps": ctx.plan.trial_steps, "normalize": setup.normalize,
                 "learning_rate_schedule": setup.learning_rate_schedule},
-        "reward_weights": win["reward_weights"],
-        "tuning_score": (tuning or {}).get("score"),
-        "heldout_score": win["score"],
+        "reward_weights": win.reward_weights,
+        "tuning_score": tuning.score if tuning else None,
+        "heldout_score": win.score,
         "heldout_seeds": ctx.inputs.heldout_seeds,
-        "baseline": {"config_id": baseline_id, "heldout_score": (base or {}).get("score")},
+        "baseline": {"config_id": baseline_id, "heldout_score": base.score if base else None},
         "models": models,
     })

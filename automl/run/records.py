@@ -13,10 +13,11 @@ from optuna.trial import TrialState
 
 from automl.search import space as space_mod, studies
 from automl.run.scheduler import ConfigRun
+from automl.core.record import ConfigRecord, Kind, State
 from automl.core.scoring import objective_value
 from automl.search.reward import weight_distributions
 
-TUNING_KINDS = ("hp", "reward")
+TUNING_KINDS = Kind.TUNING
 
 
 class Records:
@@ -24,7 +25,7 @@ class Records:
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.entries: dict[int, dict] = {}      # record trial number -> state-file entry
+        self.entries: dict[int, ConfigRecord] = {}  # record trial number -> its record
         self.alarms: list[dict] = []
 
     # ---- creating --------------------------------------------------------------------------
@@ -50,36 +51,33 @@ class Records:
         if config_id:
             attrs["config_id"] = config_id
         trial, cid = self._record(kind, cycle, params, weights, attrs)
-        self.entries[trial.number] = {"config_id": cid, "kind": kind, "cycle": cycle, "state": "running",
-                                      "params": params, "reward_weights": weights, "seeds": [],
-                                      **({"heldout_of": extra["heldout_of"]} if extra and "heldout_of" in extra else {})}
+        self.entries[trial.number] = ConfigRecord(cid, kind, cycle, State.RUNNING, params, weights,
+                                                  heldout_of=(extra or {}).get("heldout_of"))
         return ConfigRun(trial=trial, config_id=cid, kind=kind, cycle=cycle, params=params, weights=weights,
                          seeds=list(seeds), train_params=space_mod.merged(self.ctx.inputs.spec, params),
                          steps=steps, sampler=sampler)
 
     def rejected(self, kind, cycle, params, weights, reason) -> None:
         """Record a constraint-rejected config: told FAIL, never trained, not counted."""
-        trial, cid = self._record(kind, cycle, params, weights, {"rejected": True, "state": "rejected",
+        trial, cid = self._record(kind, cycle, params, weights, {"rejected": True, "state": State.REJECTED,
                                                                   "reason": reason})
         self.ctx.record.tell(trial, state=TrialState.FAIL)
-        self.entries[trial.number] = {"config_id": cid, "kind": kind, "cycle": cycle, "state": "rejected",
-                                      "params": params, "reward_weights": weights, "seeds": [],
-                                      "reason": reason}
+        self.entries[trial.number] = ConfigRecord(cid, kind, cycle, State.REJECTED, params, weights, reason=reason)
 
     # ---- updating --------------------------------------------------------------------------
     def seed_done(self, c: ConfigRun, seed: int, record: dict) -> None:
         """Store one finished seed in the study (user attrs) and the entry."""
         seeds = [c.results[s] for s in c.seeds if s in c.results]
         c.trial.set_user_attr("seeds", seeds)
-        self.entries[c.trial.number]["seeds"] = seeds
+        self.entries[c.trial.number].seeds = seeds
 
-    def config_done(self, c: ConfigRun, state: str, score: dict | None) -> dict:
-        """Record how the config ended (entry, record study); returns its entry."""
+    def config_done(self, c: ConfigRun, state: str, score: dict | None) -> ConfigRecord:
+        """Record how the config ended (its record, the record study); returns its record."""
         entry = self.entries[c.trial.number]
-        entry["state"] = state
+        entry.state = state
         c.trial.set_user_attr("state", state)
         if score:
-            entry["score"] = score
+            entry.score = score
             c.trial.set_user_attr("score", score)
         record_state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(state, TrialState.FAIL)
         if record_state == TrialState.COMPLETE:
@@ -95,21 +93,21 @@ class Records:
         if self.ctx.view is not None:
             self.ctx.view.alarm(alarm)
 
-    def tuned(self) -> list[dict]:
+    def tuned(self) -> list[ConfigRecord]:
         """The complete tuning configs."""
-        return [e for e in self.entries.values() if e["kind"] in TUNING_KINDS and e["state"] == "complete"]
+        return [e for e in self.entries.values() if e.tuning and e.state == State.COMPLETE]
 
     # ---- queries ---------------------------------------------------------------------------
     def count(self, kind: str, cycle: int) -> int:
         """Finished (not rejected, not running) configs of one phase."""
-        return sum(1 for e in self.entries.values() if e["kind"] == kind and e["cycle"] == cycle
-                   and e["state"] not in ("rejected", "running"))
+        return sum(1 for e in self.entries.values() if e.kind == kind and e.cycle == cycle
+                   and e.state not in (State.REJECTED, State.RUNNING))
 
     def grid_cursor(self) -> int:
         """How many HP grid points were proposed already (rejected ones never reach the grid)."""
-        return sum(1 for e in self.entries.values() if e["kind"] == "hp")
+        return sum(1 for e in self.entries.values() if e.kind == Kind.HP)
 
-    def best_entry(self) -> dict | None:
+    def best_entry(self) -> ConfigRecord | None:
         """The incumbent: the complete tuning config ranked first by the run's objective."""
         best = ranked(self.entries.values(), self.ctx.cfg.objective, TUNING_KINDS)
         return best[0] if best else None
@@ -117,12 +115,12 @@ class Records:
     def best_params(self) -> dict:
         """The incumbent's HPs (the priors before anything finished)."""
         best = self.best_entry()
-        return dict(best["params"]) if best else space_mod.prior_params(self.ctx.inputs.spec)
+        return dict(best.params) if best else space_mod.prior_params(self.ctx.inputs.spec)
 
     def best_weights(self) -> dict:
         """The incumbent's reward weights (the defaults before anything finished)."""
         best = self.best_entry()
-        return dict(best["reward_weights"]) if best and best["reward_weights"] else \
+        return dict(best.reward_weights) if best and best.reward_weights else \
             dict(self.ctx.inputs.default_weights)
 
     def worst_value(self) -> float | None:
@@ -130,17 +128,17 @@ class Records:
         any result, the lowest value calibration's short runs of the prior reached; None if unknown."""
         if self.ctx.inputs.true_metric == "success_rate":
             return 0.0
-        vals = [r["episode_reward_mean"] for e in self.entries.values() for r in e["seeds"]
+        vals = [r["episode_reward_mean"] for e in self.entries.values() for r in e.seeds
                 if _finite(r.get("episode_reward_mean"))]
         return min(vals) if vals else self.ctx.plan.value_floor
 
 
-def ranked(entries, objective: str, kinds) -> list[dict]:
+def ranked(entries, objective: str, kinds) -> list[ConfigRecord]:
     """Complete configs of ``kinds`` with a finite score, best first by ``objective`` (the one ranking rule);
     ties keep trial order."""
-    done = [e for e in entries if e["kind"] in kinds and e["state"] == "complete" and e.get("score")
-            and _finite(objective_value(e["score"], objective))]
-    return sorted(done, key=lambda e: objective_value(e["score"], objective), reverse=True)
+    done = [e for e in entries if e.kind in kinds and e.state == State.COMPLETE and e.score
+            and _finite(objective_value(e.score, objective))]
+    return sorted(done, key=lambda e: objective_value(e.score, objective), reverse=True)
 
 
 def _finite(x) -> bool:

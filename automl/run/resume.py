@@ -11,6 +11,7 @@ from __future__ import annotations
 from optuna.trial import TrialState
 
 from automl.search import space as space_mod, studies
+from automl.core.record import ConfigRecord, Kind
 from automl.run.scheduler import ConfigRun
 
 
@@ -30,22 +31,17 @@ def reattach(ctx) -> list[ConfigRun]:
     return resume
 
 
-def entry_from_trial(t, spec) -> dict:
-    """A record trial as its state-file entry."""
+def entry_from_trial(t, spec) -> ConfigRecord:
+    """A record trial as its ConfigRecord."""
     a = t.user_attrs
     params = {k: v for k, v in t.params.items() if not k.startswith("reward.")}
     weights = {k.split(".", 1)[1]: v for k, v in t.params.items() if k.startswith("reward.")}
     state = a.get("state") or ("running" if t.state == TrialState.RUNNING else t.state.name.lower())
-    entry = {"config_id": a.get("config_id", f"config_{t.number:03d}"), "kind": a.get("kind", "hp"),
-             "cycle": a.get("cycle", 0), "state": state,
-             "params": space_mod.decode_params(spec, params),
-             "reward_weights": {**a.get("all_weights", {}), **weights},
-             "seeds": list(a.get("seeds", []))}
-    if a.get("score"):
-        entry["score"] = a["score"]
-    if a.get("reason"):
-        entry["reason"] = a["reason"]
-    return entry
+    return ConfigRecord(config_id=a.get("config_id", f"config_{t.number:03d}"), kind=a.get("kind", Kind.HP),
+                        cycle=a.get("cycle", 0), state=state, params=space_mod.decode_params(spec, params),
+                        reward_weights={**a.get("all_weights", {}), **weights}, seeds=list(a.get("seeds", [])),
+                        score=a.get("score") or None, reason=a.get("reason") or None,
+                        heldout_of=a.get("heldout_of"))
 
 
 def config_from_trial(ctx, t, entry) -> ConfigRun:
@@ -56,14 +52,14 @@ def config_from_trial(ctx, t, entry) -> ConfigRun:
         study = {studies.HP_SAMPLER: ctx.hp_study, studies.REWARD_SAMPLER: ctx.reward_study}.get(
             a["sampler"]["study"])
         sampler = (study, a["sampler"]["trial_id"]) if study is not None else None
-    kind = entry["kind"]
+    kind = entry.kind
     seeds = a.get("planned_seeds") or (ctx.inputs.heldout_seeds if kind == "heldout" else ctx.inputs.tuning_seeds)
-    done = {r["seed"]: r for r in entry["seeds"] if r.get("state") in ("complete", "failed")}
-    entry["seeds"] = list(done.values())
-    c = ConfigRun(trial=studies.attach(ctx.record, t._trial_id), config_id=entry["config_id"],
-                  kind=kind, cycle=entry["cycle"], params=entry["params"],
-                  weights=entry["reward_weights"], seeds=list(seeds),
-                  train_params=space_mod.merged(ctx.inputs.spec, entry["params"]),
+    done = {r["seed"]: r for r in entry.seeds if r.get("state") in ("complete", "failed")}
+    entry.seeds = list(done.values())
+    c = ConfigRun(trial=studies.attach(ctx.record, t._trial_id), config_id=entry.config_id,
+                  kind=kind, cycle=entry.cycle, params=entry.params,
+                  weights=entry.reward_weights, seeds=list(seeds),
+                  train_params=space_mod.merged(ctx.inputs.spec, entry.params),
                   steps=int(a.get("steps", ctx.plan.trial_steps)), sampler=sampler, results=done)
     c.reported = set(t.intermediate_values)
     return c

@@ -143,10 +143,10 @@ def state_dict(ctx, status: str) -> dict:
         "seeds": {"tuning": ctx.inputs.tuning_seeds, "heldout": ctx.inputs.heldout_seeds},
         "plan": ctx.plan.to_dict(),
         "fingerprint": ctx.fp,
-        "best": None if best is None else {k: best.get(k) for k in
-                                           ("config_id", "params", "reward_weights", "score")},
+        "best": None if best is None else {"config_id": best.config_id, "params": best.params,
+                                           "reward_weights": best.reward_weights, "score": best.score},
         "heldout": getattr(ctx, "heldout_summary", None),
-        "trials": list(ctx.records.entries.values()),
+        "trials": [e.to_dict() for e in ctx.records.entries.values()],
         "alarms": ctx.records.alarms,
         "stop_reason": ctx.stop_reason,
         "overhead": _overhead(ctx),

@@ -43,7 +43,7 @@ class RewardSearch:
     def alarm(candidate: dict, incumbent: dict | None, tuned: list[dict]) -> dict | None:
         """A reward_hacking alarm for a finished reward config against the incumbent before it, or None;
         ``tuned``: the run's complete tuning configs (for the pooled seed noise)."""
-        if not incumbent or incumbent is candidate:
+        if not incumbent or incumbent["config_id"] == candidate["config_id"]:
             return None
         return hacking_alarm(candidate, incumbent, pooled_sd=pooled_seed_sd(tuned))
 

@@ -1,0 +1,70 @@
+"""ConfigRecord: one config of a run as it is recorded — the typed form of a state-file trial.
+
+The run keeps one per record-study trial, the state module writes ``to_dict()`` (the field names
+are the contract in DESIGN.md), and ``from_dict`` reads a state-file trial back. ``Kind`` and
+``State`` name the values ``kind`` and ``state`` take.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+class Kind:
+    """What a config was trained for."""
+
+    HP = "hp"              # an HP-phase config (the incumbent's reward weights)
+    REWARD = "reward"      # a reward-phase config (the incumbent's HPs)
+    HELDOUT = "heldout"    # a re-evaluation of a tuned config on held-out seeds
+    TUNING = (HP, REWARD)
+
+
+class State:
+    """How a config ended (or that it has not)."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAILED = "failed"                        # every seed failed (crash, NaN, timeout)
+    PRUNED = "pruned"
+    STOPPED_AT_DEADLINE = "stopped_at_deadline"
+    REJECTED = "rejected"                    # a constraint or an invalid PPO config: never trained
+    SCORED = (COMPLETE, FAILED)              # the states that get a score (failed seeds count as worst)
+
+
+_OPTIONAL = ("score", "reason", "heldout_of")
+
+
+@dataclass
+class ConfigRecord:
+    """One config: its HPs and reward weights, its per-seed results and how it ended."""
+
+    config_id: str
+    kind: str
+    cycle: int
+    state: str
+    params: dict
+    reward_weights: dict = field(default_factory=dict)
+    seeds: list[dict] = field(default_factory=list)  # one SeedResult-like dict per finished seed
+    score: dict | None = None                          # scoring.score(): mean, iqm, ci95, n_seeds
+    reason: str | None = None                          # why it was rejected
+    heldout_of: str | None = None                      # the tuned config a held-out record re-checks
+
+    @property
+    def tuning(self) -> bool:
+        """An HP or reward config (not a held-out re-check)."""
+        return self.kind in Kind.TUNING
+
+    def to_dict(self) -> dict[str, Any]:
+        """The state file's trial entry (optional fields only when set)."""
+        out = {"config_id": self.config_id, "kind": self.kind, "cycle": self.cycle, "state": self.state,
+               "params": self.params, "reward_weights": self.reward_weights, "seeds": self.seeds}
+        out.update({k: getattr(self, k) for k in _OPTIONAL if getattr(self, k) is not None})
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ConfigRecord":
+        """A state-file trial entry as a record (unknown keys are ignored)."""
+        return cls(config_id=str(d["config_id"]), kind=str(d.get("kind", Kind.HP)), cycle=int(d.get("cycle") or 0),
+                   state=str(d.get("state", State.RUNNING)), params=dict(d.get("params") or {}),
+                   reward_weights=dict(d.get("reward_weights") or {}), seeds=list(d.get("seeds") or []),
+                   **{k: d[k] for k in _OPTIONAL if d.get(k) is not None})

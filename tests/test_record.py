@@ -1,0 +1,23 @@
+"""ConfigRecord (automl/core/record.py): the typed config record and its state-file form."""
+from automl.core.record import ConfigRecord, Kind, State
+
+ENTRY = {"config_id": "config_003", "kind": "reward", "cycle": 2, "state": "complete",
+         "params": {"learning_rate": 0.001}, "reward_weights": {"alive": 1.0, "pole_angle": -0.5},
+         "seeds": [{"seed": 0, "state": "complete", "episode_reward_mean": 210.5}],
+         "score": {"mean": 210.5, "iqm": 210.5, "ci95": [210.5, 210.5], "n_seeds": 1}}
+
+
+def test_state_file_entry_round_trips_with_the_same_keys_in_the_same_order():
+    record = ConfigRecord.from_dict(ENTRY)
+    assert record.to_dict() == ENTRY and list(record.to_dict()) == list(ENTRY)
+    assert record.tuning and record.kind == Kind.REWARD and record.state in State.SCORED
+
+
+def test_optional_fields_appear_only_when_set():
+    rejected = ConfigRecord("config_004", Kind.HP, 1, State.REJECTED, {"learning_rate": 0.5}, reason="constraint: x")
+    assert rejected.to_dict() == {"config_id": "config_004", "kind": "hp", "cycle": 1, "state": "rejected",
+                                  "params": {"learning_rate": 0.5}, "reward_weights": {}, "seeds": [],
+                                  "reason": "constraint: x"}
+    held = ConfigRecord.from_dict({"config_id": "config_001", "kind": "heldout", "heldout_of": "config_001",
+                                   "state": "running", "params": {}, "cycle": 0})
+    assert not held.tuning and held.heldout_of == "config_001" and "score" not in held.to_dict()
