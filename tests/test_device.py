@@ -57,18 +57,24 @@ def test_env_action_check_accepts_cuda0_actions_on_a_cuda_env(monkeypatch):
 
 
 def test_resolve_device_is_the_one_normaliser():
-    from automl.train.training import resolve_device as training_resolve
+    from automl.train import torch_train, training
 
+    # the trainers have no normaliser of their own: they use envs.resolve_device (as str in checkpoint headers)
+    assert not hasattr(training, "resolve_device") and not hasattr(torch_train, "resolve_device")
     assert envs.resolve_device("cpu") == torch.device("cpu")
-    assert training_resolve("cpu") == "cpu"
-    expected = "cuda:0" if torch.cuda.is_available() and torch.cuda.current_device() == 0 else "cpu"
+    assert str(envs.resolve_device("cpu")) == "cpu"
     if torch.cuda.is_available():
         assert envs.resolve_device("auto") == torch.device(f"cuda:{torch.cuda.current_device()}")
-        assert training_resolve("cuda") == f"cuda:{torch.cuda.current_device()}"
+        assert str(envs.resolve_device("cuda")) == f"cuda:{torch.cuda.current_device()}"
     else:
-        assert training_resolve("auto") == expected == "cpu"
+        assert str(envs.resolve_device("auto")) == "cpu"
         with pytest.raises(ValueError, match="CUDA is not available"):
-            training_resolve("cuda")
+            envs.resolve_device("cuda")
+        for train in (lambda: training.train_seed({}, env="cartpole", seed=0, total_steps=64, device="cuda"),
+                      lambda: torch_train.train_seeds_torch({}, env="cartpole", seeds=[0], total_steps=64,
+                                                            device="cuda")):
+            with pytest.raises(ValueError, match="CUDA is not available"):
+                train()  # both trainers normalise through envs.resolve_device before building anything
     with pytest.raises(ValueError, match="not a torch device"):
         envs.resolve_device("gpu0")
 

@@ -136,6 +136,22 @@ def test_registries_and_defaults():
     assert strategies.default_pruner_for("hyperband", "median") == "median"
 
 
+def test_registries_match_the_one_list_of_names():
+    """automl.core.names lists the names (the command line checks them without Optuna); the registries
+    have a factory for exactly those, in the same order (the order of 'allowed: ...' in messages)."""
+    from automl.core import names
+    from automl.run import runconfig
+
+    assert tuple(strategies.SEARCH_METHODS) == names.SEARCH_METHODS
+    assert tuple(strategies.PRUNERS) == names.PRUNERS
+    assert set(names.DEFAULT_PRUNERS) <= set(names.SEARCH_METHODS)
+    assert set(names.DEFAULT_PRUNERS.values()) <= set(names.PRUNERS)
+    assert runconfig.SEARCH_METHODS is names.SEARCH_METHODS and runconfig.PRUNERS is names.PRUNERS
+    for method in names.SEARCH_METHODS:  # every name the command line accepts makes a sampler and its pruner
+        assert runconfig.RunConfig(search_method=method).pruner_name == strategies.default_pruner_for(method)
+        strategies.make_pruner(runconfig.RunConfig(search_method=method).pruner_name)
+
+
 @pytest.mark.parametrize("call, needle", [
     (lambda: strategies.make_sampler("bayes", seed=0, spec=SYNTHETIC), "--search-method: unknown 'bayes'"),
     (lambda: strategies.make_pruner("sha"), "--pruner: unknown 'sha'"),

@@ -6,7 +6,6 @@ display needed) and Optuna's matplotlib views where one exists.
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 import time
 import warnings
@@ -20,6 +19,8 @@ import yaml  # noqa: E402
 from rich import box  # noqa: E402
 
 from automl.analysis.report import AnalysisReport, RunData, decode_value, metric_study  # noqa: E402
+from automl.core.values import csv_cell  # noqa: E402
+from automl.search.space import encode_choice  # noqa: E402
 
 _MAX_SPREAD_CONFIGS = 25  # beyond this the per-config strip plot is unreadable
 _MAX_PARALLEL_PARAMS = 8
@@ -30,15 +31,6 @@ def write_yaml(document: dict, path: Path) -> Path:
     """Write document as block YAML with flow-style leaves, like the DESIGN.md example."""
     path.write_text(yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=120))
     return path
-
-
-def _cell(value):
-    """CSV cell: lists/dicts as JSON so they parse back; None as empty."""
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value)
-    return value
 
 
 def trials_csv_columns(run: RunData) -> tuple[list[str], list[str], list[str]]:
@@ -72,7 +64,7 @@ def write_trials_csv(run: RunData, path: Path) -> Path:
             row.update({m: c.metric(m) for m in metrics})
             for i, s in enumerate(c.seeds):
                 row.update({f"seed{i}_{k}": s.get(k) for k in seed_keys})
-            writer.writerow({k: _cell(v) for k, v in row.items()})
+            writer.writerow({k: csv_cell(v) for k, v in row.items()})
     return path
 
 
@@ -180,8 +172,7 @@ def write_plots(run: RunData, report: AnalysisReport, out: Path) -> list[Path]:
 # ---------------------------------------------------------------- TensorBoard
 def _hparam_value(value):
     """TensorBoard HParams accept bool/str/int/float only."""
-    value = decode_value(value)
-    return "-".join(map(str, value)) if isinstance(value, list) else value
+    return encode_choice(decode_value(value))
 
 
 def _write_hparams(log_dir: Path, hparams: dict, metrics: dict) -> None:

@@ -18,9 +18,10 @@ from pathlib import Path
 import optuna
 
 from automl.core.errors import AutoMLError
+from automl.core.values import plain
 # Run loading lives in run_data; re-exported so `analysis.load_run` etc. keep working.
 from automl.analysis.run_data import (BASE_METRICS, STUDY_NAME, ConfigRecord, RunData,  # noqa: F401
-                             decode_value, encode_value, load_run)
+                             decode_value, load_run)
 from automl.analysis.variance import variance_with_notes
 
 SORTS = ("descending", "ascending")
@@ -101,12 +102,8 @@ class AnalysisReport:
 
 
 def _plain(value):
-    """YAML-safe plain Python value (numpy scalars, tuples, encoded lists)."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item"):
-        value = value.item()
-    return decode_value(value)
+    """YAML-safe plain Python value (numpy scalars, tuples), encoded lists decoded."""
+    return plain(value, leaf=decode_value)
 
 
 def _ci95(config: ConfigRecord, metric: str):

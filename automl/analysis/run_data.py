@@ -10,7 +10,6 @@ importance ranking (importance over the intersection), and a note says so.
 """
 from __future__ import annotations
 
-import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -23,29 +22,18 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution, Flo
 from optuna.trial import TrialState
 
 from automl.core.errors import AutoMLError
+from automl.core.values import is_finite_number
+from automl.search.space import encode_choice
+from automl.search.states import state_name
 
 STUDY_NAME = "automl"
 BASE_METRICS = ("episode_reward_mean", "success_rate", "shaped_return", "iqm")
 _SEED_NON_METRICS = {"seed", "state", "reason"}
-_OPTUNA_STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
-                  TrialState.FAIL: "failed", TrialState.RUNNING: "running",
-                  TrialState.WAITING: "waiting"}
 _ENCODED_LIST = re.compile(r"^\d+(-\d+)+$")
 
 
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def encode_value(value):
-    """Study view of a value: lists as "256-128-64", as space.py encodes categorical choices."""
-    if isinstance(value, (list, tuple)):
-        return "-".join(str(v) for v in value)
-    return value
-
-
 def decode_value(value):
-    """User view of a study value: "256-128-64" back to [256, 128, 64]."""
+    """User view of a study value: "256-128-64" (``space.encode_choice``) back to [256, 128, 64]."""
     if isinstance(value, str) and _ENCODED_LIST.match(value):
         return [int(v) for v in value.split("-")]
     return value
@@ -69,7 +57,7 @@ class ConfigRecord:
         """Finite per-seed values of metric (iqm reads the true metric per seed)."""
         key = "episode_reward_mean" if metric == "iqm" else metric
         return [float(s[key]) for s in self.seeds
-                if s.get("state", "complete") == "complete" and _finite(s.get(key))]
+                if s.get("state", "complete") == "complete" and is_finite_number(s.get(key))]
 
     def metric(self, metric: str) -> float | None:
         """The config's aggregate for metric; None when it has no finite value."""
@@ -81,7 +69,7 @@ class ConfigRecord:
         else:
             values = self.seed_values(metric)
             value = sum(values) / len(values) if values else None
-        return float(value) if _finite(value) else None
+        return float(value) if is_finite_number(value) else None
 
 
 @dataclass
@@ -99,7 +87,7 @@ class RunData:
     def known_metrics(self) -> list[str]:
         """Base metrics plus any numeric per-seed field recorded by the driver."""
         extra = {k for c in self.configs for s in c.seeds for k, v in s.items()
-                 if k not in _SEED_NON_METRICS and _finite(v)}
+                 if k not in _SEED_NON_METRICS and is_finite_number(v)}
         return list(BASE_METRICS) + sorted(extra - set(BASE_METRICS))
 
     def ranked(self, metric: str, sort: str = "descending") -> list[ConfigRecord]:
@@ -171,7 +159,7 @@ def _configs_from_study(db_path: Path) -> tuple[list[ConfigRecord], dict]:
     configs, dists = [], {}
     for t in _study_trials(db_path):
         attrs = t.user_attrs
-        state = _OPTUNA_STATES.get(t.state, t.state.name.lower())
+        state = state_name(t.state)
         if attrs.get("rejected"):
             state = "rejected"
         elif t.state != TrialState.COMPLETE and attrs.get("state") not in (None, "complete"):
@@ -197,7 +185,7 @@ def _merge(a: BaseDistribution, b: BaseDistribution) -> BaseDistribution:
 
 def _state_vector(record: dict) -> dict:
     """A state-file trial's params and reward weights as study names and encodings."""
-    vector = {k: encode_value(v) for k, v in (record.get("params") or {}).items()}
+    vector = {k: encode_choice(v) for k, v in (record.get("params") or {}).items()}
     vector.update({f"reward.{k}": v for k, v in (record.get("reward_weights") or {}).items()})
     return vector
 

@@ -26,10 +26,10 @@ from automl.api.search_space import SearchSpace
 from automl.api.study_io import SearchResult
 from automl.core.config import SpaceSpec
 from automl.core.errors import AutoMLError
+from automl.core.names import PRUNERS
 
 STRATEGIES = ("grid", "random", "bayesian", "hyperband")
 SAMPLERS = ("tpe", "cmaes", "random", "qmc")
-PRUNER_NAMES = ("asha", "hyperband", "median", "none")
 LOG = logging.getLogger("automl.api")
 
 
@@ -55,7 +55,7 @@ class SearchConfig:
     def __post_init__(self):
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("sampler", self.sampler, SAMPLERS)
-        _choice("pruner", self.pruner, PRUNER_NAMES)
+        _choice("pruner", self.pruner, PRUNERS)
         _choice("direction", self.direction, tuple(study_io.DIRECTIONS))
         object.__setattr__(self, "direction", study_io.DIRECTIONS[self.direction])
         for name, low in (("n_trials", 1), ("n_jobs", 1), ("min_resource", 1), ("reduction_factor", 2)):

@@ -70,10 +70,11 @@ def ppo_lr_range(env: str = "cartpole", params: Mapping | None = None, config: L
     """Range test of the learning rate on PPO's loss over one rollout of `params` (either naming) on `env`."""
     from automl.train.ppo_fast import BatchedPPO  # torch/SB3 only when the test is run
     from automl.core.config import to_ppo_setup
-    from automl.train.training import make_env_pair, resolve_device
+    from automl.train.training import make_env_pair
+    from envs import resolve_device
 
     setup = to_ppo_setup(dict(params or {}), path="ppo_lr_range: params")
-    device = resolve_device(device)
+    device = str(resolve_device(device))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as train_seed: a small MLP loses far more to thread contention than it gains
     train_env, eval_env, _ = make_env_pair(env, num_envs=setup.num_envs, eval_episodes=1, seed=seed,

@@ -17,9 +17,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl.search import studies  # also quiets Optuna's logging and experimental warnings like the CLI
 from automl.core.errors import AutoMLError
+from automl.core.values import plain as _plain
+from automl.search.states import state_name
 
-STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
-          TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
 DIRECTIONS = {"maximize": "maximize", "minimize": "minimize", "max": "maximize", "min": "minimize"}
 
 
@@ -72,19 +72,9 @@ def one_line(exc: BaseException) -> str:
 
 
 def plain(value: Any) -> Any:
-    """A JSON-safe copy (user_attrs go through JSON): tuples as lists, numpy scalars as Python."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        try:
-            return value.item()
-        except (TypeError, ValueError):
-            pass
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value if value is None or isinstance(value, (bool, int, float, str)) else repr(value)
+    """A JSON-safe copy (user_attrs go through JSON): ``automl.core.values.plain`` with NaN/inf as None
+    and any other object as its repr."""
+    return _plain(value, non_finite=None, other=repr)
 
 
 def db_path(study_dir: str | Path, study_name: str) -> Path:
@@ -168,7 +158,7 @@ def _missing(path: Path, name: str, found: list) -> list:
 def record(t: FrozenTrial) -> TrialRecord:
     """A stored trial as a TrialRecord (params as the objective saw them)."""
     attrs = t.user_attrs
-    state = "interrupted" if attrs.get("interrupted") else STATES.get(t.state, t.state.name.lower())
+    state = "interrupted" if attrs.get("interrupted") else state_name(t.state)
     duration = t.duration.total_seconds() if t.duration is not None else None
     value = t.value if t.state == TrialState.COMPLETE else None
     return TrialRecord(number=t.number, params=dict(attrs.get("params", t.params)), value=value, state=state,

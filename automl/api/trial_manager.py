@@ -8,7 +8,6 @@ Importances always come from automl.analysis.report (Optuna's fANOVA over the co
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +19,7 @@ from automl.analysis import report as analysis, run_data
 from automl.api import study_io
 from automl.api.study_io import TrialRecord
 from automl.core.errors import AutoMLError
+from automl.core.values import csv_cell, is_finite_number
 
 CLI_METRIC = "episode_reward_mean"
 
@@ -75,7 +75,9 @@ class TrialManager:
         trial_id = str(trial_id if trial_id is not None else len(self.study.trials))
         if any(r.trial_id == trial_id for r in self.trials()):
             raise AutoMLError(f"TrialManager.log_trial: trial_id {trial_id!r} already logged (allowed: a new id)")
-        coords = {k: float(v) for k, v in params.items() if _scalar(v)}
+        # numbers are study coordinates (ranked by importance); other values live in the params attr
+        # only, since Optuna cannot grow a categorical distribution trial by trial
+        coords = {k: float(v) for k, v in params.items() if is_finite_number(v)}
         finite = math.isfinite(value)
         self.study.add_trial(optuna.trial.create_trial(
             state=optuna.trial.TrialState.COMPLETE if finite else optuna.trial.TrialState.FAIL,
@@ -131,9 +133,9 @@ class TrialManager:
             writer = csv.writer(fh)
             writer.writerow(["number", "trial_id", "state", "value", "duration_s", *params, *metrics, "error"])
             for r in records:
-                writer.writerow([r.number, r.trial_id, r.state, _cell(r.value), _cell(r.duration_s),
-                                 *(_cell(r.params.get(p)) for p in params), *(_cell(r.metrics.get(m)) for m in metrics),
-                                 _cell(r.error)])
+                writer.writerow([r.number, r.trial_id, r.state, csv_cell(r.value), csv_cell(r.duration_s),
+                                 *(csv_cell(r.params.get(p)) for p in params), *(csv_cell(r.metrics.get(m)) for m in metrics),
+                                 csv_cell(r.error)])
         return path
 
     def plot_optimization_history(self):
@@ -179,12 +181,6 @@ def _cli_record(c: run_data.ConfigRecord) -> TrialRecord:
                        metrics={k: v for k, v in seed_metrics.items() if v is not None}, trial_id=c.config_id)
 
 
-def _scalar(value) -> bool:
-    """Numbers become study coordinates (ranked by importance); other values live in the params attr only,
-    since Optuna cannot grow a categorical distribution trial by trial."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _point(value) -> FloatDistribution:
     """A float distribution holding just `value` (run_data widens them over all trials)."""
     return FloatDistribution(float(value), float(value))
@@ -197,7 +193,3 @@ def _union(dicts) -> list[str]:
     return out
 
 
-def _cell(value):
-    if value is None:
-        return ""
-    return json.dumps(value) if isinstance(value, (list, dict)) else value

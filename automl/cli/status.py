@@ -10,13 +10,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from automl.core.values import fmt_interval, fmt_value
 from automl.run.state import STATE_FILE, load_state_yaml
 
 END_STATES = ("finished", "budget_exhausted", "interrupted", "failed")
-
-
-def _fmt(x, nd=3):
-    return "-" if x is None else (f"{x:.{nd}g}" if isinstance(x, float) else str(x))
 
 
 def render(state: dict):
@@ -30,8 +27,8 @@ def render(state: dict):
     bar = ProgressBar(total=total, completed=min(used, total), width=60)
     best = state.get("best") or {}
     score = best.get("score") or {}
-    best_line = Text(f"best: {best.get('config_id', '-')}  mean={_fmt(score.get('mean'))}  "
-                     f"iqm={_fmt(score.get('iqm'))}  ci95={score.get('ci95', '-')}")
+    best_line = Text(f"best: {best.get('config_id', '-')}  mean={fmt_value(score.get('mean'))}  "
+                     f"iqm={fmt_value(score.get('iqm'))}  ci95={score.get('ci95', '-')}")
     table = Table(title="trials", show_lines=False)
     for col in ("config", "kind", "cycle", "state", "seeds", "mean", "ci95"):
         table.add_column(col)
@@ -39,8 +36,8 @@ def render(state: dict):
         s = t.get("score") or {}
         ci = s.get("ci95")
         table.add_row(str(t.get("config_id")), str(t.get("kind")), str(t.get("cycle")), str(t.get("state")),
-                      str(len(t.get("seeds") or [])), _fmt(s.get("mean")),
-                      f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "-")
+                      str(len(t.get("seeds") or [])), fmt_value(s.get("mean")),
+                      fmt_interval(ci) if ci else "-")
     alarms = [Text(f"ALARM {a.get('kind')}: {a.get('config_id')} {a.get('detail')}", style="bold red")
               for a in state.get("alarms") or []]
     return Group(head, bar, best_line, table, *alarms)

@@ -17,6 +17,7 @@ from rich.table import Table
 from automl.core import scoring
 from automl.core.config import REWARD_PREFIX, SPACE_KEYS, load_yaml, parse_space
 from automl.core.errors import AutoMLError
+from automl.core.values import fmt_value
 from automl.train.training import SeedResult, run_job, train_seed
 
 DEFAULT_SEEDS = 3
@@ -80,18 +81,15 @@ def _from_job(job: Any, seed: int) -> SeedResult:
                       reason=f"{job.state}: {job.reason}")
 
 
-def _fmt(x: Any, digits: int = 3) -> str:
-    return "-" if x is None else f"{x:.{digits}g}" if isinstance(x, float) else str(x)
-
-
 def print_results(results: Sequence[SeedResult], env: str, console: Console | None = None) -> dict | None:
     """Per-seed table and the aggregate over seeds (failed seeds count as the worst)."""
     table = Table(title=f"automl train: {env}")
     for col in ("seed", "state", "true metric", "success", "shaped", "reference", "steps", "wall s", "stop"):
         table.add_column(col, justify="right" if col not in ("state", "stop") else "left")
     for r in results:
-        table.add_row(str(r.seed), r.state, _fmt(r.episode_reward_mean, 4), _fmt(r.success_rate), _fmt(r.shaped_return, 4),
-                      _fmt(r.reference_return, 4), str(r.steps), f"{r.wall_s:.1f}", r.reason or r.stop_reason)
+        table.add_row(str(r.seed), r.state, fmt_value(r.episode_reward_mean, ".4g"), fmt_value(r.success_rate),
+                      fmt_value(r.shaped_return, ".4g"), fmt_value(r.reference_return, ".4g"), str(r.steps),
+                      f"{r.wall_s:.1f}", r.reason or r.stop_reason)
     if console is None:
         console = Console()
         if not console.is_terminal:  # piped/logged output: don't squeeze the table into 80 columns

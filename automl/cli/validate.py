@@ -7,13 +7,14 @@ from automl.core import config
 from automl.search import presets, space
 from automl.core.config import DEFAULT_NUM_ENVS, SB3_DEFAULTS, ParamSpec, SpaceSpec, to_ppo_setup
 from automl.core.errors import AutoMLError
+from automl.core.values import fmt_value
 
 MAX_DIVISIBILITY_CHECK = 10_000  # rollouts x num_envs x mini_batches combinations checked exhaustively
 
 
 def _fmt(value) -> str:
-    value = config.thaw(value)
-    return f"{value:g}" if isinstance(value, float) else repr(value) if isinstance(value, str) else str(value)
+    """A value as a space file spells it: floats as %g, strings quoted, null as None."""
+    return fmt_value(config.thaw(value), "g", none="None", quote=True)
 
 
 def describe_param(p: ParamSpec) -> str:

@@ -1,4 +1,5 @@
-"""Parameter names (canonical + SB3 aliases), their domains and value coercion. Imports neither torch nor optuna."""
+"""Parameter names (canonical + SB3 aliases), their domains and value coercion; the names of the search
+methods and pruners (``automl.search.strategies`` maps them to Optuna). Imports neither torch nor optuna."""
 from __future__ import annotations
 
 import difflib
@@ -93,6 +94,21 @@ def canonical_mapping(raw: Mapping, *, path: str, key: str) -> dict:
                               f"and '{name}') (allowed: one spelling per parameter)")
         out[canonical], spelled[canonical] = value, str(name)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Search methods and pruners by name: the one list, checked by the command line (automl.run.runconfig,
+# which must not import Optuna), presets and the API; automl.search.strategies has a factory for each.
+# ---------------------------------------------------------------------------------------------
+
+SEARCH_METHODS: tuple[str, ...] = ("grid", "random", "bayesian", "tpe", "cmaes", "qmc", "hyperband")
+PRUNERS: tuple[str, ...] = ("none", "median", "asha", "hyperband")
+DEFAULT_PRUNERS: dict[str, str] = {"hyperband": "hyperband"}  # search method -> pruner it implies
+
+
+def default_pruner_for(method: str, pruner: str | None = None) -> str:
+    """The pruner to use: the one given, else the one the method implies (hyperband), else 'none'."""
+    return pruner if pruner is not None else DEFAULT_PRUNERS.get(method, "none")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,11 +6,10 @@ that cannot fit one config at the minimum trial length is refused here, in one l
 """
 from __future__ import annotations
 
-import math
-
 from automl.search import space as space_mod
 from automl.run.budget import Budget
 from automl.core.errors import AutoMLError
+from automl.core.values import is_finite_number
 from automl.run.runconfig import RunConfig
 from automl.run.setup import DEFAULT_EVAL_EPISODES, Calibration, Inputs, minimum_budget_s
 from automl.run.state import StateStore
@@ -44,7 +43,7 @@ def calibrate(cfg: RunConfig, inputs: Inputs, executor, budget: Budget, store: S
             rates.append(v["steps"] / max(v["train_s"], 1e-6))
             evals_s.append(eval_s / max(1, len(v.get("evals") or [1])))
             startups.append(max(1.0, ev.result.wall_s - v["train_s"] - eval_s))
-            if isinstance(v.get("episode_reward_mean"), (int, float)) and math.isfinite(v["episode_reward_mean"]):
+            if is_finite_number(v.get("episode_reward_mean")):
                 values.append(float(v["episode_reward_mean"]))
     if pending:
         raise AutoMLError(f"{inputs.space_path}: calibration run of the prior config timed out")

@@ -6,10 +6,9 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from automl.core.errors import AutoMLError
+from automl.core.names import PRUNERS, SEARCH_METHODS, default_pruner_for
 
 MODES = ("stage", "hp", "reward")
-SEARCH_METHODS = ("grid", "random", "bayesian", "tpe", "cmaes", "qmc", "hyperband")
-PRUNERS = ("none", "median", "asha", "hyperband")
 TRAINERS = ("auto", "sb3", "torch")  # auto: torch on the batched tasks, sb3 for gymnasium ids
 SEED_AXIS_TRAINERS = ("torch",)  # trainers that train all seeds of a config as one job (automl.run.trainers)
 SEED_BATCHING = ("auto", "on", "off")
@@ -92,9 +91,7 @@ class RunConfig:
     @property
     def pruner_name(self) -> str:
         """The pruner in force: --pruner, else hyperband for the hyperband method, else none."""
-        if self.pruner is not None:
-            return self.pruner
-        return "hyperband" if self.search_method == "hyperband" else "none"
+        return default_pruner_for(self.search_method, self.pruner)
 
     def batches_seeds(self, cuda: bool) -> bool:
         """Whether each config's seeds train as one batched job (`cuda`: the device is a GPU)."""

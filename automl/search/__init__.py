@@ -2,8 +2,9 @@
 
 Owns the space (``space``: YAML ⇄ Optuna distributions, suggest, encode/decode, grid, constraint
 checks), presets (``presets``), samplers and pruners by name (``strategies``), the run's Optuna
-studies and storage (``studies``) and the ask/tell owners: ``hp.HPSearch`` (the HP sampler study,
-warm-started from the priors, the grid walk, constraint rejection) and ``reward.RewardSearch``
-(CMA-ES over the reward weights, and the reward-hacking alarm). May import Optuna and automl.core;
-never the run, exec, train, analysis, api or cli layers, never torch.
+studies and storage (``studies``), Optuna's trial states by automl's names (``states``) and the
+ask/tell owners: ``hp.HPSearch`` (the HP sampler study, warm-started from the priors, the grid walk,
+constraint rejection) and ``reward.RewardSearch`` (CMA-ES over the reward weights, and the
+reward-hacking alarm). May import Optuna and automl.core; never the run, exec, train, analysis, api
+or cli layers, never torch.
 """

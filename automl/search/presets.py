@@ -16,6 +16,7 @@ from automl.core import config
 from automl.core import constraints as _constraints
 from automl.core.config import EXCLUSIVE, ParamSpec, SpaceSpec
 from automl.core.errors import AutoMLError
+from automl.core.names import SEARCH_METHODS
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs" / "presets"
 PRESET_KEYS = ("preset", "description", "mode", "narrow", "searchable", "fixed", "constraints", "run_defaults")
@@ -105,7 +106,6 @@ def _parse_run_defaults(raw: object, path: str) -> dict:
         out["trial_steps_fraction"] = _number_in(raw["trial_steps_fraction"],
                                                  f"{path}: run_defaults.trial_steps_fraction", 0, 1)
     if "search_method" in raw:
-        from automl.search.strategies import SEARCH_METHODS  # Optuna only when a preset names a method
         if raw["search_method"] not in SEARCH_METHODS:
             raise AutoMLError(f"{path}: run_defaults.search_method: unknown {raw['search_method']!r} "
                               f"(allowed: {', '.join(SEARCH_METHODS)})")

@@ -1,7 +1,9 @@
 """Registries: search method -> Optuna sampler factory, pruner name -> Optuna pruner factory.
 
-One dict each, no if-chains: adding a method is one line. Every sampler is seeded, so the same
-seed and the same results give the same sequence of configs.
+One dict each, no if-chains: adding a method is one line here and its name in
+``automl.core.names.SEARCH_METHODS`` / ``PRUNERS`` (the list the command line checks without Optuna;
+tests/test_strategies.py checks that both agree). Every sampler is seeded, so the same seed and the
+same results give the same sequence of configs.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import optuna
 from automl.search import space
 from automl.core.config import SpaceSpec
 from automl.core.errors import AutoMLError
+from automl.core.names import default_pruner_for  # noqa: F401 (re-exported: strategies.default_pruner_for)
 
 
 def _grid(seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
@@ -83,7 +86,6 @@ PRUNERS: dict[str, PrunerFactory] = {
     "asha": _asha,
     "hyperband": _hyperband,
 }
-DEFAULT_PRUNERS = {"hyperband": "hyperband"}  # search method -> pruner it implies
 
 
 def _lookup(registry: dict, name: object, flag: str):
@@ -118,11 +120,6 @@ def make_pruner(name: str, *, min_resource: int | str = 1, max_resource: int | s
         raise AutoMLError(f"command line: --max-resource: {max_resource} < min_resource {min_resource} "
                           f"(allowed: max_resource >= min_resource)")
     return factory(min_resource, max_resource, reduction_factor)
-
-
-def default_pruner_for(method: str, pruner: str | None = None) -> str:
-    """The pruner to use: the one given, else the one the method implies (hyperband), else 'none'."""
-    return pruner if pruner is not None else DEFAULT_PRUNERS.get(method, "none")
 
 
 # GridSampler cannot complete a partially given trial (it raises), so grid warm-starts only from a full prior

@@ -16,7 +16,7 @@ from automl.train import checkpoint, torch_state
 from automl.core.config import PPOSetup
 from automl.train.torch_ppo import Args, Run, advantages, check_finite, collect, update
 from automl.train.torch_rollout import TBLogger, evaluate_stacked, save_sb3
-from automl.train.training import SeedResult, _hparams, _result, _to_setup, resolve_device
+from automl.train.training import SeedResult, _hparams, _result, _to_setup
 
 
 def train_seeds_torch(params: Mapping | PPOSetup, *, env: str, seeds: Sequence[int], total_steps: int | None = None,
@@ -71,7 +71,7 @@ def _train(params, *, env, seeds, total_steps, reward_weights, eval_every, eval_
         raise ValueError(f"train_seeds_torch: seeds {seeds!r} (allowed: distinct integers, at least one)")
     if deadline is not None and time.time() >= deadline:
         return [_result(s, "stopped_at_deadline", "deadline", [], wall_s=time.time() - start) for s in seeds]
-    device = resolve_device(device)
+    device = str(envs.resolve_device(device))
     run = Run(args, env, seeds, eval_episodes=eval_episodes, device=torch.device(device), reward_weights=reward_weights)
     run.reset()
     rollout = args.n_steps * args.num_envs

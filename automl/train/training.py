@@ -73,17 +73,6 @@ class SeedResult:
         return asdict(self)
 
 
-def resolve_device(device: str) -> str:
-    """'auto' means CUDA when present, else CPU (CPU runs are bit-for-bit reproducible); 'cuda' -> 'cuda:<index>'.
-
-    One normaliser for the whole project: ``envs.batched.resolve_device`` (a ValueError naming the allowed
-    devices for an unknown one, or for cuda where there is none).
-    """
-    from envs.batched import resolve_device as resolve  # envs never imports automl; this direction is allowed
-
-    return str(resolve(device))
-
-
 def _to_setup(params: Mapping | PPOSetup) -> PPOSetup:
     """Search params (either naming) -> PPOSetup, only through automl.core.config.to_ppo_setup."""
     if isinstance(params, PPOSetup):
@@ -270,7 +259,9 @@ def _train_seed(params: Mapping, *, env: str, seed: int, total_steps: int | None
         raise ValueError("train_seed: total_steps: not given and the config has no n_timesteps (allowed: > 0)")
     if deadline is not None and time.time() >= deadline:
         return _result(seed, "stopped_at_deadline", "deadline", [], wall_s=time.time() - start)
-    device = resolve_device(device)
+    from envs import resolve_device  # the one device normaliser ('auto' -> cuda if present, else cpu)
+
+    device = str(resolve_device(device))
     header, saved, note = {}, None, None
     if checkpoint_path:
         header = _checkpoint_header(setup, env=env, seed=seed, total=total, reward_weights=reward_weights,
