@@ -1,7 +1,6 @@
 """RunContext: the live state of one run — studies, budget, executor, configs — and its proposals."""
 from __future__ import annotations
 
-import math
 import time
 
 import optuna
@@ -12,13 +11,14 @@ from automl.run.budget import Budget, Throughput
 from automl.run.calibration import calibrate, check_minimum_budget
 from automl.run.runconfig import RunConfig
 from automl.run.scheduler import ConfigRun, Scheduler
-from automl.core.record import State
+from automl.core.record import Kind, State
 from automl.core.scoring import objective_value, score as score_seeds
 from automl.search.hp import HPSearch
 from automl.search.reward import RewardSearch, make_reward_sampler
 from automl.run.setup import (Inputs, Plan, check_resume, fingerprint, make_plan, nominal_calibration,
                           resolve_inputs, resolve_defaults, stage_list)
 from automl.run.state import StateStore, state_dict
+from automl.core.values import is_finite_number
 
 # Why tuning ended early -> the run's final status ("finished" when every stage ran to its quota).
 BUDGET_SPENT = "budget_exhausted"
@@ -52,6 +52,7 @@ class RunContext:
         self.stop_reason: str | None = None
         self.stop_status: str | None = None
         self.view = None  # a live.LiveView when the driver shows progress
+        self.heldout_summary: list[dict] | None = None  # the held-out ranking, once the held-out phase wrote it
         self.last_state: dict | None = None
         self.batched = False  # seeds of a config as one job (set in start)
         self._executor_factory = executor_factory
@@ -177,7 +178,7 @@ class RunContext:
 
     # ---- jobs and results ---------------------------------------------------------------
     def _job_kwargs(self, c: ConfigRun, seed: int) -> dict:
-        heldout = c.kind == "heldout"
+        heldout = c.kind == Kind.HELDOUT
         run_dir = self.store.run_dir
         return dict(params=c.train_params, env=self.inputs.env, seed=seed, total_steps=c.steps,
                     checkpoint_path=str(self.checkpoint_path(c, seed)), checkpoint_every=self._checkpoint_every(),
@@ -196,7 +197,7 @@ class RunContext:
         run_dir = self.store.run_dir
         kw.update(seeds=list(seeds), tb_dir=str(run_dir / "tb" / c.config_id / c.kind),
                   checkpoint_path=str(self.checkpoint_path(c, None)), checkpoint_every=self._checkpoint_every(len(seeds)))
-        if c.kind == "heldout":
+        if c.kind == Kind.HELDOUT:
             kw["save_paths"] = [str(run_dir / "models" / c.config_id / f"seed_{s}") for s in seeds]
         return kw
 
@@ -223,7 +224,7 @@ class RunContext:
         self.records.seed_done(c, seed, record)
         self.store.event("seed_done", config_id=c.config_id, kind=c.kind, **record)
         self.write_state("running")
-        if not self.cfg.keep_checkpoints and record.get("state") in ("complete", "failed"):
+        if not self.cfg.keep_checkpoints and record.get("state") in State.SCORED:
             from automl.train.checkpoint import remove  # recorded now: the checkpoint is not needed
 
             remove(str(self.checkpoint_path(c, seed)))
@@ -232,30 +233,30 @@ class RunContext:
     def _on_config(self, c: ConfigRun) -> None:
         t0 = time.perf_counter()
         state = config_state(c)
-        values = [r.get("episode_reward_mean") if r.get("state") == "complete" else None
+        values = [r.get("episode_reward_mean") if r.get("state") == State.COMPLETE else None
                   for r in (c.results[s] for s in c.seeds if s in c.results)]
         # Only complete configs get a score (failed seeds count as worst); a pruned or
         # deadline-stopped config has no comparable score, nor has a failed one while no worst is known.
         worst = self.records.worst_value()
-        scorable = values and state in ("complete", "failed") and (worst is not None or any(
-            isinstance(v, (int, float)) and math.isfinite(v) for v in values))
+        scorable = values and state in State.SCORED and (worst is not None or any(
+            is_finite_number(v) for v in values))
         score = score_seeds(values, worst=worst) if scorable else None
         incumbent = self.records.best_entry()  # before this config counts
         entry = self.records.config_done(c, state, score)
         if c.sampler is not None:
             # Samplers learn that a failed config is bad: it is told as the worst value.
-            told = objective_value(score, self.cfg.objective) if score and state in ("complete", "failed") else None
-            self.searches[c.kind].tell(c.sampler, told, "pruned" if state == "pruned" else "complete")
-        if c.kind == "reward" and state == "complete":
+            told = objective_value(score, self.cfg.objective) if score and state in State.SCORED else None
+            self.searches[c.kind].tell(c.sampler, told, State.PRUNED if state == State.PRUNED else State.COMPLETE)
+        if c.kind == Kind.REWARD and state == State.COMPLETE:
             alarm = RewardSearch.alarm(entry.to_dict(), incumbent and incumbent.to_dict(),
                                        [e.to_dict() for e in self.records.tuned()])
             if alarm:
                 self.records.add_alarm(alarm)
-        if c.batched and not self.cfg.keep_checkpoints and state in ("complete", "failed"):
+        if c.batched and not self.cfg.keep_checkpoints and state in State.SCORED:
             from automl.train.checkpoint import remove  # every seed recorded: the batch's checkpoint is not needed
 
             remove(str(self.checkpoint_path(c, None)))
-        if c.kind != "heldout":  # keep the held-out reserve in step with measured throughput
+        if c.kind != Kind.HELDOUT:  # keep the held-out reserve in step with measured throughput
             self.update_reserve()
         self.store.event("config_done", config_id=c.config_id, kind=c.kind, state=state, score=score)
         st = self.write_state("running")
@@ -271,7 +272,7 @@ class RunContext:
         entry = next((e for e in self.records.entries.values() if e.config_id == config_id and e.tuning),
                      None) if config_id else None
         walls = [float(r["wall_s"]) for r in (entry.seeds if entry else [])
-                 if r.get("state") == "complete" and r.get("wall_s") and r.get("resumed_from") is None]
+                 if r.get("state") == State.COMPLETE and r.get("wall_s") and r.get("resumed_from") is None]
         return max([est] + [w * self.throughput.margin for w in walls])
 
     def update_reserve(self) -> None:
@@ -308,13 +309,13 @@ class RunContext:
 def config_state(c: ConfigRun) -> str:
     """A config's final state from its seeds: pruned, stopped_at_deadline, failed or complete."""
     states = [c.results[s]["state"] for s in c.seeds if s in c.results]
-    if c.pruned or "pruned" in states:
-        return "pruned"
-    if "stopped_at_deadline" in states or len(states) < len(c.seeds):
-        return "stopped_at_deadline"
-    if states and all(s == "failed" for s in states):
-        return "failed"
-    return "complete"
+    if c.pruned or State.PRUNED in states:
+        return State.PRUNED
+    if State.STOPPED_AT_DEADLINE in states or len(states) < len(c.seeds):
+        return State.STOPPED_AT_DEADLINE
+    if states and all(s == State.FAILED for s in states):
+        return State.FAILED
+    return State.COMPLETE
 
 
 def _on_cuda(device: str) -> bool:

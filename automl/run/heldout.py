@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from automl.search import space as space_mod
 from automl.core.config import to_ppo_setup
-from automl.core.record import ConfigRecord
+from automl.core.record import ConfigRecord, Kind, State
 from automl.run.records import TUNING_KINDS, ranked
 from automl.core.scoring import objective_value
 
@@ -32,10 +32,10 @@ def candidates(ctx) -> list[tuple[str, dict, dict, bool]]:
 
 def run(ctx) -> None:
     """Re-train the candidates on held-out seeds within the remaining budget; write best.yaml."""
-    ctx.enter_stage("heldout", 0)
+    ctx.enter_stage(Kind.HELDOUT, 0)
     done = {e.config_id: e for e in ctx.records.entries.values()
-            if e.kind == "heldout" and e.state != "running"}
-    for c in ctx.resumed("heldout", 0):
+            if e.kind == Kind.HELDOUT and e.state != State.RUNNING}
+    for c in ctx.resumed(Kind.HELDOUT, 0):
         ctx.scheduler.add(c)
     running = {c.config_id for c in ctx.scheduler.active}
     baseline, load_s = None, 0.0
@@ -52,7 +52,7 @@ def run(ctx) -> None:
             ctx.store.event("heldout_fewer_seeds", config_id=config_id, seeds=seeds,
                             reason="all held-out seeds would not finish in budget")
         load_s += len(seeds) * job_s
-        c = ctx.records.new_config("heldout", 0, params, weights, None, seeds,
+        c = ctx.records.new_config(Kind.HELDOUT, 0, params, weights, None, seeds,
                                    ctx.plan.trial_steps, config_id=config_id,
                                    extra={"heldout_of": config_id, "baseline": is_base,
                                           "planned_seeds": seeds})
@@ -84,14 +84,14 @@ def admit_seeds(ctx, config_id: str, load_s: float, *, essential: bool) -> tuple
 
 def _heldout_entries(ctx) -> dict[str, ConfigRecord]:
     return {e.config_id: e for e in ctx.records.entries.values()
-            if e.kind == "heldout" and e.score and e.state == "complete"}
+            if e.kind == Kind.HELDOUT and e.score and e.state == State.COMPLETE}
 
 
 def write_best(ctx, baseline_id: str | None) -> None:
     """Rank held-out results by the run's objective and write best.yaml (nothing when no config finished)."""
     held = _heldout_entries(ctx)
     objective = ctx.cfg.objective
-    ranking = ranked(held.values(), objective, ("heldout",))
+    ranking = ranked(held.values(), objective, (Kind.HELDOUT,))
     ctx.heldout_summary = [{"config_id": e.config_id, "objective": objective,
                             "value": objective_value(e.score, objective), "iqm": e.score["iqm"],
                             "mean": e.score["mean"], "ci95": e.score["ci95"],
@@ -104,7 +104,7 @@ def write_best(ctx, baseline_id: str | None) -> None:
     full = space_mod.merged(ctx.inputs.spec, win.params)
     setup = to_ppo_setup(full, path=ctx.inputs.space_path)
     models = [str(ctx.store.run_dir / "models" / win.config_id / f"seed_{r['seed']}.zip")
-              for r in win.seeds if r.get("state") == "complete"]
+              for r in win.seeds if r.get("state") == State.COMPLETE]
     base = held.get(baseline_id) if baseline_id else None
     ctx.store.write_yaml("best.yaml", {
         "config_id": win.config_id, "env": ctx.cfg.env, "objective": objective,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from automl.run import heldout
 from automl.run.scheduler import ConfigRun
 from automl.run.setup import stage_list
+from automl.core.record import Kind, State
 
 MAX_REJECTS = 200  # constraint-rejected proposals in a row before the space counts as exhausted
 
@@ -65,18 +66,18 @@ class TuningPhase:
         and told FAIL; None when the search has nothing left."""
         t0 = time.perf_counter()
         try:
-            hp = ctx.searches["hp"]
+            hp = ctx.searches[Kind.HP]
             for _ in range(MAX_REJECTS):
-                if self.kind == "hp":
+                if self.kind == Kind.HP:
                     got = hp.ask(ctx.records.grid_cursor())
                     if got is None:
                         return None
                     (ticket, params), weights = got, dict(ctx.records.best_weights())
                 else:
-                    (ticket, weights), params = ctx.searches["reward"].ask(), dict(ctx.records.best_params())
+                    (ticket, weights), params = ctx.searches[Kind.REWARD].ask(), dict(ctx.records.best_params())
                 reason = hp.rejection(params)
                 if reason:
-                    ctx.searches[self.kind].tell(ticket, None, "rejected")
+                    ctx.searches[self.kind].tell(ticket, None, State.REJECTED)
                     ctx.records.rejected(self.kind, self.cycle, params, weights, reason)
                     continue
                 return ctx.records.new_config(self.kind, self.cycle, params, weights, ticket,
@@ -90,7 +91,7 @@ class TuningPhase:
 class HeldoutPhase:
     """Re-train the top-k tuned configs and the baseline on held-out seeds; write best.yaml."""
 
-    kind = "heldout"
+    kind = Kind.HELDOUT
     tuning = False
 
     def run(self, ctx) -> None:
@@ -99,7 +100,7 @@ class HeldoutPhase:
 
 def phases(ctx) -> list:
     """The run's phases in order: per cycle an HP phase then a reward phase (as --mode says), then held-out."""
-    stages = stage_list(ctx.plan, ctx.cfg.mode, ctx.cfg.max_trials, "reward" in ctx.searches)
+    stages = stage_list(ctx.plan, ctx.cfg.mode, ctx.cfg.max_trials, Kind.REWARD in ctx.searches)
     out: list = [TuningPhase(kind, cycle, quota, last=i == len(stages) - 1)
                  for i, (kind, cycle, quota) in enumerate(stages)]
     return out + [HeldoutPhase()]

@@ -7,8 +7,6 @@ them on resume is automl.run.resume; the state file is automl.run.state.
 """
 from __future__ import annotations
 
-import math
-
 from optuna.trial import TrialState
 
 from automl.search import space as space_mod, studies
@@ -16,6 +14,7 @@ from automl.run.scheduler import ConfigRun
 from automl.core.record import ConfigRecord, Kind, State
 from automl.core.scoring import objective_value
 from automl.search.reward import weight_distributions
+from automl.core.values import is_finite_number
 
 TUNING_KINDS = Kind.TUNING
 
@@ -79,7 +78,7 @@ class Records:
         if score:
             entry.score = score
             c.trial.set_user_attr("score", score)
-        record_state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(state, TrialState.FAIL)
+        record_state = {State.COMPLETE: TrialState.COMPLETE, State.PRUNED: TrialState.PRUNED}.get(state, TrialState.FAIL)
         if record_state == TrialState.COMPLETE:
             self.ctx.record.tell(c.trial, objective_value(score, self.ctx.cfg.objective))
         else:
@@ -129,7 +128,7 @@ class Records:
         if self.ctx.inputs.true_metric == "success_rate":
             return 0.0
         vals = [r["episode_reward_mean"] for e in self.entries.values() for r in e.seeds
-                if _finite(r.get("episode_reward_mean"))]
+                if is_finite_number(r.get("episode_reward_mean"))]
         return min(vals) if vals else self.ctx.plan.value_floor
 
 
@@ -137,9 +136,5 @@ def ranked(entries, objective: str, kinds) -> list[ConfigRecord]:
     """Complete configs of ``kinds`` with a finite score, best first by ``objective`` (the one ranking rule);
     ties keep trial order."""
     done = [e for e in entries if e.kind in kinds and e.state == State.COMPLETE and e.score
-            and _finite(objective_value(e.score, objective))]
+            and is_finite_number(objective_value(e.score, objective))]
     return sorted(done, key=lambda e: objective_value(e.score, objective), reverse=True)
-
-
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from optuna.trial import TrialState
 
 from automl.search import space as space_mod, studies
-from automl.core.record import ConfigRecord, Kind
+from automl.core.record import ConfigRecord, Kind, State
 from automl.run.scheduler import ConfigRun
 
 
@@ -36,7 +36,7 @@ def entry_from_trial(t, spec) -> ConfigRecord:
     a = t.user_attrs
     params = {k: v for k, v in t.params.items() if not k.startswith("reward.")}
     weights = {k.split(".", 1)[1]: v for k, v in t.params.items() if k.startswith("reward.")}
-    state = a.get("state") or ("running" if t.state == TrialState.RUNNING else t.state.name.lower())
+    state = a.get("state") or (State.RUNNING if t.state == TrialState.RUNNING else t.state.name.lower())
     return ConfigRecord(config_id=a.get("config_id", f"config_{t.number:03d}"), kind=a.get("kind", Kind.HP),
                         cycle=a.get("cycle", 0), state=state, params=space_mod.decode_params(spec, params),
                         reward_weights={**a.get("all_weights", {}), **weights}, seeds=list(a.get("seeds", [])),
@@ -53,8 +53,8 @@ def config_from_trial(ctx, t, entry) -> ConfigRun:
             a["sampler"]["study"])
         sampler = (study, a["sampler"]["trial_id"]) if study is not None else None
     kind = entry.kind
-    seeds = a.get("planned_seeds") or (ctx.inputs.heldout_seeds if kind == "heldout" else ctx.inputs.tuning_seeds)
-    done = {r["seed"]: r for r in entry.seeds if r.get("state") in ("complete", "failed")}
+    seeds = a.get("planned_seeds") or (ctx.inputs.heldout_seeds if kind == Kind.HELDOUT else ctx.inputs.tuning_seeds)
+    done = {r["seed"]: r for r in entry.seeds if r.get("state") in State.SCORED}
     entry.seeds = list(done.values())
     c = ConfigRun(trial=studies.attach(ctx.record, t._trial_id), config_id=entry.config_id,
                   kind=kind, cycle=entry.cycle, params=entry.params,

@@ -15,6 +15,7 @@ import optuna
 from automl.run.budget import Budget, Throughput
 from automl.exec.executor import Done, Job, Report
 from automl.core.scoring import objective_value
+from automl.core.record import Kind, State
 
 SEED_FIELDS = ("seed", "state", "episode_reward_mean", "success_rate", "shaped_return",
                "reference_return", "terms", "steps", "wall_s", "stop_reason", "reason", "resumed_from")
@@ -148,7 +149,7 @@ class Scheduler:
         cfg, seed = self.jobs[event.job_id]
         payload = event.payload or {}
         k, value = payload.get("eval_index"), payload.get("value")
-        if cfg.kind == "heldout" or k is None or value is None or cfg.pruned:
+        if cfg.kind == Kind.HELDOUT or k is None or value is None or cfg.pruned:
             return
         # a batch reports the mean over its live seeds: that value stands for each of them
         for s in (seed if isinstance(seed, list) else [seed]):
@@ -156,7 +157,7 @@ class Scheduler:
         self._maybe_prune(cfg)
 
     def _maybe_prune(self, cfg: ConfigRun) -> None:
-        live = [s for s in cfg.seeds if cfg.results.get(s, {}).get("state") != "failed"]
+        live = [s for s in cfg.seeds if cfg.results.get(s, {}).get("state") != State.FAILED]
         for k in sorted(cfg.reports):
             if k in cfg.reported or not set(live) <= set(cfg.reports[k]):
                 continue
@@ -194,7 +195,7 @@ class Scheduler:
         self.busy_s += float(result.wall_s or 0.0)
         records = self._batch_records(result, seed) if isinstance(seed, list) else \
             {seed: self._result_record(result, seed)}
-        done = [r for r in records.values() if r["state"] == "complete" and r.get("resumed_from") is None]
+        done = [r for r in records.values() if r["state"] == State.COMPLETE and r.get("resumed_from") is None]
         if done and len(done) == len(records):
             # (a resumed seed's steps span two sessions; its wall time here is this session's;
             # a batch counts as the seed-steps it trained in its wall time)
@@ -202,7 +203,7 @@ class Scheduler:
         for s, record in records.items():
             cfg.results[s] = record
             self.on_seed(cfg, s, record)
-        if not cfg.pruned and cfg.kind != "heldout":
+        if not cfg.pruned and cfg.kind != Kind.HELDOUT:
             self._maybe_prune(cfg)
         if cfg.finished:
             self._finish(cfg)
@@ -218,7 +219,7 @@ class Scheduler:
     def _result_record(result, seed: int) -> dict:
         if result.ok and isinstance(result.value, dict):
             return seed_record(result.value)
-        state = {"timeout": "failed", "cancelled": "stopped_at_deadline"}.get(result.state, "failed")
+        state = {"timeout": State.FAILED, "cancelled": State.STOPPED_AT_DEADLINE}.get(result.state, State.FAILED)
         return {"seed": seed, "state": state, "reason": result.reason,
                 "wall_s": round(float(result.wall_s or 0.0), 2)}
 

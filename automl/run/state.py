@@ -1,7 +1,6 @@
 """The sole writer of progress files: automl_state.yaml, events.jsonl, best.yaml (atomic replace)."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
@@ -13,28 +12,10 @@ from typing import Any
 import yaml
 
 from automl.core.errors import AutoMLError
+from automl.core.values import plain as to_plain
 
 STATE_FILE = "automl_state.yaml"
 EVENTS_FILE = "events.jsonl"
-
-
-def to_plain(obj: Any) -> Any:
-    """Turn numpy scalars, tuples and dataclasses into YAML-safe builtins (NaN kept as .nan)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        obj = dataclasses.asdict(obj)
-    if isinstance(obj, dict):
-        return {str(k): to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj]
-    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
-        return obj
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):
-        return float(obj)
-    if hasattr(obj, "item"):  # numpy scalar
-        return to_plain(obj.item())
-    return str(obj)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -145,7 +126,7 @@ def state_dict(ctx, status: str) -> dict:
         "fingerprint": ctx.fp,
         "best": None if best is None else {"config_id": best.config_id, "params": best.params,
                                            "reward_weights": best.reward_weights, "score": best.score},
-        "heldout": getattr(ctx, "heldout_summary", None),
+        "heldout": ctx.heldout_summary,
         "trials": [e.to_dict() for e in ctx.records.entries.values()],
         "alarms": ctx.records.alarms,
         "stop_reason": ctx.stop_reason,

@@ -15,6 +15,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 
 from automl.search import studies
+from automl.core.values import is_finite_number
 
 HACKING_MARGIN = 0.10  # shaped return +10% while the true metric is -10% vs the incumbent
 Ticket = tuple  # (sampler study, trial id)
@@ -74,12 +75,8 @@ def make_reward_sampler(terms: Mapping[str, Mapping], *, seed: int, population: 
             independent_sampler=optuna.samplers.RandomSampler(seed=seed))
 
 
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
 def _mean_of(entry, key):
-    vals = [r[key] for r in entry["seeds"] if r.get("state") == "complete" and _finite(r.get(key))]
+    vals = [r[key] for r in entry["seeds"] if r.get("state") == "complete" and is_finite_number(r.get(key))]
     return sum(vals) / len(vals) if vals else None
 
 
@@ -148,7 +145,7 @@ def pooled_seed_sd(entries) -> float | None:
 
 def _true_values(entry: dict) -> list[float]:
     return [float(r["episode_reward_mean"]) for r in entry.get("seeds", [])
-            if r.get("state") == "complete" and _finite(r.get("episode_reward_mean"))]
+            if r.get("state") == "complete" and is_finite_number(r.get("episode_reward_mean"))]
 
 
 def _shaped_under(entry: dict, weights: dict) -> float | None:
