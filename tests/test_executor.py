@@ -268,7 +268,9 @@ if __name__ == "__main__":
 """
 
 
-def _start_driver(tmp_path, fn):
+def _start_parent(tmp_path, fn):
+    """A minimal process that owns an executor (these test the executor's worker cleanup; the real
+    driver is killed and interrupted in tests/test_cli.py and tests/test_driver_failures.py)."""
     script = tmp_path / "driver.py"
     script.write_text(textwrap.dedent(DRIVER.format(tests=str(TESTS_DIR), fn=fn)))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
@@ -277,8 +279,8 @@ def _start_driver(tmp_path, fn):
     return proc, int(line.split()[1])
 
 
-def test_driver_kill9_leaves_no_orphan_worker(tmp_path):
-    driver, worker_pid = _start_driver(tmp_path, "sleep_forever")
+def test_parent_kill9_leaves_no_orphan_worker(tmp_path):
+    driver, worker_pid = _start_parent(tmp_path, "sleep_forever")
     assert _alive(worker_pid)
     driver.kill()
     driver.wait(timeout=5)
@@ -311,8 +313,8 @@ def test_watchdog_kills_worker_when_parent_dies_without_prctl():
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_driver_sigterm_or_ctrl_c_shuts_workers_down(tmp_path, sig):
-    driver, worker_pid = _start_driver(tmp_path, "until_stopped")
+def test_parent_sigterm_or_ctrl_c_shuts_workers_down(tmp_path, sig):
+    driver, worker_pid = _start_parent(tmp_path, "until_stopped")
     driver.send_signal(sig)
     out, _ = driver.communicate(timeout=10)
     assert "final complete shutdown" in out  # the job was asked to stop and its result came back

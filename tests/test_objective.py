@@ -22,6 +22,10 @@ def test_objective_value_from_a_score_and_from_values():
         assert objective_value(values, objective) == pytest.approx(objective_value(s, objective))
     with pytest.raises(ValueError, match="allowed: mean, iqm, lcb"):
         objective_value(s, "median")
+    from automl.core.names import OBJECTIVES
+    from automl.core.scoring import AGGREGATES
+
+    assert tuple(AGGREGATES) == OBJECTIVES  # every objective has its aggregate, one list of names
 
 
 def _prior(kwargs) -> bool:

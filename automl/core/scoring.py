@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from automl.core.names import OBJECTIVES
+
 __all__ = ["aggregate", "bootstrap_ci", "iqm", "score", "as_values", "objective_value", "STATISTICS", "AGGREGATES",
            "OBJECTIVES"]
 
@@ -170,14 +172,13 @@ def aggregate(
     return AGGREGATES[method](arr, confidence=confidence, n_boot=n_boot, seed=seed)
 
 
-OBJECTIVES = tuple(AGGREGATES)  # --objective: the one ranking rule of a run
 
 
 def objective_value(score_or_values, objective: str, *, worst: float | None = None) -> float:
     """The value configs are ranked by under ``objective`` (mean | iqm | lcb), from a ``score()`` dict
     or from per-seed values. The one ranking rule: what samplers are told, the incumbent, the pruner's
     intermediate values and the held-out winner all use it."""
-    if objective not in AGGREGATES:
+    if objective not in OBJECTIVES:
         raise ValueError(f"objective: unknown {objective!r} (allowed: {', '.join(OBJECTIVES)})")
     if isinstance(score_or_values, dict):
         s = score_or_values

@@ -6,13 +6,12 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from automl.core.errors import AutoMLError
-from automl.core.names import PRUNERS, SEARCH_METHODS, default_pruner_for
+from automl.core.names import OBJECTIVES, PRUNERS, SEARCH_METHODS, default_pruner_for
 
 MODES = ("stage", "hp", "reward")
 TRAINERS = ("auto", "sb3", "torch")  # auto: torch on the batched tasks, sb3 for gymnasium ids
 SEED_AXIS_TRAINERS = ("torch",)  # trainers that train all seeds of a config as one job (automl.run.trainers)
 SEED_BATCHING = ("auto", "on", "off")
-OBJECTIVES = ("mean", "iqm", "lcb")  # automl.core.scoring.OBJECTIVES (this module imports no numpy)
 FINGERPRINT_DEFAULTS = {"trainer": "sb3", "objective": "mean"}  # what runs recorded before a key existed used
 
 
