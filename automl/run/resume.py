@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from automl.search import space as space_mod, studies
 from automl.core.record import ConfigRecord, Kind, State
 from automl.run.scheduler import ConfigRun
+from automl.search.states import state_name
 
 
 def reattach(ctx) -> list[ConfigRun]:
@@ -36,7 +37,7 @@ def entry_from_trial(t, spec) -> ConfigRecord:
     a = t.user_attrs
     params = {k: v for k, v in t.params.items() if not k.startswith("reward.")}
     weights = {k.split(".", 1)[1]: v for k, v in t.params.items() if k.startswith("reward.")}
-    state = a.get("state") or (State.RUNNING if t.state == TrialState.RUNNING else t.state.name.lower())
+    state = a.get("state") or state_name(t.state)
     return ConfigRecord(config_id=a.get("config_id", f"config_{t.number:03d}"), kind=a.get("kind", Kind.HP),
                         cycle=a.get("cycle", 0), state=state, params=space_mod.decode_params(spec, params),
                         reward_weights={**a.get("all_weights", {}), **weights}, seeds=list(a.get("seeds", [])),
