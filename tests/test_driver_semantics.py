@@ -214,6 +214,7 @@ def test_resume_reruns_only_missing_seeds_restores_the_plan_and_carries_elapsed_
     assert st2["status"] == "finished"
 
 
+@pytest.mark.slow  # ~20 s; the default suite interrupts the real driver in test_cli and test_driver_failures
 def test_sigterm_then_rerun_resumes_the_real_process(tmp_path):
     # the real CLI: SIGTERM mid-run saves the state (exit 130); the same command resumes it
     run_dir = tmp_path / "run"
