@@ -6,6 +6,7 @@ constraint, or that cannot become a PPO config, is told FAIL at once and reporte
 """
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Mapping
 
 import optuna
@@ -31,12 +32,16 @@ class HPSearch:
     def ask(self, grid_cursor: int) -> tuple[Ticket, dict] | None:
         """The next params, or None when the grid is walked (``grid_cursor``: HP configs proposed so far)."""
         if self.method == "grid":
-            points = space_mod.grid(self.spec)
-            if grid_cursor >= len(points):
+            if grid_cursor >= len(self._grid):
                 return None
-            self.study.enqueue_trial(space_mod.encode_params(self.spec, points[grid_cursor]))
+            self.study.enqueue_trial(space_mod.encode_params(self.spec, self._grid[grid_cursor]))
         trial = self.study.ask()
         return (self.study, trial._trial_id), space_mod.suggest(trial, self.spec)
+
+    @cached_property
+    def _grid(self) -> list[dict]:
+        """The grid's points in order (up to 100k, constraints applied): enumerated once, not per ask."""
+        return space_mod.grid(self.spec)
 
     def rejection(self, params: Mapping) -> str | None:
         """Why ``params`` cannot be trained (a violated constraint, an invalid PPO config), or None."""

@@ -72,8 +72,14 @@ def _train(params, *, env, seeds, total_steps, reward_weights, eval_every, eval_
     if deadline is not None and time.time() >= deadline:
         return [_result(s, "stopped_at_deadline", "deadline", [], wall_s=time.time() - start) for s in seeds]
     device = str(envs.resolve_device(device))
-    run = Run(args, env, seeds, eval_episodes=eval_episodes, device=torch.device(device), reward_weights=reward_weights)
-    run.reset()
+
+    def new_run() -> Run:
+        fresh = Run(args, env, seeds, eval_episodes=eval_episodes, device=torch.device(device),
+                    reward_weights=reward_weights)
+        fresh.reset()
+        return fresh
+
+    run = new_run()
     rollout = args.n_steps * args.num_envs
     every = max(int(eval_every or total // 10), rollout)
     next_eval, state, reason, eval_s = every, None, None, 0.0
@@ -91,9 +97,7 @@ def _train(params, *, env, seeds, total_steps, reward_weights, eval_every, eval_
                 resumed_from = run.steps
             except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, start over rather than fail
                 note = f"checkpoint could not be restored ({type(exc).__name__}: {str(exc)[:200]}); started from scratch"
-                run = Run(args, env, seeds, eval_episodes=eval_episodes, device=torch.device(device),
-                          reward_weights=reward_weights)
-                run.reset()
+                run = new_run()
         next_ckpt = (run.steps // ckpt_every + 1) * ckpt_every
     log = TBLogger(tb_dir, seeds, _hparams(params, reward_weights)) if tb_dir else None
 
