@@ -21,3 +21,18 @@ def test_optional_fields_appear_only_when_set():
     held = ConfigRecord.from_dict({"config_id": "config_001", "kind": "heldout", "heldout_of": "config_001",
                                    "state": "running", "params": {}, "cycle": 0})
     assert not held.tuning and held.heldout_of == "config_001" and "score" not in held.to_dict()
+
+
+def test_vector_names_weights_as_the_record_study_does_and_metric_reads_the_score():
+    record = ConfigRecord.from_dict({**ENTRY, "seeds": [
+        {"seed": 0, "state": "complete", "episode_reward_mean": 200.0, "success_rate": 0.5},
+        {"seed": 1, "state": "failed", "reason": "nan"},
+        {"seed": 2, "state": "complete", "episode_reward_mean": 100.0, "success_rate": float("nan")}],
+        "score": {"mean": 50.0, "iqm": 120.0, "n_seeds": 3}}, number=7)
+    assert record.number == 7 and "number" not in record.to_dict()
+    assert record.vector == {"learning_rate": 0.001, "reward.alive": 1.0, "reward.pole_angle": -0.5}
+    assert record.seed_values("episode_reward_mean") == [200.0, 100.0]   # the failed seed has no value
+    assert record.metric("episode_reward_mean") == 50.0                   # the run's score: failed = worst
+    assert record.metric("iqm") == 120.0
+    assert record.metric("success_rate") == 0.5                           # NaN stays out of the mean
+    assert ConfigRecord("c", Kind.HP, 0, State.FAILED, {}).metric("iqm") is None

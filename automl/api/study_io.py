@@ -3,6 +3,8 @@
 One SQLite file per study: ``<study_dir>/<study_name>.db`` holding the study ``study_name``.
 Each trial keeps what the objective saw in user_attrs: ``params`` (decoded values, lists as
 lists), ``metrics`` (every metric the objective returned) and ``error`` (one line, on failure).
+A trial that trained PPO (the tuners' default ``run_trial``) also keeps ``record``: its
+``automl.core.record.ConfigRecord`` (per-seed results, score), the form the CLI's state file uses.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl.search import studies  # also quiets Optuna's logging and experimental warnings like the CLI
 from automl.core.errors import AutoMLError
+from automl.core.record import ConfigRecord
 from automl.core.values import plain as _plain
 from automl.search.states import state_name
 
@@ -36,6 +39,7 @@ class TrialRecord:
     duration_s: float | None = None
     error: str | None = None
     intermediate: dict = field(default_factory=dict)  # step -> reported value
+    config: ConfigRecord | None = None  # the PPO config record, for trials that trained PPO (or a CLI run's)
 
     @property
     def score(self) -> float | None:
@@ -164,7 +168,8 @@ def record(t: FrozenTrial) -> TrialRecord:
     return TrialRecord(number=t.number, params=dict(attrs.get("params", t.params)), value=value, state=state,
                        metrics=dict(attrs.get("metrics") or {}), trial_id=str(attrs.get("trial_id", t.number)),
                        duration_s=duration, error=attrs.get("error"),
-                       intermediate={int(k): float(v) for k, v in t.intermediate_values.items()})
+                       intermediate={int(k): float(v) for k, v in t.intermediate_values.items()},
+                       config=ConfigRecord.from_dict(attrs["record"], number=t.number) if attrs.get("record") else None)
 
 
 def rank(records: list[TrialRecord], direction: str) -> list[TrialRecord]:

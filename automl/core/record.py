@@ -1,13 +1,17 @@
 """ConfigRecord: one config of a run as it is recorded — the typed form of a state-file trial.
 
 The run keeps one per record-study trial, the state module writes ``to_dict()`` (the field names
-are the contract in DESIGN.md), and ``from_dict`` reads a state-file trial back. ``Kind`` and
-``State`` name the values ``kind`` and ``state`` take.
+are the contract in DESIGN.md), and ``from_dict`` reads a state-file trial back. Analysis loads a
+run's configs as ConfigRecords (``number``: the trial's order in the run) and ranks them with
+``metric``; the Python API's tuners keep one per PPO trial. ``Kind`` and ``State`` name the values
+``kind`` and ``state`` take.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+from automl.core.values import is_finite_number
 
 
 class Kind:
@@ -48,11 +52,37 @@ class ConfigRecord:
     score: dict | None = None                          # scoring.score(): mean, iqm, ci95, n_seeds
     reason: str | None = None                          # why it was rejected
     heldout_of: str | None = None                      # the tuned config a held-out record re-checks
+    number: int | None = field(default=None, compare=False)  # order in the run (not in the state entry)
 
     @property
     def tuning(self) -> bool:
         """An HP or reward config (not a held-out re-check)."""
         return self.kind in Kind.TUNING
+
+    @property
+    def vector(self) -> dict[str, Any]:
+        """The full search vector as the record study names it: the HPs and ``reward.<term>`` weights."""
+        return {**self.params, **{f"reward.{k}": v for k, v in self.reward_weights.items()}}
+
+    def seed_values(self, metric: str) -> list[float]:
+        """Finite per-seed values of ``metric`` over the complete seeds (``iqm`` reads the true metric)."""
+        key = "episode_reward_mean" if metric == "iqm" else metric
+        return [float(s[key]) for s in self.seeds
+                if s.get("state", State.COMPLETE) == State.COMPLETE and is_finite_number(s.get(key))]
+
+    def metric(self, metric: str) -> float | None:
+        """The config's aggregate of ``metric`` (None without a finite value): ``iqm`` and
+        ``episode_reward_mean`` from the run's score (failed seeds counted as worst), any other
+        per-seed field as the mean over complete seeds."""
+        score = self.score or {}
+        if metric == "iqm":
+            value = score.get("iqm")
+        elif metric == "episode_reward_mean" and "mean" in score:
+            value = score["mean"]
+        else:
+            values = self.seed_values(metric)
+            value = sum(values) / len(values) if values else None
+        return float(value) if is_finite_number(value) else None
 
     def to_dict(self) -> dict[str, Any]:
         """The state file's trial entry (optional fields only when set)."""
@@ -62,9 +92,9 @@ class ConfigRecord:
         return out
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ConfigRecord":
+    def from_dict(cls, d: Mapping[str, Any], number: int | None = None) -> "ConfigRecord":
         """A state-file trial entry as a record (unknown keys are ignored)."""
-        return cls(config_id=str(d["config_id"]), kind=str(d.get("kind", Kind.HP)), cycle=int(d.get("cycle") or 0),
+        return cls(number=number, config_id=str(d["config_id"]), kind=str(d.get("kind", Kind.HP)), cycle=int(d.get("cycle") or 0),
                    state=str(d.get("state", State.RUNNING)), params=dict(d.get("params") or {}),
                    reward_weights=dict(d.get("reward_weights") or {}), seeds=list(d.get("seeds") or []),
                    **{k: d[k] for k in _OPTIONAL if d.get(k) is not None})
