@@ -1,6 +1,10 @@
 """Keras-Tuner-style tuners over SearchEngine: override run_trial, grid enumeration, resume, PPO training."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from automl import BayesianOptimization, GridSearch, HyperParameters, Hyperband, Objective, RandomSearch
@@ -86,8 +90,43 @@ def test_default_run_trial_trains_ppo_on_batched_cartpole(tmp_path):
                 "num_envs": 64, "rollouts": 32, "mini_batches": 4, "learning_epochs": hp.Int("learning_epochs", 2, 4)}
 
     tuner = RandomSearch(build_ppo, max_trials=2, directory=tmp_path, project_name="ppo")
-    result = tuner.search(env="cartpole", total_steps=4096, eval_episodes=16)
+    result = tuner.search(env="cartpole", total_steps=4096, eval_episodes=16, seeds=(0, 1))
     assert result.n_complete == 2
     for t in result.trials:
-        assert t.metrics["steps"] >= 4096 and t.value == t.metrics["episode_reward_mean"] > 0
+        assert t.metrics["steps"] >= 2 * 4096 and t.value == t.metrics["episode_reward_mean"] > 0
         assert set(t.params) == {"learning_rate", "learning_epochs"}
+        # the trial keeps the CLI's config record: per-seed results from the worker processes, and its score
+        record = t.config
+        assert record.state == "complete" and [s["seed"] for s in record.seeds] == [0, 1]
+        assert record.params["learning_rate"] == t.params["learning_rate"] and record.params["num_envs"] == 64
+        assert t.value == record.score["mean"] == pytest.approx(
+            sum(s["episode_reward_mean"] for s in record.seeds) / 2, abs=1e-3)
+    assert not tuner._runners  # search() stopped its worker processes
+
+
+def test_a_crashing_ppo_config_fails_its_trial_and_the_search_goes_on(tmp_path):
+    def build_ppo(hp):
+        epochs = hp.Int("learning_epochs", 1, 2)
+        # mini_batches that do not divide the batch: the trainer raises in the worker, for epochs == 2 only
+        return {"num_envs": 16, "rollouts": 16, "mini_batches": 1 if epochs == 1 else 7, "learning_epochs": epochs}
+
+    result = GridSearch(build_ppo, max_trials=2, directory=tmp_path, project_name="crash").search(
+        env="cartpole", total_steps=512, eval_episodes=4)
+    by_epochs = {t.params["learning_epochs"]: t for t in result.trials}
+    assert by_epochs[1].state == "complete" and by_epochs[2].state == "failed"
+    assert by_epochs[2].error.startswith("seed 0: exception: AutoMLError") and "mini_batches: 7" in by_epochs[2].error
+    assert by_epochs[2].config.seeds[0]["state"] == "failed" and by_epochs[1].config.seeds[0]["steps"] >= 512
+
+
+def test_a_script_without_a_main_guard_trains_in_worker_processes(tmp_path):
+    # spawned workers would re-run such a script; the tuners' workers do not import __main__
+    script = tmp_path / "tune.py"
+    script.write_text(
+        "from automl import RandomSearch\n"
+        "tuner = RandomSearch(lambda hp: {'num_envs': 16, 'rollouts': 16, 'mini_batches': 2,\n"
+        "                                 'learning_rate': hp.Float('learning_rate', 1e-4, 1e-3)},\n"
+        f"                     max_trials=1, directory={str(tmp_path)!r}, project_name='s')\n"
+        "print('complete:', tuner.search(env='cartpole', total_steps=512, eval_episodes=4).n_complete)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0 and "complete: 1" in out.stdout, out.stderr[-2000:]

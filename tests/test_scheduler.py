@@ -12,7 +12,7 @@ from _sim import FakeClock
 
 import _jobs
 from automl.run.budget import Budget, Throughput
-from automl.run.context import config_state
+from automl.run.scheduler import config_state
 from automl.run.scheduler import Scheduler, seed_record
 from automl.search.strategies import make_pruner
 from _scheduler_harness import TickClock, Harness, executors, gates, new_config, intermediate, memory_study  # noqa: F401 - fixtures

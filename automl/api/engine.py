@@ -27,6 +27,7 @@ from automl.api.study_io import SearchResult
 from automl.core.config import SpaceSpec
 from automl.core.errors import AutoMLError
 from automl.core.names import PRUNERS
+from automl.exec.workers import LocalChannel
 
 STRATEGIES = ("grid", "random", "bayesian", "hyperband")
 SAMPLERS = ("tpe", "cmaes", "random", "qmc")
@@ -121,27 +122,27 @@ class TrialContext:
         self.trial.set_user_attr(key, study_io.plain(value))
 
 
-class PruneChannel:
-    """train_seed's channel: evaluations go to the trial's pruner; a prune decision stops training."""
+class PruneChannel(LocalChannel):
+    """A trainer's channel (``automl.exec``'s in-process one) whose evaluations feed the trial's pruner:
+    a prune decision is a stop request, as the run's scheduler makes it."""
 
     def __init__(self, trial: optuna.Trial | None):
-        self.trial, self.reason = trial, None
+        super().__init__()
+        self.trial = trial
 
     def report(self, payload: Mapping) -> None:
         """Report one evaluation (eval_index, value) as an intermediate value."""
+        super().report(payload)
         if self.trial is None:
             return
         self.trial.report(float(payload["value"]), int(payload["eval_index"]))
-        if self.reason is None and self.trial.should_prune():
-            self.reason = f"pruned at evaluation {payload['eval_index']}"
+        if not self.stop_requested() and self.trial.should_prune():
+            self.stop(f"pruned at evaluation {payload['eval_index']}")
 
-    def stop_requested(self) -> bool:
-        """Whether the pruner asked to stop."""
-        return self.reason is not None
-
-    def stop_reason(self) -> str | None:
-        """Why training should stop."""
-        return self.reason
+    @property
+    def reason(self) -> str | None:
+        """Why training was asked to stop (None: it was not)."""
+        return self.stop_reason()
 
 
 def split_value(out: Any, metric: str) -> tuple[float, dict]:

@@ -8,13 +8,15 @@
     tuner.search(env="cartpole", total_steps=20_000)
     best_hp = tuner.get_best_hyperparameters(1)[0]
 
-search(**kwargs) calls run_trial(hp, **kwargs) per trial. The default run_trial trains PPO with
-automl.train.training.train_seed (build(hp) returns a dict of PPO params) or calls .learn() on the SB3
-model build(hp) returns; override run_trial to return a float or a dict of metrics instead.
+search(**kwargs) calls run_trial(hp, **kwargs) per trial. The default run_trial trains PPO on every seed
+with the CLI's machinery, automl.run.single (build(hp) returns a dict of PPO params: worker processes,
+the trainer ``auto`` picks, pruning over all live seeds), or calls .learn() on the SB3 model build(hp)
+returns; override run_trial to return a float or a dict of metrics instead.
 Trials live in SQLite ``<directory>/<project_name>/<project_name>.db``: overwrite=False resumes.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,10 +26,11 @@ from typing import Any
 import optuna
 
 from automl.api import study_io
-from automl.api.engine import PruneChannel, SearchConfig, SearchEngine, TrialFailed, run_trial
+from automl.api.engine import SearchConfig, SearchEngine, TrialFailed, run_trial
 from automl.api.hyperparameters import HyperParameters
 from automl.api.study_io import SearchResult
 from automl.core.errors import AutoMLError
+from automl.core.record import State
 
 PPO_METRICS = ("success_rate", "shaped_return", "reference_return")
 
@@ -81,7 +84,7 @@ class Tuner:
                  project_name: str = "untitled_project", overwrite: bool = False, *,
                  hyperparameters: HyperParameters | None = None, pruner: str | None = None,
                  min_resource: int = 1, reduction_factor: int = 3, n_jobs: int = 1,
-                 timeout_per_trial: float | None = None):
+                 timeout_per_trial: float | None = None, seed_workers: int = 1):
         self.hypermodel = hypermodel
         self.objective = objective if isinstance(objective, Objective) else Objective(str(objective), "max")
         self.hyperparameters = hyperparameters
@@ -96,6 +99,8 @@ class Tuner:
         self.engine = SearchEngine(self.config)
         self.oracle = Oracle(self)
         self._overwrite = overwrite
+        self.seed_workers = seed_workers  # worker processes per trial for the default run_trial's seeds
+        self._local, self._runners = threading.local(), []
 
     # ------------------------------------------------------------------ the loop
     def search(self, **kwargs: Any) -> SearchResult:
@@ -115,7 +120,17 @@ class Tuner:
             return run_trial(trial, lambda t: {}, call, self.config.metric)
 
         overwrite, self._overwrite = self._overwrite, False  # only the first search() starts over
-        return self.engine.optimize(trial_fn, spec, overwrite=overwrite)
+        try:
+            return self.engine.optimize(trial_fn, spec, overwrite=overwrite)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the worker processes that trained PPO trials (search() does this when it returns)."""
+        for runner in self._runners:
+            runner.close()
+        self._runners.clear()
+        self._local = threading.local()
 
     def _grid_space(self):
         hp = self.hyperparameters or HyperParameters()
@@ -134,42 +149,53 @@ class Tuner:
 
     def run_trial(self, hp: HyperParameters, env: str = "cartpole", total_steps: int = 50_000,
                   seeds: Sequence[int] = (0,), eval_every: int | None = None, eval_episodes: int = 32,
-                  device: str = "cpu", reward_weights: Mapping | None = None) -> dict | float:
-        """Build with hp and train: PPO params -> train_seed on each seed; an SB3 model -> learn() + evaluate."""
+                  device: str = "cpu", reward_weights: Mapping | None = None, trainer: str = "auto") -> dict | float:
+        """Build with hp and train: PPO params -> every seed through automl.run.single (``trainer``: auto |
+        sb3 | torch); an SB3 model -> learn() + evaluate."""
         built = self._build(hp)
         if isinstance(built, Mapping):
             return self._train_params(dict(built), hp, env=env, total_steps=total_steps, seeds=seeds,
                                       eval_every=eval_every, eval_episodes=eval_episodes, device=device,
-                                      reward_weights=reward_weights)
+                                      reward_weights=reward_weights, trainer=trainer)
         if hasattr(built, "learn") and hasattr(built, "policy"):
             return self._train_model(built, total_steps, eval_episodes)
         raise AutoMLError(f"{type(self).__name__}: build(hp) returned {type(built).__name__} "
                           f"(allowed: a dict of PPO params or an SB3 model)")
 
     def _train_params(self, params: dict, hp: HyperParameters, *, seeds: Sequence[int], **train: Any) -> dict:
-        from automl.core.scoring import score
-        from automl.train.training import train_seed  # torch and SB3 load only when a trial trains
-
-        results = []
-        for i, seed in enumerate(seeds):
-            # the pruner follows the first seed's evaluations (its steps are comparable across trials)
-            channel = PruneChannel(hp.trial if i == 0 else None)
-            res = train_seed(params, seed=int(seed), deadline=hp.deadline, channel=channel, **train)
-            if res.state == "pruned":
-                raise optuna.TrialPruned(channel.reason or "pruned")
-            if res.state == "failed":
-                raise TrialFailed(f"seed {seed}: {res.reason or res.stop_reason}")
-            if res.state == "stopped_at_deadline":
-                raise TrialFailed(f"seed {seed}: stopped at timeout_per_trial")
-            results.append(res)
-        agg = score([r.episode_reward_mean if r.episode_reward_mean is not None else float("nan") for r in results])
-        metrics = {"episode_reward_mean": agg["mean"], "iqm": agg["iqm"], "n_seeds": agg["n_seeds"],
-                   "steps": sum(r.steps for r in results), "wall_s": sum(r.wall_s for r in results)}
-        for name in PPO_METRICS:
-            values = [getattr(r, name) for r in results if getattr(r, name) is not None]
-            if values:
-                metrics[name] = sum(values) / len(values)
+        """Train on every seed with the CLI's machinery (automl.run.single): worker processes, pruning on
+        evaluation k over all live seeds, a ConfigRecord kept in the trial's ``record`` attribute."""
+        trial = hp.trial
+        name = f"trial_{trial.number:03d}" if trial is not None else "config"
+        record = self._runner().train(trial, params, seeds=seeds, deadline=hp.deadline, config_id=name,
+                                      timeout_s=self.config.timeout_per_trial, **train)
+        if trial is not None:
+            trial.set_user_attr("record", study_io.plain(record.to_dict()))
+        if record.state == State.PRUNED:
+            raise optuna.TrialPruned(record.reason or "pruned")
+        bad = next((s for s in record.seeds if s.get("state") != State.COMPLETE), None)
+        if record.state == State.STOPPED_AT_DEADLINE or (bad and bad.get("state") == State.STOPPED_AT_DEADLINE):
+            raise TrialFailed(f"stopped at timeout_per_trial ({record.reason or 'deadline'})")
+        if bad is not None:
+            raise TrialFailed(f"seed {bad.get('seed')}: {bad.get('reason') or bad.get('stop_reason') or bad.get('state')}")
+        metrics = {"episode_reward_mean": record.score["mean"], "iqm": record.score["iqm"],
+                   "n_seeds": record.score["n_seeds"], "steps": sum(int(s.get("steps", 0)) for s in record.seeds),
+                   "wall_s": sum(float(s.get("wall_s", 0.0)) for s in record.seeds)}
+        for metric in PPO_METRICS:
+            value = record.metric(metric)
+            if value is not None:
+                metrics[metric] = value
         return metrics
+
+    def _runner(self):
+        """This thread's SeedRunner (Optuna runs n_jobs > 1 trials in threads; one thread drives a pool)."""
+        from automl.run.single import SeedRunner  # worker processes start only when a trial trains PPO
+
+        runner = getattr(self._local, "runner", None)
+        if runner is None:
+            runner = self._local.runner = SeedRunner(self.seed_workers)
+            self._runners.append(runner)
+        return runner
 
     def _train_model(self, model: Any, total_steps: int, eval_episodes: int) -> dict:
         from stable_baselines3.common.evaluation import evaluate_policy  # only for SB3 models the user built

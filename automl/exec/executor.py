@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import abc
 import atexit
+import contextlib
 import collections
 import multiprocessing as mp
 import os
@@ -40,7 +41,7 @@ from typing import Any, Callable
 # The job/event dataclasses live in automl.exec.jobs; re-exported here (see __all__).
 from automl.exec.jobs import STATES, Done, Job, JobResult, Report, RunningJob  # noqa: F401
 from automl.exec.workers import (
-    contains_nonfinite, install_sigterm_exit, restore_sigterm, single_thread_env, worker_main,
+    contains_nonfinite, install_sigterm_exit, main_not_imported, restore_sigterm, single_thread_env, worker_main,
 )
 
 __all__ = [
@@ -122,15 +123,18 @@ class LocalProcessExecutor(Executor):
     OMP/MKL thread env is set to 1). With `handle_sigterm` (main thread, default
     handler only) SIGTERM raises SystemExit so `with`/atexit shut the workers down.
     Create it from the thread that polls it: PR_SET_PDEATHSIG follows the creating thread.
+    With `import_main=False` the workers do not import the caller's `__main__` script (job functions
+    must then live in importable modules): the Python API's choice, for scripts without a main guard.
     """
 
     def __init__(self, n_jobs: int = 1, *, preload: tuple[str, ...] = ("torch",),
-                 start_method: str = "spawn", handle_sigterm: bool = True):
+                 start_method: str = "spawn", handle_sigterm: bool = True, import_main: bool = True):
         if n_jobs < 1:
             raise ValueError(f"n_jobs: must be >= 1, got {n_jobs}")
         self.n_jobs = int(n_jobs)
         self._ctx = mp.get_context(start_method)
         self._preload = tuple(preload)
+        self._import_main = import_main
         self._queue: collections.deque[_Pending] = collections.deque()
         self._workers: list[_Worker] = []
         self._events: list[Report | Done] = []
@@ -252,7 +256,7 @@ class LocalProcessExecutor(Executor):
             # atexit/shutdown and PR_SET_PDEATHSIG take care of their lifetime instead
             target=worker_main, name="automl-worker", daemon=False,
             args=(child_conn, os.getpid(), list(sys.path), self._preload))
-        with single_thread_env():
+        with single_thread_env(), (contextlib.nullcontext() if self._import_main else main_not_imported()):
             process.start()
         child_conn.close()
         self._workers.append(_Worker(process, parent_conn, process.pid))

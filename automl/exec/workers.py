@@ -266,6 +266,24 @@ def single_thread_env():
                 os.environ[key] = value
 
 
+@contextlib.contextmanager
+def main_not_imported():
+    """While a worker is spawned, hide the caller's ``__main__`` script from multiprocessing, so the
+    child does not re-run it: a user's script without an ``if __name__ == "__main__":`` guard then
+    works. Only for executors whose job functions live in importable modules, never in ``__main__``."""
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    if main is not None:
+        main.__dict__.pop("__file__", None)
+        main.__dict__["__spec__"] = None  # get_preparation_data reads both; None/absent: nothing to import
+    try:
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(saved)
+
+
 def install_sigterm_exit():
     """Make SIGTERM raise SystemExit (so `with`/atexit shut workers down) if nobody handles it yet.
 

@@ -10,7 +10,7 @@ from automl.search import studies
 from automl.run.budget import Budget, Throughput
 from automl.run.calibration import calibrate, check_minimum_budget
 from automl.run.runconfig import RunConfig
-from automl.run.scheduler import ConfigRun, Scheduler
+from automl.run.scheduler import ConfigRun, Scheduler, config_state
 from automl.core.record import Kind, State
 from automl.core.scoring import objective_value, score as score_seeds
 from automl.search.hp import HPSearch
@@ -91,7 +91,7 @@ class RunContext:
             self.reward_study = studies.open_study(url, studies.REWARD_SAMPLER, sampler=make_reward_sampler(
                 inputs.terms, seed=inputs.base_seed, population=self.plan.population))
             self.searches["reward"] = RewardSearch(self.reward_study, inputs.terms, inputs.default_weights)
-        self.batched = cfg.batches_seeds(cuda=_on_cuda(cfg.device))
+        self.batched = cfg.batches_seeds(cuda=trainers.on_cuda(cfg.device))
         self.scheduler = Scheduler(self.executor, self.budget, self.throughput, n_jobs=cfg.n_jobs,
                                    job_fn=trainers.job_fn(cfg.trainer), job_kwargs=self._job_kwargs,
                                    batch_fn=trainers.batch_fn(cfg.trainer) if self.batched else None,
@@ -304,24 +304,3 @@ class RunContext:
                                                   bool(self.inputs.terms)))
         started = sum(1 for e in self.records.entries.values() if e.tuning and e.state != State.REJECTED)
         return max(planned, started)
-
-
-def config_state(c: ConfigRun) -> str:
-    """A config's final state from its seeds: pruned, stopped_at_deadline, failed or complete."""
-    states = [c.results[s]["state"] for s in c.seeds if s in c.results]
-    if c.pruned or State.PRUNED in states:
-        return State.PRUNED
-    if State.STOPPED_AT_DEADLINE in states or len(states) < len(c.seeds):
-        return State.STOPPED_AT_DEADLINE
-    if states and all(s == State.FAILED for s in states):
-        return State.FAILED
-    return State.COMPLETE
-
-
-def _on_cuda(device: str) -> bool:
-    """Whether seed jobs will run on a GPU (`auto` picks CUDA when present)."""
-    if device == "cpu":
-        return False
-    import torch
-
-    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())

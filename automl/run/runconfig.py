@@ -109,6 +109,14 @@ class RunConfig:
         return asdict(self)
 
 
+def default_trainer(env: str) -> str:
+    """``--trainer auto`` for a new run: torch on the batched tasks, sb3 for gymnasium ids."""
+    import envs
+
+    return "torch" if env in envs.TASKS else "sb3"
+
+
+
 def _check_choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise AutoMLError(f"{flag}: unknown value {value!r} (allowed: {', '.join(allowed)})")

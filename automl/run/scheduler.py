@@ -64,6 +64,18 @@ def seed_record(result: dict) -> dict:
     return out
 
 
+def config_state(c: ConfigRun) -> str:
+    """A config's final state from its seeds: pruned, stopped_at_deadline, failed or complete."""
+    states = [c.results[s]["state"] for s in c.seeds if s in c.results]
+    if c.pruned or State.PRUNED in states:
+        return State.PRUNED
+    if State.STOPPED_AT_DEADLINE in states or len(states) < len(c.seeds):
+        return State.STOPPED_AT_DEADLINE
+    if states and all(s == State.FAILED for s in states):
+        return State.FAILED
+    return State.COMPLETE
+
+
 class Scheduler:
     """Feeds seed jobs to an executor within the budget and routes its events back to configs."""
 

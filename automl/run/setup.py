@@ -12,7 +12,7 @@ from automl.run.budget import (MAX_EVAL_SHARE, MAX_RESERVE_FRACTION, MIN_STEP_FR
                            Throughput, heldout_reserve_s, plan_evaluation, plan_trial_steps, whole_rollouts)
 from automl.core.config import SpaceSpec, to_ppo_setup
 from automl.core.errors import AutoMLError
-from automl.run.runconfig import FINGERPRINT_DEFAULTS, RunConfig
+from automl.run.runconfig import FINGERPRINT_DEFAULTS, RunConfig, default_trainer
 from automl.run.state import StateStore
 from automl.search.reward import default_population
 
@@ -194,8 +194,6 @@ def resolve_defaults(cfg: RunConfig, store: StateStore) -> RunConfig:
     and sb3 for gymnasium ids. No ``--objective``: the resumed run's (mean for runs recorded before
     the flag existed); iqm for a new run. Explicit values are kept (check_resume compares them).
     """
-    import envs
-
     before = {}
     if not cfg.fresh and store.exists():
         try:
@@ -205,7 +203,7 @@ def resolve_defaults(cfg: RunConfig, store: StateStore) -> RunConfig:
     changes = {}
     if cfg.trainer == "auto":
         changes["trainer"] = (before.get("trainer", FINGERPRINT_DEFAULTS["trainer"]) if before
-                              else "torch" if cfg.env in envs.TASKS else "sb3")
+                              else default_trainer(cfg.env))
     if cfg.objective is None:
         changes["objective"] = before.get("objective", FINGERPRINT_DEFAULTS["objective"]) if before else "iqm"
     return dataclasses.replace(cfg, **changes) if changes else cfg

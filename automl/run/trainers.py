@@ -23,3 +23,12 @@ def job_fn(trainer: str) -> Callable:
 def batch_fn(trainer: str) -> Callable | None:
     """The all-seeds-of-a-config job function of ``trainer``, or None."""
     return BATCH_JOB_FNS.get(trainer)
+
+
+def on_cuda(device: str) -> bool:
+    """Whether seed jobs will run on a GPU (``auto`` picks CUDA when present)."""
+    if device == "cpu":
+        return False
+    import torch
+
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
