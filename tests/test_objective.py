@@ -18,9 +18,15 @@ def test_objective_value_from_a_score_and_from_values():
     assert objective_value(s, "mean") == pytest.approx(3.25)
     assert objective_value(s, "iqm") == pytest.approx(1.0)   # 25% trimmed each end: the two 1.0s in the middle
     assert objective_value(s, "lcb") == pytest.approx(s["ci95"][0])
-    for objective in ("mean", "iqm", "lcb"):  # the same number from the values as from their score
+    # mean - K * std: the sample std of 10, 1, 1, 1 is 4.5 (sum of squares 60.75 over 3 dof = 20.25)
+    assert objective_value(s, "mean-std") == pytest.approx(3.25 - 4.5)
+    assert objective_value(s, "mean-std", risk=0.5) == pytest.approx(3.25 - 2.25)
+    assert objective_value([2.0, 2.0, 2.0], "mean-std", risk=3.0) == pytest.approx(2.0)  # no spread, no penalty
+    assert objective_value({"mean": 3.0, "iqm": 3.0, "ci95": [3, 3], "n_seeds": 1}, "mean-std") == 3.0  # no std recorded
+    for objective in ("mean", "iqm", "lcb", "mean-std"):  # the same number from the values as from their score
         assert objective_value(values, objective) == pytest.approx(objective_value(s, objective))
-    with pytest.raises(ValueError, match="allowed: mean, iqm, lcb"):
+        assert objective_value(values, objective, risk=2.0) == pytest.approx(objective_value(s, objective, risk=2.0))
+    with pytest.raises(ValueError, match="allowed: mean, iqm, lcb, mean-std"):
         objective_value(s, "median")
     from automl.core.names import OBJECTIVES
     from automl.core.scoring import AGGREGATES

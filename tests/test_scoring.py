@@ -33,7 +33,8 @@ def test_iqm_of_2d_pools_all_runs_like_rliable():
 
 def test_score_fields_are_plain_floats_and_yaml_safe():
     s = scoring.score([0.2, 0.4, 0.6])
-    assert set(s) == {"mean", "iqm", "ci95", "n_seeds"}
+    assert set(s) == {"mean", "iqm", "ci95", "std", "n_seeds"}
+    assert s["std"] == pytest.approx(0.2)  # sample std of 0.2, 0.4, 0.6
     assert s["mean"] == pytest.approx(0.4) and s["n_seeds"] == 3
     assert type(s["mean"]) is float and type(s["iqm"]) is float
     assert all(type(v) is float for v in s["ci95"]) and type(s["n_seeds"]) is int
@@ -65,7 +66,7 @@ def test_ci_deterministic_under_seed():
 
 def test_single_seed_gives_degenerate_ci():
     s = scoring.score([0.42])
-    assert s == {"mean": 0.42, "iqm": 0.42, "ci95": [0.42, 0.42], "n_seeds": 1}
+    assert s == {"mean": 0.42, "iqm": 0.42, "ci95": [0.42, 0.42], "std": 0.0, "n_seeds": 1}
 
 
 def test_constant_values_give_degenerate_ci():

@@ -22,7 +22,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="staged search: HP trials and reward-weight generations")
-    p.add_argument("--mode", default="stage", help="stage | hp | reward (default: stage)")
+    p.add_argument("--mode", default="stage",
+                   help="stage (default: HP phases and reward generations in turn) | joint (one search over HPs "
+                        "and reward weights together) | hp | reward")
     p.add_argument("--budget-hours", type=float, default=1.0, help="wall-clock budget in hours")
     p.add_argument("--hp-trials", type=int, default=None, help="HP trials per HP phase (default 8)")
     p.add_argument("--max-trials", type=int, default=None, help="cap on all HP trials")
@@ -52,8 +54,10 @@ def _add_run(sub) -> None:
                    help="auto (default: torch on the batched tasks, sb3 for gymnasium ids; a resumed run "
                         "keeps its trainer) | torch (torch-native PPO, everything on the env's device) | sb3")
     p.add_argument("--objective", default=None,
-                   help="iqm (default for a new run) | mean | lcb (lower 95%% CI bound of the mean): the one rule "
-                        "that ranks configs over seeds (sampler values, incumbent, pruning, held-out winner)")
+                   help="iqm (default for a new run) | mean | lcb (lower 95%% CI bound of the mean) | mean-std "
+                        "(mean - K*std over seeds, K = --risk): the one rule that ranks configs over seeds "
+                        "(sampler values, incumbent, pruning, held-out winner)")
+    p.add_argument("--risk", type=float, default=None, help="K in --objective mean-std (default 1.0)")
     p.add_argument("--seed-batching", default=None,
                    help="auto (default: on with --trainer torch on CUDA) | on | off: train a config's "
                         "seeds as one batched job")

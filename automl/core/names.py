@@ -101,7 +101,9 @@ def canonical_mapping(raw: Mapping, *, path: str, key: str) -> dict:
 # which must not import Optuna), presets and the API; automl.search.strategies has a factory for each.
 # ---------------------------------------------------------------------------------------------
 
-OBJECTIVES = ("mean", "iqm", "lcb")  # --objective: the one ranking rule (automl.core.scoring.objective_value)
+# --objective: the one ranking rule (automl.core.scoring.objective_value); mean-std is mean - K*std (--risk K)
+OBJECTIVES = ("mean", "iqm", "lcb", "mean-std")
+DEFAULT_RISK = 1.0
 SEARCH_METHODS: tuple[str, ...] = ("grid", "random", "bayesian", "tpe", "cmaes", "qmc", "hyperband")
 PRUNERS: tuple[str, ...] = ("none", "median", "asha", "hyperband")
 DEFAULT_PRUNERS: dict[str, str] = {"hyperband": "hyperband"}  # search method -> pruner it implies

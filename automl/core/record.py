@@ -19,8 +19,10 @@ class Kind:
 
     HP = "hp"              # an HP-phase config (the incumbent's reward weights)
     REWARD = "reward"      # a reward-phase config (the incumbent's HPs)
+    JOINT = "joint"        # a joint-mode config (HPs and reward weights proposed together)
     HELDOUT = "heldout"    # a re-evaluation of a tuned config on held-out seeds
-    TUNING = (HP, REWARD)
+    TEST = "test"          # the chosen winner and the baseline re-trained on test seeds (selected nothing)
+    TUNING = (HP, REWARD, JOINT)
 
 
 class State:

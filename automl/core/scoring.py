@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from automl.core.names import OBJECTIVES
+from automl.core.names import DEFAULT_RISK, OBJECTIVES
 
 __all__ = ["aggregate", "bootstrap_ci", "iqm", "score", "as_values", "objective_value", "STATISTICS", "AGGREGATES",
            "OBJECTIVES"]
@@ -134,7 +134,8 @@ def score(
     n_boot: int = 2000,
     seed: int = 0,
 ) -> dict:
-    """Score one config over its seeds: {mean, iqm, ci95: [lo, hi], n_seeds} (CI of the mean).
+    """Score one config over its seeds: {mean, iqm, ci95: [lo, hi], std, n_seeds} (CI of the mean;
+    std: the sample std over seeds, 0 for one seed).
 
     `n_seeds` counts every seed given, failed ones included (they count as `worst`).
     """
@@ -144,15 +145,22 @@ def score(
         "mean": float(arr.mean()),
         "iqm": iqm(arr),
         "ci95": [lo, hi],
+        "std": _std(arr),
         "n_seeds": int(arr.shape[0]),
     }
+
+
+def _std(arr: np.ndarray) -> float:
+    return float(arr.std(ddof=1)) if arr.shape[0] > 1 else 0.0
 
 
 AGGREGATES: dict[str, Callable[..., float]] = {
     "mean": lambda arr, **_: float(arr.mean()),
     "iqm": lambda arr, **_: iqm(arr),
     # the lower CI bound of the mean rewards configs that are good on every seed
-    "lcb": lambda arr, **ci: bootstrap_ci(arr, **ci)[0],
+    "lcb": lambda arr, risk=None, **ci: bootstrap_ci(arr, **ci)[0],
+    # mean - K * std over seeds (Dierkes et al. 2024): penalises configs whose seeds disagree
+    "mean-std": lambda arr, risk=DEFAULT_RISK, **_: float(arr.mean() - risk * _std(arr)),
 }
 
 
@@ -164,23 +172,29 @@ def aggregate(
     confidence: float = 0.95,
     n_boot: int = 2000,
     seed: int = 0,
+    risk: float = DEFAULT_RISK,
 ) -> float:
-    """One number for a config over its seeds: 'mean', 'iqm' or 'lcb' (lower CI bound of the mean)."""
+    """One number for a config over its seeds: 'mean', 'iqm', 'lcb' (lower CI bound of the mean) or
+    'mean-std' (mean - risk * sample std)."""
     if method not in AGGREGATES:
         raise ValueError(f"method: unknown {method!r} (allowed: {', '.join(AGGREGATES)})")
     arr = as_values(values, worst=worst)
-    return AGGREGATES[method](arr, confidence=confidence, n_boot=n_boot, seed=seed)
+    return AGGREGATES[method](arr, confidence=confidence, n_boot=n_boot, seed=seed, risk=risk)
 
 
 
 
-def objective_value(score_or_values, objective: str, *, worst: float | None = None) -> float:
-    """The value configs are ranked by under ``objective`` (mean | iqm | lcb), from a ``score()`` dict
-    or from per-seed values. The one ranking rule: what samplers are told, the incumbent, the pruner's
+def objective_value(score_or_values, objective: str, *, worst: float | None = None,
+                    risk: float = DEFAULT_RISK) -> float:
+    """The value configs are ranked by under ``objective`` (mean | iqm | lcb | mean-std), from a
+    ``score()`` dict or from per-seed values; ``mean-std`` is mean - ``risk`` * std over seeds (Dierkes
+    et al. 2024). The one ranking rule: what samplers are told, the incumbent, the pruner's
     intermediate values and the held-out winner all use it."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective: unknown {objective!r} (allowed: {', '.join(OBJECTIVES)})")
     if isinstance(score_or_values, dict):
         s = score_or_values
+        if objective == "mean-std":
+            return float(s["mean"] - risk * s.get("std", 0.0))  # a score recorded before std existed: its mean
         return float({"mean": lambda: s["mean"], "iqm": lambda: s["iqm"], "lcb": lambda: s["ci95"][0]}[objective]())
-    return aggregate(score_or_values, method=objective, worst=worst)
+    return aggregate(score_or_values, method=objective, worst=worst, risk=risk)

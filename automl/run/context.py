@@ -97,7 +97,7 @@ class RunContext:
                                    batch_fn=trainers.batch_fn(cfg.trainer) if self.batched else None,
                                    batch_kwargs=self._batch_kwargs,
                                    on_seed=self._on_seed, on_config=self._on_config,
-                                   timeout_s=self._timeout_s, objective=cfg.objective)
+                                   timeout_s=self._timeout_s, objective=cfg.objective, risk=cfg.risk)
         self._resume = resume.reattach(self)
         if self.old is None:
             self.searches["hp"].warm_start()
@@ -245,7 +245,7 @@ class RunContext:
         entry = self.records.config_done(c, state, score)
         if c.sampler is not None:
             # Samplers learn that a failed config is bad: it is told as the worst value.
-            told = objective_value(score, self.cfg.objective) if score and state in State.SCORED else None
+            told = objective_value(score, self.cfg.objective, risk=self.cfg.risk) if score and state in State.SCORED else None
             self.searches[c.kind].tell(c.sampler, told, State.PRUNED if state == State.PRUNED else State.COMPLETE)
         if c.kind == Kind.REWARD and state == State.COMPLETE:
             alarm = RewardSearch.alarm(entry.to_dict(), incumbent and incumbent.to_dict(),

@@ -14,7 +14,7 @@ from automl.core.scoring import objective_value
 
 def candidates(ctx) -> list[tuple[str, dict, dict, bool]]:
     """(config_id, params, weights, is_baseline): the leader, the baseline, then the rest of the top-k."""
-    tuned = ranked(ctx.records.entries.values(), ctx.cfg.objective, TUNING_KINDS)
+    tuned = ranked(ctx.records.entries.values(), ctx.cfg.objective, TUNING_KINDS, ctx.cfg.risk)
     base_params = space_mod.prior_params(ctx.inputs.spec)
     base_weights = ctx.inputs.default_weights
     out, baseline_id = [], None
@@ -91,9 +91,9 @@ def write_best(ctx, baseline_id: str | None) -> None:
     """Rank held-out results by the run's objective and write best.yaml (nothing when no config finished)."""
     held = _heldout_entries(ctx)
     objective = ctx.cfg.objective
-    ranking = ranked(held.values(), objective, (Kind.HELDOUT,))
+    ranking = ranked(held.values(), objective, (Kind.HELDOUT,), ctx.cfg.risk)
     ctx.heldout_summary = [{"config_id": e.config_id, "objective": objective,
-                            "value": objective_value(e.score, objective), "iqm": e.score["iqm"],
+                            "value": objective_value(e.score, objective, risk=ctx.cfg.risk), "iqm": e.score["iqm"],
                             "mean": e.score["mean"], "ci95": e.score["ci95"],
                             "baseline": e.config_id == baseline_id} for e in ranking]
     if not ranking:

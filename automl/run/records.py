@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from automl.search import space as space_mod, studies
 from automl.run.scheduler import ConfigRun
 from automl.core.record import ConfigRecord, Kind, State
+from automl.core.names import DEFAULT_RISK
 from automl.core.scoring import objective_value
 from automl.search.reward import weight_distributions
 from automl.core.values import is_finite_number
@@ -80,7 +81,7 @@ class Records:
             c.trial.set_user_attr("score", score)
         record_state = {State.COMPLETE: TrialState.COMPLETE, State.PRUNED: TrialState.PRUNED}.get(state, TrialState.FAIL)
         if record_state == TrialState.COMPLETE:
-            self.ctx.record.tell(c.trial, objective_value(score, self.ctx.cfg.objective))
+            self.ctx.record.tell(c.trial, objective_value(score, self.ctx.cfg.objective, risk=self.ctx.cfg.risk))
         else:
             self.ctx.record.tell(c.trial, state=record_state)
         return entry
@@ -108,7 +109,7 @@ class Records:
 
     def best_entry(self) -> ConfigRecord | None:
         """The incumbent: the complete tuning config ranked first by the run's objective."""
-        best = ranked(self.entries.values(), self.ctx.cfg.objective, TUNING_KINDS)
+        best = ranked(self.entries.values(), self.ctx.cfg.objective, TUNING_KINDS, self.ctx.cfg.risk)
         return best[0] if best else None
 
     def best_params(self) -> dict:
@@ -132,9 +133,9 @@ class Records:
         return min(vals) if vals else self.ctx.plan.value_floor
 
 
-def ranked(entries, objective: str, kinds) -> list[ConfigRecord]:
-    """Complete configs of ``kinds`` with a finite score, best first by ``objective`` (the one ranking rule);
-    ties keep trial order."""
+def ranked(entries, objective: str, kinds, risk: float = DEFAULT_RISK) -> list[ConfigRecord]:
+    """Complete configs of ``kinds`` with a finite score, best first by ``objective`` (the one ranking rule;
+    ``risk``: K of mean-std); ties keep trial order."""
     done = [e for e in entries if e.kind in kinds and e.state == State.COMPLETE and e.score
-            and is_finite_number(objective_value(e.score, objective))]
-    return sorted(done, key=lambda e: objective_value(e.score, objective), reverse=True)
+            and is_finite_number(objective_value(e.score, objective, risk=risk))]
+    return sorted(done, key=lambda e: objective_value(e.score, objective, risk=risk), reverse=True)

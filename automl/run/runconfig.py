@@ -6,13 +6,13 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from automl.core.errors import AutoMLError
-from automl.core.names import OBJECTIVES, PRUNERS, SEARCH_METHODS, default_pruner_for
+from automl.core.names import DEFAULT_RISK, OBJECTIVES, PRUNERS, SEARCH_METHODS, default_pruner_for
 
 MODES = ("stage", "hp", "reward")
 TRAINERS = ("auto", "sb3", "torch")  # auto: torch on the batched tasks, sb3 for gymnasium ids
 SEED_AXIS_TRAINERS = ("torch",)  # trainers that train all seeds of a config as one job (automl.run.trainers)
 SEED_BATCHING = ("auto", "on", "off")
-FINGERPRINT_DEFAULTS = {"trainer": "sb3", "objective": "mean"}  # what runs recorded before a key existed used
+FINGERPRINT_DEFAULTS = {"trainer": "sb3", "objective": "mean", "risk": DEFAULT_RISK}  # what runs recorded before a key existed used
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class RunConfig:
     trainer: str = "auto"         # resolved before the run starts (automl.run.setup.resolve_trainer)
     seed_batching: str = "auto"   # auto: on with the torch trainer on CUDA
     objective: str | None = None  # None: iqm for a new run, the recorded one on resume (automl.run.setup.resolve_defaults)
+    risk: float = DEFAULT_RISK    # K in --objective mean-std (mean - K * std over seeds)
     command: str = ""
 
     def __post_init__(self):
@@ -64,6 +65,8 @@ class RunConfig:
                               f"--trainer {' | '.join(SEED_AXIS_TRAINERS)}; got --trainer {self.trainer})")
         if self.pruner is not None:
             _check_choice("--pruner", self.pruner, PRUNERS)
+        if isinstance(self.risk, bool) or not isinstance(self.risk, (int, float)) or not 0 <= self.risk < math.inf:
+            raise AutoMLError(f"--risk: must be a number >= 0 (got {self.risk!r})")
         _check_positive("--budget-hours", self.budget_hours, allow_float=True)
         for flag, value in (("--seeds", self.seeds), ("--n-jobs", self.n_jobs),
                             ("--top-k", self.top_k)):
@@ -102,7 +105,8 @@ class RunConfig:
         """What must match for a re-run to resume this run (budget and trial counts may change)."""
         return {"env": self.env, "mode": self.mode, "space": self.space, "preset": self.preset,
                 "rewards": self.rewards, "search_method": self.search_method,
-                "seeds": self.seeds, "seed": self.seed, "trainer": self.trainer, "objective": self.objective}
+                "seeds": self.seeds, "seed": self.seed, "trainer": self.trainer, "objective": self.objective,
+                "risk": float(self.risk)}
 
     def to_dict(self) -> dict:
         """Plain mapping for the state file."""

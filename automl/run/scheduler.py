@@ -84,13 +84,14 @@ class Scheduler:
                  on_seed: Callable[[ConfigRun, int, dict], None],
                  on_config: Callable[[ConfigRun], None], timeout_s: Callable[[int], float],
                  batch_fn: Callable | None = None,
-                 batch_kwargs: Callable[[ConfigRun, list[int]], dict] | None = None, objective: str = "mean"):
+                 batch_kwargs: Callable[[ConfigRun, list[int]], dict] | None = None, objective: str = "mean",
+                 risk: float = 1.0):
         self.executor, self.budget, self.throughput = executor, budget, throughput
         self.n_jobs = n_jobs
         self.job_fn, self.job_kwargs = job_fn, job_kwargs
         self.batch_fn, self.batch_kwargs = batch_fn, batch_kwargs  # for configs with batched=True
         self.on_seed, self.on_config, self.timeout_s = on_seed, on_config, timeout_s
-        self.objective = objective  # how the live seeds' values at evaluation k become the config's value
+        self.objective, self.risk = objective, risk  # how the live seeds' values at evaluation k become the config's value
         self.active: list[ConfigRun] = []
         self.jobs: dict[str, tuple[ConfigRun, int]] = {}
         self.busy_s = 0.0  # worker-seconds spent inside jobs (for the overhead figure)
@@ -176,7 +177,7 @@ class Scheduler:
             values = [cfg.reports[k][s] for s in live if math.isfinite(cfg.reports[k][s])]
             if not values:
                 continue
-            cfg.trial.report(objective_value(values, self.objective), k)
+            cfg.trial.report(objective_value(values, self.objective, risk=self.risk), k)
             cfg.reported.add(k)
             if cfg.trial.should_prune():
                 self.prune(cfg, f"pruned at evaluation {k}")
