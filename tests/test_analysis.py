@@ -13,6 +13,7 @@ from rich.console import Console
 from _synthetic_runs import DRIVERS, SPACE, SynthTrial, make_trials, sample_params, write_run
 from automl.analysis import report as analysis, output as analyze
 from automl.core.errors import AutoMLError
+from automl.core.record import ConfigRecord as CoreRecord
 from automl.analysis.variance import variance_split
 
 
@@ -63,7 +64,7 @@ def test_two_driving_params_rank_on_top(known_run, evaluator):
 def test_missing_weights_are_filled_from_the_state_file(known_run):
     run = analysis.load_run(known_run)
     hp = [c for c in run.configs if c.kind == "hp" and c.state == "complete"]
-    assert all(c.filled == ["reward.collision"] for c in hp)
+    assert all(run.filled[c.number] == ["reward.collision"] for c in hp)
     assert any("filled from the state file" in n for n in run.notes)
 
 
@@ -130,7 +131,7 @@ def test_csv_parses_back_with_every_column(known_report, known_run):
     by_id = {r["config_id"]: r for r in rows}
     c0 = next(c for c in run.configs if c.config_id == "config_000")
     assert float(by_id["config_000"]["learning_rate"]) == pytest.approx(c0.params["learning_rate"])
-    assert float(by_id["config_000"]["reward.collision"]) == pytest.approx(c0.params["reward.collision"])
+    assert float(by_id["config_000"]["reward.collision"]) == pytest.approx(c0.vector["reward.collision"])
     assert by_id["config_900"]["state"] == "failed" and by_id["config_900"]["episode_reward_mean"] == ""
     assert yaml.safe_load(by_id["config_000"]["policy_hidden_layer_sizes"]) in ([128, 64], [256, 128, 64],
                                                                              [512, 256, 128])
@@ -287,6 +288,24 @@ def test_state_file_only(tmp_path):
     run = analysis.load_run(run_dir)
     assert run.source == "state" and set(run.distributions) == set(SPACE)
     assert {p for p, _ in analysis.importances(run, "fanova")[:2]} == set(DRIVERS)
+
+
+def test_study_and_state_file_give_the_same_core_records(tmp_path):
+    """Both sources load as core ConfigRecords: HPs in params (study encoding kept), weights in
+    reward_weights, the same vector; a filled weight goes to reward_weights, listed in run.filled."""
+    trials = make_trials(8, 2, seed=4)
+    for t in trials[4:]:
+        t.kind = "reward"
+    study = analysis.load_run(write_run(tmp_path / "study", trials, state=False))
+    state = analysis.load_run(write_run(tmp_path / "state", trials, study=False))
+    assert (study.source, state.source) == ("study", "state")
+    assert all(type(c) is CoreRecord for c in study.configs + state.configs)
+    assert study.configs == state.configs and [c.number for c in study.configs] == list(range(8))
+    assert [c.vector for c in state.configs] == [t.params for t in trials]  # "256-128-64" as the study has it
+    assert all(set(c.reward_weights) == {"collision"} and "reward.collision" not in c.params for c in state.configs)
+    filled = analysis.load_run(write_run(tmp_path / "filled", trials, omit_in_study={"hp": ("reward.collision",)}))
+    assert filled.filled == {i: ["reward.collision"] for i in range(4)}
+    assert filled.configs == state.configs
 
 
 def test_variance_split_known_answers():

@@ -76,5 +76,8 @@ def test_cli_run_directory(tmp_path):
     rows = list(csv.DictReader(tm.export_csv(tmp_path / "cli.csv").open()))
     assert len(rows) == 20 and "learning_rate" in rows[0]
     assert tm.get_best_trials(1)[0].trial_id.startswith("config_")
+    first = tm.trials()[0]  # a CLI trial carries its core ConfigRecord; params are its decoded vector
+    assert first.config is tm.run.configs[0] and first.config.config_id == first.trial_id
+    assert first.params["reward.collision"] == first.config.reward_weights["collision"]
     with pytest.raises(AutoMLError, match="read-only"):
         tm.log_trial({"x": 1}, {"value": 1.0})

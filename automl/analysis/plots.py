@@ -57,10 +57,11 @@ def write_trials_csv(run: RunData, path: Path) -> Path:
             score = c.score or {}
             ci = score.get("ci95") or [None, None]
             row = {"trial_number": c.number, "config_id": c.config_id, "kind": c.kind,
-                   "cycle": c.cycle, "state": c.state, "filled_params": " ".join(c.filled),
+                   "cycle": c.cycle, "state": c.state, "filled_params": " ".join(run.filled.get(c.number, [])),
                    "score_mean": score.get("mean"), "score_iqm": score.get("iqm"),
                    "score_ci95_lo": ci[0], "score_ci95_hi": ci[1], "n_seeds": score.get("n_seeds")}
-            row.update({p: decode_value(c.params.get(p)) for p in params})
+            vector = c.vector
+            row.update({p: decode_value(vector.get(p)) for p in params})
             row.update({m: c.metric(m) for m in metrics})
             for i, s in enumerate(c.seeds):
                 row.update({f"seed{i}_{k}": s.get(k) for k in seed_keys})
@@ -224,7 +225,7 @@ def write_tb_hparams(run: RunData, metric: str, out: Path) -> Path | None:
         value = c.metric(metric)
         if c.state != "complete" or value is None:
             continue
-        hparams = {p: _hparam_value(v) for p, v in c.params.items() if v is not None}
+        hparams = {p: _hparam_value(v) for p, v in c.vector.items() if v is not None}
         metrics = {f"hparam/{metric}": value}
         for m in ("success_rate", "shaped_return"):
             if m != metric and c.metric(m) is not None:

@@ -38,16 +38,17 @@ def metric_study(run: RunData, metric: str, sort: str = "descending") -> tuple[o
     """
     configs = [c for c in run.ranked(metric, sort) if c.kind != "heldout"]
     configs.sort(key=lambda c: c.number)  # trial order, for the optimization history
-    params = [p for p in run.param_names() if configs and all(p in c.params for c in configs)]
+    vectors = [c.vector for c in configs]  # HPs and reward.<term> weights, as the study names them
+    params = [p for p in run.param_names() if configs and all(p in v for v in vectors)]
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" chatter
     try:
         study = optuna.create_study(direction="maximize" if sort == "descending" else "minimize")
     finally:
         optuna.logging.set_verbosity(verbosity)
-    for c in configs:
+    for c, vector in zip(configs, vectors):
         study.add_trial(optuna.trial.create_trial(
-            value=c.metric(metric), params={p: c.params[p] for p in params},
+            value=c.metric(metric), params={p: vector[p] for p in params},
             distributions={p: run.distributions[p] for p in params},
             user_attrs={"config_id": c.config_id}))
     return study, params
@@ -120,7 +121,8 @@ def _ci95(config: ConfigRecord, metric: str):
 
 def _top_entry(c: ConfigRecord, metric: str, names: list[str]) -> dict:
     entry = {"config_id": c.config_id, "kind": c.kind}
-    entry.update({p: _plain(c.params[p]) for p in names if p in c.params})
+    vector = c.vector
+    entry.update({p: _plain(vector[p]) for p in names if p in vector})
     n_seeds = (c.score or {}).get("n_seeds", len(c.seed_values(metric)))
     entry.update({metric: c.metric(metric), "n_seeds": int(n_seeds), "ci95": _ci95(c, metric)})
     return entry
@@ -141,13 +143,13 @@ def _ranking(run: RunData, metric: str, sort: str, importance: str, notes: list[
     if dropped and n:
         notes.append(f"not ranked (missing on some complete configs): {', '.join(dropped)}")
     second = dict(importances(run, "ped-anova", metric=metric, sort=sort)) if importance == "both" else {}
-    best = run.ranked(metric, sort)[0]
+    best = run.ranked(metric, sort)[0].vector
     rows = []
     for param, value in ranks:
         row = {"parameter": param, "importance": round(value, 4)}
         if importance == "both":
             row["importance_ped_anova"] = round(second.get(param, 0.0), 4)
-        row["best_value"] = _plain(best.params.get(param))
+        row["best_value"] = _plain(best.get(param))
         rows.append(row)
     return rows
 

@@ -2,11 +2,21 @@
 
 Reads `<run_dir>/study.db` (opened read-only) and `<run_dir>/automl_state.yaml`; never writes.
 
+Each trial becomes the core's ``automl.core.record.ConfigRecord`` (re-exported here): HPs in
+``params``, reward weights in ``reward_weights`` (term names, no ``reward.`` prefix), ``number``
+the trial's order in the run. Analysis reads the full search vector as ``ConfigRecord.vector``
+(HPs plus ``reward.<term>`` weights, the study's names). Unlike the state file, analysis keeps
+HP values in the study's encoding (``space.encode_choice``: a list choice is "256-128-64"), so
+a study run and a state-file run of the same configs give equal vectors; ``decode_value`` turns
+them back into the user's view where a report shows them.
+
 Missing parameters (e.g. reward weights the HP phase held fixed, so the driver did not put
 them in the trial's params): each config is completed from its own record in the state file
 (the value it actually ran with), then, for `reward.<term>`, from the task's default weight
-(envs.reward_config). A parameter still missing on some complete config is left out of the
-importance ranking (importance over the intersection), and a note says so.
+(envs.reward_config). What was completed is listed per record number in ``RunData.filled``
+(analysis only: it is no part of the record). A parameter still missing on some complete
+config is left out of the importance ranking (importance over the intersection), and a note
+says so.
 """
 from __future__ import annotations
 
@@ -22,11 +32,15 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution, Flo
 from optuna.trial import TrialState
 
 from automl.core.errors import AutoMLError
+from automl.core.record import ConfigRecord, Kind, State
 from automl.core.values import is_finite_number
 from automl.search.space import encode_choice
 from automl.search.states import state_name
 
+__all__ = ["BASE_METRICS", "STUDY_NAME", "ConfigRecord", "RunData", "decode_value", "load_run"]
+
 STUDY_NAME = "automl"
+_REWARD = "reward."
 BASE_METRICS = ("episode_reward_mean", "success_rate", "shaped_return", "iqm")
 _SEED_NON_METRICS = {"seed", "state", "reason"}
 _ENCODED_LIST = re.compile(r"^\d+(-\d+)+$")
@@ -40,39 +54,6 @@ def decode_value(value):
 
 
 @dataclass
-class ConfigRecord:
-    """One trial of the run: its full search vector, per-seed results and aggregate score."""
-
-    number: int
-    config_id: str
-    kind: str
-    cycle: int | None
-    state: str  # complete | pruned | failed | rejected | running | stopped_at_deadline | ...
-    params: dict
-    seeds: list[dict]
-    score: dict | None
-    filled: list[str] = field(default_factory=list)
-
-    def seed_values(self, metric: str) -> list[float]:
-        """Finite per-seed values of metric (iqm reads the true metric per seed)."""
-        key = "episode_reward_mean" if metric == "iqm" else metric
-        return [float(s[key]) for s in self.seeds
-                if s.get("state", "complete") == "complete" and is_finite_number(s.get(key))]
-
-    def metric(self, metric: str) -> float | None:
-        """The config's aggregate for metric; None when it has no finite value."""
-        score = self.score or {}
-        if metric == "iqm":
-            value = score.get("iqm")
-        elif metric == "episode_reward_mean" and "mean" in score:
-            value = score["mean"]  # the driver's objective (failed seeds count as worst); NaN stays out
-        else:
-            values = self.seed_values(metric)
-            value = sum(values) / len(values) if values else None
-        return float(value) if is_finite_number(value) else None
-
-
-@dataclass
 class RunData:
     """Everything analysis needs from a run directory."""
 
@@ -83,6 +64,7 @@ class RunData:
     status: str | None = None
     env: str | None = None
     notes: list[str] = field(default_factory=list)
+    filled: dict[int, list[str]] = field(default_factory=dict)  # record number -> coordinates completed here
 
     def known_metrics(self) -> list[str]:
         """Base metrics plus any numeric per-seed field recorded by the driver."""
@@ -92,7 +74,7 @@ class RunData:
 
     def ranked(self, metric: str, sort: str = "descending") -> list[ConfigRecord]:
         """Complete configs with a finite metric, best first (failed/NaN never ranked)."""
-        done = [c for c in self.configs if c.state == "complete" and c.metric(metric) is not None]
+        done = [c for c in self.configs if c.state == State.COMPLETE and c.metric(metric) is not None]
         return sorted(done, key=lambda c: c.metric(metric), reverse=(sort == "descending"))
 
     def param_names(self) -> list[str]:
@@ -161,17 +143,20 @@ def _configs_from_study(db_path: Path) -> tuple[list[ConfigRecord], dict]:
         attrs = t.user_attrs
         state = state_name(t.state)
         if attrs.get("rejected"):
-            state = "rejected"
-        elif t.state != TrialState.COMPLETE and attrs.get("state") not in (None, "complete"):
+            state = State.REJECTED
+        elif t.state != TrialState.COMPLETE and attrs.get("state") not in (None, State.COMPLETE):
             # e.g. stopped_at_deadline, finer than Optuna's FAIL; but a NaN objective that
             # Optuna turned into FAIL stays failed even if the driver called it complete
             state = str(attrs["state"])
         for name, dist in t.distributions.items():
             dists[name] = dist if name not in dists else _merge(dists[name], dist)
+        params = {k: v for k, v in t.params.items() if not k.startswith(_REWARD)}
+        weights = {k[len(_REWARD):]: v for k, v in t.params.items() if k.startswith(_REWARD)}
         configs.append(ConfigRecord(
             number=t.number, config_id=str(attrs.get("config_id", f"trial_{t.number:03d}")),
-            kind=str(attrs.get("kind", "hp")), cycle=attrs.get("cycle"), state=state,
-            params=dict(t.params), seeds=list(attrs.get("seeds") or []), score=attrs.get("score")))
+            kind=str(attrs.get("kind", Kind.HP)), cycle=attrs.get("cycle"), state=state,
+            params=params, reward_weights=weights, seeds=list(attrs.get("seeds") or []),
+            score=attrs.get("score"), reason=attrs.get("reason"), heldout_of=attrs.get("heldout_of")))
     return configs, dists
 
 
@@ -183,24 +168,23 @@ def _merge(a: BaseDistribution, b: BaseDistribution) -> BaseDistribution:
     return _widen(_widen(a, b.low), b.high)
 
 
-def _state_vector(record: dict) -> dict:
-    """A state-file trial's params and reward weights as study names and encodings."""
-    vector = {k: encode_choice(v) for k, v in (record.get("params") or {}).items()}
-    vector.update({f"reward.{k}": v for k, v in (record.get("reward_weights") or {}).items()})
-    return vector
+def _state_record(rec: dict, i: int) -> ConfigRecord:
+    """State-file trial i as a record, its HP values in the study's encoding ("256-128-64").
+
+    Analysis's defaults for an entry without them: config_id trial_<i>, state complete.
+    """
+    record = ConfigRecord.from_dict({"config_id": f"trial_{i:03d}", "state": State.COMPLETE, **rec}, number=i)
+    record.params = {k: encode_choice(v) for k, v in record.params.items()}
+    return record
 
 
 def _configs_from_state(state: dict) -> tuple[list[ConfigRecord], dict]:
     configs, dists = [], {}
     for i, rec in enumerate(state.get("trials") or []):
-        params = _state_vector(rec)
-        for name, value in params.items():
+        record = _state_record(rec, i)
+        for name, value in record.vector.items():
             dists[name] = _widen(dists.get(name), value)
-        configs.append(ConfigRecord(
-            number=i, config_id=str(rec.get("config_id", f"trial_{i:03d}")),
-            kind=str(rec.get("kind", "hp")), cycle=rec.get("cycle"),
-            state=str(rec.get("state", "complete")), params=params,
-            seeds=list(rec.get("seeds") or []), score=rec.get("score")))
+        configs.append(record)
     return configs, dists
 
 
@@ -219,8 +203,8 @@ def _reward_defaults(env: str | None) -> dict:
 def _fill_missing(run: RunData, state: dict | None) -> None:
     """Complete each config's vector from its state-file record, then from reward defaults."""
     records = {}
-    for rec in (state or {}).get("trials") or []:
-        records.setdefault((rec.get("config_id"), rec.get("kind", "hp")), _state_vector(rec))
+    for i, rec in enumerate((state or {}).get("trials") or []):
+        records.setdefault((rec.get("config_id"), rec.get("kind", Kind.HP)), _state_record(rec, i).vector)
     # A coordinate the study never saw (e.g. weights fixed in every HP trial so far) still
     # belongs to the search vector if the state file shows it varying across configs.
     seen: dict[str, set] = {}
@@ -233,15 +217,18 @@ def _fill_missing(run: RunData, state: dict | None) -> None:
     defaults = None
     counts: dict[tuple[str, str], int] = {}
     for c in run.configs:
-        for name in set(run.distributions) - set(c.params):
+        for name in sorted(set(run.distributions) - set(c.vector)):
             value = records.get((c.config_id, c.kind), {}).get(name)
             source = "the state file"
-            if value is None and name.startswith("reward."):
+            if value is None and name.startswith(_REWARD):
                 defaults = _reward_defaults(run.env) if defaults is None else defaults
                 value, source = defaults.get(name), "the task's default weight"
             if value is not None:
-                c.params[name] = value
-                c.filled.append(name)
+                if name.startswith(_REWARD):
+                    c.reward_weights[name[len(_REWARD):]] = value
+                else:
+                    c.params[name] = value
+                run.filled.setdefault(c.number, []).append(name)
                 run.distributions[name] = _widen(run.distributions[name], value)
                 counts[(name, source)] = counts.get((name, source), 0) + 1
     for name in [n for n, d in run.distributions.items() if d is None]:

@@ -109,7 +109,7 @@ class TrialManager:
                 dists[name] = run_data._merge(dists[name], dist) if name in dists else dist
             configs.append(run_data.ConfigRecord(
                 number=t.number, config_id=str(t.user_attrs.get("trial_id", t.number)), kind="hp", cycle=None,
-                state=state, params=dict(t.params), seeds=[],
+                state=state, params=dict(t.params), seeds=[],  # an API study has no reward weights
                 score={"mean": t.value} if t.value is not None else None))
         return run_data.RunData(self.study_dir, "study", configs, dists)
 
@@ -176,9 +176,10 @@ class TrialManager:
 
 def _cli_record(c: run_data.ConfigRecord) -> TrialRecord:
     seed_metrics = {m: c.metric(m) for m in ("episode_reward_mean", "iqm", "success_rate", "shaped_return")}
-    return TrialRecord(number=c.number, params={k: run_data.decode_value(v) for k, v in c.params.items()},
+    return TrialRecord(number=c.number, params={k: run_data.decode_value(v) for k, v in c.vector.items()},
                        value=c.metric(CLI_METRIC) if c.state == "complete" else None, state=c.state,
-                       metrics={k: v for k, v in seed_metrics.items() if v is not None}, trial_id=c.config_id)
+                       metrics={k: v for k, v in seed_metrics.items() if v is not None}, trial_id=c.config_id,
+                       config=c)
 
 
 def _point(value) -> FloatDistribution:
