@@ -46,7 +46,7 @@ class ConfigRecord:
 
     config_id: str
     kind: str
-    cycle: int
+    cycle: int | None
     state: str
     params: dict
     reward_weights: dict = field(default_factory=dict)
