@@ -97,7 +97,7 @@ def test_status_prints_the_run(finished_run):
     assert r.returncode == 0, r.stderr
     st = state(finished_run)
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("finished  env=cartpole  stage=heldout#0  budget "), lines[0]
+    assert lines[0].startswith("finished  env=cartpole  stage=test#0  budget "), lines[0]
     best = st["best"]
     assert sum(f"best: {best['config_id']}  mean={best['score']['mean']:.3g}  " in ln for ln in lines) == 1, lines
     # the trials table: one row per trial of the state file, in order, with its kind, state, seeds, mean

@@ -138,12 +138,14 @@ def test_staged_navigation_run_has_hp_reward_and_heldout(tmp_path):
             assert s["steps"] >= 4096
     held = [t for t in st["trials"] if t["kind"] == "heldout"]
     assert all(s["seed"] >= 1007 for t in held for s in t["seeds"])  # disjoint from tuning seeds 7, 8
+    tested = [t for t in st["trials"] if t["kind"] == "test"]   # the winner (and the baseline) on test seeds 2007, 2008
+    assert tested and all([s["seed"] for s in t["seeds"]] == [2007, 2008] for t in tested)
     # piped (not a terminal): one progress line per finished config, naming it, then a summary
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("[")]
     finished = [t for t in st["trials"] if t["state"] not in ("rejected", "running")]
     assert len(lines) == len(finished)
     for t in finished:
-        kind = f"{t['kind']}#{t['cycle']}" if t["kind"] != "heldout" else "heldout"
+        kind = f"{t['kind']}#{t['cycle']}" if t["kind"] not in ("heldout", "test") else t["kind"]
         assert sum(f"] {kind} {t['config_id']} " in ln for ln in lines) == 1, (t["config_id"], lines)
     assert r.stdout.strip().splitlines()[-1].startswith("automl " + st["status"])
     best = yaml.safe_load((run_dir / "best.yaml").read_text())

@@ -66,7 +66,7 @@ def test_crashing_and_diverging_configs_become_failed_seeds_told_worst_and_the_r
     # failed seeds count as the worst value: the lowest result recorded so far (config_000's seeds)
     worst = min(s["episode_reward_mean"] for s in good["seeds"])
     for t in (crash, nan):
-        assert t["score"] == {"mean": worst, "iqm": worst, "ci95": [worst, worst], "n_seeds": 2}
+        assert t["score"] == {"mean": worst, "iqm": worst, "ci95": [worst, worst], "std": 0.0, "n_seeds": 2}
     # ... and that is what the HP sampler is told (as a complete trial, so it learns the region is bad)
     told = [(t.state.name, t.value) for t in _study(run_dir, studies.HP_SAMPLER).get_trials()]
     assert told == [("COMPLETE", pytest.approx(good["score"]["mean"], rel=1e-12)),
@@ -246,7 +246,8 @@ def test_ctrl_c_of_the_real_driver_exits_130_stops_workers_and_the_same_command_
     for key, rec in at_interrupt.items():
         assert after[key] == rec, f"seed {key} changed on resume"
     assert [(t["config_id"], t["kind"], t["state"], [s["seed"] for s in t["seeds"]]) for t in final["trials"]] == [
-        ("config_000", "hp", "complete", [0, 1]), ("config_000", "heldout", "complete", [1000, 1001])]
+        ("config_000", "hp", "complete", [0, 1]), ("config_000", "heldout", "complete", [1000, 1001]),
+        ("config_000", "test", "complete", [2000, 2001])]
     # only the missing seeds ran again, and there was no second calibration
     events = _events(run_dir)
     resumed_at = max(i for i, e in enumerate(events) if e["event"] == "resume")

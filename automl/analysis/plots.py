@@ -230,7 +230,7 @@ def write_tb_hparams(run: RunData, metric: str, out: Path) -> Path | None:
         for m in ("success_rate", "shaped_return"):
             if m != metric and c.metric(m) is not None:
                 metrics[f"hparam/{m}"] = c.metric(m)
-        name = f"{c.config_id}_{c.kind}" if c.kind == "heldout" else c.config_id
+        name = f"{c.config_id}_{c.kind}" if c.kind in ("heldout", "test") else c.config_id
         _write_hparams(out / name, hparams, metrics)
     return out
 

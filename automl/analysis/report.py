@@ -18,11 +18,14 @@ from pathlib import Path
 import optuna
 
 from automl.core.errors import AutoMLError
+from automl.core.record import Kind
 from automl.core.values import plain
 # Run loading lives in run_data; re-exported so `analysis.load_run` etc. keep working.
 from automl.analysis.run_data import (BASE_METRICS, STUDY_NAME, ConfigRecord, RunData,  # noqa: F401
                              decode_value, load_run)
 from automl.analysis.variance import variance_with_notes
+
+RECHECKS = (Kind.HELDOUT, Kind.TEST)  # re-trainings of tuned configs on other seeds: not configs of the search
 
 SORTS = ("descending", "ascending")
 EVALUATORS = ("fanova", "ped-anova")
@@ -36,7 +39,7 @@ def metric_study(run: RunData, metric: str, sort: str = "descending") -> tuple[o
     Held-out re-evaluations are left out (they repeat a config on other seeds). Returns the
     study and the parameters every config has (the importance intersection).
     """
-    configs = [c for c in run.ranked(metric, sort) if c.kind != "heldout"]
+    configs = [c for c in run.ranked(metric, sort) if c.kind not in RECHECKS]
     configs.sort(key=lambda c: c.number)  # trial order, for the optimization history
     vectors = [c.vector for c in configs]  # HPs and reward.<term> weights, as the study names them
     params = [p for p in run.param_names() if configs and all(p in v for v in vectors)]
@@ -193,7 +196,7 @@ def analyse(run_dir, metric: str = "episode_reward_mean", sort: str = "descendin
         run_dir=Path(run_dir), metric=metric, sort=sort, importance=importance, ranking=ranking,
         top_configs=[_top_entry(c, metric, data.param_names()) for c in ranked[:top]],
         variance=variance_with_notes(
-            {c.number: c.seed_values(metric) for c in ranked if c.kind != "heldout"}, notes),
+            {c.number: c.seed_values(metric) for c in ranked if c.kind not in RECHECKS}, notes),
         notes=notes, top=top,
         n_complete=len(ranked), n_trials=len(data.configs))
     return report, data

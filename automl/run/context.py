@@ -14,6 +14,7 @@ from automl.run.scheduler import ConfigRun, Scheduler, config_state
 from automl.core.record import Kind, State
 from automl.core.scoring import objective_value, score as score_seeds
 from automl.search.hp import HPSearch
+from automl.search.joint import JointSearch
 from automl.search.reward import RewardSearch, make_reward_sampler
 from automl.run.setup import (Inputs, Plan, check_resume, fingerprint, make_plan, nominal_calibration,
                           resolve_inputs, resolve_defaults, stage_list)
@@ -53,6 +54,7 @@ class RunContext:
         self.stop_status: str | None = None
         self.view = None  # a live.LiveView when the driver shows progress
         self.heldout_summary: list[dict] | None = None  # the held-out ranking, once the held-out phase wrote it
+        self.test_summary: list[dict] | None = None     # the winner's and baseline's test scores (test phase)
         self.last_state: dict | None = None
         self.batched = False  # seeds of a config as one job (set in start)
         self._executor_factory = executor_factory
@@ -66,7 +68,7 @@ class RunContext:
         """Open the studies and the workers, restore or make the plan, re-attach in-flight work."""
         from automl.run import trainers
         from automl.exec.executor import make_executor
-        from automl.search.strategies import make_pruner, make_sampler
+        from automl.search.strategies import make_pruner
 
         cfg, inputs = self.cfg, self.inputs
         self.store.run_dir.mkdir(parents=True, exist_ok=True)
@@ -74,15 +76,12 @@ class RunContext:
         pruner = make_pruner(cfg.pruner_name, min_resource=1, reduction_factor=3)
         self.record = studies.open_study(url, studies.RECORD, pruner=pruner,
                                          sampler=optuna.samplers.RandomSampler(seed=inputs.base_seed))
-        self.hp_study = studies.open_study(url, studies.HP_SAMPLER, sampler=make_sampler(
-            cfg.search_method, seed=inputs.base_seed, spec=inputs.spec))
-        asked = len(self.hp_study.get_trials(deepcopy=False))
-        if asked and cfg.search_method not in ("grid", "qmc"):
-            # a resumed session continues the sampler's random stream instead of repeating the first
-            # session's proposals (grid and QMC keep their place from the trials themselves)
-            self.hp_study.sampler = make_sampler(cfg.search_method, seed=inputs.base_seed + asked, spec=inputs.spec)
-        self.searches = {"hp": HPSearch(self.hp_study, inputs.spec, space_path=inputs.space_path,
-                                        method=cfg.search_method)}
+        self.hp_study = self._sampler_study(url, studies.HP_SAMPLER)
+        self.searches = {Kind.HP: HPSearch(self.hp_study, inputs.spec, space_path=inputs.space_path,
+                                           method=cfg.search_method)}
+        if cfg.mode == "joint":
+            self.searches[Kind.JOINT] = JointSearch(self._sampler_study(url, studies.JOINT_SAMPLER), inputs.spec,
+                                                    inputs.terms, inputs.default_weights)
         self.executor = (self._executor_factory or (lambda n: make_executor("local", n_jobs=n)))(cfg.n_jobs)
         self.throughput = Throughput(steps_per_s=self.plan.steps_per_s)
         self._restore_or_calibrate()
@@ -100,10 +99,23 @@ class RunContext:
                                    timeout_s=self._timeout_s, objective=cfg.objective, risk=cfg.risk)
         self._resume = resume.reattach(self)
         if self.old is None:
-            self.searches["hp"].warm_start()
+            self.searches[Kind.JOINT if cfg.mode == "joint" else Kind.HP].warm_start()
         self.record.set_user_attr("fingerprint", self.fp)
         self.store.event("resume" if self.old else "start", command=cfg.command, plan=self.plan.to_dict())
         self.write_state("running")
+
+    def _sampler_study(self, url: str, name: str) -> optuna.Study:
+        """A sampler study of the run's --search-method. A resumed session continues the sampler's
+        random stream instead of repeating the first session's proposals (grid and QMC keep their
+        place from the trials themselves)."""
+        from automl.search.strategies import make_sampler
+
+        method, seed, spec = self.cfg.search_method, self.inputs.base_seed, self.inputs.spec
+        study = studies.open_study(url, name, sampler=make_sampler(method, seed=seed, spec=spec))
+        asked = len(study.get_trials(deepcopy=False))
+        if asked and method not in ("grid", "qmc"):
+            study.sampler = make_sampler(method, seed=seed + asked, spec=spec)
+        return study
 
     def _restore_or_calibrate(self) -> None:
         """The run's plan, made once: the one recorded by an earlier session of this run, else one
@@ -184,7 +196,8 @@ class RunContext:
                     checkpoint_path=str(self.checkpoint_path(c, seed)), checkpoint_every=self._checkpoint_every(),
                     reward_weights=c.weights or None, eval_every=self.plan.eval_every,
                     eval_episodes=self.plan.eval_episodes,
-                    deadline=self.budget.deadline if heldout else self.budget.tuning_deadline,
+                    # re-checks (held-out, test) may use the reserve: they run to the hard deadline
+                    deadline=self.budget.tuning_deadline if c.kind in Kind.TUNING else self.budget.deadline,
                     device=self.cfg.device,
                     tb_dir=str(run_dir / "tb" / c.config_id / f"{c.kind}_seed{seed}"),
                     save_path=str(run_dir / "models" / c.config_id / f"seed_{seed}") if heldout else None)
@@ -247,7 +260,7 @@ class RunContext:
             # Samplers learn that a failed config is bad: it is told as the worst value.
             told = objective_value(score, self.cfg.objective, risk=self.cfg.risk) if score and state in State.SCORED else None
             self.searches[c.kind].tell(c.sampler, told, State.PRUNED if state == State.PRUNED else State.COMPLETE)
-        if c.kind == Kind.REWARD and state == State.COMPLETE:
+        if c.kind in (Kind.REWARD, Kind.JOINT) and state == State.COMPLETE:
             alarm = RewardSearch.alarm(entry.to_dict(), incumbent and incumbent.to_dict(),
                                        [e.to_dict() for e in self.records.tuned()])
             if alarm:
@@ -281,8 +294,8 @@ class RunContext:
         best = self.records.best_entry()
         job_s = self.job_s(best.config_id if best else None)
         seeds, n = len(self.inputs.heldout_seeds), self.cfg.n_jobs
-        configs = self.plan.heldout_configs or self.cfg.top_k + 1
-        self.budget.set_reserve(-(-configs * seeds // n) * job_s, essential_s=-(-2 * seeds // n) * job_s)
+        configs = (self.plan.heldout_configs or self.cfg.top_k + 1) + 2  # + the winner and baseline on test seeds
+        self.budget.set_reserve(-(-configs * seeds // n) * job_s, essential_s=-(-4 * seeds // n) * job_s)
 
     def write_state(self, status: str) -> dict:
         """Rewrite automl_state.yaml from the records (atomic); the live view follows it."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 from automl.search import space as space_mod
 from automl.core.config import to_ppo_setup
 from automl.core.record import ConfigRecord, Kind, State
+from automl.run import testseeds
 from automl.run.records import TUNING_KINDS, ranked
 from automl.core.scoring import objective_value
 
@@ -70,11 +71,14 @@ def run(ctx) -> None:
 def admit_seeds(ctx, config_id: str, load_s: float, *, essential: bool) -> tuple[list[int], float]:
     """(held-out seeds to train, seconds per job) for one candidate behind `load_s` seconds of
     queued held-out work. All seeds when they fit before the deadline; the leader and the
-    baseline (essential) get as many as fit, at least one; other candidates all or nothing."""
+    baseline (essential) get as many as fit, at least one; other candidates all or nothing, and
+    only if they leave the test phase its time (the winner and the baseline on the test seeds)."""
     job_s = ctx.job_s(config_id)
     n_jobs = ctx.cfg.n_jobs
     full = list(ctx.inputs.heldout_seeds)
     left = ctx.budget.remaining_s()
+    if not essential:  # the test phase comes after: only the leader and the baseline may use its time
+        left -= testseeds.reserve_s(ctx, job_s)
     for n in range(len(full), 0 if essential else len(full) - 1, -1):
         finish = (load_s + n * job_s) / n_jobs + job_s * (1 - 1 / n_jobs)
         if finish <= left:

@@ -145,6 +145,12 @@ def summary_line(state: dict | None) -> str:
         elif base:
             text += f" vs baseline {base.get('config_id')} {_ranked_ci(base)}"
         parts.append(text)
+    test = state.get("test") or []
+    if test:
+        win, base = test[0], next((t for t in test[1:] if t.get("baseline")), None)
+        text = f"test seeds: {win.get('config_id')} {_ranked_ci(win)}"
+        text += " (the baseline)" if win.get("baseline") else f" vs baseline {_ranked_ci(base)}" if base else ""
+        parts.append(text)
     if state.get("stop_reason"):
         parts.append(f"stop: {state['stop_reason']}")
     return " | ".join(parts)

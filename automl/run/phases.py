@@ -1,17 +1,19 @@
 """The phases of a run, in the order the driver runs them under one budget.
 
-A tuning phase (``hp`` or ``reward``, one per cycle) keeps the workers busy with configs its search
-owner proposes until its quota is trained or tuning is over: the HP phase asks the HP search and
-keeps the incumbent's reward weights, the reward phase asks the reward search and keeps the
-incumbent's HPs. The held-out phase re-trains the best configs on held-out seeds. A new search mode
-is a new phase class with the same ``run(ctx)``.
+A tuning phase keeps the workers busy with configs its search owner proposes until its quota is
+trained or tuning is over: the HP phase (one per cycle) asks the HP search and keeps the incumbent's
+reward weights, the reward phase asks the reward search and keeps the incumbent's HPs, and the joint
+phase (``--mode joint``, one) asks the joint search for both at once. The held-out phase re-trains
+the best configs on held-out seeds and picks the winner; the test phase re-trains the winner and the
+baseline on test seeds, the score that selected nothing. A new search mode is a new phase class with
+the same ``run(ctx)``.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
-from automl.run import heldout
+from automl.run import heldout, testseeds
 from automl.run.scheduler import ConfigRun
 from automl.run.setup import stage_list
 from automl.core.record import Kind, State
@@ -58,8 +60,11 @@ class TuningPhase:
     def may_extend(self, ctx) -> bool:
         """Whether this phase may go past its quota: only the last tuning phase, only when the budget
         made the trials shorter than the space's default length (so more configs of the same length,
-        never longer ones), and not with --max-trials."""
-        return self.last and not ctx.cfg.max_trials and ctx.plan.shrunk and not ctx.tuning_over()
+        never longer ones) or it is a pruned joint phase, and not with --max-trials."""
+        if not self.last or ctx.cfg.max_trials or ctx.tuning_over():
+            return False
+        # a joint phase with a pruner is multi-fidelity search: the time pruning saves goes to more configs
+        return ctx.plan.shrunk or (self.kind == Kind.JOINT and ctx.cfg.pruner_name != "none")
 
     def propose(self, ctx) -> ConfigRun | None:
         """The next config, recorded and ready to train; constraint-rejected proposals are recorded
@@ -73,6 +78,8 @@ class TuningPhase:
                     if got is None:
                         return None
                     (ticket, params), weights = got, dict(ctx.records.best_weights())
+                elif self.kind == Kind.JOINT:
+                    ticket, params, weights = ctx.searches[Kind.JOINT].ask()
                 else:
                     (ticket, weights), params = ctx.searches[Kind.REWARD].ask(), dict(ctx.records.best_params())
                 reason = hp.rejection(params)
@@ -98,9 +105,21 @@ class HeldoutPhase:
         heldout.run(ctx)
 
 
+@dataclass
+class TestPhase:
+    """Re-train the held-out winner and the baseline on test seeds: the score that selected nothing."""
+
+    kind = Kind.TEST
+    tuning = False
+
+    def run(self, ctx) -> None:
+        testseeds.run(ctx)
+
+
 def phases(ctx) -> list:
-    """The run's phases in order: per cycle an HP phase then a reward phase (as --mode says), then held-out."""
+    """The run's phases in order: per cycle an HP phase then a reward phase (or one joint phase, as --mode
+    says), then held-out, then test."""
     stages = stage_list(ctx.plan, ctx.cfg.mode, ctx.cfg.max_trials, Kind.REWARD in ctx.searches)
     out: list = [TuningPhase(kind, cycle, quota, last=i == len(stages) - 1)
                  for i, (kind, cycle, quota) in enumerate(stages)]
-    return out + [HeldoutPhase()]
+    return out + [HeldoutPhase(), TestPhase()]

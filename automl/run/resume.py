@@ -50,8 +50,7 @@ def config_from_trial(ctx, t, entry) -> ConfigRun:
     a = t.user_attrs
     sampler = None
     if a.get("sampler"):
-        study = {studies.HP_SAMPLER: ctx.hp_study, studies.REWARD_SAMPLER: ctx.reward_study}.get(
-            a["sampler"]["study"])
+        study = {s.study.study_name: s.study for s in ctx.searches.values()}.get(a["sampler"]["study"])
         sampler = (study, a["sampler"]["trial_id"]) if study is not None else None
     kind = entry.kind
     seeds = a.get("planned_seeds") or (ctx.inputs.heldout_seeds if kind == Kind.HELDOUT else ctx.inputs.tuning_seeds)

@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, field
 from automl.core.errors import AutoMLError
 from automl.core.names import DEFAULT_RISK, OBJECTIVES, PRUNERS, SEARCH_METHODS, default_pruner_for
 
-MODES = ("stage", "hp", "reward")
+MODES = ("stage", "joint", "hp", "reward")
+JOINT_PRUNER = "hyperband"  # --mode joint without --pruner: BOHB-style (the sampler plus Hyperband over evaluations)
 TRAINERS = ("auto", "sb3", "torch")  # auto: torch on the batched tasks, sb3 for gymnasium ids
 SEED_AXIS_TRAINERS = ("torch",)  # trainers that train all seeds of a config as one job (automl.run.trainers)
 SEED_BATCHING = ("auto", "on", "off")
@@ -89,10 +90,16 @@ class RunConfig:
             raise AutoMLError("--hp-trials: must be >= 1 with --mode hp")
         if self.mode == "reward" and self.reward_generations == 0:
             raise AutoMLError("--reward-generations: must be >= 1 with --mode reward")
+        if self.mode == "joint" and self.search_method == "grid":
+            raise AutoMLError("--search-method: grid cannot enumerate the continuous reward weights of --mode joint "
+                              "(allowed: random, bayesian, tpe, cmaes, qmc, hyperband)")
 
     @property
     def pruner_name(self) -> str:
-        """The pruner in force: --pruner, else hyperband for the hyperband method, else none."""
+        """The pruner in force: --pruner, else hyperband for the hyperband method and for --mode joint,
+        else none."""
+        if self.mode == "joint" and self.pruner is None:
+            return JOINT_PRUNER
         return default_pruner_for(self.search_method, self.pruner)
 
     def batches_seeds(self, cuda: bool) -> bool:

@@ -162,7 +162,7 @@ class Scheduler:
         cfg, seed = self.jobs[event.job_id]
         payload = event.payload or {}
         k, value = payload.get("eval_index"), payload.get("value")
-        if cfg.kind == Kind.HELDOUT or k is None or value is None or cfg.pruned:
+        if cfg.kind not in Kind.TUNING or k is None or value is None or cfg.pruned:
             return
         # a batch reports the mean over its live seeds: that value stands for each of them
         for s in (seed if isinstance(seed, list) else [seed]):
@@ -216,7 +216,7 @@ class Scheduler:
         for s, record in records.items():
             cfg.results[s] = record
             self.on_seed(cfg, s, record)
-        if not cfg.pruned and cfg.kind != Kind.HELDOUT:
+        if not cfg.pruned and cfg.kind in Kind.TUNING:
             self._maybe_prune(cfg)
         if cfg.finished:
             self._finish(cfg)

@@ -22,6 +22,8 @@ DEFAULT_TRIAL_STEPS = 100_000
 PLANNED_EVALS = 8  # evaluations per seed job at most: eval_every = steps // evals
 DEFAULT_EVAL_EPISODES = 32  # episodes per evaluation at most (fewer when evaluation is dear)
 HELDOUT_OFFSET = 1000
+TEST_OFFSET = 2000  # test seeds: a third disjoint set, for the score that selected nothing
+TEST_CONFIGS = 2    # the held-out winner and the baseline re-trained on the test seeds
 NOMINAL_EVAL_S_PER_EPISODE_STEP = 2e-4  # before anything was measured: ~0.2 ms per eval step
 
 
@@ -81,6 +83,7 @@ class Inputs:
     base_seed: int
     tuning_seeds: list[int]
     heldout_seeds: list[int]
+    test_seeds: list[int]
     default_steps: int
     rollout: int
     preset_defaults: dict
@@ -122,6 +125,7 @@ def resolve_inputs(cfg: RunConfig) -> Inputs:
                   true_metric=true_metric, base_seed=base,
                   tuning_seeds=[base + i for i in range(cfg.seeds)],
                   heldout_seeds=[base + HELDOUT_OFFSET + i for i in range(cfg.seeds)],
+                  test_seeds=[base + TEST_OFFSET + i for i in range(cfg.seeds)],
                   default_steps=max(1, default_steps), rollout=rollout,
                   preset_defaults=preset_defaults, episode_steps=_episode_steps(cfg.env, is_task))
 
@@ -153,7 +157,7 @@ def _reward_terms(cfg: RunConfig, is_task: bool) -> tuple[dict, str]:
     if is_task:
         rc = envs.reward_config(cfg.env)
         return dict(rc["terms"]), rc.get("true_metric", "reference_return")
-    if cfg.mode in ("stage", "reward"):
+    if cfg.mode in ("stage", "joint", "reward"):
         raise AutoMLError(f"--rewards: env {cfg.env!r} has no reward-terms file; give --rewards "
                           "FILE (terms reported in info) or use --mode hp")
     return {}, "reference_return"
@@ -253,7 +257,7 @@ def make_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibration) 
     heldout_configs = cfg.top_k + 1
     for _ in range(6):  # steps, evaluation cost, reserve and population depend on each other
         before = (population, heldout_configs)
-        heldout_jobs = heldout_configs * cfg.seeds
+        heldout_jobs = (heldout_configs + TEST_CONFIGS) * cfg.seeds
         share = seed_jobs / max(1, seed_jobs + heldout_jobs)
         tp = Throughput(steps_per_s=eff, startup_s=cal.startup_s)
         steps = plan_trial_steps(default_steps=inputs.default_steps, budget_s=total_s * share,
@@ -269,7 +273,7 @@ def make_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibration) 
             cycles, hp_trials, population, seed_jobs = _quotas(cfg, inputs, population)
         if (population, heldout_configs) == before:
             break
-    reserve = heldout_reserve_s(configs=heldout_configs, seeds=cfg.seeds, steps=steps,
+    reserve = heldout_reserve_s(configs=heldout_configs + TEST_CONFIGS, seeds=cfg.seeds, steps=steps,
                                 n_jobs=cfg.n_jobs, throughput=tp)
     eval_every = cfg.eval_every or _eval_every(steps, ev.evals, inputs.rollout)
     full = whole_rollouts(inputs.default_steps, _rollout(inputs))
@@ -287,11 +291,12 @@ def _rollout(inputs: Inputs) -> int:
 
 
 def _quotas(cfg: RunConfig, inputs: Inputs, population: int | None = None) -> tuple[int, int, int, int]:
-    """(cycles, HP trials per phase, reward population, tuning seed jobs) as the mode says."""
-    cycles = cfg.reward_generations if cfg.mode == "stage" else (
+    """(cycles, HP trials per phase, reward population, tuning seed jobs) as the mode says. Joint mode
+    trains as many configs as stage mode would (HP trials and reward generations), in one search."""
+    cycles = cfg.reward_generations if cfg.mode in ("stage", "joint") else (
         1 if cfg.mode == "hp" else cfg.reward_generations)
     hp_trials = cfg.hp_trials  # a preset's hp_trials was merged in by the CLI
-    if cfg.mode == "stage" and cycles == 0:
+    if cfg.mode in ("stage", "joint") and cycles == 0:
         cycles = 1
     n_weights = sum(1 for t in inputs.terms.values() if t["low"] < t["high"])
     if population is None:
@@ -300,7 +305,11 @@ def _quotas(cfg: RunConfig, inputs: Inputs, population: int | None = None) -> tu
     if cfg.max_trials:
         hp_configs = min(hp_configs, cfg.max_trials)
     rw_configs = 0 if (cfg.mode == "hp" or not inputs.terms) else population * cycles
-    return cycles, hp_trials, population, (hp_configs + rw_configs) * cfg.seeds
+    configs = hp_configs + rw_configs
+    if cfg.mode == "joint":
+        configs = hp_trials * cycles + rw_configs
+        configs = min(configs, cfg.max_trials) if cfg.max_trials else configs
+    return cycles, hp_trials, population, configs * cfg.seeds
 
 
 def _eval_plan(cfg: RunConfig, inputs: Inputs, cal: Calibration, steps: int, episodes: int):
@@ -341,8 +350,12 @@ def minimum_budget_s(cfg: RunConfig, inputs: Inputs, cal: Calibration) -> tuple[
 
 
 def stage_list(plan: Plan, mode: str, max_trials: int | None, has_terms: bool) -> list:
-    """(kind, cycle, quota) in order: per cycle an HP phase, then a reward phase, as the mode says."""
+    """(kind, cycle, quota) in order: per cycle an HP phase, then a reward phase, as the mode says;
+    joint mode: one joint phase of as many configs as stage mode's phases together."""
     out, hp_left = [], max_trials or 10**9
+    if mode == "joint":
+        quota = plan.cycles * (plan.hp_trials + (plan.population if has_terms else 0))
+        return [("joint", 1, min(quota, hp_left))] if quota else []
     for cycle in range(1, plan.cycles + 1):
         if mode in ("stage", "hp"):
             quota = min(plan.hp_trials, hp_left)
@@ -363,11 +376,11 @@ def plan_text(ctx) -> str:
     return "\n".join([
         f"env: {cfg.env}   space: {ctx.inputs.space_path} ({ctx.inputs.spec.search_space_id})",
         f"mode: {cfg.mode}   search: {cfg.search_method}   pruner: {cfg.pruner_name}   n_jobs: {cfg.n_jobs}",
-        f"stages: {' -> '.join(stages) or 'none'} -> heldout (top {cfg.top_k} + baseline)",
-        f"seeds: tuning {ctx.inputs.tuning_seeds}, held-out {ctx.inputs.heldout_seeds}",
+        f"stages: {' -> '.join(stages) or 'none'} -> heldout (top {cfg.top_k} + baseline) -> test (winner + baseline)",
+        f"seeds: tuning {ctx.inputs.tuning_seeds}, held-out {ctx.inputs.heldout_seeds}, test {ctx.inputs.test_seeds}",
         f"steps per seed job: {p.trial_steps} (default {ctx.inputs.default_steps}), eval every {p.eval_every} "
         f"({p.evals_per_job} evaluations x {p.eval_episodes} episodes, ~{p.eval_share:.0%} of a job)",
-        f"seed jobs: {p.seed_jobs} tuning + {(cfg.top_k + 1) * cfg.seeds} held-out",
+        f"seed jobs: {p.seed_jobs} tuning + {(cfg.top_k + 1) * cfg.seeds} held-out + {TEST_CONFIGS * cfg.seeds} test",
         f"estimated time: {est_s / 60:.1f} min at ~{p.steps_per_s:,.0f} steps/s per worker (nominal) "
         f"of a {cfg.budget_hours * 60:.1f} min budget",
         f"run dir: {ctx.store.run_dir}",

@@ -76,6 +76,13 @@ class StateStore:
         atomic_write_text(path, dump_yaml(data))
         return path
 
+    def read_yaml(self, name: str) -> Any:
+        """Another YAML file of the run directory (e.g. best.yaml); None when absent or unreadable."""
+        try:
+            return yaml.safe_load((self.run_dir / name).read_text())
+        except (OSError, yaml.YAMLError):
+            return None
+
     def event(self, event_name: str, /, **fields: Any) -> None:
         """Append one line to events.jsonl (for tailing and tools)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -121,12 +128,14 @@ def state_dict(ctx, status: str) -> dict:
                    "deadline_t": round(b.deadline, 3),
                    "reserve_s": round(b.reserve_s, 1)},
         "stage": ctx.stage,
-        "seeds": {"tuning": ctx.inputs.tuning_seeds, "heldout": ctx.inputs.heldout_seeds},
+        "seeds": {"tuning": ctx.inputs.tuning_seeds, "heldout": ctx.inputs.heldout_seeds,
+                  "test": ctx.inputs.test_seeds},
         "plan": ctx.plan.to_dict(),
         "fingerprint": ctx.fp,
         "best": None if best is None else {"config_id": best.config_id, "params": best.params,
                                            "reward_weights": best.reward_weights, "score": best.score},
         "heldout": ctx.heldout_summary,
+        "test": ctx.test_summary,
         "trials": [e.to_dict() for e in ctx.records.entries.values()],
         "alarms": ctx.records.alarms,
         "stop_reason": ctx.stop_reason,

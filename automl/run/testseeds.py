@@ -1,0 +1,92 @@
+"""The test phase: the held-out winner and the baseline re-trained on test seeds, a third disjoint set.
+
+The held-out stage picks the winner on its held-out seeds, so its score there is optimistic (the
+winner's curse). The test score selected nothing: it is the run's reported result. Written to
+best.yaml (``test_score``, ``baseline.test_score``) and the state file (``test``).
+"""
+from __future__ import annotations
+
+from automl.core.record import ConfigRecord, Kind, State
+from automl.core.scoring import objective_value
+
+
+def chosen(ctx) -> list[tuple[str, dict, dict, bool]]:
+    """(config_id, params, weights, is_baseline) of the held-out winner and the baseline (once if the same)."""
+    summary = ctx.heldout_summary or []
+    if not summary:
+        return []
+    held = {e.config_id: e for e in ctx.records.entries.values() if e.kind == Kind.HELDOUT}
+    out = []
+    for h in [summary[0]] + [h for h in summary[1:] if h.get("baseline")][:1]:
+        e = held[h["config_id"]]
+        out.append((e.config_id, e.params, e.reward_weights, bool(h.get("baseline"))))
+    return out
+
+
+def reserve_s(ctx, job_s: float) -> float:
+    """Time the test phase needs: the winner's and the baseline's test seeds at ``job_s`` a job."""
+    return -(-2 * len(ctx.inputs.test_seeds) // ctx.cfg.n_jobs) * job_s
+
+
+def run(ctx) -> None:
+    """Train the chosen configs on the test seeds (as many as fit, at least one), then record the scores."""
+    ctx.enter_stage(Kind.TEST, 0)
+    done = {e.config_id for e in ctx.records.entries.values() if e.kind == Kind.TEST and e.state != State.RUNNING}
+    for c in ctx.resumed(Kind.TEST, 0):
+        ctx.scheduler.add(c)
+    running = {c.config_id for c in ctx.scheduler.active}
+    for config_id, params, weights, is_base in chosen(ctx):
+        if config_id in done or config_id in running:
+            continue
+        seeds = _fitting_seeds(ctx, config_id)
+        c = ctx.records.new_config(Kind.TEST, 0, params, weights, None, seeds, ctx.plan.trial_steps,
+                                   config_id=config_id, extra={"heldout_of": config_id, "baseline": is_base,
+                                                               "planned_seeds": seeds})
+        ctx.scheduler.add(c)
+    while ctx.scheduler.active:
+        ctx.scheduler.step(0.5)
+        ctx.refresh_view()
+        if ctx.budget.exhausted():
+            ctx.scheduler.stop_all("deadline")
+            ctx.scheduler.drain(hard_deadline=ctx.budget.deadline, grace_s=5.0)
+            break
+    record(ctx)
+
+
+def _fitting_seeds(ctx, config_id: str) -> list[int]:
+    """All test seeds when they fit in the time left, else as many as fit (at least one)."""
+    job_s, seeds = ctx.job_s(config_id), list(ctx.inputs.test_seeds)
+    n = len(seeds)
+    while n > 1 and -(-2 * n // ctx.cfg.n_jobs) * job_s > ctx.budget.remaining_s():
+        n -= 1
+    return seeds[:n]
+
+
+def summary(ctx) -> list[dict]:
+    """The test scores under the run's objective: the winner first, then the baseline."""
+    tests = {e.config_id: e for e in ctx.records.entries.values()
+             if e.kind == Kind.TEST and e.state == State.COMPLETE and e.score}
+    out = []
+    for config_id, _, _, is_base in chosen(ctx):
+        e: ConfigRecord | None = tests.get(config_id)
+        if e is not None:
+            out.append({"config_id": config_id, "objective": ctx.cfg.objective,
+                        "value": objective_value(e.score, ctx.cfg.objective, risk=ctx.cfg.risk),
+                        "iqm": e.score["iqm"], "mean": e.score["mean"], "ci95": e.score["ci95"],
+                        "std": e.score.get("std"), "n_seeds": e.score["n_seeds"], "baseline": is_base})
+    return out
+
+
+def record(ctx) -> None:
+    """Keep the test summary for the state file and add the test scores to best.yaml."""
+    ctx.test_summary = summary(ctx)
+    best = ctx.store.read_yaml("best.yaml")
+    if not best:
+        return
+    by_id = {t["config_id"]: t for t in ctx.test_summary}
+    tests = {e.config_id: e for e in ctx.records.entries.values() if e.kind == Kind.TEST and e.score}
+    win, base = tests.get(best["config_id"]), tests.get((best.get("baseline") or {}).get("config_id"))
+    best["test_seeds"] = list(ctx.inputs.test_seeds)
+    best["test_score"] = win.score if win and best["config_id"] in by_id else None
+    best.setdefault("baseline", {})["test_score"] = base.score if base else None
+    ctx.store.write_yaml("best.yaml", best)

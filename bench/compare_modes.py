@@ -1,0 +1,148 @@
+"""Which mode should I use? hp, reward, stage, joint and plain random search at one equal budget.
+
+On the navigation task, each mode runs the real `automl` command with the same wall-clock budget,
+seeds per config, workers and trial quotas, once per base seed, under progress/compare/<mode>_s<seed>.
+Every run ends with the test phase: the held-out winner and the baseline re-trained on test seeds
+(base+2000..), a score that selected nothing. The table pools each mode's test-seed success over its
+base seeds: the winner's IQM with a 95% bootstrap CI, the baseline's in the same runs, configs
+completed and budget used.
+
+Resumable: a finished run (best.yaml with a test score) is read, not re-run; an interrupted one is
+re-run with the same command, which resumes it. Runs go one after another (each uses --n-jobs workers),
+so a long comparison can be left running (nohup) and continued in a later session:
+
+    nohup .venv/bin/python bench/compare_modes.py --budget-min 15 > progress/compare/log.txt 2>&1 &
+    .venv/bin/python bench/compare_modes.py --report     # the table from what has finished so far
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from automl.core.scoring import iqm  # noqa: E402
+
+MODES = {  # name -> the flags that make it (the rest of the command is shared)
+    "hp": ["--mode", "hp"],                                   # default reward weights
+    "reward": ["--mode", "reward"],                           # the prior HPs
+    "stage": ["--mode", "stage"],
+    "joint": ["--mode", "joint"],                             # TPE over HPs and weights + Hyperband
+    "random": ["--mode", "joint", "--search-method", "random", "--pruner", "none"],
+}
+
+
+def command(mode: str, seed: int, args) -> list[str]:
+    return ["--env", args.env, *MODES[mode], "--budget-hours", f"{args.budget_min / 60:.6g}",
+            "--hp-trials", str(args.hp_trials), "--reward-generations", str(args.reward_generations),
+            "--seeds", str(args.seeds), "--n-jobs", str(args.n_jobs), "--seed", str(seed),
+            "--run-dir", str(run_dir(mode, seed, args)), "--quiet"]
+
+
+def run_dir(mode: str, seed: int, args) -> Path:
+    return Path(args.out) / f"{mode}_s{seed}"
+
+
+def finished(path: Path) -> bool:
+    best = _yaml(path / "best.yaml") or {}
+    st = _yaml(path / "automl_state.yaml") or {}
+    return bool(best.get("test_score")) or st.get("status") in ("finished", "budget_exhausted", "search_exhausted") \
+        and st.get("test") is not None
+
+
+def _yaml(path: Path):
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def test_values(st: dict, baseline: bool) -> list[float]:
+    """Per-seed test success of the run's winner (or its baseline)."""
+    row = next((t for t in st.get("test") or [] if bool(t.get("baseline")) == baseline), None)
+    if row is None:
+        return []
+    rec = next(t for t in st["trials"] if t["kind"] == "test" and t["config_id"] == row["config_id"])
+    return [float(s["episode_reward_mean"]) for s in rec["seeds"] if s.get("state") == "complete"]
+
+
+def iqm_ci(values: list[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """(IQM, 95% CI low, high) by the percentile bootstrap over seeds."""
+    arr = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    boots = [iqm(arr[rng.integers(0, len(arr), len(arr))]) for _ in range(n_boot)]
+    return iqm(arr), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+
+
+def report(args) -> list[dict]:
+    rows = []
+    for mode in args.modes:
+        win, base, configs, used, runs = [], [], 0, [], 0
+        for seed in args.base_seeds:
+            st = _yaml(run_dir(mode, seed, args) / "automl_state.yaml")
+            if not st or not finished(run_dir(mode, seed, args)):
+                continue
+            runs += 1
+            win += test_values(st, baseline=False) or test_values(st, baseline=True)  # the baseline may win
+            base += test_values(st, baseline=True)
+            configs += sum(1 for t in st["trials"] if t["kind"] in ("hp", "reward", "joint") and t["state"] == "complete")
+            used.append(st["budget"]["elapsed_s"] / 60)
+        row = {"mode": mode, "runs": runs, "configs_completed": configs,
+               "budget_used_min": [round(u, 1) for u in used]}
+        if win:
+            row["winner_test_iqm"] = [round(v, 3) for v in iqm_ci(win)]
+        if base:
+            row["baseline_test_iqm"] = [round(v, 3) for v in iqm_ci(base)]
+        rows.append(row)
+    print(f"\n{args.env}, {args.budget_min:g} min per run, {args.n_jobs} workers, seeds/config {args.seeds}, "
+          f"base seeds {args.base_seeds}: test-seed success IQM [95% CI] (pooled over base seeds)")
+    print(f"{'mode':8} {'runs':>4} {'winner (test)':>24} {'baseline (test)':>24} {'configs':>8}  budget used (min)")
+    for r in rows:
+        fmt = lambda v: f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" if v else "-"  # noqa: E731
+        print(f"{r['mode']:8} {r['runs']:>4} {fmt(r.get('winner_test_iqm')):>24} {fmt(r.get('baseline_test_iqm')):>24} "
+              f"{r['configs_completed']:>8}  {r['budget_used_min']}")
+    (Path(args.out) / "table.json").write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", default="navigation")
+    p.add_argument("--budget-min", type=float, default=15.0, help="wall-clock budget of each run")
+    p.add_argument("--base-seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    p.add_argument("--hp-trials", type=int, default=8)
+    p.add_argument("--reward-generations", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--n-jobs", type=int, default=2)
+    p.add_argument("--out", default=str(ROOT / "progress" / "compare"))
+    p.add_argument("--report", action="store_true", help="print the table of finished runs and exit")
+    args = p.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    if not args.report:
+        for seed in args.base_seeds:      # every mode for one base seed first: partial results cover all modes
+            for mode in args.modes:
+                path = run_dir(mode, seed, args)
+                if finished(path):
+                    continue
+                t0 = time.time()
+                print(f"{time.strftime('%H:%M:%S')} {mode} seed {seed}: automl {' '.join(command(mode, seed, args))}",
+                      flush=True)
+                out = subprocess.run([sys.executable, "-m", "automl", *command(mode, seed, args)], cwd=ROOT,
+                                     capture_output=True, text=True)
+                print(f"  exit {out.returncode} after {(time.time() - t0) / 60:.1f} min "
+                      f"{out.stderr.strip().splitlines()[-1] if out.stderr.strip() else ''}", flush=True)
+    report(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
