@@ -107,6 +107,21 @@ def test_mean_std_picks_the_config_whose_seeds_agree(tmp_path):
     ctx, _, _ = sim(tmp_path / "m", script=script, mode="hp", hp_trials=3, seeds=4, top_k=1, objective="mean")
     assert driver.run(ctx) == 0
     assert state(tmp_path / "m" / "run")["best"]["config_id"] == "config_001"
+    # a run re-ranked later from its recorded per-seed values: automl analyze --objective mean-std [--risk K]
+    run_dir = str(tmp_path / "m" / "run")
+    report = tmp_path / "m" / "run" / "analysis" / "hyperparameter_importance.yaml"
+
+    def top(*flags):
+        out = automl("analyze", "--run-dir", run_dir, "--top", "10", *flags)
+        assert out.returncode == 0, out.stderr
+        return next(c for c in yaml.safe_load(report.read_text())["top_10_configs"] if c["kind"] == "hp")
+
+    assert top()["config_id"] == "config_001"                              # by the mean: 0.5
+    best = top("--objective", "mean-std")                                  # 0.4 - 0 beats 0.5 - 0.577
+    assert best["config_id"] == "config_002" and best["mean-std"] == pytest.approx(0.4, abs=0.03)
+    assert top("--objective", "mean-std", "--risk", "0.1")["config_id"] == "config_001"   # 0.5 - 0.058 beats 0.4
+    bad = automl("analyze", "--run-dir", run_dir, "--objective", "median")
+    assert bad.returncode != 0 and "--objective: unknown value 'median' (allowed: mean, iqm, lcb, mean-std)" in bad.stderr
 
 
 def command(run_dir):

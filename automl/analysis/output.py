@@ -9,12 +9,14 @@ from pathlib import Path
 
 from automl.analysis import plots as views
 from automl.analysis.report import AnalysisReport, analyse
+from automl.core.names import DEFAULT_RISK
 
 
 def run(run_dir, metric: str = "episode_reward_mean", sort: str = "descending", top: int = 5,
-        importance: str = "fanova", *, plots: bool = True, tensorboard: bool = True) -> AnalysisReport:
+        importance: str = "fanova", *, plots: bool = True, tensorboard: bool = True,
+        risk: float = DEFAULT_RISK) -> AnalysisReport:
     """Analyse a run directory and write analysis/ (YAML, CSV, PNGs, TensorBoard HParams)."""
-    report, data = analyse(run_dir, metric=metric, sort=sort, top=top, importance=importance)
+    report, data = analyse(run_dir, metric=metric, sort=sort, top=top, importance=importance, risk=risk)
     out = Path(run_dir) / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     report.files.append(views.write_yaml(report.to_yaml_dict(), out / "hyperparameter_importance.yaml"))

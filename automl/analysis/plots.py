@@ -108,7 +108,7 @@ def _plot_seed_spread(run: RunData, report: AnalysisReport, path: Path) -> Path:
         values = c.seed_values(report.metric)
         ax.scatter([i] * len(values), values, s=18, alpha=0.6, color="tab:blue",
                    label="one seed" if i == 0 else None)
-        ax.scatter([i], [c.metric(report.metric)], marker="_", s=300, color="tab:red",
+        ax.scatter([i], [c.metric(report.metric, run.risk)], marker="_", s=300, color="tab:red",
                    label="config aggregate" if i == 0 else None)
     ax.set_xticks(range(len(configs)), [c.config_id for c in configs], rotation=60, ha="right")
     ax.set_xlabel(f"config (ranked by {report.metric}, {report.sort}; best {len(configs)})")
@@ -222,7 +222,7 @@ def write_tb_hparams(run: RunData, metric: str, out: Path) -> Path | None:
         shutil.rmtree(out)  # our own output: rewrite rather than pile up duplicate runs
     out.mkdir(parents=True)
     for c in run.configs:
-        value = c.metric(metric)
+        value = c.metric(metric, run.risk)
         if c.state != "complete" or value is None:
             continue
         hparams = {p: _hparam_value(v) for p, v in c.vector.items() if v is not None}

@@ -18,6 +18,7 @@ from pathlib import Path
 import optuna
 
 from automl.core.errors import AutoMLError
+from automl.core.names import DEFAULT_RISK, OBJECTIVES
 from automl.core.record import Kind
 from automl.core.values import plain
 # Run loading lives in run_data; re-exported so `analysis.load_run` etc. keep working.
@@ -51,7 +52,7 @@ def metric_study(run: RunData, metric: str, sort: str = "descending") -> tuple[o
         optuna.logging.set_verbosity(verbosity)
     for c, vector in zip(configs, vectors):
         study.add_trial(optuna.trial.create_trial(
-            value=c.metric(metric), params={p: vector[p] for p in params},
+            value=c.metric(metric, run.risk), params={p: vector[p] for p in params},
             distributions={p: run.distributions[p] for p in params},
             user_attrs={"config_id": c.config_id}))
     return study, params
@@ -122,12 +123,12 @@ def _ci95(config: ConfigRecord, metric: str):
     return [float(v) for v in bootstrap_ci(values)] if len(values) > 1 else None
 
 
-def _top_entry(c: ConfigRecord, metric: str, names: list[str]) -> dict:
+def _top_entry(c: ConfigRecord, metric: str, names: list[str], risk: float) -> dict:
     entry = {"config_id": c.config_id, "kind": c.kind}
     vector = c.vector
     entry.update({p: _plain(vector[p]) for p in names if p in vector})
     n_seeds = (c.score or {}).get("n_seeds", len(c.seed_values(metric)))
-    entry.update({metric: c.metric(metric), "n_seeds": int(n_seeds), "ci95": _ci95(c, metric)})
+    entry.update({metric: c.metric(metric, risk), "n_seeds": int(n_seeds), "ci95": _ci95(c, metric)})
     return entry
 
 
@@ -165,7 +166,7 @@ def _check_args(run: RunData, metric: str, sort: str, top: int, importance: str)
                           f"(allowed: {', '.join(IMPORTANCE_CHOICES)})")
     if not isinstance(top, int) or top < 1:
         raise AutoMLError(f"--top: must be a positive integer (got {top!r})")
-    known = run.known_metrics()
+    known = run.known_metrics() + [o for o in OBJECTIVES if o not in run.known_metrics()]
     if metric not in known:
         raise AutoMLError(f"--metric: unknown metric '{metric}' (known: {', '.join(known)})")
 
@@ -181,9 +182,11 @@ def _nothing_ranked(run: RunData, metric: str) -> AutoMLError:
 
 
 def analyse(run_dir, metric: str = "episode_reward_mean", sort: str = "descending", top: int = 5,
-            importance: str = "fanova") -> tuple[AnalysisReport, RunData]:
-    """Analyse a run directory (read only): the report and the run's data (files: automl.analysis.output)."""
+            importance: str = "fanova", risk: float = DEFAULT_RISK) -> tuple[AnalysisReport, RunData]:
+    """Analyse a run directory (read only): the report and the run's data (files: automl.analysis.output).
+    ``metric`` may be an objective (mean-std with K = ``risk``, lcb): configs are re-ranked by it."""
     data = load_run(run_dir)
+    data.risk = risk
     _check_args(data, metric, sort, top, importance)
     ranked = data.ranked(metric, sort)
     if not ranked:
@@ -194,7 +197,7 @@ def analyse(run_dir, metric: str = "episode_reward_mean", sort: str = "descendin
     ranking = _ranking(data, metric, sort, importance, notes)
     report = AnalysisReport(
         run_dir=Path(run_dir), metric=metric, sort=sort, importance=importance, ranking=ranking,
-        top_configs=[_top_entry(c, metric, data.param_names()) for c in ranked[:top]],
+        top_configs=[_top_entry(c, metric, data.param_names(), data.risk) for c in ranked[:top]],
         variance=variance_with_notes(
             {c.number: c.seed_values(metric) for c in ranked if c.kind not in RECHECKS}, notes),
         notes=notes, top=top,

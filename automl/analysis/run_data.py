@@ -32,6 +32,7 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution, Flo
 from optuna.trial import TrialState
 
 from automl.core.errors import AutoMLError
+from automl.core.names import DEFAULT_RISK
 from automl.core.record import ConfigRecord, Kind, State
 from automl.core.values import is_finite_number
 from automl.search.space import encode_choice
@@ -64,6 +65,7 @@ class RunData:
     status: str | None = None
     env: str | None = None
     notes: list[str] = field(default_factory=list)
+    risk: float = DEFAULT_RISK  # K of the mean-std objective (automl analyze --risk)
     filled: dict[int, list[str]] = field(default_factory=dict)  # record number -> coordinates completed here
 
     def known_metrics(self) -> list[str]:
@@ -74,8 +76,8 @@ class RunData:
 
     def ranked(self, metric: str, sort: str = "descending") -> list[ConfigRecord]:
         """Complete configs with a finite metric, best first (failed/NaN never ranked)."""
-        done = [c for c in self.configs if c.state == State.COMPLETE and c.metric(metric) is not None]
-        return sorted(done, key=lambda c: c.metric(metric), reverse=(sort == "descending"))
+        done = [c for c in self.configs if c.state == State.COMPLETE and c.metric(metric, self.risk) is not None]
+        return sorted(done, key=lambda c: c.metric(metric, self.risk), reverse=(sort == "descending"))
 
     def param_names(self) -> list[str]:
         """Search coordinates: PPO hyperparameters first, then reward weights."""

@@ -88,6 +88,9 @@ def _add_tools(sub) -> None:
     p = sub.add_parser("analyze", help="importance ranking, top configs, CSV and plots")
     p.add_argument("--run-dir", default="progress")
     p.add_argument("--metric", default="episode_reward_mean")
+    p.add_argument("--objective", default=None,
+                   help="re-rank by an objective over seeds instead of --metric: iqm | mean | lcb | mean-std")
+    p.add_argument("--risk", type=float, default=1.0, help="K in --objective mean-std (default 1.0)")
     p.add_argument("--sort", default="descending", choices=["descending", "ascending"])
     p.add_argument("--top", type=int, default=5)
     p.add_argument("--importance", default="fanova", choices=["fanova", "ped-anova", "both"])
@@ -129,6 +132,19 @@ def run_config_from(args, argv) -> "RunConfig":
                      command="automl " + shlex.join(argv))
 
 
+def _analyze_metric(args) -> str:
+    """``--objective`` (checked against the objectives' names) or else ``--metric``."""
+    if args.objective is None:
+        return args.metric
+    from automl.core.names import OBJECTIVES
+
+    if args.objective not in OBJECTIVES:
+        raise AutoMLError(f"--objective: unknown value {args.objective!r} (allowed: {', '.join(OBJECTIVES)})")
+    if not args.risk >= 0:
+        raise AutoMLError(f"--risk: must be a number >= 0 (got {args.risk!r})")
+    return {"mean": "episode_reward_mean"}.get(args.objective, args.objective)
+
+
 def _dispatch(args, argv) -> int:
     if args.command == "run":
         cfg = run_config_from(args, argv)  # validate flags before torch/optuna are imported
@@ -148,8 +164,8 @@ def _dispatch(args, argv) -> int:
     if args.command == "analyze":
         from automl.analysis import output as analyze
         from rich.console import Console
-        report = analyze.run(args.run_dir, metric=args.metric, sort=args.sort, top=args.top,
-                              importance=args.importance)
+        report = analyze.run(args.run_dir, metric=_analyze_metric(args), sort=args.sort, top=args.top,
+                             importance=args.importance, risk=args.risk)
         Console().print(analyze.table(report))
         return 0
     if args.command == "status":

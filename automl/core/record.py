@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from automl.core.names import DEFAULT_RISK
+from automl.core.scoring import objective_value
 from automl.core.values import is_finite_number
 
 
@@ -67,17 +69,25 @@ class ConfigRecord:
         return {**self.params, **{f"reward.{k}": v for k, v in self.reward_weights.items()}}
 
     def seed_values(self, metric: str) -> list[float]:
-        """Finite per-seed values of ``metric`` over the complete seeds (``iqm`` reads the true metric)."""
-        key = "episode_reward_mean" if metric == "iqm" else metric
+        """Finite per-seed values of ``metric`` over the complete seeds (the aggregates ``iqm``, ``lcb`` and
+        ``mean-std`` read the true metric)."""
+        key = "episode_reward_mean" if metric in ("iqm", "lcb", "mean-std") else metric
         return [float(s[key]) for s in self.seeds
                 if s.get("state", State.COMPLETE) == State.COMPLETE and is_finite_number(s.get(key))]
 
-    def metric(self, metric: str) -> float | None:
-        """The config's aggregate of ``metric`` (None without a finite value): ``iqm`` and
-        ``episode_reward_mean`` from the run's score (failed seeds counted as worst), any other
-        per-seed field as the mean over complete seeds."""
+    def metric(self, metric: str, risk: float = DEFAULT_RISK) -> float | None:
+        """The config's aggregate of ``metric`` (None without a finite value): ``iqm``,
+        ``episode_reward_mean`` and the objectives ``lcb`` and ``mean-std`` (K = ``risk``) from the
+        run's score (failed seeds counted as worst; from the complete seeds' true metric when the score
+        lacks them), any other per-seed field as the mean over complete seeds."""
         score = self.score or {}
-        if metric == "iqm":
+        if metric in ("lcb", "mean-std"):
+            values = self.seed_values("episode_reward_mean")
+            if score and (metric == "lcb" or "std" in score):
+                value = objective_value(score, metric, risk=risk)
+            else:
+                value = objective_value(values, metric, risk=risk) if values else None
+        elif metric == "iqm":
             value = score.get("iqm")
         elif metric == "episode_reward_mean" and "mean" in score:
             value = score["mean"]
