@@ -107,7 +107,7 @@ def test_status_prints_the_run(finished_run):
     expected = [[t["config_id"], t["kind"], str(t["cycle"]), t["state"], str(len(t["seeds"])),
                  f"{t['score']['mean']:.3g}"] for t in st["trials"]]
     assert [row[:6] for row in rows] == expected
-    assert [row[1] for row in rows] == ["hp", "hp", "heldout", "heldout"]
+    assert [row[1] for row in rows] == ["hp", "hp", "heldout", "heldout", "test", "test"]
 
 
 def test_status_and_export_without_a_run_are_one_line(tmp_path):

@@ -92,5 +92,5 @@ def test_state_file_params_encode_as_the_study_does(value, encoded):
     from automl.search import space
 
     assert space.encode_choice(value) == encoded
-    assert run_data._state_vector({"params": {"policy_hidden_layer_sizes": value}}) == \
+    assert run_data._state_record({"params": {"policy_hidden_layer_sizes": value}}, 0).vector == \
         {"policy_hidden_layer_sizes": encoded}
