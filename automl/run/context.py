@@ -174,6 +174,17 @@ class RunContext:
             if self.view is not None:
                 self.view.message(f"tuning over: {reason}")
 
+    def finish_configs(self) -> None:
+        """Train the scheduler's configs to the end; at the hard deadline stop them and drain (the
+        re-check phases: held-out and test)."""
+        while self.scheduler.active:
+            self.scheduler.step(0.5)
+            self.refresh_view()
+            if self.budget.exhausted():
+                self.scheduler.stop_all("deadline")
+                self.scheduler.drain(hard_deadline=self.budget.deadline, grace_s=5.0)
+                break
+
     def count(self, kind: str, cycle: int) -> int:
         """Configs of this phase already finished (rejected ones do not count)."""
         return self.records.count(kind, cycle)

@@ -58,13 +58,7 @@ def run(ctx) -> None:
                                    extra={"heldout_of": config_id, "baseline": is_base,
                                           "planned_seeds": seeds})
         ctx.scheduler.add(c)
-    while ctx.scheduler.active:
-        ctx.scheduler.step(0.5)
-        ctx.refresh_view()
-        if ctx.budget.exhausted():
-            ctx.scheduler.stop_all("deadline")
-            ctx.scheduler.drain(hard_deadline=ctx.budget.deadline, grace_s=5.0)
-            break
+    ctx.finish_configs()
     write_best(ctx, baseline)
 
 
