@@ -48,7 +48,8 @@ def command(mode: str, seed: int, args) -> list[str]:
     return ["--env", args.env, *MODES[mode], "--budget-hours", f"{args.budget_min / 60:.6g}",
             "--hp-trials", str(args.hp_trials), "--reward-generations", str(args.reward_generations),
             "--seeds", str(args.seeds), "--n-jobs", str(args.n_jobs), "--seed", str(seed),
-            "--run-dir", str(run_dir(mode, seed, args)), "--quiet"]
+            "--run-dir", str(run_dir(mode, seed, args)), "--quiet",
+            *(["--trial-steps", str(args.trial_steps)] if args.trial_steps else [])]
 
 
 def run_dir(mode: str, seed: int, args) -> Path:
@@ -140,6 +141,8 @@ def main() -> int:
     p.add_argument("--reward-generations", type=int, default=3)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--n-jobs", type=int, default=2)
+    p.add_argument("--trial-steps", type=int, default=None,
+                   help="the same trial length for every mode (default: each run's plan fits its quota to the budget)")
     p.add_argument("--out", default=str(ROOT / "progress" / "compare"))
     p.add_argument("--report", action="store_true", help="print the table of finished runs and exit")
     args = p.parse_args()
