@@ -174,7 +174,7 @@ class Tuner:
         if record.state == State.PRUNED:
             raise optuna.TrialPruned(record.reason or "pruned")
         bad = next((s for s in record.seeds if s.get("state") != State.COMPLETE), None)
-        if record.state == State.STOPPED_AT_DEADLINE or (bad and bad.get("state") == State.STOPPED_AT_DEADLINE):
+        if record.state == State.STOPPED_AT_DEADLINE:  # (config_state: any seed stopped, or one missing)
             raise TrialFailed(f"stopped at timeout_per_trial ({record.reason or 'deadline'})")
         if bad is not None:
             raise TrialFailed(f"seed {bad.get('seed')}: {bad.get('reason') or bad.get('stop_reason') or bad.get('state')}")

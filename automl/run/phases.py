@@ -95,25 +95,15 @@ class TuningPhase:
 
 
 @dataclass
-class HeldoutPhase:
-    """Re-train the top-k tuned configs and the baseline on held-out seeds; write best.yaml."""
+class RecheckPhase:
+    """Re-train tuned configs on seeds tuning never saw: ``heldout`` (the top-k and the baseline; picks
+    the winner, writes best.yaml) or ``test`` (the winner and the baseline: the score that selected nothing)."""
 
-    kind = Kind.HELDOUT
+    kind: str
     tuning = False
 
     def run(self, ctx) -> None:
-        heldout.run(ctx)
-
-
-@dataclass
-class TestPhase:
-    """Re-train the held-out winner and the baseline on test seeds: the score that selected nothing."""
-
-    kind = Kind.TEST
-    tuning = False
-
-    def run(self, ctx) -> None:
-        testseeds.run(ctx)
+        {Kind.HELDOUT: heldout.run, Kind.TEST: testseeds.run}[self.kind](ctx)
 
 
 def phases(ctx) -> list:
@@ -122,4 +112,4 @@ def phases(ctx) -> list:
     stages = stage_list(ctx.plan, ctx.cfg.mode, ctx.cfg.max_trials, Kind.REWARD in ctx.searches)
     out: list = [TuningPhase(kind, cycle, quota, last=i == len(stages) - 1)
                  for i, (kind, cycle, quota) in enumerate(stages)]
-    return out + [HeldoutPhase(), TestPhase()]
+    return out + [RecheckPhase(Kind.HELDOUT), RecheckPhase(Kind.TEST)]
