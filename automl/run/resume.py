@@ -29,6 +29,12 @@ def reattach(ctx) -> list[ConfigRun]:
         if t.state == TrialState.RUNNING and not a.get("rejected"):
             resume.append(config_from_trial(ctx, t, entry))
     ctx.records.alarms = list((ctx.old or {}).get("alarms") or [])
+    # a sampler trial asked by a run killed before it recorded the config was never trained: failed
+    attached = {(c.sampler[0].study_name, c.sampler[1]) for c in resume if c.sampler}
+    for search in ctx.searches.values():
+        for t in search.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if (search.study.study_name, t._trial_id) not in attached:
+                search.study.tell(t.number, state=TrialState.FAIL)
     return resume
 
 
