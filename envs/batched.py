@@ -150,6 +150,13 @@ class BatchedEnv:
         self._reset_all()
         return self.obs
 
+    def set_reward_weights(self, weights: Mapping[str, float]) -> None:
+        """Change the shaped reward's weights from the next step on (population-based training); names
+        missing from ``weights`` keep their value, unknown names are a ValueError."""
+        merged = resolve_weights(reward_config(self.task)["terms"], {**self.reward_weights, **dict(weights)})
+        self.reward_weights = merged
+        self._weights[:, 0, 0] = self._tensor([merged[k] for k in self.reward_terms])
+
     def step(self, actions: torch.Tensor):
         """Advance every env one step, auto-resetting those whose episode ended."""
         self._check_actions(actions)

@@ -1,10 +1,11 @@
 """Population-based training's decisions (automl/search/pbt.py) on synthetic populations with known answers."""
+import math
 import random
 
 import pytest
 
 from automl.core.config import ParamSpec
-from automl.search.pbt import PBTRules, exploit, explore, explore_value, noise_margin, trimmed_std
+from automl.search.pbt import PBTRules, exploit, explore, explore_value, noise_margin, pair_noise, trimmed_std
 
 LR = ParamSpec("learning_rate", "loguniform", 1e-5, 1e-2, log=True)
 EPOCHS = ParamSpec("learning_epochs", "int", 1, 10)
@@ -82,3 +83,17 @@ def test_bad_rules_are_refused():
     for kw in ({"quantile": 0.0}, {"quantile": 0.7}, {"resample_p": 1.5}, {"perturb": ()}, {"perturb": (0.0,)}):
         with pytest.raises(ValueError):
             PBTRules(**kw)
+
+
+def test_a_gap_within_the_pairs_own_evaluation_noise_is_no_copy():
+    # success rates over 32 episodes: se = sqrt(p (1 - p) / 32); the pair's difference has se ~0.124
+    scores = [0.50, 0.40, 0.45, 0.47]
+    se = [math.sqrt(p * (1 - p) / 32) for p in scores]
+    assert pair_noise(se, 1, 0, PBTRules()) == pytest.approx(math.sqrt(se[0] ** 2 + se[1] ** 2))
+    assert noise_margin(scores, PBTRules()) < 0.1 < pair_noise(se, 1, 0, PBTRules())
+    assert all(exploit(scores, PBTRules(), random.Random(s), se) == [] for s in range(20))     # 0.10 < 0.114
+    assert exploit(scores, PBTRules(), random.Random(0)) == [(1, 0)]                            # noise unknown
+    far = [0.90, 0.40, 0.45, 0.47]
+    se_far = [math.sqrt(p * (1 - p) / 32) for p in far]
+    assert exploit(far, PBTRules(), random.Random(0), se_far) == [(1, 0)]                       # 0.5 > 0.10
+    assert exploit(scores, PBTRules(z_se=0.5), random.Random(0), se) == [(1, 0)]                # 0.10 > 0.062

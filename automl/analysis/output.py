@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from automl.analysis import plots as views
+from automl.analysis import pbt_plots, plots as views
 from automl.analysis.report import AnalysisReport, analyse
 from automl.core.names import DEFAULT_RISK
 
@@ -21,8 +21,12 @@ def run(run_dir, metric: str = "episode_reward_mean", sort: str = "descending", 
     out.mkdir(parents=True, exist_ok=True)
     report.files.append(views.write_yaml(report.to_yaml_dict(), out / "hyperparameter_importance.yaml"))
     report.files.append(views.write_trials_csv(data, out / "trials.csv"))
+    pop = pbt_plots.load(run_dir)
+    if pop:
+        report.notes.append(pbt_plots.summary(pop))
     if plots:
         report.files += views.write_plots(data, report, out)
+        report.files += pbt_plots.write(pop, out) if pop else []
     if tensorboard:
         tb = views.write_tb_hparams(data, metric, out / "tb_hparams")
         report.files += [tb] if tb else []

@@ -24,7 +24,8 @@ def _add_run(sub) -> None:
     p = sub.add_parser("run", help="staged search: HP trials and reward-weight generations")
     p.add_argument("--mode", default="stage",
                    help="stage (default: HP phases and reward generations in turn) | joint (one search over HPs "
-                        "and reward weights together) | hp | reward")
+                        "and reward weights together) | hp | reward | pbt (population-based training: members "
+                        "train together and copy better ones; torch trainer)")
     p.add_argument("--budget-hours", type=float, default=1.0, help="wall-clock budget in hours")
     p.add_argument("--hp-trials", type=int, default=None, help="HP trials per HP phase (default 8)")
     p.add_argument("--max-trials", type=int, default=None, help="cap on all HP trials")
@@ -58,6 +59,14 @@ def _add_run(sub) -> None:
                         "(mean - K*std over seeds, K = --risk): the one rule that ranks configs over seeds "
                         "(sampler values, incumbent, pruning, held-out winner)")
     p.add_argument("--risk", type=float, default=None, help="K in --objective mean-std (default 1.0)")
+    p.add_argument("--population", type=int, default=None, help="--mode pbt: members (default 8)")
+    p.add_argument("--ready-steps", type=int, default=None,
+                   help="--mode pbt: env steps per member between ready points (default: a tenth of training)")
+    p.add_argument("--quantile", type=float, default=None,
+                   help="--mode pbt: bottom fraction that may copy the top fraction (default 0.25)")
+    p.add_argument("--perturb", default=None, help="--mode pbt: factors for a copied value (default 0.8,1.2)")
+    p.add_argument("--resample-p", type=float, default=None,
+                   help="--mode pbt: probability a copied value is resampled instead (default 0.25)")
     p.add_argument("--seed-batching", default=None,
                    help="auto (default: on with --trainer torch on CUDA) | on | off: train a config's "
                         "seeds as one batched job")

@@ -55,6 +55,8 @@ class RunContext:
         self.view = None  # a live.LiveView when the driver shows progress
         self.heldout_summary: list[dict] | None = None  # the held-out ranking, once the held-out phase wrote it
         self.test_summary: list[dict] | None = None     # the winner's and baseline's test scores (test phase)
+        self.test_picks: list | None = None              # what the test phase trains (None: held-out winner, baseline)
+        self.pbt: dict | None = (old or {}).get("pbt")   # --mode pbt: the population and its lineage
         self.last_state: dict | None = None
         self.batched = False  # seeds of a config as one job (set in start)
         self._executor_factory = executor_factory
@@ -203,7 +205,8 @@ class RunContext:
     def _job_kwargs(self, c: ConfigRun, seed: int) -> dict:
         heldout = c.kind == Kind.HELDOUT
         run_dir = self.store.run_dir
-        return dict(params=c.train_params, env=self.inputs.env, seed=seed, total_steps=c.steps,
+        extra = {"schedule": c.schedule} if c.schedule else {}
+        return dict(**extra, params=c.train_params, env=self.inputs.env, seed=seed, total_steps=c.steps,
                     checkpoint_path=str(self.checkpoint_path(c, seed)), checkpoint_every=self._checkpoint_every(),
                     reward_weights=c.weights or None, eval_every=self.plan.eval_every,
                     eval_episodes=self.plan.eval_episodes,

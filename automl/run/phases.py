@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from automl.run import heldout, testseeds
+from automl.run.pbt import PBTPhase, ReplayPhase
 from automl.run.scheduler import ConfigRun
 from automl.run.setup import stage_list
 from automl.core.record import Kind, State
@@ -109,6 +110,8 @@ class RecheckPhase:
 def phases(ctx) -> list:
     """The run's phases in order: per cycle an HP phase then a reward phase (or one joint phase, as --mode
     says), then held-out, then test."""
+    if ctx.cfg.mode == "pbt":
+        return [PBTPhase(), ReplayPhase()]
     stages = stage_list(ctx.plan, ctx.cfg.mode, ctx.cfg.max_trials, Kind.REWARD in ctx.searches)
     out: list = [TuningPhase(kind, cycle, quota, last=i == len(stages) - 1)
                  for i, (kind, cycle, quota) in enumerate(stages)]

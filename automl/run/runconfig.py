@@ -8,12 +8,12 @@ from dataclasses import asdict, dataclass, field
 from automl.core.errors import AutoMLError
 from automl.core.names import DEFAULT_RISK, OBJECTIVES, PRUNERS, SEARCH_METHODS, default_pruner_for
 
-MODES = ("stage", "joint", "hp", "reward")
+MODES = ("stage", "joint", "hp", "reward", "pbt")
 JOINT_PRUNER = "hyperband"  # --mode joint without --pruner: BOHB-style (the sampler plus Hyperband over evaluations)
 TRAINERS = ("auto", "sb3", "torch")  # auto: torch on the batched tasks, sb3 for gymnasium ids
 SEED_AXIS_TRAINERS = ("torch",)  # trainers that train all seeds of a config as one job (automl.run.trainers)
 SEED_BATCHING = ("auto", "on", "off")
-FINGERPRINT_DEFAULTS = {"trainer": "sb3", "objective": "mean", "risk": DEFAULT_RISK}  # what runs recorded before a key existed used
+FINGERPRINT_DEFAULTS = {"trainer": "sb3", "objective": "mean", "risk": DEFAULT_RISK, "pbt": None}  # what runs recorded before a key existed used
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,11 @@ class RunConfig:
     seed_batching: str = "auto"   # auto: on with the torch trainer on CUDA
     objective: str | None = None  # None: iqm for a new run, the recorded one on resume (automl.run.setup.resolve_defaults)
     risk: float = DEFAULT_RISK    # K in --objective mean-std (mean - K * std over seeds)
+    population: int = 8           # --mode pbt: members trained together
+    ready_steps: int | None = None  # --mode pbt: env steps per member between ready points (None: a tenth of training)
+    quantile: float = 0.25        # --mode pbt: the bottom (and top) fraction at each ready point
+    perturb: tuple = (0.8, 1.2)   # --mode pbt: factors a copied value is multiplied by
+    resample_p: float = 0.25      # --mode pbt: probability a copied value is resampled from the space instead
     command: str = ""
 
     def __post_init__(self):
@@ -90,9 +95,41 @@ class RunConfig:
             raise AutoMLError("--hp-trials: must be >= 1 with --mode hp")
         if self.mode == "reward" and self.reward_generations == 0:
             raise AutoMLError("--reward-generations: must be >= 1 with --mode reward")
+        self._check_pbt()
         if self.mode == "joint" and self.search_method == "grid":
             raise AutoMLError("--search-method: grid cannot enumerate the continuous reward weights of --mode joint "
                               "(allowed: random, bayesian, tpe, cmaes, qmc, hyperband)")
+
+    def _check_pbt(self) -> None:
+        if isinstance(self.perturb, str):
+            try:
+                object.__setattr__(self, "perturb", tuple(float(x) for x in self.perturb.split(",") if x.strip()))
+            except ValueError:
+                raise AutoMLError(f"--perturb: {self.perturb!r} is not a comma-separated list of numbers "
+                                  "(allowed: factors > 0, e.g. 0.8,1.2)") from None
+        object.__setattr__(self, "perturb", tuple(float(x) for x in self.perturb))
+        if not self.perturb or not all(0 < f < math.inf for f in self.perturb):
+            raise AutoMLError(f"--perturb: {','.join(map(str, self.perturb))} (allowed: factors > 0, e.g. 0.8,1.2)")
+        _check_positive("--population", self.population)
+        if self.mode == "pbt" and self.population < 2:
+            raise AutoMLError(f"--population: {self.population} (allowed: >= 2 with --mode pbt)")
+        if self.ready_steps is not None:
+            _check_positive("--ready-steps", self.ready_steps)
+        if isinstance(self.quantile, bool) or not isinstance(self.quantile, (int, float)) or not 0 < self.quantile <= 0.5:
+            raise AutoMLError(f"--quantile: {self.quantile!r} (allowed: 0 < q <= 0.5)")
+        if isinstance(self.resample_p, bool) or not isinstance(self.resample_p, (int, float)) \
+                or not 0 <= self.resample_p <= 1:
+            raise AutoMLError(f"--resample-p: {self.resample_p!r} (allowed: 0 <= p <= 1)")
+        if self.mode == "pbt" and self.trainer == "sb3":
+            raise AutoMLError("--trainer: sb3 cannot run --mode pbt (allowed: torch, auto on a batched task: "
+                              "the population trains as one batched computation)")
+
+    def pbt_settings(self) -> dict | None:
+        """The population's settings (--mode pbt), part of the fingerprint; None for the other modes."""
+        if self.mode != "pbt":
+            return None
+        return {"population": self.population, "ready_steps": self.ready_steps, "quantile": float(self.quantile),
+                "perturb": [float(f) for f in self.perturb], "resample_p": float(self.resample_p)}
 
     @property
     def pruner_name(self) -> str:
@@ -113,7 +150,7 @@ class RunConfig:
         return {"env": self.env, "mode": self.mode, "space": self.space, "preset": self.preset,
                 "rewards": self.rewards, "search_method": self.search_method,
                 "seeds": self.seeds, "seed": self.seed, "trainer": self.trainer, "objective": self.objective,
-                "risk": float(self.risk)}
+                "risk": float(self.risk), "pbt": self.pbt_settings()}
 
     def to_dict(self) -> dict:
         """Plain mapping for the state file."""

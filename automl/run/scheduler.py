@@ -42,6 +42,7 @@ class ConfigRun:
     pruned: bool = False
     reported: set[int] = field(default_factory=set)
     batched: bool = False             # all seeds in one job (torch trainer, seeds as a batch axis)
+    schedule: list | None = None      # a replayed PBT schedule (torch trainer): values changed at given steps
 
     def __post_init__(self):
         self.pending = [s for s in self.seeds if s not in self.results]

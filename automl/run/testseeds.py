@@ -28,32 +28,47 @@ def reserve_s(ctx, job_s: float) -> float:
     return -(-2 * len(ctx.inputs.test_seeds) // ctx.cfg.n_jobs) * job_s
 
 
-def run(ctx) -> None:
-    """Train the chosen configs on the test seeds (as many as fit, at least one), then record the scores."""
+def run(ctx, picks: list | None = None, steps: int | None = None, schedules: dict | None = None,
+        job_s: float | None = None) -> None:
+    """Train the chosen configs on the test seeds (as many as fit, at least one), then record the scores.
+
+    ``picks``: (config_id, params, weights, is_baseline), default the held-out winner and the baseline;
+    ``steps``: their training length (default the trials'); ``schedules``: {config_id: a replayed
+    schedule} (--mode pbt); ``job_s``: the estimated seconds of one seed job.
+    """
     ctx.enter_stage(Kind.TEST, 0)
+    picks = chosen(ctx) if picks is None else picks
+    ctx.test_picks = picks
+    schedules = schedules or {}
     done = {e.config_id for e in ctx.records.entries.values() if e.kind == Kind.TEST and e.state != State.RUNNING}
     for c in ctx.resumed(Kind.TEST, 0):
+        c.schedule = schedules.get(c.config_id)
         ctx.scheduler.add(c)
     running = {c.config_id for c in ctx.scheduler.active}
-    for config_id, params, weights, is_base in chosen(ctx):
+    for config_id, params, weights, is_base in picks:
         if config_id in done or config_id in running:
             continue
-        seeds = _fitting_seeds(ctx, config_id)
-        c = ctx.records.new_config(Kind.TEST, 0, params, weights, None, seeds, ctx.plan.trial_steps,
+        seeds = _fitting_seeds(ctx, config_id, job_s)
+        c = ctx.records.new_config(Kind.TEST, 0, params, weights, None, seeds, steps or ctx.plan.trial_steps,
                                    config_id=config_id, extra={"heldout_of": config_id, "baseline": is_base,
                                                                "planned_seeds": seeds})
+        c.schedule = schedules.get(config_id)
         ctx.scheduler.add(c)
     ctx.finish_configs()
     record(ctx)
 
 
-def _fitting_seeds(ctx, config_id: str) -> list[int]:
+def _fitting_seeds(ctx, config_id: str, job_s: float | None = None) -> list[int]:
     """All test seeds when they fit in the time left, else as many as fit (at least one)."""
-    job_s, seeds = ctx.job_s(config_id), list(ctx.inputs.test_seeds)
+    job_s, seeds = job_s or ctx.job_s(config_id), list(ctx.inputs.test_seeds)
     n = len(seeds)
     while n > 1 and -(-2 * n // ctx.cfg.n_jobs) * job_s > ctx.budget.remaining_s():
         n -= 1
     return seeds[:n]
+
+
+def _picks(ctx) -> list:
+    return getattr(ctx, "test_picks", None) or chosen(ctx)
 
 
 def summary(ctx) -> list[dict]:
@@ -61,7 +76,7 @@ def summary(ctx) -> list[dict]:
     tests = {e.config_id: e for e in ctx.records.entries.values()
              if e.kind == Kind.TEST and e.state == State.COMPLETE and e.score}
     out = []
-    for config_id, _, _, is_base in chosen(ctx):
+    for config_id, _, _, is_base in _picks(ctx):
         e: ConfigRecord | None = tests.get(config_id)
         if e is not None:
             out.append({"config_id": config_id, "objective": ctx.cfg.objective,

@@ -3,10 +3,13 @@ copy explores. The trainer that carries them out (full-state copies) is built on
 
 * **Exploit** (at a ready point): members are ranked on the true metric of their latest evaluation;
   each member of the bottom ``quantile`` picks a member of the top ``quantile`` and copies it only when
-  the gap beats the evaluation noise: gap > max(``margin``, ``k_std`` x the population's trimmed std)
-  (DexPBT's rule; Sample Factory's 10%-of-the-score rule fails near 0 and Ray Tune copies on any gap,
-  so seed noise alone triggers copies). The trimmed std drops the best and the worst member, so one
-  outlier does not widen the margin for everyone.
+  the gap beats the evaluation noise: gap > max(``margin``, ``k_std`` x the population's trimmed std,
+  ``z_se`` x the standard error of the two evaluations' difference). The first two are DexPBT's rule
+  (Sample Factory's 10%-of-the-score rule fails near 0 and Ray Tune copies on any gap, so noise alone
+  triggers copies); the trimmed std drops the best and the worst member, so one outlier does not widen
+  the margin for everyone. It is small when the members are alike, which is exactly when a small gap is
+  noise, so the pair's own measurement noise is the third floor: sqrt(se_dst^2 + se_src^2) from the
+  episodes of each evaluation (for a success rate over 32 episodes near 0.5, about 0.125).
 * **Explore** (after a copy): each searched value is resampled from the space with ``resample_p``,
   else multiplied by one of ``perturb`` (Ray Tune's 0.8 / 1.2) and clipped to its bounds; integers
   round; the discount factor is perturbed through 1 - gamma (a horizon, as Sample Factory does);
@@ -34,6 +37,7 @@ class PBTRules:
     resample_p: float = 0.25
     k_std: float = 0.5
     margin: float = 0.0
+    z_se: float = 1.0
 
     def __post_init__(self):
         if not 0 < self.quantile <= 0.5:
@@ -60,9 +64,11 @@ def noise_margin(scores: Sequence[float], rules: PBTRules) -> float:
     return max(rules.margin, rules.k_std * trimmed_std(scores))
 
 
-def exploit(scores: Sequence[float], rules: PBTRules, rng: random.Random) -> list[tuple[int, int]]:
+def exploit(scores: Sequence[float], rules: PBTRules, rng: random.Random,
+            noise: Sequence[float | None] | None = None) -> list[tuple[int, int]]:
     """(bottom member, top member it copies) pairs for one ready point; members without a finite
-    score rank last and copy whenever a top member has one."""
+    score rank last and copy whenever a top member has one. ``noise``: each evaluation's standard
+    error (None: unknown, no per-pair floor)."""
     finite = [s if s is not None and math.isfinite(s) else -math.inf for s in scores]
     n = len(finite)
     q = max(1, int(n * rules.quantile))
@@ -74,17 +80,24 @@ def exploit(scores: Sequence[float], rules: PBTRules, rng: random.Random) -> lis
     pairs = []
     for dst in bottom:
         src = rng.choice(top)
-        if src != dst and finite[src] - finite[dst] > margin:
+        if src != dst and finite[src] - finite[dst] > max(margin, pair_noise(noise, dst, src, rules)):
             pairs.append((dst, src))
     return pairs
+
+
+def pair_noise(noise: Sequence[float | None] | None, dst: int, src: int, rules: PBTRules) -> float:
+    """``z_se`` x the standard error of the difference of two evaluations (0 when either is unknown)."""
+    if not noise or noise[dst] is None or noise[src] is None:
+        return 0.0
+    return rules.z_se * math.sqrt(float(noise[dst]) ** 2 + float(noise[src]) ** 2)
 
 
 def explore_value(spec: ParamSpec, value, rules: PBTRules, rng: random.Random):
     """One searched value after a copy: resampled, or perturbed and clipped to the space's bounds."""
     if spec.type == "categorical":
-        return _resample(spec, rng) if rng.random() < rules.resample_p else value
+        return resample(spec, rng) if rng.random() < rules.resample_p else value
     if rng.random() < rules.resample_p:
-        return _resample(spec, rng)
+        return resample(spec, rng)
     factor = rng.choice(rules.perturb)
     if spec.name in HORIZON_PARAMS:
         new = 1.0 - (1.0 - float(value)) * factor
@@ -94,7 +107,7 @@ def explore_value(spec: ParamSpec, value, rules: PBTRules, rng: random.Random):
     return int(round(new)) if spec.type == "int" else new
 
 
-def _resample(spec: ParamSpec, rng: random.Random):
+def resample(spec: ParamSpec, rng: random.Random):
     if spec.type == "categorical":
         return rng.choice(list(spec.choices))
     low, high = float(spec.low), float(spec.high)

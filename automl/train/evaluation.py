@@ -29,6 +29,7 @@ class EvalStats:
     success_rate: float | None
     terms: dict[str, float] = field(default_factory=dict)
     episodes: int = 0
+    true_metric_se: float | None = None  # standard error of true_metric over the episodes (torch trainer)
 
 
 def _mean(values: list[float]) -> float:

@@ -24,6 +24,10 @@ from automl.train.torch_policy import StackedAdam, StackedPolicy, clip_grad_norm
 from automl.train.torch_rollout import Normalizer
 from automl.train.training import EVAL_SEED_OFFSET
 
+# the values a member of a population (PBT) or a replayed schedule may change between rollouts: per-seed
+# tensors in ``Run.hp`` (SB3 names); the rest (rollout and batch sizes, epochs, networks) is shared.
+MEMBER_PARAMS = ("learning_rate", "gamma", "gae_lambda", "clip_range", "ent_coef", "vf_coef", "max_grad_norm")
+
 _SUPPORTED = {"policy", "learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range",
               "clip_range_vf", "ent_coef", "vf_coef", "max_grad_norm", "target_kl", "policy_kwargs",
               "normalize_advantage"}
@@ -114,6 +118,29 @@ class Run:
         self.failed: dict[int, tuple[int, str]] = {}  # seed index -> (steps, detail)
         self.evals: list[list[EvalStats]] = [[] for _ in self.seeds]
         self.steps = 0
+        self.hp: dict[str, torch.Tensor] | None = None  # per-seed MEMBER_PARAMS once set_values ran
+
+    def coef(self, name: str, dims: int = 1):
+        """``args.<name>``, or the per-seed values as a tensor [S, 1, ...] of ``dims`` dims once set."""
+        if self.hp is None:
+            return getattr(self.args, name)
+        return self.hp[name].view(-1, *([1] * (dims - 1)))
+
+    def set_values(self, s: int, values: Mapping[str, float], weights: Mapping[str, float] | None = None) -> None:
+        """Give seed ``s`` its own MEMBER_PARAMS values (missing ones: args') and reward weights (PBT, replays)."""
+        unknown = set(values) - set(MEMBER_PARAMS)
+        if unknown:
+            raise ValueError(f"per-member values: {', '.join(sorted(unknown))} (allowed: {', '.join(MEMBER_PARAMS)})")
+        if self.hp is None:
+            S = len(self.seeds)
+            self.hp = {k: torch.full((S,), float(getattr(self.args, k)), device=self.device) for k in MEMBER_PARAMS}
+        for k, v in values.items():
+            self.hp[k][s] = float(v)
+        if self.norm is not None:
+            self.norm.gamma = self.hp["gamma"].double().view(-1, 1)
+        if weights:
+            for env in (self.envs[s], self.eval_envs[s]):
+                env.set_reward_weights(weights)
 
     def reset(self) -> None:
         """First observations of every seed's envs (seeded by their seeds at construction)."""
@@ -165,25 +192,32 @@ def collect(run: Run, deadline: float | None) -> bool:
 
 def advantages(run: Run) -> None:
     """Time-limit bootstrap, then GAE(lambda) and returns, as SB3's RolloutBuffer computes them."""
-    args, S, T, N = run.args, *run.dims[:3]
+    S, T, N = run.dims[:3]
+    gamma, lam = run.coef("gamma", 2), run.coef("gae_lambda", 2)
     with torch.no_grad():
         if bool(run.time_limits.any()):  # one host sync per rollout; one value pass for all truncations
             final_values = run.policy.value(run.final_obs.view(S, T * N, -1)).view(S, T, N)
-            run.rewards.addcmul_(final_values.nan_to_num_(), run.time_limits, value=args.gamma)
+            if run.hp is None:
+                run.rewards.addcmul_(final_values.nan_to_num_(), run.time_limits, value=gamma)
+            else:
+                run.rewards.addcmul_(final_values.nan_to_num_() * run.coef("gamma", 3), run.time_limits)
         last_values = run.policy.value(run.next_obs)
     last = torch.zeros(S, N, device=run.device)
     for t in reversed(range(T)):
         next_values = last_values if t == T - 1 else run.values[:, t + 1]
         not_done = 1.0 - run.dones[:, t]
-        delta = run.rewards[:, t] + args.gamma * next_values * not_done - run.values[:, t]
-        last = delta + args.gamma * args.gae_lambda * not_done * last
+        delta = run.rewards[:, t] + gamma * next_values * not_done - run.values[:, t]
+        last = delta + gamma * lam * not_done * last
         run.advantages[:, t] = last
     torch.add(run.advantages, run.values, out=run.returns)
 
 
-def update(run: Run, lr: float) -> dict[str, torch.Tensor]:
-    """n_epochs of clipped PPO over shuffled minibatches, per seed; returns per-seed statistics [S]."""
+def update(run: Run, lr: float | torch.Tensor) -> dict[str, torch.Tensor]:
+    """n_epochs of clipped PPO over shuffled minibatches, per seed (``lr``: one or per seed [S]); returns
+    per-seed statistics [S]."""
     args, policy = run.args, run.policy
+    clip, ent_coef, vf_coef = run.coef("clip_range", 2), run.coef("ent_coef"), run.coef("vf_coef")
+    max_grad_norm = run.coef("max_grad_norm")
     S, T, N, D, A = run.dims
     M = T * N
     flat = run.data.view(S, M, -1)
@@ -209,13 +243,14 @@ def update(run: Run, lr: float) -> dict[str, torch.Tensor]:
             logp, entropy = policy.log_prob_entropy(head, actions)
             log_ratio = logp - old_logp
             ratio = log_ratio.exp()
-            clipped = ratio.clamp(1.0 - args.clip_range, 1.0 + args.clip_range)
+            clipped = ratio.clamp(1.0 - clip, 1.0 + clip) if run.hp is None else \
+                torch.minimum(torch.maximum(ratio, 1.0 - clip), 1.0 + clip)
             pg_loss = -torch.minimum(adv * ratio, adv * clipped).mean(1)
             if args.clip_range_vf is not None:
                 values = old_values + (values - old_values).clamp(-args.clip_range_vf, args.clip_range_vf)
             value_loss = (returns - values).square().mean(1)
             entropy_loss = -entropy.mean(1)
-            loss = pg_loss + args.ent_coef * entropy_loss + args.vf_coef * value_loss
+            loss = pg_loss + ent_coef * entropy_loss + vf_coef * value_loss
             with torch.no_grad():
                 kl = ((ratio - 1.0) - log_ratio).mean(1)
                 if args.target_kl is not None:
@@ -223,12 +258,12 @@ def update(run: Run, lr: float) -> dict[str, torch.Tensor]:
                 step = active.float()
                 all_finite &= torch.isfinite(loss) | ~active
                 for key, val in (("pg", pg_loss), ("value", value_loss), ("entropy", entropy_loss), ("kl", kl),
-                                 ("clip", ((ratio - 1.0).abs() > args.clip_range).float().mean(1))):
+                                 ("clip", ((ratio - 1.0).abs() > clip).float().mean(1))):
                     sums[key].add_(val * step)
                 sums["n"].add_(step)
             grads = torch.autograd.grad(loss.sum(), params)
             with torch.no_grad():
-                clip_grad_norms_(grads, args.max_grad_norm)
+                clip_grad_norms_(grads, max_grad_norm)
             run.optimizer.step(grads, lr, active)
         if args.target_kl is not None and not bool(active.any()):
             break

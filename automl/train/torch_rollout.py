@@ -112,9 +112,11 @@ def evaluate_stacked(run: Any, seeds: Sequence[int], *, deadline: float | None,
         n = kept.shape[1]
         mean = (lambda row: float(kept[row].mean()) if n else math.nan)
         success = mean(SUCCESS) if has_success and n else None
+        row = SUCCESS if run.true_metric == "success_rate" else TRUE_RETURN
         value = (success if success is not None else math.nan) if run.true_metric == "success_rate" else mean(TRUE_RETURN)
         terms = {name: mean(N_STATS + i) for i, name in enumerate(names)} if n else {}
-        out.append(EvalStats(run.steps, value, mean(RETURN), mean(TRUE_RETURN), success, terms, n))
+        se = float(kept[row].std() / math.sqrt(n)) if n > 1 else None
+        out.append(EvalStats(run.steps, value, mean(RETURN), mean(TRUE_RETURN), success, terms, n, se))
     return out
 
 
@@ -131,14 +133,15 @@ class TBLogger:
             for summary in summaries:
                 writer.file_writer.add_summary(summary)
 
-    def update(self, stats: Mapping[str, torch.Tensor], lr: float, steps: int, elapsed: float) -> None:
+    def update(self, stats: Mapping[str, torch.Tensor], lr: float | torch.Tensor, steps: int, elapsed: float) -> None:
         keys = ("pg", "value", "entropy", "kl", "clip", "loss")
         names = ("policy_gradient_loss", "value_loss", "entropy_loss", "approx_kl", "clip_fraction", "loss")
         values = torch.stack([stats[k].float() for k in keys]).cpu().tolist()
+        lrs = lr.tolist() if isinstance(lr, torch.Tensor) else [lr] * len(self.writers)
         for s, writer in enumerate(self.writers):
             for name, row in zip(names, values):
                 writer.add_scalar(f"train/{name}", row[s], steps)
-            writer.add_scalar("train/learning_rate", lr, steps)
+            writer.add_scalar("train/learning_rate", lrs[s], steps)
             writer.add_scalar("time/fps", steps / max(elapsed, 1e-9), steps)
 
     def evals(self, stats: Sequence[EvalStats], steps: int) -> None:

@@ -23,13 +23,17 @@ def train_seeds_torch(params: Mapping | PPOSetup, *, env: str, seeds: Sequence[i
                       reward_weights: Mapping | None = None, eval_every: int | None = None, eval_episodes: int = 32,
                       deadline: float | None = None, device: str = "auto", tb_dir: str | None = None,
                       save_paths: Sequence[str | None] | None = None, channel: Any = None,
-                      checkpoint_path: str | None = None, checkpoint_every: int | None = None) -> list[SeedResult]:
+                      checkpoint_path: str | None = None, checkpoint_every: int | None = None,
+                      schedule: Sequence[Mapping] | None = None) -> list[SeedResult]:
     """Train one config on every seed in ``seeds`` as one batched computation; one SeedResult per seed.
 
     Each seed is what ``train_seed`` would make of it (own env stream, init, optimizer, normalisation);
     a seed that diverges fails alone. The channel gets, per evaluation, the mean over the live seeds;
     a stop request or the deadline stops every seed. ``wall_s`` etc. are the batch's (seeds run together).
     ``checkpoint_path``/``checkpoint_every``: as ``train_seed`` (one file for the whole batch).
+    ``schedule``: [{from_step, values, weights}] in step order, a population member's history replayed
+    (``automl.train.torch_pbt``): from ``from_step`` on, every seed trains with those MEMBER_PARAMS values
+    and reward weights (applied at the first rollout boundary at or after it).
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as train_seed: parallelism comes from worker processes (and here, the seed axis)
@@ -37,7 +41,7 @@ def train_seeds_torch(params: Mapping | PPOSetup, *, env: str, seeds: Sequence[i
         return _train(params, env=env, seeds=list(seeds), total_steps=total_steps, reward_weights=reward_weights,
                       eval_every=eval_every, eval_episodes=eval_episodes, deadline=deadline, device=device,
                       tb_dir=tb_dir, save_paths=save_paths, channel=channel, checkpoint_path=checkpoint_path,
-                      checkpoint_every=checkpoint_every)
+                      checkpoint_every=checkpoint_every, schedule=list(schedule or []))
     finally:
         torch.set_num_threads(threads)
 
@@ -46,17 +50,17 @@ def train_seed_torch(params: Mapping | PPOSetup, *, env: str, seed: int, total_s
                      reward_weights: Mapping | None = None, eval_every: int | None = None, eval_episodes: int = 32,
                      deadline: float | None = None, device: str = "auto", tb_dir: str | None = None,
                      save_path: str | None = None, channel: Any = None, checkpoint_path: str | None = None,
-                     checkpoint_every: int | None = None) -> SeedResult:
+                     checkpoint_every: int | None = None, schedule: Sequence[Mapping] | None = None) -> SeedResult:
     """``automl.train.training.train_seed`` with the torch trainer (batched tasks only); never raises for a
     diverging config. ``save_path`` writes an SB3 ``PPO`` zip (``PPO.load(save_path + '.zip')``)."""
     return train_seeds_torch(params, env=env, seeds=[seed], total_steps=total_steps, reward_weights=reward_weights,
                              eval_every=eval_every, eval_episodes=eval_episodes, deadline=deadline, device=device,
                              tb_dir=tb_dir, save_paths=[save_path], channel=channel, checkpoint_path=checkpoint_path,
-                             checkpoint_every=checkpoint_every)[0]
+                             checkpoint_every=checkpoint_every, schedule=schedule)[0]
 
 
 def _train(params, *, env, seeds, total_steps, reward_weights, eval_every, eval_episodes, deadline, device, tb_dir,
-           save_paths, channel, checkpoint_path, checkpoint_every) -> list[SeedResult]:
+           save_paths, channel, checkpoint_path, checkpoint_every, schedule) -> list[SeedResult]:
     start = time.time()
     setup = _to_setup(params)
     args = Args.from_setup(setup)
@@ -87,6 +91,8 @@ def _train(params, *, env, seeds, total_steps, reward_weights, eval_every, eval_
     if checkpoint_path:
         header = torch_state.header(setup, env=env, seeds=seeds, total=total, reward_weights=reward_weights,
                                     eval_every=eval_every, eval_episodes=eval_episodes, device=device)
+        if schedule:
+            header["schedule"] = schedule
         ckpt_every = max(int(checkpoint_every or every), rollout)
         saved, note = checkpoint.load_matching(checkpoint_path, header)
         if saved is not None:
@@ -140,7 +146,12 @@ def _train(params, *, env, seeds, total_steps, reward_weights, eval_every, eval_
         why = str(channel.stop_reason() or "stop requested")
         return ("stopped_at_deadline" if "deadline" in why.lower() else "pruned"), why
 
+    pending = [p for p in schedule if int(p["from_step"]) > run.steps]
+    for point in [p for p in schedule if int(p["from_step"]) <= run.steps][-1:]:  # where a resumed run stands
+        _apply(run, point)
     while run.steps < total and run.live():
+        while pending and run.steps >= int(pending[0]["from_step"]):
+            _apply(run, pending.pop(0))
         if run.steps >= next_eval and run.steps > 0:  # after an update: the freshly trained policy
             next_eval = (run.steps // every + 1) * every
             if not evaluation():
@@ -158,7 +169,8 @@ def _train(params, *, env, seeds, total_steps, reward_weights, eval_every, eval_
             break
         advantages(run)
         remaining = 1.0 - run.steps / total
-        lr = args.learning_rate * (remaining if args.schedule == "linear" else 1.0)
+        base_lr = args.learning_rate if run.hp is None else run.hp["learning_rate"]
+        lr = base_lr * (remaining if args.schedule == "linear" else 1.0)
         stats = update(run, lr)
         check_finite(run, stats)
         if log:
@@ -181,6 +193,12 @@ def _train(params, *, env, seeds, total_steps, reward_weights, eval_every, eval_
             results.append(_result(seed, state or "complete", reason or "step_budget", run.evals[s], steps=run.steps,
                                    **timing))
     return results
+
+
+def _apply(run: Run, point: Mapping) -> None:
+    """One schedule point on every seed of the run."""
+    for s in range(len(run.seeds)):
+        run.set_values(s, point.get("values") or {}, point.get("weights") or None)
 
 
 def run_job_torch(channel: Any = None, **kwargs: Any) -> dict:

@@ -1,0 +1,347 @@
+"""--mode pbt: population-based training under the run's budget, then the winner's schedule replayed.
+
+``PBTPhase`` trains ``--population`` members (HPs and reward weights; the first is the prior config, the
+others sampled from the space) as one batched computation per worker (``automl.train.torch_pbt``). At
+every ready point (``--ready-steps`` env steps per member) it ranks the members on the true metric of
+that evaluation and applies ``automl.search.pbt``'s rules: a bottom-quantile member copies a top one's
+full state only when the gap beats the evaluation noise, then explores the copied values. Only the
+values a member can change mid-training are searched (learning rate, discount, GAE lambda, clip range,
+entropy and value coefficients, gradient clip; ``automl.train.torch_ppo.MEMBER_PARAMS``) and the reward
+weights; rollout and batch sizes, epochs and networks stay at the space's priors.
+
+The state file's ``pbt`` section holds the lineage: every member's current values and history (its
+schedule: from which step it trained with which values, and whom it copied), and per ready point the
+scores, copies and the time spent deciding. A ``kill -9`` resumes from the last ready point (the
+groups' states are kept per ready point; older ones are deleted only once a newer one is recorded).
+
+``ReplayPhase`` is the run's test phase for PBT: the winner's schedule replayed from scratch on the test
+seeds beside the baseline (the prior config, default weights), so the reported score is not a survivor
+of selection on tuning seeds.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass
+
+from automl.core.names import ALIASES
+from automl.core.record import Kind
+from automl.exec.jobs import Done, Job
+from automl.run import testseeds
+from automl.search import pbt as rules_mod
+from automl.search import space as space_mod
+from automl.train import torch_pbt
+from automl.train.torch_ppo import MEMBER_PARAMS
+
+STAGE = "pbt"
+BASELINE_ID = "baseline"
+_CANONICAL = {ALIASES.get(k, k) for k in MEMBER_PARAMS}  # MEMBER_PARAMS as the space names them
+
+
+def searched_specs(spec) -> list:
+    """The space's parameters a member may change while it trains."""
+    return [p for p in spec.params if p.name in _CANONICAL]
+
+
+def searched_terms(terms) -> dict:
+    return {k: t for k, t in terms.items() if float(t["low"]) < float(t["high"])}
+
+
+def rules(cfg) -> rules_mod.PBTRules:
+    return rules_mod.PBTRules(quantile=cfg.quantile, perturb=tuple(cfg.perturb), resample_p=cfg.resample_p)
+
+
+def _rng(base_seed: int, ready: int) -> random.Random:
+    """The decisions' stream at one ready point: the same on a resumed run."""
+    return random.Random(base_seed * 1_000_003 + ready)
+
+
+def new_population(ctx) -> dict:
+    """Members 0..N-1: member 0 the prior config with default weights, the others sampled from the space."""
+    cfg, inputs = ctx.cfg, ctx.inputs
+    rng = _rng(inputs.base_seed, -1)
+    prior, specs = space_mod.prior_params(inputs.spec), searched_specs(inputs.spec)
+    members = []
+    n_groups = min(cfg.n_jobs, cfg.population)
+    for i in range(cfg.population):
+        params, weights = dict(prior), dict(inputs.default_weights)
+        if i > 0:
+            for _ in range(100):
+                params = {**prior, **{p.name: rules_mod.resample(p, rng) for p in specs}}
+                if not space_mod.violated_constraints(inputs.spec, params):
+                    break
+            weights.update({k: rng.uniform(float(t["low"]), float(t["high"]))
+                            for k, t in searched_terms(inputs.terms).items()})
+        members.append({"id": i, "seed": inputs.base_seed + i, "group": i * n_groups // cfg.population,
+                        "params": params, "reward_weights": weights,
+                        "history": [{"from_step": 0, "params": params, "reward_weights": weights}]})
+    total, ready_steps = plan_steps(ctx)
+    return {"settings": {**cfg.pbt_settings(), "ready_steps": ready_steps, "total_steps": total,
+                         "groups": n_groups, "k_std": rules(cfg).k_std, "z_se": rules(cfg).z_se},
+            "members": members, "ready": [], "pending_copies": {}, "done": False, "winner": None,
+            "bookkeeping_s": 0.0, "wall_s": 0.0}
+
+
+def plan_steps(ctx) -> tuple[int, int]:
+    """(env steps per member, steps between ready points): --trial-steps when given, else what the
+    tuning time fits once the replay (winner and baseline on the test seeds) is set aside."""
+    cfg, inputs, r = ctx.cfg, ctx.inputs, max(1, ctx.inputs.rollout)
+    if cfg.trial_steps:
+        total = cfg.trial_steps
+    else:
+        per_group = -(-cfg.population // min(cfg.n_jobs, cfg.population))
+        replay_jobs = replay_waves(ctx)
+        # seconds per member-step (one worker, batched members): the calibrated single-seed rate
+        rate = max(ctx.plan.train_steps_per_s or ctx.plan.steps_per_s, 1.0)
+        usable = max(0.0, ctx.budget.remaining_s() * 0.8 - 60.0)
+        total = int(usable * rate / (per_group + replay_jobs))
+    ready = cfg.ready_steps or total // 10
+    ready = max(r, -(-ready // r) * r)
+    total = max(ready, (total // ready) * ready)
+    return total, ready
+
+
+def replan_total(ctx, pop: dict) -> None:
+    """Without --trial-steps and with a constant learning rate, fit the members' training length to
+    the time left at the measured speed: the rest of the population's training plus the replay of
+    the whole length must end before the deadline (longer when calibration was pessimistic, shorter
+    when optimistic, never below what is trained)."""
+    s, ready = pop["settings"], pop["ready"]
+    if ctx.cfg.trial_steps or not ready or _linear_lr(ctx):
+        return
+    done = ready[-1]["steps"]
+    seg_steps = done - (ready[-2]["steps"] if len(ready) > 1 else 0)
+    per_step = ready[-1]["wall_s"] / max(1, seg_steps)                      # population seconds per env step
+    replay_per_step = (replay_reserve_s(ctx, pop) - 15.0) / s["total_steps"]  # replay seconds per env step
+    left = ctx.budget.deadline - ctx.budget.clock() - 30.0
+    fit = int((left + per_step * done) / (per_step + replay_per_step))
+    r = s["ready_steps"]
+    new = max(done, (fit // r) * r)  # done: the population ends here
+    if new != s["total_steps"]:
+        ctx.store.event("pbt_replanned", total_steps=new, was=s["total_steps"])
+        s["total_steps"] = new
+
+
+def _linear_lr(ctx) -> bool:
+    from automl.core.config import to_ppo_setup
+
+    prior = space_mod.merged(ctx.inputs.spec, space_mod.prior_params(ctx.inputs.spec))
+    return to_ppo_setup(prior).learning_rate_schedule == "linear"
+
+
+def replay_reserve_s(ctx, pop: dict) -> float:
+    """Time the replay needs: the winner's and the baseline's test seeds, at the population's measured
+    seconds per member-step (the calibrated rate before the first ready point), with a margin."""
+    s = pop["settings"]
+    ready = pop["ready"]
+    if ready:
+        per_member_step = max(r["wall_s"] for r in ready[-1:]) / (
+            max(1, -(-s["population"] // s["groups"])) * (ready[-1]["steps"] - (ready[-2]["steps"] if len(ready) > 1 else 0)))
+    else:
+        per_member_step = 1.0 / max(ctx.plan.train_steps_per_s or ctx.plan.steps_per_s, 1.0)
+    return 1.2 * replay_waves(ctx) * s["total_steps"] * per_member_step + 15.0
+
+
+def replay_waves(ctx) -> int:
+    """Seed jobs one after another on a worker in the replay: the winner's and the baseline's test seeds."""
+    return -(-2 * len(ctx.inputs.test_seeds) // ctx.cfg.n_jobs)
+
+
+@dataclass
+class PBTPhase:
+    """The population from its last ready point to the end of training or of the tuning time."""
+
+    tuning = True
+
+    def run(self, ctx) -> None:
+        ctx.enter_stage(STAGE, 0)
+        pop = ctx.pbt = ctx.pbt or new_population(ctx)
+        s = pop["settings"]
+        while not pop["done"]:
+            reserve = replay_reserve_s(ctx, pop)
+            ctx.budget.set_reserve(reserve, essential_s=reserve)
+            done_steps = pop["ready"][-1]["steps"] if pop["ready"] else 0
+            if done_steps >= s["total_steps"]:
+                break
+            to_step = min(s["total_steps"], done_steps + s["ready_steps"])
+            last = pop["ready"][-1]["wall_s"] if pop["ready"] else None
+            if last is not None and ctx.budget.clock() + last > ctx.budget.tuning_deadline:
+                ctx.mark_tuning_over("the next ready point would not be reached before the deadline")
+                break
+            results = _segment(ctx, pop, len(pop["ready"]), to_step)
+            if results is None:
+                break
+            _ready_point(ctx, pop, to_step, results)
+            replan_total(ctx, pop)
+        pop["done"] = True
+        pop["winner"] = winner(pop)
+        ctx.write_state("running")
+
+
+def _segment(ctx, pop: dict, ready: int, to_step: int) -> list[dict] | None:
+    """Train every group to ``to_step`` (one job per group, a crashed job retried once); None when the
+    deadline stopped a group or a group failed twice (the population ends at its last ready point)."""
+    s, inputs, spec = pop["settings"], ctx.inputs, ctx.inputs.spec
+    members = pop["members"]
+    group_of = {m["id"]: m["group"] for m in members}
+    state_dir = str(ctx.store.run_dir / "checkpoints" / "pbt")
+
+    def job(g: int, attempt: int) -> Job:
+        mine = [m for m in members if m["group"] == g]
+        copies = {int(d): (int(src), group_of[int(src)]) for d, src in pop["pending_copies"].items()
+                  if group_of[int(d)] == g}
+        kwargs = dict(member_params=[space_mod.merged(spec, m["params"]) for m in mine], env=inputs.env,
+                      seeds=[m["seed"] for m in mine], ids=[m["id"] for m in mine],
+                      weights=[m["reward_weights"] for m in mine], copies=copies, state_dir=state_dir, group=g,
+                      ready=ready, to_step=to_step, total_steps=s["total_steps"],
+                      eval_episodes=ctx.plan.eval_episodes, deadline=ctx.budget.tuning_deadline,
+                      device=ctx.cfg.device)
+        last = pop["ready"][-1]["wall_s"] if pop["ready"] else ctx.budget.remaining_s()
+        return Job(job_id=f"pbt:r{ready}:g{g}:{attempt}", fn=torch_pbt.run_segment_job, kwargs=kwargs,
+                   timeout_s=4 * last + 120.0, tag=("pbt", g))
+
+    out: dict[int, dict] = {}
+    tries = {g: 0 for g in range(s["groups"])}
+    for g in tries:
+        ctx.executor.submit(job(g, 0))
+    while len(out) < s["groups"]:
+        for event in ctx.executor.poll(0.5):
+            if not isinstance(event, Done):
+                continue
+            r, g = event.result, event.result.tag[1]
+            if r.ok and isinstance(r.value, dict) and not r.value.get("stopped"):
+                out[g] = r.value
+                continue
+            if r.ok and r.value.get("stopped") or tries[g] >= 1:
+                why = "the deadline stopped a segment" if r.ok else f"a population job failed twice ({r.reason})"
+                ctx.store.event("pbt_stopped", ready=ready, group=g, reason=why)
+                _drain(ctx, len(tries) - len(out) - 1)
+                ctx.mark_tuning_over(why)
+                return None
+            tries[g] += 1
+            ctx.store.event("pbt_retry", ready=ready, group=g, reason=r.reason)
+            ctx.executor.submit(job(g, tries[g]))
+        ctx.refresh_view()
+    return [out[g] for g in sorted(out)]
+
+
+def _drain(ctx, running: int) -> None:
+    """Stop the other groups' jobs of a segment that will not be recorded."""
+    for job_id in list(ctx.executor.running()):
+        ctx.executor.cancel(job_id, "population stopped")
+    ctx.executor.poll(0.5)
+
+
+def _ready_point(ctx, pop: dict, steps: int, results: list[dict]) -> None:
+    """Record the scores, decide the copies and explore them, write the state, drop old group states."""
+    t0 = time.perf_counter()
+    members = {m["id"]: m for m in pop["members"]}
+    scores: list[float | None] = [None] * len(members)
+    noise: list[float | None] = [None] * len(members)
+    failed = {}
+    for r in results:
+        for m in r["members"]:
+            scores[m["id"]], noise[m["id"]] = m["value"], m.get("se")
+            if m["failed"]:
+                failed[m["id"]] = m["failed"]
+    index = len(pop["ready"]) + 1
+    rule = rules(ctx.cfg)
+    rng = _rng(ctx.inputs.base_seed, index)
+    finite = [v for v in scores if v is not None and math.isfinite(v)]
+    margin = rules_mod.noise_margin(finite, rule)
+    copies, explored = [], {}
+    for dst, src in rules_mod.exploit(scores, rule, rng, noise):
+        params, weights = _explore(ctx, members[src], rule, rng)
+        d = members[dst]
+        d["params"], d["reward_weights"] = params, weights
+        d["history"] = copy.deepcopy(members[src]["history"]) + [
+            {"from_step": steps, "params": params, "reward_weights": weights, "copied_from": src}]
+        gap = scores[src] - (scores[dst] if scores[dst] is not None else -math.inf)
+        copies.append({"dst": dst, "src": src, "gap": round(gap, 4),
+                       "noise": round(rules_mod.pair_noise(noise, dst, src, rule), 4)})
+        explored[dst] = src
+    pop["pending_copies"] = {str(d): s for d, s in explored.items()}
+    wall = max(r["wall_s"] for r in results)
+    copy_s = max(r["copy_s"] for r in results)
+    decide_s = time.perf_counter() - t0
+    pop["ready"].append({"index": index, "steps": steps, "scores": [None if v is None else round(v, 4) for v in scores],
+                         "se": [None if v is None else round(v, 4) for v in noise],
+                         "margin": round(margin, 4), "copies": copies, "failed": failed, "wall_s": round(wall, 2),
+                         "bookkeeping_s": round(decide_s + copy_s, 4)})
+    pop["wall_s"] = round(pop["wall_s"] + wall, 2)
+    t1 = time.perf_counter()
+    ctx.store.event("pbt_ready", index=index, steps=steps, scores=pop["ready"][-1]["scores"], copies=copies)
+    ctx.write_state("running")
+    pop["bookkeeping_s"] = round(pop["bookkeeping_s"] + decide_s + copy_s + time.perf_counter() - t1, 4)
+    if not ctx.cfg.keep_checkpoints:
+        shutil.rmtree(ctx.store.run_dir / "checkpoints" / "pbt" / f"r{index - 1:04d}", ignore_errors=True)
+
+
+def _explore(ctx, src: dict, rule, rng: random.Random) -> tuple[dict, dict]:
+    """The source's values explored (a proposal the space's constraints reject is drawn again)."""
+    specs, terms = searched_specs(ctx.inputs.spec), searched_terms(ctx.inputs.terms)
+    for _ in range(100):
+        params, weights = rules_mod.explore(src["params"], specs, src["reward_weights"], terms, rule, rng)
+        if not space_mod.violated_constraints(ctx.inputs.spec, params):
+            return params, weights
+    return dict(src["params"]), dict(src["reward_weights"])
+
+
+def winner(pop: dict) -> int | None:
+    """The member with the best score at the last ready point (the lowest id on ties)."""
+    if not pop["ready"]:
+        return None
+    scores = pop["ready"][-1]["scores"]
+    ranked = [(v, -i) for i, v in enumerate(scores) if v is not None and math.isfinite(v)]
+    return -max(ranked)[1] if ranked else None
+
+
+def schedule(ctx, member: dict) -> list[dict]:
+    """A member's history as the trainer's schedule (MEMBER_PARAMS under SB3 names)."""
+    return [{"from_step": int(h["from_step"]),
+             "values": torch_pbt.member_values(space_mod.merged(ctx.inputs.spec, h["params"])),
+             "weights": dict(h["reward_weights"])} for h in member["history"]]
+
+
+@dataclass
+class ReplayPhase:
+    """The winner's schedule and the baseline re-trained from scratch on the test seeds."""
+
+    tuning = False
+
+    def run(self, ctx) -> None:
+        pop = ctx.pbt
+        if not pop or pop.get("winner") is None:
+            return
+        m = pop["members"][pop["winner"]]
+        steps = pop["ready"][-1]["steps"]
+        first = m["history"][0]
+        picks = [(f"pbt_m{m['id']}", first["params"], first["reward_weights"], False),
+                 (BASELINE_ID, space_mod.prior_params(ctx.inputs.spec), dict(ctx.inputs.default_weights), True)]
+        _write_best(ctx, pop, m, steps)
+        job_s = replay_reserve_s(ctx, pop) / replay_waves(ctx)
+        testseeds.run(ctx, picks=picks, steps=steps, schedules={picks[0][0]: schedule(ctx, m)}, job_s=job_s)
+
+
+def _write_best(ctx, pop: dict, m: dict, steps: int) -> None:
+    if ctx.store.read_yaml("best.yaml"):
+        return
+    full = space_mod.merged(ctx.inputs.spec, m["params"])
+    ctx.store.write_yaml("best.yaml", {
+        "config_id": f"pbt_m{m['id']}", "env": ctx.cfg.env, "objective": "true metric at the last ready point",
+        "search_space_id": ctx.inputs.spec.search_space_id, "mode": "pbt",
+        "params": full, "reward_weights": m["reward_weights"],
+        "schedule": [{"from_step": h["from_step"], "params": space_mod.merged(ctx.inputs.spec, h["params"]),
+                      "reward_weights": h["reward_weights"], **({"copied_from": h["copied_from"]}
+                                                                 if "copied_from" in h else {})}
+                     for h in m["history"]],
+        "n_timesteps": steps,
+        "tuning_score": pop["ready"][-1]["scores"][m["id"]],
+        "population": pop["settings"]["population"],
+        "baseline": {"config_id": BASELINE_ID, "params": space_mod.merged(ctx.inputs.spec,
+                                                                         space_mod.prior_params(ctx.inputs.spec)),
+                     "reward_weights": dict(ctx.inputs.default_weights)},
+    })

@@ -1,0 +1,197 @@
+"""--mode pbt: per-member values on the seed axis, full-state copies, schedule replay, lineage and resume.
+
+The decisions themselves (who copies whom, the noise margin, explore within bounds) are tested in
+test_pbt_rules.py; here the trainer and the run carry them out.
+"""
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from _cli import ROOT, TINY, automl, state
+
+from automl.search import pbt as rules_mod
+from automl.core.config import ParamSpec
+from automl.train import checkpoint, torch_state
+from automl.train.torch_pbt import copy_member, copy_member_from, member_values, train_segment
+from automl.train.torch_ppo import MEMBER_PARAMS, Args, Run, advantages, check_finite, collect, update
+from automl.train.torch_train import train_seeds_torch
+
+ARGS = Args(n_steps=16, num_envs=8, batch_size=64, n_epochs=2, learning_rate=1e-3, normalize=True)
+PARAMS = {"num_envs": 8, "rollouts": 16, "mini_batches": 2, "learning_epochs": 2, "learning_rate": 1e-3,
+          "discount_factor": 0.98, "lambda_param": 0.9}
+
+
+def _run(seeds, values=None, weights=None, rollouts=2):
+    run = Run(ARGS, "cartpole", seeds, eval_episodes=4, device=torch.device("cpu"), reward_weights=None)
+    run.reset()
+    for s, v in (values or {}).items():
+        run.set_values(s, v, (weights or {}).get(s))
+    for _ in range(rollouts):
+        collect(run, None)
+        advantages(run)
+        lr = ARGS.learning_rate if run.hp is None else run.hp["learning_rate"]
+        check_finite(run, update(run, lr))
+    return run
+
+
+def _state(run, s):
+    opt = run.optimizer
+    out = {f"p.{k}": v[s] for k, v in run.policy.params.items()}
+    out.update({f"m{i}": t[s] for i, t in enumerate(opt.exp_avg + opt.exp_avg_sq)})
+    out["adam_steps"] = opt.steps[s]
+    out.update({"obs_mean": run.norm.obs_rms.mean[s], "obs_var": run.norm.obs_rms.var[s],
+                "ret_mean": run.norm.ret_rms.mean[s], "ret_var": run.norm.ret_rms.var[s]})
+    return {k: v.clone() for k, v in out.items()}
+
+
+def test_per_member_values_equal_to_the_config_train_exactly_as_the_plain_run():
+    plain = _run([3, 4])
+    same = _run([3, 4], values={0: {k: getattr(ARGS, k) for k in MEMBER_PARAMS}})  # per-seed tensors, same values
+    for k, v in plain.policy.params.items():
+        assert torch.allclose(v, same.policy.params[k], atol=1e-6), k
+    other = _run([3, 4], values={1: {"learning_rate": 3e-3, "gamma": 0.9}})
+    assert torch.equal(other.policy.params["pi.0.w"][0], same.policy.params["pi.0.w"][0])  # member 0 unaffected
+    assert not torch.allclose(other.policy.params["pi.0.w"][1], same.policy.params["pi.0.w"][1])
+
+
+def test_the_bottom_member_copies_the_clear_best_then_differs_only_in_the_explored_values():
+    values = {i: {"learning_rate": lr, "ent_coef": 0.001 * i} for i, lr in enumerate((1e-3, 2e-3, 5e-4, 8e-4))}
+    weights = {i: {"alive": 1.0, "pole_angle": -0.5 * i} for i in range(4)}
+    run = _run([0, 1, 2, 3], values, weights)
+    scores = [500.0, 20.0, 180.0, 200.0]                      # member 0 clearly best, member 1 clearly worst
+    rule = rules_mod.PBTRules(quantile=0.25)
+    pairs = rules_mod.exploit(scores, rule, random.Random(0))
+    assert pairs == [(1, 0)]
+    src_before = _state(run, 0)
+    copy_member(run, 1, 0)
+    after = _state(run, 1)
+    assert all(torch.equal(after[k], src_before[k]) for k in src_before)     # the full learned state
+    assert {k: float(run.hp[k][1]) for k in MEMBER_PARAMS} == {k: float(run.hp[k][0]) for k in MEMBER_PARAMS}
+    assert run.envs[1].reward_weights == run.envs[0].reward_weights
+    # explore: lr perturbed (x0.8 or x1.2), the rest kept
+    specs = [ParamSpec("learning_rate", "loguniform", 1e-4, 1e-2, log=True)]
+    rng = random.Random(5)
+    new, new_w = rules_mod.explore({"learning_rate": 1e-3}, specs, dict(run.envs[0].reward_weights),
+                                   {"pole_angle": {"low": -2.0, "high": 0.0}}, rule, rng)
+    run.set_values(1, {"learning_rate": new["learning_rate"]}, new_w)
+    changed = {k for k in MEMBER_PARAMS if float(run.hp[k][1]) != float(run.hp[k][0])}
+    assert changed == {"learning_rate"}
+    w0, w1 = run.envs[0].reward_weights, run.envs[1].reward_weights
+    assert {k for k in w0 if w0[k] != w1[k]} <= {"pole_angle"}
+    assert all(torch.equal(_state(run, 1)[k], src_before[k]) for k in src_before)   # values, not state
+    assert run.envs[1]._weights[:, 0, 0].tolist() == pytest.approx([w1[k] for k in run.envs[1].reward_terms])
+
+
+def test_a_copy_through_the_saved_group_state_equals_the_in_memory_copy(tmp_path):
+    values = {i: {"learning_rate": lr} for i, lr in enumerate((1e-3, 2e-3))}
+    a = _run([0, 1], values)
+    path = str(tmp_path / "g.pt")
+    checkpoint.save(path, {"ids": [0, 1]}, torch_state.run_state(a, next_eval=0, eval_s=0.0, spent={}))
+    b = _run([5, 6], {0: {"learning_rate": 3e-4}})
+    copy_member_from(b, 1, checkpoint.load(path)["state"], 0, {"learning_rate": 1e-3}, None)
+    want = _state(a, 0)
+    got = _state(b, 1)
+    assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_a_segment_resumes_from_its_saved_group_state_bit_for_bit(tmp_path):
+    kw = dict(member_params=[PARAMS, {**PARAMS, "learning_rate": 2e-3}], env="cartpole", seeds=[0, 1], ids=[0, 1],
+              weights=[{}, {"pole_angle": -1.0}], total_steps=4096, eval_episodes=4, device="cpu", group=0)
+    whole = train_segment(**kw, state_dir=str(tmp_path / "a"), ready=0, to_step=1024)
+    whole = train_segment(**kw, state_dir=str(tmp_path / "a"), ready=1, to_step=2048)
+    train_segment(**kw, state_dir=str(tmp_path / "b"), ready=0, to_step=1024)
+    again = train_segment(**kw, state_dir=str(tmp_path / "b"), ready=1, to_step=2048)
+    assert [m["value"] for m in whole["members"]] == [m["value"] for m in again["members"]]
+    assert whole["steps"] == 2048
+    # a copy at the ready point: member 1 takes member 0's state, then trains with its own values
+    copied = train_segment(**kw, state_dir=str(tmp_path / "a"), ready=1, to_step=2048, copies={1: (0, 0)})
+    assert copied["members"][1]["value"] != whole["members"][1]["value"] or \
+        copied["members"][1]["eval"] != whole["members"][1]["eval"]
+
+
+def test_replaying_a_schedule_is_deterministic_on_cpu_and_the_schedule_matters():
+    sched = [{"from_step": 0, "values": member_values(PARAMS), "weights": {"alive": 1.0}},
+             {"from_step": 1024, "values": {**member_values(PARAMS), "learning_rate": 3e-3, "ent_coef": 0.01},
+              "weights": {"pole_angle": -1.5}}]
+    kw = dict(env="cartpole", seeds=[7, 8], total_steps=2048, eval_every=1024, eval_episodes=4, device="cpu")
+    one = train_seeds_torch(PARAMS, schedule=sched, **kw)
+    two = train_seeds_torch(PARAMS, schedule=sched, **kw)
+    plain = train_seeds_torch(PARAMS, **kw)
+    assert [r.to_dict() for r in one] != [] and [r.episode_reward_mean for r in one] == [r.episode_reward_mean for r in two]
+    assert [(r.evals, r.shaped_return, r.terms) for r in one] == [(r.evals, r.shaped_return, r.terms) for r in two]
+    assert [r.evals[0] for r in one] == [r.evals[0] for r in plain]        # the same until the change
+    # after it: other weights (the shaped return counts pole_angle) and other training
+    assert [(r.evals[-1], r.shaped_return) for r in one] != [(r.evals[-1], r.shaped_return) for r in plain]
+
+
+def command(run_dir, *extra):
+    return ["--mode", "pbt", "--env", "cartpole", "--space", TINY, "--budget-hours", "0.3", "--population", "4",
+            "--trial-steps", "12288", "--ready-steps", "1024", "--eval-episodes", "8", "--n-jobs", "1",
+            "--seeds", "2", "--run-dir", str(run_dir), "--quiet", *extra]
+
+
+def _lineage_ok(pop):
+    ids = {m["id"] for m in pop["members"]}
+    for m in pop["members"]:
+        steps = [h["from_step"] for h in m["history"]]
+        assert steps[0] == 0 and steps == sorted(steps)
+        assert all(h.get("copied_from", 0) in ids for h in m["history"])
+    for r in pop["ready"]:
+        for c in r["copies"]:
+            assert c["gap"] > max(r["margin"], c["noise"])
+
+
+def test_a_pbt_run_killed_with_sigkill_resumes_and_keeps_its_lineage(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "automl", *command(run_dir)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    before, deadline = None, time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            pop = state(run_dir).get("pbt") or {}
+            if len(pop.get("ready", [])) >= 3:
+                before = pop
+                break
+        except (OSError, yaml.YAMLError, TypeError, AttributeError):
+            pass
+        time.sleep(0.1)
+    assert proc.poll() is None and before, f"the run ended before it could be killed: {proc.stderr.read()}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2.0)
+
+    again = automl(*command(run_dir))
+    assert again.returncode == 0, again.stderr
+    st = state(run_dir)
+    pop = st["pbt"]
+    k = len(before["ready"])
+    assert pop["ready"][:k] == before["ready"]                       # recorded lineage kept as it was
+    assert [r["index"] for r in pop["ready"]] == list(range(1, 13)) and pop["ready"][-1]["steps"] == 12288
+    _lineage_ok(pop)
+    assert pop["done"] and pop["winner"] == max(range(4), key=lambda i: (pop["ready"][-1]["scores"][i], -i))
+    best = yaml.safe_load((run_dir / "best.yaml").read_text())
+    assert best["config_id"] == f"pbt_m{pop['winner']}" and best["test_score"] is not None
+    assert best["baseline"]["test_score"] is not None and best["schedule"][0]["from_step"] == 0
+    tests = {t["config_id"]: t for t in st["trials"] if t["kind"] == "test"}
+    assert set(tests) == {best["config_id"], "baseline"}
+    assert all(s["seed"] >= 2000 and s["steps"] == 12288 for t in tests.values() for s in t["seeds"])
+    # only the last ready point's group states are kept
+    assert sorted(os.listdir(run_dir / "checkpoints" / "pbt")) == ["r0012"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--env", "CartPole-v1"], "--trainer: sb3 cannot run --mode pbt"),
+    (["--quantile", "0.7"], "--quantile: 0.7 (allowed: 0 < q <= 0.5)"),
+    (["--perturb", "0.8,x"], "--perturb: '0.8,x' is not a comma-separated list of numbers"),
+    (["--population", "1"], "--population: 1 (allowed: >= 2 with --mode pbt)"),
+])
+def test_bad_pbt_flags_get_one_line(tmp_path, flags, message):
+    r = automl("--mode", "pbt", "--budget-hours", "0.01", "--run-dir", str(tmp_path / "r"), "--dry-run", *flags)
+    assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
