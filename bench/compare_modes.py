@@ -40,7 +40,11 @@ MODES = {  # name -> the flags that make it (the rest of the command is shared)
     # the risk-aware objective against the plain mean (not in the default list: --modes stage-mean stage-mean-std)
     "stage-mean": ["--mode", "stage", "--objective", "mean"],
     "stage-mean-std": ["--mode", "stage", "--objective", "mean-std"],
+    # population-based training (--population 8): members train as long as the budget allows, so
+    # --trial-steps does not apply; its reported score is the winner's schedule replayed on the test seeds
+    "pbt": ["--mode", "pbt"],
 }
+OWN_LENGTH = {"pbt"}  # modes that size their training from the budget (no --trial-steps)
 DEFAULT_MODES = ["hp", "reward", "stage", "joint", "random"]
 
 
@@ -49,7 +53,7 @@ def command(mode: str, seed: int, args) -> list[str]:
             "--hp-trials", str(args.hp_trials), "--reward-generations", str(args.reward_generations),
             "--seeds", str(args.seeds), "--n-jobs", str(args.n_jobs), "--seed", str(seed),
             "--run-dir", str(run_dir(mode, seed, args)), "--quiet",
-            *(["--trial-steps", str(args.trial_steps)] if args.trial_steps else [])]
+            *(["--trial-steps", str(args.trial_steps)] if args.trial_steps and mode not in OWN_LENGTH else [])]
 
 
 def run_dir(mode: str, seed: int, args) -> Path:
@@ -107,6 +111,7 @@ def report(args) -> list[dict]:
             win += test_values(st, baseline=False) or test_values(st, baseline=True)  # the baseline may win
             base += test_values(st, baseline=True)
             configs += sum(1 for t in st["trials"] if t["kind"] in ("hp", "reward", "joint") and t["state"] == "complete")
+            configs += len((st.get("pbt") or {}).get("members") or [])  # pbt: the population's members
             used.append(st["budget"]["elapsed_s"] / 60)
             spread += [v for v in [heldout_spread(st)] if v is not None]
         row = {"mode": mode, "runs": runs, "configs_completed": configs,
@@ -126,7 +131,7 @@ def report(args) -> list[dict]:
         sd = r["winner_heldout_std"]
         print(f"{r['mode']:14} {r['runs']:>4} {fmt(r.get('winner_test_iqm')):>24} {fmt(r.get('baseline_test_iqm')):>24} "
               f"{r['configs_completed']:>8} {'-' if sd is None else f'{sd:.3f}':>7}  {r['budget_used_min']}")
-    print("spread: std of the winner's held-out per-seed success (mean over runs)")
+    print("spread: std of the winner's held-out per-seed success (mean over runs); configs: pbt counts its members")
     (Path(args.out) / "table.json").write_text(json.dumps(rows, indent=1))
     return rows
 

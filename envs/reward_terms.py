@@ -89,6 +89,12 @@ class RewardTermsWrapper(gym.Wrapper):
             self._set_weights()
         self._start = time.perf_counter()
 
+    def set_weights(self, weights: Mapping[str, float]) -> None:
+        """Change the weights from the next step on (population-based training); unnamed terms keep theirs."""
+        self._requested = {**self._requested, **dict(weights)}
+        if self._names is not None:
+            self._set_weights()
+
     def _set_weights(self) -> None:
         spec = {n: {"default": 1.0, "low": -math.inf, "high": math.inf} for n in self._names}
         self.reward_weights = resolve_weights(spec, self._requested)

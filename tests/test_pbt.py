@@ -186,7 +186,6 @@ def test_a_pbt_run_killed_with_sigkill_resumes_and_keeps_its_lineage(tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--env", "CartPole-v1"], "--trainer: sb3 cannot run --mode pbt"),
     (["--quantile", "0.7"], "--quantile: 0.7 (allowed: 0 < q <= 0.5)"),
     (["--perturb", "0.8,x"], "--perturb: '0.8,x' is not a comma-separated list of numbers"),
     (["--population", "1"], "--population: 1 (allowed: >= 2 with --mode pbt)"),
@@ -195,3 +194,84 @@ def test_bad_pbt_flags_get_one_line(tmp_path, flags, message):
     r = automl("--mode", "pbt", "--budget-hours", "0.01", "--run-dir", str(tmp_path / "r"), "--dry-run", *flags)
     assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_lineage_views_show_every_member_at_every_ready_point_and_the_winners_schedule(tmp_path):
+    from automl.analysis import pbt_plots
+
+    h0 = {"from_step": 0, "params": {"learning_rate": 1e-3, "rollouts": 32}, "reward_weights": {"goal": 10.0}}
+    h1 = {"from_step": 0, "params": {"learning_rate": 2e-3, "rollouts": 32}, "reward_weights": {"goal": 10.0}}
+    copied = {"from_step": 100, "params": {"learning_rate": 2.4e-3, "rollouts": 32}, "reward_weights": {"goal": 12.0},
+              "copied_from": 1}
+    pop = {"members": [{"id": 0, "history": [h0]}, {"id": 1, "history": [h1]}, {"id": 2, "history": [h1, copied]}],
+           "ready": [{"index": 1, "steps": 100, "scores": [0.2, 0.9, 0.1], "margin": 0.05,
+                      "copies": [{"dst": 2, "src": 1, "gap": 0.8, "noise": 0.1}]},
+                     {"index": 2, "steps": 200, "scores": [0.3, 0.8, 0.95], "margin": 0.05, "copies": []}],
+           "winner": 2, "bookkeeping_s": 0.5, "wall_s": 100.0}
+    assert pbt_plots.varied(pop) == ["learning_rate", "reward.goal"]       # rollouts never differs
+    assert pbt_plots.summary(pop) == ("pbt: 3 members, 2 ready points to 200 steps, 1 copies, winner m2; "
+                                      "exploit/explore bookkeeping 0.50% of the population's wall time")
+    files = pbt_plots.write(pop, tmp_path)
+    assert [f.name for f in files] == ["pbt_population.png", "pbt_schedule.png", "pbt_lineage.csv"]
+    rows = (tmp_path / "pbt_lineage.csv").read_text().splitlines()
+    assert rows[0] == "ready,steps,member,score,copied_from,margin" and len(rows) == 1 + 2 * 3
+    assert rows[3] == "1,100,2,0.1,1,0.05" and rows[6] == "2,200,2,0.95,,0.05"
+
+
+GYM_PARAMS = {"num_envs": 2, "rollouts": 64, "mini_batches": 2, "learning_epochs": 2, "learning_rate": 1e-3}
+
+
+def test_sb3_a_copy_goes_through_the_checkpoint_files_and_the_explored_values_survive_the_restore(tmp_path):
+    from automl.train.sb3_pbt import _take, set_values, train_member
+    from automl.train import sb3_state
+    from automl.train.evaluation import TrialCallback
+    from automl.train.torch_pbt import group_path
+    from automl.train.training import _build_run, _to_setup
+
+    d = str(tmp_path)
+    kw = dict(env="CartPole-v1", state_dir=d, ready=0, to_step=256, total_steps=1024, eval_episodes=2, device="cpu")
+    for g, lr in ((0, 1e-3), (1, 3e-4)):
+        out = train_member([{**GYM_PARAMS, "learning_rate": lr}], seeds=[g], ids=[g], weights=[{}], group=g, **kw)
+        assert out["steps"] == 256 and out["members"][0]["value"] > 0 and out["members"][0]["se"] is not None
+    src = checkpoint.load(group_path(d, 1, 0))["state"]
+    # what train_member does at a ready point: restore its own file, take the source's, then set the values
+    raw, train_env, _, _, model = _build_run(_to_setup(GYM_PARAMS), "CartPole-v1", seed=1, eval_episodes=2, device="cpu",
+                                             reward_weights=None, tb_dir=None)
+    cb = TrialCallback(lambda *a: None, eval_every=256, deadline=None)
+    sb3_state.restore(model, raw, train_env, cb, checkpoint.load(group_path(d, 1, 1))["state"], seed=1, total=1025)
+    _take(model, train_env, src)
+    assert all(torch.equal(v, src["policy"][k]) for k, v in model.policy.state_dict().items())
+    assert model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)   # the source's, from its file
+    set_values(model, raw, train_env, {"learning_rate": 1.2e-3, "gamma": 0.95, "clip_range": 0.25}, None)
+    assert model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(1.2e-3)
+    assert model.lr_schedule(0.5) == pytest.approx(1.2e-3) and model.clip_range(0.5) == pytest.approx(0.25)
+    assert model.gamma == model.rollout_buffer.gamma == 0.95
+    # and through train_member: the saved state after a copy carries the explored lr, not the restored one
+    out = train_member([{**GYM_PARAMS, "learning_rate": 1.2e-3}], seeds=[1], ids=[1], weights=[{}], group=1,
+                       copies={1: (0, 0)}, **{**kw, "ready": 1, "to_step": 512})
+    saved = checkpoint.load(group_path(d, 2, 1))["state"]
+    assert saved["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1.2e-3) and out["steps"] == 512
+
+
+def test_sb3_replaying_a_schedule_is_deterministic_and_the_schedule_matters():
+    sched = [{"from_step": 0, "values": member_values(GYM_PARAMS), "weights": {}},
+             {"from_step": 256, "values": {**member_values(GYM_PARAMS), "learning_rate": 5e-3}, "weights": {}}]
+    from automl.train.training import train_seed
+
+    kw = dict(env="CartPole-v1", seed=3, total_steps=512, eval_every=256, eval_episodes=4, device="cpu")
+    one, two, plain = (train_seed(GYM_PARAMS, schedule=s, **kw) for s in (sched, sched, None))
+    assert one.evals == two.evals and one.evals[0] == plain.evals[0] and one.evals[-1] != plain.evals[-1]
+
+
+def test_a_pbt_run_on_a_gymnasium_id_trains_members_one_per_job_with_the_sb3_trainer(tmp_path):
+    r = automl("--mode", "pbt", "--env", "CartPole-v1", "--budget-hours", "0.3", "--population", "3",
+               "--trial-steps", "4096", "--ready-steps", "2048", "--eval-episodes", "4", "--n-jobs", "1", "--seeds", "2",
+               "--run-dir", str(tmp_path), "--quiet")
+    assert r.returncode == 0, r.stderr
+    st = state(tmp_path)
+    pop = st["pbt"]
+    assert st["trainer"] == "sb3" and pop["settings"]["groups"] == 3 and len(pop["ready"]) == 2
+    _lineage_ok(pop)
+    assert all(v is not None for v in pop["ready"][-1]["se"])
+    best = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    assert best["test_score"]["n_seeds"] == 2 and best["baseline"]["test_score"]["n_seeds"] == 2

@@ -65,7 +65,7 @@ def new_population(ctx) -> dict:
     rng = _rng(inputs.base_seed, -1)
     prior, specs = space_mod.prior_params(inputs.spec), searched_specs(inputs.spec)
     members = []
-    n_groups = min(cfg.n_jobs, cfg.population)
+    n_groups = groups(cfg)
     for i in range(cfg.population):
         params, weights = dict(prior), dict(inputs.default_weights)
         if i > 0:
@@ -85,6 +85,21 @@ def new_population(ctx) -> dict:
             "bookkeeping_s": 0.0, "wall_s": 0.0}
 
 
+def groups(cfg) -> int:
+    """Jobs per ready point: torch trains a worker's share of the population as one batch; SB3 trains
+    one model per process, so each member is its own group."""
+    return cfg.population if cfg.trainer == "sb3" else min(cfg.n_jobs, cfg.population)
+
+
+def job_fn(cfg):
+    """The job that trains a group between ready points."""
+    if cfg.trainer == "sb3":
+        from automl.train import sb3_pbt
+
+        return sb3_pbt.run_member_job
+    return torch_pbt.run_segment_job
+
+
 def plan_steps(ctx) -> tuple[int, int]:
     """(env steps per member, steps between ready points): --trial-steps when given, else what the
     tuning time fits once the replay (winner and baseline on the test seeds) is set aside."""
@@ -92,7 +107,7 @@ def plan_steps(ctx) -> tuple[int, int]:
     if cfg.trial_steps:
         total = cfg.trial_steps
     else:
-        per_group = -(-cfg.population // min(cfg.n_jobs, cfg.population))
+        per_group = -(-cfg.population // min(cfg.n_jobs, cfg.population))  # members one worker trains
         replay_jobs = replay_waves(ctx)
         # seconds per member-step (one worker, batched members): the calibrated single-seed rate
         rate = max(ctx.plan.train_steps_per_s or ctx.plan.steps_per_s, 1.0)
@@ -102,6 +117,24 @@ def plan_steps(ctx) -> tuple[int, int]:
     ready = max(r, -(-ready // r) * r)
     total = max(ready, (total // ready) * ready)
     return total, ready
+
+
+def plan_text(ctx) -> str:
+    """The --dry-run summary of a pbt run (training length from the nominal speed; the run measures it)."""
+    cfg, inputs = ctx.cfg, ctx.inputs
+    total, ready = plan_steps(ctx)
+    names = [p.name for p in searched_specs(inputs.spec)] + [f"reward.{k}" for k in searched_terms(inputs.terms)]
+    return "\n".join([
+        f"env: {cfg.env}   space: {inputs.space_path} ({inputs.spec.search_space_id})",
+        f"mode: pbt   population: {cfg.population} in {groups(cfg)} group(s)   "
+        f"quantile: {cfg.quantile}   perturb: {','.join(map(str, cfg.perturb))}   resample_p: {cfg.resample_p}",
+        f"searched while training: {', '.join(names) or 'nothing (the space searches no such value)'}",
+        f"member seeds: {inputs.base_seed}..{inputs.base_seed + cfg.population - 1}   test seeds: {inputs.test_seeds}",
+        f"steps per member: {total}{' (--trial-steps)' if cfg.trial_steps else ' (fitted to the budget after every ready point)'}"
+        f", ready every {ready} ({total // ready} ready points)",
+        f"then: the winner's schedule and the baseline replayed on the test seeds",
+        f"budget: {cfg.budget_hours * 60:.1f} min   run dir: {ctx.store.run_dir}",
+    ])
 
 
 def replan_total(ctx, pop: dict) -> None:
@@ -138,8 +171,10 @@ def replay_reserve_s(ctx, pop: dict) -> float:
     s = pop["settings"]
     ready = pop["ready"]
     if ready:
-        per_member_step = max(r["wall_s"] for r in ready[-1:]) / (
-            max(1, -(-s["population"] // s["groups"])) * (ready[-1]["steps"] - (ready[-2]["steps"] if len(ready) > 1 else 0)))
+        # a ready point's wall time is its slowest job's: a worker's share of the members
+        per_worker = max(1, -(-s["population"] // min(ctx.cfg.n_jobs, s["population"])))
+        per_member_step = ready[-1]["wall_s"] / (
+            per_worker * (ready[-1]["steps"] - (ready[-2]["steps"] if len(ready) > 1 else 0)))
     else:
         per_member_step = 1.0 / max(ctx.plan.train_steps_per_s or ctx.plan.steps_per_s, 1.0)
     return 1.2 * replay_waves(ctx) * s["total_steps"] * per_member_step + 15.0
@@ -200,10 +235,11 @@ def _segment(ctx, pop: dict, ready: int, to_step: int) -> list[dict] | None:
                       eval_episodes=ctx.plan.eval_episodes, deadline=ctx.budget.tuning_deadline,
                       device=ctx.cfg.device)
         last = pop["ready"][-1]["wall_s"] if pop["ready"] else ctx.budget.remaining_s()
-        return Job(job_id=f"pbt:r{ready}:g{g}:{attempt}", fn=torch_pbt.run_segment_job, kwargs=kwargs,
+        return Job(job_id=f"pbt:r{ready}:g{g}:{attempt}", fn=job_fn(ctx.cfg), kwargs=kwargs,
                    timeout_s=4 * last + 120.0, tag=("pbt", g))
 
     out: dict[int, dict] = {}
+    began = time.time()
     tries = {g: 0 for g in range(s["groups"])}
     for g in tries:
         ctx.executor.submit(job(g, 0))
@@ -225,6 +261,8 @@ def _segment(ctx, pop: dict, ready: int, to_step: int) -> list[dict] | None:
             ctx.store.event("pbt_retry", ready=ready, group=g, reason=r.reason)
             ctx.executor.submit(job(g, tries[g]))
         ctx.refresh_view()
+    for g in out:
+        out[g]["segment_s"] = time.time() - began  # the ready point's wall time (all groups, all waves)
     return [out[g] for g in sorted(out)]
 
 
@@ -264,20 +302,23 @@ def _ready_point(ctx, pop: dict, steps: int, results: list[dict]) -> None:
                        "noise": round(rules_mod.pair_noise(noise, dst, src, rule), 4)})
         explored[dst] = src
     pop["pending_copies"] = {str(d): s for d, s in explored.items()}
-    wall = max(r["wall_s"] for r in results)
+    wall = results[0]["segment_s"]
     copy_s = max(r["copy_s"] for r in results)
     decide_s = time.perf_counter() - t0
     pop["ready"].append({"index": index, "steps": steps, "scores": [None if v is None else round(v, 4) for v in scores],
                          "se": [None if v is None else round(v, 4) for v in noise],
                          "margin": round(margin, 4), "copies": copies, "failed": failed, "wall_s": round(wall, 2),
+                         **{k: round(max(r[k] for r in results), 3) for k in ("train_s", "eval_s", "copy_s")},
                          "bookkeeping_s": round(decide_s + copy_s, 4)})
     pop["wall_s"] = round(pop["wall_s"] + wall, 2)
     t1 = time.perf_counter()
     ctx.store.event("pbt_ready", index=index, steps=steps, scores=pop["ready"][-1]["scores"], copies=copies)
     ctx.write_state("running")
     pop["bookkeeping_s"] = round(pop["bookkeeping_s"] + decide_s + copy_s + time.perf_counter() - t1, 4)
-    if not ctx.cfg.keep_checkpoints:
-        shutil.rmtree(ctx.store.run_dir / "checkpoints" / "pbt" / f"r{index - 1:04d}", ignore_errors=True)
+    if not ctx.cfg.keep_checkpoints:  # the states before this ready point (a killed run may have left several)
+        for old in (ctx.store.run_dir / "checkpoints" / "pbt").glob("r*"):
+            if old.name < f"r{index:04d}":
+                shutil.rmtree(old, ignore_errors=True)
 
 
 def _explore(ctx, src: dict, rule, rng: random.Random) -> tuple[dict, dict]:

@@ -120,9 +120,6 @@ class RunConfig:
         if isinstance(self.resample_p, bool) or not isinstance(self.resample_p, (int, float)) \
                 or not 0 <= self.resample_p <= 1:
             raise AutoMLError(f"--resample-p: {self.resample_p!r} (allowed: 0 <= p <= 1)")
-        if self.mode == "pbt" and self.trainer == "sb3":
-            raise AutoMLError("--trainer: sb3 cannot run --mode pbt (allowed: torch, auto on a batched task: "
-                              "the population trains as one batched computation)")
 
     def pbt_settings(self) -> dict | None:
         """The population's settings (--mode pbt), part of the fingerprint; None for the other modes."""

@@ -370,6 +370,10 @@ def stage_list(plan: Plan, mode: str, max_trials: int | None, has_terms: bool) -
 def plan_text(ctx) -> str:
     """The --dry-run summary: stages, configs, steps per trial, estimated time."""
     p, cfg = ctx.plan, ctx.cfg
+    if cfg.mode == "pbt":
+        from automl.run.pbt import plan_text as pbt_plan
+
+        return pbt_plan(ctx)
     stages = [f"{k}#{c} ({q} configs)" for k, c, q in
               stage_list(p, cfg.mode, cfg.max_trials, bool(ctx.inputs.terms))]
     est_s = p.seed_jobs * (p.startup_s + p.trial_steps / p.steps_per_s) / cfg.n_jobs + p.reserve_s

@@ -46,7 +46,9 @@ def _summarize_episodes(infos: list[dict], steps: int, true_metric: str) -> Eval
     term_names = sorted({name for info in infos for name in info.get("terms", {})})
     terms = {name: _mean([float(info["terms"][name]) for info in infos if name in info.get("terms", {})]) for name in term_names}
     value = (success_rate if success_rate is not None else math.nan) if true_metric == "success_rate" else _mean(reference)
-    return EvalStats(steps, value, _mean(shaped), _mean(reference), success_rate, terms, len(infos))
+    per_episode = successes if true_metric == "success_rate" else reference
+    se = float(np.std(per_episode, ddof=1) / math.sqrt(len(per_episode))) if len(per_episode) > 1 else None
+    return EvalStats(steps, value, _mean(shaped), _mean(reference), success_rate, terms, len(infos), se)
 
 
 def evaluate(

@@ -33,9 +33,9 @@ _STRUCTURAL = ("schedule", "n_steps", "batch_size", "n_epochs", "clip_range_vf",
 
 
 def member_values(params: Mapping) -> dict[str, float]:
-    """The MEMBER_PARAMS values (SB3 names) a config's params give a member."""
-    args = Args.from_setup(_to_setup(params))
-    return {k: float(getattr(args, k)) for k in MEMBER_PARAMS}
+    """The MEMBER_PARAMS values (SB3 names) a config's params give a member (SB3's defaults where unset)."""
+    kwargs = _to_setup(params).ppo_kwargs
+    return {k: float(kwargs.get(k, getattr(Args, k))) for k in MEMBER_PARAMS}
 
 
 def shared_args(member_params: Sequence[Mapping]) -> Args:

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import gymnasium as gym
 import numpy as np
 import torch as th
+from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
@@ -139,14 +140,17 @@ def _is_non_finite(exc: Exception) -> bool:
     return isinstance(exc, NonFiniteError) or bool(_NON_FINITE_MESSAGE.search(str(exc)))
 
 
-def _learn(model: BatchedPPO, callback: TrialCallback, total_steps: int, resume: bool = False) -> tuple[str, str, str | None]:
-    """Run SB3's learn loop (a resumed model: on to ``total_steps`` in all); return (state, stop_reason, failure detail)."""
+def _learn(model: BatchedPPO, callback: TrialCallback, total_steps: int, resume: bool = False,
+           extra: Any = None) -> tuple[str, str, str | None]:
+    """Run SB3's learn loop (a resumed model: on to ``total_steps`` in all); return (state, stop_reason, failure detail).
+    ``extra``: another SB3 callback run beside ``callback`` (a replayed schedule)."""
+    callbacks = CallbackList([extra, callback]) if extra is not None else callback
     try:
         if resume:
-            model.learn(max(total_steps - model.num_timesteps, 0), callback=callback, tb_log_name=f"seed_{model.seed}",
+            model.learn(max(total_steps - model.num_timesteps, 0), callback=callbacks, tb_log_name=f"seed_{model.seed}",
                         reset_num_timesteps=False)
         else:
-            model.learn(total_steps, callback=callback, tb_log_name=f"seed_{model.seed}")
+            model.learn(total_steps, callback=callbacks, tb_log_name=f"seed_{model.seed}")
     except (NonFiniteError, ValueError, RuntimeError, FloatingPointError) as exc:
         if not _is_non_finite(exc):
             raise
@@ -207,6 +211,7 @@ def train_seed(
     channel: Any = None,
     checkpoint_path: str | None = None,
     checkpoint_every: int | None = None,
+    schedule: Sequence[Mapping] | None = None,
 ) -> SeedResult:
     """Train PPO for one config and seed on ``env`` (batched task or gymnasium id); never raises
     for a diverging config (state 'failed'). Evaluates every ``eval_every`` steps on eval envs
@@ -218,6 +223,7 @@ def train_seed(
     ``checkpoint_note``), and a new one replaces it every ``checkpoint_every`` env steps (default
     every ``eval_every``), at a rollout boundary after that boundary's evaluation. The file is
     left in place at the end: deleting it (``automl.train.checkpoint.remove``) is the caller's job.
+    ``schedule``: a PBT member's values and weights by step, replayed (``automl.train.sb3_pbt``).
     """
     threads = th.get_num_threads()
     # A 64x64 MLP gains nothing from intra-op threads and loses ~10x when other processes
@@ -228,7 +234,7 @@ def train_seed(
         return _train_seed(params, env=env, seed=seed, total_steps=total_steps, reward_weights=reward_weights,
                            eval_every=eval_every, eval_episodes=eval_episodes, deadline=deadline, device=device,
                            tb_dir=tb_dir, save_path=save_path, channel=channel, checkpoint_path=checkpoint_path,
-                           checkpoint_every=checkpoint_every)
+                           checkpoint_every=checkpoint_every, schedule=list(schedule or []))
     finally:
         th.set_num_threads(threads)
 
@@ -250,7 +256,7 @@ def _build_run(setup: PPOSetup, env: str, *, seed: int, eval_episodes: int, devi
 def _train_seed(params: Mapping, *, env: str, seed: int, total_steps: int | None, reward_weights: Mapping | None,
                 eval_every: int | None, eval_episodes: int, deadline: float | None, device: str,
                 tb_dir: str | None, save_path: str | None, channel: Any, checkpoint_path: str | None,
-                checkpoint_every: int | None) -> SeedResult:
+                checkpoint_every: int | None, schedule: list) -> SeedResult:
     """train_seed's body (see there), run with one torch thread."""
     start = time.time()
     setup = _to_setup(params)
@@ -266,6 +272,8 @@ def _train_seed(params: Mapping, *, env: str, seed: int, total_steps: int | None
     if checkpoint_path:
         header = _checkpoint_header(setup, env=env, seed=seed, total=total, reward_weights=reward_weights,
                                     eval_every=eval_every, eval_episodes=eval_episodes, device=device)
+        if schedule:
+            header["schedule"] = schedule
         saved, note = checkpoint.load_matching(checkpoint_path, header)
     build = dict(seed=seed, eval_episodes=eval_episodes, device=device, reward_weights=reward_weights, tb_dir=tb_dir)
     raw_env, train_env, eval_env, true_metric, model = _build_run(setup, env, **build)
@@ -317,8 +325,13 @@ def _train_seed(params: Mapping, *, env: str, seed: int, total_steps: int | None
             raw_env, train_env, eval_env, true_metric, model = _build_run(setup, env, **build)
             callback = make_callback()
     clock["learn_start"] = time.time()
+    extra = None
+    if schedule:
+        from automl.train.sb3_pbt import ScheduleCallback  # (sb3_pbt builds on this module)
+
+        extra = ScheduleCallback(schedule, raw_env, train_env)
     try:
-        state, stop_reason, detail = _learn(model, callback, total, resume=resumed_from is not None)
+        state, stop_reason, detail = _learn(model, callback, total, resume=resumed_from is not None, extra=extra)
         if save_path and state != "failed":
             _save(model, save_path)
     finally:
