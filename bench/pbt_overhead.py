@@ -43,7 +43,7 @@ def main() -> None:
     seeds, total = list(range(args.population)), args.ready_steps * args.segments
 
     t0 = time.perf_counter()
-    train_seeds_torch(params, env=args.env, seeds=seeds, total_steps=total, eval_every=args.ready_steps,
+    base = train_seeds_torch(params, env=args.env, seeds=seeds, total_steps=total, eval_every=args.ready_steps,
                       eval_episodes=args.eval_episodes, device="cpu")
     plain = time.perf_counter() - t0
 
@@ -76,12 +76,15 @@ def main() -> None:
     other = pbt - inside["train_s"] - inside["eval_s"] - copy_s - decide_s
     print(f"{args.env}: {args.population} members x {total} steps, ready every {args.ready_steps} "
           f"({args.segments} ready points, {copies_done} copies), 1 CPU thread")
-    print(f"plain batched training with the same evaluations: {plain:7.2f} s")
+    print(f"plain batched training with the same evaluations: {plain:7.2f} s   (training {base[0].train_s:.2f} s, "
+          f"evaluation {base[0].eval_s:.2f} s)")
     print(f"pbt (segments, copies, decisions):                {pbt:7.2f} s   ratio {pbt / plain:.3f}")
-    print(f"  of which state restore + copies {copy_s:.3f} s, decisions {decide_s:.4f} s, "
+    print(f"  training {inside['train_s']:.2f} s, evaluation {inside['eval_s']:.2f} s (the members' values differ, "
+          "so do their episodes)")
+    print(f"  state restore + copies {copy_s:.3f} s, decisions {decide_s:.4f} s, "
           f"Run construction + state save + the rest {other:.2f} s")
     print(f"exploit/explore bookkeeping (restore + copies + decisions): {100 * (copy_s + decide_s) / pbt:.2f}% "
-          f"of PBT's wall time; everything beyond plain training: {100 * (pbt - plain) / pbt:.2f}%")
+          f"of PBT's wall time; with Run construction and state saves: {100 * (copy_s + decide_s + other) / pbt:.2f}%")
 
 
 if __name__ == "__main__":

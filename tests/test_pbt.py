@@ -275,3 +275,22 @@ def test_a_pbt_run_on_a_gymnasium_id_trains_members_one_per_job_with_the_sb3_tra
     assert all(v is not None for v in pop["ready"][-1]["se"])
     best = yaml.safe_load((tmp_path / "best.yaml").read_text())
     assert best["test_score"]["n_seeds"] == 2 and best["baseline"]["test_score"]["n_seeds"] == 2
+
+
+def test_a_copy_across_groups_takes_the_sources_slice_of_its_groups_file(tmp_path):
+    d = str(tmp_path)
+    base = dict(env="cartpole", total_steps=4096, eval_episodes=4, device="cpu", state_dir=d)
+    groups = {0: ([0, 1], [0, 1]), 1: ([2, 3], [2, 3])}
+    for g, (ids, seeds) in groups.items():
+        train_segment([{**PARAMS, "learning_rate": 1e-3 * (i + 1)} for i in ids], seeds=seeds, ids=ids,
+                      weights=[{}, {}], group=g, ready=0, to_step=1024, **base)
+    # member 2 (group 1) copies member 0 (group 0); member 3 keeps its own state
+    train_segment([{**PARAMS, "learning_rate": 1e-3}, {**PARAMS, "learning_rate": 3e-3}], seeds=[2, 3], ids=[2, 3],
+                  weights=[{}, {}], group=1, ready=1, to_step=1024, copies={2: (0, 0)}, **base)   # no training
+    src = checkpoint.load(str(tmp_path / "r0001" / "g0.pt"))["state"]
+    got = checkpoint.load(str(tmp_path / "r0002" / "g1.pt"))["state"]
+    assert all(torch.equal(got["params"][k][0], src["params"][k][0]) for k in src["params"])
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(got["adam"]["exp_avg"], src["adam"]["exp_avg"]))
+    before = checkpoint.load(str(tmp_path / "r0001" / "g1.pt"))["state"]
+    assert all(torch.equal(got["params"][k][1], before["params"][k][1]) for k in src["params"])   # member 3 kept
+    assert not torch.equal(got["params"]["pi.0.w"][0], before["params"]["pi.0.w"][0])
