@@ -1,0 +1,166 @@
+"""The online-tuning recipe (seed 004, hottune's YAML): objective, phases, actuators, search, acceptance, safety.
+
+``load_recipe(path)`` reads and checks it; every problem is one AutoMLError line naming the file, the key
+and the allowed values. The decisions that use it are ``automl.search.online``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from automl.core.errors import AutoMLError
+
+RISKS = ("low", "medium")            # v1 supports these; "high" is refused
+MUTATION_MODES = ("mult", "abs")     # multiply the current value by a factor | set a value
+ALGORITHMS = ("tpe", "random")
+PPO_ACTUATORS = ("learning_rate", "ent_coef", "clip_range")  # plus reward.<term>
+_TOP = ("version", "objective", "phases", "actuators", "search", "acceptance", "safety")
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One actuator's bounded mutation: ``mult`` factors or ``abs`` values within ``bounds``."""
+
+    name: str
+    mode: str = "mult"
+    bounds: tuple[float, float] = (0.5, 2.0)
+    prior_center: float | None = None
+    cooldown: int = 1                # decision points to wait after a rejection of this actuator
+    risk: str = "low"
+    phases: tuple[str, ...] = ()     # empty: every phase
+    log: bool = True                 # search the factor on a log scale (mult)
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Recipe:
+    metric: str = "success_rate"
+    mode: str = "max"
+    backup_metrics: tuple[str, ...] = ()
+    phases: dict = field(default_factory=lambda: {"all": (0.0, 1.0)})
+    mutations: tuple[Mutation, ...] = ()
+    algorithm: str = "tpe"
+    startup_trials: int = 8
+    epsilon: float = 0.0
+    horizon: int = 2                 # evaluations after a mutation before it is judged
+    noise_z: float = 1.0             # the delta must also exceed z x the noise of the mean difference
+    rollback_on_reject: bool = True
+    block_on_nan: bool = True
+    block_on_anomaly: bool = True
+    max_global_reject_streak: int = 4
+
+    def phase_at(self, frac: float) -> str | None:
+        """The phase a fraction of training falls in (the first one whose [start, end) holds it)."""
+        for name, (start, end) in self.phases.items():
+            if start <= frac < end or (frac >= 1.0 and end >= 1.0 and start <= frac):
+                return name
+        return None
+
+
+def load_recipe(path) -> Recipe:
+    """The recipe at ``path`` (AutoMLError: one line naming the file, key and allowed values)."""
+    from automl.core.config import load_yaml
+
+    return recipe_from_dict(load_yaml(path, allowed="a tune recipe mapping (objective, actuators, ...)"), str(path))
+
+
+def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe") -> Recipe:
+    """A recipe from its YAML mapping."""
+    def bad(key: str, problem: str, allowed: str) -> AutoMLError:
+        return AutoMLError(f"{where}: {key}: {problem} (allowed: {allowed})")
+
+    unknown = [k for k in d if k not in _TOP]
+    if unknown:
+        raise bad(unknown[0], "unknown key", ", ".join(_TOP))
+    obj = _mapping(d.get("objective") or {}, "objective", bad)
+    mode = obj.get("mode", "max")
+    if mode not in ("max", "min"):
+        raise bad("objective.mode", repr(mode), "max, min")
+    phases = {}
+    for name, p in _mapping(d.get("phases") or {"all": {"start_frac": 0.0, "end_frac": 1.0}}, "phases", bad).items():
+        p = _mapping(p, f"phases.{name}", bad)
+        start, end = _num(p.get("start_frac", 0.0), f"phases.{name}.start_frac", bad), \
+            _num(p.get("end_frac", 1.0), f"phases.{name}.end_frac", bad)
+        if not 0.0 <= start < end <= 1.0:
+            raise bad(f"phases.{name}", f"[{start}, {end})", "0 <= start_frac < end_frac <= 1")
+        phases[str(name)] = (start, end)
+    mutations = []
+    for name, m in _mapping(d.get("actuators") or {}, "actuators", bad).items():
+        mutations.append(_mutation(str(name), _mapping(m, f"actuators.{name}", bad), set(phases), bad))
+    search = _mapping(d.get("search") or {}, "search", bad)
+    algorithm = search.get("algorithm", "tpe")
+    if algorithm not in ALGORITHMS:
+        raise bad("search.algorithm", repr(algorithm), ", ".join(ALGORITHMS))
+    acc = _mapping(d.get("acceptance") or {}, "acceptance", bad)
+    safety = _mapping(d.get("safety") or {}, "safety", bad)
+    return Recipe(
+        metric=str(obj.get("primary", "success_rate")), mode=mode,
+        backup_metrics=tuple(str(m) for m in obj.get("backup_metrics") or ()), phases=phases,
+        mutations=tuple(mutations), algorithm=algorithm,
+        startup_trials=_int(search.get("startup_trials", 8), "search.startup_trials", bad, 0),
+        epsilon=_num(acc.get("epsilon", 0.0), "acceptance.epsilon", bad, 0.0),
+        horizon=_int(acc.get("horizon", 2), "acceptance.horizon", bad, 1),
+        noise_z=_num(acc.get("noise_z", 1.0), "acceptance.noise_z", bad, 0.0),
+        rollback_on_reject=_bool(acc.get("rollback_on_reject", True), "acceptance.rollback_on_reject", bad),
+        block_on_nan=_bool(safety.get("block_on_nan", True), "safety.block_on_nan", bad),
+        block_on_anomaly=_bool(safety.get("block_on_anomaly", True), "safety.block_on_anomaly", bad),
+        max_global_reject_streak=_int(safety.get("max_global_reject_streak", 4), "safety.max_global_reject_streak",
+                                      bad, 1))
+
+
+def _mutation(name: str, m: Mapping, phases: set, bad) -> Mutation:
+    key = f"actuators.{name}"
+    if name not in PPO_ACTUATORS and not name.startswith("reward."):
+        raise bad(key, "unknown actuator", ", ".join(PPO_ACTUATORS) + ", reward.<term>")
+    mode = m.get("mode", "mult")
+    if mode not in MUTATION_MODES:
+        raise bad(f"{key}.mode", repr(mode), ", ".join(MUTATION_MODES))
+    bounds = m.get("bounds", [0.5, 2.0])
+    if not (isinstance(bounds, (list, tuple)) and len(bounds) == 2):
+        raise bad(f"{key}.bounds", repr(bounds), "[low, high]")
+    low, high = (_num(b, f"{key}.bounds", bad) for b in bounds)
+    if not low < high or (mode == "mult" and low <= 0):
+        raise bad(f"{key}.bounds", f"[{low}, {high}]", "low < high, and low > 0 for mode mult")
+    center = m.get("prior_center")
+    if center is not None:
+        center = _num(center, f"{key}.prior_center", bad)
+        if not low <= center <= high:
+            raise bad(f"{key}.prior_center", str(center), f"within bounds [{low}, {high}]")
+    risk = m.get("risk", "low")
+    if risk not in RISKS:
+        raise bad(f"{key}.risk", repr(risk), ", ".join(RISKS) + " (v1 supports low and medium only)")
+    ph = tuple(str(p) for p in m.get("phases") or ())
+    missing = [p for p in ph if p not in phases]
+    if missing:
+        raise bad(f"{key}.phases", repr(missing[0]), ", ".join(sorted(phases)))
+    return Mutation(name=name, mode=mode, bounds=(low, high), prior_center=center,
+                    cooldown=_int(m.get("cooldown", 1), f"{key}.cooldown", bad, 0), risk=risk, phases=ph,
+                    log=_bool(m.get("log", mode == "mult"), f"{key}.log", bad),
+                    enabled=_bool(m.get("enabled", True), f"{key}.enabled", bad))
+
+
+def _mapping(v, key: str, bad) -> Mapping:
+    if not isinstance(v, Mapping):
+        raise bad(key, f"{type(v).__name__}", "a mapping")
+    return v
+
+
+def _num(v, key: str, bad, minimum: float | None = None) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise bad(key, repr(v), "a finite number")
+    if minimum is not None and v < minimum:
+        raise bad(key, repr(v), f"a number >= {minimum}")
+    return float(v)
+
+
+def _int(v, key: str, bad, minimum: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise bad(key, repr(v), f"an integer >= {minimum}")
+    return int(v)
+
+
+def _bool(v, key: str, bad) -> bool:
+    if not isinstance(v, bool):
+        raise bad(key, repr(v), "true, false")
+    return v

@@ -1,0 +1,225 @@
+"""Online tuning's decisions inside one training run (issue 16, seed 004's hottune), pure and seeded.
+
+``OnlineTuner.on_eval`` is called at every safe point (after an evaluation) with the primary metric and
+its standard error; it returns what the trainer must do: ``apply`` a mutation (after taking a full
+snapshot of the training state), ``accept`` it (drop the snapshot) or ``rollback`` (restore the
+snapshot: policy, optimizer, normaliser, step count, not only the knob). A mutation is judged after
+``horizon`` evaluations:
+
+    delta = gain - instability,  gain = mean(post) - mean(pre) (sign flipped for ``min``),
+    instability = max(0, std(post) - std(pre))  (a mutation that makes the metric erratic pays for it)
+
+and kept only when delta > epsilon **and** delta > z x the noise of the difference of the two means,
+from the evaluations before the mutation (their spread, or their per-episode standard errors when
+larger) -- hotcb compares one value with epsilon, so noise alone accepts mutations. Cooldowns (per
+actuator, after a rejection), the global reject streak and non-finite metrics block proposals.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+from automl.core.tune_recipe import Mutation, Recipe
+
+MODES = ("off", "observe", "suggest", "active", "replay")
+UNTOUCHED, UNVERIFIED, VERIFIED, DISABLED = "untouched", "unverified", "verified", "disabled"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    accept: bool
+    delta: float
+    gain: float
+    instability: float
+    band: float
+    reason: str
+
+
+def _mean(v: list[float]) -> float:
+    return sum(v) / len(v)
+
+
+def _std(v: list[float]) -> float:
+    if len(v) < 2:
+        return 0.0
+    m = _mean(v)
+    return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+
+
+def noise_sd(pre: list[float], se: list[float | None]) -> float:
+    """One evaluation's noise: the spread of the evaluations before the mutation, or the root mean
+    square of the evaluations' own standard errors when that is larger."""
+    known = [s for s in se if s is not None and math.isfinite(s)]
+    rms = math.sqrt(_mean([s * s for s in known])) if known else 0.0
+    return max(_std(pre), rms)
+
+
+def judge(pre: list[float], post: list[float], recipe: Recipe, se: list[float | None] = ()) -> Judgement:
+    """Keep or roll back a mutation, from the primary metric before (``pre``) and after (``post``) it."""
+    if not post or any(not math.isfinite(v) for v in post):
+        return Judgement(False, -math.inf, -math.inf, 0.0, 0.0, "non-finite metric after the mutation")
+    sign = 1.0 if recipe.mode == "max" else -1.0
+    gain = sign * (_mean(post) - _mean(pre))
+    instability = max(0.0, _std(post) - _std(pre)) if len(post) > 1 and len(pre) > 1 else 0.0
+    delta = gain - instability
+    band = recipe.noise_z * noise_sd(pre, list(se)) * math.sqrt(1.0 / len(pre) + 1.0 / len(post))
+    if delta <= recipe.epsilon:
+        return Judgement(False, delta, gain, instability, band, f"delta {delta:.4g} <= epsilon {recipe.epsilon:g}")
+    if delta <= band:
+        return Judgement(False, delta, gain, instability, band, f"delta {delta:.4g} within the noise band {band:.4g}")
+    return Judgement(True, delta, gain, instability, band, "accepted")
+
+
+class Proposer:
+    """Mutation values per actuator: Optuna TPE (``startup_trials`` random first, the prior centre
+    enqueued first) or seeded random search."""
+
+    def __init__(self, recipe: Recipe, seed: int = 0):
+        self.recipe, self.rng, self.studies = recipe, random.Random(seed), {}
+        self.seed = seed
+
+    def _study(self, m: Mutation):
+        import optuna
+
+        if m.name not in self.studies:
+            sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.recipe.startup_trials)
+            study = optuna.create_study(direction="maximize", sampler=sampler)
+            if m.prior_center is not None:
+                study.enqueue_trial({"x": m.prior_center})
+            self.studies[m.name] = study
+        return self.studies[m.name]
+
+    def ask(self, m: Mutation) -> tuple[object, float]:
+        low, high = m.bounds
+        if self.recipe.algorithm == "random":
+            x = math.exp(self.rng.uniform(math.log(low), math.log(high))) if m.log else self.rng.uniform(low, high)
+            return None, x
+        trial = self._study(m).ask()
+        return trial, trial.suggest_float("x", low, high, log=m.log)
+
+    def tell(self, m: Mutation, ticket, delta: float) -> None:
+        if ticket is not None:
+            self._study(m).tell(ticket, delta if math.isfinite(delta) else -1e9)
+
+
+@dataclass
+class Segment:
+    """An applied (or, in suggest mode, proposed) mutation waiting for its judgement."""
+
+    name: str
+    step: int
+    old: float
+    new: float
+    pre: list[float]
+    se: list
+    ticket: object = None
+    post: list[float] = field(default_factory=list)
+
+
+class OnlineTuner:
+    """The kernel's state machine; ``on_eval`` returns actions as dicts ``{"action": apply|accept|rollback|
+    suggest, "name", "value", ...}`` and keeps ``log`` (mutation and segment records)."""
+
+    def __init__(self, recipe: Recipe, mode: str = "active", seed: int = 0):
+        if mode not in MODES:
+            raise ValueError(f"tune mode: {mode!r} (allowed: {', '.join(MODES)})")
+        self.recipe, self.mode, self.rng = recipe, mode, random.Random(seed)
+        self.proposer = Proposer(recipe, seed)
+        self.state = {m.name: UNTOUCHED if m.enabled else DISABLED for m in recipe.mutations}
+        self.cooldown = {m.name: 0 for m in recipe.mutations}
+        self.values: list[float] = []     # the metric along the kept trajectory
+        self.se: list = []
+        self.segment: Segment | None = None
+        self.reject_streak = 0
+        self.blocked: str | None = None
+        self.log: list[dict] = []
+
+    def eligible(self, frac: float) -> list[Mutation]:
+        """Actuators that may be mutated now: enabled, out of cooldown, allowed in this phase."""
+        phase = self.recipe.phase_at(frac)
+        return [m for m in self.recipe.mutations if self.state[m.name] != DISABLED and self.cooldown[m.name] == 0
+                and (not m.phases or phase in m.phases)]
+
+    def on_eval(self, step: int, frac: float, value: float, current: dict, *, se: float | None = None,
+                nonfinite: bool = False, anomaly: bool = False) -> list[dict]:
+        """One safe point: judge the open segment, then maybe propose. ``current``: the actuators' values now."""
+        if self.mode == "off":
+            return []
+        out: list[dict] = []
+        for name in self.cooldown:  # one safe point of every cooldown has passed
+            self.cooldown[name] = max(0, self.cooldown[name] - 1)
+        bad = nonfinite or not math.isfinite(value)
+        if (bad and self.recipe.block_on_nan) or (anomaly and self.recipe.block_on_anomaly):
+            self.blocked = "non-finite metric or loss" if bad else "anomaly"
+        if self.segment is not None:
+            seg = self.segment
+            seg.post.append(value)
+            if bad or len(seg.post) >= self.recipe.horizon:
+                out += self._decide(step, seg)
+        elif not bad:
+            self.values.append(value)
+            self.se.append(se)
+        if self.mode in ("suggest", "active") and self.segment is None and self.blocked is None:
+            if self.reject_streak >= self.recipe.max_global_reject_streak:
+                self.blocked = f"{self.reject_streak} rejections in a row"
+            elif len(self.values) >= 2:
+                out += self._propose(step, frac, current)
+        return out
+
+    def _decide(self, step: int, seg: Segment) -> list[dict]:
+        j = judge(seg.pre, seg.post, self.recipe, seg.se)
+        m = next(m for m in self.recipe.mutations if m.name == seg.name)
+        self.proposer.tell(m, seg.ticket, j.delta)
+        self.segment = None
+        record = {"event": "segment", "name": seg.name, "from_step": seg.step, "step": step, "old": seg.old,
+                  "new": seg.new, "pre": seg.pre, "post": seg.post, "delta": j.delta, "gain": j.gain,
+                  "instability": j.instability, "band": j.band, "decision": "accept" if j.accept else "reject",
+                  "reason": j.reason, "mode": self.mode}
+        self.log.append(record)
+        if self.mode == "suggest":
+            return []
+        if j.accept:
+            self.state[seg.name], self.reject_streak = VERIFIED, 0
+            self.values += seg.post
+            return [{"action": "accept", "name": seg.name, "value": seg.new, "step": step}]
+        self.reject_streak += 1
+        self.cooldown[seg.name] = m.cooldown + 1  # blocked at the next ``cooldown`` safe points
+        if self.state[seg.name] == UNVERIFIED:
+            self.state[seg.name] = UNTOUCHED
+        if not self.recipe.rollback_on_reject:
+            self.values += seg.post
+            return [{"action": "keep", "name": seg.name, "value": seg.new, "step": step}]
+        return [{"action": "rollback", "name": seg.name, "value": seg.old, "step": step}]
+
+    def _propose(self, step: int, frac: float, current: dict) -> list[dict]:
+        choices = self.eligible(frac)
+        if not choices:
+            return []
+        m = self.rng.choice(choices)
+        ticket, x = self.proposer.ask(m)
+        old = float(current[m.name])
+        new = old * x if m.mode == "mult" else x
+        h = self.recipe.horizon
+        self.segment = Segment(m.name, step, old, new, self.values[-max(h, 2):], self.se[-max(h, 2):], ticket)
+        applied = self.mode == "active"
+        if applied and self.state[m.name] == UNTOUCHED:
+            self.state[m.name] = UNVERIFIED
+        self.log.append({"event": "mutation", "name": m.name, "step": step, "old": old, "new": new, "factor": x,
+                         "applied": applied, "mode": self.mode})
+        return [{"action": "apply" if applied else "suggest", "name": m.name, "value": new, "old": old, "step": step}]
+
+
+def replay_plan(log: list[dict]) -> dict[int, list[dict]]:
+    """Step -> actions that reproduce a mutations log: every applied mutation at its step, and its
+    rollback (or acceptance) at the step it was judged."""
+    plan: dict[int, list[dict]] = {}
+    for e in log:
+        if e["event"] == "mutation" and e.get("applied"):
+            plan.setdefault(int(e["step"]), []).append({"action": "apply", "name": e["name"], "value": e["new"],
+                                                        "old": e["old"]})
+        elif e["event"] == "segment" and e.get("mode") == "active":
+            action = "accept" if e["decision"] == "accept" else "rollback"
+            value = e["new"] if action == "accept" else e["old"]
+            plan.setdefault(int(e["step"]), []).insert(0, {"action": action, "name": e["name"], "value": value})
+    return plan

@@ -1,0 +1,107 @@
+"""Online tuning's recipe and decisions (automl/core/tune_recipe.py, automl/search/online.py) with known answers."""
+import math
+
+import pytest
+
+from automl.core.errors import AutoMLError
+from automl.core.tune_recipe import Mutation, Recipe, load_recipe, recipe_from_dict
+from automl.search.online import OnlineTuner, judge, noise_sd, replay_plan
+from _cli import ROOT
+
+ONE = Recipe(mutations=(Mutation("learning_rate", bounds=(0.5, 2.0), cooldown=2),), algorithm="random",
+             epsilon=0.01, horizon=2, max_global_reject_streak=3)
+
+
+def test_the_example_recipe_loads_with_its_phases_and_actuators():
+    r = load_recipe(ROOT / "configs" / "tune" / "ppo.yaml")
+    assert [m.name for m in r.mutations] == ["learning_rate", "ent_coef", "clip_range", "reward.progress"]
+    assert r.phase_at(0.1) == "early" and r.phase_at(0.5) == "mid" and r.phase_at(1.0) == "late"
+    assert r.horizon == 2 and r.epsilon == 0.01 and r.mutations[2].risk == "medium"
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"actuators": {"momentum": {}}}, "recipe: actuators.momentum: unknown actuator (allowed: learning_rate, ent_coef, "
+                                      "clip_range, reward.<term>)"),
+    ({"actuators": {"ent_coef": {"risk": "high"}}}, "recipe: actuators.ent_coef.risk: 'high' (allowed: low, medium"),
+    ({"actuators": {"ent_coef": {"bounds": [2.0, 1.0]}}}, "recipe: actuators.ent_coef.bounds: [2.0, 1.0] (allowed: low < high"),
+    ({"actuators": {"ent_coef": {"phases": ["warmup"]}}}, "recipe: actuators.ent_coef.phases: 'warmup' (allowed: all)"),
+    ({"objective": {"mode": "up"}}, "recipe: objective.mode: 'up' (allowed: max, min)"),
+    ({"acceptance": {"horizon": 0}}, "recipe: acceptance.horizon: 0 (allowed: an integer >= 1)"),
+    ({"speed": 1}, "recipe: speed: unknown key (allowed: version, objective"),
+])
+def test_a_bad_recipe_is_one_line_naming_the_key_and_the_allowed_values(doc, message):
+    with pytest.raises(AutoMLError) as e:
+        recipe_from_dict(doc)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_the_acceptance_rule_has_known_answers():
+    pre = [0.50, 0.52, 0.48]                                      # sd 0.02
+    assert noise_sd(pre, [None]) == pytest.approx(0.02)
+    clear = judge(pre, [0.70, 0.72], ONE)
+    assert clear.accept and clear.gain == pytest.approx(0.21) and clear.instability == pytest.approx(0.0, abs=1e-9)
+    small = judge(pre, [0.515, 0.525], ONE)                       # gain 0.02 > eps, band 0.02*sqrt(1/3+1/2)=0.0183
+    assert small.accept and small.band == pytest.approx(0.02 * math.sqrt(1 / 3 + 1 / 2))
+    # the same gain with evaluations whose own standard error is 0.08 is noise
+    noisy = judge(pre, [0.515, 0.525], ONE, [0.08, 0.08, 0.08])
+    assert not noisy.accept and "noise band" in noisy.reason and noisy.band == pytest.approx(0.08 * math.sqrt(5 / 6))
+    assert not judge(pre, [0.505, 0.51], ONE).accept              # gain 0.0075 <= epsilon 0.01
+    erratic = judge(pre, [0.9, 0.3], ONE)                         # gain 0.1, std rises 0.02 -> 0.424
+    assert not erratic.accept and erratic.instability == pytest.approx(math.sqrt(0.18) - 0.02)
+    assert not judge(pre, [0.7, math.nan], ONE).accept
+    assert judge([0.5, 0.4], [0.2, 0.1], Recipe(mode="min", horizon=2)).accept   # min: lower is better
+
+
+def _drive(tuner, values, current=None, start=0):
+    acts = []
+    for i, v in enumerate(values):
+        acts.append(tuner.on_eval(step=(start + i) * 100, frac=0.5, value=v, current=current or {"learning_rate": 1e-3}))
+    return acts
+
+
+def test_a_mutation_that_makes_the_metric_worse_is_rolled_back_and_one_that_helps_is_kept():
+    t = OnlineTuner(ONE, "active", seed=1)
+    acts = _drive(t, [0.50, 0.52])
+    apply = acts[1][0]
+    assert apply["action"] == "apply" and apply["old"] == 1e-3 and 0.5e-3 <= apply["value"] <= 2e-3
+    acts = _drive(t, [0.30, 0.28], start=2)
+    assert acts[0] == [] and acts[1] == [{"action": "rollback", "name": "learning_rate", "value": 1e-3, "step": 300}]
+    assert t.values == [0.50, 0.52] and t.reject_streak == 1 and t.state["learning_rate"] == "untouched"
+    # cooldown 2: no proposal at the next two safe points, then one
+    acts = _drive(t, [0.5, 0.51, 0.5], start=4)
+    assert acts[0] == [] and acts[1] == [] and acts[2][0]["action"] == "apply"
+    acts = _drive(t, [0.8, 0.82], start=7)
+    assert acts[1][0]["action"] == "accept" and t.state["learning_rate"] == "verified" and t.reject_streak == 0
+
+
+def test_the_reject_streak_and_non_finite_metrics_block_every_proposal():
+    t = OnlineTuner(Recipe(mutations=(Mutation("learning_rate", cooldown=0),), algorithm="random", horizon=1,
+                           max_global_reject_streak=2), "active")
+    _drive(t, [0.5, 0.5, 0.1, 0.5, 0.1, 0.5, 0.5, 0.5])        # apply, reject, apply, reject, then blocked
+    assert t.reject_streak == 2 and t.blocked == "2 rejections in a row"
+    assert sum(e["event"] == "mutation" for e in t.log) == 2
+    n = OnlineTuner(ONE, "active")
+    acts = _drive(n, [0.5, 0.5])
+    assert acts[1][0]["action"] == "apply"
+    acts = _drive(n, [math.nan], start=2)
+    assert acts[0][0]["action"] == "rollback" and n.blocked == "non-finite metric or loss"
+    assert _drive(n, [0.5, 0.6, 0.7, 0.8], start=3) == [[], [], [], []]
+
+
+def test_suggest_mode_proposes_without_applying_and_observe_never_proposes():
+    s = OnlineTuner(ONE, "suggest")
+    acts = _drive(s, [0.5, 0.5, 0.9, 0.9])
+    assert acts[1][0]["action"] == "suggest" and all(a["action"] not in ("apply", "rollback") for x in acts for a in x)
+    o = OnlineTuner(ONE, "observe")
+    assert _drive(o, [0.5, 0.5, 0.6]) == [[], [], []] and o.values == [0.5, 0.5, 0.6]
+
+
+def test_a_replay_plan_reapplies_the_same_values_at_the_same_steps():
+    t = OnlineTuner(ONE, "active", seed=3)
+    _drive(t, [0.5, 0.52, 0.3, 0.28, 0.5, 0.51, 0.5, 0.8, 0.82])
+    plan = replay_plan(t.log)
+    applied = {e["step"]: e["new"] for e in t.log if e["event"] == "mutation"}
+    assert {s: [a["value"] for a in acts if a["action"] == "apply"] for s, acts in plan.items() if any(
+        a["action"] == "apply" for a in acts)} == {s: [v] for s, v in applied.items()}
+    assert plan[300] == [{"action": "rollback", "name": "learning_rate", "value": 1e-3}]
+    assert plan[800][0]["action"] == "accept"
