@@ -275,6 +275,10 @@ def test_a_pbt_run_on_a_gymnasium_id_trains_members_one_per_job_with_the_sb3_tra
     assert all(v is not None for v in pop["ready"][-1]["se"])
     best = yaml.safe_load((tmp_path / "best.yaml").read_text())
     assert best["test_score"]["n_seeds"] == 2 and best["baseline"]["test_score"]["n_seeds"] == 2
+    zoo = automl("export", "--run-dir", str(tmp_path), "--format", "rlzoo")
+    assert zoo.returncode == 0, zoo.stderr
+    text = (tmp_path / "rlzoo_hyperparams.yml").read_text()
+    assert "its schedule over training is in best.yaml" in text and "n_timesteps: 4096" in text
 
 
 def test_a_copy_across_groups_takes_the_sources_slice_of_its_groups_file(tmp_path):

@@ -104,6 +104,8 @@ def rlzoo_text(best: dict, filename: str = "rlzoo_hyperparams.yml") -> str:
     lines = [f"# rl-zoo3 hyperparameters exported by automl (config {best['config_id']}{iqm})",
              f"# use, from the automl repository root: python -m rl_zoo3.train --algo ppo --env {env_id}"
              f"{packages} -conf {filename}",
+             *(["# a --mode pbt winner: these are its final values; its schedule over training is in best.yaml"]
+               if best.get("schedule") else []),
              f"{_key(env_id)}:"]
     for key, value in hp.items():
         if isinstance(value, (dict, list)):
