@@ -154,12 +154,18 @@ def test_a_joint_run_killed_with_sigkill_resumes_with_the_same_command(tmp_path)
     assert again.returncode == 0, again.stderr
     st = state(run_dir)
     joint = [t for t in st["trials"] if t["kind"] == "joint"]
-    assert [t["config_id"] for t in joint] == [f"config_{i:03d}" for i in range(4)]   # none lost, none twice
+    ids = [t["config_id"] for t in joint]
+    assert len(ids) == 4 and len(set(ids)) == 4                                          # none lost, none twice
+    # a kill between creating a record trial and naming it leaves a failed, never-trained trial: its
+    # number is skipped (by design, see automl/run/resume.py), nothing else is
+    url = f"sqlite:///{run_dir / 'study.db'}"
+    record = {t.number: t for t in optuna.load_study(study_name="automl", storage=url).get_trials()}
+    for n in set(range(int(ids[-1][-3:]) + 1)) - {int(i[-3:]) for i in ids}:
+        assert record[n].state.name == "FAIL" and "config_id" not in record[n].user_attrs
     assert all(t["state"] == "complete" and sorted(s["seed"] for s in t["seeds"]) == [0, 1] for t in joint)
     for before in done_before:  # what was recorded before the kill is kept as it was
         after = next(t for t in joint if t["config_id"] == before["config_id"])
         assert after["seeds"] == before["seeds"] and after["reward_weights"] == before["reward_weights"]
-    url = f"sqlite:///{run_dir / 'study.db'}"
     sampler = optuna.load_study(study_name="automl-joint", storage=url).get_trials()
     # the in-flight one re-attached and told; one asked by the killed run but never recorded is failed
     assert [t.state.name for t in sampler].count("COMPLETE") == 4 and "RUNNING" not in {t.state.name for t in sampler}
