@@ -129,7 +129,8 @@ class RunContext:
         if self.view is not None:
             self.view.message(f"calibrating: {self.cfg.n_jobs} short jobs of the prior config")
         cal = calibrate(self.cfg, self.inputs, self.executor, self.budget, self.store)
-        check_minimum_budget(self.cfg, self.inputs, self.budget, cal)
+        if self.cfg.mode != "pbt":  # pbt fits its training length to the budget (automl.run.pbt.plan_steps)
+            check_minimum_budget(self.cfg, self.inputs, self.budget, cal)
         self._use_plan(make_plan(self.cfg, self.inputs, self.budget, cal))
         self.store.event("planned", plan=self.plan.to_dict())
 

@@ -252,7 +252,7 @@ def _segment(ctx, pop: dict, ready: int, to_step: int) -> list[dict] | None:
             if r.ok and r.value.get("stopped") or tries[g] >= 1:
                 why = "the deadline stopped a segment" if r.ok else f"a population job failed twice ({r.reason})"
                 ctx.store.event("pbt_stopped", ready=ready, group=g, reason=why)
-                _drain(ctx, len(tries) - len(out) - 1)
+                _drain(ctx)
                 ctx.mark_tuning_over(why)
                 return None
             tries[g] += 1
@@ -264,10 +264,11 @@ def _segment(ctx, pop: dict, ready: int, to_step: int) -> list[dict] | None:
     return [out[g] for g in sorted(out)]
 
 
-def _drain(ctx, running: int) -> None:
-    """Stop the other groups' jobs of a segment that will not be recorded."""
-    for job_id in list(ctx.executor.running()):
-        ctx.executor.cancel(job_id, "population stopped")
+def _drain(ctx) -> None:
+    """Stop the other groups' jobs of a segment that will not be recorded, running or queued."""
+    for job_id in [*ctx.executor.running(), *ctx.executor.pending()]:
+        if job_id.startswith("pbt:"):
+            ctx.executor.cancel(job_id, "population stopped")
     ctx.executor.poll(0.5)
 
 
