@@ -1,0 +1,112 @@
+"""Online tuning attached to an SB3 training run: the hook that carries out ``automl.search.online``'s actions.
+
+``TuneCallback`` runs beside the trial's ``TrialCallback`` (after it, in one ``CallbackList``). At every new
+evaluation (a safe point: a rollout boundary, right after an update) it asks the tuner and carries out what
+it says: ``apply`` takes a **full in-memory snapshot** of the training state first (policy, optimizer
+moments, VecNormalize statistics, step count and schedule position, the env's state on the batched
+tasks, RNG states, the evaluations so far) and then sets the value; ``rollback`` puts that whole state
+back (hotcb restores only the knob); ``accept`` drops the snapshot. Actuators: ``learning_rate``,
+``ent_coef``, ``clip_range`` and ``reward.<term>`` (``automl.train.sb3_pbt.set_values``). The tuner's log
+goes to ``tune.mutations.jsonl`` / ``tune.segments.jsonl`` when ``log_dir`` is given.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from typing import Any
+
+from stable_baselines3.common.callbacks import BaseCallback
+
+from automl.train import sb3_state
+from automl.train.sb3_pbt import set_values
+
+
+def current_values(model: Any, raw_env: Any) -> dict[str, float]:
+    """The actuators' values now."""
+    out = {"learning_rate": float(model.policy.optimizer.param_groups[0]["lr"]), "ent_coef": float(model.ent_coef),
+           "clip_range": float(model.clip_range(model._current_progress_remaining))}
+    batched = sb3_state._batched(raw_env)
+    weights = batched.reward_weights if batched is not None else \
+        next((e.reward_weights for e in getattr(raw_env, "envs", []) if hasattr(e, "reward_weights")), {})
+    out.update({f"reward.{k}": float(v) for k, v in weights.items()})
+    return out
+
+
+_VALUES = ("gamma", "gae_lambda", "ent_coef", "vf_coef", "max_grad_norm")
+
+
+def snapshot(model: Any, raw_env: Any, train_env: Any, trial_cb: Any) -> dict:
+    """Everything the next steps depend on, copied (not references to live tensors), with the values
+    the actuators change (a checkpoint leaves them to the config; a rollback must put them back)."""
+    state = copy.deepcopy(sb3_state.checkpoint_state(model, raw_env, train_env, trial_cb, {}))
+    now = current_values(model, raw_env)
+    state["values"] = {"learning_rate": now["learning_rate"], "clip_range": now["clip_range"],
+                       **{k: float(getattr(model, k)) for k in _VALUES}}
+    state["weights"] = {k.split(".", 1)[1]: v for k, v in now.items() if k.startswith("reward.")}
+    return state
+
+
+def restore(model: Any, raw_env: Any, train_env: Any, trial_cb: Any, snap: dict, *, seed: int, total: int) -> None:
+    """Put the snapshot back mid-learn (gymnasium envs restart their episodes; batched envs continue)."""
+    sb3_state.restore(model, raw_env, train_env, trial_cb, copy.deepcopy(snap), seed=seed, total=total)
+    set_values(model, raw_env, train_env, snap["values"], snap["weights"] or None)
+    if model._last_obs is None:  # gymnasium ids: restore reseeded the env; learn() is already running
+        model._last_obs = train_env.reset()
+        model._last_episode_starts = [True] * train_env.num_envs
+
+
+def _apply(model: Any, raw_env: Any, train_env: Any, name: str, value: float) -> None:
+    if name.startswith("reward."):
+        set_values(model, raw_env, train_env, {}, {name.split(".", 1)[1]: value})
+    else:
+        set_values(model, raw_env, train_env, {name: value}, None)
+
+
+class TuneCallback(BaseCallback):
+    """Runs ``tuner`` (an ``automl.search.online.OnlineTuner``) at each new evaluation of ``trial_cb``."""
+
+    def __init__(self, tuner: Any, trial_cb: Any, raw_env: Any, train_env: Any, *, seed: int, total: int,
+                 log_dir: str | None = None):
+        super().__init__(verbose=0)
+        self.tuner, self.trial_cb, self.raw_env, self.train_env = tuner, trial_cb, raw_env, train_env
+        self.seed, self.total, self.log_dir = seed, total, log_dir
+        self.snap: dict | None = None
+        self.seen = 0
+        self.logged = 0
+        self.actions: list[dict] = []
+
+    def _on_rollout_start(self) -> None:
+        evals = self.trial_cb.evals
+        if len(evals) == self.seen or self.trial_cb.state is not None:
+            return
+        self.seen = len(evals)
+        e = evals[-1]
+        frac = min(1.0, self.model.num_timesteps / self.total)
+        acts = self.tuner.on_eval(int(self.model.num_timesteps), frac, float(e.true_metric),
+                                  current_values(self.model, self.raw_env), se=e.true_metric_se)
+        for a in acts:
+            if a["action"] == "apply":
+                self.snap = snapshot(self.model, self.raw_env, self.train_env, self.trial_cb)
+                _apply(self.model, self.raw_env, self.train_env, a["name"], a["value"])
+            elif a["action"] == "rollback" and self.snap is not None:
+                restore(self.model, self.raw_env, self.train_env, self.trial_cb, self.snap, seed=self.seed,
+                        total=self.total)
+                self.snap, self.seen = None, len(self.trial_cb.evals)
+            elif a["action"] in ("accept", "keep"):
+                self.snap = None
+            self.actions.append(a)
+        self._write_log()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _write_log(self) -> None:
+        if not self.log_dir:
+            return
+        os.makedirs(self.log_dir, exist_ok=True)
+        for record in self.tuner.log[self.logged:]:
+            name = "tune.mutations.jsonl" if record["event"] == "mutation" else "tune.segments.jsonl"
+            with open(os.path.join(self.log_dir, name), "a") as f:
+                f.write(json.dumps(record) + "\n")
+        self.logged = len(self.tuner.log)
