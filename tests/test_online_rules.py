@@ -96,12 +96,12 @@ def test_suggest_mode_proposes_without_applying_and_observe_never_proposes():
     assert _drive(o, [0.5, 0.5, 0.6]) == [[], [], []] and o.values == [0.5, 0.5, 0.6]
 
 
-def test_a_replay_plan_reapplies_the_same_values_at_the_same_steps():
+def test_a_replay_plan_reapplies_the_same_values_at_the_same_steps_in_order():
     t = OnlineTuner(ONE, "active", seed=3)
     _drive(t, [0.5, 0.52, 0.3, 0.28, 0.5, 0.51, 0.5, 0.8, 0.82])
-    plan = replay_plan(t.log)
-    applied = {e["step"]: e["new"] for e in t.log if e["event"] == "mutation"}
-    assert {s: [a["value"] for a in acts if a["action"] == "apply"] for s, acts in plan.items() if any(
-        a["action"] == "apply" for a in acts)} == {s: [v] for s, v in applied.items()}
-    assert plan[300] == [{"action": "rollback", "name": "learning_rate", "value": 1e-3}]
-    assert plan[800][0]["action"] == "accept"
+    plan = replay_plan(list(reversed(t.log)))                  # the order comes from the records' seq
+    applies = [(step, a["value"]) for step, acts in plan for a in acts if a["action"] == "apply"]
+    assert applies == [(e["step"], e["new"]) for e in t.log if e["event"] == "mutation"]
+    assert [step for step, _ in plan] == [100, 300, 600, 800]
+    assert plan[1] == (300, [{"action": "rollback", "name": "learning_rate", "value": 1e-3}])
+    assert [a["action"] for a in plan[3][1]] == ["accept", "apply"]   # judged, then the next mutation

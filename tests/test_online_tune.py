@@ -1,10 +1,15 @@
 """The online tuner attached to a real SB3 training run (automl/train/sb3_tune.py): a full-state snapshot,
 a rollback that restores it bit for bit, and the tuner's actions carried out inside learn()."""
 import json
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
+import yaml
+from _cli import ROOT, TINY, automl
 
 from automl.core.tune_recipe import Mutation, Recipe
 from automl.search.online import OnlineTuner
@@ -81,3 +86,86 @@ def test_the_tuner_inside_learn_rolls_a_rejected_mutation_back_and_logs_it(tmp_p
     assert [s["decision"] for s in judged] == ["reject", "reject"]
     # each rollback went back to the step of its mutation: the rejected segments' steps were re-trained
     assert [a["step"] for a in hook.actions if a["action"] == "apply"] == [s["from_step"] for s in judged]
+
+
+def _recipe(tmp_path, **acceptance):
+    doc = {"objective": {"primary": "true_metric"},
+           "actuators": {"learning_rate": {"mode": "mult", "bounds": [0.5, 3.0], "cooldown": 0},
+                         "reward.pole_angle": {"mode": "abs", "bounds": [-1.0, 0.0], "log": False, "cooldown": 0}},
+           "search": {"algorithm": "random"},
+           "acceptance": {"epsilon": 0.0, "horizon": 1, **acceptance},
+           "safety": {"max_global_reject_streak": 20}}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def _train(run_dir, recipe, *extra, steps="24576"):
+    return automl("train", "--config", TINY, "--env", "cartpole", "--seed-list", "0", "--trial-steps", steps,
+                  "--tune", recipe, "--run-dir", str(run_dir), *extra)
+
+
+def test_automl_train_tune_logs_its_mutations_and_a_replay_reproduces_them(tmp_path):
+    recipe = _recipe(tmp_path)
+    a = _train(tmp_path / "a", recipe, "--tune-mode", "active")
+    assert a.returncode == 0, a.stderr
+    logs = tmp_path / "a" / "tune" / "seed_0"
+    applied = [json.loads(x) for x in (logs / "tune.mutations.jsonl").read_text().splitlines()]
+    judged = [json.loads(x) for x in (logs / "tune.segments.jsonl").read_text().splitlines()]
+    summary = json.loads((logs / "tune.summary.json").read_text())
+    assert applied and summary["applied"] == len(applied) and summary["judged"] == len(judged)
+    assert {s["decision"] for s in judged} <= {"accept", "reject"}
+    status = automl("tune", "status", "--run-dir", str(tmp_path / "a"))
+    assert status.returncode == 0 and f"applied {len(applied)}" in status.stdout
+    b = _train(tmp_path / "b", recipe, "--tune-mode", "replay", "--tune-replay", str(tmp_path / "a"))
+    assert b.returncode == 0, b.stderr
+    replayed = [json.loads(x) for x in (tmp_path / "b" / "tune" / "seed_0" / "tune.mutations.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["name"], r["value"]) for r in replayed if r["action"] == "apply"] == \
+        [(m["step"], m["name"], m["new"]) for m in applied]
+    ra, rb = (yaml.safe_load((tmp_path / d / "results.yaml").read_text())["seeds"][0] for d in ("a", "b"))
+    assert ra["evals"] == rb["evals"] and ra["episode_reward_mean"] == rb["episode_reward_mean"]   # same run, CPU
+
+
+def test_a_mode_switch_from_another_process_takes_effect_at_the_next_safe_point(tmp_path):
+    recipe = _recipe(tmp_path)
+    run_dir = tmp_path / "r"
+    proc = subprocess.Popen([sys.executable, "-m", "automl", "train", "--config", TINY, "--env", "cartpole",
+                             "--seed-list", "0", "--trial-steps", "98304", "--tune", recipe, "--tune-mode", "observe",
+                             "--run-dir", str(run_dir)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    summary = run_dir / "tune" / "seed_0" / "tune.summary.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            s = json.loads(summary.read_text())
+            if s["step"] >= 20000:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read()
+    assert s["mode"] == "observe" and s["proposed"] == 0
+    switched = automl("tune", "enable", "--mode", "active", "--run-dir", str(run_dir))
+    at = json.loads(summary.read_text())["step"]
+    assert switched.returncode == 0, switched.stderr
+    assert automl("tune", "set", "acceptance.epsilon=0.5", "--run-dir", str(run_dir)).returncode == 0
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    first = json.loads((run_dir / "tune" / "seed_0" / "tune.mutations.jsonl").read_text().splitlines()[0])
+    every = 98304 // 10 // 1024 * 1024 + 1024          # the evaluation interval, in whole rollouts (or less)
+    assert at < first["step"] <= at + 2 * every and first["mode"] == "active"
+    final = json.loads(summary.read_text())
+    assert final["mode"] == "active" and final["epsilon"] == 0.5
+    out = tmp_path / "evolved.yaml"
+    assert automl("tune", "export-recipe", "--out", str(out), "--run-dir", str(run_dir)).returncode == 0
+    assert yaml.safe_load(out.read_text())["acceptance"]["epsilon"] == 0.5
+
+
+@pytest.mark.parametrize("args, message", [
+    (["set", "acceptance.speed=2"], "tune set: 'acceptance.speed=2' (allowed: KEY=VALUE with KEY one of acceptance.epsilon"),
+    (["enable", "--mode", "replay"], "--mode: 'replay' (allowed: active, observe, suggest)"),
+    (["restart"], "tune: unknown action 'restart' (allowed: enable, disable, status, set, export-recipe)"),
+])
+def test_bad_tune_commands_get_one_line(tmp_path, args, message):
+    (tmp_path / "tune.control.json").write_text('{"mode": "active"}')
+    r = automl("tune", *args, "--run-dir", str(tmp_path))
+    assert r.returncode != 0 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1

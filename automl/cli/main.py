@@ -10,7 +10,7 @@ import sys
 
 from automl.core.errors import AutoMLError
 
-SUBCOMMANDS = ("run", "validate", "train", "analyze", "status", "export")
+SUBCOMMANDS = ("run", "validate", "train", "tune", "analyze", "status", "export")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,6 +94,15 @@ def _add_tools(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--trial-steps", type=int, default=None)
     p.add_argument("--n-jobs", type=int, default=1)
+    p.add_argument("--tune", default=None, help="online-tuning recipe YAML (e.g. configs/tune/ppo.yaml)")
+    p.add_argument("--tune-mode", default="active", help="off | observe | suggest | active | replay (default active)")
+    p.add_argument("--tune-replay", default=None, help="--tune-mode replay: the run dir whose tune logs to replay")
+    p = sub.add_parser("tune", help="switch or inspect the online tuner of a running `automl train --tune`")
+    p.add_argument("action", help="enable | disable | status | set | export-recipe")
+    p.add_argument("setting", nargs="?", default=None, help="set: KEY=VALUE, e.g. acceptance.epsilon=0.002")
+    p.add_argument("--run-dir", default="progress/train")
+    p.add_argument("--mode", default="active", help="enable: active | observe | suggest")
+    p.add_argument("--out", default=None, help="export-recipe: the file to write")
     p = sub.add_parser("analyze", help="importance ranking, top configs, CSV and plots")
     p.add_argument("--run-dir", default="progress")
     p.add_argument("--metric", default="episode_reward_mean")
@@ -168,8 +177,11 @@ def _dispatch(args, argv) -> int:
         seed_list = _parse_seed_list(args.seed_list)
         train_cmd.run(args.config, seeds=args.seeds, seed_list=seed_list, env=args.env,
                       run_dir=args.run_dir, device=args.device, total_steps=args.trial_steps,
-                      n_jobs=args.n_jobs)
+                      n_jobs=args.n_jobs, tune=args.tune, tune_mode=args.tune_mode, tune_replay=args.tune_replay)
         return 0
+    if args.command == "tune":
+        from automl.cli import tune
+        return tune.command(args.action, args.run_dir, mode=args.mode, setting=args.setting, out=args.out)
     if args.command == "analyze":
         from automl.analysis import output as analyze
         from rich.console import Console

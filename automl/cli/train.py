@@ -106,8 +106,9 @@ def print_results(results: Sequence[SeedResult], env: str, console: Console | No
 
 
 def run(config_path, *, seeds=None, seed_list=None, env=None, run_dir="progress/train", device="auto",
-        total_steps=None, n_jobs=1) -> list[SeedResult]:
-    """Train the config in ``config_path`` on each seed; print and save (run_dir/results.yaml) the results."""
+        total_steps=None, n_jobs=1, tune=None, tune_mode="active", tune_replay=None) -> list[SeedResult]:
+    """Train the config in ``config_path`` on each seed; print and save (run_dir/results.yaml) the results.
+    ``tune``: an online-tuning recipe (``automl.cli.tune``): each seed is tuned while it trains."""
     from automl.core.config import to_ppo_setup
     from automl.run.state import atomic_write_text, dump_yaml
 
@@ -122,6 +123,10 @@ def run(config_path, *, seeds=None, seed_list=None, env=None, run_dir="progress/
     job_kwargs = [dict(params=params, env=env, seed=s, total_steps=total_steps, reward_weights=weights or None,
                        device=device, tb_dir=str(out / "tb"), save_path=str(out / "models" / f"seed_{s}.zip"))
                   for s in seeds_to_run(params, seeds, seed_list)]
+    if tune:
+        from automl.cli.tune import attach
+
+        attach(job_kwargs, out, tune, tune_mode, tune_replay, env)
     start = time.time()
     if n_jobs > 1 and len(job_kwargs) > 1:
         results = _run_parallel(job_kwargs, n_jobs)

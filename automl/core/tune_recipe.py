@@ -35,7 +35,7 @@ class Mutation:
 
 @dataclass(frozen=True)
 class Recipe:
-    metric: str = "success_rate"
+    metric: str = "true_metric"      # the task's true metric (success rate on navigation), or its name
     mode: str = "max"
     backup_metrics: tuple[str, ...] = ()
     phases: dict = field(default_factory=lambda: {"all": (0.0, 1.0)})
@@ -95,7 +95,7 @@ def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe") -> Recipe:
     acc = _mapping(d.get("acceptance") or {}, "acceptance", bad)
     safety = _mapping(d.get("safety") or {}, "safety", bad)
     return Recipe(
-        metric=str(obj.get("primary", "success_rate")), mode=mode,
+        metric=str(obj.get("primary", "true_metric")), mode=mode,
         backup_metrics=tuple(str(m) for m in obj.get("backup_metrics") or ()), phases=phases,
         mutations=tuple(mutations), algorithm=algorithm,
         startup_trials=_int(search.get("startup_trials", 8), "search.startup_trials", bad, 0),
@@ -164,3 +164,57 @@ def _bool(v, key: str, bad) -> bool:
     if not isinstance(v, bool):
         raise bad(key, repr(v), "true, false")
     return v
+
+
+SETTINGS = {  # what `automl tune set KEY=VALUE` may change while a run goes on -> Recipe field, type
+    "acceptance.epsilon": ("epsilon", float), "acceptance.horizon": ("horizon", int),
+    "acceptance.noise_z": ("noise_z", float), "acceptance.rollback_on_reject": ("rollback_on_reject", bool),
+    "safety.max_global_reject_streak": ("max_global_reject_streak", int),
+    "safety.block_on_nan": ("block_on_nan", bool), "safety.block_on_anomaly": ("block_on_anomaly", bool),
+}
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``acceptance.epsilon=0.002`` -> (key, typed value); AutoMLError names the allowed keys."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or key not in SETTINGS:
+        raise AutoMLError(f"tune set: {text!r} (allowed: KEY=VALUE with KEY one of {', '.join(SETTINGS)})")
+    kind = SETTINGS[key][1]
+    raw = raw.strip()
+    try:
+        if kind is bool:
+            if raw.lower() not in ("true", "false"):
+                raise ValueError
+            return key, raw.lower() == "true"
+        value = kind(raw)
+    except ValueError:
+        raise AutoMLError(f"tune set: {key}: {raw!r} (allowed: {'true, false' if kind is bool else kind.__name__})") from None
+    if isinstance(value, (int, float)) and (value < 0 or (kind is int and value < 1 and key != "acceptance.epsilon")):
+        raise AutoMLError(f"tune set: {key}: {raw!r} (allowed: a number >= {0 if kind is float else 1})")
+    return key, value
+
+
+def with_settings(recipe: Recipe, settings: Mapping[str, Any]) -> Recipe:
+    """The recipe with ``SETTINGS`` keys changed (unknown keys are ignored: they were checked when written)."""
+    import dataclasses
+
+    changes = {SETTINGS[k][0]: v for k, v in settings.items() if k in SETTINGS}
+    return dataclasses.replace(recipe, **changes) if changes else recipe
+
+
+def recipe_to_dict(r: Recipe) -> dict:
+    """The recipe as its YAML mapping (``automl tune export-recipe``; ``recipe_from_dict`` reads it back)."""
+    acts = {}
+    for m in r.mutations:
+        acts[m.name] = {"enabled": m.enabled, "mode": m.mode, "bounds": list(m.bounds), "cooldown": m.cooldown,
+                        "risk": m.risk, "log": m.log, **({"prior_center": m.prior_center} if m.prior_center is not None else {}),
+                        **({"phases": list(m.phases)} if m.phases else {})}
+    return {"version": 1,
+            "objective": {"primary": r.metric, "mode": r.mode, "backup_metrics": list(r.backup_metrics)},
+            "phases": {k: {"start_frac": a, "end_frac": b} for k, (a, b) in r.phases.items()},
+            "actuators": acts, "search": {"algorithm": r.algorithm, "startup_trials": r.startup_trials},
+            "acceptance": {"epsilon": r.epsilon, "horizon": r.horizon, "noise_z": r.noise_z,
+                           "rollback_on_reject": r.rollback_on_reject},
+            "safety": {"block_on_nan": r.block_on_nan, "block_on_anomaly": r.block_on_anomaly,
+                       "max_global_reject_streak": r.max_global_reject_streak}}

@@ -20,7 +20,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from automl.core.tune_recipe import Mutation, Recipe
+from automl.core.tune_recipe import Mutation, Recipe, with_settings
 
 MODES = ("off", "observe", "suggest", "active", "replay")
 UNTOUCHED, UNVERIFIED, VERIFIED, DISABLED = "untouched", "unverified", "verified", "disabled"
@@ -144,8 +144,8 @@ class OnlineTuner:
     def on_eval(self, step: int, frac: float, value: float, current: dict, *, se: float | None = None,
                 nonfinite: bool = False, anomaly: bool = False) -> list[dict]:
         """One safe point: judge the open segment, then maybe propose. ``current``: the actuators' values now."""
-        if self.mode == "off":
-            return []
+        if self.mode in ("off", "replay") and self.segment is None:
+            return []  # (an open segment is still judged after a switch to off)
         out: list[dict] = []
         for name in self.cooldown:  # one safe point of every cooldown has passed
             self.cooldown[name] = max(0, self.cooldown[name] - 1)
@@ -157,6 +157,8 @@ class OnlineTuner:
             seg.post.append(value)
             if bad or len(seg.post) >= self.recipe.horizon:
                 out += self._decide(step, seg)
+                if any(a["action"] == "rollback" for a in out):
+                    return out  # training goes back to the mutation's step: the next safe point proposes
         elif not bad:
             self.values.append(value)
             self.se.append(se)
@@ -167,12 +169,41 @@ class OnlineTuner:
                 out += self._propose(step, frac, current)
         return out
 
+    def control(self, mode: str | None, settings: dict) -> None:
+        """A switch from ``automl tune`` (another process): the mode and recipe settings, from now on."""
+        if mode is not None and mode in MODES:
+            self.mode = mode
+        if settings:
+            self.recipe = with_settings(self.recipe, settings)
+
+    def summary(self) -> dict:
+        """Counts, accept rate and per-actuator win rates (tune.summary.json; ``evolve_recipe`` reads them)."""
+        judged = [e for e in self.log if e["event"] == "segment"]
+        fam: dict[str, dict] = {}
+        for e in judged:
+            f = fam.setdefault(e["name"], {"judged": 0, "accepted": 0, "accepted_factors": [], "deltas": []})
+            f["judged"] += 1
+            f["deltas"].append(e["delta"])
+            if e["decision"] == "accept":
+                f["accepted"] += 1
+                f["accepted_factors"].append(e["new"] / e["old"] if e["old"] else None)
+        for f in fam.values():
+            f["win_rate"] = f["accepted"] / f["judged"]
+            finite = [d for d in f.pop("deltas") if math.isfinite(d)]
+            f["mean_delta"] = _mean(finite) if finite else None
+        accepted = sum(f["accepted"] for f in fam.values())
+        return {"mode": self.mode, "proposed": sum(e["event"] == "mutation" for e in self.log),
+                "applied": sum(e["event"] == "mutation" and e["applied"] for e in self.log), "judged": len(judged),
+                "accepted": accepted, "accept_rate": accepted / len(judged) if judged else None, "families": fam,
+                "states": dict(self.state), "blocked": self.blocked, "reject_streak": self.reject_streak,
+                "epsilon": self.recipe.epsilon}
+
     def _decide(self, step: int, seg: Segment) -> list[dict]:
         j = judge(seg.pre, seg.post, self.recipe, seg.se)
         m = next(m for m in self.recipe.mutations if m.name == seg.name)
         self.proposer.tell(m, seg.ticket, j.delta)
         self.segment = None
-        record = {"event": "segment", "name": seg.name, "from_step": seg.step, "step": step, "old": seg.old,
+        record = {"event": "segment", "seq": len(self.log), "name": seg.name, "from_step": seg.step, "step": step, "old": seg.old,
                   "new": seg.new, "pre": seg.pre, "post": seg.post, "delta": j.delta, "gain": j.gain,
                   "instability": j.instability, "band": j.band, "decision": "accept" if j.accept else "reject",
                   "reason": j.reason, "mode": self.mode}
@@ -193,7 +224,8 @@ class OnlineTuner:
         return [{"action": "rollback", "name": seg.name, "value": seg.old, "step": step}]
 
     def _propose(self, step: int, frac: float, current: dict) -> list[dict]:
-        choices = self.eligible(frac)
+        # (a gym env's terms appear with its first info; a factor cannot move a value of 0)
+        choices = [m for m in self.eligible(frac) if m.name in current and (m.mode == "abs" or current[m.name] != 0)]
         if not choices:
             return []
         m = self.rng.choice(choices)
@@ -205,21 +237,46 @@ class OnlineTuner:
         applied = self.mode == "active"
         if applied and self.state[m.name] == UNTOUCHED:
             self.state[m.name] = UNVERIFIED
-        self.log.append({"event": "mutation", "name": m.name, "step": step, "old": old, "new": new, "factor": x,
+        self.log.append({"event": "mutation", "seq": len(self.log), "name": m.name, "step": step, "old": old, "new": new, "factor": x,
                          "applied": applied, "mode": self.mode})
         return [{"action": "apply" if applied else "suggest", "name": m.name, "value": new, "old": old, "step": step}]
 
 
-def replay_plan(log: list[dict]) -> dict[int, list[dict]]:
-    """Step -> actions that reproduce a mutations log: every applied mutation at its step, and its
-    rollback (or acceptance) at the step it was judged."""
-    plan: dict[int, list[dict]] = {}
-    for e in log:
+def replay_plan(log: list[dict]) -> list[tuple[int, list[dict]]]:
+    """(step, actions) in the order they happened, reproducing a mutations log: every applied mutation at
+    its step, its rollback or acceptance at the step it was judged. A step can come twice (training
+    re-runs it after a rollback), so the hook consumes the list in order."""
+    plan: list[tuple[int, list[dict]]] = []
+    for e in sorted(log, key=lambda e: e.get("seq", 0)):
         if e["event"] == "mutation" and e.get("applied"):
-            plan.setdefault(int(e["step"]), []).append({"action": "apply", "name": e["name"], "value": e["new"],
-                                                        "old": e["old"]})
+            action = {"action": "apply", "name": e["name"], "value": e["new"], "old": e["old"]}
         elif e["event"] == "segment" and e.get("mode") == "active":
-            action = "accept" if e["decision"] == "accept" else "rollback"
-            value = e["new"] if action == "accept" else e["old"]
-            plan.setdefault(int(e["step"]), []).insert(0, {"action": action, "name": e["name"], "value": value})
+            accept = e["decision"] == "accept"
+            action = {"action": "accept" if accept else "rollback", "name": e["name"],
+                      "value": e["new"] if accept else e["old"]}
+        else:
+            continue
+        if plan and plan[-1][0] == int(e["step"]) and plan[-1][1][-1]["action"] != "rollback":
+            plan[-1][1].append(action)
+        else:
+            plan.append((int(e["step"]), [action]))
     return plan
+
+
+def evolve_recipe(base: Recipe, summaries: list[dict], alpha: float = 0.3) -> Recipe:
+    """Carry learned priors across runs: each actuator's prior centre moves ``alpha`` of the way toward the
+    mean factor its accepted mutations used (within its bounds); actuators never accepted keep theirs."""
+    import dataclasses
+
+    out = []
+    for m in base.mutations:
+        factors = [f for s in summaries for f in ((s.get("families") or {}).get(m.name) or {}).get("accepted_factors", [])
+                   if isinstance(f, (int, float)) and math.isfinite(f)]
+        if not factors or m.mode != "mult":
+            out.append(m)
+            continue
+        centre = m.prior_center if m.prior_center is not None else math.sqrt(m.bounds[0] * m.bounds[1])
+        target = math.exp(_mean([math.log(f) for f in factors]))
+        new = math.exp((1 - alpha) * math.log(centre) + alpha * math.log(target))
+        out.append(dataclasses.replace(m, prior_center=min(max(new, m.bounds[0]), m.bounds[1])))
+    return dataclasses.replace(base, mutations=tuple(out))

@@ -67,24 +67,46 @@ class TuneCallback(BaseCallback):
     """Runs ``tuner`` (an ``automl.search.online.OnlineTuner``) at each new evaluation of ``trial_cb``."""
 
     def __init__(self, tuner: Any, trial_cb: Any, raw_env: Any, train_env: Any, *, seed: int, total: int,
-                 log_dir: str | None = None):
+                 log_dir: str | None = None, control: str | None = None, plan: dict | None = None):
         super().__init__(verbose=0)
         self.tuner, self.trial_cb, self.raw_env, self.train_env = tuner, trial_cb, raw_env, train_env
-        self.seed, self.total, self.log_dir = seed, total, log_dir
+        self.seed, self.total, self.log_dir, self.control = seed, total, log_dir, control
+        self.plan = list(plan or [])  # replay: [(step, actions)] in order (automl.search.online.replay_plan)
         self.snap: dict | None = None
         self.seen = 0
         self.logged = 0
+        self.control_seen: float | None = None
         self.actions: list[dict] = []
+
+    def _read_control(self) -> None:
+        """A mode switch or setting written by ``automl tune`` from another process (taken at this safe point)."""
+        try:
+            mtime = os.stat(self.control).st_mtime_ns
+        except (OSError, TypeError):
+            return
+        if mtime == self.control_seen:
+            return
+        self.control_seen = mtime
+        try:
+            with open(self.control) as f:
+                ctl = json.load(f)
+        except (OSError, ValueError):
+            return  # a half-written file is read at the next safe point
+        self.tuner.control(ctl.get("mode"), ctl.get("set") or {})
 
     def _on_rollout_start(self) -> None:
         evals = self.trial_cb.evals
         if len(evals) == self.seen or self.trial_cb.state is not None:
             return
         self.seen = len(evals)
+        self._read_control()
         e = evals[-1]
-        frac = min(1.0, self.model.num_timesteps / self.total)
-        acts = self.tuner.on_eval(int(self.model.num_timesteps), frac, float(e.true_metric),
-                                  current_values(self.model, self.raw_env), se=e.true_metric_se)
+        step = int(self.model.num_timesteps)
+        if self.tuner.mode == "replay":
+            acts = [{**a, "step": step} for a in self.plan.pop(0)[1]] if self.plan and self.plan[0][0] == step else []
+        else:
+            acts = self.tuner.on_eval(step, min(1.0, step / self.total), float(e.true_metric),
+                                      current_values(self.model, self.raw_env), se=e.true_metric_se)
         for a in acts:
             if a["action"] == "apply":
                 self.snap = snapshot(self.model, self.raw_env, self.train_env, self.trial_cb)
@@ -96,12 +118,18 @@ class TuneCallback(BaseCallback):
             elif a["action"] in ("accept", "keep"):
                 self.snap = None
             self.actions.append(a)
+        if self.tuner.mode == "replay" and acts and self.log_dir:
+            os.makedirs(self.log_dir, exist_ok=True)
+            with open(os.path.join(self.log_dir, "tune.mutations.jsonl"), "a") as f:
+                for a in acts:
+                    f.write(json.dumps({"event": "replayed", **a}) + "\n")
         self._write_log()
 
     def _on_step(self) -> bool:
         return True
 
     def _write_log(self) -> None:
+        """Append the tuner's new records (mutations, judged segments) and rewrite the summary."""
         if not self.log_dir:
             return
         os.makedirs(self.log_dir, exist_ok=True)
@@ -110,3 +138,9 @@ class TuneCallback(BaseCallback):
             with open(os.path.join(self.log_dir, name), "a") as f:
                 f.write(json.dumps(record) + "\n")
         self.logged = len(self.tuner.log)
+        summary = {**self.tuner.summary(), "step": int(self.model.num_timesteps), "seed": self.seed,
+                   "replayed": sum(a["action"] == "apply" for a in self.actions) if self.tuner.mode == "replay" else None}
+        tmp = os.path.join(self.log_dir, "tune.summary.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(summary, f, indent=1)
+        os.replace(tmp, os.path.join(self.log_dir, "tune.summary.json"))

@@ -141,10 +141,11 @@ def _is_non_finite(exc: Exception) -> bool:
 
 
 def _learn(model: BatchedPPO, callback: TrialCallback, total_steps: int, resume: bool = False,
-           extra: Any = None) -> tuple[str, str, str | None]:
+           extra: Any = None, after: Any = None) -> tuple[str, str, str | None]:
     """Run SB3's learn loop (a resumed model: on to ``total_steps`` in all); return (state, stop_reason, failure detail).
-    ``extra``: another SB3 callback run beside ``callback`` (a replayed schedule)."""
-    callbacks = CallbackList([extra, callback]) if extra is not None else callback
+    ``extra``/``after``: SB3 callbacks run before (a replayed schedule) / after (an online tuner) ``callback``."""
+    chain = [c for c in (extra, callback, after) if c is not None]
+    callbacks = CallbackList(chain) if len(chain) > 1 else callback
     try:
         if resume:
             model.learn(max(total_steps - model.num_timesteps, 0), callback=callbacks, tb_log_name=f"seed_{model.seed}",
@@ -212,6 +213,7 @@ def train_seed(
     checkpoint_path: str | None = None,
     checkpoint_every: int | None = None,
     schedule: Sequence[Mapping] | None = None,
+    tune: Mapping | None = None,
 ) -> SeedResult:
     """Train PPO for one config and seed on ``env`` (batched task or gymnasium id); never raises
     for a diverging config (state 'failed'). Evaluates every ``eval_every`` steps on eval envs
@@ -224,6 +226,7 @@ def train_seed(
     every ``eval_every``), at a rollout boundary after that boundary's evaluation. The file is
     left in place at the end: deleting it (``automl.train.checkpoint.remove``) is the caller's job.
     ``schedule``: a PBT member's values and weights by step, replayed (``automl.train.sb3_pbt``).
+    ``tune``: online tuning of this run, {tuner, log_dir, control} (``automl.train.sb3_tune.TuneCallback``).
     """
     threads = th.get_num_threads()
     # A 64x64 MLP gains nothing from intra-op threads and loses ~10x when other processes
@@ -234,7 +237,7 @@ def train_seed(
         return _train_seed(params, env=env, seed=seed, total_steps=total_steps, reward_weights=reward_weights,
                            eval_every=eval_every, eval_episodes=eval_episodes, deadline=deadline, device=device,
                            tb_dir=tb_dir, save_path=save_path, channel=channel, checkpoint_path=checkpoint_path,
-                           checkpoint_every=checkpoint_every, schedule=list(schedule or []))
+                           checkpoint_every=checkpoint_every, schedule=list(schedule or []), tune=tune)
     finally:
         th.set_num_threads(threads)
 
@@ -256,7 +259,7 @@ def _build_run(setup: PPOSetup, env: str, *, seed: int, eval_episodes: int, devi
 def _train_seed(params: Mapping, *, env: str, seed: int, total_steps: int | None, reward_weights: Mapping | None,
                 eval_every: int | None, eval_episodes: int, deadline: float | None, device: str,
                 tb_dir: str | None, save_path: str | None, channel: Any, checkpoint_path: str | None,
-                checkpoint_every: int | None, schedule: list) -> SeedResult:
+                checkpoint_every: int | None, schedule: list, tune: Mapping | None) -> SeedResult:
     """train_seed's body (see there), run with one torch thread."""
     start = time.time()
     setup = _to_setup(params)
@@ -330,8 +333,15 @@ def _train_seed(params: Mapping, *, env: str, seed: int, total_steps: int | None
         from automl.train.sb3_pbt import ScheduleCallback  # (sb3_pbt builds on this module)
 
         extra = ScheduleCallback(schedule, raw_env, train_env)
+    after = None
+    if tune:
+        from automl.train.sb3_tune import TuneCallback
+
+        after = TuneCallback(tune["tuner"], callback, raw_env, train_env, seed=seed, total=total,
+                             log_dir=tune.get("log_dir"), control=tune.get("control"), plan=tune.get("plan"))
     try:
-        state, stop_reason, detail = _learn(model, callback, total, resume=resumed_from is not None, extra=extra)
+        state, stop_reason, detail = _learn(model, callback, total, resume=resumed_from is not None, extra=extra,
+                                            after=after)
         if save_path and state != "failed":
             _save(model, save_path)
     finally:
