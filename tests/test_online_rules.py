@@ -105,3 +105,20 @@ def test_a_replay_plan_reapplies_the_same_values_at_the_same_steps_in_order():
     assert [step for step, _ in plan] == [100, 300, 600, 800]
     assert plan[1] == (300, [{"action": "rollback", "name": "learning_rate", "value": 1e-3}])
     assert [a["action"] for a in plan[3][1]] == ["accept", "apply"]   # judged, then the next mutation
+
+
+def test_evolve_recipe_moves_prior_centres_toward_accepted_factors_and_the_recipe_round_trips():
+    from automl.core.tune_recipe import recipe_to_dict
+    from automl.search.online import evolve_recipe
+
+    base = load_recipe(ROOT / "configs" / "tune" / "ppo.yaml")
+    assert recipe_from_dict(recipe_to_dict(base)) == base
+    summaries = [{"families": {"learning_rate": {"accepted_factors": [2.0, 2.0]}}},
+                 {"families": {"learning_rate": {"accepted_factors": [2.0]}, "ent_coef": {"accepted_factors": []}}}]
+    evolved = evolve_recipe(base, summaries, alpha=0.3)
+    lr = {m.name: m for m in evolved.mutations}["learning_rate"]
+    assert lr.prior_center == pytest.approx(2.0 ** 0.3)                   # from 1.0, 30% of the way (log scale) to 2.0
+    unchanged = {m.name: m for m in evolved.mutations}
+    assert unchanged["ent_coef"] == {m.name: m for m in base.mutations}["ent_coef"]   # never accepted: kept
+    far = evolve_recipe(base, [{"families": {"learning_rate": {"accepted_factors": [100.0]}}}], alpha=1.0)
+    assert {m.name: m for m in far.mutations}["learning_rate"].prior_center == 3.0       # clipped to its bounds

@@ -94,6 +94,8 @@ def _add_tools(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--trial-steps", type=int, default=None)
     p.add_argument("--n-jobs", type=int, default=1)
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="env steps between evaluations (default a tenth of training; the tuner's safe points)")
     p.add_argument("--tune", default=None, help="online-tuning recipe YAML (e.g. configs/tune/ppo.yaml)")
     p.add_argument("--tune-mode", default="active", help="off | observe | suggest | active | replay (default active)")
     p.add_argument("--tune-replay", default=None, help="--tune-mode replay: the run dir whose tune logs to replay")
@@ -177,7 +179,8 @@ def _dispatch(args, argv) -> int:
         seed_list = _parse_seed_list(args.seed_list)
         train_cmd.run(args.config, seeds=args.seeds, seed_list=seed_list, env=args.env,
                       run_dir=args.run_dir, device=args.device, total_steps=args.trial_steps,
-                      n_jobs=args.n_jobs, tune=args.tune, tune_mode=args.tune_mode, tune_replay=args.tune_replay)
+                      n_jobs=args.n_jobs, tune=args.tune, tune_mode=args.tune_mode, tune_replay=args.tune_replay,
+                      eval_every=args.eval_every)
         return 0
     if args.command == "tune":
         from automl.cli import tune

@@ -106,7 +106,8 @@ def print_results(results: Sequence[SeedResult], env: str, console: Console | No
 
 
 def run(config_path, *, seeds=None, seed_list=None, env=None, run_dir="progress/train", device="auto",
-        total_steps=None, n_jobs=1, tune=None, tune_mode="active", tune_replay=None) -> list[SeedResult]:
+        total_steps=None, n_jobs=1, tune=None, tune_mode="active", tune_replay=None,
+        eval_every=None) -> list[SeedResult]:
     """Train the config in ``config_path`` on each seed; print and save (run_dir/results.yaml) the results.
     ``tune``: an online-tuning recipe (``automl.cli.tune``): each seed is tuned while it trains."""
     from automl.core.config import to_ppo_setup
@@ -121,7 +122,8 @@ def run(config_path, *, seeds=None, seed_list=None, env=None, run_dir="progress/
         raise AutoMLError(f"{config_path}: n_timesteps: missing (allowed: --trial-steps N or fixed.n_timesteps)")
     out = Path(run_dir)
     job_kwargs = [dict(params=params, env=env, seed=s, total_steps=total_steps, reward_weights=weights or None,
-                       device=device, tb_dir=str(out / "tb"), save_path=str(out / "models" / f"seed_{s}.zip"))
+                       device=device, tb_dir=str(out / "tb"), save_path=str(out / "models" / f"seed_{s}.zip"),
+                       eval_every=eval_every)
                   for s in seeds_to_run(params, seeds, seed_list)]
     if tune:
         from automl.cli.tune import attach

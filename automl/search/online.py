@@ -82,6 +82,7 @@ class Proposer:
     def _study(self, m: Mutation):
         import optuna
 
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # one study per actuator, inside a training job
         if m.name not in self.studies:
             sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.recipe.startup_trials)
             study = optuna.create_study(direction="maximize", sampler=sampler)
