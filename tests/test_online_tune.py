@@ -169,3 +169,51 @@ def test_bad_tune_commands_get_one_line(tmp_path, args, message):
     (tmp_path / "tune.control.json").write_text('{"mode": "active"}')
     r = automl("tune", *args, "--run-dir", str(tmp_path))
     assert r.returncode != 0 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+class VfCoef:
+    """A user actuator (seed 004's protocol) over PPO's value-loss coefficient."""
+
+    name = "vf_coef"
+
+    def __init__(self):
+        self.calls = []
+
+    def snapshot(self, env):
+        return {"value": env["model"].vf_coef}
+
+    def validate(self, patch, env):
+        return 0.0 < patch["value"] <= 2.0
+
+    def apply(self, patch, env):
+        self.calls.append(("apply", env["step"], patch["value"]))
+        env["model"].vf_coef = patch["value"]
+
+    def restore(self, snapshot, env):
+        self.calls.append(("restore", env["step"], snapshot["value"]))
+        env["model"].vf_coef = snapshot["value"]
+
+    def describe_space(self):
+        return {"vf_coef": "float"}
+
+
+def test_the_python_api_tunes_a_user_registered_actuator_and_restores_it_on_rollback(tmp_path):
+    from automl.api import train_tuned
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"actuators": {"vf_coef": {"mode": "mult", "bounds": [1.5, 2.0], "cooldown": 0}},
+                                      "search": {"algorithm": "random"}, "acceptance": {"epsilon": 1e9, "horizon": 1},
+                                      "safety": {"max_global_reject_streak": 1}}))
+    act = VfCoef()
+    result = train_tuned(PARAMS, env="cartpole", seed=0, recipe=str(recipe), total_steps=4096, eval_every=512,
+                         run_dir=str(tmp_path / "run"), actuators={"vf_coef": act}, device="cpu")
+    assert result.state == "complete"
+    (kind, at, value), (kind2, at2, back) = act.calls
+    assert kind == "apply" and 0.75 <= value <= 1.0 and kind2 == "restore" and back == 0.5 and at2 > at
+    summary = json.loads((tmp_path / "run" / "tune" / "seed_0" / "tune.summary.json").read_text())
+    assert summary["families"]["vf_coef"]["judged"] == 1 and summary["blocked"] == "1 rejections in a row"
+    from automl.core.errors import AutoMLError
+    from automl.core.tune_recipe import load_recipe
+
+    with pytest.raises(AutoMLError, match="actuators.vf_coef: unknown actuator"):
+        load_recipe(recipe)                                                 # not registered: refused

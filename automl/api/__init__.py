@@ -15,6 +15,7 @@ _EXPORTS = {
     "ppo_lr_range": "ppo_lr", "with_lr_range": "ppo_lr",
     "RandomSearch": "tuners", "BayesianOptimization": "tuners", "Hyperband": "tuners", "GridSearch": "tuners",
     "Tuner": "tuners", "Objective": "tuners", "HyperParameters": "hyperparameters",
+    "train_tuned": "online",
 }
 __all__ = sorted(_EXPORTS)
 

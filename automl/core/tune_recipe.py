@@ -58,14 +58,16 @@ class Recipe:
         return None
 
 
-def load_recipe(path) -> Recipe:
-    """The recipe at ``path`` (AutoMLError: one line naming the file, key and allowed values)."""
+def load_recipe(path, custom: tuple[str, ...] = ()) -> Recipe:
+    """The recipe at ``path`` (AutoMLError: one line naming the file, key and allowed values);
+    ``custom``: the names of actuators a user registered (``automl.api.online``)."""
     from automl.core.config import load_yaml
 
-    return recipe_from_dict(load_yaml(path, allowed="a tune recipe mapping (objective, actuators, ...)"), str(path))
+    return recipe_from_dict(load_yaml(path, allowed="a tune recipe mapping (objective, actuators, ...)"), str(path),
+                            custom)
 
 
-def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe") -> Recipe:
+def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe", custom: tuple[str, ...] = ()) -> Recipe:
     """A recipe from its YAML mapping."""
     def bad(key: str, problem: str, allowed: str) -> AutoMLError:
         return AutoMLError(f"{where}: {key}: {problem} (allowed: {allowed})")
@@ -87,7 +89,7 @@ def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe") -> Recipe:
         phases[str(name)] = (start, end)
     mutations = []
     for name, m in _mapping(d.get("actuators") or {}, "actuators", bad).items():
-        mutations.append(_mutation(str(name), _mapping(m, f"actuators.{name}", bad), set(phases), bad))
+        mutations.append(_mutation(str(name), _mapping(m, f"actuators.{name}", bad), set(phases), bad, tuple(custom)))
     search = _mapping(d.get("search") or {}, "search", bad)
     algorithm = search.get("algorithm", "tpe")
     if algorithm not in ALGORITHMS:
@@ -109,10 +111,10 @@ def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe") -> Recipe:
                                       bad, 1))
 
 
-def _mutation(name: str, m: Mapping, phases: set, bad) -> Mutation:
+def _mutation(name: str, m: Mapping, phases: set, bad, custom: tuple[str, ...] = ()) -> Mutation:
     key = f"actuators.{name}"
-    if name not in PPO_ACTUATORS and not name.startswith("reward."):
-        raise bad(key, "unknown actuator", ", ".join(PPO_ACTUATORS) + ", reward.<term>")
+    if name not in PPO_ACTUATORS and name not in custom and not name.startswith("reward."):
+        raise bad(key, "unknown actuator", ", ".join((*PPO_ACTUATORS, *custom)) + ", reward.<term>")
     mode = m.get("mode", "mult")
     if mode not in MUTATION_MODES:
         raise bad(f"{key}.mode", repr(mode), ", ".join(MUTATION_MODES))

@@ -67,8 +67,13 @@ class TuneCallback(BaseCallback):
     """Runs ``tuner`` (an ``automl.search.online.OnlineTuner``) at each new evaluation of ``trial_cb``."""
 
     def __init__(self, tuner: Any, trial_cb: Any, raw_env: Any, train_env: Any, *, seed: int, total: int,
-                 log_dir: str | None = None, control: str | None = None, plan: dict | None = None):
+                 log_dir: str | None = None, control: str | None = None, plan: list | None = None,
+                 actuators: dict | None = None):
         super().__init__(verbose=0)
+        # user actuators (seed 004's protocol): snapshot(env) -> {"value": v, ...}, validate(patch, env) -> bool,
+        # apply(patch, env), restore(snapshot, env); env = {"model", "env", "step"}; patch = {"value": v}
+        self.custom = dict(actuators or {})
+        self.custom_snaps: dict = {}
         self.tuner, self.trial_cb, self.raw_env, self.train_env = tuner, trial_cb, raw_env, train_env
         self.seed, self.total, self.log_dir, self.control = seed, total, log_dir, control
         self.plan = list(plan or [])  # replay: [(step, actions)] in order (automl.search.online.replay_plan)
@@ -102,18 +107,29 @@ class TuneCallback(BaseCallback):
         self._read_control()
         e = evals[-1]
         step = int(self.model.num_timesteps)
+        env = {"model": self.model, "env": self.raw_env, "step": step}
         if self.tuner.mode == "replay":
             acts = [{**a, "step": step} for a in self.plan.pop(0)[1]] if self.plan and self.plan[0][0] == step else []
         else:
-            acts = self.tuner.on_eval(step, min(1.0, step / self.total), float(e.true_metric),
-                                      current_values(self.model, self.raw_env), se=e.true_metric_se)
+            current = {**current_values(self.model, self.raw_env),
+                       **{name: float(a.snapshot(env)["value"]) for name, a in self.custom.items()}}
+            acts = self.tuner.on_eval(step, min(1.0, step / self.total), float(e.true_metric), current,
+                                      se=e.true_metric_se)
         for a in acts:
             if a["action"] == "apply":
                 self.snap = snapshot(self.model, self.raw_env, self.train_env, self.trial_cb)
-                _apply(self.model, self.raw_env, self.train_env, a["name"], a["value"])
+                self.custom_snaps = {n: act.snapshot(env) for n, act in self.custom.items()}
+                if a["name"] in self.custom:
+                    act = self.custom[a["name"]]
+                    if act.validate({"value": a["value"]}, env):
+                        act.apply({"value": a["value"]}, env)
+                else:
+                    _apply(self.model, self.raw_env, self.train_env, a["name"], a["value"])
             elif a["action"] == "rollback" and self.snap is not None:
                 restore(self.model, self.raw_env, self.train_env, self.trial_cb, self.snap, seed=self.seed,
                         total=self.total)
+                for name, snap in self.custom_snaps.items():
+                    self.custom[name].restore(snap, env)
                 self.snap, self.seen = None, len(self.trial_cb.evals)
             elif a["action"] in ("accept", "keep"):
                 self.snap = None

@@ -338,7 +338,8 @@ def _train_seed(params: Mapping, *, env: str, seed: int, total_steps: int | None
         from automl.train.sb3_tune import TuneCallback
 
         after = TuneCallback(tune["tuner"], callback, raw_env, train_env, seed=seed, total=total,
-                             log_dir=tune.get("log_dir"), control=tune.get("control"), plan=tune.get("plan"))
+                             log_dir=tune.get("log_dir"), control=tune.get("control"), plan=tune.get("plan"),
+                             actuators=tune.get("actuators"))
     try:
         state, stop_reason, detail = _learn(model, callback, total, resume=resumed_from is not None, extra=extra,
                                             after=after)
