@@ -88,11 +88,11 @@ def test_the_tuner_inside_learn_rolls_a_rejected_mutation_back_and_logs_it(tmp_p
     assert [a["step"] for a in hook.actions if a["action"] == "apply"] == [s["from_step"] for s in judged]
 
 
-def _recipe(tmp_path, **acceptance):
+def _recipe(tmp_path, algorithm="random", **acceptance):
     doc = {"objective": {"primary": "true_metric"},
            "actuators": {"learning_rate": {"mode": "mult", "bounds": [0.5, 3.0], "cooldown": 0},
                          "reward.pole_angle": {"mode": "abs", "bounds": [-1.0, 0.0], "log": False, "cooldown": 0}},
-           "search": {"algorithm": "random"},
+           "search": {"algorithm": algorithm, "startup_trials": 2},
            "acceptance": {"epsilon": 0.0, "horizon": 1, **acceptance},
            "safety": {"max_global_reject_streak": 20}}
     path = tmp_path / "recipe.yaml"
@@ -106,7 +106,7 @@ def _train(run_dir, recipe, *extra, steps="24576"):
 
 
 def test_automl_train_tune_logs_its_mutations_and_a_replay_reproduces_them(tmp_path):
-    recipe = _recipe(tmp_path)
+    recipe = _recipe(tmp_path, algorithm="tpe")
     a = _train(tmp_path / "a", recipe, "--tune-mode", "active")
     assert a.returncode == 0, a.stderr
     logs = tmp_path / "a" / "tune" / "seed_0"
@@ -115,6 +115,10 @@ def test_automl_train_tune_logs_its_mutations_and_a_replay_reproduces_them(tmp_p
     summary = json.loads((logs / "tune.summary.json").read_text())
     assert applied and summary["applied"] == len(applied) and summary["judged"] == len(judged)
     assert {s["decision"] for s in judged} <= {"accept", "reject"}
+    import optuna
+
+    told = optuna.load_study(study_name="learning_rate", storage=f"sqlite:///{logs / 'tune.study.sqlite'}")
+    assert len([t for t in told.trials if t.state.name == "COMPLETE"]) == sum(s["name"] == "learning_rate" for s in judged)
     status = automl("tune", "status", "--run-dir", str(tmp_path / "a"))
     assert status.returncode == 0 and f"applied {len(applied)}" in status.stdout
     b = _train(tmp_path / "b", recipe, "--tune-mode", "replay", "--tune-replay", str(tmp_path / "a"))

@@ -31,8 +31,11 @@ def train_tuned(params: Mapping, *, env: str, seed: int, recipe: str, mode: str 
     tmp = out / "tune.control.json.tmp"
     tmp.write_text(json.dumps({"mode": mode, "set": {}}))
     os.replace(tmp, out / "tune.control.json")
-    tuner = OnlineTuner(load_recipe(recipe, custom=tuple(actuators or ())), mode, seed=seed)
-    tune = {"tuner": tuner, "log_dir": str(out / "tune" / f"seed_{seed}"), "control": str(out / "tune.control.json"),
+    log_dir = out / "tune" / f"seed_{seed}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    tuner = OnlineTuner(load_recipe(recipe, custom=tuple(actuators or ())), mode, seed=seed,
+                        study_path=str(log_dir / "tune.study.sqlite"))
+    tune = {"tuner": tuner, "log_dir": str(log_dir), "control": str(out / "tune.control.json"),
             "actuators": dict(actuators or {})}
     return train_seed(params, env=env, seed=seed, total_steps=total_steps, eval_every=eval_every, tune=tune,
                       **train_kwargs)

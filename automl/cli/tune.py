@@ -58,9 +58,11 @@ def attach(job_kwargs: list[dict], out: Path, recipe_path: str, mode: str, repla
                                   "`automl train --tune` with the same seeds)")
             plan = replay_plan(log)
         log_dir = out / "tune" / f"seed_{seed}"
-        for name in ("tune.mutations.jsonl", "tune.segments.jsonl", "tune.summary.json"):
+        for name in ("tune.mutations.jsonl", "tune.segments.jsonl", "tune.summary.json", "tune.study.sqlite"):
             (log_dir / name).unlink(missing_ok=True)  # a new run starts new logs
-        kw["tune"] = {"tuner": OnlineTuner(recipe, mode, seed=seed), "log_dir": str(log_dir),
+        log_dir.mkdir(parents=True, exist_ok=True)
+        tuner = OnlineTuner(recipe, mode, seed=seed, study_path=str(log_dir / "tune.study.sqlite"))
+        kw["tune"] = {"tuner": tuner, "log_dir": str(log_dir),
                       "control": str(out / CONTROL), "plan": plan}
 
 

@@ -75,9 +75,9 @@ class Proposer:
     """Mutation values per actuator: Optuna TPE (``startup_trials`` random first, the prior centre
     enqueued first) or seeded random search."""
 
-    def __init__(self, recipe: Recipe, seed: int = 0):
+    def __init__(self, recipe: Recipe, seed: int = 0, study_path: str | None = None):
         self.recipe, self.rng, self.studies = recipe, random.Random(seed), {}
-        self.seed = seed
+        self.seed, self.study_path = seed, study_path  # study_path: tune.study.sqlite (None: in memory)
 
     def _study(self, m: Mutation):
         import optuna
@@ -85,8 +85,10 @@ class Proposer:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # one study per actuator, inside a training job
         if m.name not in self.studies:
             sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.recipe.startup_trials)
-            study = optuna.create_study(direction="maximize", sampler=sampler)
-            if m.prior_center is not None:
+            storage = f"sqlite:///{self.study_path}" if self.study_path else None
+            study = optuna.create_study(direction="maximize", sampler=sampler, storage=storage, study_name=m.name,
+                                        load_if_exists=storage is not None)
+            if m.prior_center is not None and not study.trials:
                 study.enqueue_trial({"x": m.prior_center})
             self.studies[m.name] = study
         return self.studies[m.name]
@@ -122,11 +124,11 @@ class OnlineTuner:
     """The kernel's state machine; ``on_eval`` returns actions as dicts ``{"action": apply|accept|rollback|
     suggest, "name", "value", ...}`` and keeps ``log`` (mutation and segment records)."""
 
-    def __init__(self, recipe: Recipe, mode: str = "active", seed: int = 0):
+    def __init__(self, recipe: Recipe, mode: str = "active", seed: int = 0, study_path: str | None = None):
         if mode not in MODES:
             raise ValueError(f"tune mode: {mode!r} (allowed: {', '.join(MODES)})")
         self.recipe, self.mode, self.rng = recipe, mode, random.Random(seed)
-        self.proposer = Proposer(recipe, seed)
+        self.proposer = Proposer(recipe, seed, study_path)
         self.state = {m.name: UNTOUCHED if m.enabled else DISABLED for m in recipe.mutations}
         self.cooldown = {m.name: 0 for m in recipe.mutations}
         self.values: list[float] = []     # the metric along the kept trajectory
