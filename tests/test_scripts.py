@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
 # script -> (args, what its help must show: the subcommand's usage line and its flags)
 HELP = {
-    "automl.py": (["--help"], ["usage: automl [-h] {run,validate,train,analyze,status,export}"]),
+    "automl.py": (["--help"], ["usage: automl [-h] {run,validate,train,tune,analyze,status,export}"]),
     "analyze.py": (["--help"], ["usage: automl analyze", "--metric", "--sort {descending,ascending}"]),
     "train.py": (["--help"], ["usage: automl train", "--config CONFIG", "--seed-list"]),
 }
