@@ -111,7 +111,9 @@ def main() -> None:
         plain = train("overhead_none", cfg, None, args, seeds="0")
         observe = train("overhead_observe", cfg, "observe", args, seeds="0")
         a, b = plain["seeds"][0]["wall_s"], observe["seeds"][0]["wall_s"]
-        print(f"observe vs no tuner, one seed: {b:.1f} s vs {a:.1f} s ({100 * (b - a) / a:+.1f}%)")
+        hook = yaml.safe_load((OUT / "overhead_observe" / "tune" / "seed_0" / "tune.summary.json").read_text())["hook_s"]
+        print(f"observe vs no tuner, one seed: {b:.1f} s vs {a:.1f} s ({100 * (b - a) / a:+.1f}%); time inside the "
+              f"tuner's hook {hook:.3f} s = {100 * hook / b:.3f}% of the run")
 
 
 if __name__ == "__main__":

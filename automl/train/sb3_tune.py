@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import time
 from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
@@ -74,6 +75,7 @@ class TuneCallback(BaseCallback):
         # apply(patch, env), restore(snapshot, env); env = {"model", "env", "step"}; patch = {"value": v}
         self.custom = dict(actuators or {})
         self.custom_snaps: dict = {}
+        self.busy_s = 0.0  # time inside the hook (observe's cost; with active: snapshots and restores too)
         self.tuner, self.trial_cb, self.raw_env, self.train_env = tuner, trial_cb, raw_env, train_env
         self.seed, self.total, self.log_dir, self.control = seed, total, log_dir, control
         self.plan = list(plan or [])  # replay: [(step, actions)] in order (automl.search.online.replay_plan)
@@ -100,6 +102,13 @@ class TuneCallback(BaseCallback):
         self.tuner.control(ctl.get("mode"), ctl.get("set") or {})
 
     def _on_rollout_start(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._safe_point()
+        finally:
+            self.busy_s += time.perf_counter() - t0
+
+    def _safe_point(self) -> None:
         evals = self.trial_cb.evals
         if len(evals) == self.seen or self.trial_cb.state is not None:
             return
@@ -155,6 +164,7 @@ class TuneCallback(BaseCallback):
                 f.write(json.dumps(record) + "\n")
         self.logged = len(self.tuner.log)
         summary = {**self.tuner.summary(), "step": int(self.model.num_timesteps), "seed": self.seed,
+                   "hook_s": round(self.busy_s, 4),
                    "replayed": sum(a["action"] == "apply" for a in self.actions) if self.tuner.mode == "replay" else None}
         tmp = os.path.join(self.log_dir, "tune.summary.json.tmp")
         with open(tmp, "w") as f:
