@@ -122,3 +122,14 @@ def test_evolve_recipe_moves_prior_centres_toward_accepted_factors_and_the_recip
     assert unchanged["ent_coef"] == {m.name: m for m in base.mutations}["ent_coef"]   # never accepted: kept
     far = evolve_recipe(base, [{"families": {"learning_rate": {"accepted_factors": [100.0]}}}], alpha=1.0)
     assert {m.name: m for m in far.mutations}["learning_rate"].prior_center == 3.0       # clipped to its bounds
+
+
+def test_a_success_rate_of_zero_is_not_read_as_noiseless():
+    from automl.train.evaluation import success_se
+
+    assert success_se(0.0, 32) == pytest.approx(math.sqrt((2 / 36) * (34 / 36) / 36))    # ~0.038, not 0
+    assert success_se(0.5, 32) == pytest.approx(math.sqrt(0.25 / 36))
+    assert success_se(1.0, 32) == success_se(0.0, 32)
+    # so a 0 -> 1/32 change over two evaluations each is inside the band, as it should be
+    j = judge([0.0, 0.0], [0.03125, 0.03125], ONE, [success_se(0.0, 32)] * 2 + [success_se(0.03125, 32)] * 2)
+    assert not j.accept and j.band > 0.03125

@@ -88,7 +88,8 @@ class Proposer:
             storage = f"sqlite:///{self.study_path}" if self.study_path else None
             study = optuna.create_study(direction="maximize", sampler=sampler, storage=storage, study_name=m.name,
                                         load_if_exists=storage is not None)
-            if m.prior_center is not None and not study.trials:
+            # the prior centre is the first proposal, unless it changes nothing (a factor of 1)
+            if m.prior_center is not None and not study.trials and not (m.mode == "mult" and m.prior_center == 1.0):
                 study.enqueue_trial({"x": m.prior_center})
             self.studies[m.name] = study
         return self.studies[m.name]

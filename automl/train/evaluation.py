@@ -36,6 +36,13 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
+def success_se(rate: float, n: int) -> float:
+    """Standard error of a success rate over ``n`` episodes, Agresti-Coull style (two successes and two
+    failures added), so 0/32 or 32/32 is not read as certain: ~0.038 at n = 32, not 0."""
+    p = (rate * n + 2.0) / (n + 4.0)
+    return math.sqrt(p * (1.0 - p) / (n + 4.0))
+
+
 def _summarize_episodes(infos: list[dict], steps: int, true_metric: str) -> EvalStats:
     """Turn the final-step infos of finished eval episodes into one EvalStats."""
     shaped = [float(info["episode"]["r"]) for info in infos]
@@ -46,8 +53,10 @@ def _summarize_episodes(infos: list[dict], steps: int, true_metric: str) -> Eval
     term_names = sorted({name for info in infos for name in info.get("terms", {})})
     terms = {name: _mean([float(info["terms"][name]) for info in infos if name in info.get("terms", {})]) for name in term_names}
     value = (success_rate if success_rate is not None else math.nan) if true_metric == "success_rate" else _mean(reference)
-    per_episode = successes if true_metric == "success_rate" else reference
-    se = float(np.std(per_episode, ddof=1) / math.sqrt(len(per_episode))) if len(per_episode) > 1 else None
+    if true_metric == "success_rate":
+        se = success_se(success_rate, len(successes)) if successes else None
+    else:
+        se = float(np.std(reference, ddof=1) / math.sqrt(len(reference))) if len(reference) > 1 else None
     return EvalStats(steps, value, _mean(shaped), _mean(reference), success_rate, terms, len(infos), se)
 
 

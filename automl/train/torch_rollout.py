@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from automl.train.evaluation import EvalStats, hparam_values
+from automl.train.evaluation import EvalStats, hparam_values, success_se
 
 
 class RunningStats:
@@ -115,7 +115,10 @@ def evaluate_stacked(run: Any, seeds: Sequence[int], *, deadline: float | None,
         row = SUCCESS if run.true_metric == "success_rate" else TRUE_RETURN
         value = (success if success is not None else math.nan) if run.true_metric == "success_rate" else mean(TRUE_RETURN)
         terms = {name: mean(N_STATS + i) for i, name in enumerate(names)} if n else {}
-        se = float(kept[row].std() / math.sqrt(n)) if n > 1 else None
+        if run.true_metric == "success_rate":
+            se = success_se(success, n) if success is not None else None
+        else:
+            se = float(kept[row].std() / math.sqrt(n)) if n > 1 else None
         out.append(EvalStats(run.steps, value, mean(RETURN), mean(TRUE_RETURN), success, terms, n, se))
     return out
 
