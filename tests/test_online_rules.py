@@ -129,7 +129,7 @@ def test_a_success_rate_of_zero_is_not_read_as_noiseless():
 
     assert success_se(0.0, 32) == pytest.approx(math.sqrt((2 / 36) * (34 / 36) / 36))    # ~0.038, not 0
     assert success_se(0.5, 32) == pytest.approx(math.sqrt(0.25 / 36))
-    assert success_se(1.0, 32) == success_se(0.0, 32)
+    assert success_se(1.0, 32) == pytest.approx(success_se(0.0, 32))
     # so a 0 -> 1/32 change over two evaluations each is inside the band, as it should be
     j = judge([0.0, 0.0], [0.03125, 0.03125], ONE, [success_se(0.0, 32)] * 2 + [success_se(0.03125, 32)] * 2)
     assert not j.accept and j.band > 0.03125
