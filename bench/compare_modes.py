@@ -102,7 +102,7 @@ def iqm_ci(values: list[float], n_boot: int = 2000, seed: int = 0) -> tuple[floa
 def report(args) -> list[dict]:
     rows = []
     for mode in args.modes:
-        win, base, configs, used, runs, spread = [], [], 0, [], 0, []
+        win, base, configs, used, runs, spread, steps = [], [], 0, [], 0, [], []
         for seed in args.base_seeds:
             st = _yaml(run_dir(mode, seed, args) / "automl_state.yaml")
             if not st or not finished(run_dir(mode, seed, args)):
@@ -113,9 +113,10 @@ def report(args) -> list[dict]:
             configs += sum(1 for t in st["trials"] if t["kind"] in ("hp", "reward", "joint") and t["state"] == "complete")
             configs += len((st.get("pbt") or {}).get("members") or [])  # pbt: the population's members
             used.append(st["budget"]["elapsed_s"] / 60)
+            steps.append((st.get("pbt") or {}).get("settings", {}).get("total_steps") or st["plan"]["trial_steps"])
             spread += [v for v in [heldout_spread(st)] if v is not None]
         row = {"mode": mode, "runs": runs, "configs_completed": configs,
-               "budget_used_min": [round(u, 1) for u in used],
+               "budget_used_min": [round(u, 1) for u in used], "trial_steps": steps,
                "winner_heldout_std": round(float(np.mean(spread)), 3) if spread else None}
         if win:
             row["winner_test_iqm"] = [round(v, 3) for v in iqm_ci(win)]
@@ -125,13 +126,15 @@ def report(args) -> list[dict]:
     print(f"\n{args.env}, {args.budget_min:g} min per run, {args.n_jobs} workers, seeds/config {args.seeds}, "
           f"base seeds {args.base_seeds}: test-seed success IQM [95% CI] (pooled over base seeds)")
     print(f"{'mode':14} {'runs':>4} {'winner (test)':>24} {'baseline (test)':>24} {'configs':>8} {'spread':>7}  "
-          f"budget used (min)")
+          f"budget used (min)  steps per trial")
     for r in rows:
         fmt = lambda v: f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" if v else "-"  # noqa: E731
         sd = r["winner_heldout_std"]
         print(f"{r['mode']:14} {r['runs']:>4} {fmt(r.get('winner_test_iqm')):>24} {fmt(r.get('baseline_test_iqm')):>24} "
-              f"{r['configs_completed']:>8} {'-' if sd is None else f'{sd:.3f}':>7}  {r['budget_used_min']}")
-    print("spread: std of the winner's held-out per-seed success (mean over runs); configs: pbt counts its members")
+              f"{r['configs_completed']:>8} {'-' if sd is None else f'{sd:.3f}':>7}  {r['budget_used_min']}  "
+              f"{r['trial_steps']}")
+    print("spread: std of the winner's held-out per-seed success (mean over runs); configs: pbt counts its members; "
+          "steps per trial: pbt's are per member")
     (Path(args.out) / "table.json").write_text(json.dumps(rows, indent=1))
     return rows
 
@@ -147,7 +150,8 @@ def main() -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--trial-steps", type=int, default=None,
-                   help="the same trial length for every mode (default: each run's plan fits its quota to the budget)")
+                   help="every run's --trial-steps: the default trial length, which each run's planner still shrinks "
+                        "to fit its mode's quota (the report shows the steps per trial each run got)")
     p.add_argument("--out", default=str(ROOT / "progress" / "compare"))
     p.add_argument("--report", action="store_true", help="print the table of finished runs and exit")
     args = p.parse_args()
