@@ -9,16 +9,14 @@ the control file at its next safe point (its next evaluation).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import yaml
 
+from automl.api.online import CONTROL, RECIPE, write_control as _write_control
 from automl.core.errors import AutoMLError
 from automl.core.tune_recipe import load_recipe, parse_setting, recipe_from_dict, recipe_to_dict, with_settings
 
-CONTROL = "tune.control.json"
-RECIPE = "tune.recipe.yaml"
 ENABLE_MODES = ("active", "observe", "suggest")
 
 
@@ -26,7 +24,8 @@ def attach(job_kwargs: list[dict], out: Path, recipe_path: str, mode: str, repla
            env: str) -> None:
     """Give each seed job its tuner, log directory, the control file and (replay) its plan."""
     import envs
-    from automl.search.online import MODES, OnlineTuner, replay_plan
+    from automl.api.online import start, tune_job
+    from automl.search.online import MODES, replay_plan
 
     if mode not in MODES:
         raise AutoMLError(f"--tune-mode: {mode!r} (allowed: {', '.join(MODES)})")
@@ -43,9 +42,7 @@ def attach(job_kwargs: list[dict], out: Path, recipe_path: str, mode: str, repla
     if recipe.metric not in ("true_metric", true_metric):
         raise AutoMLError(f"{recipe_path}: objective.primary: {recipe.metric!r} (allowed: true_metric, {true_metric}: "
                           f"the tuner judges mutations on {env}'s true metric)")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / RECIPE).write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
-    _write_control(out, {"mode": mode, "set": {}})
+    start(out, recipe, mode)
     for kw in job_kwargs:
         seed = kw["seed"]
         plan = None
@@ -57,26 +54,21 @@ def attach(job_kwargs: list[dict], out: Path, recipe_path: str, mode: str, repla
                 raise AutoMLError(f"--tune-replay: {src}: no tune logs for seed {seed} (allowed: a run dir of "
                                   "`automl train --tune` with the same seeds)")
             plan = replay_plan(log)
-        log_dir = out / "tune" / f"seed_{seed}"
-        for name in ("tune.mutations.jsonl", "tune.segments.jsonl", "tune.summary.json", "tune.study.sqlite"):
-            (log_dir / name).unlink(missing_ok=True)  # a new run starts new logs
-        log_dir.mkdir(parents=True, exist_ok=True)
-        tuner = OnlineTuner(recipe, mode, seed=seed, study_path=str(log_dir / "tune.study.sqlite"))
-        kw["tune"] = {"tuner": tuner, "log_dir": str(log_dir),
-                      "control": str(out / CONTROL), "plan": plan}
-
-
-def _write_control(run_dir: Path, ctl: dict) -> None:
-    tmp = run_dir / (CONTROL + ".tmp")
-    tmp.write_text(json.dumps(ctl))
-    os.replace(tmp, run_dir / CONTROL)
+        kw["tune"] = tune_job(out, recipe, mode, seed, plan=plan)
 
 
 def _read_control(run_dir: Path) -> dict:
     path = run_dir / CONTROL
     if not path.exists():
         raise AutoMLError(f"{path}: file: does not exist (allowed: the --run-dir of an `automl train --tune` run)")
-    return json.loads(path.read_text())
+    try:
+        ctl = json.loads(path.read_text())
+    except ValueError:
+        ctl = None
+    if not isinstance(ctl, dict):
+        raise AutoMLError(f"{path}: file: not a JSON object (allowed: the control file `automl train --tune` "
+                          "and `automl tune` write)")
+    return ctl
 
 
 def command(action: str, run_dir: str, *, mode: str = "active", setting: str | None = None,
@@ -109,7 +101,10 @@ def command(action: str, run_dir: str, *, mode: str = "active", setting: str | N
     elif action == "export-recipe":
         if not out:
             raise AutoMLError("tune export-recipe: --out FILE missing")
-        recipe = with_settings(recipe_from_dict(yaml.safe_load((d / RECIPE).read_text()), str(d / RECIPE)),
+        from automl.core.config import load_yaml
+
+        recipe = with_settings(recipe_from_dict(load_yaml(d / RECIPE, allowed="the recipe `automl train --tune` "
+                                                          "copied into the run dir"), str(d / RECIPE)),
                                ctl.get("set") or {})
         Path(out).write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
         print(f"wrote {out}")

@@ -85,6 +85,13 @@ def _heldout_entries(ctx) -> dict[str, ConfigRecord]:
             if e.kind == Kind.HELDOUT and e.score and e.state == State.COMPLETE}
 
 
+def sb3_block(ctx, params: dict, steps: int) -> dict:
+    """best.yaml's ``sb3`` entry: the config as SB3 PPO takes it (rl-zoo3 export reads it)."""
+    setup = to_ppo_setup(params, path=ctx.inputs.space_path)
+    return {"ppo_kwargs": setup.ppo_kwargs, "num_envs": setup.num_envs, "n_timesteps": steps,
+            "normalize": setup.normalize, "learning_rate_schedule": setup.learning_rate_schedule}
+
+
 def write_best(ctx, baseline_id: str | None) -> None:
     """Rank held-out results by the run's objective and write best.yaml (nothing when no config finished)."""
     held = _heldout_entries(ctx)
@@ -100,7 +107,6 @@ def write_best(ctx, baseline_id: str | None) -> None:
     tuning = next((e for e in ctx.records.entries.values() if e.config_id == win.config_id
                    and e.tuning), None)
     full = space_mod.merged(ctx.inputs.spec, win.params)
-    setup = to_ppo_setup(full, path=ctx.inputs.space_path)
     models = [str(ctx.store.run_dir / "models" / win.config_id / f"seed_{r['seed']}.zip")
               for r in win.seeds if r.get("state") == State.COMPLETE]
     base = held.get(baseline_id) if baseline_id else None
@@ -108,9 +114,7 @@ def write_best(ctx, baseline_id: str | None) -> None:
         "config_id": win.config_id, "env": ctx.cfg.env, "objective": objective,
         "search_space_id": ctx.inputs.spec.search_space_id,
         "params": full,
-        "sb3": {"ppo_kwargs": setup.ppo_kwargs, "num_envs": setup.num_envs,
-                "n_timesteps": ctx.plan.trial_steps, "normalize": setup.normalize,
-                "learning_rate_schedule": setup.learning_rate_schedule},
+        "sb3": sb3_block(ctx, full, ctx.plan.trial_steps),
         "reward_weights": win.reward_weights,
         "tuning_score": tuning.score if tuning else None,
         "heldout_score": win.score,

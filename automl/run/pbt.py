@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from automl.core.config import to_ppo_setup
 from automl.core.names import ALIASES
 from automl.exec.jobs import Done, Job
-from automl.run import testseeds
+from automl.run import heldout, testseeds
 from automl.search import pbt as rules_mod
 from automl.search import space as space_mod
 from automl.train import torch_pbt
@@ -370,14 +370,12 @@ def _write_best(ctx, pop: dict, m: dict, steps: int) -> None:
     if ctx.store.read_yaml("best.yaml"):
         return
     full = space_mod.merged(ctx.inputs.spec, m["params"])
-    setup = to_ppo_setup(full, path=ctx.inputs.space_path)
     ctx.store.write_yaml("best.yaml", {
         "config_id": f"pbt_m{m['id']}", "env": ctx.cfg.env, "objective": "true metric at the last ready point",
         "search_space_id": ctx.inputs.spec.search_space_id, "mode": "pbt",
         "params": full, "reward_weights": m["reward_weights"],
         # the final values (rl-zoo3 and `automl train` take constant values; the schedule is below)
-        "sb3": {"ppo_kwargs": setup.ppo_kwargs, "num_envs": setup.num_envs, "n_timesteps": steps,
-                "normalize": setup.normalize, "learning_rate_schedule": setup.learning_rate_schedule},
+        "sb3": heldout.sb3_block(ctx, full, steps),
         "schedule": [{"from_step": h["from_step"], "params": space_mod.merged(ctx.inputs.spec, h["params"]),
                       "reward_weights": h["reward_weights"], **({"copied_from": h["copied_from"]}
                                                                  if "copied_from" in h else {})}

@@ -108,18 +108,18 @@ class RunConfig:
                 raise AutoMLError(f"--perturb: {self.perturb!r} is not a comma-separated list of numbers "
                                   "(allowed: factors > 0, e.g. 0.8,1.2)") from None
         object.__setattr__(self, "perturb", tuple(float(x) for x in self.perturb))
-        if not self.perturb or not all(0 < f < math.inf for f in self.perturb):
-            raise AutoMLError(f"--perturb: {','.join(map(str, self.perturb))} (allowed: factors > 0, e.g. 0.8,1.2)")
         _check_positive("--population", self.population)
         if self.mode == "pbt" and self.population < 2:
             raise AutoMLError(f"--population: {self.population} (allowed: >= 2 with --mode pbt)")
         if self.ready_steps is not None:
             _check_positive("--ready-steps", self.ready_steps)
-        if isinstance(self.quantile, bool) or not isinstance(self.quantile, (int, float)) or not 0 < self.quantile <= 0.5:
-            raise AutoMLError(f"--quantile: {self.quantile!r} (allowed: 0 < q <= 0.5)")
-        if isinstance(self.resample_p, bool) or not isinstance(self.resample_p, (int, float)) \
-                or not 0 <= self.resample_p <= 1:
-            raise AutoMLError(f"--resample-p: {self.resample_p!r} (allowed: 0 <= p <= 1)")
+        from automl.search.pbt import PBTRules  # the rules' own bounds, as flags
+
+        try:
+            PBTRules(quantile=self.quantile, perturb=self.perturb, resample_p=self.resample_p)
+        except (ValueError, TypeError) as err:
+            name, _, rest = str(err).partition(":")
+            raise AutoMLError(f"--{name.replace('_', '-')}:{rest}") from None
 
     def pbt_settings(self) -> dict | None:
         """The population's settings (--mode pbt), part of the fingerprint; None for the other modes."""

@@ -137,7 +137,7 @@ def state_dict(ctx, status: str) -> dict:
         "heldout": ctx.heldout_summary,
         "test": ctx.test_summary,
         "trials": [e.to_dict() for e in ctx.records.entries.values()],
-        **({"pbt": ctx.pbt} if getattr(ctx, "pbt", None) else {}),
+        **({"pbt": ctx.pbt} if ctx.pbt else {}),
         "alarms": ctx.records.alarms,
         "stop_reason": ctx.stop_reason,
         "overhead": _overhead(ctx),

@@ -68,7 +68,7 @@ def _fitting_seeds(ctx, config_id: str, job_s: float | None = None) -> list[int]
 
 
 def _picks(ctx) -> list:
-    return getattr(ctx, "test_picks", None) or chosen(ctx)
+    return ctx.test_picks or chosen(ctx)
 
 
 def summary(ctx) -> list[dict]:

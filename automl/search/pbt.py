@@ -44,7 +44,7 @@ class PBTRules:
             raise ValueError(f"quantile: {self.quantile} (allowed: 0 < q <= 0.5)")
         if not 0 <= self.resample_p <= 1:
             raise ValueError(f"resample_p: {self.resample_p} (allowed: 0 <= p <= 1)")
-        if not self.perturb or any(not f > 0 for f in self.perturb):
+        if not self.perturb or any(not 0 < f < math.inf for f in self.perturb):
             raise ValueError(f"perturb: {self.perturb} (allowed: factors > 0)")
 
 

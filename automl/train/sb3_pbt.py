@@ -46,7 +46,7 @@ def set_values(model: Any, raw_env: Any, train_env: Any, values: Mapping[str, fl
             setattr(model, name, float(v[name]))
     if isinstance(train_env, VecNormalize) and "gamma" in v:
         train_env.gamma = float(v["gamma"])
-    batched = sb3_state._batched(raw_env)
+    batched = sb3_state.batched_env(raw_env)
     if weights and batched is not None:
         batched.set_reward_weights(weights)  # a restored env state brought the old weights back
     elif weights:
@@ -60,8 +60,8 @@ def _take(model: Any, train_env: Any, state: Mapping) -> None:
     model.policy.load_state_dict(state["policy"])
     model.policy.optimizer.load_state_dict(state["optimizer"])
     if isinstance(train_env, VecNormalize) and state.get("normalize"):
-        sb3_state._load_rms(train_env.obs_rms, state["normalize"]["obs_rms"])
-        sb3_state._load_rms(train_env.ret_rms, state["normalize"]["ret_rms"])
+        sb3_state.load_rms(train_env.obs_rms, state["normalize"]["obs_rms"])
+        sb3_state.load_rms(train_env.ret_rms, state["normalize"]["ret_rms"])
 
 
 def train_member(member_params: Sequence[Mapping], *, env: str, seeds: Sequence[int], ids: Sequence[int],

@@ -38,11 +38,11 @@ def _rms_state(rms: Any) -> dict:
             "var": th.from_numpy(np.array(rms.var, dtype=np.float64)), "count": float(rms.count)}
 
 
-def _load_rms(rms: Any, state: Mapping) -> None:
+def load_rms(rms: Any, state: Mapping) -> None:
     """In place: the eval env shares the train env's obs_rms object."""
     if isinstance(rms, dict):
         for key, value in rms.items():
-            _load_rms(value, state[key])
+            load_rms(value, state[key])
         return
     if tuple(state["mean"].shape) != tuple(np.shape(rms.mean)):
         raise ValueError(f"normalization statistics: shape {tuple(state['mean'].shape)} != {np.shape(rms.mean)}")
@@ -71,7 +71,7 @@ def _set_rng_state(state: Mapping) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-def _batched(raw_env: VecEnv) -> Any:
+def batched_env(raw_env: VecEnv) -> Any:
     """The batched torch env behind a TorchVecEnv (None for gymnasium ids)."""
     inner = getattr(raw_env, "env", None)
     return inner if hasattr(inner, "state_dict") and hasattr(inner, "load_state_dict") else None
@@ -80,7 +80,7 @@ def _batched(raw_env: VecEnv) -> Any:
 def checkpoint_state(model: BatchedPPO, raw_env: VecEnv, train_env: VecEnv, callback: TrialCallback,
                       spent: Mapping[str, float]) -> dict:
     """Everything to continue at this rollout boundary, as plain values and tensors (no rollout data)."""
-    batched = _batched(raw_env)
+    batched = batched_env(raw_env)
     state = {
         "steps": int(model.num_timesteps), "n_updates": int(model._n_updates),
         "policy": model.policy.state_dict(), "optimizer": model.policy.optimizer.state_dict(),
@@ -110,10 +110,10 @@ def restore(model: BatchedPPO, raw_env: VecEnv, train_env: VecEnv, callback: Tri
     model._current_progress_remaining = 1.0 - steps / total
     if isinstance(train_env, VecNormalize):
         norm = state["normalize"]
-        _load_rms(train_env.obs_rms, norm["obs_rms"])
-        _load_rms(train_env.ret_rms, norm["ret_rms"])
+        load_rms(train_env.obs_rms, norm["obs_rms"])
+        load_rms(train_env.ret_rms, norm["ret_rms"])
         train_env.returns = norm["returns"].numpy().copy()
-    batched = _batched(raw_env)
+    batched = batched_env(raw_env)
     if batched is not None and state.get("env") is not None:
         batched.load_state_dict(state["env"])
         model._last_obs = state["last_obs"].numpy().copy()

@@ -27,7 +27,7 @@ def current_values(model: Any, raw_env: Any) -> dict[str, float]:
     """The actuators' values now."""
     out = {"learning_rate": float(model.policy.optimizer.param_groups[0]["lr"]), "ent_coef": float(model.ent_coef),
            "clip_range": float(model.clip_range(model._current_progress_remaining))}
-    batched = sb3_state._batched(raw_env)
+    batched = sb3_state.batched_env(raw_env)
     weights = batched.reward_weights if batched is not None else \
         next((e.reward_weights for e in getattr(raw_env, "envs", []) if hasattr(e, "reward_weights")), {})
     out.update({f"reward.{k}": float(v) for k, v in weights.items()})

@@ -62,7 +62,8 @@ def copy_member(run: Run, dst: int, src: int) -> None:
                 rms.mean[dst].copy_(rms.mean[src])
                 rms.var[dst].copy_(rms.var[src])
             run.norm._refresh()
-    run.set_values(dst, {k: float(run.hp[k][src]) for k in MEMBER_PARAMS}, run.envs[src].reward_weights)
+    values = {k: float(run.hp[k][src]) for k in MEMBER_PARAMS} if run.hp is not None else {}
+    run.set_values(dst, values, run.envs[src].reward_weights)
 
 
 def copy_member_from(run: Run, dst: int, state: Mapping, pos: int, values: Mapping, weights: Mapping) -> None:
@@ -115,8 +116,6 @@ def train_segment(member_params: Sequence[Mapping], *, env: str, seeds: Sequence
                 raise ValueError(f"population state {group_path(state_dir, ready, group)}: members "
                                  f"{saved['header'].get('ids')} (allowed: {list(ids)})")
             torch_state.restore(run, saved["state"], total=total_steps + 1)
-        for s, (p, w) in enumerate(zip(member_params, weights)):
-            run.set_values(s, member_values(p), w)
         others: dict[int, dict] = {}
         for dst_id, (src_id, src_group) in sorted((copies or {}).items()):
             dst = list(ids).index(dst_id)
@@ -127,7 +126,8 @@ def train_segment(member_params: Sequence[Mapping], *, env: str, seeds: Sequence
                     others[src_group] = checkpoint.load(group_path(state_dir, ready, src_group))
                 other = others[src_group]
                 copy_member_from(run, dst, other["state"], other["header"]["ids"].index(src_id), {}, None)
-            run.set_values(dst, member_values(member_params[dst]), weights[dst])  # the explored values
+        for s, (p, w) in enumerate(zip(member_params, weights)):  # a copy's explored values included
+            run.set_values(s, member_values(p), w)
         copy_s = time.time() - t_copy
         stopped = False
         while run.steps < to_step and run.live():

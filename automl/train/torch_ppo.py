@@ -243,8 +243,7 @@ def update(run: Run, lr: float | torch.Tensor) -> dict[str, torch.Tensor]:
             logp, entropy = policy.log_prob_entropy(head, actions)
             log_ratio = logp - old_logp
             ratio = log_ratio.exp()
-            clipped = ratio.clamp(1.0 - clip, 1.0 + clip) if run.hp is None else \
-                torch.minimum(torch.maximum(ratio, 1.0 - clip), 1.0 + clip)
+            clipped = ratio.clamp(1.0 - clip, 1.0 + clip)  # clip: a number, or per seed [S, 1]
             pg_loss = -torch.minimum(adv * ratio, adv * clipped).mean(1)
             if args.clip_range_vf is not None:
                 values = old_values + (values - old_values).clamp(-args.clip_range_vf, args.clip_range_vf)
