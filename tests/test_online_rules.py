@@ -1,4 +1,5 @@
 """Online tuning's recipe and decisions (automl/core/tune_recipe.py, automl/search/online.py) with known answers."""
+import dataclasses
 import math
 
 import pytest
@@ -28,6 +29,10 @@ def test_the_example_recipe_loads_with_its_phases_and_actuators():
     ({"objective": {"mode": "up"}}, "recipe: objective.mode: 'up' (allowed: max, min)"),
     ({"acceptance": {"horizon": 0}}, "recipe: acceptance.horizon: 0 (allowed: an integer >= 1)"),
     ({"speed": 1}, "recipe: speed: unknown key (allowed: version, objective"),
+    ({"objective": {"backup_metrics": ["approx_kl"]}},
+     "recipe: objective.backup_metrics: 'approx_kl' (allowed: reference_return, success_rate (optionally :max or :min))"),
+    ({"safety": {"block_on_nans": True}}, "recipe: safety.block_on_nans: unknown key (allowed: block_on_nan, "),
+    ({"safety": {"anomaly_factor": 0.5}}, "recipe: safety.anomaly_factor: 0.5 (allowed: a number >= 1.0)"),
 ])
 def test_a_bad_recipe_is_one_line_naming_the_key_and_the_allowed_values(doc, message):
     with pytest.raises(AutoMLError) as e:
@@ -133,3 +138,68 @@ def test_a_success_rate_of_zero_is_not_read_as_noiseless():
     # so a 0 -> 1/32 change over two evaluations each is inside the band, as it should be
     j = judge([0.0, 0.0], [0.03125, 0.03125], ONE, [success_se(0.0, 32)] * 2 + [success_se(0.03125, 32)] * 2)
     assert not j.accept and j.band > 0.03125
+
+
+BACKED = Recipe(mutations=(Mutation("learning_rate", bounds=(0.5, 2.0), cooldown=0),), algorithm="random",
+                epsilon=0.01, horizon=2, backup_metrics=("reference_return",))
+
+
+def _backed(tuner, rows, start=0):
+    """rows: (success, reference_return, its se) per evaluation."""
+    return [tuner.on_eval(step=(start + i) * 100, frac=0.5, value=v, current={"learning_rate": 1e-3}, se=0.04,
+                          backup={"reference_return": (r, rse)}) for i, (v, r, rse) in enumerate(rows)]
+
+
+def test_a_flat_primary_is_judged_on_the_backup_metric_against_its_own_noise():
+    from automl.search.online import judge_segment
+
+    # success stuck at 0: the reference return (se 1.0 per evaluation) decides
+    pre_b, post_b = [{"reference_return": (-50.0, 1.0)}] * 2, [{"reference_return": (-40.0, 1.0)}] * 2
+    up = judge_segment([0.0, 0.0], [0.0, 0.0], BACKED, [0.04] * 2, pre_b, post_b)
+    assert up.accept and up.metric == "reference_return" and up.gain == pytest.approx(10.0)
+    assert up.band == pytest.approx(1.0) and up.z == pytest.approx(10.0) and "flat at 0" in up.reason
+    small = judge_segment([0.0, 0.0], [0.0, 0.0], BACKED, [0.04] * 2, pre_b, [{"reference_return": (-49.5, 1.0)}] * 2)
+    assert not small.accept and "noise band" in small.reason          # gain 0.5 < band 1.0
+    # a primary that moved is judged on itself, whatever the backup says
+    moved = judge_segment([0.0, 0.0], [0.2, 0.2], BACKED, [0.04] * 2, pre_b, [{"reference_return": (-60.0, 1.0)}] * 2)
+    assert moved.accept and moved.metric == "true_metric"
+    # without a backup metric a flat primary is a plain rejection (delta 0 <= epsilon)
+    assert not judge_segment([0.0, 0.0], [0.0, 0.0], ONE, [0.04] * 2, pre_b, post_b).accept
+
+
+def test_the_tuner_keeps_a_mutation_that_raises_the_backup_while_success_stays_at_zero():
+    t = OnlineTuner(BACKED, "active", seed=1)
+    acts = _backed(t, [(0.0, -50.0, 1.0), (0.0, -50.5, 1.0)])
+    assert acts[1][0]["action"] == "apply"
+    acts = _backed(t, [(0.0, -45.0, 1.0), (0.0, -44.0, 1.0)], start=2)
+    seg = [e for e in t.log if e["event"] == "segment"]
+    assert acts[1][0]["action"] == "accept" and seg[-1]["metric"] == "reference_return"
+    assert acts[1][1]["action"] == "apply"                        # (proposes again at once)
+    acts = _backed(t, [(0.0, -60.0, 1.0), (0.0, -61.0, 1.0)], start=4)
+    assert acts[1][0]["action"] == "rollback"
+    assert t.summary()["judged_on"] == {"reference_return": 2}
+    assert len(t.values) == len(t.se) == len(t.backup_values) == 4   # the kept trajectory, aligned
+
+
+def test_an_approx_kl_spike_rolls_the_mutation_back_and_skips_that_safe_point():
+    r = Recipe(mutations=(Mutation("learning_rate", cooldown=0),), algorithm="random", horizon=3, anomaly_factor=10.0)
+    t = OnlineTuner(r, "observe")
+    for i, kl in enumerate([0.010, 0.012, 0.011]):
+        assert t.on_eval(i * 100, 0.5, 0.5, {"learning_rate": 1e-3}, approx_kl=kl) == []
+    assert t.anomaly(0.1) is None and "10 x the run's median 0.011 and > 0.05" in t.anomaly(0.2)
+    assert OnlineTuner(dataclasses.replace(r, anomaly_min_kl=0.5), "observe").anomaly(0.2) is None
+    t.mode = "active"
+    acts = t.on_eval(300, 0.5, 0.5, {"learning_rate": 1e-3}, approx_kl=0.011)
+    assert acts[0]["action"] == "apply"
+    acts = t.on_eval(400, 0.5, 0.9, {"learning_rate": 2e-3}, approx_kl=0.5)   # a better metric, but a kl spike
+    assert acts == [{"action": "rollback", "name": "learning_rate", "value": 1e-3, "step": 400}]
+    assert t.log[-1]["reason"].startswith("anomaly: approx_kl 0.5") and t.log[-2]["event"] == "anomaly"
+    # a spike with nothing in flight: no proposal at that safe point, proposals resume after it
+    assert t.on_eval(500, 0.5, 0.5, {"learning_rate": 1e-3}, approx_kl=0.4) == []
+    assert t.on_eval(600, 0.5, 0.5, {"learning_rate": 1e-3}, approx_kl=0.011)[0]["action"] == "apply"
+    assert t.blocked is None and t.summary()["anomalies"] == 2
+    off = OnlineTuner(Recipe(mutations=r.mutations, algorithm="random", block_on_anomaly=False), "observe")
+    for i, kl in enumerate([0.01, 0.01, 0.01]):
+        off.on_eval(i, 0.5, 0.5, {"learning_rate": 1e-3}, approx_kl=kl)
+    off.mode = "active"
+    assert off.on_eval(3, 0.5, 0.5, {"learning_rate": 1e-3}, approx_kl=5.0)[0]["action"] == "apply"

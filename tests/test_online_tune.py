@@ -82,8 +82,10 @@ def test_the_tuner_inside_learn_rolls_a_rejected_mutation_back_and_logs_it(tmp_p
     assert current_values(model, raw)["learning_rate"] == pytest.approx(1e-3)   # back to the original value
     applied = [json.loads(line) for line in (tmp_path / "tune.mutations.jsonl").read_text().splitlines()]
     judged = [json.loads(line) for line in (tmp_path / "tune.segments.jsonl").read_text().splitlines()]
+    judged = [s for s in judged if s["event"] == "segment"]
     assert [m["old"] for m in applied] == [1e-3, 1e-3] and all(2e-3 <= m["new"] <= 3e-3 for m in applied)
     assert [s["decision"] for s in judged] == ["reject", "reject"]
+    assert tuner.kl_hist and all(k > 0 for k in tuner.kl_hist)   # the updates' approx_kl reaches the tuner
     # each rollback went back to the step of its mutation: the rejected segments' steps were re-trained
     assert [a["step"] for a in hook.actions if a["action"] == "apply"] == [s["from_step"] for s in judged]
 
@@ -112,6 +114,7 @@ def test_automl_train_tune_logs_its_mutations_and_a_replay_reproduces_them(tmp_p
     logs = tmp_path / "a" / "tune" / "seed_0"
     applied = [json.loads(x) for x in (logs / "tune.mutations.jsonl").read_text().splitlines()]
     judged = [json.loads(x) for x in (logs / "tune.segments.jsonl").read_text().splitlines()]
+    judged = [s for s in judged if s["event"] == "segment"]
     summary = json.loads((logs / "tune.summary.json").read_text())
     assert applied and summary["applied"] == len(applied) and summary["judged"] == len(judged)
     assert {s["decision"] for s in judged} <= {"accept", "reject"}

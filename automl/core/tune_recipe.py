@@ -15,6 +15,13 @@ RISKS = ("low", "medium")            # v1 supports these; "high" is refused
 MUTATION_MODES = ("mult", "abs")     # multiply the current value by a factor | set a value
 ALGORITHMS = ("tpe", "random")
 PPO_ACTUATORS = ("learning_rate", "ent_coef", "clip_range")  # plus reward.<term>
+# what a segment is judged on when the primary metric did not move at all (a success rate stuck at 0):
+# evaluation metrics the actuators cannot game (the shaped return moves with the reward weights)
+BACKUP_METRICS = ("reference_return", "success_rate")
+_SECTION_KEYS = {"objective": ("primary", "mode", "backup_metrics"), "search": ("algorithm", "startup_trials"),
+                 "acceptance": ("epsilon", "horizon", "noise_z", "rollback_on_reject"),
+                 "safety": ("block_on_nan", "block_on_anomaly", "max_global_reject_streak", "anomaly_factor",
+                            "anomaly_min_kl")}
 _TOP = ("version", "objective", "phases", "actuators", "search", "acceptance", "safety")
 
 
@@ -37,7 +44,7 @@ class Mutation:
 class Recipe:
     metric: str = "true_metric"      # the task's true metric (success rate on navigation), or its name
     mode: str = "max"
-    backup_metrics: tuple[str, ...] = ()
+    backup_metrics: tuple[str, ...] = ()   # "name" (the primary's direction) or "name:max|min"
     phases: dict = field(default_factory=lambda: {"all": (0.0, 1.0)})
     mutations: tuple[Mutation, ...] = ()
     algorithm: str = "tpe"
@@ -49,6 +56,16 @@ class Recipe:
     block_on_nan: bool = True
     block_on_anomaly: bool = True
     max_global_reject_streak: int = 4
+    anomaly_factor: float = 10.0     # an update's approx_kl above this x the run's median ...
+    anomaly_min_kl: float = 0.05     # ... and above this is an anomaly (a slow run's kl x 10 is still small)
+
+    def backups(self) -> list[tuple[str, str]]:
+        """(metric, max|min) for each backup metric, in the recipe's order."""
+        out = []
+        for b in self.backup_metrics:
+            name, _, mode = b.partition(":")
+            out.append((name, mode or self.mode))
+        return out
 
     def phase_at(self, frac: float) -> str | None:
         """The phase a fraction of training falls in (the first one whose [start, end) holds it)."""
@@ -94,11 +111,22 @@ def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe", custom: tuple[
     algorithm = search.get("algorithm", "tpe")
     if algorithm not in ALGORITHMS:
         raise bad("search.algorithm", repr(algorithm), ", ".join(ALGORITHMS))
+    backups = obj.get("backup_metrics") or []
+    if not isinstance(backups, list):
+        raise bad("objective.backup_metrics", repr(backups), "a list of " + ", ".join(BACKUP_METRICS))
+    for b in backups:
+        name, _, bmode = str(b).partition(":")
+        if name not in BACKUP_METRICS or bmode not in ("", "max", "min"):
+            raise bad("objective.backup_metrics", repr(b), ", ".join(BACKUP_METRICS) + " (optionally :max or :min)")
     acc = _mapping(d.get("acceptance") or {}, "acceptance", bad)
     safety = _mapping(d.get("safety") or {}, "safety", bad)
+    for section, keys in _SECTION_KEYS.items():
+        extra = [k for k in {"objective": obj, "search": search, "acceptance": acc, "safety": safety}[section] if k not in keys]
+        if extra:
+            raise bad(f"{section}.{extra[0]}", "unknown key", ", ".join(keys))
     return Recipe(
         metric=str(obj.get("primary", "true_metric")), mode=mode,
-        backup_metrics=tuple(str(m) for m in obj.get("backup_metrics") or ()), phases=phases,
+        backup_metrics=tuple(str(m) for m in backups), phases=phases,
         mutations=tuple(mutations), algorithm=algorithm,
         startup_trials=_int(search.get("startup_trials", 8), "search.startup_trials", bad, 0),
         epsilon=_num(acc.get("epsilon", 0.0), "acceptance.epsilon", bad, 0.0),
@@ -108,7 +136,9 @@ def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe", custom: tuple[
         block_on_nan=_bool(safety.get("block_on_nan", True), "safety.block_on_nan", bad),
         block_on_anomaly=_bool(safety.get("block_on_anomaly", True), "safety.block_on_anomaly", bad),
         max_global_reject_streak=_int(safety.get("max_global_reject_streak", 4), "safety.max_global_reject_streak",
-                                      bad, 1))
+                                      bad, 1),
+        anomaly_factor=_num(safety.get("anomaly_factor", 10.0), "safety.anomaly_factor", bad, 1.0),
+        anomaly_min_kl=_num(safety.get("anomaly_min_kl", 0.05), "safety.anomaly_min_kl", bad, 0.0))
 
 
 def _mutation(name: str, m: Mapping, phases: set, bad, custom: tuple[str, ...] = ()) -> Mutation:
@@ -173,6 +203,7 @@ SETTINGS = {  # what `automl tune set KEY=VALUE` may change while a run goes on 
     "acceptance.noise_z": ("noise_z", float), "acceptance.rollback_on_reject": ("rollback_on_reject", bool),
     "safety.max_global_reject_streak": ("max_global_reject_streak", int),
     "safety.block_on_nan": ("block_on_nan", bool), "safety.block_on_anomaly": ("block_on_anomaly", bool),
+    "safety.anomaly_factor": ("anomaly_factor", float), "safety.anomaly_min_kl": ("anomaly_min_kl", float),
 }
 
 
@@ -219,4 +250,5 @@ def recipe_to_dict(r: Recipe) -> dict:
             "acceptance": {"epsilon": r.epsilon, "horizon": r.horizon, "noise_z": r.noise_z,
                            "rollback_on_reject": r.rollback_on_reject},
             "safety": {"block_on_nan": r.block_on_nan, "block_on_anomaly": r.block_on_anomaly,
-                       "max_global_reject_streak": r.max_global_reject_streak}}
+                       "max_global_reject_streak": r.max_global_reject_streak, "anomaly_factor": r.anomaly_factor,
+                       "anomaly_min_kl": r.anomaly_min_kl}}

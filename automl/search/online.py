@@ -11,8 +11,12 @@ snapshot: policy, optimizer, normaliser, step count, not only the knob). A mutat
 
 and kept only when delta > epsilon **and** delta > z x the noise of the difference of the two means,
 from the evaluations before the mutation (their spread, or their per-episode standard errors when
-larger) -- hotcb compares one value with epsilon, so noise alone accepts mutations. Cooldowns (per
-actuator, after a rejection), the global reject streak and non-finite metrics block proposals.
+larger) -- hotcb compares one value with epsilon, so noise alone accepts mutations. When the primary
+metric did not move at all (a success rate stuck at 0 early in training), the segment is judged on the
+recipe's first backup metric that did (the reference return: dense, and no reward-weight mutation can
+game it). Cooldowns (per actuator, after a rejection), the global reject streak and non-finite metrics
+block proposals; an anomaly (an update's approx_kl far above the run's own median) rejects the mutation
+in flight and skips that safe point.
 """
 from __future__ import annotations
 
@@ -34,6 +38,13 @@ class Judgement:
     instability: float
     band: float
     reason: str
+    noise: float = 0.0          # sd of the difference of the two means (band = noise_z x noise)
+    metric: str = "true_metric"
+
+    @property
+    def z(self) -> float:
+        """The delta in noise units (what TPE is told: comparable across metrics)."""
+        return self.delta / self.noise if self.noise > 0 and math.isfinite(self.delta) else self.delta
 
 
 def _mean(v: list[float]) -> float:
@@ -47,6 +58,11 @@ def _std(v: list[float]) -> float:
     return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
 
 
+def _median(v: list[float]) -> float:
+    s = sorted(v)
+    return (s[(len(s) - 1) // 2] + s[len(s) // 2]) / 2
+
+
 def noise_sd(pre: list[float], se: list[float | None]) -> float:
     """One evaluation's noise: the spread of the evaluations before the mutation, or the root mean
     square of the evaluations' own standard errors when that is larger."""
@@ -55,20 +71,49 @@ def noise_sd(pre: list[float], se: list[float | None]) -> float:
     return max(_std(pre), rms)
 
 
-def judge(pre: list[float], post: list[float], recipe: Recipe, se: list[float | None] = ()) -> Judgement:
-    """Keep or roll back a mutation, from the primary metric before (``pre``) and after (``post``) it."""
+def judge(pre: list[float], post: list[float], recipe: Recipe, se: list[float | None] = (), *,
+          mode: str | None = None, epsilon: float | None = None, metric: str = "true_metric") -> Judgement:
+    """Keep or roll back a mutation, from a metric before (``pre``) and after (``post``) it (the primary
+    with the recipe's mode and epsilon unless ``mode``/``epsilon`` say otherwise)."""
     if not post or any(not math.isfinite(v) for v in post):
-        return Judgement(False, -math.inf, -math.inf, 0.0, 0.0, "non-finite metric after the mutation")
-    sign = 1.0 if recipe.mode == "max" else -1.0
+        return Judgement(False, -math.inf, -math.inf, 0.0, 0.0, "non-finite metric after the mutation", metric=metric)
+    sign = 1.0 if (mode or recipe.mode) == "max" else -1.0
+    eps = recipe.epsilon if epsilon is None else epsilon
     gain = sign * (_mean(post) - _mean(pre))
     instability = max(0.0, _std(post) - _std(pre)) if len(post) > 1 and len(pre) > 1 else 0.0
     delta = gain - instability
-    band = recipe.noise_z * noise_sd(pre, list(se)) * math.sqrt(1.0 / len(pre) + 1.0 / len(post))
-    if delta <= recipe.epsilon:
-        return Judgement(False, delta, gain, instability, band, f"delta {delta:.4g} <= epsilon {recipe.epsilon:g}")
+    noise = noise_sd(pre, list(se)) * math.sqrt(1.0 / len(pre) + 1.0 / len(post))
+    band = recipe.noise_z * noise
+    if delta <= eps:
+        return Judgement(False, delta, gain, instability, band, f"delta {delta:.4g} <= epsilon {eps:g}", noise, metric)
     if delta <= band:
-        return Judgement(False, delta, gain, instability, band, f"delta {delta:.4g} within the noise band {band:.4g}")
-    return Judgement(True, delta, gain, instability, band, "accepted")
+        return Judgement(False, delta, gain, instability, band, f"delta {delta:.4g} within the noise band {band:.4g}",
+                         noise, metric)
+    return Judgement(True, delta, gain, instability, band, "accepted", noise, metric)
+
+
+def _flat(values: list[float]) -> bool:
+    return bool(values) and all(math.isfinite(v) for v in values) and max(values) == min(values)
+
+
+def judge_segment(pre: list[float], post: list[float], recipe: Recipe, se: list = (),
+                  pre_b: list[dict] = (), post_b: list[dict] = ()) -> Judgement:
+    """``judge`` on the primary metric; when it did not move at all before and after the mutation (a
+    success rate stuck at 0 says nothing), on the first backup metric that did (``pre_b``/``post_b``:
+    per evaluation ``{name: (value, se)}``), with epsilon 0 (its units differ) and its own noise band."""
+    j = judge(pre, post, recipe, se, metric=recipe.metric)
+    if not _flat(pre + post):
+        return j
+    for name, mode in recipe.backups():
+        b_pre = [b[name][0] for b in pre_b if name in b]
+        b_post = [b[name][0] for b in post_b if name in b]
+        if len(b_pre) != len(pre) or len(b_post) != len(post) or _flat(b_pre + b_post) \
+                or not all(math.isfinite(v) for v in b_pre):
+            continue
+        jb = judge(b_pre, b_post, recipe, [b[name][1] for b in pre_b], mode=mode, epsilon=0.0, metric=name)
+        return Judgement(jb.accept, jb.delta, jb.gain, jb.instability, jb.band,
+                         f"{recipe.metric} flat at {pre[0]:g}; on {name}: {jb.reason}", jb.noise, name)
+    return j
 
 
 class Proposer:
@@ -119,6 +164,9 @@ class Segment:
     se: list
     ticket: object = None
     post: list[float] = field(default_factory=list)
+    pre_b: list[dict] = field(default_factory=list)   # backup metrics per evaluation: {name: (value, se)}
+    post_b: list[dict] = field(default_factory=list)
+    post_se: list = field(default_factory=list)
 
 
 class OnlineTuner:
@@ -134,6 +182,8 @@ class OnlineTuner:
         self.cooldown = {m.name: 0 for m in recipe.mutations}
         self.values: list[float] = []     # the metric along the kept trajectory
         self.se: list = []
+        self.backup_values: list[dict] = []  # the backup metrics along it
+        self.kl_hist: list[float] = []    # approx_kl at safe points without a mutation in flight (anomaly baseline)
         self.segment: Segment | None = None
         self.reject_streak = 0
         self.blocked: str | None = None
@@ -145,28 +195,55 @@ class OnlineTuner:
         return [m for m in self.recipe.mutations if self.state[m.name] != DISABLED and self.cooldown[m.name] == 0
                 and (not m.phases or phase in m.phases)]
 
+    def anomaly(self, approx_kl: float | None) -> str | None:
+        """An update far off the run's own history: approx_kl above ``anomaly_factor`` x its median over
+        the safe points without a mutation in flight (at least 3 of them) and above ``anomaly_min_kl``."""
+        if approx_kl is None or len(self.kl_hist) < 3:
+            return None
+        med, r = _median(self.kl_hist), self.recipe
+        if not math.isfinite(approx_kl) or approx_kl > max(r.anomaly_factor * med, r.anomaly_min_kl):
+            return (f"approx_kl {approx_kl:.3g} > {r.anomaly_factor:g} x the run's median {med:.3g} "
+                    f"and > {r.anomaly_min_kl:g}")
+        return None
+
     def on_eval(self, step: int, frac: float, value: float, current: dict, *, se: float | None = None,
-                nonfinite: bool = False, anomaly: bool = False) -> list[dict]:
-        """One safe point: judge the open segment, then maybe propose. ``current``: the actuators' values now."""
+                backup: dict | None = None, approx_kl: float | None = None, nonfinite: bool = False,
+                anomaly: bool = False) -> list[dict]:
+        """One safe point: judge the open segment, then maybe propose. ``current``: the actuators' values now;
+        ``backup``: the backup metrics now, ``{name: (value, se)}``; ``approx_kl``: the largest of the
+        updates since the last safe point; ``anomaly``: a flag raised by the caller.
+
+        A non-finite metric or loss blocks every later mutation (``block_on_nan``). An anomaly rejects the
+        mutation in flight and skips proposing at this safe point (``block_on_anomaly``)."""
         if self.mode in ("off", "replay") and self.segment is None:
             return []  # (an open segment is still judged after a switch to off)
         out: list[dict] = []
         for name in self.cooldown:  # one safe point of every cooldown has passed
             self.cooldown[name] = max(0, self.cooldown[name] - 1)
         bad = nonfinite or not math.isfinite(value)
-        if (bad and self.recipe.block_on_nan) or (anomaly and self.recipe.block_on_anomaly):
-            self.blocked = "non-finite metric or loss" if bad else "anomaly"
+        if bad and self.recipe.block_on_nan:
+            self.blocked = "non-finite metric or loss"
+        flag = ("anomaly flagged by the caller" if anomaly else None) or self.anomaly(approx_kl)
+        flag = flag if self.recipe.block_on_anomaly else None
+        if flag:
+            self.log.append({"event": "anomaly", "seq": len(self.log), "step": step, "reason": flag,
+                             "during": self.segment.name if self.segment else None})
         if self.segment is not None:
             seg = self.segment
             seg.post.append(value)
-            if bad or len(seg.post) >= self.recipe.horizon:
-                out += self._decide(step, seg)
+            seg.post_b.append(dict(backup or {}))
+            seg.post_se.append(se)
+            if bad or flag or len(seg.post) >= self.recipe.horizon:
+                out += self._decide(step, seg, flag)
                 if any(a["action"] == "rollback" for a in out):
                     return out  # training goes back to the mutation's step: the next safe point proposes
         elif not bad:
             self.values.append(value)
             self.se.append(se)
-        if self.mode in ("suggest", "active") and self.segment is None and self.blocked is None:
+            self.backup_values.append(dict(backup or {}))
+            if approx_kl is not None and math.isfinite(approx_kl) and not flag:
+                self.kl_hist.append(float(approx_kl))
+        if self.mode in ("suggest", "active") and self.segment is None and self.blocked is None and not flag:
             if self.reject_streak >= self.recipe.max_global_reject_streak:
                 self.blocked = f"{self.reject_streak} rejections in a row"
             elif len(self.values) >= 2:
@@ -200,16 +277,20 @@ class OnlineTuner:
                 "applied": sum(e["event"] == "mutation" and e["applied"] for e in self.log), "judged": len(judged),
                 "accepted": accepted, "accept_rate": accepted / len(judged) if judged else None, "families": fam,
                 "states": dict(self.state), "blocked": self.blocked, "reject_streak": self.reject_streak,
-                "epsilon": self.recipe.epsilon}
+                "epsilon": self.recipe.epsilon, "anomalies": sum(e["event"] == "anomaly" for e in self.log),
+                "judged_on": {m: sum(e.get("metric") == m for e in judged) for m in {e.get("metric") for e in judged}}}
 
-    def _decide(self, step: int, seg: Segment) -> list[dict]:
-        j = judge(seg.pre, seg.post, self.recipe, seg.se)
+    def _decide(self, step: int, seg: Segment, anomaly: str | None = None) -> list[dict]:
+        j = judge_segment(seg.pre, seg.post, self.recipe, seg.se, seg.pre_b, seg.post_b)
+        if anomaly:
+            j = Judgement(False, j.delta, j.gain, j.instability, j.band, f"anomaly: {anomaly}", j.noise, j.metric)
         m = next(m for m in self.recipe.mutations if m.name == seg.name)
-        self.proposer.tell(m, seg.ticket, j.delta)
+        self.proposer.tell(m, seg.ticket, j.z)
         self.segment = None
         record = {"event": "segment", "seq": len(self.log), "name": seg.name, "from_step": seg.step, "step": step, "old": seg.old,
                   "new": seg.new, "pre": seg.pre, "post": seg.post, "delta": j.delta, "gain": j.gain,
-                  "instability": j.instability, "band": j.band, "decision": "accept" if j.accept else "reject",
+                  "instability": j.instability, "band": j.band, "metric": j.metric,
+                  "decision": "accept" if j.accept else "reject",
                   "reason": j.reason, "mode": self.mode}
         self.log.append(record)
         if self.mode == "suggest":
@@ -217,6 +298,8 @@ class OnlineTuner:
         if j.accept:
             self.state[seg.name], self.reject_streak = VERIFIED, 0
             self.values += seg.post
+            self.se += seg.post_se
+            self.backup_values += seg.post_b
             return [{"action": "accept", "name": seg.name, "value": seg.new, "step": step}]
         self.reject_streak += 1
         self.cooldown[seg.name] = m.cooldown + 1  # blocked at the next ``cooldown`` safe points
@@ -224,6 +307,8 @@ class OnlineTuner:
             self.state[seg.name] = UNTOUCHED
         if not self.recipe.rollback_on_reject:
             self.values += seg.post
+            self.se += seg.post_se
+            self.backup_values += seg.post_b
             return [{"action": "keep", "name": seg.name, "value": seg.new, "step": step}]
         return [{"action": "rollback", "name": seg.name, "value": seg.old, "step": step}]
 
@@ -232,12 +317,17 @@ class OnlineTuner:
         choices = [m for m in self.eligible(frac) if m.name in current and (m.mode == "abs" or current[m.name] != 0)]
         if not choices:
             return []
-        m = self.rng.choice(choices)
+        # actuators that won before are tried more often: weight (accepted + 1) / (judged + 2)
+        record = [e for e in self.log if e["event"] == "segment"]
+        weights = [(sum(e["name"] == m.name and e["decision"] == "accept" for e in record) + 1)
+                   / (sum(e["name"] == m.name for e in record) + 2) for m in choices]
+        m = self.rng.choices(choices, weights=weights)[0]
         ticket, x = self.proposer.ask(m)
         old = float(current[m.name])
         new = old * x if m.mode == "mult" else x
-        h = self.recipe.horizon
-        self.segment = Segment(m.name, step, old, new, self.values[-max(h, 2):], self.se[-max(h, 2):], ticket)
+        k = max(self.recipe.horizon, 2)
+        self.segment = Segment(m.name, step, old, new, self.values[-k:], self.se[-k:], ticket,
+                               pre_b=self.backup_values[-k:])
         applied = self.mode == "active"
         if applied and self.state[m.name] == UNTOUCHED:
             self.state[m.name] = UNVERIFIED

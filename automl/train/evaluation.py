@@ -29,7 +29,8 @@ class EvalStats:
     success_rate: float | None
     terms: dict[str, float] = field(default_factory=dict)
     episodes: int = 0
-    true_metric_se: float | None = None  # standard error of true_metric over the episodes (torch trainer)
+    true_metric_se: float | None = None  # standard error of true_metric over the episodes
+    reference_return_se: float | None = None  # standard error of reference_return over the episodes
 
 
 def _mean(values: list[float]) -> float:
@@ -53,11 +54,12 @@ def _summarize_episodes(infos: list[dict], steps: int, true_metric: str) -> Eval
     term_names = sorted({name for info in infos for name in info.get("terms", {})})
     terms = {name: _mean([float(info["terms"][name]) for info in infos if name in info.get("terms", {})]) for name in term_names}
     value = (success_rate if success_rate is not None else math.nan) if true_metric == "success_rate" else _mean(reference)
+    ref_se = float(np.std(reference, ddof=1) / math.sqrt(len(reference))) if len(reference) > 1 else None
     if true_metric == "success_rate":
         se = success_se(success_rate, len(successes)) if successes else None
     else:
-        se = float(np.std(reference, ddof=1) / math.sqrt(len(reference))) if len(reference) > 1 else None
-    return EvalStats(steps, value, _mean(shaped), _mean(reference), success_rate, terms, len(infos), se)
+        se = ref_se
+    return EvalStats(steps, value, _mean(shaped), _mean(reference), success_rate, terms, len(infos), se, ref_se)
 
 
 def evaluate(

@@ -159,6 +159,8 @@ class BatchedPPO(PPO):
         """
         super().train()
         values = self.logger.name_to_value
+        # this update's statistics (the online tuner's anomaly check reads approx_kl at the next safe point)
+        self.last_update = {k.split("/", 1)[1]: float(v) for k, v in values.items() if k.startswith("train/")}
         loss = values.get("train/loss")
         if loss is not None and not np.isfinite(loss):
             raise NonFiniteError(f"non-finite PPO loss (nan/inf): {loss}")

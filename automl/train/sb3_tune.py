@@ -20,6 +20,7 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 
 from automl.train import sb3_state
+from automl.train.evaluation import success_se
 from automl.train.sb3_pbt import set_values
 
 
@@ -84,6 +85,7 @@ class TuneCallback(BaseCallback):
         self.logged = 0
         self.control_seen: float | None = None
         self.actions: list[dict] = []
+        self.kl_max: float | None = None  # the largest approx_kl of the updates since the last safe point
 
     def _read_control(self) -> None:
         """A mode switch or setting written by ``automl tune`` from another process (taken at this safe point)."""
@@ -103,6 +105,9 @@ class TuneCallback(BaseCallback):
 
     def _on_rollout_start(self) -> None:
         t0 = time.perf_counter()
+        kl = (getattr(self.model, "last_update", None) or {}).get("approx_kl")
+        if kl is not None:
+            self.kl_max = kl if self.kl_max is None or not kl <= self.kl_max else self.kl_max
         try:
             self._safe_point()
         finally:
@@ -122,8 +127,13 @@ class TuneCallback(BaseCallback):
         else:
             current = {**current_values(self.model, self.raw_env),
                        **{name: float(a.snapshot(env)["value"]) for name, a in self.custom.items()}}
+            backup = {"reference_return": (e.reference_return, e.reference_return_se),
+                      "success_rate": (e.success_rate, success_se(e.success_rate, e.episodes)
+                                       if e.success_rate is not None and e.episodes else None)}
             acts = self.tuner.on_eval(step, min(1.0, step / self.total), float(e.true_metric), current,
-                                      se=e.true_metric_se)
+                                      se=e.true_metric_se, approx_kl=self.kl_max,
+                                      backup={k: v for k, v in backup.items() if v[0] is not None})
+            self.kl_max = None
         for a in acts:
             if a["action"] == "apply":
                 self.snap = snapshot(self.model, self.raw_env, self.train_env, self.trial_cb)

@@ -112,14 +112,14 @@ def evaluate_stacked(run: Any, seeds: Sequence[int], *, deadline: float | None,
         n = kept.shape[1]
         mean = (lambda row: float(kept[row].mean()) if n else math.nan)
         success = mean(SUCCESS) if has_success and n else None
-        row = SUCCESS if run.true_metric == "success_rate" else TRUE_RETURN
         value = (success if success is not None else math.nan) if run.true_metric == "success_rate" else mean(TRUE_RETURN)
         terms = {name: mean(N_STATS + i) for i, name in enumerate(names)} if n else {}
+        ref_se = float(kept[TRUE_RETURN].std() / math.sqrt(n)) if n > 1 else None
         if run.true_metric == "success_rate":
             se = success_se(success, n) if success is not None else None
         else:
-            se = float(kept[row].std() / math.sqrt(n)) if n > 1 else None
-        out.append(EvalStats(run.steps, value, mean(RETURN), mean(TRUE_RETURN), success, terms, n, se))
+            se = ref_se
+        out.append(EvalStats(run.steps, value, mean(RETURN), mean(TRUE_RETURN), success, terms, n, se, ref_se))
     return out
 
 
