@@ -103,9 +103,17 @@ def main() -> None:
             summaries = [yaml.safe_load(f.read_text()) for f in sorted((OUT / arm / "tune").glob("seed_*/tune.summary.json"))]
             acc = sum(s.get("accepted") or 0 for s in summaries)
             judged = sum(s.get("judged") or 0 for s in summaries)
+            on_backup = sum((s.get("judged_on") or {}).get("reference_return", 0) for s in summaries)
+            anomalies = sum(s.get("anomalies") or 0 for s in summaries)
             m, lo, hi = ci(vals)
             print(f"{arm:16} held-out {m:.3f} [{lo:.3f}, {hi:.3f}]  per seed {[round(v, 3) for v in vals]}  "
-                  f"accepted {acc}/{judged}  train wall {res['wall_s']:.0f} s")
+                  f"accepted {acc}/{judged} ({on_backup} judged on reference_return)  anomalies {anomalies}  "
+                  f"train wall {res['wall_s']:.0f} s")
+            for s in summaries:  # what the accepted mutations did to the learning rate
+                lr = (s.get("families") or {}).get("learning_rate") or {}
+                if lr.get("accepted_factors"):
+                    print(f"{'':16}   seed {s['seed']}: accepted learning-rate factors "
+                          f"{[round(f, 2) for f in lr['accepted_factors']]}")
     if args.overhead:
         cfg = config(False)
         plain = train("overhead_none", cfg, None, args, seeds="0")

@@ -126,7 +126,7 @@ def test_pruners_prune_a_clearly_worse_trial(name):
 
 
 def test_registries_and_defaults():
-    assert set(strategies.SEARCH_METHODS) == {"grid", "random", "bayesian", "tpe", "cmaes", "qmc", "hyperband"}
+    assert set(strategies.SEARCH_METHODS) == {"grid", "random", "bayesian", "tpe", "cmaes", "qmc", "hyperband", "nsga2"}
     assert set(strategies.PRUNERS) == {"none", "median", "asha", "hyperband"}
     assert isinstance(strategies.make_sampler("bayesian", seed=0, spec=SYNTHETIC), optuna.samplers.TPESampler)
     assert isinstance(strategies.make_sampler("hyperband", seed=0, spec=SYNTHETIC), optuna.samplers.TPESampler)

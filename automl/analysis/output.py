@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from automl.analysis import pbt_plots, plots as views
+from automl.analysis import pareto_plots, pbt_plots, plots as views
 from automl.analysis.report import AnalysisReport, analyse
 from automl.core.names import DEFAULT_RISK
 
@@ -24,6 +24,12 @@ def run(run_dir, metric: str = "episode_reward_mean", sort: str = "descending", 
     pop = pbt_plots.load(run_dir)
     if pop:
         report.notes.append(pbt_plots.summary(pop))
+    front = pareto_plots.load(run_dir)
+    if front:
+        report.notes.append(pareto_plots.summary(front))
+        table = pareto_plots.table(front)
+        report.tables += [table] if table is not None else []
+        report.files += pareto_plots.write(front, out)
     if plots:
         report.files += views.write_plots(data, report, out)
         report.files += pbt_plots.write(pop, out) if pop else []

@@ -311,7 +311,7 @@ def _report_parts(report: AnalysisReport, console, width: int) -> list:
                      f"config share {report.variance['config_share']:.2f}")
     lines += [f"note: {n}" for n in report.notes]
     lines += [f"wrote {p}" for p in report.files]
-    return [imp, top, Text("\n".join(lines))]
+    return [imp, top, *report.tables, Text("\n".join(lines))]
 
 
 def _top_table(report: AnalysisReport, params: list[str], short: bool):

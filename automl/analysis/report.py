@@ -97,6 +97,7 @@ class AnalysisReport:
     n_trials: int
     top: int = 5
     files: list[Path] = field(default_factory=list)
+    tables: list = field(default_factory=list)  # more rich tables to print (the Pareto front)
 
     def to_yaml_dict(self) -> dict:
         """The hyperparameter_importance.yaml document (DESIGN.md layout plus context keys)."""

@@ -34,7 +34,7 @@ def _add_run(sub) -> None:
                    help="weight vectors per generation (default 4 + floor(3 ln n))")
     p.add_argument("--seeds", type=int, default=None, help="tuning seeds per config (default 3)")
     p.add_argument("--search-method", default=None,
-                   help="grid | random | bayesian (tpe) | cmaes | qmc | hyperband (default tpe)")
+                   help="grid | random | bayesian (tpe) | cmaes | qmc | hyperband | nsga2 (default tpe)")
     p.add_argument("--pruner", default=None, help="none | median | asha | hyperband")
     p.add_argument("--n-jobs", type=int, default=None, help="worker processes (default: cores)")
     p.add_argument("--env", default="navigation", help="navigation | cartpole | a gymnasium id")
@@ -67,6 +67,19 @@ def _add_run(sub) -> None:
     p.add_argument("--perturb", default=None, help="--mode pbt: factors for a copied value (default 0.8,1.2)")
     p.add_argument("--resample-p", type=float, default=None,
                    help="--mode pbt: probability a copied value is resampled instead (default 0.25)")
+    p.add_argument("--metrics", default=None,
+                   help="several objectives, e.g. success_rate:max,train_time_s:min[,params:min] (any of "
+                        "episode_reward_mean, success_rate, reference_return, shaped_return, train_time_s, params, "
+                        "steps, steps_to_<threshold>), each aggregated over seeds by --objective; the sampler is "
+                        "multi-objective TPE (or --search-method nsga2) and the run keeps the Pareto front. Optuna "
+                        "does not prune multi-objective studies (its RFC #3450): the pruner prunes on the first "
+                        "metric, which must then be the task's metric (otherwise no pruning)")
+    p.add_argument("--constraint", dest="constraints", action="append", default=None,
+                   help="a constraint on the metrics, e.g. \"success_rate >= 0.8\" (repeatable): configs that "
+                        "break one are recorded with their violation and never win")
+    p.add_argument("--pick", default=None,
+                   help="with --metrics: knee (default: the front's compromise, closest to the ideal point) or "
+                        "one metric's name (the front's best on it)")
     p.add_argument("--seed-batching", default=None,
                    help="auto (default: on with --trainer torch on CUDA) | on | off: train a config's "
                         "seeds as one batched job")

@@ -104,7 +104,9 @@ def canonical_mapping(raw: Mapping, *, path: str, key: str) -> dict:
 # --objective: the one ranking rule (automl.core.scoring.objective_value); mean-std is mean - K*std (--risk K)
 OBJECTIVES = ("mean", "iqm", "lcb", "mean-std")
 DEFAULT_RISK = 1.0
-SEARCH_METHODS: tuple[str, ...] = ("grid", "random", "bayesian", "tpe", "cmaes", "qmc", "hyperband")
+SEARCH_METHODS: tuple[str, ...] = ("grid", "random", "bayesian", "tpe", "cmaes", "qmc", "hyperband", "nsga2")
+# methods that optimise several objectives (--metrics); CMA-ES optimises one
+MULTI_OBJECTIVE_METHODS: tuple[str, ...] = ("random", "bayesian", "tpe", "qmc", "nsga2", "grid")
 PRUNERS: tuple[str, ...] = ("none", "median", "asha", "hyperband")
 DEFAULT_PRUNERS: dict[str, str] = {"hyperband": "hyperband"}  # search method -> pruner it implies
 

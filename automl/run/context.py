@@ -5,14 +5,14 @@ import time
 
 import optuna
 
-from automl.run import records, resume
+from automl.run import pareto, records, resume
 from automl.search import studies
 from automl.run.budget import Budget, Throughput
 from automl.run.calibration import calibrate, check_minimum_budget
 from automl.run.runconfig import RunConfig
 from automl.run.scheduler import ConfigRun, Scheduler, config_state
 from automl.core.record import Kind, State
-from automl.core.scoring import objective_value, score as score_seeds
+from automl.core.scoring import score as score_seeds
 from automl.search.hp import HPSearch
 from automl.search.joint import JointSearch
 from automl.search.reward import RewardSearch, make_reward_sampler
@@ -54,6 +54,7 @@ class RunContext:
         self.stop_status: str | None = None
         self.view = None  # a live.LiveView when the driver shows progress
         self.heldout_summary: list[dict] | None = None  # the held-out ranking, once the held-out phase wrote it
+        self.pareto: dict | None = None  # --metrics/--constraint: the held-out front and infeasible configs
         self.test_summary: list[dict] | None = None     # the winner's and baseline's test scores (test phase)
         self.test_picks: list | None = None              # what the test phase trains (None: held-out winner, baseline)
         self.pbt: dict | None = (old or {}).get("pbt")   # --mode pbt: the population and its lineage
@@ -78,6 +79,7 @@ class RunContext:
         pruner = make_pruner(cfg.pruner_name, min_resource=1, reduction_factor=3)
         self.record = studies.open_study(url, studies.RECORD, pruner=pruner,
                                          sampler=optuna.samplers.RandomSampler(seed=inputs.base_seed))
+        mo = pareto.sampler_options(cfg)  # --metrics: directions; --constraint: constraints_func
         self.hp_study = self._sampler_study(url, studies.HP_SAMPLER)
         self.searches = {Kind.HP: HPSearch(self.hp_study, inputs.spec, space_path=inputs.space_path,
                                            method=cfg.search_method)}
@@ -90,7 +92,8 @@ class RunContext:
         self.reward_study = None
         if inputs.terms:
             self.reward_study = studies.open_study(url, studies.REWARD_SAMPLER, sampler=make_reward_sampler(
-                inputs.terms, seed=inputs.base_seed, population=self.plan.population))
+                inputs.terms, seed=inputs.base_seed, population=self.plan.population, multi="directions" in mo,
+                constraints_func=mo.get("constraints_func")), directions=mo.get("directions"))
             self.searches["reward"] = RewardSearch(self.reward_study, inputs.terms, inputs.default_weights)
         self.batched = cfg.batches_seeds(cuda=trainers.on_cuda(cfg.device))
         self.scheduler = Scheduler(self.executor, self.budget, self.throughput, n_jobs=cfg.n_jobs,
@@ -113,10 +116,13 @@ class RunContext:
         from automl.search.strategies import make_sampler
 
         method, seed, spec = self.cfg.search_method, self.inputs.base_seed, self.inputs.spec
-        study = studies.open_study(url, name, sampler=make_sampler(method, seed=seed, spec=spec))
+        mo = pareto.sampler_options(self.cfg)
+        cfunc = mo.get("constraints_func")
+        study = studies.open_study(url, name, sampler=make_sampler(method, seed=seed, spec=spec, constraints_func=cfunc),
+                                   directions=mo.get("directions"))
         asked = len(study.get_trials(deepcopy=False))
         if asked and method not in ("grid", "qmc"):
-            study.sampler = make_sampler(method, seed=seed + asked, spec=spec)
+            study.sampler = make_sampler(method, seed=seed + asked, spec=spec, constraints_func=cfunc)
         return study
 
     def _restore_or_calibrate(self) -> None:
@@ -269,12 +275,15 @@ class RunContext:
         scorable = values and state in State.SCORED and (worst is not None or any(
             is_finite_number(v) for v in values))
         score = score_seeds(values, worst=worst) if scorable else None
+        # --metrics/--constraint: the config's objectives, violations and feasibility, from its seeds
+        score = pareto.with_selection(self.cfg, score, [c.results[s] for s in c.seeds if s in c.results])
         incumbent = self.records.best_entry()  # before this config counts
         entry = self.records.config_done(c, state, score)
         if c.sampler is not None:
             # Samplers learn that a failed config is bad: it is told as the worst value.
-            told = objective_value(score, self.cfg.objective, risk=self.cfg.risk) if score and state in State.SCORED else None
-            self.searches[c.kind].tell(c.sampler, told, State.PRUNED if state == State.PRUNED else State.COMPLETE)
+            told, violations = pareto.told(self.cfg, score if state in State.SCORED else None)
+            self.searches[c.kind].tell(c.sampler, told, State.PRUNED if state == State.PRUNED else State.COMPLETE,
+                                       violations)
         if c.kind in (Kind.REWARD, Kind.JOINT) and state == State.COMPLETE:
             alarm = RewardSearch.alarm(entry.to_dict(), incumbent and incumbent.to_dict(),
                                        [e.to_dict() for e in self.records.tuned()])

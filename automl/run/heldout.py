@@ -8,14 +8,17 @@ from __future__ import annotations
 from automl.search import space as space_mod
 from automl.core.config import to_ppo_setup
 from automl.core.record import ConfigRecord, Kind, State
-from automl.run import testseeds
+from automl.run import pareto, testseeds
 from automl.run.records import TUNING_KINDS, ranked
 from automl.core.scoring import objective_value
 
 
 def candidates(ctx) -> list[tuple[str, dict, dict, bool]]:
     """(config_id, params, weights, is_baseline): the leader, the baseline, then the rest of the top-k."""
-    tuned = ranked(ctx.records.entries.values(), ctx.cfg.objective, TUNING_KINDS, ctx.cfg.risk)
+    sel = ctx.cfg.selection
+    tuned = ranked(ctx.records.entries.values(), ctx.cfg.objective, TUNING_KINDS, ctx.cfg.risk, sel)
+    # with several objectives: the front's members (the pick first), up to --top-k
+    top = (pareto.front(tuned, sel) if sel is not None and sel.objectives else tuned)[:ctx.cfg.top_k]
     base_params = space_mod.prior_params(ctx.inputs.spec)
     base_weights = ctx.inputs.default_weights
     out, baseline_id = [], None
@@ -23,7 +26,7 @@ def candidates(ctx) -> list[tuple[str, dict, dict, bool]]:
         if e.params == base_params and e.reward_weights == base_weights:
             baseline_id = e.config_id
             break
-    for e in tuned[:ctx.cfg.top_k]:
+    for e in top:
         out.append((e.config_id, e.params, e.reward_weights, e.config_id == baseline_id))
     if not any(is_base for *_, is_base in out):
         # Right after the leader: if the budget ends early, the winner still has its baseline.
@@ -96,7 +99,8 @@ def write_best(ctx, baseline_id: str | None) -> None:
     """Rank held-out results by the run's objective and write best.yaml (nothing when no config finished)."""
     held = _heldout_entries(ctx)
     objective = ctx.cfg.objective
-    ranking = ranked(held.values(), objective, (Kind.HELDOUT,), ctx.cfg.risk)
+    ranking = ranked(held.values(), objective, (Kind.HELDOUT,), ctx.cfg.risk, ctx.cfg.selection)
+    ctx.pareto = pareto.summary(held.values(), ctx.cfg, (Kind.HELDOUT,))
     ctx.heldout_summary = [{"config_id": e.config_id, "objective": objective,
                             "value": objective_value(e.score, objective, risk=ctx.cfg.risk), "iqm": e.score["iqm"],
                             "mean": e.score["mean"], "ci95": e.score["ci95"],
@@ -121,4 +125,8 @@ def write_best(ctx, baseline_id: str | None) -> None:
         "heldout_seeds": ctx.inputs.heldout_seeds,
         "baseline": {"config_id": baseline_id, "heldout_score": base.score if base else None},
         "models": models,
+        **({"pick": ctx.cfg.pick, "objectives": win.score.get("objectives"), "front": ctx.pareto["front"]}
+           if ctx.pareto and ctx.pareto.get("front") is not None else {}),
+        **({"constraints": {"violations": win.score.get("violations"), "feasible": True}}
+           if ctx.pareto and ctx.pareto["constraints"] else {}),
     })

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from optuna.trial import TrialState
 
+from automl.run import pareto
 from automl.search import space as space_mod, studies
 from automl.run.scheduler import ConfigRun
 from automl.core.record import ConfigRecord, Kind, State
@@ -109,7 +110,8 @@ class Records:
 
     def best_entry(self) -> ConfigRecord | None:
         """The incumbent: the complete tuning config ranked first by the run's objective."""
-        best = ranked(self.entries.values(), self.ctx.cfg.objective, TUNING_KINDS, self.ctx.cfg.risk)
+        best = ranked(self.entries.values(), self.ctx.cfg.objective, TUNING_KINDS, self.ctx.cfg.risk,
+                      self.ctx.cfg.selection)
         return best[0] if best else None
 
     def best_params(self) -> dict:
@@ -133,9 +135,11 @@ class Records:
         return min(vals) if vals else self.ctx.plan.value_floor
 
 
-def ranked(entries, objective: str, kinds, risk: float = DEFAULT_RISK) -> list[ConfigRecord]:
+def ranked(entries, objective: str, kinds, risk: float = DEFAULT_RISK, selection=None) -> list[ConfigRecord]:
     """Complete configs of ``kinds`` with a finite score, best first by ``objective`` (the one ranking rule;
-    ``risk``: K of mean-std); ties keep trial order."""
+    ``risk``: K of mean-std); ties keep trial order. With a ``selection`` (--metrics, --constraint):
+    feasible configs only, and with several objectives the Pareto front first, ordered by --pick."""
     done = [e for e in entries if e.kind in kinds and e.state == State.COMPLETE and e.score
             and is_finite_number(objective_value(e.score, objective, risk=risk))]
-    return sorted(done, key=lambda e: objective_value(e.score, objective, risk=risk), reverse=True)
+    done = sorted(done, key=lambda e: objective_value(e.score, objective, risk=risk), reverse=True)
+    return pareto.order(done, selection) if selection is not None else done

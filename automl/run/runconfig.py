@@ -9,11 +9,15 @@ from automl.core.errors import AutoMLError
 from automl.core.names import DEFAULT_RISK, OBJECTIVES, PRUNERS, SEARCH_METHODS, default_pruner_for
 
 MODES = ("stage", "joint", "hp", "reward", "pbt")
+# Optuna prunes single-objective studies only (its RFC #3450): with --metrics the pruner reads the task's
+# metric at each evaluation, so it prunes only when that is the first objective
+PRUNED_METRICS = ("episode_reward_mean", "success_rate")
 JOINT_PRUNER = "hyperband"  # --mode joint without --pruner: BOHB-style (the sampler plus Hyperband over evaluations)
 TRAINERS = ("auto", "sb3", "torch")  # auto: torch on the batched tasks, sb3 for gymnasium ids
 SEED_AXIS_TRAINERS = ("torch",)  # trainers that train all seeds of a config as one job (automl.run.trainers)
 SEED_BATCHING = ("auto", "on", "off")
-FINGERPRINT_DEFAULTS = {"trainer": "sb3", "objective": "mean", "risk": DEFAULT_RISK, "pbt": None}  # what runs recorded before a key existed used
+FINGERPRINT_DEFAULTS = {"trainer": "sb3", "objective": "mean", "risk": DEFAULT_RISK, "pbt": None, "metrics": None,
+                        "constraints": []}  # what runs recorded before a key existed used
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,9 @@ class RunConfig:
     quantile: float = 0.25        # --mode pbt: the bottom (and top) fraction at each ready point
     perturb: tuple = (0.8, 1.2)   # --mode pbt: factors a copied value is multiplied by
     resample_p: float = 0.25      # --mode pbt: probability a copied value is resampled from the space instead
+    metrics: str | None = None    # --metrics success_rate:max,train_time_s:min (several objectives)
+    constraints: tuple = ()       # --constraint "success_rate >= 0.8" (repeatable)
+    pick: str = "knee"            # --pick knee|<metric>: the winner among the Pareto front
     command: str = ""
 
     def __post_init__(self):
@@ -96,6 +103,7 @@ class RunConfig:
         if self.mode == "reward" and self.reward_generations == 0:
             raise AutoMLError("--reward-generations: must be >= 1 with --mode reward")
         self._check_pbt()
+        self._check_selection()
         if self.mode == "joint" and self.search_method == "grid":
             raise AutoMLError("--search-method: grid cannot enumerate the continuous reward weights of --mode joint "
                               "(allowed: random, bayesian, tpe, cmaes, qmc, hyperband)")
@@ -121,6 +129,31 @@ class RunConfig:
             name, _, rest = str(err).partition(":")
             raise AutoMLError(f"--{name.replace('_', '-')}:{rest}") from None
 
+    def _check_selection(self) -> None:
+        from automl.core.names import MULTI_OBJECTIVE_METHODS
+        from automl.core.objectives import selection
+
+        object.__setattr__(self, "constraints", tuple(self.constraints or ()))
+        sel = selection(self.metrics, self.constraints, self.pick)
+        if sel is None:
+            return
+        if self.mode == "pbt":
+            raise AutoMLError("--metrics/--constraint: not with --mode pbt (allowed: stage, joint, hp, reward)")
+        if sel.objectives and self.search_method not in MULTI_OBJECTIVE_METHODS:
+            raise AutoMLError(f"--search-method: {self.search_method} optimises one objective "
+                              f"(allowed with --metrics: {', '.join(MULTI_OBJECTIVE_METHODS)})")
+        if sel.objectives and sel.objectives[0].name not in PRUNED_METRICS and self.pruner not in (None, "none"):
+            raise AutoMLError(f"--pruner: {self.pruner} prunes on the first of --metrics, which must then be the "
+                              f"task's metric (allowed: --metrics starting with {' or '.join(PRUNED_METRICS)}, "
+                              f"or --pruner none)")
+
+    @property
+    def selection(self):
+        """The run's objectives, constraints and pick rule (automl.core.objectives.Selection), or None."""
+        from automl.core.objectives import selection
+
+        return selection(self.metrics, self.constraints, self.pick)
+
     def pbt_settings(self) -> dict | None:
         """The population's settings (--mode pbt), part of the fingerprint; None for the other modes."""
         if self.mode != "pbt":
@@ -132,6 +165,8 @@ class RunConfig:
     def pruner_name(self) -> str:
         """The pruner in force: --pruner, else hyperband for the hyperband method and for --mode joint,
         else none."""
+        if self.metrics and self.metrics.split(",")[0].partition(":")[0].strip() not in PRUNED_METRICS:
+            return "none"  # intermediate values are the task's metric: nothing to prune the first objective on
         if self.mode == "joint" and self.pruner is None:
             return JOINT_PRUNER
         return default_pruner_for(self.search_method, self.pruner)
@@ -147,7 +182,8 @@ class RunConfig:
         return {"env": self.env, "mode": self.mode, "space": self.space, "preset": self.preset,
                 "rewards": self.rewards, "search_method": self.search_method,
                 "seeds": self.seeds, "seed": self.seed, "trainer": self.trainer, "objective": self.objective,
-                "risk": float(self.risk), "pbt": self.pbt_settings()}
+                "risk": float(self.risk), "pbt": self.pbt_settings(), "metrics": self.metrics,
+                "constraints": list(self.constraints)}
 
     def to_dict(self) -> dict:
         """Plain mapping for the state file."""

@@ -18,7 +18,8 @@ from automl.core.scoring import objective_value
 from automl.core.record import Kind, State
 
 SEED_FIELDS = ("seed", "state", "episode_reward_mean", "success_rate", "shaped_return",
-               "reference_return", "terms", "steps", "wall_s", "stop_reason", "reason", "resumed_from")
+               "reference_return", "terms", "steps", "wall_s", "params", "evals", "stop_reason", "reason",
+               "resumed_from")
 
 
 @dataclass
@@ -59,6 +60,8 @@ def seed_record(result: dict) -> dict:
     for k in ("wall_s", "episode_reward_mean", "success_rate", "shaped_return", "reference_return"):
         if isinstance(out.get(k), float):
             out[k] = round(out[k], 4 if k != "wall_s" else 2)
+    if isinstance(out.get("evals"), list):  # the learning curve: [steps, true metric] (steps_to_<x> reads it)
+        out["evals"] = [[int(st), round(float(v), 4)] for st, v in out["evals"]]
     if isinstance(out.get("terms"), dict):
         out["terms"] = {n: round(float(v), 4) for n, v in out["terms"].items()
                         if isinstance(v, (int, float))}

@@ -135,6 +135,7 @@ def state_dict(ctx, status: str) -> dict:
         "best": None if best is None else {"config_id": best.config_id, "params": best.params,
                                            "reward_weights": best.reward_weights, "score": best.score},
         "heldout": ctx.heldout_summary,
+        **({"pareto": _pareto(ctx)} if ctx.cfg.selection is not None else {}),
         "test": ctx.test_summary,
         "trials": [e.to_dict() for e in ctx.records.entries.values()],
         **({"pbt": ctx.pbt} if ctx.pbt else {}),
@@ -142,6 +143,18 @@ def state_dict(ctx, status: str) -> dict:
         "stop_reason": ctx.stop_reason,
         "overhead": _overhead(ctx),
     }
+
+
+def _pareto(ctx) -> dict | None:
+    """--metrics/--constraint: the tuning front so far, and once the held-out phase ran, the held-out front."""
+    from automl.core.record import Kind
+    from automl.run import pareto
+
+    out = pareto.summary(ctx.records.entries.values(), ctx.cfg, Kind.TUNING) or {}
+    if ctx.pareto:
+        out["heldout_front"] = ctx.pareto.get("front")
+        out["heldout_infeasible"] = ctx.pareto.get("infeasible")
+    return out
 
 
 def _overhead(ctx) -> dict:

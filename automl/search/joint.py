@@ -48,6 +48,6 @@ class JointSearch:
         return (self.study, trial._trial_id), params, weights
 
     @staticmethod
-    def tell(ticket: Ticket, value: float | None, state: str) -> None:
+    def tell(ticket: Ticket, value, state: str, violations: list[float] | None = None) -> None:
         """The outcome: complete/failed with its value (a failed config's is the worst), pruned, rejected."""
-        studies.tell_sampler(ticket[0], ticket[1], value, state)
+        studies.tell_sampler(ticket[0], ticket[1], value, state, violations)

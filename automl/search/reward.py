@@ -36,9 +36,9 @@ class RewardSearch:
         return (self.study, trial._trial_id), weights
 
     @staticmethod
-    def tell(ticket: Ticket, value: float | None, state: str) -> None:
+    def tell(ticket: Ticket, value, state: str, violations: list[float] | None = None) -> None:
         """The outcome: complete/failed with its value, pruned, rejected."""
-        studies.tell_sampler(ticket[0], ticket[1], value, state)
+        studies.tell_sampler(ticket[0], ticket[1], value, state, violations)
 
     @staticmethod
     def alarm(candidate: dict, incumbent: dict | None, tuned: list[dict]) -> dict | None:
@@ -60,8 +60,14 @@ def default_population(n_weights: int) -> int:
     return 4 + int(math.floor(3 * math.log(max(1, n_weights))))
 
 
-def make_reward_sampler(terms: Mapping[str, Mapping], *, seed: int, population: int):
-    """CMA-ES over the weights, started at the default weights; its state lives in the trials."""
+def make_reward_sampler(terms: Mapping[str, Mapping], *, seed: int, population: int, multi: bool = False,
+                        constraints_func=None):
+    """CMA-ES over the weights, started at the default weights; its state lives in the trials. With several
+    objectives (``multi``) or --constraint: NSGA-II with generations of ``population`` (CMA-ES optimises one
+    value and knows no constraints)."""
+    if multi or constraints_func is not None:
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(2, population),
+                                             constraints_func=constraints_func)
     x0 = {f"reward.{k}": float(t["default"]) for k, t in terms.items()
           if float(t["low"]) < float(t["high"])}
     widths = [float(t["high"]) - float(t["low"]) for t in terms.values()

@@ -18,29 +18,37 @@ from automl.core.errors import AutoMLError
 from automl.core.names import default_pruner_for  # noqa: F401 (re-exported: strategies.default_pruner_for)
 
 
-def _grid(seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
+def _grid(seed: int | None, spec: SpaceSpec, **_) -> optuna.samplers.BaseSampler:
     # GridSampler's seed shuffles the visiting order; the grid itself is every combination
     return optuna.samplers.GridSampler(space.grid_search_space(spec), seed=seed)
 
 
-def _random(seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
+def _random(seed: int | None, spec: SpaceSpec, **_) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _tpe(seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
-    # multivariate TPE models interactions (lr x epochs) that independent TPE misses
+def _tpe(seed: int | None, spec: SpaceSpec, constraints_func=None) -> optuna.samplers.BaseSampler:
+    # multivariate TPE models interactions (lr x epochs) that independent TPE misses; with several
+    # objectives it is Optuna's multi-objective TPE; constraints_func: --constraint
     with warnings.catch_warnings():  # multivariate is "experimental" in Optuna's terms; stable for years
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constraints_func=constraints_func)
 
 
-def _cmaes(seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
+def _nsga2(seed: int | None, spec: SpaceSpec, constraints_func=None, population: int = 8):
+    # NSGA-II (several objectives, --constraint through constraints_func); a generation of `population`
+    # configs (Optuna's default of 50 is more configs than most budgets here train)
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(2, population),
+                                         constraints_func=constraints_func)
+
+
+def _cmaes(seed: int | None, spec: SpaceSpec, **_) -> optuna.samplers.BaseSampler:
     # CMA-ES handles only numeric params; categorical ones (layer sizes) go to a seeded random sampler
     return optuna.samplers.CmaEsSampler(seed=seed, independent_sampler=optuna.samplers.RandomSampler(seed=seed),
                                         warn_independent_sampling=False)
 
 
-def _qmc(seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
+def _qmc(seed: int | None, spec: SpaceSpec, **_) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():  # QMCSampler is flagged experimental; its interface is all we use
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.QMCSampler(seed=seed, scramble=True,
@@ -48,7 +56,7 @@ def _qmc(seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
                                           warn_independent_sampling=False, warn_asynchronous_seeding=False)
 
 
-SamplerFactory = Callable[[int | None, SpaceSpec], optuna.samplers.BaseSampler]
+SamplerFactory = Callable[..., optuna.samplers.BaseSampler]  # (seed, spec, **options)
 SEARCH_METHODS: dict[str, SamplerFactory] = {
     "grid": _grid,
     "random": _random,
@@ -57,6 +65,7 @@ SEARCH_METHODS: dict[str, SamplerFactory] = {
     "cmaes": _cmaes,
     "qmc": _qmc,
     "hyperband": _tpe,  # TPE proposes, the Hyperband pruner (default_pruner_for) allocates budget
+    "nsga2": _nsga2,
 }
 
 
@@ -94,9 +103,16 @@ def _lookup(registry: dict, name: object, flag: str):
     return registry[name]
 
 
-def make_sampler(method: str, *, seed: int | None, spec: SpaceSpec) -> optuna.samplers.BaseSampler:
-    """The seeded Optuna sampler for `--search-method method` over `spec`."""
-    return _lookup(SEARCH_METHODS, method, "--search-method")(seed, spec)
+def make_sampler(method: str, *, seed: int | None, spec: SpaceSpec, constraints_func=None,
+                 population: int = 8) -> optuna.samplers.BaseSampler:
+    """The seeded Optuna sampler for `--search-method method` over `spec` (``constraints_func``: the
+    --constraint violations, for the samplers that model them: tpe and nsga2)."""
+    factory = _lookup(SEARCH_METHODS, method, "--search-method")
+    if factory is _nsga2:
+        return factory(seed, spec, constraints_func=constraints_func, population=population)
+    if factory is _tpe:
+        return factory(seed, spec, constraints_func=constraints_func)
+    return factory(seed, spec)
 
 
 def _resource(value: object, name: str, minimum: int) -> int | str:

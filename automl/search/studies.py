@@ -124,25 +124,28 @@ def rdb_storage(url: str, *, engine_kwargs: Mapping | None = None) -> optuna.sto
 
 
 def create_or_load(storage, name: str, *, direction: str = "maximize", sampler=None,
-                   pruner=None) -> optuna.Study:
-    """Create study ``name`` in ``storage`` (an RDBStorage or URL) or load it when it exists, race-safe."""
+                   pruner=None, directions: list[str] | None = None) -> optuna.Study:
+    """Create study ``name`` in ``storage`` (an RDBStorage or URL) or load it when it exists, race-safe;
+    ``directions``: a multi-objective study."""
     if isinstance(storage, str):
         storage = rdb_storage(storage)
 
     def make():
         try:
             return optuna.create_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner,
-                                       direction=direction, load_if_exists=True)
+                                       direction=None if directions else direction, directions=directions,
+                                       load_if_exists=True)
         except optuna.exceptions.DuplicatedStudyError:  # created by another process meanwhile
             return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
 
     return _retrying(make)
 
 
-def open_study(url: str, name: str, *, sampler=None, pruner=None) -> optuna.Study:
-    """Create or load one study (maximize) in the run's storage; storage errors are one line."""
+def open_study(url: str, name: str, *, sampler=None, pruner=None, directions: list[str] | None = None) -> optuna.Study:
+    """Create or load one study (maximize, or ``directions`` for several objectives) in the run's storage;
+    storage errors are one line."""
     try:
-        return create_or_load(url, name, sampler=sampler, pruner=pruner, direction="maximize")
+        return create_or_load(url, name, sampler=sampler, pruner=pruner, direction="maximize", directions=directions)
     except Exception as exc:  # storage URLs fail in many library-specific ways
         raise AutoMLError(f"--storage: cannot open {url!r}: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
@@ -153,15 +156,35 @@ def attach(study: optuna.Study, trial_id: int) -> optuna.Trial:
     return optuna.Trial(study, trial_id)
 
 
-def tell_sampler(study: optuna.Study, trial_id: int, value: float | None, state: str) -> None:
-    """Tell a sampler study the outcome; failures are told as complete-with-worst upstream."""
+def tell_sampler(study: optuna.Study, trial_id: int, value, state: str, violations: list[float] | None = None) -> None:
+    """Tell a sampler study the outcome (one value, or a list with several objectives); failures are told
+    as complete-with-worst upstream. ``violations`` (--constraint) go where ``constraints_func`` reads them."""
     trial = attach(study, trial_id)
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if violations is not None:
+        trial.set_user_attr(VIOLATIONS, [float(min(v, 1e300)) for v in violations])
     if state == "pruned":
         study.tell(trial, state=TrialState.PRUNED)
-    elif state == "rejected" or value is None or not math.isfinite(value):
+    elif state == "rejected" or any(v is None or not math.isfinite(v) for v in values):
         study.tell(trial, state=TrialState.FAIL)
     else:
-        study.tell(trial, value)
+        study.tell(trial, list(values) if isinstance(value, (list, tuple)) else value)
+
+
+VIOLATIONS = "violations"
+
+
+def violations_of(n: int):
+    """Optuna's ``constraints_func`` for ``n`` constraints: the violations told with the trial (<= 0 holds);
+    a trial without them (pruned before it had a score) counts as breaking every one."""
+    import functools
+
+    return functools.partial(_violations, n)
+
+
+def _violations(n: int, trial) -> list[float]:
+    got = trial.user_attrs.get(VIOLATIONS)
+    return list(got) if isinstance(got, list) and len(got) == n else [1e300] * n
 
 
 

@@ -183,7 +183,8 @@ def _train(params, *, env, seeds, total_steps, reward_weights, eval_every, eval_
     for s, path in enumerate(save_paths or []):
         if path and s not in run.failed:
             save_sb3(run, s, path, env)
-    timing = {**spent(), "eval_s": eval_s, "resumed_from": resumed_from, "checkpoint_note": note}
+    timing = {**spent(), "eval_s": eval_s, "resumed_from": resumed_from, "checkpoint_note": note,
+              "params": sum(p.numel() for p in run.policy.params.values()) // len(seeds)}  # stacked: per seed
     results = []
     for s, seed in enumerate(seeds):
         if s in run.failed:

@@ -68,6 +68,7 @@ class SeedResult:
     reason: str | None = None  # human-readable detail for failures
     resumed_from: int | None = None  # steps of the checkpoint this run continued from; None: started at 0
     checkpoint_note: str | None = None  # why a checkpoint was ignored / could not be saved; None: nothing to say
+    params: int | None = None  # the policy's parameter count (actor and critic)
 
     def to_dict(self) -> dict:
         """A plain dict (lists, floats, ints, strings) for YAML / JSON / the executor."""
@@ -355,6 +356,7 @@ def _train_seed(params: Mapping, *, env: str, seed: int, total_steps: int | None
         seed, state, stop_reason, callback.evals, steps=int(model.num_timesteps),
         wall_s=prior["wall_s"] + time.time() - start, train_s=prior["train_s"] + learn_s - (callback.eval_s - prior["eval_s"]),
         eval_s=callback.eval_s, reason=detail, resumed_from=resumed_from, checkpoint_note=note,
+        params=sum(p.numel() for p in model.policy.parameters()),
     )
 
 
