@@ -114,6 +114,7 @@ def test_dry_run_prints_plan(tmp_path):
     assert not (tmp_path / "r" / "automl_state.yaml").exists()
 
 
+@pytest.mark.slow  # overlaps a default test; make test-slow runs it
 def test_staged_navigation_run_has_hp_reward_and_heldout(tmp_path):
     run_dir = tmp_path / "nav"
     r = automl("--mode", "stage", "--env", "navigation", "--space",

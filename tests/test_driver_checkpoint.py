@@ -1,3 +1,4 @@
+import pytest
 """kill -9 of the real driver in the middle of a seed job, then the same command again: the seed
 continues from its last checkpoint (steps and evaluations continue, never restart)."""
 import os
@@ -26,6 +27,7 @@ def hp_seed(st):
     return s
 
 
+@pytest.mark.slow  # overlaps a default test; make test-slow runs it
 def test_kill9_mid_seed_resumes_from_its_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     cmd = command(run_dir)

@@ -197,6 +197,7 @@ def _recorded(st):
     return {(t["config_id"], t["kind"], s["seed"]): s for t in st["trials"] for s in t["seeds"]}
 
 
+@pytest.mark.slow  # overlaps a default test; make test-slow runs it
 def test_ctrl_c_of_the_real_driver_exits_130_stops_workers_and_the_same_command_resumes(tmp_path):
     run_dir = tmp_path / "run"
     cmd = ["--mode", "hp", "--space", TINY, "--hp-trials", "1", *SMALL, "--run-dir", str(run_dir)]

@@ -213,8 +213,8 @@ def test_submit_checks():
         assert ex.pending() + list(ex.running()) == ["x"]
         ex.request_stop("x")
         collect(ex, 1)
-    with pytest.raises(ValueError, match="allowed: local"):
-        make_executor("ray")
+    with pytest.raises(ValueError, match="allowed: local, ray"):
+        make_executor("slurm")
 
 
 def test_worker_has_one_torch_thread():

@@ -94,6 +94,7 @@ def test_a_joint_run_searches_hps_and_weights_together_then_tests_the_winner_on_
     assert best["test_seeds"] == [TEST_BASE, TEST_BASE + 1]
 
 
+@pytest.mark.slow  # overlaps a default test; make test-slow runs it
 def test_mean_std_picks_the_config_whose_seeds_agree(tmp_path):
     script = run_script({
         ("config_000", "hp"): per_seed([0.1] * 4),
@@ -131,6 +132,7 @@ def command(run_dir):
             "--search-method", "random", "--run-dir", str(run_dir), "--quiet"]
 
 
+@pytest.mark.slow  # overlaps a default test; make test-slow runs it
 def test_a_joint_run_killed_with_sigkill_resumes_with_the_same_command(tmp_path):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "automl", *command(run_dir)], cwd=ROOT,

@@ -11,7 +11,7 @@ OBJ = (Objective("episode_reward_mean", "max"), Objective("train_time_s", "min")
 
 def command(run_dir, *extra):
     return ["--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours", "0.3", "--hp-trials", "5",
-            "--seeds", "2", "--n-jobs", "1", "--top-k", "3", "--trial-steps", "6144", "--eval-every", "3072",
+            "--seeds", "2", "--n-jobs", "2", "--top-k", "3", "--trial-steps", "4096", "--eval-every", "2048",
             "--eval-episodes", "8", "--metrics", "episode_reward_mean:max,train_time_s:min", "--run-dir",
             str(run_dir), "--quiet", *extra]
 

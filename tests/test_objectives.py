@@ -93,3 +93,25 @@ def test_metrics_are_aggregated_over_seeds_by_the_objective_in_their_direction()
     assert r == pytest.approx({"success_rate": 0.5, "train_time_s": 30.0})
     # a seed that never reaches the threshold counts its trained steps
     assert seed_value({"steps": 800, "evals": [[400, 0.1], [800, 0.2]]}, "steps_to_0.5") == 800.0
+
+
+def test_the_run_s_front_and_pick_do_not_depend_on_the_order_configs_come_in():
+    import random
+
+    from automl.core.objectives import Selection
+    from automl.core.record import ConfigRecord
+    from automl.run import pareto
+
+    sel = Selection(MAXMIN, (), "knee")
+    # two front points equally far from the ideal point: the tie goes to the better first objective
+    entries = [ConfigRecord(f"c{i}", "hp", 1, "complete", {}, score={"objectives": {
+        "success_rate": s, "train_time_s": t}, "feasible": True}) for i, (s, t) in
+        enumerate([(0.2, 10.0), (0.9, 50.0), (0.5, 60.0), (0.2, 12.0)])]
+    picks = set()
+    for seed in range(6):
+        shuffled = entries[:]
+        random.Random(seed).shuffle(shuffled)
+        front = pareto.front(shuffled, sel)
+        assert {e.config_id for e in front} == {"c0", "c1"}
+        picks.add(front[0].config_id)
+    assert picks == {"c1"}

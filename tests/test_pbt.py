@@ -147,6 +147,7 @@ def _lineage_ok(pop):
             assert c["gap"] > max(r["margin"], c["noise"])
 
 
+@pytest.mark.slow  # overlaps a default test; make test-slow runs it
 def test_a_pbt_run_killed_with_sigkill_resumes_and_keeps_its_lineage(tmp_path):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "automl", *command(run_dir)], cwd=ROOT,
@@ -263,6 +264,7 @@ def test_sb3_replaying_a_schedule_is_deterministic_and_the_schedule_matters():
     assert one.evals == two.evals and one.evals[0] == plain.evals[0] and one.evals[-1] != plain.evals[-1]
 
 
+@pytest.mark.slow  # overlaps a default test; make test-slow runs it
 def test_a_pbt_run_on_a_gymnasium_id_trains_members_one_per_job_with_the_sb3_trainer(tmp_path):
     r = automl("--mode", "pbt", "--env", "CartPole-v1", "--budget-hours", "0.3", "--population", "3",
                "--trial-steps", "4096", "--ready-steps", "2048", "--eval-episodes", "4", "--n-jobs", "1", "--seeds", "2",

@@ -23,11 +23,11 @@ def test_seed_record_keeps_the_state_file_fields_rounded():
     raw = {"seed": 3, "state": "complete", "episode_reward_mean": 1.234567, "success_rate": 0.5,
            "shaped_return": None, "reference_return": 2.00004, "terms": {"a": 0.123456, "b": "x", "c": 2},
            "steps": 1000, "wall_s": 12.3456, "stop_reason": "step_budget", "resumed_from": 500,
-           "evals": [[500, 1.0]], "train_s": 3.0}
+           "evals": [[500, 1.0000049]], "train_s": 3.0, "params": 4610}
     assert seed_record(raw) == {
         "seed": 3, "state": "complete", "episode_reward_mean": 1.2346, "success_rate": 0.5,
         "reference_return": 2.0, "terms": {"a": 0.1235, "c": 2.0}, "steps": 1000, "wall_s": 12.35,
-        "stop_reason": "step_budget", "resumed_from": 500}
+        "params": 4610, "evals": [[500, 1.0]], "stop_reason": "step_budget", "resumed_from": 500}
 
 
 def test_fits_counts_waves_of_seed_jobs_or_one_batch_against_the_phase_deadline():

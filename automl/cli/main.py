@@ -49,7 +49,15 @@ def _add_run(sub) -> None:
     p.add_argument("--top-k", type=int, default=3, help="configs re-evaluated on held-out seeds")
     p.add_argument("--timeout-per-trial", type=float, default=None, help="seconds per seed job")
     p.add_argument("--run-dir", default="progress")
-    p.add_argument("--storage", default=None, help="Optuna storage URL (default SQLite in run dir)")
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage: a URL (postgresql://user@host/db, sqlite:///file.db) or journal:PATH (a "
+                        "journal file on a shared filesystem); default SQLite in the run dir, for one host")
+    p.add_argument("--executor", default=None,
+                   help="local (default: worker processes on this machine) | ray (seed jobs as Ray tasks; "
+                        "pip install -e \".[ray]\")")
+    p.add_argument("--ray-address", default=None,
+                   help="--executor ray: auto (the cluster `ray start` made here) | HOST:PORT (default: start a "
+                        "local Ray for this run)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--trainer", default=None,
                    help="auto (default: torch on the batched tasks, sb3 for gymnasium ids; a resumed run "

@@ -39,13 +39,13 @@ from multiprocessing.connection import wait
 from typing import Any, Callable
 
 # The job/event dataclasses live in automl.exec.jobs; re-exported here (see __all__).
-from automl.exec.jobs import STATES, Done, Job, JobResult, Report, RunningJob  # noqa: F401
+from automl.exec.jobs import STATES, Done, Job, JobResult, Lost, Report, RunningJob  # noqa: F401
 from automl.exec.workers import (
     contains_nonfinite, install_sigterm_exit, main_not_imported, restore_sigterm, single_thread_env, worker_main,
 )
 
 __all__ = [
-    "BACKENDS", "Done", "Executor", "Job", "JobResult", "LocalProcessExecutor", "Report",
+    "BACKENDS", "Done", "Executor", "Job", "JobResult", "LocalProcessExecutor", "Lost", "Report",
     "RunningJob", "contains_nonfinite", "make_executor",
 ]
 
@@ -386,7 +386,13 @@ def _done(job: Job, state: str, reason: str, wall: float, pid: int | None = None
     return Done(JobResult(job.job_id, job.tag, False, None, state, reason, wall, None, "", pid))
 
 
-BACKENDS: dict[str, Callable[..., Executor]] = {"local": LocalProcessExecutor}
+def _ray_executor(n_jobs: int = 1, **kwargs) -> Executor:
+    from automl.exec.ray_backend import RayExecutor  # ray only when asked for
+
+    return RayExecutor(n_jobs=n_jobs, **kwargs)
+
+
+BACKENDS: dict[str, Callable[..., Executor]] = {"local": LocalProcessExecutor, "ray": _ray_executor}
 
 
 def make_executor(backend: str = "local", n_jobs: int = 1, **kwargs) -> Executor:

@@ -68,3 +68,15 @@ class RunningJob:
     pid: int
     started_at: float  # time.monotonic()
     stop_reason: str | None = None
+
+
+@dataclass
+class Lost:
+    """A job's task was lost with its worker or node (Ray): recorded, and the job submitted once more
+    (its ``Done`` comes later, from the second attempt)."""
+
+    job_id: str
+    tag: Any
+    reason: str
+    node: str | None = None
+    attempt: int = 1

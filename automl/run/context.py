@@ -6,6 +6,8 @@ import time
 import optuna
 
 from automl.run import pareto, records, resume
+from automl.run.lease import Lease
+from automl.core.errors import AutoMLError
 from automl.search import studies
 from automl.run.budget import Budget, Throughput
 from automl.run.calibration import calibrate, check_minimum_budget
@@ -32,6 +34,7 @@ def prepare(cfg: RunConfig, *, clock=time.time, executor_factory=None) -> "RunCo
     `clock` and `executor_factory(n_jobs)` are for simulations (fake-clock planning tests).
     """
     store = StateStore(cfg.run_dir)
+    Lease(cfg.run_dir, cfg.storage).check()  # before --fresh moves a live run's files aside
     cfg = resolve_defaults(cfg, store)
     inputs = resolve_inputs(cfg)
     fp = fingerprint(cfg, inputs)
@@ -54,6 +57,7 @@ class RunContext:
         self.stop_status: str | None = None
         self.view = None  # a live.LiveView when the driver shows progress
         self.heldout_summary: list[dict] | None = None  # the held-out ranking, once the held-out phase wrote it
+        self.lost_jobs: list[dict] = list((old or {}).get("lost_jobs") or [])  # --executor ray: lost tasks
         self.pareto: dict | None = None  # --metrics/--constraint: the held-out front and infeasible configs
         self.test_summary: list[dict] | None = None     # the winner's and baseline's test scores (test phase)
         self.test_picks: list | None = None              # what the test phase trains (None: held-out winner, baseline)
@@ -65,6 +69,9 @@ class RunContext:
         self.scheduler: Scheduler | None = None
         self._resume: list[ConfigRun] = []
         self.driver_s = 0.0  # time spent in the driver's own bookkeeping (ask/tell, state writes)
+        self.lease: Lease | None = None  # one live driver per run (automl.run.lease)
+        self.record = None
+        self._beat = 0.0
 
     # ---- start / stop -------------------------------------------------------------------
     def start(self) -> None:
@@ -75,23 +82,30 @@ class RunContext:
 
         cfg, inputs = self.cfg, self.inputs
         self.store.run_dir.mkdir(parents=True, exist_ok=True)
+        self.lease = Lease(cfg.run_dir, cfg.storage)
+        self.lease.acquire()
         url = studies.storage_url(cfg.run_dir, cfg.storage)
         pruner = make_pruner(cfg.pruner_name, min_resource=1, reduction_factor=3)
-        self.record = studies.open_study(url, studies.RECORD, pruner=pruner,
+        self.record = studies.open_study(url, self.study_name(studies.RECORD), pruner=pruner,
                                          sampler=optuna.samplers.RandomSampler(seed=inputs.base_seed))
+        if self.old is None and self.record.get_trials(deepcopy=False) \
+                and self.record.user_attrs.get("fingerprint") not in (None, self.fp):
+            raise AutoMLError(f"--storage: study {self.record.study_name!r} already holds trials of another run "
+                              f"(allowed: a run directory with a new name, whose studies are named after it)")
         mo = pareto.sampler_options(cfg)  # --metrics: directions; --constraint: constraints_func
-        self.hp_study = self._sampler_study(url, studies.HP_SAMPLER)
+        self.hp_study = self._sampler_study(url, self.study_name(studies.HP_SAMPLER))
         self.searches = {Kind.HP: HPSearch(self.hp_study, inputs.spec, space_path=inputs.space_path,
                                            method=cfg.search_method)}
         if cfg.mode == "joint":
-            self.searches[Kind.JOINT] = JointSearch(self._sampler_study(url, studies.JOINT_SAMPLER), inputs.spec,
+            self.searches[Kind.JOINT] = JointSearch(self._sampler_study(url, self.study_name(studies.JOINT_SAMPLER)), inputs.spec,
                                                     inputs.terms, inputs.default_weights)
-        self.executor = (self._executor_factory or (lambda n: make_executor("local", n_jobs=n)))(cfg.n_jobs)
+        self.executor = (self._executor_factory or (lambda n: make_executor(
+            cfg.executor, n_jobs=n, **({"address": cfg.ray_address} if cfg.executor == "ray" else {}))))(cfg.n_jobs)
         self.throughput = Throughput(steps_per_s=self.plan.steps_per_s)
         self._restore_or_calibrate()
         self.reward_study = None
         if inputs.terms:
-            self.reward_study = studies.open_study(url, studies.REWARD_SAMPLER, sampler=make_reward_sampler(
+            self.reward_study = studies.open_study(url, self.study_name(studies.REWARD_SAMPLER), sampler=make_reward_sampler(
                 inputs.terms, seed=inputs.base_seed, population=self.plan.population, multi="directions" in mo,
                 constraints_func=mo.get("constraints_func")), directions=mo.get("directions"))
             self.searches["reward"] = RewardSearch(self.reward_study, inputs.terms, inputs.default_weights)
@@ -100,7 +114,7 @@ class RunContext:
                                    job_fn=trainers.job_fn(cfg.trainer), job_kwargs=self._job_kwargs,
                                    batch_fn=trainers.batch_fn(cfg.trainer) if self.batched else None,
                                    batch_kwargs=self._batch_kwargs,
-                                   on_seed=self._on_seed, on_config=self._on_config,
+                                   on_seed=self._on_seed, on_config=self._on_config, on_lost=self._on_lost,
                                    timeout_s=self._timeout_s, objective=cfg.objective, risk=cfg.risk)
         self._resume = resume.reattach(self)
         if self.old is None:
@@ -108,6 +122,11 @@ class RunContext:
         self.record.set_user_attr("fingerprint", self.fp)
         self.store.event("resume" if self.old else "start", command=cfg.command, plan=self.plan.to_dict())
         self.write_state("running")
+
+    def study_name(self, name: str) -> str:
+        """A study's name: as is in the run directory's own SQLite file; prefixed with the run directory's
+        name in a shared --storage, so that several runs can share one database."""
+        return f"{self.store.run_dir.resolve().name}:{name}" if studies.is_shared(self.cfg.storage) else name
 
     def _sampler_study(self, url: str, name: str) -> optuna.Study:
         """A sampler study of the run's --search-method. A resumed session continues the sampler's
@@ -155,6 +174,8 @@ class RunContext:
         if self.scheduler is not None:
             self.write_state(status)
             self.store.event("end", status=status, reason=self.stop_reason)
+        if self.lease is not None:
+            self.lease.release()
 
     # ---- stages -------------------------------------------------------------------------
     def final_status(self) -> str:
@@ -264,6 +285,14 @@ class RunContext:
             remove(str(self.checkpoint_path(c, seed)))
         self.driver_s += time.perf_counter() - t0
 
+    def _on_lost(self, c: ConfigRun, event) -> None:
+        """A seed job lost with its Ray worker or node: recorded; the executor submits it once more."""
+        lost = {"job_id": event.job_id, "config_id": c.config_id, "reason": event.reason, "node": event.node,
+                "attempt": event.attempt}
+        self.lost_jobs.append(lost)
+        self.store.event("job_lost", **lost)
+        self.write_state("running")
+
     def _on_config(self, c: ConfigRun) -> None:
         t0 = time.perf_counter()
         state = config_state(c)
@@ -326,6 +355,10 @@ class RunContext:
         st = state_dict(self, status)
         self.store.write(st)
         self.last_state = st
+        if self.record is not None and time.time() - self._beat >= studies.HEARTBEAT_S / 2:
+            self._beat = time.time()  # Optuna's heartbeat for the running trials (server storages)
+            studies.record_heartbeats(self.record, [e.trial._trial_id for e in self.scheduler.active]
+                                      if self.scheduler else [])
         self.refresh_view()
         return st
 

@@ -69,7 +69,7 @@ def order(done: list[ConfigRecord], sel: Selection) -> list[ConfigRecord]:
     feasible = [e for e in done if (e.score or {}).get("feasible", True)]
     if not sel.objectives:
         return feasible
-    scored = [(e, v) for e in feasible for v in [vector(e, sel)] if v is not None]
+    scored = _canonical([(e, v) for e in feasible for v in [vector(e, sel)] if v is not None], sel)
     front = sel.order([v for _, v in scored])
     first = [scored[i][0] for i in front]
     return first + [e for e, _ in scored if e not in first]
@@ -78,8 +78,16 @@ def order(done: list[ConfigRecord], sel: Selection) -> list[ConfigRecord]:
 def front(entries: Iterable[ConfigRecord], sel: Selection) -> list[ConfigRecord]:
     """The Pareto front of the feasible ``entries``, the pick first."""
     entries = list(entries)
-    scored = [(e, v) for e in entries if (e.score or {}).get("feasible", True) for v in [vector(e, sel)] if v is not None]
+    scored = _canonical([(e, v) for e in entries if (e.score or {}).get("feasible", True)
+                         for v in [vector(e, sel)] if v is not None], sel)
     return [scored[i][0] for i in sel.order([v for _, v in scored])]
+
+
+def _canonical(scored: list, sel: Selection) -> list:
+    """One order whatever order the configs came in (ties of the pick rule go to the first): the
+    best on the first objective first, then by config id."""
+    first = sel.objectives[0]
+    return sorted(scored, key=lambda ev: (-first.sign * ev[1][0], ev[0].config_id))
 
 
 def summary(entries: Iterable[ConfigRecord], cfg, kinds) -> dict | None:

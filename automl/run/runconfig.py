@@ -16,6 +16,7 @@ JOINT_PRUNER = "hyperband"  # --mode joint without --pruner: BOHB-style (the sam
 TRAINERS = ("auto", "sb3", "torch")  # auto: torch on the batched tasks, sb3 for gymnasium ids
 SEED_AXIS_TRAINERS = ("torch",)  # trainers that train all seeds of a config as one job (automl.run.trainers)
 SEED_BATCHING = ("auto", "on", "off")
+EXECUTORS = ("local", "ray")
 FINGERPRINT_DEFAULTS = {"trainer": "sb3", "objective": "mean", "risk": DEFAULT_RISK, "pbt": None, "metrics": None,
                         "constraints": []}  # what runs recorded before a key existed used
 
@@ -64,6 +65,8 @@ class RunConfig:
     metrics: str | None = None    # --metrics success_rate:max,train_time_s:min (several objectives)
     constraints: tuple = ()       # --constraint "success_rate >= 0.8" (repeatable)
     pick: str = "knee"            # --pick knee|<metric>: the winner among the Pareto front
+    executor: str = "local"       # local worker processes | ray (tasks on a Ray cluster)
+    ray_address: str | None = None  # --executor ray: auto | HOST:PORT (None: a local Ray started for the run)
     command: str = ""
 
     def __post_init__(self):
@@ -71,6 +74,9 @@ class RunConfig:
         _check_choice("--search-method", self.search_method, SEARCH_METHODS)
         _check_choice("--trainer", self.trainer, TRAINERS)
         _check_choice("--seed-batching", self.seed_batching, SEED_BATCHING)
+        _check_choice("--executor", self.executor, EXECUTORS)
+        if self.ray_address is not None and self.executor != "ray":
+            raise AutoMLError("--ray-address: needs --executor ray")
         if self.objective is not None:
             _check_choice("--objective", self.objective, OBJECTIVES)
         if self.seed_batching == "on" and self.trainer not in (*SEED_AXIS_TRAINERS, "auto"):

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import optuna
 
 from automl.run.budget import Budget, Throughput
-from automl.exec.executor import Done, Job, Report
+from automl.exec.executor import Done, Job, Lost, Report
 from automl.core.scoring import objective_value
 from automl.core.record import Kind, State
 
@@ -89,12 +89,12 @@ class Scheduler:
                  on_config: Callable[[ConfigRun], None], timeout_s: Callable[[int], float],
                  batch_fn: Callable | None = None,
                  batch_kwargs: Callable[[ConfigRun, list[int]], dict] | None = None, objective: str = "mean",
-                 risk: float = 1.0):
+                 risk: float = 1.0, on_lost: Callable | None = None):
         self.executor, self.budget, self.throughput = executor, budget, throughput
         self.n_jobs = n_jobs
         self.job_fn, self.job_kwargs = job_fn, job_kwargs
         self.batch_fn, self.batch_kwargs = batch_fn, batch_kwargs  # for configs with batched=True
-        self.on_seed, self.on_config, self.timeout_s = on_seed, on_config, timeout_s
+        self.on_seed, self.on_config, self.timeout_s, self.on_lost = on_seed, on_config, timeout_s, on_lost
         self.objective, self.risk = objective, risk  # how the live seeds' values at evaluation k become the config's value
         self.active: list[ConfigRun] = []
         self.jobs: dict[str, tuple[ConfigRun, int]] = {}
@@ -134,6 +134,8 @@ class Scheduler:
                 self._on_report(event)
             elif isinstance(event, Done):
                 self._on_done(event.result)
+            elif isinstance(event, Lost) and event.job_id in self.jobs and self.on_lost is not None:
+                self.on_lost(self.jobs[event.job_id][0], event)  # the executor runs it once more
         self._submit()
 
     def _submit(self) -> None:

@@ -136,6 +136,7 @@ def state_dict(ctx, status: str) -> dict:
                                            "reward_weights": best.reward_weights, "score": best.score},
         "heldout": ctx.heldout_summary,
         **({"pareto": _pareto(ctx)} if ctx.cfg.selection is not None else {}),
+        **({"lost_jobs": ctx.lost_jobs} if ctx.lost_jobs else {}),
         "test": ctx.test_summary,
         "trials": [e.to_dict() for e in ctx.records.entries.values()],
         **({"pbt": ctx.pbt} if ctx.pbt else {}),

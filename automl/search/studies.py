@@ -110,7 +110,35 @@ def _retrying(make):
     raise AssertionError("unreachable")
 
 
-def rdb_storage(url: str, *, engine_kwargs: Mapping | None = None) -> optuna.storages.RDBStorage:
+HEARTBEAT_S = 30   # a driver on a shared server storage records a heartbeat for its running trials this often
+GRACE_S = 90       # ... and is taken for dead when its last heartbeat is older than this
+_STORAGES: dict[str, object] = {}
+
+
+def make_storage(url: str):
+    """The Optuna storage for a --storage value, one per URL in a process: ``journal:PATH`` (Optuna's
+    JournalStorage on a file, for a shared filesystem), SQLite (one host), or a server database
+    (postgresql://, mysql://) with Optuna's heartbeat (``heartbeat_interval``, ``grace_period``)."""
+    if url in _STORAGES:
+        return _STORAGES[url]
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = optuna.storages.JournalStorage(JournalFileBackend(url.split(":", 1)[1]))
+    elif url.startswith("sqlite"):
+        storage = rdb_storage(url)
+    else:
+        storage = rdb_storage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+    _STORAGES[url] = storage
+    return storage
+
+
+def is_shared(url: str | None) -> bool:
+    """Whether --storage names a storage several hosts can use (a server database or a journal file)."""
+    return bool(url) and not url.startswith("sqlite")
+
+
+def rdb_storage(url: str, *, engine_kwargs: Mapping | None = None, **options) -> optuna.storages.RDBStorage:
     """An Optuna RDB storage for ``url``, safe when several processes create the same new storage at once.
 
     SQLite: the schema is created under :func:`creation_lock`; any backend: creation races
@@ -118,7 +146,7 @@ def rdb_storage(url: str, *, engine_kwargs: Mapping | None = None) -> optuna.sto
     """
     def make():
         with creation_lock(url):
-            return optuna.storages.RDBStorage(url, engine_kwargs=dict(engine_kwargs or {}))
+            return optuna.storages.RDBStorage(url, engine_kwargs=dict(engine_kwargs or {}), **options)
 
     return _retrying(make)
 
@@ -128,7 +156,7 @@ def create_or_load(storage, name: str, *, direction: str = "maximize", sampler=N
     """Create study ``name`` in ``storage`` (an RDBStorage or URL) or load it when it exists, race-safe;
     ``directions``: a multi-objective study."""
     if isinstance(storage, str):
-        storage = rdb_storage(storage)
+        storage = make_storage(storage)
 
     def make():
         try:
@@ -149,6 +177,14 @@ def open_study(url: str, name: str, *, sampler=None, pruner=None, directions: li
     except Exception as exc:  # storage URLs fail in many library-specific ways
         raise AutoMLError(f"--storage: cannot open {url!r}: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+
+def record_heartbeats(study: optuna.Study, trial_ids) -> None:
+    """Optuna's heartbeat for the driver's running trials (a no-op on storages without one)."""
+    storage = study._storage
+    if getattr(storage, "get_heartbeat_interval", lambda: None)():
+        for trial_id in trial_ids:
+            storage.record_heartbeat(trial_id)
 
 
 def attach(study: optuna.Study, trial_id: int) -> optuna.Trial:
