@@ -1,7 +1,9 @@
 # make demo: build .venv if needed, run a short real staged search.
 # make test: build .venv if needed, run the default test suite.
+# EXTRAS=dev,ray,postgres (what .ci/run uses) also installs Ray and psycopg2 for the scaling-out tests.
 PY ?= python3.11
 VENV := .venv
+EXTRAS ?= dev
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-slow bench clean
@@ -9,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
