@@ -80,3 +80,20 @@ def test_analyze_prints_the_front_and_writes_its_png_and_csv(run):
 def test_bad_objective_flags_are_one_line(tmp_path, extra, message):
     out = automl(*command(tmp_path / "r", *extra), "--dry-run")
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_journal_file_storage_holds_the_run_s_studies_named_after_the_run_dir(tmp_path):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = tmp_path / "shared" / "studies.log"
+    journal.parent.mkdir()
+    run_dir = tmp_path / "myrun"
+    out = automl("--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours", "0.3", "--hp-trials", "2",
+                 "--seeds", "1", "--n-jobs", "1", "--top-k", "1", "--trial-steps", "2048", "--eval-every", "1024",
+                 "--eval-episodes", "4", "--storage", f"journal:{journal}", "--run-dir", str(run_dir), "--quiet")
+    assert out.returncode == 0, out.stderr
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    assert {"myrun:automl", "myrun:automl-hp"} <= names and not (run_dir / "study.db").exists()
+    assert len(optuna.load_study(study_name="myrun:automl", storage=storage).trials) == len(state(run_dir)["trials"])
