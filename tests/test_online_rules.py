@@ -6,7 +6,8 @@ import pytest
 
 from automl.core.errors import AutoMLError
 from automl.core.tune_recipe import Mutation, Recipe, load_recipe, recipe_from_dict
-from automl.search.online import OnlineTuner, judge, noise_sd, replay_plan
+from automl.search.online import OnlineTuner, judge, noise_sd
+from automl.search.online_log import replay_plan
 from _cli import ROOT
 
 ONE = Recipe(mutations=(Mutation("learning_rate", bounds=(0.5, 2.0), cooldown=2),), algorithm="random",
@@ -114,7 +115,7 @@ def test_a_replay_plan_reapplies_the_same_values_at_the_same_steps_in_order():
 
 def test_evolve_recipe_moves_prior_centres_toward_accepted_factors_and_the_recipe_round_trips():
     from automl.core.tune_recipe import recipe_to_dict
-    from automl.search.online import evolve_recipe
+    from automl.search.online_log import evolve_recipe
 
     base = load_recipe(ROOT / "configs" / "tune" / "ppo.yaml")
     assert recipe_from_dict(recipe_to_dict(base)) == base
@@ -203,3 +204,47 @@ def test_an_approx_kl_spike_rolls_the_mutation_back_and_skips_that_safe_point():
         off.on_eval(i, 0.5, 0.5, {"learning_rate": 1e-3}, approx_kl=kl)
     off.mode = "active"
     assert off.on_eval(3, 0.5, 0.5, {"learning_rate": 1e-3}, approx_kl=5.0)[0]["action"] == "apply"
+
+
+PAIRED = Recipe(mutations=(Mutation("learning_rate", bounds=(0.5, 2.0), cooldown=0),), algorithm="random",
+                epsilon=0.01, horizon=2, control="paired")
+
+
+def _evals(t, rows, start):
+    """rows: (value, se) per evaluation at steps start*100, (start+1)*100, ..."""
+    return [t.on_eval(step=(start + i) * 100, frac=0.5, value=v, current={"learning_rate": 1e-3}, se=se)
+            for i, (v, se) in enumerate(rows)]
+
+
+def test_a_paired_control_does_not_credit_a_mutation_with_the_run_s_own_progress():
+    # a run that learns anyway: +0.1 per evaluation. The mutation changes nothing: the treatment and the
+    # control branch (same snapshot, same steps) score the same. hotcb's before/after rule accepts it.
+    trend = [(0.10, 0.02), (0.20, 0.02)]
+    before_after = OnlineTuner(dataclasses.replace(PAIRED, control="none"), "active", seed=1)
+    _evals(before_after, trend, 0)
+    acts = _evals(before_after, [(0.30, 0.02), (0.40, 0.02)], 2)
+    assert acts[1][0]["action"] == "accept"                       # gain 0.2: the trend, not the mutation
+    t = OnlineTuner(PAIRED, "active", seed=1)
+    acts = _evals(t, trend, 0)
+    assert acts[1][0]["action"] == "apply"
+    acts = _evals(t, [(0.30, 0.02), (0.40, 0.02)], 2)             # the treatment branch
+    assert acts[1] == [{"action": "control", "name": "learning_rate", "value": 1e-3, "step": 300}]
+    acts = _evals(t, [(0.30, 0.02), (0.40, 0.02)], 2)             # the control branch, same steps again
+    assert acts[1][0] == {"action": "keep_control", "name": "learning_rate", "value": 1e-3, "step": 300}
+    seg = [e for e in t.log if e["event"] == "segment"][-1]
+    assert seg["control"] == "paired" and seg["gain"] == pytest.approx(0.0, abs=1e-12)
+    # the noise is the evaluations' own (0.02 each, 2 + 2 of them), not the trend's spread
+    assert seg["band"] == pytest.approx(0.02)
+    assert t.values == [0.10, 0.20, 0.30, 0.40] and t.reject_streak == 1
+
+
+def test_a_paired_control_adopts_a_mutation_that_beats_the_same_steps_without_it():
+    t = OnlineTuner(PAIRED, "active", seed=1)
+    _evals(t, [(0.10, 0.02), (0.20, 0.02)], 0)
+    _evals(t, [(0.50, 0.02), (0.60, 0.02)], 2)                    # treatment
+    acts = _evals(t, [(0.30, 0.02), (0.40, 0.02)], 2)             # control
+    assert acts[1][0]["action"] == "adopt" and acts[1][0]["value"] == t.log[0]["new"]
+    assert t.values == [0.10, 0.20, 0.50, 0.60] and t.state["learning_rate"] == "verified"
+    plan = replay_plan(t.log)
+    assert [(step, [a["action"] for a in acts]) for step, acts in plan] == \
+        [(100, ["apply"]), (300, ["control"]), (300, ["adopt", "apply"])]

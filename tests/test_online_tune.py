@@ -108,7 +108,8 @@ def _train(run_dir, recipe, *extra, steps="24576"):
 
 
 def test_automl_train_tune_logs_its_mutations_and_a_replay_reproduces_them(tmp_path):
-    recipe = _recipe(tmp_path, algorithm="tpe")
+    # paired control (the example recipe's): apply, control, adopt or keep_control, all replayed in order
+    recipe = _recipe(tmp_path, algorithm="tpe", control="paired")
     a = _train(tmp_path / "a", recipe, "--tune-mode", "active")
     assert a.returncode == 0, a.stderr
     logs = tmp_path / "a" / "tune" / "seed_0"
@@ -117,7 +118,7 @@ def test_automl_train_tune_logs_its_mutations_and_a_replay_reproduces_them(tmp_p
     judged = [s for s in judged if s["event"] == "segment"]
     summary = json.loads((logs / "tune.summary.json").read_text())
     assert applied and summary["applied"] == len(applied) and summary["judged"] == len(judged)
-    assert {s["decision"] for s in judged} <= {"accept", "reject"}
+    assert {s["decision"] for s in judged} <= {"accept", "reject"} and all(s["control"] == "paired" for s in judged)
     import optuna
 
     told = optuna.load_study(study_name="learning_rate", storage=f"sqlite:///{logs / 'tune.study.sqlite'}")
@@ -224,3 +225,34 @@ def test_the_python_api_tunes_a_user_registered_actuator_and_restores_it_on_roll
 
     with pytest.raises(AutoMLError, match="actuators.vf_coef: unknown actuator"):
         load_recipe(recipe)                                                 # not registered: refused
+
+
+def test_a_paired_control_trains_both_branches_and_adopt_restores_the_treatment_bit_for_bit(monkeypatch):
+    import automl.search.online as online
+
+    torch.set_num_threads(1)
+    recipe = Recipe(metric="reference_return", mutations=(Mutation("learning_rate", bounds=(2.0, 3.0), cooldown=0),),
+                    algorithm="random", horizon=1, control="paired")
+    # every treatment wins: what is checked here is the hook's adopt, not the judgement
+    monkeypatch.setattr(online, "judge_segment", lambda *a, **k: online.Judgement(True, 1.0, 1.0, 0.0, 0.0, "won"))
+    tuner = OnlineTuner(recipe, "active", seed=0)
+    raw, train_env, model, cb = _build(eval_every=256)
+    seen = {}
+
+    class Checked(TuneCallback):
+        def _restore(self, snap, custom_snaps, env):
+            super()._restore(snap, custom_snaps, env)
+            if self.treated is not None and snap is self.treated[0] and not seen:  # the first adopt
+                seen["adopted"] = snapshot(self.model, self.raw_env, self.train_env, self.trial_cb)
+                seen["treated"] = snap
+
+    hook = Checked(tuner, cb, raw, train_env, seed=0, total=4096)
+    from stable_baselines3.common.callbacks import CallbackList
+
+    model.learn(2048, callback=CallbackList([cb, hook]))
+    kinds = [a["action"] for a in hook.actions]
+    assert kinds[:4] == ["apply", "control", "adopt", "apply"]
+    _same(seen["adopted"], seen["treated"])
+    applied = next(a for a in hook.actions if a["action"] == "apply")
+    # the adopted state carries the mutated learning rate; the control branch had trained with the old one
+    assert seen["adopted"]["values"]["learning_rate"] == pytest.approx(applied["value"])

@@ -25,7 +25,8 @@ def attach(job_kwargs: list[dict], out: Path, recipe_path: str, mode: str, repla
     """Give each seed job its tuner, log directory, the control file and (replay) its plan."""
     import envs
     from automl.api.online import start, tune_job
-    from automl.search.online import MODES, replay_plan
+    from automl.search.online import MODES
+    from automl.search.online_log import replay_plan
 
     if mode not in MODES:
         raise AutoMLError(f"--tune-mode: {mode!r} (allowed: {', '.join(MODES)})")

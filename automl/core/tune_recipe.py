@@ -14,12 +14,16 @@ from automl.core.errors import AutoMLError
 RISKS = ("low", "medium")            # v1 supports these; "high" is refused
 MUTATION_MODES = ("mult", "abs")     # multiply the current value by a factor | set a value
 ALGORITHMS = ("tpe", "random")
+# none: the evaluations after a mutation against those before it (hotcb's rule: a run that is learning
+# anyway makes any mutation look good); paired: against the same number of evaluations trained from the
+# same snapshot without the mutation (twice the training per judged mutation, no trend in the difference)
+CONTROLS = ("none", "paired")
 PPO_ACTUATORS = ("learning_rate", "ent_coef", "clip_range")  # plus reward.<term>
 # what a segment is judged on when the primary metric did not move at all (a success rate stuck at 0):
 # evaluation metrics the actuators cannot game (the shaped return moves with the reward weights)
 BACKUP_METRICS = ("reference_return", "success_rate")
 _SECTION_KEYS = {"objective": ("primary", "mode", "backup_metrics"), "search": ("algorithm", "startup_trials"),
-                 "acceptance": ("epsilon", "horizon", "noise_z", "rollback_on_reject"),
+                 "acceptance": ("epsilon", "horizon", "noise_z", "rollback_on_reject", "control"),
                  "safety": ("block_on_nan", "block_on_anomaly", "max_global_reject_streak", "anomaly_factor",
                             "anomaly_min_kl")}
 _TOP = ("version", "objective", "phases", "actuators", "search", "acceptance", "safety")
@@ -53,6 +57,7 @@ class Recipe:
     horizon: int = 2                 # evaluations after a mutation before it is judged
     noise_z: float = 1.0             # the delta must also exceed z x the noise of the mean difference
     rollback_on_reject: bool = True
+    control: str = "none"            # paired: judge against the same steps trained from the same state without it
     block_on_nan: bool = True
     block_on_anomaly: bool = True
     max_global_reject_streak: int = 4
@@ -133,6 +138,7 @@ def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe", custom: tuple[
         horizon=_int(acc.get("horizon", 2), "acceptance.horizon", bad, 1),
         noise_z=_num(acc.get("noise_z", 1.0), "acceptance.noise_z", bad, 0.0),
         rollback_on_reject=_bool(acc.get("rollback_on_reject", True), "acceptance.rollback_on_reject", bad),
+        control=_choice(acc.get("control", "none"), "acceptance.control", CONTROLS, bad),
         block_on_nan=_bool(safety.get("block_on_nan", True), "safety.block_on_nan", bad),
         block_on_anomaly=_bool(safety.get("block_on_anomaly", True), "safety.block_on_anomaly", bad),
         max_global_reject_streak=_int(safety.get("max_global_reject_streak", 4), "safety.max_global_reject_streak",
@@ -192,6 +198,12 @@ def _int(v, key: str, bad, minimum: int) -> int:
     return int(v)
 
 
+def _choice(v, key: str, allowed: tuple, bad) -> str:
+    if v not in allowed:
+        raise bad(key, repr(v), ", ".join(allowed))
+    return v
+
+
 def _bool(v, key: str, bad) -> bool:
     if not isinstance(v, bool):
         raise bad(key, repr(v), "true, false")
@@ -248,7 +260,7 @@ def recipe_to_dict(r: Recipe) -> dict:
             "phases": {k: {"start_frac": a, "end_frac": b} for k, (a, b) in r.phases.items()},
             "actuators": acts, "search": {"algorithm": r.algorithm, "startup_trials": r.startup_trials},
             "acceptance": {"epsilon": r.epsilon, "horizon": r.horizon, "noise_z": r.noise_z,
-                           "rollback_on_reject": r.rollback_on_reject},
+                           "rollback_on_reject": r.rollback_on_reject, "control": r.control},
             "safety": {"block_on_nan": r.block_on_nan, "block_on_anomaly": r.block_on_anomaly,
                        "max_global_reject_streak": r.max_global_reject_streak, "anomaly_factor": r.anomaly_factor,
                        "anomaly_min_kl": r.anomaly_min_kl}}

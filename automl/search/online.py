@@ -63,16 +63,18 @@ def _median(v: list[float]) -> float:
     return (s[(len(s) - 1) // 2] + s[len(s) // 2]) / 2
 
 
-def noise_sd(pre: list[float], se: list[float | None]) -> float:
+def noise_sd(pre: list[float], se: list[float | None], spread: bool = True) -> float:
     """One evaluation's noise: the spread of the evaluations before the mutation, or the root mean
-    square of the evaluations' own standard errors when that is larger."""
+    square of the evaluations' own standard errors when that is larger (``spread=False``: the standard
+    errors alone, for a paired comparison, where the spread of a learning run is its trend)."""
     known = [s for s in se if s is not None and math.isfinite(s)]
     rms = math.sqrt(_mean([s * s for s in known])) if known else 0.0
-    return max(_std(pre), rms)
+    return max(_std(pre), rms) if spread or not known else rms
 
 
 def judge(pre: list[float], post: list[float], recipe: Recipe, se: list[float | None] = (), *,
-          mode: str | None = None, epsilon: float | None = None, metric: str = "true_metric") -> Judgement:
+          mode: str | None = None, epsilon: float | None = None, metric: str = "true_metric",
+          spread: bool = True) -> Judgement:
     """Keep or roll back a mutation, from a metric before (``pre``) and after (``post``) it (the primary
     with the recipe's mode and epsilon unless ``mode``/``epsilon`` say otherwise)."""
     if not post or any(not math.isfinite(v) for v in post):
@@ -82,7 +84,7 @@ def judge(pre: list[float], post: list[float], recipe: Recipe, se: list[float | 
     gain = sign * (_mean(post) - _mean(pre))
     instability = max(0.0, _std(post) - _std(pre)) if len(post) > 1 and len(pre) > 1 else 0.0
     delta = gain - instability
-    noise = noise_sd(pre, list(se)) * math.sqrt(1.0 / len(pre) + 1.0 / len(post))
+    noise = noise_sd(pre, list(se), spread) * math.sqrt(1.0 / len(pre) + 1.0 / len(post))
     band = recipe.noise_z * noise
     if delta <= eps:
         return Judgement(False, delta, gain, instability, band, f"delta {delta:.4g} <= epsilon {eps:g}", noise, metric)
@@ -97,11 +99,11 @@ def _flat(values: list[float]) -> bool:
 
 
 def judge_segment(pre: list[float], post: list[float], recipe: Recipe, se: list = (),
-                  pre_b: list[dict] = (), post_b: list[dict] = ()) -> Judgement:
+                  pre_b: list[dict] = (), post_b: list[dict] = (), spread: bool = True) -> Judgement:
     """``judge`` on the primary metric; when it did not move at all before and after the mutation (a
     success rate stuck at 0 says nothing), on the first backup metric that did (``pre_b``/``post_b``:
     per evaluation ``{name: (value, se)}``), with epsilon 0 (its units differ) and its own noise band."""
-    j = judge(pre, post, recipe, se, metric=recipe.metric)
+    j = judge(pre, post, recipe, se, metric=recipe.metric, spread=spread)
     if not _flat(pre + post):
         return j
     for name, mode in recipe.backups():
@@ -110,7 +112,8 @@ def judge_segment(pre: list[float], post: list[float], recipe: Recipe, se: list 
         if len(b_pre) != len(pre) or len(b_post) != len(post) or _flat(b_pre + b_post) \
                 or not all(math.isfinite(v) for v in b_pre):
             continue
-        jb = judge(b_pre, b_post, recipe, [b[name][1] for b in pre_b], mode=mode, epsilon=0.0, metric=name)
+        b_se = [b[name][1] for b in pre_b] + ([b[name][1] for b in post_b] if not spread else [])
+        jb = judge(b_pre, b_post, recipe, b_se, mode=mode, epsilon=0.0, metric=name, spread=spread)
         return Judgement(jb.accept, jb.delta, jb.gain, jb.instability, jb.band,
                          f"{recipe.metric} flat at {pre[0]:g}; on {name}: {jb.reason}", jb.noise, name)
     return j
@@ -167,6 +170,8 @@ class Segment:
     pre_b: list[dict] = field(default_factory=list)   # backup metrics per evaluation: {name: (value, se)}
     post_b: list[dict] = field(default_factory=list)
     post_se: list = field(default_factory=list)
+    stage: str = "treatment"   # paired control: "control" once the same steps are trained without it
+    treated: tuple = ()        # paired control: the treatment branch's (post, post_b, post_se)
 
 
 class OnlineTuner:
@@ -234,6 +239,12 @@ class OnlineTuner:
             seg.post_b.append(dict(backup or {}))
             seg.post_se.append(se)
             if bad or flag or len(seg.post) >= self.recipe.horizon:
+                if self._paired(seg) and not (bad or flag):  # now the same steps from the snapshot without it
+                    seg.treated, seg.post, seg.post_b, seg.post_se = (seg.post, seg.post_b, seg.post_se), [], [], []
+                    seg.stage = "control"
+                    self.log.append({"event": "control", "seq": len(self.log), "name": seg.name, "step": step,
+                                     "from_step": seg.step, "mode": self.mode})
+                    return [{"action": "control", "name": seg.name, "value": seg.old, "step": step}]
                 out += self._decide(step, seg, flag)
                 if any(a["action"] == "rollback" for a in out):
                     return out  # training goes back to the mutation's step: the next safe point proposes
@@ -280,7 +291,12 @@ class OnlineTuner:
                 "epsilon": self.recipe.epsilon, "anomalies": sum(e["event"] == "anomaly" for e in self.log),
                 "judged_on": {m: sum(e.get("metric") == m for e in judged) for m in {e.get("metric") for e in judged}}}
 
+    def _paired(self, seg: Segment) -> bool:
+        return self.recipe.control == "paired" and self.mode == "active" and seg.stage == "treatment"
+
     def _decide(self, step: int, seg: Segment, anomaly: str | None = None) -> list[dict]:
+        if seg.stage == "control":
+            return self._decide_paired(step, seg, anomaly)
         j = judge_segment(seg.pre, seg.post, self.recipe, seg.se, seg.pre_b, seg.post_b)
         if anomaly:
             j = Judgement(False, j.delta, j.gain, j.instability, j.band, f"anomaly: {anomaly}", j.noise, j.metric)
@@ -312,6 +328,39 @@ class OnlineTuner:
             return [{"action": "keep", "name": seg.name, "value": seg.new, "step": step}]
         return [{"action": "rollback", "name": seg.name, "value": seg.old, "step": step}]
 
+    def _decide_paired(self, step: int, seg: Segment, anomaly: str | None) -> list[dict]:
+        """The treatment branch (``seg.treated``) against the control branch (``seg.post``), both trained
+        from the same snapshot for the same steps: ``adopt`` puts the treatment's end state back,
+        ``keep_control`` goes on from the control's."""
+        post, post_b, post_se = seg.treated
+        if any(not math.isfinite(v) for v in seg.post) and all(math.isfinite(v) for v in post):
+            j = Judgement(True, math.inf, math.inf, 0.0, 0.0, "the control branch diverged", metric=self.recipe.metric)
+        else:
+            j = judge_segment(seg.post, post, self.recipe, seg.post_se + post_se, seg.post_b, post_b, spread=False)
+        if anomaly:  # in the control branch: the config itself is unstable, not the mutation
+            j = Judgement(j.accept, j.delta, j.gain, j.instability, j.band, f"{j.reason} (anomaly in the control "
+                          f"branch: {anomaly})", j.noise, j.metric)
+        m = next(m for m in self.recipe.mutations if m.name == seg.name)
+        self.proposer.tell(m, seg.ticket, j.z)
+        self.segment = None
+        self.log.append({"event": "segment", "seq": len(self.log), "name": seg.name, "from_step": seg.step,
+                         "step": step, "old": seg.old, "new": seg.new, "pre": seg.post, "post": post,
+                         "before": seg.pre, "control": "paired", "delta": j.delta, "gain": j.gain,
+                         "instability": j.instability, "band": j.band, "metric": j.metric,
+                         "decision": "accept" if j.accept else "reject", "reason": j.reason, "mode": self.mode})
+        if j.accept:
+            self.state[seg.name], self.reject_streak = VERIFIED, 0
+            self.values, self.se, self.backup_values = self.values + post, self.se + post_se, self.backup_values + post_b
+            return [{"action": "adopt", "name": seg.name, "value": seg.new, "step": step}]
+        self.reject_streak += 1
+        self.cooldown[seg.name] = m.cooldown + 1
+        if self.state[seg.name] == UNVERIFIED:
+            self.state[seg.name] = UNTOUCHED
+        self.values += seg.post
+        self.se += seg.post_se
+        self.backup_values += seg.post_b
+        return [{"action": "keep_control", "name": seg.name, "value": seg.old, "step": step}]
+
     def _propose(self, step: int, frac: float, current: dict) -> list[dict]:
         # (a gym env's terms appear with its first info; a factor cannot move a value of 0)
         choices = [m for m in self.eligible(frac) if m.name in current and (m.mode == "abs" or current[m.name] != 0)]
@@ -334,43 +383,3 @@ class OnlineTuner:
         self.log.append({"event": "mutation", "seq": len(self.log), "name": m.name, "step": step, "old": old, "new": new, "factor": x,
                          "applied": applied, "mode": self.mode})
         return [{"action": "apply" if applied else "suggest", "name": m.name, "value": new, "old": old, "step": step}]
-
-
-def replay_plan(log: list[dict]) -> list[tuple[int, list[dict]]]:
-    """(step, actions) in the order they happened, reproducing a mutations log: every applied mutation at
-    its step, its rollback or acceptance at the step it was judged. A step can come twice (training
-    re-runs it after a rollback), so the hook consumes the list in order."""
-    plan: list[tuple[int, list[dict]]] = []
-    for e in sorted(log, key=lambda e: e.get("seq", 0)):
-        if e["event"] == "mutation" and e.get("applied"):
-            action = {"action": "apply", "name": e["name"], "value": e["new"], "old": e["old"]}
-        elif e["event"] == "segment" and e.get("mode") == "active":
-            accept = e["decision"] == "accept"
-            action = {"action": "accept" if accept else "rollback", "name": e["name"],
-                      "value": e["new"] if accept else e["old"]}
-        else:
-            continue
-        if plan and plan[-1][0] == int(e["step"]) and plan[-1][1][-1]["action"] != "rollback":
-            plan[-1][1].append(action)
-        else:
-            plan.append((int(e["step"]), [action]))
-    return plan
-
-
-def evolve_recipe(base: Recipe, summaries: list[dict], alpha: float = 0.3) -> Recipe:
-    """Carry learned priors across runs: each actuator's prior centre moves ``alpha`` of the way toward the
-    mean factor its accepted mutations used (within its bounds); actuators never accepted keep theirs."""
-    import dataclasses
-
-    out = []
-    for m in base.mutations:
-        factors = [f for s in summaries for f in ((s.get("families") or {}).get(m.name) or {}).get("accepted_factors", [])
-                   if isinstance(f, (int, float)) and math.isfinite(f)]
-        if not factors or m.mode != "mult":
-            out.append(m)
-            continue
-        centre = m.prior_center if m.prior_center is not None else math.sqrt(m.bounds[0] * m.bounds[1])
-        target = math.exp(_mean([math.log(f) for f in factors]))
-        new = math.exp((1 - alpha) * math.log(centre) + alpha * math.log(target))
-        out.append(dataclasses.replace(m, prior_center=min(max(new, m.bounds[0]), m.bounds[1])))
-    return dataclasses.replace(base, mutations=tuple(out))

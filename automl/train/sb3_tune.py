@@ -5,7 +5,10 @@ evaluation (a safe point: a rollout boundary, right after an update) it asks the
 it says: ``apply`` takes a **full in-memory snapshot** of the training state first (policy, optimizer
 moments, VecNormalize statistics, step count and schedule position, the env's state on the batched
 tasks, RNG states, the evaluations so far) and then sets the value; ``rollback`` puts that whole state
-back (hotcb restores only the knob); ``accept`` drops the snapshot. Actuators: ``learning_rate``,
+back (hotcb restores only the knob); ``accept`` drops the snapshot. With a paired control (the recipe's
+``acceptance.control: paired``), ``control`` keeps the treatment's end state and puts the snapshot back
+to train the same steps without the mutation; ``adopt`` then restores the treatment's end state and
+``keep_control`` goes on from the control's. Actuators: ``learning_rate``,
 ``ent_coef``, ``clip_range`` and ``reward.<term>`` (``automl.train.sb3_pbt.set_values``). The tuner's log
 goes to ``tune.mutations.jsonl`` / ``tune.segments.jsonl`` when ``log_dir`` is given.
 """
@@ -79,8 +82,9 @@ class TuneCallback(BaseCallback):
         self.busy_s = 0.0  # time inside the hook (observe's cost; with active: snapshots and restores too)
         self.tuner, self.trial_cb, self.raw_env, self.train_env = tuner, trial_cb, raw_env, train_env
         self.seed, self.total, self.log_dir, self.control = seed, total, log_dir, control
-        self.plan = list(plan or [])  # replay: [(step, actions)] in order (automl.search.online.replay_plan)
+        self.plan = list(plan or [])  # replay: [(step, actions)] in order (automl.search.online_log.replay_plan)
         self.snap: dict | None = None
+        self.treated: tuple | None = None  # paired control: the treatment branch's end state while the control trains
         self.seen = 0
         self.logged = 0
         self.control_seen: float | None = None
@@ -145,13 +149,19 @@ class TuneCallback(BaseCallback):
                 else:
                     _apply(self.model, self.raw_env, self.train_env, a["name"], a["value"])
             elif a["action"] == "rollback" and self.snap is not None:
-                restore(self.model, self.raw_env, self.train_env, self.trial_cb, self.snap, seed=self.seed,
-                        total=self.total)
-                for name, snap in self.custom_snaps.items():
-                    self.custom[name].restore(snap, env)
-                self.snap, self.seen = None, len(self.trial_cb.evals)
-            elif a["action"] in ("accept", "keep"):
+                self._restore(self.snap, self.custom_snaps, env)
                 self.snap = None
+            elif a["action"] == "control" and self.snap is not None:
+                # paired control: keep the treatment's end state, train the same steps again without it
+                self.treated = (snapshot(self.model, self.raw_env, self.train_env, self.trial_cb),
+                                {n: act.snapshot(env) for n, act in self.custom.items()})
+                self._restore(self.snap, self.custom_snaps, env)
+                self.snap = None
+            elif a["action"] == "adopt" and self.treated is not None:
+                self._restore(*self.treated, env)
+                self.treated = None
+            elif a["action"] in ("accept", "keep", "keep_control"):
+                self.snap, self.treated = None, None
             self.actions.append(a)
         if self.tuner.mode == "replay" and acts and self.log_dir:
             os.makedirs(self.log_dir, exist_ok=True)
@@ -159,6 +169,13 @@ class TuneCallback(BaseCallback):
                 for a in acts:
                     f.write(json.dumps({"event": "replayed", **a}) + "\n")
         self._write_log()
+
+    def _restore(self, snap: dict, custom_snaps: dict, env: dict) -> None:
+        """Put a full snapshot back (and the user actuators' own); the next evaluation is a new safe point."""
+        restore(self.model, self.raw_env, self.train_env, self.trial_cb, snap, seed=self.seed, total=self.total)
+        for name, saved in custom_snaps.items():
+            self.custom[name].restore(saved, env)
+        self.seen = len(self.trial_cb.evals)
 
     def _on_step(self) -> bool:
         return True
