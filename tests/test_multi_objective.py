@@ -76,8 +76,10 @@ def test_analyze_prints_the_front_and_writes_its_png_and_csv(run):
     (("--search-method", "cmaes"), "--search-method: cmaes optimises one objective"),
     (("--constraint", "speed > 1"), "--constraint: 'speed > 1' names 'speed'"),
     (("--mode", "pbt"), "--metrics/--constraint: not with --mode pbt"),
+    (("--executor", "slurm"), "--executor: unknown value 'slurm' (allowed: local, ray)"),
+    (("--ray-address", "auto"), "--ray-address: needs --executor ray"),
 ])
-def test_bad_objective_flags_are_one_line(tmp_path, extra, message):
+def test_bad_objective_and_executor_flags_are_one_line(tmp_path, extra, message):
     out = automl(*command(tmp_path / "r", *extra), "--dry-run")
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
 

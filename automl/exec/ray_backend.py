@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from automl.exec.executor import Executor
+from automl.exec.executor import Executor, _done
 from automl.exec.jobs import Done, Job, JobResult, Lost, Report, RunningJob
 from automl.exec.workers import THREAD_ENV
 
@@ -289,7 +289,3 @@ class RayExecutor(Executor):
                 self._hub.forget.remote(jid)
                 self._events.append(_done(f.job, "timeout", f"timeout after {f.job.timeout_s:g}s", now - begun,
                                           self._pid(jid)))
-
-
-def _done(job: Job, state: str, reason: str, wall: float, pid: int | None = None) -> Done:
-    return Done(JobResult(job.job_id, job.tag, False, None, state, reason, wall, None, "", pid))

@@ -77,6 +77,11 @@ class RunConfig:
         _check_choice("--executor", self.executor, EXECUTORS)
         if self.ray_address is not None and self.executor != "ray":
             raise AutoMLError("--ray-address: needs --executor ray")
+        if self.executor == "ray":
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                raise AutoMLError('--executor: ray is not installed (allowed: local, or pip install -e ".[ray]")')
         if self.objective is not None:
             _check_choice("--objective", self.objective, OBJECTIVES)
         if self.seed_batching == "on" and self.trainer not in (*SEED_AXIS_TRAINERS, "auto"):
