@@ -7,7 +7,8 @@ env seeds (seed + 5000, never seen by training or by the tuner's evaluations) an
 with a 95% bootstrap CI per arm. ``--overhead`` also times ``observe`` against no tuner on one seed.
 Runs go under progress/bench/online/<arm>/ and are reused when their results.yaml exists.
 
-    .venv/bin/python bench/online_tune.py [--steps 400000] [--episodes 64] [--overhead]
+    .venv/bin/python bench/online_tune.py [--steps 400000] [--episodes 64] [--overhead] [--recipe R] [--evals 20]
+        [--arms poor_lr,prior] [--out DIR]
 """
 from __future__ import annotations
 
@@ -46,9 +47,9 @@ def train(arm: str, cfg: Path, mode: str | None, args, seeds: str = "0,1,2") -> 
     run_dir = OUT / arm
     if not (run_dir / "results.yaml").exists():
         cmd = [sys.executable, "-m", "automl", "train", "--config", str(cfg), "--seed-list", seeds,
-               "--trial-steps", str(args.steps), "--eval-every", str(args.steps // 20), "--run-dir", str(run_dir)]
+               "--trial-steps", str(args.steps), "--eval-every", str(args.steps // args.evals), "--run-dir", str(run_dir)]
         if mode:
-            cmd += ["--tune", str(ROOT / "configs" / "tune" / "ppo.yaml"), "--tune-mode", mode]
+            cmd += ["--tune", str(args.recipe), "--tune-mode", mode]
         subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return yaml.safe_load((run_dir / "results.yaml").read_text())
 
@@ -90,11 +91,14 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=64)
     p.add_argument("--overhead", action="store_true")
     p.add_argument("--out", default=str(OUT))
+    p.add_argument("--recipe", default=str(ROOT / "configs" / "tune" / "ppo.yaml"))
+    p.add_argument("--evals", type=int, default=20, help="evaluations (safe points) per run")
+    p.add_argument("--arms", default="poor_lr,prior", help="which configs: poor_lr, prior")
     args = p.parse_args()
     OUT = Path(args.out)
     print(f"navigation, {args.steps} steps per seed, seeds 0,1,2, held-out success over {args.episodes} "
           f"episodes per seed (env seeds +{HELDOUT}); IQM [95% bootstrap CI]")
-    for poor in (True, False):
+    for poor in [name == "poor_lr" for name in args.arms.split(",")]:
         cfg = config(poor)
         for mode in ("off", "active"):
             arm = f"{'poor_lr' if poor else 'prior'}_{mode}"

@@ -246,7 +246,11 @@ class RayExecutor(Executor):
         self._flying[f.job.job_id] = f
 
     def _drain_hub(self) -> None:
-        reports, self._where = _ray().get(self._hub.drain.remote())
+        ray = _ray()
+        try:
+            reports, self._where = ray.get(self._hub.drain.remote(), timeout=30)
+        except ray.exceptions.RayError:  # the hub is unreachable for now: results still come from the tasks
+            return
         for job_id, attempt, payload in reports:
             f = self._flying.get(job_id)
             if f is not None and f.attempt == attempt:
