@@ -91,6 +91,7 @@ def test_a_staged_run_on_ray_and_postgresql_loses_a_node_and_finishes_with_every
     assert not (run_dir / "study.db").exists()
 
 
+@pytest.mark.slow  # tests/test_lease.py checks the lease's answers; this is the end-to-end run on PostgreSQL
 def test_a_second_driver_on_a_live_run_is_refused_and_a_killed_one_resumes(postgres, tmp_path):
     cmd = [sys.executable, "-m", "automl", "--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours",
            "0.3", "--hp-trials", "3", "--seeds", "2", "--n-jobs", "1", "--top-k", "1", "--trial-steps", "8192",
