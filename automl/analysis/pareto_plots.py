@@ -16,7 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
-TUNING = ("hp", "reward", "joint")
+from automl.core.record import Kind  # noqa: E402
+
+TUNING = Kind.TUNING
 
 
 def load(run_dir) -> dict | None:

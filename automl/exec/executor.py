@@ -24,7 +24,6 @@ synchronously: a job reporting faster than the driver polls waits for it.
 """
 from __future__ import annotations
 
-import abc
 import atexit
 import contextlib
 import collections
@@ -38,7 +37,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any, Callable
 
-# The job/event dataclasses live in automl.exec.jobs; re-exported here (see __all__).
+# The job/event dataclasses live in automl.exec.jobs, the interface in automl.exec.base; re-exported here.
+from automl.exec.base import Executor, failed_done
 from automl.exec.jobs import STATES, Done, Job, JobResult, Lost, Report, RunningJob  # noqa: F401
 from automl.exec.workers import (
     contains_nonfinite, install_sigterm_exit, main_not_imported, restore_sigterm, single_thread_env, worker_main,
@@ -48,54 +48,6 @@ __all__ = [
     "BACKENDS", "Done", "Executor", "Job", "JobResult", "LocalProcessExecutor", "Lost", "Report",
     "RunningJob", "contains_nonfinite", "make_executor",
 ]
-
-
-class Executor(abc.ABC):
-    """The driver's interface to any backend. Jobs are independent; events come only from `poll`."""
-
-    n_jobs: int
-
-    @abc.abstractmethod
-    def submit(self, job: Job) -> None:
-        """Queue a job; it starts as soon as a slot is free. Raises ValueError on a duplicate live job_id."""
-
-    @abc.abstractmethod
-    def poll(self, timeout: float | None = None) -> list[Report | Done]:
-        """Events since the last call; waits up to `timeout` s (None: until one) if there are none yet."""
-
-    @abc.abstractmethod
-    def request_stop(self, job_id: str, reason: str = "stop") -> bool:
-        """Ask a queued or running job to stop cooperatively; False if it is not live."""
-
-    @abc.abstractmethod
-    def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
-        """Drop a queued job or kill a running one now (its Done comes from the next poll)."""
-
-    @abc.abstractmethod
-    def running(self) -> dict[str, RunningJob]:
-        """Jobs on a worker now, by job_id."""
-
-    @abc.abstractmethod
-    def pending(self) -> list[str]:
-        """job_ids submitted but not started yet, in start order."""
-
-    @abc.abstractmethod
-    def worker_pids(self) -> list[int]:
-        """Pids of the live worker processes (for tests and diagnostics)."""
-
-    @abc.abstractmethod
-    def shutdown(self, grace_s: float = 2.0) -> list[Report | Done]:
-        """Stop everything: cooperative stop, `grace_s` to finish, then kill. Returns the last events."""
-
-    def idle_slots(self) -> int:
-        """How many jobs can be submitted now without waiting in the queue."""
-        return max(0, self.n_jobs - len(self.running()) - len(self.pending()))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.shutdown()
 
 
 @dataclass
@@ -151,12 +103,7 @@ class LocalProcessExecutor(Executor):
     def submit(self, job: Job) -> None:
         """Queue a job (pickled now, so an unpicklable fn or kwargs fails here, in the caller)."""
         self._check_open()
-        if job.job_id in self.running() or job.job_id in self.pending():
-            raise ValueError(f"job_id {job.job_id!r} is already queued or running")
-        if "channel" in job.kwargs:
-            raise ValueError(f"job {job.job_id!r}: kwargs must not contain 'channel' (the executor passes it)")
-        if job.timeout_s is not None and not job.timeout_s > 0:
-            raise ValueError(f"job {job.job_id!r}: timeout_s must be > 0 or None, got {job.timeout_s}")
+        self.check_submit(job)
         blob = pickle.dumps((job.fn, job.kwargs), protocol=pickle.HIGHEST_PROTOCOL)
         self._queue.append(_Pending(job, blob))
         self._dispatch()
@@ -192,7 +139,7 @@ class LocalProcessExecutor(Executor):
         for pend in list(self._queue):
             if pend.job.job_id == job_id:
                 self._queue.remove(pend)
-                self._events.append(_done(pend.job, "cancelled", reason, 0.0))
+                self._events.append(failed_done(pend.job, "cancelled", reason, 0.0))
                 return True
         worker = self._worker_of(job_id)
         if worker is None:
@@ -221,7 +168,7 @@ class LocalProcessExecutor(Executor):
         self._closed = True
         atexit.unregister(self._atexit)
         while self._queue:
-            self._events.append(_done(self._queue.popleft().job, "cancelled", "shutdown", 0.0))
+            self._events.append(failed_done(self._queue.popleft().job, "cancelled", "shutdown", 0.0))
         for worker in self._workers:
             if worker.job is not None:
                 self._send(worker, ("stop", worker.seq, "shutdown"))
@@ -229,7 +176,7 @@ class LocalProcessExecutor(Executor):
         self._drain_until_exit(time.monotonic() + grace_s)
         for worker in list(self._workers):
             if worker.job is not None:
-                self._events.append(_done(worker.job.job, "cancelled", "shutdown: killed after grace",
+                self._events.append(failed_done(worker.job.job, "cancelled", "shutdown: killed after grace",
                                           time.monotonic() - worker.started_at, worker.pid))
             self._reap(worker, kill=True)
         self._workers.clear()
@@ -345,7 +292,7 @@ class LocalProcessExecutor(Executor):
     def _retire(self, worker: _Worker, state: str, reason: str) -> None:
         """Settle the worker's job as `state`, kill and drop the worker, start its replacement."""
         if worker.job is not None:
-            self._events.append(_done(worker.job.job, state, reason,
+            self._events.append(failed_done(worker.job.job, state, reason,
                                       time.monotonic() - worker.started_at, worker.pid))
             worker.job = None
         self._reap(worker, kill=True)
@@ -380,10 +327,6 @@ class LocalProcessExecutor(Executor):
                     self._read(worker)  # a last result may sit behind the exit
                     worker.process.join(timeout=1.0)  # exiting now; reaped below at the latest
                     live.remove(worker)
-
-
-def _done(job: Job, state: str, reason: str, wall: float, pid: int | None = None) -> Done:
-    return Done(JobResult(job.job_id, job.tag, False, None, state, reason, wall, None, "", pid))
 
 
 def _ray_executor(n_jobs: int = 1, **kwargs) -> Executor:

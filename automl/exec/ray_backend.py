@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from automl.exec.executor import Executor, _done
+from automl.exec.base import Executor, failed_done
 from automl.exec.jobs import Done, Job, JobResult, Lost, Report, RunningJob
 from automl.exec.workers import THREAD_ENV
 
@@ -142,10 +142,7 @@ class RayExecutor(Executor):
 
         if self._closed:
             raise RuntimeError("executor is shut down")
-        if job.job_id in self._flying or any(f.job.job_id == job.job_id for f in self._queue):
-            raise ValueError(f"job_id {job.job_id!r} is already queued or running")
-        if "channel" in job.kwargs:
-            raise ValueError(f"job {job.job_id!r}: kwargs must not contain 'channel' (the executor passes it)")
+        self.check_submit(job)
         self._queue.append(_Flight(job, pickle.dumps((job.fn, job.kwargs), protocol=pickle.HIGHEST_PROTOCOL)))
         self._dispatch()
 
@@ -182,13 +179,13 @@ class RayExecutor(Executor):
         for f in list(self._queue):
             if f.job.job_id == job_id:
                 self._queue.remove(f)
-                self._events.append(_done(f.job, "cancelled", reason, 0.0))
+                self._events.append(failed_done(f.job, "cancelled", reason, 0.0))
                 return True
         f = self._flying.pop(job_id, None)
         if f is None:
             return False
         _ray().cancel(f.ref, force=True)
-        self._events.append(_done(f.job, "cancelled", reason, time.monotonic() - f.submitted, self._pid(job_id)))
+        self._events.append(failed_done(f.job, "cancelled", reason, time.monotonic() - f.submitted, self._pid(job_id)))
         self._hub.forget.remote(job_id)
         return True
 
@@ -211,7 +208,7 @@ class RayExecutor(Executor):
             return []
         ray = _ray()
         while self._queue:
-            self._events.append(_done(self._queue.pop(0).job, "cancelled", "shutdown", 0.0))
+            self._events.append(failed_done(self._queue.pop(0).job, "cancelled", "shutdown", 0.0))
         for jid in self._flying:
             self._hub.stop.remote(jid, "shutdown")
         end = time.monotonic() + grace_s
@@ -221,7 +218,7 @@ class RayExecutor(Executor):
                 self._settle(ref)
         for jid, f in list(self._flying.items()):
             ray.cancel(f.ref, force=True)
-            self._events.append(_done(f.job, "cancelled", "shutdown: killed after grace",
+            self._events.append(failed_done(f.job, "cancelled", "shutdown: killed after grace",
                                       time.monotonic() - f.submitted, self._pid(jid)))
         self._flying.clear()
         self._closed = True
@@ -275,7 +272,7 @@ class RayExecutor(Executor):
                 f.attempt, f.ref = 2, None
                 self._queue.insert(0, f)  # rescheduled once, ahead of new work
             else:
-                self._events.append(_done(job, "failed", f"lost twice: {why}", wall, where[2] if where else None))
+                self._events.append(failed_done(job, "failed", f"lost twice: {why}", wall, where[2] if where else None))
             return
         del self._flying[job.job_id]
         self._hub.forget.remote(job.job_id)
@@ -291,5 +288,5 @@ class RayExecutor(Executor):
                 _ray().cancel(f.ref, force=True)
                 del self._flying[jid]
                 self._hub.forget.remote(jid)
-                self._events.append(_done(f.job, "timeout", f"timeout after {f.job.timeout_s:g}s", now - begun,
+                self._events.append(failed_done(f.job, "timeout", f"timeout after {f.job.timeout_s:g}s", now - begun,
                                           self._pid(jid)))

@@ -65,28 +65,27 @@ def vector(entry: ConfigRecord, sel: Selection) -> list[float] | None:
 
 def order(done: list[ConfigRecord], sel: Selection) -> list[ConfigRecord]:
     """Feasible configs: with several objectives the Pareto front ordered by the pick rule, then the
-    dominated ones in their given order; with constraints only, the given order."""
+    dominated ones, best on the first objective first; with constraints only, the given order."""
     feasible = [e for e in done if (e.score or {}).get("feasible", True)]
     if not sel.objectives:
         return feasible
-    scored = _canonical([(e, v) for e in feasible for v in [vector(e, sel)] if v is not None], sel)
-    front = sel.order([v for _, v in scored])
-    first = [scored[i][0] for i in front]
-    return first + [e for e, _ in scored if e not in first]
+    scored = _scored(feasible, sel)
+    first = [scored[i][0] for i in sel.order([v for _, v in scored])]
+    on_front = {id(e) for e in first}
+    return first + [e for e, _ in scored if id(e) not in on_front]
 
 
 def front(entries: Iterable[ConfigRecord], sel: Selection) -> list[ConfigRecord]:
     """The Pareto front of the feasible ``entries``, the pick first."""
-    entries = list(entries)
-    scored = _canonical([(e, v) for e in entries if (e.score or {}).get("feasible", True)
-                         for v in [vector(e, sel)] if v is not None], sel)
+    scored = _scored([e for e in entries if (e.score or {}).get("feasible", True)], sel)
     return [scored[i][0] for i in sel.order([v for _, v in scored])]
 
 
-def _canonical(scored: list, sel: Selection) -> list:
-    """One order whatever order the configs came in (ties of the pick rule go to the first): the
-    best on the first objective first, then by config id."""
+def _scored(entries: list[ConfigRecord], sel: Selection) -> list[tuple[ConfigRecord, list[float]]]:
+    """(entry, objective vector) of the entries that have every objective, in one order whatever order
+    they came in (ties of the pick rule go to the first): best on the first objective, then by config id."""
     first = sel.objectives[0]
+    scored = [(e, v) for e in entries for v in [vector(e, sel)] if v is not None]
     return sorted(scored, key=lambda ev: (-first.sign * ev[1][0], ev[0].config_id))
 
 

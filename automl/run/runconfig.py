@@ -1,6 +1,7 @@
 """RunConfig: every knob of one `automl run`, validated once at the boundary (no torch/optuna)."""
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -158,9 +159,10 @@ class RunConfig:
                               f"task's metric (allowed: --metrics starting with {' or '.join(PRUNED_METRICS)}, "
                               f"or --pruner none)")
 
-    @property
+    @functools.cached_property
     def selection(self):
-        """The run's objectives, constraints and pick rule (automl.core.objectives.Selection), or None."""
+        """The run's objectives, constraints and pick rule (automl.core.objectives.Selection), or None
+        (parsed once: the ranking asks for it at every finished config)."""
         from automl.core.objectives import selection
 
         return selection(self.metrics, self.constraints, self.pick)
@@ -176,7 +178,8 @@ class RunConfig:
     def pruner_name(self) -> str:
         """The pruner in force: --pruner, else hyperband for the hyperband method and for --mode joint,
         else none."""
-        if self.metrics and self.metrics.split(",")[0].partition(":")[0].strip() not in PRUNED_METRICS:
+        if self.selection is not None and self.selection.objectives \
+                and self.selection.objectives[0].name not in PRUNED_METRICS:
             return "none"  # intermediate values are the task's metric: nothing to prune the first objective on
         if self.mode == "joint" and self.pruner is None:
             return JOINT_PRUNER
