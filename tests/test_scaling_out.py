@@ -112,3 +112,13 @@ def test_a_second_driver_on_a_live_run_is_refused_and_a_killed_one_resumes(postg
     st = yaml.safe_load((tmp_path / "run2" / "automl_state.yaml").read_text())
     assert st["status"] == "finished" and not lease.exists()
     assert len(optuna.load_study(study_name="run2:automl", storage=postgres.url).trials) == len(st["trials"])
+
+
+def test_a_plain_postgresql_url_opens_with_the_driver_that_is_installed(postgres):
+    from automl.search import studies
+
+    plain = postgres.url.replace("postgresql+psycopg2://", "postgresql://")   # as the README writes it
+    study = studies.open_study(plain, "plain:automl")
+    study.enqueue_trial({"x": 1.0})
+    trials = optuna.load_study(study_name="plain:automl", storage=postgres.url).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.WAITING]      # it is in the server's database

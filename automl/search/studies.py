@@ -128,9 +128,20 @@ def make_storage(url: str):
     elif url.startswith("sqlite"):
         storage = rdb_storage(url)
     else:
-        storage = rdb_storage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        storage = rdb_storage(_with_driver(url), heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
     _STORAGES[url] = storage
     return storage
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` names no driver, and SQLAlchemy's default differs between versions (psycopg2, or
+    psycopg 3 from 2.1 on): name the one that is installed."""
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+
+    driver = "psycopg" if importlib.util.find_spec("psycopg") else "psycopg2"
+    return f"postgresql+{driver}://" + url[len("postgresql://"):]
 
 
 def is_shared(url: str | None) -> bool:
