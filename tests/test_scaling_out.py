@@ -2,7 +2,6 @@
 and a PostgreSQL server. Skipped with the reason when ray, psycopg2 or the PostgreSQL binaries are
 missing (`.ci/run` installs them)."""
 import json
-import os
 import subprocess
 import sys
 import time
