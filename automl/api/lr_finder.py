@@ -68,8 +68,10 @@ def suggest_bounds(lrs: list[float], losses: list[float]) -> tuple[float, float,
     """(min_lr, max_lr, best_lr) from a smoothed curve.
 
     max_lr is where the smoothed loss is lowest (beyond it training gets unstable); min_lr is
-    where the loss falls, for good, below its starting level by 10% of its total drop: from
-    there on, learning pays. On a flat curve min_lr = max_lr / 10.
+    where the loss falls, for good, a third of its total drop below its starting level (the
+    mean of the first tenth of the curve): from there on, learning pays. A third, not less:
+    the smoothed plateau wanders by a few per cent of its level, which a small fraction of the
+    drop cannot tell from learning. On a flat curve min_lr = max_lr / 10.
     """
     if len(lrs) < 3:
         raise AutoMLError(f"LearningRateFinder: only {len(lrs)} finite losses recorded (allowed: at least 3; "
@@ -78,7 +80,7 @@ def suggest_bounds(lrs: list[float], losses: list[float]) -> tuple[float, float,
     best = int(np.argmin(arr))
     level = float(np.mean(arr[:max(1, len(arr) // 10)]))  # the starting level, averaged against noise
     drop = level - arr[best]
-    above = np.flatnonzero(arr[:best + 1] > level - 0.1 * drop) if drop > 0 else np.array([best])
+    above = np.flatnonzero(arr[:best + 1] > level - drop / 3) if drop > 0 else np.array([best])
     start = min(int(above[-1]) + 1, best) if above.size else 0
     max_lr, min_lr = lrs[best], lrs[start]
     if min_lr >= max_lr:
@@ -96,6 +98,7 @@ def range_test(optimizer: torch.optim.Optimizer, batches: Iterable, loss_fn: Cal
     lrs: list[float] = []
     raw: list[float] = []
     smoothed: list[float] = []
+    average = 0.0
     diverged = False
     stream = _cycle(batches)
     for step in range(config.num_steps):
@@ -114,7 +117,11 @@ def range_test(optimizer: torch.optim.Optimizer, batches: Iterable, loss_fn: Cal
         optimizer.step()
         lrs.append(lr)
         raw.append(value)
-        smoothed.append(value if not smoothed else config.smooth_factor * value + (1 - config.smooth_factor) * smoothed[-1])
+        # bias-corrected moving average (as Adam's moments): a weighted mean of the losses so far, so the
+        # curve is not pinned to the first batch's loss and then drifts for ~1/smooth_factor steps (a drift
+        # the bounds would read as learning: the old cause of lower bounds ~1e-6)
+        average = config.smooth_factor * value + (1 - config.smooth_factor) * average
+        smoothed.append(average / (1 - (1 - config.smooth_factor) ** len(raw)))
         best = min(smoothed)  # written as a gap so a negative loss (PPO's surrogate) diverges sensibly too
         if step > 0 and smoothed[-1] - best > (config.divergence_threshold - 1) * max(abs(best), 1e-12):
             diverged = True
