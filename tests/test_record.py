@@ -36,3 +36,23 @@ def test_vector_names_weights_as_the_record_study_does_and_metric_reads_the_scor
     assert record.metric("iqm") == 120.0
     assert record.metric("success_rate") == 0.5                           # NaN stays out of the mean
     assert ConfigRecord("c", Kind.HP, 0, State.FAILED, {}).metric("iqm") is None
+
+
+def test_kinds_and_states_are_enums_written_in_their_yaml_spelling():
+    import json
+
+    import yaml
+
+    from automl.run.state import dump_yaml
+
+    record = ConfigRecord.from_dict(ENTRY)
+    assert record.kind is Kind.REWARD and record.state is State.COMPLETE  # read back as members
+    entry = ConfigRecord("config_005", Kind.JOINT, 1, State.PRUNED, {}).to_dict()
+    for text in (yaml.safe_dump(entry), dump_yaml(entry)):  # plain strings, no Python tags
+        assert "kind: joint" in text and "state: pruned" in text and "!!" not in text
+        assert yaml.safe_load(text) == {**entry, "kind": "joint", "state": "pruned"}
+    assert json.loads(json.dumps(entry))["kind"] == "joint" and f"{Kind.HELDOUT}_seed0" == "heldout_seed0"
+    assert Kind.TUNING == (Kind.HP, Kind.REWARD, Kind.JOINT) and State.SCORED == ("complete", "failed")
+    # a state file written by another version keeps a kind or state it does not know, as text
+    odd = ConfigRecord.from_dict({**ENTRY, "kind": "ladder", "state": "waiting"})
+    assert (odd.kind, odd.state, odd.tuning) == ("ladder", "waiting", False)

@@ -9,26 +9,34 @@ run's configs as ConfigRecords (``number``: the trial's order in the run) and ra
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Mapping
+
+import yaml
 
 from automl.core.names import DEFAULT_RISK
 from automl.core.scoring import objective_value
 from automl.core.values import is_finite_number
 
 
-class Kind:
-    """What a config was trained for."""
+class Kind(StrEnum):
+    """What a config was trained for (the state file's ``kind``: each member is its YAML spelling)."""
 
     HP = "hp"              # an HP-phase config (the incumbent's reward weights)
     REWARD = "reward"      # a reward-phase config (the incumbent's HPs)
     JOINT = "joint"        # a joint-mode config (HPs and reward weights proposed together)
     HELDOUT = "heldout"    # a re-evaluation of a tuned config on held-out seeds
     TEST = "test"          # the chosen winner and the baseline re-trained on test seeds (selected nothing)
-    TUNING = (HP, REWARD, JOINT)
 
 
-class State:
-    """How a config ended (or that it has not)."""
+# Re-checks re-train tuned configs on other seeds; every other kind is a config of the search (so a
+# kind added for a new mode counts as tuning everywhere: live panel, scheduler, rankings).
+Kind.RECHECKS = (Kind.HELDOUT, Kind.TEST)
+Kind.TUNING = tuple(k for k in Kind if k not in Kind.RECHECKS)
+
+
+class State(StrEnum):
+    """How a config ended (or that it has not); each member is its YAML spelling."""
 
     RUNNING = "running"
     COMPLETE = "complete"
@@ -36,7 +44,34 @@ class State:
     PRUNED = "pruned"
     STOPPED_AT_DEADLINE = "stopped_at_deadline"
     REJECTED = "rejected"                    # a constraint or an invalid PPO config: never trained
-    SCORED = (COMPLETE, FAILED)              # the states that get a score (failed seeds count as worst)
+
+
+State.SCORED = (State.COMPLETE, State.FAILED)  # the states that get a score (failed seeds count as worst)
+
+
+def _plain_yaml(dumper: yaml.SafeDumper, member: StrEnum) -> yaml.ScalarNode:
+    return dumper.represent_str(member.value)
+
+
+# yaml.safe_dump writes a member as its plain spelling ("kind: hp"), whoever dumps it.
+for _enum in (Kind, State):
+    yaml.SafeDumper.add_representer(_enum, _plain_yaml)
+
+
+def as_kind(value: Any) -> Kind | str:
+    """A recorded kind as its member (an unknown spelling, e.g. from a newer automl, is kept as text)."""
+    try:
+        return Kind(value)
+    except ValueError:
+        return str(value)
+
+
+def as_state(value: Any) -> State | str:
+    """A recorded state as its member (an unknown spelling is kept as text)."""
+    try:
+        return State(value)
+    except ValueError:
+        return str(value)
 
 
 _OPTIONAL = ("score", "reason", "heldout_of")
@@ -47,9 +82,9 @@ class ConfigRecord:
     """One config: its HPs and reward weights, its per-seed results and how it ended."""
 
     config_id: str
-    kind: str
+    kind: Kind | str
     cycle: int | None
-    state: str
+    state: State | str
     params: dict
     reward_weights: dict = field(default_factory=dict)
     seeds: list[dict] = field(default_factory=list)  # one SeedResult-like dict per finished seed
@@ -106,7 +141,7 @@ class ConfigRecord:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], number: int | None = None) -> "ConfigRecord":
         """A state-file trial entry as a record (unknown keys are ignored)."""
-        return cls(number=number, config_id=str(d["config_id"]), kind=str(d.get("kind", Kind.HP)), cycle=int(d.get("cycle") or 0),
-                   state=str(d.get("state", State.RUNNING)), params=dict(d.get("params") or {}),
+        return cls(number=number, config_id=str(d["config_id"]), kind=as_kind(d.get("kind", Kind.HP)), cycle=int(d.get("cycle") or 0),
+                   state=as_state(d.get("state", State.RUNNING)), params=dict(d.get("params") or {}),
                    reward_weights=dict(d.get("reward_weights") or {}), seeds=list(d.get("seeds") or []),
                    **{k: d[k] for k in _OPTIONAL if d.get(k) is not None})
