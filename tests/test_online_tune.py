@@ -1,6 +1,8 @@
 """The online tuner attached to a real SB3 training run (automl/train/sb3_tune.py): a full-state snapshot,
 a rollback that restores it bit for bit, and the tuner's actions carried out inside learn()."""
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -135,28 +137,28 @@ def test_automl_train_tune_logs_its_mutations_and_a_replay_reproduces_them(tmp_p
 
 
 def test_a_mode_switch_from_another_process_takes_effect_at_the_next_safe_point(tmp_path):
+    """The run is frozen (SIGSTOP to its process group) while `tune enable` and `tune set` write the control
+    file and the summary's step is read, so neither can land after the run ends nor a safe point fall between
+    the write and the read, however fast or slow the machine: the switch takes effect at the next safe point."""
     recipe = _recipe(tmp_path)
     run_dir = tmp_path / "r"
     proc = subprocess.Popen([sys.executable, "-m", "automl", "train", "--config", TINY, "--env", "cartpole",
                              "--seed-list", "0", "--trial-steps", "98304", "--tune", recipe, "--tune-mode", "observe",
                              "--run-dir", str(run_dir)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, start_new_session=True)
     summary = run_dir / "tune" / "seed_0" / "tune.summary.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            s = json.loads(summary.read_text())
-            if s["step"] >= 20000:
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.stderr.read()
-    assert s["mode"] == "observe" and s["proposed"] == 0
-    switched = automl("tune", "enable", "--mode", "active", "--run-dir", str(run_dir))
-    at = json.loads(summary.read_text())["step"]
-    assert switched.returncode == 0, switched.stderr
-    assert automl("tune", "set", "acceptance.epsilon=0.5", "--run-dir", str(run_dir)).returncode == 0
+    try:
+        s = _poll_summary(proc, summary, min_step=20000, ceiling_s=120)
+        os.killpg(proc.pid, signal.SIGSTOP)
+        assert proc.poll() is None, proc.stderr.read()
+        s = json.loads(summary.read_text())  # final while frozen
+        assert s["mode"] == "observe" and s["proposed"] == 0
+        switched = automl("tune", "enable", "--mode", "active", "--run-dir", str(run_dir))
+        assert switched.returncode == 0, switched.stderr
+        assert automl("tune", "set", "acceptance.epsilon=0.5", "--run-dir", str(run_dir)).returncode == 0
+        at = s["step"]
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
     assert proc.wait(timeout=300) == 0, proc.stderr.read()
     first = json.loads((run_dir / "tune" / "seed_0" / "tune.mutations.jsonl").read_text().splitlines()[0])
     every = 98304 // 10 // 1024 * 1024 + 1024          # the evaluation interval, in whole rollouts (or less)
@@ -166,6 +168,20 @@ def test_a_mode_switch_from_another_process_takes_effect_at_the_next_safe_point(
     out = tmp_path / "evolved.yaml"
     assert automl("tune", "export-recipe", "--out", str(out), "--run-dir", str(run_dir)).returncode == 0
     assert yaml.safe_load(out.read_text())["acceptance"]["epsilon"] == 0.5
+
+
+def _poll_summary(proc, summary, min_step, ceiling_s):
+    """The tune summary once its step reaches `min_step` (polled; fails if the run ends or the ceiling passes)."""
+    deadline = time.monotonic() + ceiling_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            s = json.loads(summary.read_text())
+            if s["step"] >= min_step:
+                return s
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    pytest.fail(f"the run ended ({proc.poll()}) or {ceiling_s} s passed before step {min_step}: {proc.stderr.read() if proc.poll() is not None else ''}")
 
 
 @pytest.mark.parametrize("args, message", [
