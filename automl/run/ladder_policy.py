@@ -1,0 +1,153 @@
+"""What the next free worker does on a fidelity ladder: promote, admit a new config, or nothing.
+
+The policy owns the time side of the ladder at run time (pure: the caller passes the time left):
+* a job is started only if its estimate (``CostModel``: the config's own measured speed, else its shape
+  corrected by what was measured) fits, together with the work already in flight, before the tuning
+  deadline = the end of the budget minus the re-check reserve;
+* the reserve is sized for what will actually be re-checked, from the configs themselves: the best
+  ``top_k`` configs (highest rung first, then value) re-trained at the top rung's length at their measured
+  speed on the held-out seeds plus the baseline, and the winner and the baseline on the test seeds. It is
+  recomputed at every decision, so time a slow candidate no longer needs goes back to tuning at once;
+* promotions come first (ASHA: highest rung first); a new config enters the lowest rung only when no
+  promotion is due; tuning is over only when neither fits.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+from automl.run.ladder import CostModel
+from automl.search.ladder import Promotions
+
+
+@dataclass(frozen=True)
+class Action:
+    """``kind``: 'promote' (``config_id`` on to ``rung``), 'admit' (a new config at rung 0) or 'wait'
+    (a job may fit once running work ends) or 'over' (nothing admissible fits any more)."""
+
+    kind: str
+    config_id: str | None = None
+    rung: int = 0
+    est_s: float = 0.0     # worker-seconds of the job (all its seeds)
+
+
+class LadderPolicy:
+    """Admission, promotion and the re-check reserve of one ladder."""
+
+    def __init__(self, promotions: Promotions, cost: CostModel, *, seeds: int, n_jobs: int,
+                 recheck_seeds: int | None = None, top_k: int = 3, startup_s: float = 2.0, margin: float = 1.1,
+                 baseline_params: Mapping | None = None):
+        self.promotions, self.cost = promotions, cost
+        self.seeds, self.n_jobs = seeds, n_jobs
+        self.recheck_seeds, self.top_k = recheck_seeds or seeds, top_k
+        self.startup_s, self.margin = startup_s, margin
+        self.baseline = dict(baseline_params if baseline_params is not None else cost.prior_params)
+        self.params: dict[str, Mapping] = {}   # config -> its train params (for its cost)
+        self.heldout_n = top_k                 # tuned configs the held-out re-check takes (lowered to fit)
+
+    # -- estimates ---------------------------------------------------------------------------------
+    def climb_s(self, params: Mapping, config_id: str | None, rung: int) -> float:
+        """Worker-seconds to train ``config_id`` (all seeds) from the rung below on to ``rung``."""
+        steps = self.promotions.ladder.extra_steps(rung)
+        return self.seeds * (self.startup_s + steps * self.cost.s_per_step(params, config_id)) * self.margin
+
+    def _recheck_job_s(self, params: Mapping, config_id: str | None) -> float:
+        top = self.promotions.ladder.rungs[-1]
+        return (self.startup_s + top * self.cost.s_per_step(params, config_id)) * self.margin
+
+    def _baseline_job_s(self) -> float:
+        """The baseline (the priors) at the top rung's length, at the speed calibration measured for it."""
+        return (self.startup_s + self.promotions.ladder.rungs[-1] * self.cost.prior_s_per_step) * self.margin
+
+    def candidates(self) -> list[str]:
+        """The configs the held-out re-check would take now: highest rung first, then value."""
+        p = self.promotions
+        order = []
+        for rung in range(p.ladder.top, -1, -1):
+            order += [c for c in p.ranked(rung) if p.rung_of(c) == rung and p.value(c, rung) is not None]
+        return order[: self.heldout_n]
+
+    def reserve_s(self) -> float:
+        """Wall seconds the re-checks need at the top rung's length, for what will be re-checked."""
+        cands = self.candidates()
+        jobs = [self._recheck_job_s(self.params.get(c, self.baseline), c) for c in cands]
+        if not jobs:  # nothing finished yet: plan for top_k configs of the typical (corrected) cost
+            jobs = [self._recheck_job_s(self.baseline, None)] * self.heldout_n
+        base = self._baseline_job_s()
+        heldout = sum(jobs) * self.recheck_seeds + base * self.recheck_seeds
+        test = (jobs[0] + base) * self.recheck_seeds
+        longest = max(jobs + [base])  # one seed job cannot be split over workers
+        return max((heldout + test) / self.n_jobs, 2 * longest)
+
+    def _top_reachable(self, left_s: float) -> bool:
+        """Whether the best config so far (or a typical one) can still climb to the top rung and be
+        re-checked there before the end: its remaining climbs, seed jobs spread over the workers, plus the
+        reserve."""
+        p = self.promotions
+        cands = self.candidates()
+        c = cands[0] if cands else None
+        params = self.params.get(c, self.baseline) if c else self.baseline
+        start = (p.rung_of(c) + 1) if c else 0
+        waves = math.ceil(self.seeds / self.n_jobs)
+        climb = sum(self.climb_s(params, c, k) / self.seeds * waves for k in range(start, p.ladder.top + 1))
+        return climb + self.reserve_s() <= left_s
+
+    def adapt(self, left_s: float) -> list[str]:
+        """Fit the ladder's end to the time left: while the top rung cannot be reached and re-checked in
+        time, take fewer configs into the held-out re-check (down to one), then drop the top rung (only
+        while no config finished it or climbs to it). Returns what changed, for the run's events."""
+        changes = []
+        while not self._top_reachable(left_s):
+            if self.heldout_n > 1:
+                self.heldout_n -= 1
+                changes.append(f"held-out re-check of {self.heldout_n} configs")
+            elif self.promotions.lower_top():
+                self.heldout_n = self.top_k
+                changes.append(f"top rung {self.promotions.ladder.rungs[-1]} steps")
+            else:
+                break
+        return changes
+
+    # -- decisions ---------------------------------------------------------------------------------
+    def _fits(self, job_s: float, *, left_s: float, in_flight_s: float) -> bool:
+        """A job fits when it and the work in flight finish on the workers before the tuning deadline,
+        and one of its seed jobs alone does (seeds cannot be split)."""
+        tuning_left = left_s - self.reserve_s()
+        per_seed = job_s / max(1, self.seeds)
+        return per_seed <= tuning_left and in_flight_s + job_s <= self.n_jobs * tuning_left
+
+    def next_action(self, *, left_s: float, in_flight_s: float, typical_params: Mapping | None = None) -> Action:
+        """The next job, given ``left_s`` wall seconds until the budget's end and ``in_flight_s``
+        worker-seconds of work still to do in running jobs. ``typical_params``: a config like the ones the
+        sampler proposes (default: the prior), for the admission estimate before one is sampled."""
+        self.adapt(left_s)
+
+        def fits(config_id: str, rung: int) -> bool:
+            return self._fits(self.climb_s(self.params.get(config_id, self.baseline), config_id, rung),
+                              left_s=left_s, in_flight_s=in_flight_s)
+
+        got = self.promotions.next_promotion(fits)
+        if got is not None:
+            c, rung = got
+            return Action("promote", c, rung, self.climb_s(self.params.get(c, self.baseline), c, rung))
+        est = self.climb_s(typical_params or self.baseline, None, 0)
+        if self._fits(est, left_s=left_s, in_flight_s=in_flight_s):
+            return Action("admit", None, 0, est)
+        # nothing fits now; once running jobs end, their candidates may be promotable or the reserve smaller
+        return Action("wait" if in_flight_s > 0 else "over")
+
+    def admits(self, config_id: str, params: Mapping, *, left_s: float, in_flight_s: float) -> bool:
+        """Whether the sampled config ``config_id`` fits at the lowest rung (its own shape's estimate)."""
+        return self._fits(self.climb_s(params, None, 0), left_s=left_s, in_flight_s=in_flight_s)
+
+    def register(self, config_id: str, params: Mapping) -> None:
+        """``config_id`` enters the ladder with ``params`` (its cost is estimated from them)."""
+        self.params[config_id] = dict(params)
+
+    def finished(self, config_id: str, rung: int, value: float | None, *, steps: int, train_s: float) -> None:
+        """``config_id`` finished ``rung`` with ``value`` after ``train_s`` worker-seconds for ``steps``
+        seed-steps (the climb's, not the whole history's): both the ladder and the cost model learn."""
+        self.promotions.record(config_id, rung, value)
+        if steps > 0 and math.isfinite(train_s):
+            self.cost.observe(config_id, self.params.get(config_id, self.baseline), steps, train_s)

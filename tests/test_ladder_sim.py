@@ -1,0 +1,133 @@
+"""The ladder's time policy on a fake clock: a discrete-event run of seed jobs on two workers.
+
+Each config climbs rung by rung (continuation: a climb trains only the extra steps); its seeds are separate
+jobs; the config finishes a rung when its last seed does. After tuning, the re-checks (held-out: the
+candidates and the baseline; test: the winner and the baseline) run at the top rung's length. The clock is
+simulated, so nothing here depends on the machine's speed.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+
+import pytest
+
+from automl.run.ladder import CostModel, plan_ladder
+from automl.run.ladder_policy import LadderPolicy
+from automl.search.ladder import Ladder, Promotions
+
+PRIOR = {"policy_hidden_layer_sizes": [128, 64], "learning_epochs": 5, "mini_batches": 8, "rollouts": 32,
+         "num_envs": 512}
+STARTUP = 2.0
+
+
+def simulate(budget_s: float, *, slow: float, prior_rate: float = 40_000.0, seeds: int = 3, n_jobs: int = 2):
+    """Run the policy until the budget's end; configs' true speed is ``slow`` x the prior's (their shapes
+    are the prior's, so only measurement reveals it). Value of a config: its quality x steps / top."""
+    s_step = 1.0 / prior_rate
+    plan = plan_ladder(total_s=budget_s, top_steps=2_000_000, seeds=seeds, n_jobs=n_jobs, s_per_step=s_step,
+                       startup_s=STARTUP, rollout=16384, learn_steps=100_000)
+    prom = Promotions(Ladder(rungs=plan.rungs, eta=plan.eta))
+    policy = LadderPolicy(prom, CostModel(PRIOR, prior_s_per_step=s_step), seeds=seeds, n_jobs=n_jobs,
+                          top_k=3, startup_s=STARTUP)
+    quality = itertools.cycle([0.3, 0.9, 0.5, 0.1, 0.7, 0.2, 0.8, 0.4, 0.6])
+    t, free, events, seq = 0.0, n_jobs, [], itertools.count()
+    pending: list[tuple[str, int, int]] = []           # seed jobs waiting for a worker: (config, rung, seed)
+    left_seeds: dict[tuple[str, int], int] = {}
+    busy: dict[tuple[str, int], float] = {}           # worker-seconds a climb used
+    trained: dict[str, int] = {}                       # steps per seed each config trained in all
+    q: dict[str, float] = {}
+    in_flight = 0.0
+    over = False
+
+    def seed_s(cid: str, rung: int) -> float:
+        return STARTUP + prom.ladder.extra_steps(rung) * s_step * slow
+
+    def start_pending():
+        nonlocal free, in_flight
+        while free and pending:
+            cid, rung, seed = pending.pop(0)
+            d = seed_s(cid, rung)
+            free -= 1
+            heapq.heappush(events, (t + d, next(seq), cid, rung, d))
+
+    while True:
+        start_pending()
+        while not over and free and not pending:
+            in_flight = sum(e[0] - t for e in events) + sum(seed_s(c, r) for c, r, _ in pending)
+            act = policy.next_action(left_s=budget_s - t, in_flight_s=in_flight)
+            if act.kind == "promote":
+                prom.mark_promoted(act.config_id, act.rung)
+                cid, rung = act.config_id, act.rung
+            elif act.kind == "admit":
+                cid, rung = f"c{len(q):03d}", 0
+                if not policy.admits(cid, PRIOR, left_s=budget_s - t, in_flight_s=in_flight):
+                    break
+                q[cid] = next(quality)
+                policy.register(cid, PRIOR)
+            elif act.kind == "over":
+                over = True
+                break
+            else:
+                break
+            trained[cid] = prom.ladder.rungs[rung]
+            left_seeds[(cid, rung)] = seeds
+            pending.extend((cid, rung, s) for s in range(seeds))
+            start_pending()
+        if not events:
+            if over or not (free and not pending):
+                break
+            over = True
+            break
+        t, _, cid, rung, d = heapq.heappop(events)
+        free += 1
+        busy[(cid, rung)] = busy.get((cid, rung), 0.0) + d
+        left_seeds[(cid, rung)] -= 1
+        if left_seeds[(cid, rung)] == 0:
+            value = q[cid] * prom.ladder.rungs[rung] / 2_000_000
+            policy.finished(cid, rung, value, steps=seeds * prom.ladder.extra_steps(rung),
+                            train_s=busy[(cid, rung)] - seeds * STARTUP)
+    tuning_end = t
+    # the re-checks at the top rung's length, list-scheduled on the workers
+    top = prom.ladder.rungs[-1]
+    cands = policy.candidates()
+    jobs = [STARTUP + top * s_step * slow] * (seeds * len(cands)) + [STARTUP + top * s_step] * seeds  # held-out
+    jobs += [STARTUP + top * s_step * slow] * seeds + [STARTUP + top * s_step] * seeds                # test
+    workers = [tuning_end] * n_jobs
+    for d in sorted(jobs, reverse=True):
+        i = workers.index(min(workers))
+        workers[i] += d
+    return dict(end=max(workers), tuning_end=tuning_end, plan=plan, prom=prom, trained=trained, cands=cands,
+                configs=len(q), policy=policy)
+
+
+@pytest.mark.parametrize("slow", [1.0, 10.0])
+def test_budget_used_with_configs_as_fast_and_ten_times_slower_than_the_prior(slow):
+    budget = 1200.0
+    run = simulate(budget, slow=slow)
+    assert run["end"] >= 0.9 * budget, run["end"]                       # >= 90% of the budget used
+    assert run["end"] <= budget + max(0.01 * budget, 15.0), run["end"]  # overrun <= max(1%, 15 s)
+    assert run["configs"] >= 3 and run["cands"]
+
+
+def test_slow_configs_make_fewer_configs_and_a_lower_top_rung():
+    fast, slow = simulate(1200.0, slow=1.0), simulate(1200.0, slow=10.0)
+    assert slow["configs"] < fast["configs"]
+    assert fast["prom"].ladder.rungs == fast["plan"].rungs                    # the planned ladder held
+    assert slow["prom"].ladder.rungs == fast["plan"].rungs[: len(slow["prom"].ladder.rungs)]
+    assert len(slow["prom"].ladder.rungs) < len(fast["plan"].rungs)          # the top came down to what fits
+    assert slow["policy"].cost.correction() == pytest.approx(10.0, rel=0.05)  # the measured slowdown
+
+
+def test_continuation_trains_only_the_ladders_sum():
+    """Total steps = for each config the rung it climbed to (each climb trains only the extra steps), and the
+    promotions follow ASHA: the best of each rung went on."""
+    run = simulate(1200.0, slow=1.0)
+    prom, trained = run["prom"], run["trained"]
+    for cid, steps in trained.items():
+        assert steps == prom.ladder.rungs[max(k for k, r in prom.results.items() if cid in r)]
+    top = prom.ladder.top
+    assert prom.results.get(top), "some configs reached the top rung"
+    # every config at the top was in the best third of each rung below when it was promoted
+    q_top = {c: v / (prom.ladder.rungs[top] / 2_000_000) for c, v in prom.results[top].items()}
+    assert min(q_top.values()) >= 0.7
