@@ -8,6 +8,7 @@ decide deadlines are fake (tests/_sim.py:FakeClock, or a clock that ticks on eac
 """
 
 import optuna
+import pytest
 from _sim import FakeClock
 
 import _jobs
@@ -91,11 +92,16 @@ def test_seeds_are_submitted_in_config_then_seed_order_as_workers_free_up(execut
     assert h.sched.free_slots() == 2 and h.sched.running_jobs() == 0 and h.sched.active == []
 
 
-def test_a_resumed_config_runs_only_its_missing_seeds(executors, gates):
+@pytest.mark.parametrize("curve, told", [([[100, 5.0]], 3.0), (None, 2.0)])
+def test_a_resumed_config_runs_only_its_missing_seeds_and_is_still_pruned(executors, gates, curve, told):
+    """A seed finished before the resume reports no more: its recorded curve stands in for its reports
+    (evaluation 0: mean(1, 5, 3) = 3.0); without a curve the pruner goes on with the two seeds that report
+    (mean(1, 3) = 2.0). Either way the pruner is asked at evaluation 0, and this one prunes any value."""
     study = memory_study(optuna.pruners.ThresholdPruner(lower=100.0))
     ex = executors(2)
     h = Harness(ex, gates, n_jobs=2)
-    done = {"seed": 1, "state": "complete", "episode_reward_mean": 5.0, "steps": 100}
+    done = {"seed": 1, "state": "complete", "episode_reward_mean": 5.0, "steps": 100,
+            **({"evals": curve} if curve else {})}
     cfg = new_config(study, "r", {0: {"values": [1.0]}, 2: {"values": [3.0]}}, seeds=[0, 1, 2],
                      results={1: done})
     assert cfg.pending == [0, 2]
@@ -103,13 +109,13 @@ def test_a_resumed_config_runs_only_its_missing_seeds(executors, gates):
     h.sched.add(whole)                               # nothing left to run: finished on add
     assert h.configs_done == ["whole"] and h.sched.active == []
     h.sched.add(cfg)
-    gates.open("0.0", "0.end", "2.0", "2.end")
+    gates.open("0.0", "2.0")                         # both report evaluation 0, neither may end yet
     h.pump(lambda: len(h.configs_done) == 2, "the resumed config")
     assert ex.ids == ["r:hp:0", "r:hp:2"]
+    assert intermediate(cfg) == {0: told} and cfg.pruned and config_state(cfg) == "pruned"
+    assert ex.stops == [("r:hp:0", "pruned at evaluation 0"), ("r:hp:2", "pruned at evaluation 0")]
     assert sorted(h.records("r")) == [0, 2] and cfg.results[1] is done
-    # Current behaviour: the seed finished before the resume never reports again, so no step ever
-    # has every live seed and the pruner is not consulted (this pruner would prune any value).
-    assert intermediate(cfg) == {} and not cfg.pruned and config_state(cfg) == "complete"
+    assert {s: r["state"] for s, r in h.records("r").items()} == {0: "pruned", 2: "pruned"}
 
 
 # --- failures, timeouts, throughput ---------------------------------------------------------
@@ -159,10 +165,27 @@ def test_stop_all_stops_running_seeds_drops_queued_ones_and_drain_waits_without_
     assert h.sched.jobs == {} and ex.cancels == [] and ex.ids == ["A:hp:0", "A:hp:1"]
     stopped = {"state": "stopped_at_deadline", "stop_reason": "deadline", "steps": 0}
     assert h.records("A") == {0: {"seed": 0, **stopped}, 1: {"seed": 1, **stopped}}
-    assert h.configs_done == ["A"] and not a.pruned and config_state(a) == "stopped_at_deadline"
-    # Current behaviour: a config whose seeds were all queued is emptied but never finished:
-    # it stays in `active` and on_config is not called for it.
-    assert h.sched.active == [b] and b.finished and h.records("B") == {}
+    assert not a.pruned and config_state(a) == "stopped_at_deadline"
+    # a config whose seeds were all queued is emptied by stop_all and ended by the drain, as A is:
+    # on_config once, nothing recorded for its seeds, stopped at the deadline
+    assert h.configs_done == ["A", "B"] and h.sched.active == [] and h.records("B") == {}
+    assert config_state(b) == "stopped_at_deadline" and not b.pruned
+
+
+def test_stop_all_alone_leaves_queued_configs_to_a_resume(executors, gates):
+    """An interrupt calls stop_all without a drain: a config none of whose seeds ran stays in `active`,
+    unfinished, so the state file keeps it in flight and a resume trains its seeds."""
+    study = memory_study(make_pruner("none"))
+    ex = executors(1)
+    h = Harness(ex, gates, n_jobs=1)
+    a = new_config(study, "A", {0: {"values": [1.0]}})
+    b = new_config(study, "B", {5: {"values": [1.0]}})
+    h.sched.add(a)
+    h.sched.add(b)
+    h.sched.step(0)
+    h.sched.stop_all("interrupted")
+    assert ex.ids == ["A:hp:0"] and ex.stops == [("A:hp:0", "interrupted")]
+    assert h.sched.active == [a, b] and b.finished and h.configs_done == []
 
 
 def test_drain_before_the_deadline_still_runs_queued_seeds(executors, gates):

@@ -44,9 +44,16 @@ class ConfigRun:
     reported: set[int] = field(default_factory=set)
     batched: bool = False             # all seeds in one job (torch trainer, seeds as a batch axis)
     schedule: list | None = None      # a replayed PBT schedule (torch trainer): values changed at given steps
+    carried: set[int] = field(default_factory=set)  # seeds finished before a resume: they report no more
 
     def __post_init__(self):
         self.pending = [s for s in self.seeds if s not in self.results]
+        # a carried seed's recorded learning curve (evals[k] = [steps, value]) stands in for its reports;
+        # past its curve (or without one) the pruner goes on with the seeds that still report
+        self.carried = set(self.results)
+        for s, record in self.results.items():
+            for k, (_, value) in enumerate(record.get("evals") or []):
+                self.reports.setdefault(k, {})[s] = float(value)
 
     @property
     def finished(self) -> bool:
@@ -176,8 +183,9 @@ class Scheduler:
         self._maybe_prune(cfg)
 
     def _maybe_prune(self, cfg: ConfigRun) -> None:
-        live = [s for s in cfg.seeds if cfg.results.get(s, {}).get("state") != State.FAILED]
+        alive = [s for s in cfg.seeds if cfg.results.get(s, {}).get("state") != State.FAILED]
         for k in sorted(cfg.reports):
+            live = [s for s in alive if s in cfg.reports[k] or s not in cfg.carried]
             if k in cfg.reported or not set(live) <= set(cfg.reports[k]):
                 continue
             values = [cfg.reports[k][s] for s in live if math.isfinite(cfg.reports[k][s])]
@@ -249,7 +257,7 @@ class Scheduler:
 
     def drain(self, *, hard_deadline: float, grace_s: float = 10.0) -> None:
         """Wait for running jobs; past the hard deadline plus grace, drop the queued seeds and kill
-        what is left (nothing runs when it returns)."""
+        what is left (nothing runs when it returns; every config with nothing left is finished)."""
         while self.jobs:
             self.step(0.25)
             if self.budget.clock() > hard_deadline + grace_s:
@@ -259,3 +267,7 @@ class Scheduler:
                     self.executor.cancel(job_id)
                 self.step(0.5)
                 break
+        # a config emptied by stop_all before any seed ran has nothing left: it ends here, as its
+        # started neighbours do (stop_all alone, an interrupt, leaves it to a resume)
+        for cfg in [c for c in self.active if c.finished]:
+            self._finish(cfg)
