@@ -38,13 +38,15 @@ def test_the_joint_space_holds_every_hp_and_weight_with_its_bounds_and_priors():
     for p in spec.params:
         assert dists[p.name] == space_mod.distributions(spec)[p.name]
     search.warm_start()
-    _, params, weights = search.ask()          # the first proposal: the priors and the default weights
-    assert params == space_mod.prior_params(spec) and weights == defaults
+    first = search.ask()                       # the first proposal: the priors and the default weights
+    assert first.params == space_mod.prior_params(spec) and first.weights == defaults
+    assert first.ticket == (study, study.trials[0]._trial_id)
     for _ in range(5):
-        _, params, weights = search.ask()      # then both vary, each within its bounds
+        p = search.ask()                       # then both vary, each within its bounds
+        params, weights = p.params, p.weights
         assert set(weights) == set(terms) and set(params) == {p.name for p in spec.params}
         assert all(float(terms[k]["low"]) <= weights[k] <= float(terms[k]["high"]) for k in terms)
-    assert len({tuple(sorted(search.ask()[2].items())) for _ in range(3)}) == 3
+    assert len({tuple(sorted(search.ask().weights.items())) for _ in range(3)}) == 3
 
 
 def test_joint_mode_is_refused_with_grid_and_an_unknown_objective_is_one_line():

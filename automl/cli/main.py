@@ -22,10 +22,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="staged search: HP trials and reward-weight generations")
-    p.add_argument("--mode", default="stage",
-                   help="stage (default: HP phases and reward generations in turn) | joint (one search over HPs "
-                        "and reward weights together) | hp | reward | pbt (population-based training: members "
-                        "train together and copy better ones)")
+    from automl.run.modes import help_text
+
+    p.add_argument("--mode", default="stage", help=help_text())
     p.add_argument("--budget-hours", type=float, default=1.0, help="wall-clock budget in hours")
     p.add_argument("--hp-trials", type=int, default=None, help="HP trials per HP phase (default 8)")
     p.add_argument("--max-trials", type=int, default=None, help="cap on all HP trials")

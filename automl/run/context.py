@@ -15,11 +15,10 @@ from automl.run.runconfig import RunConfig
 from automl.run.scheduler import ConfigRun, Scheduler, config_state
 from automl.core.record import Kind, State
 from automl.core.scoring import score as score_seeds
-from automl.search.hp import HPSearch
-from automl.search.joint import JointSearch
-from automl.search.reward import RewardSearch, make_reward_sampler
+from automl.search.owner import Outcome
+from automl.search.reward import make_reward_sampler
 from automl.run.setup import (Inputs, Plan, check_resume, fingerprint, make_plan, nominal_calibration,
-                          resolve_inputs, resolve_defaults, stage_list)
+                          resolve_inputs, resolve_defaults)
 from automl.run.state import StateStore, state_dict
 from automl.core.values import is_finite_number
 
@@ -48,6 +47,7 @@ class RunContext:
     def __init__(self, cfg: RunConfig, inputs: Inputs, store: StateStore, old: dict | None,
                  fp: dict, *, clock=time.time, executor_factory=None):
         self.cfg, self.inputs, self.store, self.old, self.fp = cfg, inputs, store, old, fp
+        self.mode = cfg.run_mode  # what --mode declares: plan, search owners, phases (automl.run.modes)
         elapsed = float(((old or {}).get("budget") or {}).get("elapsed_s", 0.0))
         self.budget = Budget(cfg.budget_hours, elapsed_before_s=elapsed, clock=clock)
         self.plan: Plan = make_plan(cfg, inputs, self.budget, nominal_calibration(cfg, inputs))
@@ -71,6 +71,8 @@ class RunContext:
         self.driver_s = 0.0  # time spent in the driver's own bookkeeping (ask/tell, state writes)
         self.lease: Lease | None = None  # one live driver per run (automl.run.lease)
         self.record = None
+        self.searches: dict = {}  # Kind -> SearchOwner, as the mode opens them
+        self._url: str | None = None
         self._beat = 0.0
 
     # ---- start / stop -------------------------------------------------------------------
@@ -84,7 +86,7 @@ class RunContext:
         self.store.run_dir.mkdir(parents=True, exist_ok=True)
         self.lease = Lease(cfg.run_dir, cfg.storage)
         self.lease.acquire()
-        url = studies.storage_url(cfg.run_dir, cfg.storage)
+        url = self._url = studies.storage_url(cfg.run_dir, cfg.storage)
         pruner = make_pruner(cfg.pruner_name, min_resource=1, reduction_factor=3)
         self.record = studies.open_study(url, self.study_name(studies.RECORD), pruner=pruner,
                                          sampler=optuna.samplers.RandomSampler(seed=inputs.base_seed))
@@ -92,23 +94,11 @@ class RunContext:
                 and self.record.user_attrs.get("fingerprint") not in (None, self.fp):
             raise AutoMLError(f"--storage: study {self.record.study_name!r} already holds trials of another run "
                               f"(allowed: a run directory with a new name, whose studies are named after it)")
-        mo = pareto.sampler_options(cfg)  # --metrics: directions; --constraint: constraints_func
-        self.hp_study = self._sampler_study(url, self.study_name(studies.HP_SAMPLER))
-        self.searches = {Kind.HP: HPSearch(self.hp_study, inputs.spec, space_path=inputs.space_path,
-                                           method=cfg.search_method)}
-        if cfg.mode == "joint":
-            self.searches[Kind.JOINT] = JointSearch(self._sampler_study(url, self.study_name(studies.JOINT_SAMPLER)), inputs.spec,
-                                                    inputs.terms, inputs.default_weights)
+        self.searches = self.mode.search_owners(self)
         self.executor = (self._executor_factory or (lambda n: make_executor(
             cfg.executor, n_jobs=n, **({"address": cfg.ray_address} if cfg.executor == "ray" else {}))))(cfg.n_jobs)
         self.throughput = Throughput(steps_per_s=self.plan.steps_per_s)
         self._restore_or_calibrate()
-        self.reward_study = None
-        if inputs.terms:
-            self.reward_study = studies.open_study(url, self.study_name(studies.REWARD_SAMPLER), sampler=make_reward_sampler(
-                inputs.terms, seed=inputs.base_seed, population=self.plan.population, multi="directions" in mo,
-                constraints_func=mo.get("constraints_func")), directions=mo.get("directions"))
-            self.searches["reward"] = RewardSearch(self.reward_study, inputs.terms, inputs.default_weights)
         self.batched = cfg.batches_seeds(cuda=trainers.on_cuda(cfg.device))
         self.scheduler = Scheduler(self.executor, self.budget, self.throughput, n_jobs=cfg.n_jobs,
                                    job_fn=trainers.job_fn(cfg.trainer), job_kwargs=self._job_kwargs,
@@ -118,7 +108,7 @@ class RunContext:
                                    timeout_s=self._timeout_s, objective=cfg.objective, risk=cfg.risk)
         self._resume = resume.reattach(self)
         if self.old is None:
-            self.searches[Kind.JOINT if cfg.mode == "joint" else Kind.HP].warm_start()
+            self.searches[self.mode.baseline_owner].warm_start()
         self.record.set_user_attr("fingerprint", self.fp)
         self.store.event("resume" if self.old else "start", command=cfg.command, plan=self.plan.to_dict())
         self.write_state("running")
@@ -128,21 +118,30 @@ class RunContext:
         name in a shared --storage, so that several runs can share one database."""
         return f"{self.store.run_dir.resolve().name}:{name}" if studies.is_shared(self.cfg.storage) else name
 
-    def _sampler_study(self, url: str, name: str) -> optuna.Study:
-        """A sampler study of the run's --search-method. A resumed session continues the sampler's
-        random stream instead of repeating the first session's proposals (grid and QMC keep their
-        place from the trials themselves)."""
+    def sampler_study(self, name: str) -> optuna.Study:
+        """The sampler study ``name`` (e.g. studies.HP_SAMPLER) of the run's --search-method. A resumed
+        session continues the sampler's random stream instead of repeating the first session's proposals
+        (grid and QMC keep their place from the trials themselves)."""
         from automl.search.strategies import make_sampler
 
         method, seed, spec = self.cfg.search_method, self.inputs.base_seed, self.inputs.spec
-        mo = pareto.sampler_options(self.cfg)
+        mo = pareto.sampler_options(self.cfg)  # --metrics: directions; --constraint: constraints_func
         cfunc = mo.get("constraints_func")
-        study = studies.open_study(url, name, sampler=make_sampler(method, seed=seed, spec=spec, constraints_func=cfunc),
-                                   directions=mo.get("directions"))
+        study = studies.open_study(self._url, self.study_name(name), directions=mo.get("directions"),
+                                   sampler=make_sampler(method, seed=seed, spec=spec, constraints_func=cfunc))
         asked = len(study.get_trials(deepcopy=False))
         if asked and method not in ("grid", "qmc"):
             study.sampler = make_sampler(method, seed=seed + asked, spec=spec, constraints_func=cfunc)
         return study
+
+    def reward_study(self) -> optuna.Study:
+        """The reward search's study: CMA-ES over the weights with the plan's population (NSGA-II with
+        --metrics or --constraint)."""
+        inputs, mo = self.inputs, pareto.sampler_options(self.cfg)
+        sampler = make_reward_sampler(inputs.terms, seed=inputs.base_seed, population=self.plan.population,
+                                      multi="directions" in mo, constraints_func=mo.get("constraints_func"))
+        return studies.open_study(self._url, self.study_name(studies.REWARD_SAMPLER), sampler=sampler,
+                                  directions=mo.get("directions"))
 
     def _restore_or_calibrate(self) -> None:
         """The run's plan, made once: the one recorded by an earlier session of this run, else one
@@ -154,7 +153,7 @@ class RunContext:
         if self.view is not None:
             self.view.message(f"calibrating: {self.cfg.n_jobs} short jobs of the prior config")
         cal = calibrate(self.cfg, self.inputs, self.executor, self.budget, self.store)
-        if self.cfg.mode != "pbt":  # pbt fits its training length to the budget (automl.run.pbt.plan_steps)
+        if self.mode.checks_minimum_budget:
             check_minimum_budget(self.cfg, self.inputs, self.budget, cal)
         self._use_plan(make_plan(self.cfg, self.inputs, self.budget, cal))
         self.store.event("planned", plan=self.plan.to_dict())
@@ -311,11 +310,12 @@ class RunContext:
         if c.sampler is not None:
             # Samplers learn that a failed config is bad: it is told as the worst value.
             told, violations = pareto.told(self.cfg, score if state in State.SCORED else None)
-            self.searches[c.kind].tell(c.sampler, told, State.PRUNED if state == State.PRUNED else State.COMPLETE,
-                                       violations)
-        if c.kind in (Kind.REWARD, Kind.JOINT) and state == State.COMPLETE:
-            alarm = RewardSearch.alarm(entry.to_dict(), incumbent and incumbent.to_dict(),
-                                       [e.to_dict() for e in self.records.tuned()])
+            self.searches[c.kind].tell(Outcome(c.sampler, told, State.PRUNED if state == State.PRUNED
+                                               else State.COMPLETE, violations))
+        owner = self.searches.get(c.kind)
+        if owner is not None and state == State.COMPLETE:
+            alarm = owner.alarm(entry.to_dict(), incumbent and incumbent.to_dict(),
+                                [e.to_dict() for e in self.records.tuned()])
             if alarm:
                 self.records.add_alarm(alarm)
         if c.batched and not self.cfg.keep_checkpoints and state in State.SCORED:
@@ -370,7 +370,6 @@ class RunContext:
 
     def planned_configs(self) -> int:
         """Tuning configs the stages ask for, or more once the last phase was extended."""
-        planned = sum(q for _, _, q in stage_list(self.plan, self.cfg.mode, self.cfg.max_trials,
-                                                  bool(self.inputs.terms)))
+        planned = sum(s.quota for s in self.mode.stages(self.plan, self.cfg, bool(self.inputs.terms)))
         started = sum(1 for e in self.records.entries.values() if e.tuning and e.state != State.REJECTED)
         return max(planned, started)

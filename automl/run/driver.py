@@ -1,9 +1,9 @@
 """The driver: a run is a sequence of phases under one budget.
 
-    plan → (HP phase → reward phase) × cycles → held-out
+    plan → (HP phase → reward phase) × cycles → held-out → test   (--mode stage; each mode lists its own)
 
-``automl.run.phases`` holds the phases (each asks its search owner, submits seed jobs through the
-scheduler and tells the results); ``automl.run.context.RunContext`` holds the run they share (budget,
+``automl.run.modes`` says which phases a mode runs; ``automl.run.phases`` holds the phases (each asks
+its search owner, submits seed jobs through the scheduler and tells the results); ``automl.run.context.RunContext`` holds the run they share (budget,
 records, studies, scheduler, state file). The driver starts the run, runs the phases in order, and
 always closes it: the state file is written and the workers stop, also on errors and interrupts.
 """
@@ -13,9 +13,7 @@ import signal
 
 from automl.run.context import RunContext, prepare
 from automl.core.errors import AutoMLError
-from automl.run.phases import phases
 from automl.run.runconfig import RunConfig
-from automl.run.setup import plan_text
 
 
 class Interrupted(Exception):
@@ -26,7 +24,7 @@ def main(cfg: RunConfig) -> int:
     """`automl run`: prepare, run the phases, exit 0 when the run ends by its plan or its budget."""
     ctx = prepare(cfg)
     if cfg.dry_run:
-        print(plan_text(ctx))
+        print(ctx.mode.plan_text(ctx))
         return 0
     from automl.run.live import LiveView
 
@@ -44,7 +42,7 @@ def run(ctx: RunContext) -> int:
     status = "failed"
     try:
         ctx.start()
-        for phase in phases(ctx):
+        for phase in ctx.mode.phases(ctx):
             if phase.tuning and ctx.tuning_over():
                 continue  # the budget or the search ended tuning: on to the held-out phase
             phase.run(ctx)

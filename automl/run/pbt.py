@@ -31,6 +31,7 @@ from automl.core.config import to_ppo_setup
 from automl.core.names import ALIASES
 from automl.exec.jobs import Done, Job
 from automl.run import heldout, testseeds
+from automl.run.modes.pbt import settings
 from automl.search import pbt as rules_mod
 from automl.search import space as space_mod
 from automl.train import torch_pbt
@@ -79,7 +80,7 @@ def new_population(ctx) -> dict:
                         "params": params, "reward_weights": weights,
                         "history": [{"from_step": 0, "params": params, "reward_weights": weights}]})
     total, ready_steps = plan_steps(ctx)
-    return {"settings": {**cfg.pbt_settings(), "ready_steps": ready_steps, "total_steps": total,
+    return {"settings": {**settings(cfg), "ready_steps": ready_steps, "total_steps": total,
                          "groups": n_groups, "k_std": rules(cfg).k_std, "z_se": rules(cfg).z_se},
             "members": members, "ready": [], "pending_copies": {}, "done": False, "winner": None,
             "bookkeeping_s": 0.0, "wall_s": 0.0}
@@ -117,24 +118,6 @@ def plan_steps(ctx) -> tuple[int, int]:
     ready = max(r, -(-ready // r) * r)
     total = max(ready, (total // ready) * ready)
     return total, ready
-
-
-def plan_text(ctx) -> str:
-    """The --dry-run summary of a pbt run (training length from the nominal speed; the run measures it)."""
-    cfg, inputs = ctx.cfg, ctx.inputs
-    total, ready = plan_steps(ctx)
-    names = [p.name for p in searched_specs(inputs.spec)] + [f"reward.{k}" for k in searched_terms(inputs.terms)]
-    return "\n".join([
-        f"env: {cfg.env}   space: {inputs.space_path} ({inputs.spec.search_space_id})",
-        f"mode: pbt   population: {cfg.population} in {groups(cfg)} group(s)   "
-        f"quantile: {cfg.quantile}   perturb: {','.join(map(str, cfg.perturb))}   resample_p: {cfg.resample_p}",
-        f"searched while training: {', '.join(names) or 'nothing (the space searches no such value)'}",
-        f"member seeds: {inputs.base_seed}..{inputs.base_seed + cfg.population - 1}   test seeds: {inputs.test_seeds}",
-        f"steps per member: {total}{' (--trial-steps)' if cfg.trial_steps else ' (fitted to the budget after every ready point)'}"
-        f", ready every {ready} ({total // ready} ready points)",
-        f"then: the winner's schedule and the baseline replayed on the test seeds",
-        f"budget: {cfg.budget_hours * 60:.1f} min   run dir: {ctx.store.run_dir}",
-    ])
 
 
 def replan_total(ctx, pop: dict) -> None:

@@ -1,36 +1,38 @@
-"""The phases of a run, in the order the driver runs them under one budget.
+"""The phases of a run, in the order the run's mode lists them (``automl.run.modes``) under one budget.
 
-A tuning phase keeps the workers busy with configs its search owner proposes until its quota is
-trained or tuning is over: the HP phase (one per cycle) asks the HP search and keeps the incumbent's
-reward weights, the reward phase asks the reward search and keeps the incumbent's HPs, and the joint
-phase (``--mode joint``, one) asks the joint search for both at once. The held-out phase re-trains
-the best configs on held-out seeds and picks the winner; the test phase re-trains the winner and the
-baseline on test seeds, the score that selected nothing. A new search mode is a new phase class with
-the same ``run(ctx)``.
+A tuning phase keeps the workers busy with configs its search owner (``automl.search.owner.SearchOwner``)
+proposes until its quota is trained or tuning is over; what a proposal leaves open (the HP search's reward
+weights, the reward search's HPs) is the incumbent's. The held-out phase re-trains the best configs on
+held-out seeds and picks the winner; the test phase re-trains the winner and the baseline on test seeds,
+the score that selected nothing. A new search mode declares its phases in its mode module; a phase with
+new behaviour is a new class with the same ``run(ctx)``.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
-from automl.run import heldout, testseeds
-from automl.run.pbt import PBTPhase, ReplayPhase
-from automl.run.scheduler import ConfigRun
-from automl.run.setup import stage_list
 from automl.core.record import Kind, State
+from automl.run import heldout, testseeds
+from automl.run.scheduler import ConfigRun
+from automl.search.hp import rejection
+from automl.search.owner import Outcome, SearchOwner
 
 MAX_REJECTS = 200  # constraint-rejected proposals in a row before the space counts as exhausted
 
 
 @dataclass
 class TuningPhase:
-    """Train ``quota`` configs of one kind and cycle; the run's last tuning phase may go on past its
-    quota when the budget shortened the trials (``ctx.plan.shrunk``): the time left goes to more configs."""
+    """Train ``quota`` configs of one kind and cycle, proposed by ``owner``; the run's last tuning phase may
+    go on past its quota when the budget shortened the trials (``ctx.plan.shrunk``) or, when
+    ``extends_when_pruned``, a pruner saves time: the time left goes to more configs."""
 
-    kind: str
+    kind: Kind
     cycle: int
     quota: int
+    owner: SearchOwner
     last: bool = False
+    extends_when_pruned: bool = False
     tuning = True
 
     def run(self, ctx) -> None:
@@ -61,34 +63,30 @@ class TuningPhase:
     def may_extend(self, ctx) -> bool:
         """Whether this phase may go past its quota: only the last tuning phase, only when the budget
         made the trials shorter than the space's default length (so more configs of the same length,
-        never longer ones) or it is a pruned joint phase, and not with --max-trials."""
+        never longer ones) or its mode extends a pruned phase, and not with --max-trials."""
         if not self.last or ctx.cfg.max_trials or ctx.tuning_over():
             return False
-        # a joint phase with a pruner is multi-fidelity search: the time pruning saves goes to more configs
-        return ctx.plan.shrunk or (self.kind == Kind.JOINT and ctx.cfg.pruner_name != "none")
+        # a pruned search is multi-fidelity search: the time pruning saves goes to more configs
+        return ctx.plan.shrunk or (self.extends_when_pruned and ctx.cfg.pruner_name != "none")
 
     def propose(self, ctx) -> ConfigRun | None:
         """The next config, recorded and ready to train; constraint-rejected proposals are recorded
         and told FAIL; None when the search has nothing left."""
         t0 = time.perf_counter()
         try:
-            hp = ctx.searches[Kind.HP]
             for _ in range(MAX_REJECTS):
-                if self.kind == Kind.HP:
-                    got = hp.ask(ctx.records.grid_cursor())
-                    if got is None:
-                        return None
-                    (ticket, params), weights = got, dict(ctx.records.best_weights())
-                elif self.kind == Kind.JOINT:
-                    ticket, params, weights = ctx.searches[Kind.JOINT].ask()
-                else:
-                    (ticket, weights), params = ctx.searches[Kind.REWARD].ask(), dict(ctx.records.best_params())
-                reason = hp.rejection(params)
+                proposal = self.owner.ask()
+                if proposal is None:
+                    return None
+                params = proposal.params if proposal.params is not None else ctx.records.best_params()
+                weights = proposal.weights if proposal.weights is not None else ctx.records.best_weights()
+                params, weights = dict(params), dict(weights)
+                reason = rejection(ctx.inputs.spec, params, ctx.inputs.space_path)
                 if reason:
-                    ctx.searches[self.kind].tell(ticket, None, State.REJECTED)
+                    self.owner.tell(Outcome(proposal.ticket, None, State.REJECTED))
                     ctx.records.rejected(self.kind, self.cycle, params, weights, reason)
                     continue
-                return ctx.records.new_config(self.kind, self.cycle, params, weights, ticket,
+                return ctx.records.new_config(self.kind, self.cycle, params, weights, proposal.ticket,
                                               ctx.inputs.tuning_seeds, ctx.plan.trial_steps)
             return None
         finally:
@@ -105,14 +103,3 @@ class RecheckPhase:
 
     def run(self, ctx) -> None:
         {Kind.HELDOUT: heldout.run, Kind.TEST: testseeds.run}[self.kind](ctx)
-
-
-def phases(ctx) -> list:
-    """The run's phases in order: per cycle an HP phase then a reward phase (or one joint phase, as --mode
-    says), then held-out, then test."""
-    if ctx.cfg.mode == "pbt":
-        return [PBTPhase(), ReplayPhase()]
-    stages = stage_list(ctx.plan, ctx.cfg.mode, ctx.cfg.max_trials, Kind.REWARD in ctx.searches)
-    out: list = [TuningPhase(kind, cycle, quota, last=i == len(stages) - 1)
-                 for i, (kind, cycle, quota) in enumerate(stages)]
-    return out + [RecheckPhase(Kind.HELDOUT), RecheckPhase(Kind.TEST)]

@@ -9,15 +9,17 @@ from dataclasses import asdict, dataclass, field
 from automl.core.errors import AutoMLError
 from automl.core.names import DEFAULT_RISK, OBJECTIVES, PRUNERS, SEARCH_METHODS, default_pruner_for
 
-MODES = ("stage", "joint", "hp", "reward", "pbt")
 # Optuna prunes single-objective studies only (its RFC #3450): with --metrics the pruner reads the task's
 # metric at each evaluation, so it prunes only when that is the first objective
 PRUNED_METRICS = ("episode_reward_mean", "success_rate")
-JOINT_PRUNER = "hyperband"  # --mode joint without --pruner: BOHB-style (the sampler plus Hyperband over evaluations)
 TRAINERS = ("auto", "sb3", "torch")  # auto: torch on the batched tasks, sb3 for gymnasium ids
 SEED_AXIS_TRAINERS = ("torch",)  # trainers that train all seeds of a config as one job (automl.run.trainers)
 SEED_BATCHING = ("auto", "on", "off")
 EXECUTORS = ("local", "ray")
+# Seeds: tuning --seed+0.., held-out --seed+1000.., test --seed+2000.. (so --seeds is at most 1000: three
+# disjoint sets; a run directory's seeds follow from its flags, the same on every resume)
+HELDOUT_OFFSET = 1000
+TEST_OFFSET = 2000
 FINGERPRINT_DEFAULTS = {"trainer": "sb3", "objective": "mean", "risk": DEFAULT_RISK, "pbt": None, "metrics": None,
                         "constraints": []}  # what runs recorded before a key existed used
 
@@ -26,7 +28,7 @@ FINGERPRINT_DEFAULTS = {"trainer": "sb3", "objective": "mean", "risk": DEFAULT_R
 class RunConfig:
     """One staged search: what to tune, on which env, within which budget, written where."""
 
-    mode: str = "stage"
+    mode: str = "stage"           # a name of automl.run.modes.MODES (the object: run_mode)
     budget_hours: float = 1.0
     hp_trials: int = 8
     max_trials: int | None = None
@@ -71,7 +73,7 @@ class RunConfig:
     command: str = ""
 
     def __post_init__(self):
-        _check_choice("--mode", self.mode, MODES)
+        self.run_mode  # noqa: B018 (an unknown --mode is refused first)
         _check_choice("--search-method", self.search_method, SEARCH_METHODS)
         _check_choice("--trainer", self.trainer, TRAINERS)
         _check_choice("--seed-batching", self.seed_batching, SEED_BATCHING)
@@ -110,15 +112,13 @@ class RunConfig:
                 _check_positive(flag, value)
         if self.timeout_per_trial is not None:
             _check_positive("--timeout-per-trial", self.timeout_per_trial, allow_float=True)
-        if self.mode == "hp" and self.hp_trials == 0 and not self.max_trials:
-            raise AutoMLError("--hp-trials: must be >= 1 with --mode hp")
-        if self.mode == "reward" and self.reward_generations == 0:
-            raise AutoMLError("--reward-generations: must be >= 1 with --mode reward")
+        if self.seeds > HELDOUT_OFFSET:
+            raise AutoMLError(f"--seeds: {self.seeds} (allowed: 1..{HELDOUT_OFFSET}: the held-out seeds start at "
+                              f"--seed+{HELDOUT_OFFSET} and the test seeds at --seed+{TEST_OFFSET}, and the three sets "
+                              "must not overlap)")
         self._check_pbt()
         self._check_selection()
-        if self.mode == "joint" and self.search_method == "grid":
-            raise AutoMLError("--search-method: grid cannot enumerate the continuous reward weights of --mode joint "
-                              "(allowed: random, bayesian, tpe, cmaes, qmc, hyperband)")
+        self.run_mode.check(self)
 
     def _check_pbt(self) -> None:
         if isinstance(self.perturb, str):
@@ -129,8 +129,6 @@ class RunConfig:
                                   "(allowed: factors > 0, e.g. 0.8,1.2)") from None
         object.__setattr__(self, "perturb", tuple(float(x) for x in self.perturb))
         _check_positive("--population", self.population)
-        if self.mode == "pbt" and self.population < 2:
-            raise AutoMLError(f"--population: {self.population} (allowed: >= 2 with --mode pbt)")
         if self.ready_steps is not None:
             _check_positive("--ready-steps", self.ready_steps)
         from automl.search.pbt import PBTRules  # the rules' own bounds, as flags
@@ -149,8 +147,11 @@ class RunConfig:
         sel = selection(self.metrics, self.constraints, self.pick)
         if sel is None:
             return
-        if self.mode == "pbt":
-            raise AutoMLError("--metrics/--constraint: not with --mode pbt (allowed: stage, joint, hp, reward)")
+        if not self.run_mode.allows_selection:
+            from automl.run.modes import MODES
+
+            allowed = ", ".join(name for name, m in MODES.items() if m.allows_selection)
+            raise AutoMLError(f"--metrics/--constraint: not with --mode {self.mode} (allowed: {allowed})")
         if sel.objectives and self.search_method not in MULTI_OBJECTIVE_METHODS:
             raise AutoMLError(f"--search-method: {self.search_method} optimises one objective "
                               f"(allowed with --metrics: {', '.join(MULTI_OBJECTIVE_METHODS)})")
@@ -160,6 +161,13 @@ class RunConfig:
                               f"or --pruner none)")
 
     @functools.cached_property
+    def run_mode(self):
+        """The ``--mode`` object (automl.run.modes): its checks, plan, search owners and phases."""
+        from automl.run.modes import mode_named
+
+        return mode_named(self.mode)
+
+    @functools.cached_property
     def selection(self):
         """The run's objectives, constraints and pick rule (automl.core.objectives.Selection), or None
         (parsed once: the ranking asks for it at every finished config)."""
@@ -167,22 +175,15 @@ class RunConfig:
 
         return selection(self.metrics, self.constraints, self.pick)
 
-    def pbt_settings(self) -> dict | None:
-        """The population's settings (--mode pbt), part of the fingerprint; None for the other modes."""
-        if self.mode != "pbt":
-            return None
-        return {"population": self.population, "ready_steps": self.ready_steps, "quantile": float(self.quantile),
-                "perturb": [float(f) for f in self.perturb], "resample_p": float(self.resample_p)}
-
     @property
     def pruner_name(self) -> str:
-        """The pruner in force: --pruner, else hyperband for the hyperband method and for --mode joint,
-        else none."""
+        """The pruner in force: --pruner, else the mode's (hyperband for --mode joint), else the search
+        method's (hyperband for the hyperband method), else none."""
         if self.selection is not None and self.selection.objectives \
                 and self.selection.objectives[0].name not in PRUNED_METRICS:
             return "none"  # intermediate values are the task's metric: nothing to prune the first objective on
-        if self.mode == "joint" and self.pruner is None:
-            return JOINT_PRUNER
+        if self.pruner is None and self.run_mode.default_pruner:
+            return self.run_mode.default_pruner
         return default_pruner_for(self.search_method, self.pruner)
 
     def batches_seeds(self, cuda: bool) -> bool:
@@ -193,11 +194,14 @@ class RunConfig:
 
     def fingerprint(self) -> dict:
         """What must match for a re-run to resume this run (budget and trial counts may change)."""
-        return {"env": self.env, "mode": self.mode, "space": self.space, "preset": self.preset,
-                "rewards": self.rewards, "search_method": self.search_method,
-                "seeds": self.seeds, "seed": self.seed, "trainer": self.trainer, "objective": self.objective,
-                "risk": float(self.risk), "pbt": self.pbt_settings(), "metrics": self.metrics,
-                "constraints": list(self.constraints)}
+        # "pbt": every fingerprint has held the key since --mode pbt came (a study's recorded one is compared whole)
+        fp = {"env": self.env, "mode": self.mode, "space": self.space, "preset": self.preset,
+              "rewards": self.rewards, "search_method": self.search_method,
+              "seeds": self.seeds, "seed": self.seed, "trainer": self.trainer, "objective": self.objective,
+              "risk": float(self.risk), "pbt": None, "metrics": self.metrics,
+              "constraints": list(self.constraints)}
+        fp.update(self.run_mode.fingerprint_settings(self))
+        return fp
 
     def to_dict(self) -> dict:
         """Plain mapping for the state file."""

@@ -12,7 +12,7 @@ from automl.run.budget import (MAX_EVAL_SHARE, MAX_RESERVE_FRACTION, MIN_STEP_FR
                            Throughput, heldout_reserve_s, plan_evaluation, plan_trial_steps, whole_rollouts)
 from automl.core.config import SpaceSpec, to_ppo_setup
 from automl.core.errors import AutoMLError
-from automl.run.runconfig import FINGERPRINT_DEFAULTS, RunConfig, default_trainer
+from automl.run.runconfig import FINGERPRINT_DEFAULTS, HELDOUT_OFFSET, TEST_OFFSET, RunConfig, default_trainer
 from automl.run.state import StateStore
 from automl.search.reward import default_population
 
@@ -21,8 +21,6 @@ NOMINAL_STEPS_PER_S = {"cartpole": 40_000.0, "navigation": 25_000.0}
 DEFAULT_TRIAL_STEPS = 100_000
 PLANNED_EVALS = 8  # evaluations per seed job at most: eval_every = steps // evals
 DEFAULT_EVAL_EPISODES = 32  # episodes per evaluation at most (fewer when evaluation is dear)
-HELDOUT_OFFSET = 1000
-TEST_OFFSET = 2000  # test seeds: a third disjoint set, for the score that selected nothing
 TEST_CONFIGS = 2    # the held-out winner and the baseline re-trained on the test seeds
 NOMINAL_EVAL_S_PER_EPISODE_STEP = 2e-4  # before anything was measured: ~0.2 ms per eval step
 
@@ -157,7 +155,7 @@ def _reward_terms(cfg: RunConfig, is_task: bool) -> tuple[dict, str]:
     if is_task:
         rc = envs.reward_config(cfg.env)
         return dict(rc["terms"]), rc.get("true_metric", "reference_return")
-    if cfg.mode in ("stage", "joint", "reward"):
+    if cfg.run_mode.needs_reward_terms:
         raise AutoMLError(f"--rewards: env {cfg.env!r} has no reward-terms file; give --rewards "
                           "FILE (terms reported in info) or use --mode hp")
     return {}, "reference_return"
@@ -291,25 +289,14 @@ def _rollout(inputs: Inputs) -> int:
 
 
 def _quotas(cfg: RunConfig, inputs: Inputs, population: int | None = None) -> tuple[int, int, int, int]:
-    """(cycles, HP trials per phase, reward population, tuning seed jobs) as the mode says. Joint mode
-    trains as many configs as stage mode would (HP trials and reward generations), in one search."""
-    cycles = cfg.reward_generations if cfg.mode in ("stage", "joint") else (
-        1 if cfg.mode == "hp" else cfg.reward_generations)
-    hp_trials = cfg.hp_trials  # a preset's hp_trials was merged in by the CLI
-    if cfg.mode in ("stage", "joint") and cycles == 0:
-        cycles = 1
+    """(cycles, HP trials per phase, reward population, tuning seed jobs) as the mode says
+    (``automl.run.modes``: its cycles and its tuning configs)."""
     n_weights = sum(1 for t in inputs.terms.values() if t["low"] < t["high"])
     if population is None:
         population = cfg.reward_population or default_population(n_weights)
-    hp_configs = 0 if cfg.mode == "reward" else hp_trials * cycles
-    if cfg.max_trials:
-        hp_configs = min(hp_configs, cfg.max_trials)
-    rw_configs = 0 if (cfg.mode == "hp" or not inputs.terms) else population * cycles
-    configs = hp_configs + rw_configs
-    if cfg.mode == "joint":
-        configs = hp_trials * cycles + rw_configs
-        configs = min(configs, cfg.max_trials) if cfg.max_trials else configs
-    return cycles, hp_trials, population, configs * cfg.seeds
+    mode = cfg.run_mode
+    configs = mode.tuning_configs(cfg, bool(inputs.terms), population)
+    return mode.cycles(cfg), cfg.hp_trials, population, configs * cfg.seeds
 
 
 def _eval_plan(cfg: RunConfig, inputs: Inputs, cal: Calibration, steps: int, episodes: int):
@@ -349,33 +336,11 @@ def minimum_budget_s(cfg: RunConfig, inputs: Inputs, cal: Calibration) -> tuple[
     return 3 * waves * tp.seconds_for(floor), floor
 
 
-def stage_list(plan: Plan, mode: str, max_trials: int | None, has_terms: bool) -> list:
-    """(kind, cycle, quota) in order: per cycle an HP phase, then a reward phase, as the mode says;
-    joint mode: one joint phase of as many configs as stage mode's phases together."""
-    out, hp_left = [], max_trials or 10**9
-    if mode == "joint":
-        quota = plan.cycles * (plan.hp_trials + (plan.population if has_terms else 0))
-        return [("joint", 1, min(quota, hp_left))] if quota else []
-    for cycle in range(1, plan.cycles + 1):
-        if mode in ("stage", "hp"):
-            quota = min(plan.hp_trials, hp_left)
-            hp_left -= quota
-            if quota > 0:
-                out.append(("hp", cycle, quota))
-        if mode in ("stage", "reward") and has_terms:
-            out.append(("reward", cycle, plan.population))
-    return out
-
-
-def plan_text(ctx) -> str:
-    """The --dry-run summary: stages, configs, steps per trial, estimated time."""
+def plan_text(ctx, stages: list) -> str:
+    """The --dry-run summary of a staged run: its tuning ``stages`` (automl.run.modes.Stage), configs, steps
+    per trial, estimated time."""
     p, cfg = ctx.plan, ctx.cfg
-    if cfg.mode == "pbt":
-        from automl.run.pbt import plan_text as pbt_plan
-
-        return pbt_plan(ctx)
-    stages = [f"{k}#{c} ({q} configs)" for k, c, q in
-              stage_list(p, cfg.mode, cfg.max_trials, bool(ctx.inputs.terms))]
+    stages = [f"{k}#{c} ({q} configs)" for k, c, q in stages]
     est_s = p.seed_jobs * (p.startup_s + p.trial_steps / p.steps_per_s) / cfg.n_jobs + p.reserve_s
     return "\n".join([
         f"env: {cfg.env}   space: {ctx.inputs.space_path} ({ctx.inputs.spec.search_space_id})",

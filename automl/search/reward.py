@@ -1,44 +1,57 @@
 """The reward search: CMA-ES over the reward weights (the "automl-reward" sampler study), and the
 reward-hacking alarm that watches what it finds.
 
-A proposal is (ticket, weights): the default weights with the searched terms (``low < high``)
-suggested as ``reward.<term>``. The objective is always the task's true metric, so a generation
+A proposal carries the weights (the default weights with the searched terms, ``low < high``,
+suggested as ``reward.<term>``); its HPs are left to the phase (the incumbent's). The objective is always the task's true metric, so a generation
 that inflates its own shaped return without improving the true metric raises an alarm.
 """
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Mapping
+from functools import cached_property
+from typing import Callable, Mapping
 
 import optuna
 from optuna.distributions import FloatDistribution
 
 from automl.search import studies
+from automl.search.owner import Outcome, Proposal
 from automl.core.values import is_finite_number
 
 HACKING_MARGIN = 0.10  # shaped return +10% while the true metric is -10% vs the incumbent
-Ticket = tuple  # (sampler study, trial id)
 
 
 class RewardSearch:
-    """Proposes reward weights; learns from the true-metric scores it is told; checks for hacking."""
+    """Proposes reward weights; learns from the true-metric scores it is told; checks for hacking
+    (a ``SearchOwner``)."""
 
-    def __init__(self, study: optuna.Study, terms: Mapping[str, Mapping], default_weights: Mapping[str, float]):
-        self.study, self.terms, self.default_weights = study, terms, dict(default_weights)
+    def __init__(self, study: optuna.Study | Callable[[], optuna.Study], terms: Mapping[str, Mapping],
+                 default_weights: Mapping[str, float]):
+        """``study``: the sampler study, or a callable that opens it on first use (its CMA-ES population
+        is the plan's, known once calibration has run)."""
+        self._study, self.terms, self.default_weights = study, terms, dict(default_weights)
 
-    def ask(self) -> tuple[Ticket, dict]:
+    @cached_property
+    def study(self) -> optuna.Study:
+        """The sampler study (opened now if it was given as a callable)."""
+        return self._study if isinstance(self._study, optuna.Study) else self._study()
+
+    def warm_start(self) -> None:
+        """CMA-ES starts at the default weights already (its ``x0``): nothing to enqueue."""
+
+    def ask(self) -> Proposal:
         """The next weights: the defaults with every searched term suggested by CMA-ES."""
         trial = self.study.ask()
         weights = dict(self.default_weights)
         for name, dist in weight_distributions(self.terms).items():
             weights[name.split(".", 1)[1]] = trial.suggest_float(name, dist.low, dist.high)
-        return (self.study, trial._trial_id), weights
+        return Proposal((self.study, trial._trial_id), weights=weights)
 
     @staticmethod
-    def tell(ticket: Ticket, value, state: str, violations: list[float] | None = None) -> None:
+    def tell(outcome: Outcome) -> None:
         """The outcome: complete/failed with its value, pruned, rejected."""
-        studies.tell_sampler(ticket[0], ticket[1], value, state, violations)
+        studies.tell_outcome(outcome)
 
     @staticmethod
     def alarm(candidate: dict, incumbent: dict | None, tuned: list[dict]) -> dict | None:

@@ -218,6 +218,12 @@ def tell_sampler(study: optuna.Study, trial_id: int, value, state: str, violatio
         study.tell(trial, list(values) if isinstance(value, (list, tuple)) else value)
 
 
+def tell_outcome(outcome) -> None:
+    """Tell a search owner's sampler study how a proposal ended (an ``automl.search.owner.Outcome``)."""
+    study, trial_id = outcome.ticket
+    tell_sampler(study, trial_id, outcome.value, outcome.state, outcome.violations)
+
+
 VIOLATIONS = "violations"
 
 

@@ -1,0 +1,134 @@
+"""What every run mode declares, with the defaults of the staged modes (stage, hp, reward).
+
+A mode is one object: its flags' checks (``check``), its plan (``cycles``, ``tuning_configs``,
+``stages``, ``plan_text``), its search owners (``search_owners``) and its phases (``phases``). The
+driver, the plan and the live view ask the run's mode (``RunConfig.run_mode``) and never compare its
+name. Flag checks run when a RunConfig is built, before torch or Optuna are loaded, so a mode module
+imports its phases and search owners inside the methods that build them.
+"""
+from __future__ import annotations
+
+from typing import ClassVar, NamedTuple
+
+from automl.core.errors import AutoMLError
+from automl.core.record import Kind
+
+
+class Stage(NamedTuple):
+    """One tuning phase of the plan: ``quota`` configs of ``kind`` in ``cycle``."""
+
+    kind: Kind
+    cycle: int
+    quota: int
+
+
+class Mode:
+    """A run mode. The class attributes are its declarations; the methods its answers.
+
+    :param name: the ``--mode`` value (also the state file's fingerprint)
+    :param summary: what ``automl --help`` says about it ('' for nothing)
+    :param hp_phases: a cycle has an HP phase (the HP search; the incumbent's reward weights)
+    :param reward_phases: a cycle has a reward phase (the reward search; the incumbent's HPs), when the
+        env has reward terms
+    :param needs_reward_terms: a gymnasium id without ``--rewards`` is refused
+    :param allows_selection: ``--metrics`` and ``--constraint`` are accepted
+    :param checks_minimum_budget: calibration refuses a budget too small for one config and its re-check
+    :param default_pruner: the pruner without ``--pruner`` (None: the search method's)
+    :param baseline_owner: the search owner whose first proposal of a new run is the baseline
+    :param extends_when_pruned: the last tuning phase goes on past its quota when a pruner saves time
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    hp_phases: ClassVar[bool] = True
+    reward_phases: ClassVar[bool] = True
+    needs_reward_terms: ClassVar[bool] = True
+    allows_selection: ClassVar[bool] = True
+    checks_minimum_budget: ClassVar[bool] = True
+    default_pruner: ClassVar[str | None] = None
+    baseline_owner: ClassVar[Kind] = Kind.HP
+    extends_when_pruned: ClassVar[bool] = False
+
+    def __repr__(self) -> str:
+        return f"<mode {self.name}>"
+
+    # ---- flags -------------------------------------------------------------------------------
+    def check(self, cfg) -> None:
+        """Refuse flags this mode cannot run with (one line naming the flag and the allowed values)."""
+
+    def fingerprint_settings(self, cfg) -> dict:
+        """The mode's own settings that a resumed run must match (keys of the state file's fingerprint)."""
+        return {}
+
+    # ---- plan --------------------------------------------------------------------------------
+    def cycles(self, cfg) -> int:
+        """HP-then-reward cycles: --reward-generations, at least one."""
+        return max(1, cfg.reward_generations)
+
+    def tuning_configs(self, cfg, has_terms: bool, population: int) -> int:
+        """Tuning configs the plan sizes trials for (each trains --seeds seed jobs)."""
+        cycles = self.cycles(cfg)
+        hp = cfg.hp_trials * cycles if self.hp_phases else 0
+        if cfg.max_trials:
+            hp = min(hp, cfg.max_trials)
+        reward = population * cycles if self.reward_phases and has_terms else 0
+        return hp + reward
+
+    def stages(self, plan, cfg, has_terms: bool) -> list[Stage]:
+        """The tuning phases in order: per cycle an HP phase, then a reward phase (as declared);
+        --max-trials caps the HP configs of all cycles together."""
+        out, hp_left = [], cfg.max_trials or 10**9
+        for cycle in range(1, plan.cycles + 1):
+            if self.hp_phases:
+                quota = min(plan.hp_trials, hp_left)
+                hp_left -= quota
+                if quota > 0:
+                    out.append(Stage(Kind.HP, cycle, quota))
+            if self.reward_phases and has_terms:
+                out.append(Stage(Kind.REWARD, cycle, plan.population))
+        return out
+
+    def plan_text(self, ctx) -> str:
+        """The --dry-run summary."""
+        from automl.run.setup import plan_text
+
+        return plan_text(ctx, self.stages(ctx.plan, ctx.cfg, bool(ctx.inputs.terms)))
+
+    # ---- run ---------------------------------------------------------------------------------
+    def search_owners(self, ctx) -> dict:
+        """The run's search owners by the kind of config they propose (``automl.search.owner.SearchOwner``)."""
+        return {Kind.HP: hp_owner(ctx), **reward_owner(ctx)}
+
+    def phases(self, ctx) -> list:
+        """The run's phases in order: the tuning phases of ``stages``, then held-out, then test."""
+        from automl.run.phases import RecheckPhase, TuningPhase
+
+        stages = self.stages(ctx.plan, ctx.cfg, bool(ctx.inputs.terms))
+        tuning = [TuningPhase(s.kind, s.cycle, s.quota, owner=ctx.searches[s.kind], last=i == len(stages) - 1,
+                              extends_when_pruned=self.extends_when_pruned) for i, s in enumerate(stages)]
+        return [*tuning, RecheckPhase(Kind.HELDOUT), RecheckPhase(Kind.TEST)]
+
+
+def hp_owner(ctx):
+    """The HP search over the run's --search-method sampler study (the grid walks on from the HP configs
+    already proposed)."""
+    from automl.search import studies
+    from automl.search.hp import HPSearch
+
+    return HPSearch(ctx.sampler_study(studies.HP_SAMPLER), ctx.inputs.spec, space_path=ctx.inputs.space_path,
+                    method=ctx.cfg.search_method, proposed=ctx.records.grid_cursor)
+
+
+def reward_owner(ctx) -> dict:
+    """{Kind.REWARD: the reward search} when the env has reward terms, else {}."""
+    if not ctx.inputs.terms:
+        return {}
+    from automl.search.reward import RewardSearch
+
+    # the study opens on first use: its CMA-ES population is the plan's, made once calibration has run
+    return {Kind.REWARD: RewardSearch(ctx.reward_study, ctx.inputs.terms, ctx.inputs.default_weights)}
+
+
+def refuse(flag: str, text: str) -> None:
+    """Raise the one-line error of a flag this mode cannot run with."""
+    raise AutoMLError(f"{flag}: {text}")
