@@ -164,3 +164,17 @@ def test_tty_live_panel_messages_and_final_frame(state):
     assert "automl · navigation · complete" in text                 # last frame stays on screen
     assert text.rstrip().endswith("n=2")                            # summary after the panel
     assert "automl complete | 41s of 2m06s | best config_001" in text
+
+
+def test_a_joint_run_counts_its_finished_configs_and_names_their_phase(state):
+    """--mode joint: its configs are tuning configs (the panel once counted 0 of them, issue 26)."""
+    for e in state["trials"]:
+        if e["kind"] == "hp":
+            e["kind"] = "joint"
+    state["stage"] = {"index": 1, "kind": "joint", "cycle": 1}
+    text = _text(render(state, running_jobs=2, planned_configs=8))
+    assert "3/8 done (1 pruned), 1 rejected" in text and "joint · cycle 1 · stage 1" in text
+    view, out = _started_view(state, tty=False)
+    view.config_done(state["trials"][0])
+    assert out.getvalue().splitlines() == [
+        "[   41s/2m06s] joint#1 config_000 complete  mean 0.500 [0.400, 0.600] n=2 | best config_001 0.701"]

@@ -1,4 +1,4 @@
-"""What `automl --mode stage` shows while it runs: a live panel on a terminal, plain lines otherwise.
+"""What `automl run` shows while it runs: a live panel on a terminal, plain lines otherwise.
 
 On a TTY a rich Live panel (budget bar, phase, configs done, seed jobs running, best so far,
 last alarms, stop reason) is redrawn twice a second; its clock ticks between state updates.
@@ -17,7 +17,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-TUNING_KINDS = ("hp", "reward")
+from automl.core.record import Kind
+
+TUNING_KINDS = Kind.TUNING  # every kind but the re-checks (held-out, test): joint configs count too
 NOT_DONE = ("rejected", "running")
 MAX_ALARMS = 3
 
