@@ -37,6 +37,7 @@ def test_reward_is_the_weighted_sum_of_terms(task):
     gen = torch.Generator().manual_seed(0)
     sums = torch.zeros(len(cfg), 256, dtype=torch.float64)
     shaped = torch.zeros(256, dtype=torch.float64)
+    ended = 0
     for _ in range(60):
         _, reward, terminated, truncated, info = env.step(_random_actions(env, gen))
         terms = env.terms.double()
@@ -45,11 +46,14 @@ def test_reward_is_the_weighted_sum_of_terms(task):
         sums += terms
         shaped += reward.double()
         done = terminated | truncated
+        ended += int(done.sum())
         for i, k in enumerate(env.reward_terms):  # per-term episode sums at episode end
             torch.testing.assert_close(info["terms"][k][done].double(), sums[i][done], rtol=1e-4, atol=1e-3)
         torch.testing.assert_close(info["episode_return"][done].double(), shaped[done], rtol=1e-4, atol=1e-3)
         sums[:, done] = 0
         shaped[done] = 0
+    # the end-of-episode sums above were compared on this many episodes (seeds 1 and 0, CPU): not on none
+    assert ended == {"cartpole": 628, "navigation": 9}[task]
 
 
 def test_true_return_uses_reference_weights():
@@ -57,11 +61,14 @@ def test_true_return_uses_reference_weights():
     ref = envs.reward_config("navigation")["terms"]
     env.reset()
     gen = torch.Generator().manual_seed(1)
+    ended = 0
     for _ in range(300):
         _, _, terminated, truncated, info = env.step(_random_actions(env, gen))
         done = terminated | truncated
+        ended += int(done.sum())
         expected = sum(ref[k]["reference"] * info["terms"][k][done].double() for k in env.reward_terms)
         torch.testing.assert_close(info["true_return"][done].double(), expected, rtol=1e-4, atol=1e-3)
+    assert ended == 70  # episodes whose true return was checked (seeds 2 and 1, CPU)
 
 
 @pytest.mark.parametrize("task", envs.TASKS)
