@@ -88,12 +88,27 @@ def test_other_command_is_refused_then_fresh_starts_over(tmp_path):
     (["--seeds", "0"], "--seeds: must be > 0"),
     (["--space", "/nonexistent/space.yaml"], "/nonexistent/space.yaml"),
     (["--budget-hours", "abc"], "--budget-hours: invalid float value"),
+    # more than 1000 tuning seeds would reach the held-out seeds (--seed+1000..) and those the test seeds
+    (["--seeds", "1001"], "--seeds: 1001 (allowed: 1..1000: the held-out seeds start at --seed+1000"),
+    (["--mode", "pbt", "--population", "2001"], "--population: 2001 (allowed: 2..2000 with --mode pbt"),
 ])
 def test_bad_run_flags_are_one_line(tmp_path, args, needle):
     r = automl("--run-dir", str(tmp_path / "r"), "--dry-run", *args)
     assert r.returncode == 2
     assert needle in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_three_seed_sets_are_disjoint_up_to_the_most_seeds_allowed():
+    from automl.run.runconfig import RunConfig
+    from automl.run.setup import resolve_inputs
+
+    inputs = resolve_inputs(RunConfig(env="cartpole", space=TINY, seeds=1000, seed=7))
+    assert inputs.tuning_seeds == list(range(7, 1007)) and inputs.heldout_seeds == list(range(1007, 2007))
+    assert inputs.test_seeds == list(range(2007, 3007))  # the offsets of every earlier run: its seeds stay
+    small = resolve_inputs(RunConfig(env="cartpole", space=TINY, seeds=3, seed=0))
+    assert (small.tuning_seeds, small.heldout_seeds, small.test_seeds) == ([0, 1, 2], [1000, 1001, 1002],
+                                                                          [2000, 2001, 2002])
 
 
 def test_corrupt_state_file_is_refused_and_kept(tmp_path):
