@@ -19,7 +19,7 @@ from automl.search import pbt as rules_mod
 from automl.core.config import ParamSpec
 from automl.train import checkpoint, torch_state
 from automl.train.torch_pbt import copy_member, copy_member_from, member_values, train_segment
-from automl.train.torch_ppo import MEMBER_PARAMS, Args, Run, advantages, check_finite, collect, update
+from automl.train.torch_ppo import MEMBER_PARAMS, Args, SeedBatch, advantages, check_finite, collect, update
 from automl.train.torch_train import train_seeds_torch
 
 ARGS = Args(n_steps=16, num_envs=8, batch_size=64, n_epochs=2, learning_rate=1e-3, normalize=True)
@@ -28,7 +28,7 @@ PARAMS = {"num_envs": 8, "rollouts": 16, "mini_batches": 2, "learning_epochs": 2
 
 
 def _run(seeds, values=None, weights=None, rollouts=2):
-    run = Run(ARGS, "cartpole", seeds, eval_episodes=4, device=torch.device("cpu"), reward_weights=None)
+    run = SeedBatch(ARGS, "cartpole", seeds, eval_episodes=4, device=torch.device("cpu"), reward_weights=None)
     run.reset()
     for s, v in (values or {}).items():
         run.set_values(s, v, (weights or {}).get(s))
@@ -111,8 +111,19 @@ def test_a_segment_resumes_from_its_saved_group_state_bit_for_bit(tmp_path):
     assert whole["steps"] == 2048
     # a copy at the ready point: member 1 takes member 0's state, then trains with its own values
     copied = train_segment(**kw, state_dir=str(tmp_path / "a"), ready=1, to_step=2048, copies={1: (0, 0)})
-    assert copied["members"][1]["value"] != whole["members"][1]["value"] or \
-        copied["members"][1]["eval"] != whole["members"][1]["eval"]
+    # known answer: the same as training from a saved state in which member 1's learned state (weights,
+    # Adam moments and step; PARAMS has no normalisers) was overwritten by member 0's; its own env stream
+    # and values stay; member 0 trains exactly as without the copy
+    saved = checkpoint.load(os.path.join(tmp_path, "a", "r0001", "g0.pt"))
+    st = saved["state"]
+    moments = [*st["adam"]["exp_avg"], *st["adam"]["exp_avg_sq"], st["adam"]["steps"]]
+    assert st["norm"] is None
+    for t in [*st["params"].values(), *moments]:
+        t[1] = t[0]
+    checkpoint.save(os.path.join(tmp_path, "c", "r0001", "g0.pt"), saved["header"], st)
+    by_hand = train_segment(**kw, state_dir=str(tmp_path / "c"), ready=1, to_step=2048)
+    assert copied["members"] == by_hand["members"] and copied["steps"] == by_hand["steps"] == 2048
+    assert copied["members"][0] == whole["members"][0] and copied["members"][1] != whole["members"][1]
 
 
 def test_replaying_a_schedule_is_deterministic_on_cpu_and_the_schedule_matters():
@@ -123,7 +134,8 @@ def test_replaying_a_schedule_is_deterministic_on_cpu_and_the_schedule_matters()
     one = train_seeds_torch(PARAMS, schedule=sched, **kw)
     two = train_seeds_torch(PARAMS, schedule=sched, **kw)
     plain = train_seeds_torch(PARAMS, **kw)
-    assert [r.to_dict() for r in one] != [] and [r.episode_reward_mean for r in one] == [r.episode_reward_mean for r in two]
+    assert [(r.seed, r.state, r.steps) for r in one] == [(7, "complete", 2048), (8, "complete", 2048)]
+    assert [r.episode_reward_mean for r in one] == [r.episode_reward_mean for r in two]
     assert [(r.evals, r.shaped_return, r.terms) for r in one] == [(r.evals, r.shaped_return, r.terms) for r in two]
     assert [r.evals[0] for r in one] == [r.evals[0] for r in plain]        # the same until the change
     # after it: other weights (the shaped return counts pole_angle) and other training
@@ -223,11 +235,11 @@ GYM_PARAMS = {"num_envs": 2, "rollouts": 64, "mini_batches": 2, "learning_epochs
 
 
 def test_sb3_a_copy_goes_through_the_checkpoint_files_and_the_explored_values_survive_the_restore(tmp_path):
-    from automl.train.sb3_pbt import _take, set_values, train_member
+    from automl.train.sb3_pbt import train_member
     from automl.train import sb3_state
-    from automl.train.evaluation import TrialCallback
+    from automl.train.sb3_state import set_values, take as _take
+    from automl.train.sb3_train import build_run
     from automl.train.torch_pbt import group_path
-    from automl.train.training import _build_run, _to_setup
 
     d = str(tmp_path)
     kw = dict(env="CartPole-v1", state_dir=d, ready=0, to_step=256, total_steps=1024, eval_episodes=2, device="cpu")
@@ -236,10 +248,9 @@ def test_sb3_a_copy_goes_through_the_checkpoint_files_and_the_explored_values_su
         assert out["steps"] == 256 and out["members"][0]["value"] > 0 and out["members"][0]["se"] is not None
     src = checkpoint.load(group_path(d, 1, 0))["state"]
     # what train_member does at a ready point: restore its own file, take the source's, then set the values
-    raw, train_env, _, _, model = _build_run(_to_setup(GYM_PARAMS), "CartPole-v1", seed=1, eval_episodes=2, device="cpu",
-                                             reward_weights=None, tb_dir=None)
-    cb = TrialCallback(lambda *a: None, eval_every=256, deadline=None)
-    sb3_state.restore(model, raw, train_env, cb, checkpoint.load(group_path(d, 1, 1))["state"], seed=1, total=1025)
+    run = build_run(GYM_PARAMS, "CartPole-v1", seed=1, eval_episodes=2, device="cpu")
+    raw, train_env, model = run.raw_env, run.train_env, run.model
+    sb3_state.restore(model, raw, train_env, checkpoint.load(group_path(d, 1, 1))["state"], seed=1, total=1025)
     _take(model, train_env, src)
     assert all(torch.equal(v, src["policy"][k]) for k, v in model.policy.state_dict().items())
     assert model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)   # the source's, from its file
@@ -257,7 +268,7 @@ def test_sb3_a_copy_goes_through_the_checkpoint_files_and_the_explored_values_su
 def test_sb3_replaying_a_schedule_is_deterministic_and_the_schedule_matters():
     sched = [{"from_step": 0, "values": member_values(GYM_PARAMS), "weights": {}},
              {"from_step": 256, "values": {**member_values(GYM_PARAMS), "learning_rate": 5e-3}, "weights": {}}]
-    from automl.train.training import train_seed
+    from automl.train.sb3_train import train_seed
 
     kw = dict(env="CartPole-v1", seed=3, total_steps=512, eval_every=256, eval_episodes=4, device="cpu")
     one, two, plain = (train_seed(GYM_PARAMS, schedule=s, **kw) for s in (sched, sched, None))
