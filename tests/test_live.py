@@ -178,3 +178,55 @@ def test_a_joint_run_counts_its_finished_configs_and_names_their_phase(state):
     view.config_done(state["trials"][0])
     assert out.getvalue().splitlines() == [
         "[   41s/2m06s] joint#1 config_000 complete  mean 0.500 [0.400, 0.600] n=2 | best config_001 0.701"]
+
+
+def _pbt_state(status="running", winner=None):
+    """A --mode pbt state: 4 members, 2 of 9 ready points (every 2048 steps), member 3 failed at the second
+    one, member 2 copied member 1 there (a gap beyond the noise); member 1 leads."""
+    ready = [{"index": 1, "steps": 2048, "scores": [0.5, 0.6, 0.2, 0.4], "copies": [], "failed": {}},
+             {"index": 2, "steps": 4096, "scores": [0.55, 0.701, 0.3, None],
+              "copies": [{"dst": 2, "src": 1, "gap": 0.401, "noise": 0.05}], "failed": {3: "nan loss"}}]
+    return {"version": 1, "status": status, "env": "navigation", "best": None, "trials": [],
+            "budget": {"hours": 0.035, "elapsed_s": 41.0, "remaining_s": 85.0},
+            "stage": {"index": 1, "kind": "pbt", "cycle": 0},
+            "pbt": {"settings": {"population": 4, "ready_steps": 2048, "total_steps": 18432},
+                    "ready": ready, "winner": winner}}
+
+
+def test_pbt_prints_one_line_per_ready_point_and_a_summary_with_its_best_member():
+    """--mode pbt piped to a file printed nothing between calibration and the replay, and its summary said
+    'no config finished' (issue 26 defect 7)."""
+    state = _pbt_state()
+    view, out = _started_view(state, tty=False)
+    first = copy.deepcopy(state["pbt"])
+    first["ready"] = first["ready"][:1]
+    view.pbt_ready(first)
+    view.pbt_ready(state["pbt"], state=state)
+    assert out.getvalue().splitlines() == [
+        "[   41s/2m06s] pbt ready 1/9 step 2048: m0 0.500 m1 0.600 m2 0.200 m3 0.400 | no copy (gaps within noise)"
+        " | best m1 0.600",
+        "[   41s/2m06s] pbt ready 2/9 step 4096: m0 0.550 m1 0.701 m2 0.300 m3 failed | exploit+explore m2<-m1"
+        " | best m1 0.701"]
+    assert summary_line(state) == "automl running | 41s of 2m06s | pbt best m1 0.701 at step 4096"
+    end = _pbt_state("finished", winner=1)
+    end["test"] = [{"config_id": "pbt_m1", "iqm": 0.8, "baseline": False},
+                   {"config_id": "baseline", "iqm": 0.6, "baseline": True}]
+    assert summary_line(end) == ("automl finished | 41s of 2m06s | pbt winner m1 0.701 at step 4096 | "
+                                 "test seeds: pbt_m1 iqm 0.800 vs baseline iqm 0.600")
+    text = _text(render(state, running_jobs=2))
+    assert "ready point 2/9 (step 4096) · 2 jobs running" in text and "pbt best m1 0.701 at step 4096" in text
+    early = _pbt_state()
+    early["pbt"]["ready"] = []
+    assert "no ready point reached" in summary_line(early)
+
+
+def test_pbt_ready_points_print_nothing_on_a_tty_or_when_quiet():
+    state = _pbt_state()
+    tty_view, tty_out = _started_view(state, tty=True)
+    quiet_out = io.StringIO()
+    quiet_view = LiveView(quiet=True, console=Console(file=quiet_out, width=80))
+    for view in (tty_view, quiet_view):
+        view.pbt_ready(state["pbt"], state=state)
+    assert "pbt ready" not in tty_out.getvalue() and "ready point 2/9" in tty_out.getvalue()  # the panel shows it
+    tty_view.close()
+    assert quiet_out.getvalue() == ""

@@ -2,12 +2,13 @@
 
 On a TTY a rich Live panel (budget bar, phase, configs done, seed jobs running, best so far,
 last alarms, stop reason) is redrawn twice a second; its clock ticks between state updates.
-Piped or redirected (logs, CI), one line per finished config, alarm and message is printed,
-never wrapped. Rejected configs print nothing (they were never trained and do not count).
+Piped or redirected (logs, CI), one line per finished config (--mode pbt: per ready point), alarm and
+message is printed, never wrapped. Rejected configs print nothing (they were never trained and do not count).
 `quiet` prints nothing at all. The view only reads the automl_state.yaml dict it is given.
 """
 from __future__ import annotations
 
+import math
 import time
 
 from rich.console import Console
@@ -84,6 +85,68 @@ def _done_counts(state: dict) -> tuple[int, dict, int]:
     return done, other, rejected
 
 
+def _configs_done(state: dict, planned_configs: int | None) -> str:
+    """'3/8 done (1 pruned), 1 rejected'."""
+    done, other, rejected = _done_counts(state)
+    configs = f"{done}/{planned_configs}" if planned_configs else str(done)
+    extra = ", ".join(f"{n} {s}" for s, n in sorted(other.items()))
+    configs += f" done ({extra})" if extra else " done"
+    return configs + (f", {rejected} rejected" if rejected else "")
+
+
+def _ready_progress(pop: dict) -> str:
+    """'ready point 3/9 (step 30720)' of a --mode pbt population."""
+    s, ready = pop.get("settings") or {}, pop.get("ready") or []
+    planned = s["total_steps"] // s["ready_steps"] if s.get("ready_steps") and s.get("total_steps") else None
+    text = f"ready point {len(ready)}/{planned}" if planned else f"ready point {len(ready)}"
+    return text + (f" (step {ready[-1]['steps']})" if ready else "")
+
+
+def _leader(ready: dict) -> int | None:
+    """The member with the best finite value at a ready point (the lowest id on ties)."""
+    ranked = [(v, -i) for i, v in enumerate(ready["scores"]) if v is not None and math.isfinite(v)]
+    return -max(ranked)[1] if ranked else None
+
+
+def pbt_best(state: dict) -> str | None:
+    """'pbt winner m1 0.701 at step 30720' (or 'pbt best ...' while it trains) from the state's ``pbt``
+    section; None before a ready point with a value."""
+    pop = state.get("pbt") or {}
+    if not pop.get("ready"):
+        return None
+    last, winner = pop["ready"][-1], pop.get("winner")
+    member = winner if winner is not None else _leader(last)
+    if member is None:
+        return None
+    return f"pbt {'winner' if winner is not None else 'best'} m{member} {last['scores'][member]:.3f} " \
+           f"at step {last['steps']}"
+
+
+def pbt_ready_line(pop: dict, state: dict | None) -> str:
+    """One line per ready point of --mode pbt: every member's value, the copies (a bottom member takes a
+    top one's state, then explores its values) and the best, e.g.
+    '[ 2m06s/20m00s] pbt ready 3/9 step 30720: m0 0.612 m1 0.701 m2 0.300 | exploit+explore m2<-m1 | best m1 0.701'."""
+    ready = pop["ready"][-1]
+    head = _clock(state)
+    s = pop.get("settings") or {}
+    planned = f"/{s['total_steps'] // s['ready_steps']}" if s.get("ready_steps") and s.get("total_steps") else ""
+    values = " ".join(f"m{i} {'failed' if v is None else f'{v:.3f}'}" for i, v in enumerate(ready["scores"]))
+    copies = ready.get("copies") or []
+    action = ("exploit+explore " + ", ".join(f"m{c['dst']}<-m{c['src']}" for c in copies) if copies
+              else "no copy (gaps within noise)")
+    leader = _leader(ready)
+    best = f" | best m{leader} {ready['scores'][leader]:.3f}" if leader is not None else ""
+    return f"{head}pbt ready {ready['index']}{planned} step {ready['steps']}: {values} | {action}{best}"
+
+
+def _clock(state: dict | None) -> str:
+    """'[   41s/2m06s] ' from the state's budget ('' without one)."""
+    if not (state or {}).get("budget"):
+        return ""
+    elapsed, total, _ = _budget(state)
+    return f"[{fmt_duration(elapsed):>6}/{fmt_duration(total)}] "
+
+
 def render(state: dict | None, *, running_jobs: int = 0, planned_configs: int | None = None,
            tick_s: float = 0.0, width: int = 80) -> Panel:
     """The live panel for one state dict (a renderable; missing keys are shown as unknown)."""
@@ -99,15 +162,13 @@ def render(state: dict | None, *, running_jobs: int = 0, planned_configs: int | 
                 f"{fmt_duration(elapsed)}/{fmt_duration(total)}  {fmt_duration(left)} left")
     grid.add_row("budget", bar)
     grid.add_row("phase", phase_text(state))
-    done, other, rejected = _done_counts(state)
-    configs = f"{done}/{planned_configs}" if planned_configs else str(done)
-    extra = ", ".join(f"{n} {s}" for s, n in sorted(other.items()))
-    configs += f" done ({extra})" if extra else " done"
-    if rejected:
-        configs += f", {rejected} rejected"
-    grid.add_row("configs", f"{configs} · {running_jobs} seed jobs running")
+    if state.get("pbt"):
+        grid.add_row("members", f"{_ready_progress(state['pbt'])} · {running_jobs} jobs running")
+    else:
+        grid.add_row("configs", f"{_configs_done(state, planned_configs)} · {running_jobs} seed jobs running")
     best = state.get("best")
-    grid.add_row("best", f"{best.get('config_id')}  {fmt_score(best.get('score'))}" if best else "none yet")
+    grid.add_row("best", f"{best.get('config_id')}  {fmt_score(best.get('score'))}" if best
+                 else pbt_best(state) or "none yet")
     alarms = state.get("alarms") or []
     for i, a in enumerate(alarms[-MAX_ALARMS:]):
         label = "alarms" if i == 0 else ""
@@ -134,9 +195,13 @@ def summary_line(state: dict | None) -> str:
     parts = [f"automl {state.get('status', 'stopped')}"]
     elapsed, total, _ = _budget(state)
     parts.append(f"{fmt_duration(elapsed)} of {fmt_duration(total)}")
-    best = state.get("best")
-    parts.append(f"best {best.get('config_id')} {fmt_score(best.get('score'))}" if best
-                 else "no config finished")
+    best, pbt = state.get("best"), pbt_best(state)
+    if best:
+        parts.append(f"best {best.get('config_id')} {fmt_score(best.get('score'))}")
+    elif pbt:
+        parts.append(pbt)
+    else:
+        parts.append("no ready point reached" if state.get("pbt") else "no config finished")
     held = state.get("heldout") or []
     if held:
         win = held[0]
@@ -206,6 +271,15 @@ class LiveView:
             return
         self._print(config_line(entry, self._snap[0]))
 
+    def pbt_ready(self, pop: dict, *, state: dict | None = None) -> None:
+        """One line per ready point of --mode pbt (non-TTY); on a TTY only the panel changes."""
+        if state is not None:
+            _, jobs, planned, _ = self._snap
+            self.update(state, running_jobs=jobs, planned_configs=planned)
+        if self.quiet or self.tty or not pop.get("ready"):
+            return
+        self._print(pbt_ready_line(pop, self._snap[0]))
+
     def alarm(self, alarm: dict) -> None:
         """'ALARM reward_hacking config_031: ...' (printed above the panel on a TTY too)."""
         if not self.quiet:
@@ -236,10 +310,7 @@ class LiveView:
 def config_line(entry: dict, state: dict | None) -> str:
     """'[  41s/2m06s] hp#1 config_003 complete  mean 0.612 [0.550, 0.670] n=2 | best config_001 0.701'."""
     state = state or {}
-    head = ""
-    if state.get("budget"):
-        elapsed, total, _ = _budget(state)
-        head = f"[{fmt_duration(elapsed):>6}/{fmt_duration(total)}] "
+    head = _clock(state)
     kind, cycle = entry.get("kind", "?"), entry.get("cycle")
     phase = f"{kind}#{cycle}" if kind in TUNING_KINDS and cycle else str(kind)
     result = fmt_score(entry.get("score")) or "no score"

@@ -295,7 +295,9 @@ def _ready_point(ctx, pop: dict, steps: int, results: list[dict]) -> None:
     pop["wall_s"] = round(pop["wall_s"] + wall, 2)
     t1 = time.perf_counter()
     ctx.store.event("pbt_ready", index=index, steps=steps, scores=pop["ready"][-1]["scores"], copies=copies)
-    ctx.write_state("running")
+    st = ctx.write_state("running")
+    if ctx.view is not None:
+        ctx.view.pbt_ready(pop, state=st)  # one line per ready point, as the other modes print per config
     pop["bookkeeping_s"] = round(pop["bookkeeping_s"] + decide_s + copy_s + time.perf_counter() - t1, 4)
     if not ctx.cfg.keep_checkpoints:  # the states before this ready point (a killed run may have left several)
         for old in (ctx.store.run_dir / "checkpoints" / "pbt").glob("r*"):
