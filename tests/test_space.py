@@ -4,8 +4,10 @@ import importlib.util
 import textwrap
 from pathlib import Path
 
+import gymnasium
 import optuna
 import pytest
+import stable_baselines3
 
 from automl.search import space
 from automl.core.config import ALIASES, SB3_DEFAULTS, load_space, parse_space, to_ppo_setup
@@ -121,15 +123,21 @@ def test_default_space_path(task, file):
     assert path.name == file and path.parent == Path(__file__).resolve().parents[1] / "configs" / "spaces"
 
 
-@pytest.mark.parametrize("name", ["cartpole", "ppo_default", "navigation"])
+# the shipped spaces at their priors: (searchable count, num_envs, rollouts, mini_batches, learning_rate)
+SHIPPED = {"cartpole": (9, 64, 32, 4, 1e-3), "ppo_default": (10, 8, 256, 8, 3e-4), "navigation": (8, 512, 32, 8, 3e-4)}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_default_spaces_are_valid(name):
     path = space.CONFIGS_DIR / "spaces" / f"{name}.yaml"
-    if not path.exists():
-        pytest.skip(f"{path.name} not written yet (owned by envs)")
     spec = load_space(path)
-    assert len(spec.params) >= 4
-    assert not space.violated_constraints(spec, space.prior_params(spec))
-    to_ppo_setup(space.merged(spec, space.prior_params(spec)), path=str(path))
+    count, num_envs, rollouts, mini_batches, lr = SHIPPED[name]
+    priors = space.prior_params(spec)
+    assert len(spec.params) == count and set(priors) == set(spec.names)
+    assert not space.violated_constraints(spec, priors)
+    setup = to_ppo_setup(space.merged(spec, priors), path=str(path))
+    assert (setup.num_envs, setup.ppo_kwargs["n_steps"], setup.ppo_kwargs["learning_rate"]) == (num_envs, rollouts, lr)
+    assert setup.ppo_kwargs["batch_size"] == num_envs * rollouts // mini_batches  # the rollout cut in mini_batches
 
 
 def test_to_ppo_setup_defaults_are_sb3_defaults():
@@ -196,12 +204,10 @@ def test_to_ppo_setup_validates_values_and_names():
 
 def test_sb3_accepts_the_converted_kwargs():
     """Known answer from SB3 itself: PPO(...) takes the kwargs and ends up with the derived batch size."""
-    gym = pytest.importorskip("gymnasium")
-    sb3 = pytest.importorskip("stable_baselines3")
     from stable_baselines3.common.env_util import make_vec_env
     setup = to_ppo_setup({"n_steps": 16, "num_envs": 2, "mini_batches": 4, "net_arch": [8, 8], "gamma": 0.9})
-    env = make_vec_env(lambda: gym.make("CartPole-v1"), n_envs=setup.num_envs)
-    model = sb3.PPO("MlpPolicy", env, device="cpu", **setup.ppo_kwargs)
+    env = make_vec_env(lambda: gymnasium.make("CartPole-v1"), n_envs=setup.num_envs)
+    model = stable_baselines3.PPO("MlpPolicy", env, device="cpu", **setup.ppo_kwargs)
     assert (model.batch_size, model.n_steps, model.gamma) == (8, 16, 0.9)
     assert [m.out_features for m in model.policy.mlp_extractor.policy_net if hasattr(m, "out_features")] == [8, 8]
 
