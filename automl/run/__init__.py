@@ -1,7 +1,8 @@
 """The run layer: one search under one wall-clock budget, resumable.
 
-Owns the driver (``driver``: the phases in order), the phases (``phases``: HP, reward, held-out;
-a new search mode is a new phase), the run they share (``context``), the budget and its clock
+Owns the modes (``modes``: one module per --mode, found through one registry: its flag checks, plan,
+search owners and phases; a new search mode is a new module there), the driver (``driver``: the mode's
+phases in order), the phases (``phases``: tuning, held-out, test; ``pbt``: the population), the run they share (``context``), the budget and its clock
 (``budget``), the plan (``setup``, ``calibration``), configs and the incumbent (``records``),
 resume (``resume``), the held-out re-evaluation (``heldout``), seed-job scheduling and pruning
 over seeds (``scheduler``), the state file (``state``, the only writer), the live view (``live``),

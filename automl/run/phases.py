@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from automl.core.record import Kind, State
 from automl.run import heldout, testseeds
@@ -98,8 +99,14 @@ class RecheckPhase:
     """Re-train tuned configs on seeds tuning never saw: ``heldout`` (the top-k and the baseline; picks
     the winner, writes best.yaml) or ``test`` (the winner and the baseline: the score that selected nothing)."""
 
-    kind: str
+    kind: Kind
+    recheck: Callable[..., None]  # heldout.run or testseeds.run
     tuning = False
 
     def run(self, ctx) -> None:
-        {Kind.HELDOUT: heldout.run, Kind.TEST: testseeds.run}[self.kind](ctx)
+        self.recheck(ctx)
+
+
+def rechecks() -> list[RecheckPhase]:
+    """The phases after tuning: held-out, then test."""
+    return [RecheckPhase(Kind.HELDOUT, heldout.run), RecheckPhase(Kind.TEST, testseeds.run)]

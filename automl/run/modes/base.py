@@ -101,12 +101,12 @@ class Mode:
 
     def phases(self, ctx) -> list:
         """The run's phases in order: the tuning phases of ``stages``, then held-out, then test."""
-        from automl.run.phases import RecheckPhase, TuningPhase
+        from automl.run.phases import TuningPhase, rechecks
 
         stages = self.stages(ctx.plan, ctx.cfg, bool(ctx.inputs.terms))
         tuning = [TuningPhase(s.kind, s.cycle, s.quota, owner=ctx.searches[s.kind], last=i == len(stages) - 1,
                               extends_when_pruned=self.extends_when_pruned) for i, s in enumerate(stages)]
-        return [*tuning, RecheckPhase(Kind.HELDOUT), RecheckPhase(Kind.TEST)]
+        return [*tuning, *rechecks()]
 
 
 def hp_owner(ctx):
