@@ -29,8 +29,10 @@ test: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -q --durations=15
 
+# the long learning checks and end-to-end runs (tests/slow and the slow-marked tests); a test may take
+# up to 30 minutes here (the default suite's limit is 10, pyproject's timeout)
 test-slow: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -m slow
+	$(VENV)/bin/python -m pytest -q -m slow --timeout=1800
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/env_throughput.py

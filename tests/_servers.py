@@ -1,9 +1,15 @@
 """Real servers for the scaling-out tests, started on loopback in temp dirs: a PostgreSQL server
 (initdb + pg_ctl) and a local Ray cluster (``ray start --head`` plus one more node as its own process
-group, so the test can kill that node). Each helper says why it cannot run when a tool is missing."""
+group, so the test can kill that node). Each helper says why it cannot run when a tool is missing.
+
+``require(component)`` skips a test whose component (ray, postgresql) is missing, with a reason tagged
+``[missing:<component>]``; under ``CI=true`` (CI installs them all) tests/conftest.py turns every skip
+so tagged into a failure, and ``.ci/run`` refuses a run whose skip summary shows the tag."""
 from __future__ import annotations
 
+import glob
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -20,24 +26,59 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+MISSING = "[missing:{}]"  # the tag of a skip for a missing component (see the module docstring)
+
+
+def pg_bin(tool: str) -> str | None:
+    """A PostgreSQL program: on PATH, else in Debian's /usr/lib/postgresql/<version>/bin (newest first),
+    where `apt-get install postgresql` puts the server binaries without putting them on PATH."""
+    found = shutil.which(tool)
+    if found:
+        return found
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: [int(x) for x in d.split("/")[-2].split(".")
+                                                                         if x.isdigit()], reverse=True)
+    return next((os.path.join(d, tool) for d in dirs if os.access(os.path.join(d, tool), os.X_OK)), None)
+
+
 def pg_missing() -> str | None:
     """Why PostgreSQL cannot be started here (None: it can)."""
-    for tool in ("initdb", "pg_ctl"):
-        if shutil.which(tool) is None:
-            return f"{tool} not found (PostgreSQL server binaries are needed)"
+    tag = MISSING.format("postgresql")
+    for tool in ("initdb", "pg_ctl", "createdb"):
+        if pg_bin(tool) is None:
+            return f"{tag} {tool} not found (PostgreSQL server binaries are needed: apt-get install postgresql)"
+    if os.geteuid() == 0:  # initdb refuses root: the server runs as the postgres user
+        if shutil.which("runuser") is None:
+            return f"{tag} runuser not found (as root the server is started as the postgres user)"
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return f"{tag} no postgres user (as root the server runs as it; apt-get install postgresql adds it)"
     try:
         import psycopg2  # noqa: F401
     except ImportError:
-        return 'psycopg2 not installed (pip install -e ".[postgres]")'
+        return f'{tag} psycopg2 not installed (pip install -e ".[postgres]")'
     return None
 
 
 def ray_missing() -> str | None:
+    """Why a local Ray cluster cannot be started here (None: it can)."""
     try:
         import ray  # noqa: F401
     except ImportError:
-        return 'ray not installed (pip install -e ".[ray]")'
+        return f'{MISSING.format("ray")} ray not installed (pip install -e ".[ray]")'
     return None
+
+
+CHECKS = {"ray": ray_missing, "postgresql": pg_missing}
+
+
+def require(component: str) -> None:
+    """Skip the calling test, with the reason, when `component` (ray, postgresql) is missing here."""
+    why = CHECKS[component]()
+    if why is not None:
+        import pytest
+
+        pytest.skip(why)
 
 
 class Postgres:
@@ -57,8 +98,8 @@ class Postgres:
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "automl", "automl")
         self.url = f"postgresql+psycopg2://automl@127.0.0.1:{self.port}/automl"
 
-    def _run(self, *cmd):
-        subprocess.run([*self._prefix, *cmd], check=True, capture_output=True, text=True, timeout=120)
+    def _run(self, tool, *args):
+        subprocess.run([*self._prefix, pg_bin(tool), *args], check=True, capture_output=True, text=True, timeout=120)
 
     def stop(self):
         try:

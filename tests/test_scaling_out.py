@@ -1,6 +1,7 @@
 """Scaling out, on real servers started here on loopback: a local Ray cluster (head plus one more node)
-and a PostgreSQL server. Skipped with the reason when ray, psycopg2 or the PostgreSQL binaries are
-missing (`.ci/run` installs them)."""
+and a PostgreSQL server. Each test is skipped, with the reason, when a component it uses is missing (Ray
+for the cluster; psycopg2, the PostgreSQL binaries or, as root, runuser and the postgres user for the
+server); `.ci/run` installs them all and fails on such a skip (tests/_servers.py: require)."""
 import json
 import subprocess
 import sys
@@ -11,13 +12,12 @@ import pytest
 import yaml
 
 from _cli import ROOT, TINY, state
-from _servers import Postgres, RayCluster, pg_missing, ray_missing
-
-pytestmark = pytest.mark.skipif(bool(ray_missing() or pg_missing()), reason=str(ray_missing() or pg_missing()))
+from _servers import Postgres, RayCluster, require
 
 
 @pytest.fixture(scope="module")
 def cluster():
+    require("ray")
     c = RayCluster()
     yield c
     c.stop()
@@ -25,6 +25,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def postgres():
+    require("postgresql")
     pg = Postgres()
     yield pg
     pg.stop()
