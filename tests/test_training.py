@@ -163,10 +163,13 @@ def test_linear_schedule_decays_to_zero():
     assert model.lr_schedule(1.0) == pytest.approx(1e-3) and model.lr_schedule(0.25) == pytest.approx(2.5e-4)
 
 
-def test_good_config_solves_batched_cartpole():
-    result = train_seed(GOOD_CARTPOLE, env="cartpole", seed=0, total_steps=300_000, eval_every=20_000, device="cpu")
-    assert result.state == "complete"
-    assert result.episode_reward_mean >= 475, result.evals  # mean of the last 3 evaluations
+def test_good_config_learns_batched_cartpole_in_16k_steps():
+    """A short real learning check (the 300k-step solve on 3 seeds is tests/slow/test_cartpole_learning.py):
+    a random policy holds CartPole ~22 steps; this config (its linear schedule over 16384 steps) holds it 296
+    and 416 steps (seed 0, CPU) after 8192 and 16384 steps of training."""
+    result = train_seed(GOOD_CARTPOLE, env="cartpole", seed=0, total_steps=16384, eval_every=8192, device="cpu")
+    assert result.state == "complete" and [st for st, _ in result.evals] == [8192, 16384]
+    assert result.evals[0][1] >= 200 and result.evals[1][1] >= 300, result.evals
 
 
 def test_reward_weights_change_shaped_return_not_true_metric():
