@@ -17,6 +17,8 @@ from automl.search import space as space_mod, studies
 from automl.search.owner import Outcome, Proposal
 from automl.search.reward import RewardSearch, weight_distributions
 
+STUDY_NAME = "automl-joint"  # its sampler study in the run's storage
+
 
 class JointSearch:
     """Proposes HPs and reward weights together; learns from the scores it is told (a ``SearchOwner``)."""

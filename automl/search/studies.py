@@ -24,7 +24,6 @@ from automl.core.errors import AutoMLError
 RECORD = "automl"
 HP_SAMPLER = "automl-hp"
 REWARD_SAMPLER = "automl-reward"
-JOINT_SAMPLER = "automl-joint"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

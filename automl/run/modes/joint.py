@@ -37,10 +37,9 @@ class JointMode(Mode):
         return [Stage(Kind.JOINT, 1, min(quota, cfg.max_trials or 10**9))] if quota else []
 
     def search_owners(self, ctx) -> dict:
-        from automl.search import studies
-        from automl.search.joint import JointSearch
+        from automl.search.joint import STUDY_NAME, JointSearch
 
-        joint = JointSearch(ctx.sampler_study(studies.JOINT_SAMPLER), ctx.inputs.spec, ctx.inputs.terms,
+        joint = JointSearch(ctx.sampler_study(STUDY_NAME), ctx.inputs.spec, ctx.inputs.terms,
                             ctx.inputs.default_weights)
         return {Kind.HP: hp_owner(ctx), Kind.JOINT: joint, **reward_owner(ctx)}
 
