@@ -21,16 +21,18 @@ from automl.train import torch_ppo as tp
 
 T, N = 16, 8  # rollout steps x envs: M = 128 samples
 M = T * N
+# the torch trainer's batch of seeds (named Run before the automl/train refactor that renames it lands)
+SeedBatch = getattr(tp, "SeedBatch", None) or getattr(tp, "Run")
 HP = dict(learning_rate=3e-3, clip_range=0.2, clip_range_vf=0.1, ent_coef=0.05, vf_coef=0.7, max_grad_norm=0.3)
 
 
-def _torch_run(task: str, batch_size: int) -> tp.SeedBatch:
+def _torch_run(task: str, batch_size: int) -> SeedBatch:
     args = tp.Args(**HP, n_steps=T, batch_size=batch_size, n_epochs=1, num_envs=N,
                    policy_kwargs={"net_arch": [16, 16]})
-    return tp.SeedBatch(args, task, [3], eval_episodes=1, device=torch.device("cpu"), reward_weights=None)
+    return SeedBatch(args, task, [3], eval_episodes=1, device=torch.device("cpu"), reward_weights=None)
 
 
-def _fill_batch(run: tp.SeedBatch) -> None:
+def _fill_batch(run: SeedBatch) -> None:
     """A fixed synthetic batch in the torch run's storage: the current policy's log-probs and values, shifted."""
     gen = torch.Generator().manual_seed(11)
     S, _, _, D, A = run.dims
@@ -65,7 +67,7 @@ def test_the_fixed_batch_exercises_value_clipping():
     assert 0.2 < float(outside) < 0.9
 
 
-def _sb3_model(run: tp.SeedBatch, task: str, batch_size: int) -> PPO:
+def _sb3_model(run: SeedBatch, task: str, batch_size: int) -> PPO:
     model = PPO("MlpPolicy", envs.make_vec(task, N, device="cpu"), n_steps=T, batch_size=batch_size, n_epochs=1,
                 gamma=0.99, gae_lambda=0.95, policy_kwargs=run.policy.sb3_policy_kwargs(), device="cpu", **HP)
     model.policy.load_state_dict(run.policy.sb3_state_dict(0), strict=True)
@@ -73,7 +75,7 @@ def _sb3_model(run: tp.SeedBatch, task: str, batch_size: int) -> PPO:
     return model
 
 
-def _load_sb3_buffer(model: PPO, run: tp.SeedBatch) -> None:
+def _load_sb3_buffer(model: PPO, run: SeedBatch) -> None:
     """SB3's buffer (already flattened) holds the torch rows so that both permutations pick the same rows."""
     torch_perm = _peek_torch_perm(run.perm_gens[0])
     state = np.random.get_state()
