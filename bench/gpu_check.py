@@ -54,7 +54,7 @@ def measure(json_path: Path) -> int:
         from automl.core.config import load_space
         from automl.search.space import default_space_path, prior_params
         from automl.train.torch_train import train_seed_torch
-        from automl.train.training import train_seed
+        from automl.train.sb3_train import train_seed
     except Exception as exc:  # noqa: BLE001 - the table says why nothing was measured
         error = f"import failed: {type(exc).__name__}: {exc}"
         print(f"measure: {error}", flush=True)

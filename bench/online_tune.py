@@ -61,7 +61,7 @@ def heldout_success(arm: str, seed: int, episodes: int) -> float:
 
     import envs
     from automl.train.evaluation import evaluate
-    from automl.train.training import make_env_pair
+    from automl.train.sb3_train import make_env_pair
 
     torch.set_num_threads(1)
     model = PPO.load(str(OUT / arm / "models" / f"seed_{seed}.zip"), device="cpu")

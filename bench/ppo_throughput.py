@@ -3,7 +3,7 @@
 Prints figures and ratios against the DummyVecEnv baseline; never asserts times.
   1. whole-trial env steps/s at identical HPs (rollout 2048 = n_steps x n_envs, batch 256 / 2048,
      4 epochs), split into rollout collection and update time per env step;
-  2. time-limit bootstrap: stock SB3 PPO vs automl.train.ppo_fast.BatchedPPO collection with 1024 envs
+  2. time-limit bootstrap: stock SB3 PPO vs automl.train.sb3_ppo.BatchedPPO collection with 1024 envs
      that hit a (shortened) time limit;
   3. executor: aggregate steps/s of n_jobs 1 vs 2 worker processes;
   4. wall-clock to solve CartPole (eval >= 475) through train_seed, including evaluation.
@@ -28,8 +28,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
 
 import envs  # noqa: E402
 from automl.core.config import PPOSetup  # noqa: E402
-from automl.train.ppo_fast import BatchedPPO  # noqa: E402
-from automl.train.training import run_job, train_seed  # noqa: E402
+from automl.train.sb3_ppo import BatchedPPO  # noqa: E402
+from automl.train.sb3_train import run_job, train_seed  # noqa: E402
 
 ROLLOUT = 2048
 DUMMY_ENVS, BATCHED_ENVS = 8, 256

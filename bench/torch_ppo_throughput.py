@@ -1,7 +1,7 @@
 """Torch-native PPO vs the SB3 path, CPU, one torch thread, navigation with the space's prior config.
 
 Prints env steps/s of training (evaluation off: one evaluation at the end, 4 episodes) for
-  1. automl.train.training.train_seed (SB3 BatchedPPO + TorchVecEnv) vs automl.train.torch_train.train_seed_torch
+  1. automl.train.sb3_train.train_seed (SB3 BatchedPPO + TorchVecEnv) vs automl.train.torch_train.train_seed_torch
      at 256 and 2,048 envs (the prior's num_envs overridden; batch = rollout / mini_batches as the prior);
   2. 3 seeds batched (train_seeds_torch) vs three sequential train_seed_torch runs at 256 envs;
 and the ratios. Each figure is the best of --repeats runs (the machine is shared: +-20% noise).
@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from automl.core.config import load_space  # noqa: E402
 from automl.search.space import default_space_path, prior_params  # noqa: E402
 from automl.train.torch_train import train_seed_torch, train_seeds_torch  # noqa: E402
-from automl.train.training import train_seed  # noqa: E402
+from automl.train.sb3_train import train_seed  # noqa: E402
 
 
 def prior(num_envs: int) -> dict:

@@ -1,6 +1,6 @@
 """Learning parity of the two trainers on navigation: the space's priors, 2M steps, 3 seeds.
 
-The SB3 path (``automl.train.training.train_seed``, one process per seed) against the torch trainer
+The SB3 path (``automl.train.sb3_train.train_seed``, one process per seed) against the torch trainer
 (``automl.train.torch_train.train_seeds_torch``, the 3 seeds as one batched job), each seed evaluated once
 at the end on 1000 eval episodes (deterministic policy). Prints per-seed success, the means, the
 SB3 path's 95% bootstrap CI and whether the torch mean lies inside it (issue 12's target).
@@ -37,7 +37,7 @@ def run(job: tuple[str, tuple[int, ...], int, int]) -> list[dict]:
     kw = dict(env="navigation", total_steps=steps, eval_every=steps, eval_episodes=episodes, device="cpu")
     start = time.perf_counter()
     if trainer == "sb3":
-        from automl.train.training import train_seed
+        from automl.train.sb3_train import train_seed
 
         results = [train_seed(params(), seed=seeds[0], **kw)]
     else:

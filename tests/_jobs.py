@@ -34,10 +34,11 @@ def count(n, channel):
 def until_stopped(channel, max_s=20.0):
     """Report once, then poll the channel until the driver asks to stop."""
     channel.report("started")
-    start = time.monotonic()
+    start, polls = time.monotonic(), 1
     while not channel.stop_requested() and time.monotonic() - start < max_s:
         time.sleep(0.01)
-    return {"stop_reason": channel.stop_reason(), "waited_s": time.monotonic() - start}
+        polls += 1
+    return {"stop_reason": channel.stop_reason(), "waited_s": time.monotonic() - start, "polls": polls}
 
 
 def thread_info(channel):

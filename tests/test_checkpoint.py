@@ -20,7 +20,7 @@ import torch
 import envs
 from automl.train import checkpoint
 from automl.core.config import PPOSetup
-from automl.train.training import run_job, train_seed
+from automl.train.sb3_train import run_job, train_seed
 from _resume import StopAfter, plain
 from automl.exec.workers import LocalChannel
 
@@ -138,7 +138,7 @@ def test_resume_continues_bit_for_bit(tmp_path, config, run, uninterrupted):
     assert first.state == "pruned" and first.steps < run["total_steps"]
     at = checkpoint.steps(path)
     # checkpoint at 1.5 intervals; the one due at 3 intervals is skipped because the stop came first
-    assert at == every * 3 // 2 and first.steps > 3 * every
+    assert at == every * 3 // 2 and first.steps == 3 * every  # the stop takes effect at that boundary
     channel = LocalChannel()
     second = train_seed(config, **run, channel=channel, checkpoint_path=path, checkpoint_every=every * 3 // 2)
     assert second.resumed_from == at and second.checkpoint_note is None
@@ -242,7 +242,7 @@ def test_kill_9_mid_run_resumes_where_the_checkpoint_was(tmp_path):
                checkpoint_path=path, checkpoint_every=4096)
     code = (
         "import json, sys, torch; torch.set_num_threads(1)\n"
-        "from automl.train.training import train_seed\n"
+        "from automl.train.sb3_train import train_seed\n"
         "from automl.exec.workers import LocalChannel\n"
         "channel = LocalChannel()\n"
         f"r = train_seed({config!r}, channel=channel, **{job!r})\n"

@@ -57,7 +57,7 @@ def test_env_action_check_accepts_cuda0_actions_on_a_cuda_env(monkeypatch):
 
 
 def test_resolve_device_is_the_one_normaliser():
-    from automl.train import torch_train, training
+    from automl.train import sb3_train as training, torch_train
 
     # the trainers have no normaliser of their own: they use envs.resolve_device (as str in checkpoint headers)
     assert not hasattr(training, "resolve_device") and not hasattr(torch_train, "resolve_device")

@@ -168,7 +168,7 @@ def test_stop_requested_before_start_is_seen_at_start():
         ex.request_stop("first", "stop")
         results = collect(ex, 2)[1]
         assert results["queued"].value["stop_reason"] == "deadline"
-        assert results["queued"].value["waited_s"] < 1.0
+        assert results["queued"].value["polls"] == 1  # the stop was there when it started: its first look saw it
 
 
 def test_reports_arrive_in_order(ex):
@@ -204,8 +204,8 @@ def test_submit_checks():
         ex.submit(Job("x", _jobs.until_stopped))
         with pytest.raises(ValueError, match="already queued or running"):
             ex.submit(Job("x", _jobs.add))
-        with pytest.raises(Exception):  # a lambda cannot be sent to a worker: fail in the caller
-            ex.submit(Job("y", lambda channel: 1))
+        with pytest.raises(ValueError, match="'y': fn or kwargs cannot be sent to a worker process"):
+            ex.submit(Job("y", lambda channel: 1))  # a lambda cannot be sent to a worker: fail in the caller
         with pytest.raises(ValueError, match="channel"):
             ex.submit(Job("z", _jobs.add, {"a": 1, "b": 2, "channel": None}))
         with pytest.raises(ValueError, match="timeout_s"):
@@ -234,7 +234,7 @@ def test_shutdown_stops_running_jobs_cooperatively():
     pids = ex.worker_pids()
     start = time.monotonic()
     results = {e.result.job_id: e.result for e in ex.shutdown(grace_s=1.0) if isinstance(e, Done)}
-    assert time.monotonic() - start < 4.0
+    assert time.monotonic() - start < 60.0  # a generous ceiling: without the kill it would wait forever
     assert results["coop"].ok and results["coop"].value["stop_reason"] == "shutdown"
     assert results["stubborn"].state == "cancelled" and "shutdown" in results["stubborn"].reason
     assert results["queued"].state == "cancelled"

@@ -1,5 +1,5 @@
-"""The online tuner attached to a real SB3 training run (automl/train/sb3_tune.py): a full-state snapshot,
-a rollback that restores it bit for bit, and the tuner's actions carried out inside learn()."""
+"""The online tuner attached to a real SB3 training run (automl/train/tuning.py in the seed-job loop): a full-state
+snapshot, a rollback that restores it bit for bit, and the tuner's actions carried out while it trains."""
 import json
 import os
 import signal
@@ -15,21 +15,19 @@ from _cli import ROOT, TINY, automl
 
 from automl.core.tune_recipe import Mutation, Recipe
 from automl.search.online import OnlineTuner
-from automl.train.evaluation import TrialCallback, evaluate
-from automl.train.sb3_pbt import set_values
-from automl.train.sb3_tune import TuneCallback, current_values, restore, snapshot
-from automl.train.training import EVAL_SEED_OFFSET, _build_run, _to_setup
+from automl.train import loop
+from automl.train.sb3_train import build_run
+from automl.train.tuning import TuneHook
 
 PARAMS = {"num_envs": 8, "rollouts": 32, "mini_batches": 2, "learning_epochs": 2, "learning_rate": 1e-3}
 
 
-def _build(seed=0, eval_every=256):
-    raw, train_env, eval_env, metric, model = _build_run(_to_setup(PARAMS), "cartpole", seed=seed, eval_episodes=4,
-                                                         device="cpu", reward_weights=None, tb_dir=None)
-    cb = TrialCallback(lambda steps, until: evaluate(model, eval_env, seed=seed + EVAL_SEED_OFFSET, steps=steps,
-                                                     true_metric=metric, deadline=until), eval_every=eval_every,
-                       deadline=None)
-    return raw, train_env, model, cb
+def _build(seed=0, eval_every=256, total=4096):
+    """An SB3 run in the seed-job loop, set up to train (``job.run_until(steps)``), not trained yet."""
+    trainer = build_run(PARAMS, "cartpole", seed=seed, eval_episodes=4, device="cpu")
+    job = loop.SeedJob(trainer, loop.Plan(total, eval_every), None, None, time.time())
+    trainer.begin(total, False)
+    return trainer, job
 
 
 def _same(a, b, path=""):
@@ -51,21 +49,20 @@ def _same(a, b, path=""):
 
 def test_a_rollback_restores_the_whole_training_state_bit_for_bit_and_training_continues_identically():
     torch.set_num_threads(1)
-    raw, train_env, model, cb = _build()
-    model.learn(512, callback=cb)
-    snap = snapshot(model, raw, train_env, cb)
-    set_values(model, raw, train_env, {"learning_rate": 3e-3, "ent_coef": 0.05}, {"pole_angle": -1.0})
-    model.learn(512, callback=cb, reset_num_timesteps=False)           # the mutated segment
-    assert model.num_timesteps == 1024 and current_values(model, raw)["learning_rate"] == pytest.approx(3e-3)
-    restore(model, raw, train_env, cb, snap, seed=0, total=4096)
-    _same(snapshot(model, raw, train_env, cb), snap)                   # every tensor, RNG, env and eval equal
-    assert model.num_timesteps == 512 and current_values(model, raw)["reward.pole_angle"] == 0.0
-    model.learn(256, callback=cb, reset_num_timesteps=False)
+    trainer, job = _build()
+    job.run_until(512)
+    snap = job.snapshot()
+    trainer.set_values({"learning_rate": 3e-3, "ent_coef": 0.05}, {"pole_angle": -1.0})
+    job.run_until(1024)                                                # the mutated segment
+    assert trainer.steps == 1024 and trainer.values()["learning_rate"] == pytest.approx(3e-3)
+    job.restore(snap)
+    _same(job.snapshot(), snap)                                        # every tensor, RNG, env and eval equal
+    assert trainer.steps == 512 and trainer.values()["reward.pole_angle"] == 0.0
+    job.run_until(768)
     # the same run without the mutation
-    raw2, env2, ref, cb2 = _build()
-    ref.learn(512, callback=cb2)
-    ref.learn(256, callback=cb2, reset_num_timesteps=False)
-    for (k, v), (_, w) in zip(model.policy.state_dict().items(), ref.policy.state_dict().items()):
+    ref, ref_job = _build()
+    ref_job.run_until(768)
+    for (k, v), (_, w) in zip(trainer.model.policy.state_dict().items(), ref.model.policy.state_dict().items()):
         assert torch.equal(v, w), k
 
 
@@ -74,14 +71,12 @@ def test_the_tuner_inside_learn_rolls_a_rejected_mutation_back_and_logs_it(tmp_p
     recipe = Recipe(metric="reference_return", mutations=(Mutation("learning_rate", bounds=(2.0, 3.0), cooldown=0),),
                     algorithm="random", epsilon=1e9, horizon=1, max_global_reject_streak=2)   # nothing can pass
     tuner = OnlineTuner(recipe, "active", seed=0)
-    raw, train_env, model, cb = _build(eval_every=256)
-    hook = TuneCallback(tuner, cb, raw, train_env, seed=0, total=4096, log_dir=str(tmp_path))
-    from stable_baselines3.common.callbacks import CallbackList
-
-    model.learn(2048, callback=CallbackList([cb, hook]))
+    trainer, job = _build(eval_every=256)
+    hook = TuneHook({"tuner": tuner, "log_dir": str(tmp_path)}, job)
+    job.run_until(2048, hook=hook)
     kinds = [a["action"] for a in hook.actions]
     assert kinds == ["apply", "rollback", "apply", "rollback"] and tuner.blocked == "2 rejections in a row"
-    assert current_values(model, raw)["learning_rate"] == pytest.approx(1e-3)   # back to the original value
+    assert trainer.values()["learning_rate"] == pytest.approx(1e-3)   # back to the original value
     applied = [json.loads(line) for line in (tmp_path / "tune.mutations.jsonl").read_text().splitlines()]
     judged = [json.loads(line) for line in (tmp_path / "tune.segments.jsonl").read_text().splitlines()]
     judged = [s for s in judged if s["event"] == "segment"]
@@ -252,20 +247,18 @@ def test_a_paired_control_trains_both_branches_and_adopt_restores_the_treatment_
     # every treatment wins: what is checked here is the hook's adopt, not the judgement
     monkeypatch.setattr(online, "judge_segment", lambda *a, **k: online.Judgement(True, 1.0, 1.0, 0.0, 0.0, "won"))
     tuner = OnlineTuner(recipe, "active", seed=0)
-    raw, train_env, model, cb = _build(eval_every=256)
+    trainer, job = _build(eval_every=256)
     seen = {}
 
-    class Checked(TuneCallback):
-        def _restore(self, snap, custom_snaps, env):
-            super()._restore(snap, custom_snaps, env)
+    class Checked(TuneHook):
+        def restore(self, snap, custom_snaps):
+            super().restore(snap, custom_snaps)
             if self.treated is not None and snap is self.treated[0] and not seen:  # the first adopt
-                seen["adopted"] = snapshot(self.model, self.raw_env, self.train_env, self.trial_cb)
+                seen["adopted"] = self.job.snapshot()
                 seen["treated"] = snap
 
-    hook = Checked(tuner, cb, raw, train_env, seed=0, total=4096)
-    from stable_baselines3.common.callbacks import CallbackList
-
-    model.learn(2048, callback=CallbackList([cb, hook]))
+    hook = Checked({"tuner": tuner}, job)
+    job.run_until(2048, hook=hook)
     kinds = [a["action"] for a in hook.actions]
     assert kinds[:4] == ["apply", "control", "adopt", "apply"]
     _same(seen["adopted"], seen["treated"])

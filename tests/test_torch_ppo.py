@@ -17,9 +17,10 @@ import envs
 from automl.train import torch_ppo as tp
 from automl.train import torch_train as tt
 from automl.train.torch_policy import StackedAdam, StackedPolicy, clip_grad_norms_
-from automl.train.torch_rollout import RunningStats
-from automl.train.training import SeedResult, _to_setup
+from automl.train.torch_normalize import RunningStats
+from automl.train.result import SeedResult, to_setup as _to_setup
 from automl.exec.workers import LocalChannel
+from _clock import FakeClock, JumpAtFirstReport
 
 CART = dict(num_envs=16, rollouts=32, mini_batches=4, learning_epochs=4, learning_rate=1e-3, discount_factor=0.98,
             lambda_param=0.8, entropy_loss_scale=0.0, policy_hidden_layer_sizes=[32, 32], grad_norm_clip=0.5)
@@ -32,8 +33,8 @@ def _plain(result: SeedResult) -> dict:
     return {k: v for k, v in result.to_dict().items() if k not in TIMING}
 
 
-def _run(params: dict, env: str, seeds: list[int]) -> tp.Run:
-    run = tp.Run(tp.Args.from_setup(_to_setup(params)), env, seeds, eval_episodes=4, device=torch.device("cpu"),
+def _run(params: dict, env: str, seeds: list[int]) -> tp.SeedBatch:
+    run = tp.SeedBatch(tp.Args.from_setup(_to_setup(params)), env, seeds, eval_episodes=4, device=torch.device("cpu"),
                  reward_weights=None)
     run.reset()
     return run
@@ -217,13 +218,18 @@ def test_channel_gets_the_mean_over_seeds_and_a_stop_prunes():
         [("pruned", "pruned by median pruner", 512, 1)] * 2  # first eval: after one rollout
 
 
-def test_deadline_stops_every_seed():
+def test_deadline_stops_every_seed(monkeypatch):
     past = tt.train_seeds_torch(CART, env="cartpole", seeds=[0, 1], total_steps=512, device="cpu",
                                 deadline=time.time() - 1)
     assert [(r.state, r.steps) for r in past] == [("stopped_at_deadline", 0)] * 2
-    soon = tt.train_seed_torch(CART, env="cartpole", seed=0, total_steps=10_000_000, device="cpu",
-                               deadline=time.time() + 1.5)
-    assert soon.state == "stopped_at_deadline" and soon.stop_reason == "deadline" and 0 < soon.steps < 10_000_000
+    # the deadline is a minute away until the first evaluation's report moves the clock past it (issue 26: not
+    # the machine's speed): every seed stops right at that boundary, before the next rollout's first step
+    clock = FakeClock(monkeypatch)
+    soon = tt.train_seeds_torch(CART, env="cartpole", seeds=[0, 1], total_steps=10_000_000, eval_every=512,
+                                eval_episodes=4, device="cpu", deadline=time.time() + 60,
+                                channel=JumpAtFirstReport(clock))
+    assert [(r.state, r.stop_reason, r.steps, len(r.evals)) for r in soon] == \
+        [("stopped_at_deadline", "deadline", 512, 1)] * 2
 
 
 @pytest.mark.parametrize("task,params", [("cartpole", CART), ("navigation", NAV)])

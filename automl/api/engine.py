@@ -114,7 +114,7 @@ class TrialContext:
         return self.trial.should_prune()
 
     def channel(self):
-        """A channel for automl.train.training.train_seed(channel=...): its evaluations feed this trial's pruner."""
+        """A channel for automl.train.sb3_train.train_seed(channel=...): its evaluations feed this trial's pruner."""
         return PruneChannel(self.trial)
 
     def set_user_attr(self, key: str, value: Any) -> None:

@@ -5,7 +5,8 @@
                          total_steps=800_000, run_dir="runs/exp1")
 
 ``actuators`` registers your own knobs beside the PPO ones (seed 004's protocol, see
-``automl.train.sb3_tune.TuneCallback``); the recipe names them under ``actuators:``. Switch the mode of a
+``automl.train.tuning``); the recipe names them under ``actuators:``. ``trainer`` is picked as a run picks it
+(``auto``: torch on the batched tasks, SB3 for gymnasium ids). Switch the mode of a
 running call from another terminal with ``automl tune --run-dir runs/exp1 enable --mode observe``.
 
 ``start`` and ``tune_job`` are the run directory's layout, shared with `automl train --tune`
@@ -54,10 +55,13 @@ def tune_job(run_dir: Path, recipe: Recipe, mode: str, seed: int, *, plan: list 
 
 def train_tuned(params: Mapping, *, env: str, seed: int, recipe: str, mode: str = "active",
                 total_steps: int | None = None, run_dir: str = "progress/train", eval_every: int | None = None,
-                actuators: Mapping[str, Any] | None = None, **train_kwargs: Any):
+                actuators: Mapping[str, Any] | None = None, trainer: str = "auto", **train_kwargs: Any):
     """Train ``params`` on ``env`` with seed ``seed`` under the online tuner; returns the SeedResult. Logs go to
-    ``run_dir/tune/seed_<seed>/``, the control file is ``run_dir/tune.control.json``."""
-    from automl.train.training import train_seed
+    ``run_dir/tune/seed_<seed>/``, the control file is ``run_dir/tune.control.json``. ``trainer``: auto | sb3 |
+    torch."""
+    from automl.run.trainers import seed_fn
+
+    train_seed = seed_fn(trainer, env)
 
     out = Path(run_dir)
     parsed = load_recipe(recipe, custom=tuple(actuators or ()))

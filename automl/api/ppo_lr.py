@@ -68,9 +68,9 @@ def _collect_rollout(model) -> None:
 def ppo_lr_range(env: str = "cartpole", params: Mapping | None = None, config: LRFinderConfig | None = None,
                  *, seed: int = 0, device: str = "cpu") -> LRFinderResult:
     """Range test of the learning rate on PPO's loss over one rollout of `params` (either naming) on `env`."""
-    from automl.train.ppo_fast import BatchedPPO  # torch/SB3 only when the test is run
+    from automl.train.sb3_ppo import BatchedPPO  # torch/SB3 only when the test is run
     from automl.core.config import to_ppo_setup
-    from automl.train.training import make_env_pair
+    from automl.train.sb3_train import make_env_pair
     from envs import resolve_device
 
     setup = to_ppo_setup(dict(params or {}), path="ppo_lr_range: params")

@@ -119,6 +119,7 @@ def _add_tools(sub) -> None:
     p.add_argument("--tune", default=None, help="online-tuning recipe YAML (e.g. configs/tune/ppo.yaml)")
     p.add_argument("--tune-mode", default="active", help="off | observe | suggest | active | replay (default active)")
     p.add_argument("--tune-replay", default=None, help="--tune-mode replay: the run dir whose tune logs to replay")
+    p.add_argument("--trainer", default="auto", help="auto (torch on the batched tasks, sb3 for gymnasium ids) | sb3 | torch")
     p = sub.add_parser("tune", help="switch or inspect the online tuner of a running `automl train --tune`")
     p.add_argument("action", help="enable | disable | status | set | export-recipe")
     p.add_argument("setting", nargs="?", default=None, help="set: KEY=VALUE, e.g. acceptance.epsilon=0.002")
@@ -200,7 +201,7 @@ def _dispatch(args, argv) -> int:
         train_cmd.run(args.config, seeds=args.seeds, seed_list=seed_list, env=args.env,
                       run_dir=args.run_dir, device=args.device, total_steps=args.trial_steps,
                       n_jobs=args.n_jobs, tune=args.tune, tune_mode=args.tune_mode, tune_replay=args.tune_replay,
-                      eval_every=args.eval_every)
+                      eval_every=args.eval_every, trainer=args.trainer)
         return 0
     if args.command == "tune":
         from automl.cli import tune

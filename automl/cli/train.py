@@ -1,4 +1,6 @@
-"""`automl train --config FILE [--seeds N | --seed-list 0,1,2] [--env ...]`: one config on several seeds.
+"""`automl train --config FILE [--seeds N | --seed-list 0,1,2] [--env ...] [--trainer auto|sb3|torch]`: one config
+on several seeds, with the trainer a run would pick (``--trainer auto``: torch on the batched tasks, SB3 for
+gymnasium ids).
 
 The config FILE may be a search-space YAML (its priors over its fixed values are trained), a
 best.yaml written by a run (params, env and reward weights), an exported flat config
@@ -18,7 +20,7 @@ from automl.core import scoring
 from automl.core.config import REWARD_PREFIX, SPACE_KEYS, load_yaml, parse_space
 from automl.core.errors import AutoMLError
 from automl.core.values import fmt_value
-from automl.train.training import SeedResult, run_job, train_seed
+from automl.train.result import SeedResult
 
 DEFAULT_SEEDS = 3
 
@@ -57,14 +59,15 @@ def seeds_to_run(params: Mapping, seeds: int | None, seed_list: Sequence[int] | 
     return [base + i for i in range(n)]
 
 
-def _run_parallel(job_kwargs: list[dict], n_jobs: int) -> list[SeedResult]:
+def _run_parallel(job_kwargs: list[dict], n_jobs: int, trainer: str) -> list[SeedResult]:
     """Seeds on the executor's worker processes; results in submission order."""
     from automl.exec.executor import Done, Job, LocalProcessExecutor
+    from automl.run.trainers import job_fn
 
     results: dict[str, Any] = {}
     with LocalProcessExecutor(n_jobs=n_jobs) as ex:
         for i, kwargs in enumerate(job_kwargs):
-            ex.submit(Job(f"seed_{i}", run_job, kwargs))
+            ex.submit(Job(f"seed_{i}", job_fn(trainer), kwargs))
         while len(results) < len(job_kwargs):
             for event in ex.poll(timeout=1.0):
                 if isinstance(event, Done):
@@ -107,10 +110,11 @@ def print_results(results: Sequence[SeedResult], env: str, console: Console | No
 
 def run(config_path, *, seeds=None, seed_list=None, env=None, run_dir="progress/train", device="auto",
         total_steps=None, n_jobs=1, tune=None, tune_mode="active", tune_replay=None,
-        eval_every=None) -> list[SeedResult]:
+        eval_every=None, trainer="auto") -> list[SeedResult]:
     """Train the config in ``config_path`` on each seed; print and save (run_dir/results.yaml) the results.
-    ``tune``: an online-tuning recipe (``automl.cli.tune``): each seed is tuned while it trains."""
+    ``tune``: an online-tuning recipe (``automl.cli.tune``): each seed is tuned while it trains (either trainer)."""
     from automl.core.config import to_ppo_setup
+    from automl.run import trainers
     from automl.run.state import atomic_write_text, dump_yaml
 
     params, weights, file_env = load_train_config(str(config_path))
@@ -118,6 +122,7 @@ def run(config_path, *, seeds=None, seed_list=None, env=None, run_dir="progress/
     if not env:
         raise AutoMLError(f"{config_path}: env: the file names no env (allowed: --env cartpole|navigation|<gym id>)")
     setup = to_ppo_setup(params, path=str(config_path))  # validate once, before any process starts
+    trainer = trainers.resolve(trainer, env)
     if total_steps is None and not setup.n_timesteps:
         raise AutoMLError(f"{config_path}: n_timesteps: missing (allowed: --trial-steps N or fixed.n_timesteps)")
     out = Path(run_dir)
@@ -131,12 +136,12 @@ def run(config_path, *, seeds=None, seed_list=None, env=None, run_dir="progress/
         attach(job_kwargs, out, tune, tune_mode, tune_replay, env)
     start = time.time()
     if n_jobs > 1 and len(job_kwargs) > 1:
-        results = _run_parallel(job_kwargs, n_jobs)
+        results = _run_parallel(job_kwargs, n_jobs, trainer)
     else:
-        results = [train_seed(**kw) for kw in job_kwargs]
+        results = [trainers.seed_fn(trainer, env)(**kw) for kw in job_kwargs]
     score = print_results(results, env)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.yaml", dump_yaml({
-        "config": str(config_path), "env": env, "params": params, "reward_weights": weights,
+        "config": str(config_path), "env": env, "trainer": trainer, "params": params, "reward_weights": weights,
         "seeds": [r.to_dict() for r in results], "score": score, "wall_s": round(time.time() - start, 2)}))
     return results

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import abc
 
+from automl.core.stop import Stop, StopReason
 from automl.exec.jobs import Done, Job, JobResult, Report, RunningJob
 
 
@@ -20,8 +21,9 @@ class Executor(abc.ABC):
         """Events since the last call; waits up to `timeout` s (None: until one) if there are none yet."""
 
     @abc.abstractmethod
-    def request_stop(self, job_id: str, reason: str = "stop") -> bool:
-        """Ask a queued or running job to stop cooperatively; False if it is not live."""
+    def request_stop(self, job_id: str, reason: Stop | StopReason | str = "stop") -> bool:
+        """Ask a queued or running job to stop cooperatively (why: a ``automl.core.stop.Stop``, or a reason or
+        text ``Stop.of`` reads); False if it is not live."""
 
     @abc.abstractmethod
     def cancel(self, job_id: str, reason: str = "cancelled") -> bool:

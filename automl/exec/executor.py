@@ -38,6 +38,7 @@ from multiprocessing.connection import wait
 from typing import Any, Callable
 
 # The job/event dataclasses live in automl.exec.jobs, the interface in automl.exec.base; re-exported here.
+from automl.core.stop import Stop, StopReason
 from automl.exec.base import Executor, failed_done
 from automl.exec.jobs import STATES, Done, Job, JobResult, Lost, Report, RunningJob  # noqa: F401
 from automl.exec.workers import (
@@ -101,10 +102,14 @@ class LocalProcessExecutor(Executor):
 
     # --- driver API -------------------------------------------------------------
     def submit(self, job: Job) -> None:
-        """Queue a job (pickled now, so an unpicklable fn or kwargs fails here, in the caller)."""
+        """Queue a job (pickled now, so an unpicklable fn or kwargs fails here, in the caller: ValueError)."""
         self._check_open()
         self.check_submit(job)
-        blob = pickle.dumps((job.fn, job.kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            blob = pickle.dumps((job.fn, job.kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:  # a lambda, a local function, a lock...
+            raise ValueError(f"job {job.job_id!r}: fn or kwargs cannot be sent to a worker process ({exc}) "
+                             "(allowed: a top-level function or 'module:qualname', picklable kwargs)") from exc
         self._queue.append(_Pending(job, blob))
         self._dispatch()
 
@@ -122,8 +127,10 @@ class LocalProcessExecutor(Executor):
                 events, self._events = self._events, []
                 return events
 
-    def request_stop(self, job_id: str, reason: str = "stop") -> bool:
-        """Cooperative stop: the job sees `channel.stop_requested()` and should return soon."""
+    def request_stop(self, job_id: str, reason: Stop | StopReason | str = "stop") -> bool:
+        """Cooperative stop: the job sees `channel.stop_requested()` and should return soon; `channel.stop_reason()`
+        is a `Stop` (its `.reason` a StopReason; plain text is read by `Stop.of`)."""
+        reason = Stop.of(reason)
         for pend in self._queue:
             if pend.job.job_id == job_id:
                 pend.stop_reason = pend.stop_reason or reason

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from automl.core.stop import Stop, StopReason
 from automl.exec.base import Executor, failed_done
 from automl.exec.jobs import Done, Job, JobResult, Lost, Report, RunningJob
 from automl.exec.workers import THREAD_ENV
@@ -38,7 +39,7 @@ class RayChannel:
 
     def __init__(self, hub, job_id: str, attempt: int, stop_reason: str | None = None):
         self._hub, self._job_id, self._attempt = hub, job_id, attempt
-        self._stop_reason, self._checked = stop_reason, 0.0
+        self._stop_reason, self._checked = Stop.of(stop_reason), 0.0
 
     def report(self, payload) -> None:
         """Send an intermediate value; synchronous, so the driver sees it before the job's result."""
@@ -50,7 +51,7 @@ class RayChannel:
     def stop_reason(self) -> str | None:
         if self._stop_reason is None and time.monotonic() - self._checked >= STOP_CHECK_S:
             self._checked = time.monotonic()
-            self._stop_reason = _ray().get(self._hub.stop_reason.remote(self._job_id))
+            self._stop_reason = Stop.of(_ray().get(self._hub.stop_reason.remote(self._job_id)))
         return self._stop_reason
 
 
@@ -163,7 +164,8 @@ class RayExecutor(Executor):
                 events, self._events = self._events, []
                 return events
 
-    def request_stop(self, job_id: str, reason: str = "stop") -> bool:
+    def request_stop(self, job_id: str, reason: Stop | StopReason | str = "stop") -> bool:
+        reason = Stop.of(reason)
         for f in self._queue:
             if f.job.job_id == job_id:
                 f.stop_reason = f.stop_reason or reason

@@ -40,9 +40,11 @@ class Channel:
     """A job's line to the driver: `report(payload)`, `stop_requested()`, `stop_reason()`."""
 
     def __init__(self, conn, seq: int, stop_reason: str | None = None):
+        from automl.core.stop import Stop  # (standard library only: no torch before the thread env is set)
+
         self._conn = conn
         self._seq = seq
-        self._stop_reason = stop_reason
+        self._stop_reason = Stop.of(stop_reason)
         self.exit_after = False  # the driver asked the worker to exit once this job ends
 
     def report(self, payload) -> None:
@@ -54,25 +56,27 @@ class Channel:
         self._drain()
         return self._stop_reason is not None
 
-    def stop_reason(self) -> str | None:
-        """The reason string the driver sent with its stop request, or None."""
+    def stop_reason(self):
+        """The driver's stop request (an ``automl.core.stop.Stop``: its text and ``.reason``), or None."""
         self._drain()
         return self._stop_reason
 
     def _drain(self) -> None:
         """Read pending control messages; while a job runs only stop/exit can arrive."""
+        from automl.core.stop import Stop, StopReason
+
         try:
             while self._conn.poll(0):
                 msg = self._conn.recv()
                 if msg[0] == "stop" and msg[1] == self._seq:
-                    self._stop_reason = self._stop_reason or str(msg[2])
+                    self._stop_reason = self._stop_reason or Stop.of(msg[2])
                 elif msg[0] == "exit":
                     self.exit_after = True
-                    self._stop_reason = self._stop_reason or "shutdown"
+                    self._stop_reason = self._stop_reason or Stop(StopReason.SHUTDOWN)
         except (EOFError, OSError):
             # the driver is gone: stop now; the worker loop exits afterwards
             self.exit_after = True
-            self._stop_reason = self._stop_reason or "driver gone"
+            self._stop_reason = self._stop_reason or Stop(StopReason.DRIVER_GONE)
 
 
 class LocalChannel:
@@ -86,16 +90,18 @@ class LocalChannel:
         """Append an intermediate value to `self.reports`."""
         self.reports.append(payload)
 
-    def stop(self, reason: str = "stop") -> None:
-        """Ask the job to stop, as the driver would."""
-        self._stop_reason = reason
+    def stop(self, reason="stop") -> None:
+        """Ask the job to stop, as the driver would (a Stop, a StopReason, or text ``Stop.of`` reads)."""
+        from automl.core.stop import Stop
+
+        self._stop_reason = Stop.of(reason)
 
     def stop_requested(self) -> bool:
         """True once `stop()` was called."""
         return self._stop_reason is not None
 
-    def stop_reason(self) -> str | None:
-        """The reason given to `stop()`, or None."""
+    def stop_reason(self):
+        """The ``Stop`` given to `stop()`, or None."""
         return self._stop_reason
 
 

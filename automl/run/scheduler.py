@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import optuna
 
+from automl.core.stop import Stop, StopReason
 from automl.run.budget import Budget, Throughput
 from automl.exec.executor import Done, Job, Lost, Report
 from automl.core.scoring import objective_value
@@ -202,16 +203,16 @@ class Scheduler:
         cfg.pruned = True
         cfg.pending.clear()
         for job_id in cfg.running:
-            self.executor.request_stop(job_id, reason)
+            self.executor.request_stop(job_id, Stop(StopReason.PRUNED, reason))
         if cfg.finished:
             self._finish(cfg)
 
-    def stop_all(self, reason: str) -> None:
-        """Ask every running job to stop (deadline or interrupt); queued seeds are dropped."""
+    def stop_all(self, reason: StopReason | str) -> None:
+        """Ask every running job to stop (StopReason.DEADLINE or INTERRUPTED); queued seeds are dropped."""
         for cfg in self.active:
             cfg.pending.clear()
             for job_id in cfg.running:
-                self.executor.request_stop(job_id, reason)
+                self.executor.request_stop(job_id, Stop.of(reason))
 
     def _on_done(self, result) -> None:
         entry = self.jobs.pop(result.job_id, None)

@@ -4,13 +4,16 @@ A checkpoint is ``{"header": {...}, "state": {...}}`` saved with ``torch.save`` 
 plain dicts, lists, numbers, strings and tensors, so it loads with ``weights_only=True``.
 ``save`` writes a temp file in the same directory, fsyncs it and renames it over the old one: a
 kill at any moment leaves either the previous checkpoint or the new one, never a half-written
-file. What goes into ``state`` is training's business (automl/train/training.py); this module only
-stores it, checks the header, and deletes (``remove``, for the driver once a result is recorded).
+file. What goes into ``state`` is the trainers' business (``sb3_state``, ``torch_state``); this module
+stores it, builds and checks the header (``job_header``), and deletes (``remove``, for the driver once a
+result is recorded).
 """
 from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
+import json
 import math
 import os
 import tempfile
@@ -89,6 +92,17 @@ def load_matching(path: str, expected: Mapping[str, Any]) -> tuple[dict | None, 
     if why:
         return None, f"checkpoint ignored (header: {why}); started from scratch"
     return data, None
+
+
+def job_header(setup: Any, *, env: str, seed: int, total: int, reward_weights: Mapping | None,
+               eval_every: int | None, eval_episodes: int, device: str) -> dict:
+    """What a checkpoint must match to be resumed: the job's seed, steps, env, device and config."""
+    config = {"ppo_kwargs": setup.ppo_kwargs, "num_envs": setup.num_envs, "normalize": setup.normalize,
+              "schedule": setup.learning_rate_schedule, "reward_weights": dict(reward_weights or {}),
+              "eval_every": eval_every, "eval_episodes": eval_episodes}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {"seed": int(seed), "total_steps": int(total), "env": str(env), "device": torch.device(device).type,
+            "config": digest}
 
 
 def steps(path: str) -> int | None:

@@ -1,21 +1,19 @@
-"""Deterministic evaluation on separate eval envs, and the SB3 callback that schedules it.
+"""Deterministic evaluation on separate eval envs: one evaluation's statistics (``EvalStats``) and SB3's
+``evaluate``; when to evaluate is the seed-job loop's business (``automl.train.loop``).
 
-Part of the training layer (may import SB3). The callback evaluates, reports to the driver's
-channel, obeys stop requests and the deadline; it never decides pruning itself.
+Eval envs are seeded ``seed + EVAL_SEED_OFFSET``, so they never share initial states with the training envs.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import numpy as np
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import HParam
-from stable_baselines3.common.vec_env import VecEnv
 
 TRUE_METRICS = ("success_rate", "reference_return")
+EVAL_SEED_OFFSET = 10_000  # eval envs never share initial states with the training envs
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ def _summarize_episodes(infos: list[dict], steps: int, true_metric: str) -> Eval
 
 def evaluate(
     model: Any,
-    eval_env: VecEnv,
+    eval_env: Any,
     *,
     seed: int,
     steps: int,
@@ -108,109 +106,3 @@ def hparam_values(values: Mapping[str, Any]) -> dict[str, float | str | bool]:
         else:
             out[key] = str(value)
     return out
-
-
-class TrialCallback(BaseCallback):
-    """Evaluates every ``eval_every`` steps (after an update), reports to ``channel``, and stops
-    training on a stop request (state ``pruned``) or at ``deadline`` (``stopped_at_deadline``).
-    With ``checkpoint``, calls it every ``checkpoint_every`` steps at the same rollout boundary,
-    after that boundary's evaluation, unless training is stopping.
-
-    ``state`` stays None while training may continue; SB3 stops when ``_on_step`` returns False.
-    """
-
-    def __init__(
-        self,
-        evaluator: Callable[[int, float | None], EvalStats | None],
-        *,
-        eval_every: int,
-        deadline: float | None,
-        channel: Any = None,
-        hparams: Mapping[str, Any] | None = None,
-        checkpoint: Callable[[], None] | None = None,
-        checkpoint_every: int | None = None,
-    ):
-        super().__init__(verbose=0)
-        self.evaluator = evaluator
-        self.eval_every = eval_every
-        self.deadline = deadline
-        self.channel = channel
-        self.hparams = dict(hparams or {})
-        self.evals: list[EvalStats] = []
-        self.eval_s = 0.0
-        self.state: str | None = None
-        self.stop_reason: str | None = None
-        self._next_eval = eval_every
-        self.checkpoint = checkpoint
-        self.checkpoint_every = checkpoint_every
-        self._next_checkpoint = checkpoint_every
-
-    def stop(self, state: str, reason: str) -> None:
-        """Ask training to stop at the next env step (first reason wins)."""
-        if self.state is None:
-            self.state, self.stop_reason = state, reason
-
-    def _on_training_start(self) -> None:
-        if self.hparams:
-            # metric_dict names the scalar TensorBoard pairs with the HParams table.
-            self.logger.record(
-                "hparams",
-                HParam(hparam_values(self.hparams), {"eval/true_metric": 0.0}),
-                exclude=("stdout", "log", "json", "csv"),
-            )
-
-    def _on_rollout_start(self) -> None:
-        # Called right after each update, so the evaluated policy is the freshly trained one.
-        if self.num_timesteps >= self._next_eval and self.num_timesteps > 0:
-            self._next_eval = (self.num_timesteps // self.eval_every + 1) * self.eval_every
-            self.run_evaluation()
-        self._poll_channel()
-        if (self.checkpoint is not None and self.checkpoint_every and self.state is None
-                and self.num_timesteps >= self._next_checkpoint):
-            self._next_checkpoint = (self.num_timesteps // self.checkpoint_every + 1) * self.checkpoint_every
-            self.checkpoint()
-
-    def _on_step(self) -> bool:
-        if self.deadline is not None and time.time() >= self.deadline:
-            self.stop("stopped_at_deadline", "deadline")
-        return self.state is None
-
-    def run_evaluation(self) -> EvalStats | None:
-        """Evaluate now, log to TensorBoard, report to the channel; None if the deadline hit."""
-        start = time.time()
-        stats = self.evaluator(self.num_timesteps, self.deadline)
-        self.eval_s += time.time() - start
-        if stats is None:
-            self.stop("stopped_at_deadline", "deadline")
-            return None
-        self.evals.append(stats)
-        self.logger.record("eval/true_metric", stats.true_metric)
-        self.logger.record("eval/shaped_return", stats.shaped_return)
-        self.logger.record("eval/reference_return", stats.reference_return)
-        if stats.success_rate is not None:
-            self.logger.record("eval/success_rate", stats.success_rate)
-        for name, value in stats.terms.items():
-            self.logger.record(f"eval/terms/{name}", value)
-        if self.channel is not None:
-            self.channel.report({"eval_index": len(self.evals) - 1, "steps": stats.steps, "value": stats.true_metric})
-            self._poll_channel()
-        return stats
-
-    def state_dict(self) -> dict:
-        """The evaluations so far and the schedule position (plain values, for checkpoints)."""
-        return {"evals": [asdict(e) for e in self.evals], "next_eval": int(self._next_eval), "eval_s": float(self.eval_s)}
-
-    def load_state_dict(self, state: Mapping[str, Any], steps: int) -> None:
-        """Continue at ``steps`` from ``state_dict()``: later evaluations are numbered after the restored ones."""
-        self.evals = [EvalStats(**e) for e in state["evals"]]
-        self._next_eval = int(state["next_eval"])
-        self.eval_s = float(state["eval_s"])
-        if self.checkpoint_every:
-            self._next_checkpoint = (int(steps) // self.checkpoint_every + 1) * self.checkpoint_every
-
-    def _poll_channel(self) -> None:
-        """Obey the driver: a stop request prunes, unless it says the budget ran out."""
-        if self.channel is None or not self.channel.stop_requested():
-            return
-        reason = str(self.channel.stop_reason() or "stop requested")
-        self.stop("stopped_at_deadline" if "deadline" in reason.lower() else "pruned", reason)

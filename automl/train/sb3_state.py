@@ -1,34 +1,24 @@
-"""What an SB3 seed job needs to continue where it was: the checkpoint's header and state.
+"""An SB3 run's full state: the checkpoint's header, the state itself, and the values PBT and the tuner set.
 
 Training's side of checkpoints (automl.train.checkpoint stores the file atomically): the policy,
-optimizer, VecNormalize statistics, step count and schedule position, the callback's evaluations,
-RNG states and, on the batched tasks, the env's own tensors, so a resumed run continues bit for bit.
-Part of the training layer (may import SB3).
+optimizer, VecNormalize statistics, step count and schedule position, the loop's evaluations (under
+"callback", the file's spelling since SB3 callbacks ran the loop), RNG states and, on the batched
+tasks, the env's own tensors, so a resumed run continues bit for bit. ``set_values`` puts a PBT
+member's or the tuner's values on a built (or restored) run; ``current_values`` reads them back.
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import random
 from typing import Any, Mapping
 
 import numpy as np
 import torch as th
+from stable_baselines3.common.utils import FloatSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from automl.core.config import PPOSetup
-from automl.train.evaluation import TrialCallback
-from automl.train.ppo_fast import BatchedPPO
-
-
-def checkpoint_header(setup: PPOSetup, *, env: str, seed: int, total: int, reward_weights: Mapping | None,
-                       eval_every: int | None, eval_episodes: int, device: str) -> dict:
-    """What a checkpoint must match to be resumed: the job's seed, steps, env, device and config."""
-    config = {"ppo_kwargs": setup.ppo_kwargs, "num_envs": setup.num_envs, "normalize": setup.normalize,
-              "schedule": setup.learning_rate_schedule, "reward_weights": dict(reward_weights or {}),
-              "eval_every": eval_every, "eval_episodes": eval_episodes}
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return {"seed": int(seed), "total_steps": int(total), "env": str(env), "device": th.device(device).type, "config": digest}
+from automl.train.evaluation import EvalStats
+from automl.train.sb3_ppo import BatchedPPO
 
 
 def _rms_state(rms: Any) -> dict:
@@ -77,14 +67,16 @@ def batched_env(raw_env: VecEnv) -> Any:
     return inner if hasattr(inner, "state_dict") and hasattr(inner, "load_state_dict") else None
 
 
-def checkpoint_state(model: BatchedPPO, raw_env: VecEnv, train_env: VecEnv, callback: TrialCallback,
-                      spent: Mapping[str, float]) -> dict:
-    """Everything to continue at this rollout boundary, as plain values and tensors (no rollout data)."""
+def checkpoint_state(model: BatchedPPO, raw_env: VecEnv, train_env: VecEnv, loop: Mapping[str, Any]) -> dict:
+    """Everything to continue at this rollout boundary, as plain values and tensors (no rollout data);
+    ``loop``: the seed-job loop's part (evaluations of the one seed, next evaluation, times)."""
     batched = batched_env(raw_env)
     state = {
         "steps": int(model.num_timesteps), "n_updates": int(model._n_updates),
         "policy": model.policy.state_dict(), "optimizer": model.policy.optimizer.state_dict(),
-        "callback": callback.state_dict(), "rng": _rng_state(), **{k: float(v) for k, v in spent.items()},
+        "callback": {"evals": [dataclasses.asdict(e) for e in loop["evals"][0]], "next_eval": int(loop["next_eval"]),
+                     "eval_s": float(loop["eval_s"])},
+        "rng": _rng_state(), **{k: float(loop[k]) for k in ("train_s", "wall_s") if k in loop},
         # batched envs: their exact state, so the run continues bit for bit; gymnasium envs are reset on resume
         "env": batched.state_dict() if batched is not None else None,
         "last_obs": th.from_numpy(np.array(model._last_obs)) if batched is not None else None,
@@ -97,12 +89,12 @@ def checkpoint_state(model: BatchedPPO, raw_env: VecEnv, train_env: VecEnv, call
     return state
 
 
-def restore(model: BatchedPPO, raw_env: VecEnv, train_env: VecEnv, callback: TrialCallback, state: Mapping, *,
-             seed: int, total: int) -> None:
-    """Put a freshly built model, env and callback where the checkpoint left them (RNG states last)."""
+def restore(model: BatchedPPO, raw_env: VecEnv, train_env: VecEnv, state: Mapping, *, seed: int, total: int) -> dict:
+    """Put a freshly built model and env where the checkpoint left them (RNG states last); returns the
+    loop's part ({evals: [[EvalStats]], next_eval, eval_s, train_s, wall_s})."""
     steps = int(state["steps"])
-    if not 0 < steps < total:
-        raise ValueError(f"checkpoint at {steps} steps (allowed: 0 < steps < {total})")
+    if not 0 < steps <= total:
+        raise ValueError(f"checkpoint at {steps} steps (allowed: 0 < steps <= {total})")
     model.policy.load_state_dict(state["policy"])
     model.policy.optimizer.load_state_dict(state["optimizer"])
     model.num_timesteps, model._n_updates = steps, int(state["n_updates"])
@@ -121,5 +113,58 @@ def restore(model: BatchedPPO, raw_env: VecEnv, train_env: VecEnv, callback: Tri
     else:  # gymnasium envs: fresh episodes, seeded apart from the ones the run started with
         train_env.seed(int(seed) + steps)
         model._last_obs = None  # learn() resets the env
-    callback.load_state_dict(state["callback"], steps)
     _set_rng_state(state["rng"])
+    cb = state["callback"]
+    return {"evals": [[EvalStats(**e) for e in cb["evals"]]], "next_eval": int(cb["next_eval"]),
+            "eval_s": float(cb["eval_s"]), "train_s": float(state.get("train_s", 0.0)),
+            "wall_s": float(state.get("wall_s", 0.0))}
+
+
+def set_values(model: Any, raw_env: Any, train_env: Any, values: Mapping[str, float],
+               weights: Mapping[str, float] | None) -> None:
+    """A PBT member's (or the tuner's) MEMBER_PARAMS values and reward weights on a built (or restored) run.
+    Set after every restore: loading a PPO or its optimizer brings the saved values back (Ray Tune #62173)."""
+    v = dict(values)
+    if "learning_rate" in v:
+        model.learning_rate = float(v["learning_rate"])
+        model._setup_lr_schedule()
+        for group in model.policy.optimizer.param_groups:
+            group["lr"] = float(v["learning_rate"])
+    if "clip_range" in v:
+        model.clip_range = FloatSchedule(float(v["clip_range"]))
+    for name in ("gamma", "gae_lambda"):
+        if name in v:
+            setattr(model, name, float(v[name]))
+            setattr(model.rollout_buffer, name, float(v[name]))
+    for name in ("ent_coef", "vf_coef", "max_grad_norm"):
+        if name in v:
+            setattr(model, name, float(v[name]))
+    if isinstance(train_env, VecNormalize) and "gamma" in v:
+        train_env.gamma = float(v["gamma"])
+    batched = batched_env(raw_env)
+    if weights and batched is not None:
+        batched.set_reward_weights(weights)  # a restored env state brought the old weights back
+    elif weights:
+        for e in getattr(raw_env, "envs", []):  # gymnasium ids: the RewardTermsWrapper of each env
+            if hasattr(e, "set_weights"):
+                e.set_weights(weights)
+
+
+def current_values(model: Any, raw_env: Any) -> dict[str, float]:
+    """The tuner's actuators' values now: learning rate, entropy coefficient, clip range, ``reward.<term>``."""
+    out = {"learning_rate": float(model.policy.optimizer.param_groups[0]["lr"]), "ent_coef": float(model.ent_coef),
+           "clip_range": float(model.clip_range(model._current_progress_remaining))}
+    batched = batched_env(raw_env)
+    weights = batched.reward_weights if batched is not None else \
+        next((e.reward_weights for e in getattr(raw_env, "envs", []) if hasattr(e, "reward_weights")), {})
+    out.update({f"reward.{k}": float(v) for k, v in weights.items()})
+    return out
+
+
+def take(model: Any, train_env: Any, state: Mapping) -> None:
+    """The learned state of another member's checkpoint: policy, optimizer, normalisation statistics (a PBT copy)."""
+    model.policy.load_state_dict(state["policy"])
+    model.policy.optimizer.load_state_dict(state["optimizer"])
+    if isinstance(train_env, VecNormalize) and state.get("normalize"):
+        load_rms(train_env.obs_rms, state["normalize"]["obs_rms"])
+        load_rms(train_env.ret_rms, state["normalize"]["ret_rms"])

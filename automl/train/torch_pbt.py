@@ -1,11 +1,12 @@
 """Population-based training on the torch trainer: the population is one batched computation.
 
-Members sit on the seed axis of one ``automl.train.torch_ppo.Run`` (each with its own env stream, seed,
+Members sit on the seed axis of one ``automl.train.torch_ppo.SeedBatch`` (each with its own env stream, seed,
 networks, Adam moments and normalisation statistics) and carry their own MEMBER_PARAMS values and
 reward weights as per-seed tensors. A job trains a group of members from one ready point to the next
-(``run_segment_job``): it restores the group's state saved at the last ready point, carries out the
-driver's decisions (full-state copies, then the explored values), trains, evaluates and saves the
-group's state for the next ready point. A copy is an in-memory tensor copy when both members are in the
+(``run_segment_job``) through the seed-job loop (``automl.train.loop.train``: the same path as a checkpoint
+resume or a promotion to a longer run): it restores the group's state saved at the last ready point,
+carries out the driver's decisions (full-state copies, then the explored values), trains, evaluates and
+saves the group's state for the next ready point. A copy is an in-memory tensor copy when both members are in the
 job; across groups (``--n-jobs`` > 1) the source's slice is read from its group's file of the same
 ready point. Files are kept per ready point, so a copy never reads a state being rewritten.
 
@@ -23,10 +24,10 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from automl.train import checkpoint, torch_state
-from automl.train.torch_ppo import MEMBER_PARAMS, Args, Run, advantages, check_finite, collect, update
-from automl.train.torch_rollout import evaluate_stacked
-from automl.train.training import _to_setup
+from automl.train import checkpoint, loop
+from automl.train.result import to_setup
+from automl.train.torch_ppo import MEMBER_PARAMS, Args, SeedBatch
+from automl.train.torch_train import TorchTrainer
 
 _STRUCTURAL = ("schedule", "n_steps", "batch_size", "n_epochs", "clip_range_vf", "target_kl", "normalize_advantage",
                "num_envs", "normalize", "policy_kwargs")
@@ -34,13 +35,13 @@ _STRUCTURAL = ("schedule", "n_steps", "batch_size", "n_epochs", "clip_range_vf",
 
 def member_values(params: Mapping) -> dict[str, float]:
     """The MEMBER_PARAMS values (SB3 names) a config's params give a member (SB3's defaults where unset)."""
-    kwargs = _to_setup(params).ppo_kwargs
+    kwargs = to_setup(params).ppo_kwargs
     return {k: float(kwargs.get(k, getattr(Args, k))) for k in MEMBER_PARAMS}
 
 
 def shared_args(member_params: Sequence[Mapping]) -> Args:
     """The Args every member shares (the first member's), ValueError when a structural value differs."""
-    all_args = [Args.from_setup(_to_setup(p)) for p in member_params]
+    all_args = [Args.from_setup(to_setup(p)) for p in member_params]
     for i, a in enumerate(all_args[1:], 1):
         diff = [k for k in _STRUCTURAL if getattr(a, k) != getattr(all_args[0], k)]
         if diff:
@@ -49,8 +50,8 @@ def shared_args(member_params: Sequence[Mapping]) -> Args:
     return all_args[0]
 
 
-def copy_member(run: Run, dst: int, src: int) -> None:
-    """Member ``dst`` takes member ``src``'s learned state and values, in memory (same Run)."""
+def copy_member(run: SeedBatch, dst: int, src: int) -> None:
+    """Member ``dst`` takes member ``src``'s learned state and values, in memory (same SeedBatch)."""
     with torch.no_grad():
         for p in run.policy.parameters():
             p[dst].copy_(p[src])
@@ -66,7 +67,7 @@ def copy_member(run: Run, dst: int, src: int) -> None:
     run.set_values(dst, values, run.envs[src].reward_weights)
 
 
-def copy_member_from(run: Run, dst: int, state: Mapping, pos: int, values: Mapping, weights: Mapping) -> None:
+def copy_member_from(run: SeedBatch, dst: int, state: Mapping, pos: int, values: Mapping, weights: Mapping) -> None:
     """Member ``dst`` takes the learned state of position ``pos`` of another group's saved run state."""
     with torch.no_grad():
         for k, p in run.policy.params.items():
@@ -106,58 +107,68 @@ def train_segment(member_params: Sequence[Mapping], *, env: str, seeds: Sequence
     torch.set_num_threads(1)
     try:
         args = shared_args(member_params)
-        dev = torch.device(str(envs.resolve_device(device)))
-        run = Run(args, env, seeds, eval_episodes=eval_episodes, device=dev, reward_weights=None)
-        run.reset()
-        t_copy = time.time()
+        saved = None
         if ready > 0:
             saved = checkpoint.load(group_path(state_dir, ready, group))
             if saved["header"].get("ids") != list(ids):
                 raise ValueError(f"population state {group_path(state_dir, ready, group)}: members "
                                  f"{saved['header'].get('ids')} (allowed: {list(ids)})")
-            torch_state.restore(run, saved["state"], total=total_steps + 1)
-        others: dict[int, dict] = {}
-        for dst_id, (src_id, src_group) in sorted((copies or {}).items()):
-            dst = list(ids).index(dst_id)
-            if src_group == group:
-                copy_member(run, dst, list(ids).index(src_id))
-            else:
-                if src_group not in others:
-                    others[src_group] = checkpoint.load(group_path(state_dir, ready, src_group))
-                other = others[src_group]
-                copy_member_from(run, dst, other["state"], other["header"]["ids"].index(src_id), {}, None)
-        for s, (p, w) in enumerate(zip(member_params, weights)):  # a copy's explored values included
-            run.set_values(s, member_values(p), w)
-        copy_s = time.time() - t_copy
-        stopped = False
-        while run.steps < to_step and run.live():
-            if not collect(run, deadline):
-                stopped = True
-                break
-            advantages(run)
-            factor = 1.0 - run.steps / total_steps if args.schedule == "linear" else 1.0
-            check_finite(run, update(run, run.hp["learning_rate"] * max(factor, 0.0)))
-        t_eval = time.time()
-        stats = None if stopped else evaluate_stacked(run, seeds, deadline=deadline)
-        eval_s = time.time() - t_eval
-        if stats is None:
-            return {"members": [], "steps": run.steps, "stopped": True, "wall_s": time.time() - start,
-                    "train_s": t_eval - start, "eval_s": eval_s, "copy_s": copy_s}
-        for s in run.live():
-            run.evals[s].append(stats[s])
-        checkpoint.save(group_path(state_dir, ready + 1, group), {"ids": list(ids), "steps": run.steps},
-                        torch_state.run_state(run, next_eval=0, eval_s=0.0, spent={}))
-        members = []
-        for s, member in enumerate(ids):
-            failed = run.failed.get(s)
-            members.append({"id": int(member), "value": None if failed else float(stats[s].true_metric),
-                            "se": None if failed else stats[s].true_metric_se,
-                            "eval": None if failed else dataclasses.asdict(stats[s]),
-                            "failed": failed[1] if failed else None})
-        return {"members": members, "steps": run.steps, "stopped": False, "wall_s": time.time() - start,
-                "train_s": t_eval - start - copy_s, "eval_s": eval_s, "copy_s": copy_s}
+        timing = {"copy_s": 0.0}
+
+        def build() -> TorchTrainer:
+            return TorchTrainer(args, env, seeds, eval_episodes=eval_episodes, device=str(envs.resolve_device(device)),
+                                reward_weights=None)
+
+        def decisions(trainer: TorchTrainer) -> None:
+            t_copy = time.time()
+            _copies(trainer.batch, ids, copies or {}, state_dir, ready, group)
+            for s, (p, w) in enumerate(zip(member_params, weights)):  # a copy's explored values included
+                trainer.batch.set_values(s, member_values(p), w)
+            timing["copy_s"] = time.time() - t_copy
+
+        def save(trainer: TorchTrainer, job: loop.SeedJob) -> None:
+            if job.stop is None and job.last is not None:
+                checkpoint.save(group_path(state_dir, ready + 1, group), {"ids": list(ids), "steps": trainer.steps},
+                                trainer.state({**job.loop_state(), "next_eval": 0, "eval_s": 0.0}))
+
+        plan = loop.Plan(total_steps, None, deadline, until=to_step, always_evaluate_at_end=True)
+        trainer, ended = loop.train(build, plan, start_state=saved["state"] if saved else None, before=decisions,
+                                    after=save)
+        return segment_result(trainer, ended, ids, start=start, copy_s=timing["copy_s"])
     finally:
         torch.set_num_threads(threads)
+
+
+def _copies(run: SeedBatch, ids: Sequence[int], copies: Mapping[int, tuple[int, int]], state_dir: str, ready: int,
+            group: int) -> None:
+    """The driver's copies {dst id: (src id, src group)}: in memory within the group, else from the source's file."""
+    others: dict[int, dict] = {}
+    for dst_id, (src_id, src_group) in sorted(copies.items()):
+        dst = list(ids).index(dst_id)
+        if src_group == group:
+            copy_member(run, dst, list(ids).index(src_id))
+        else:
+            if src_group not in others:
+                others[src_group] = checkpoint.load(group_path(state_dir, ready, src_group))
+            other = others[src_group]
+            copy_member_from(run, dst, other["state"], other["header"]["ids"].index(src_id), {}, None)
+
+
+def segment_result(trainer: Any, ended: loop.Ended, ids: Sequence[int], *, start: float, copy_s: float) -> dict:
+    """A segment job's result (both trainers): every member's value at the ready point, or ``stopped``."""
+    out = {"steps": trainer.steps if trainer is not None else 0, "wall_s": time.time() - start, "copy_s": copy_s,
+           "eval_s": ended.eval_s, "train_s": time.time() - start - copy_s - ended.eval_s}
+    failed = trainer.failed() if trainer is not None else {}
+    if trainer is None or ended.stop is not None or (ended.last is None and len(failed) < len(ids)):
+        return {**out, "members": [], "stopped": True}
+    members = []
+    for s, member in enumerate(ids):
+        why = failed.get(s)
+        stats = ended.last[s] if ended.last is not None else None
+        members.append({"id": int(member), "value": None if why else float(stats.true_metric),
+                        "se": None if why else stats.true_metric_se,
+                        "eval": None if why else dataclasses.asdict(stats), "failed": why[1] if why else None})
+    return {**out, "members": members, "stopped": False}
 
 
 def run_segment_job(channel: Any = None, **kwargs: Any) -> dict:

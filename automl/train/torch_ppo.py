@@ -2,12 +2,13 @@
 
 Rollout storage, GAE, observation/reward normalisation, the update and evaluation stay on the env's
 device: no numpy, no per-step host copy (the host learns a few numbers once per update and per
-evaluation). A ``Run`` is S seeds of one config as one computation: one batched env per seed (its
+evaluation). A ``SeedBatch`` is S seeds of one config as one computation: one batched env per seed (its
 own stream), stacked networks (``automl.train.torch_policy``), per-seed Adam, gradient clipping,
 minibatch permutations, normalisation statistics and failure; one seed is the same code with S = 1.
-The loop around it (evaluations, channel, checkpoints, saving) is ``automl.train.torch_train``.
+The loop around it (evaluations, channel, checkpoints, saving) is ``automl.train.loop`` through the
+adapter ``automl.train.torch_train.TorchTrainer``.
 
-Semantics are SB3 PPO's (with VecNormalize when ``normalize``), see ``automl.train.training.train_seed``:
+Semantics are SB3 PPO's (with VecNormalize when ``normalize``), see ``automl.train.sb3_train.train_seed``:
 same PPOSetup, evaluations, SeedResult, channel, deadline and non-finite handling.
 """
 from __future__ import annotations
@@ -19,13 +20,12 @@ from typing import Mapping, Sequence
 import torch
 
 from automl.core.config import PPOSetup
-from automl.train.evaluation import EvalStats
+from automl.train.evaluation import EVAL_SEED_OFFSET
 from automl.train.torch_policy import StackedAdam, StackedPolicy, clip_grad_norms_
-from automl.train.torch_rollout import Normalizer
-from automl.train.training import EVAL_SEED_OFFSET
+from automl.train.torch_normalize import Normalizer
 
 # the values a member of a population (PBT) or a replayed schedule may change between rollouts: per-seed
-# tensors in ``Run.hp`` (SB3 names); the rest (rollout and batch sizes, epochs, networks) is shared.
+# tensors in ``SeedBatch.hp`` (SB3 names); the rest (rollout and batch sizes, epochs, networks) is shared.
 MEMBER_PARAMS = ("learning_rate", "gamma", "gae_lambda", "clip_range", "ent_coef", "vf_coef", "max_grad_norm")
 
 _SUPPORTED = {"policy", "learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range",
@@ -75,7 +75,7 @@ class Args:
                    normalize=bool(setup.normalize))
 
 
-class Run:
+class SeedBatch:
     """One batch of seeds: envs, networks, optimizer, storage and the per-seed bookkeeping."""
 
     def __init__(self, args: Args, env: str, seeds: Sequence[int], *, eval_episodes: int, device: torch.device,
@@ -116,7 +116,6 @@ class Run:
         self.norm = Normalizer(S, N, D, gamma=args.gamma, device=device) if args.normalize else None
         self.alive = torch.ones(S, dtype=torch.bool, device=device)
         self.failed: dict[int, tuple[int, str]] = {}  # seed index -> (steps, detail)
-        self.evals: list[list[EvalStats]] = [[] for _ in self.seeds]
         self.steps = 0
         self.hp: dict[str, torch.Tensor] | None = None  # per-seed MEMBER_PARAMS once set_values ran
 
@@ -154,7 +153,7 @@ class Run:
         return [s for s in range(len(self.seeds)) if s not in self.failed]
 
 
-def collect(run: Run, deadline: float | None) -> bool:
+def collect(run: SeedBatch, deadline: float | None) -> bool:
     """Fill the rollout storage (n_steps of every seed's envs); False if the deadline hit first."""
     policy = run.policy
     S, T, N, D, A = run.dims
@@ -190,7 +189,7 @@ def collect(run: Run, deadline: float | None) -> bool:
     return True
 
 
-def advantages(run: Run) -> None:
+def advantages(run: SeedBatch) -> None:
     """Time-limit bootstrap, then GAE(lambda) and returns, as SB3's RolloutBuffer computes them."""
     S, T, N = run.dims[:3]
     gamma, lam = run.coef("gamma", 2), run.coef("gae_lambda", 2)
@@ -212,7 +211,7 @@ def advantages(run: Run) -> None:
     torch.add(run.advantages, run.values, out=run.returns)
 
 
-def update(run: Run, lr: float | torch.Tensor) -> dict[str, torch.Tensor]:
+def update(run: SeedBatch, lr: float | torch.Tensor) -> dict[str, torch.Tensor]:
     """n_epochs of clipped PPO over shuffled minibatches, per seed (``lr``: one or per seed [S]); returns
     per-seed statistics [S]."""
     args, policy = run.args, run.policy
@@ -272,7 +271,7 @@ def update(run: Run, lr: float | torch.Tensor) -> dict[str, torch.Tensor]:
     return stats
 
 
-def check_finite(run: Run, stats: dict[str, torch.Tensor]) -> None:
+def check_finite(run: SeedBatch, stats: dict[str, torch.Tensor]) -> None:
     """Fail the seeds whose loss or parameters went non-finite (or whose Discrete policy saturated), and only them.
 
     A failed seed's parameters are zeroed (finite, so it cannot disturb anything) and it is never updated again.

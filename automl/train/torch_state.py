@@ -13,13 +13,13 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from automl.train.evaluation import EvalStats
-from automl.train.sb3_state import checkpoint_header
+from automl.train.checkpoint import job_header
 
 
 def header(setup: Any, *, env: str, seeds: Sequence[int], total: int, reward_weights: Mapping | None,
            eval_every: int | None, eval_episodes: int, device: str) -> dict:
     """What a checkpoint must match to be resumed: the SB3 path's header plus the trainer and the seed batch."""
-    base = checkpoint_header(setup, env=env, seed=int(seeds[0]), total=total, reward_weights=reward_weights,
+    base = job_header(setup, env=env, seed=int(seeds[0]), total=total, reward_weights=reward_weights,
                              eval_every=eval_every, eval_episodes=eval_episodes, device=device)
     return {**base, "trainer": "torch", "seeds": [int(s) for s in seeds]}
 
@@ -38,8 +38,10 @@ def _load_stats(rms: Any, state: Mapping) -> None:
     rms.count = float(state["count"])
 
 
-def run_state(run: Any, *, next_eval: int, eval_s: float, spent: Mapping[str, float]) -> dict:
-    """Everything to continue ``run`` (an automl.train.torch_ppo.Run) at this rollout boundary, on the CPU."""
+def run_state(run: Any, *, next_eval: int, eval_s: float, spent: Mapping[str, float],
+              evals: Sequence[Sequence[EvalStats]] | None = None) -> dict:
+    """Everything to continue ``run`` (an automl.train.torch_ppo.SeedBatch) at this rollout boundary, on the CPU,
+    with the loop's part (``evals``: every seed's evaluations so far; none when not given)."""
     norm = run.norm
     return {
         "steps": int(run.steps), "next_eval": int(next_eval), "eval_s": float(eval_s),
@@ -54,15 +56,19 @@ def run_state(run: Any, *, next_eval: int, eval_s: float, spent: Mapping[str, fl
         "perm_gens": [g.get_state() for g in run.perm_gens],
         "next_obs": _cpu(run.next_obs),
         "failed": [[int(s), int(steps), str(detail)] for s, (steps, detail) in sorted(run.failed.items())],
-        "evals": [[dataclasses.asdict(e) for e in evals] for evals in run.evals],
+        "evals": [[dataclasses.asdict(e) for e in seed_evals] for seed_evals in (evals or [[] for _ in run.seeds])],
+        # the per-seed values a schedule, PBT or the tuner set (None: the config's)
+        "hp": None if run.hp is None else {k: _cpu(v) for k, v in run.hp.items()},
+        "reward_weights": [dict(env.reward_weights) for env in run.envs],
     }
 
 
-def restore(run: Any, state: Mapping, *, total: int) -> None:
-    """Put a freshly built Run where the checkpoint left it (ValueError when it does not fit this run)."""
+def restore(run: Any, state: Mapping, *, total: int) -> dict:
+    """Put a SeedBatch where the checkpoint left it (ValueError when it does not fit this run); returns the
+    loop's part ({evals: [[EvalStats]] per seed, next_eval, eval_s, train_s, wall_s})."""
     steps = int(state["steps"])
-    if not 0 < steps < total:
-        raise ValueError(f"checkpoint at {steps} steps (allowed: 0 < steps < {total})")
+    if not 0 < steps <= total:
+        raise ValueError(f"checkpoint at {steps} steps (allowed: 0 < steps <= {total})")
     params = run.policy.params
     if set(state["params"]) != set(params) or any(state["params"][k].shape != v.shape for k, v in params.items()):
         raise ValueError("checkpoint: network shapes do not match this config")
@@ -85,7 +91,18 @@ def restore(run: Any, state: Mapping, *, total: int) -> None:
         for g, s in zip(gens, saved):
             g.set_state(s)
     run.failed = {int(s): (int(at), str(detail)) for s, at, detail in state["failed"]}
+    run.alive.fill_(True)
     for s in run.failed:
         run.alive[s] = False
-    run.evals = [[EvalStats(**e) for e in evals] for evals in state["evals"]]
+    # the values and weights in force (None: the config's; older files hold neither)
+    run.hp = None if state.get("hp") is None else {k: v.to(run.device).clone() for k, v in state["hp"].items()}
+    if run.norm is not None:
+        run.norm.gamma = run.args.gamma if run.hp is None else run.hp["gamma"].double().view(-1, 1)
+    for s, weights in enumerate(state.get("reward_weights") or []):  # (an env's state holds its weights' tensor only)
+        for env in (run.envs[s], run.eval_envs[s]):
+            if dict(env.reward_weights) != dict(weights):
+                env.set_reward_weights(weights)
     run.steps = steps
+    return {"evals": [[EvalStats(**e) for e in seed_evals] for seed_evals in state["evals"]],
+            "next_eval": int(state.get("next_eval", 0)), "eval_s": float(state.get("eval_s", 0.0)),
+            "train_s": float(state.get("train_s", 0.0)), "wall_s": float(state.get("wall_s", 0.0))}

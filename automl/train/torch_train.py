@@ -1,9 +1,10 @@
-"""The torch trainer's entry points: train one config on a batch of seeds, evaluate, checkpoint, save.
+"""The torch trainer: train one config on a batch of seeds (``train_seeds_torch``) through the seed-job loop.
 
-The loop around the algorithm in ``automl.train.torch_ppo`` (collect, advantages, update, check_finite):
-evaluations every ``eval_every`` steps, the channel (pruning reports, stop requests), the deadline,
-checkpoints (``automl.train.torch_state``), TensorBoard and the SB3-loadable model files. The same
-arguments and SeedResult as ``automl.train.training.train_seed``.
+``TorchTrainer`` is the loop's adapter (``automl.train.loop``) over a ``automl.train.torch_ppo.SeedBatch``:
+a chunk is collect, advantages, update (learning rate by the schedule) and the per-seed finite check;
+it evaluates every seed at once, snapshots and restores the batch (``automl.train.torch_state``), logs to
+TensorBoard and writes SB3-loadable model files (``automl.train.torch_report``). The same arguments and
+SeedResult as ``automl.train.sb3_train.train_seed``, online tuning (one seed per job) included.
 """
 from __future__ import annotations
 
@@ -12,11 +13,120 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from automl.train import checkpoint, torch_state
 from automl.core.config import PPOSetup
-from automl.train.torch_ppo import Args, Run, advantages, check_finite, collect, update
-from automl.train.torch_rollout import TBLogger, evaluate_stacked, save_sb3
-from automl.train.training import SeedResult, _hparams, _result, _to_setup
+from automl.train import loop, torch_state
+from automl.train.evaluation import EvalStats
+from automl.train.result import SeedResult, hparams, to_setup
+from automl.train.torch_ppo import MEMBER_PARAMS, Args, SeedBatch, advantages, check_finite, collect, update
+from automl.train.torch_report import TBLogger, evaluate_stacked, save_sb3
+
+
+class TorchModel:
+    """What a user actuator sees as env["model"] on the torch trainer: PPO's coefficients by SB3's names
+    (``model.vf_coef``, ``model.learning_rate``, ... of MEMBER_PARAMS; set on every seed), and the SeedBatch's
+    own attributes (``model.policy``, ``model.steps``, ...) otherwise."""
+
+    def __init__(self, trainer: "TorchTrainer"):
+        object.__setattr__(self, "_trainer", trainer)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in MEMBER_PARAMS:
+            return self._trainer.values()[name]
+        return getattr(self._trainer.batch, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in MEMBER_PARAMS:
+            raise AttributeError(f"model.{name}: not settable (allowed: {', '.join(MEMBER_PARAMS)})")
+        self._trainer.set_values({name: float(value)}, None)
+
+
+class TorchTrainer:
+    """The loop's adapter over one SeedBatch (S seeds of one config as one computation)."""
+
+    state_has_values = True  # per-seed values and reward weights are part of the batch's state
+
+    def __init__(self, args: Args, env: str, seeds: Sequence[int], *, eval_episodes: int, device: str,
+                 reward_weights: Mapping | None, tb_dir: str | None = None, hparams: Mapping | None = None,
+                 save_paths: Sequence[str | None] | None = None):
+        self.batch = SeedBatch(args, env, seeds, eval_episodes=eval_episodes, device=torch.device(device),
+                               reward_weights=reward_weights)
+        self.batch.reset()
+        self.model, self.args, self.env = TorchModel(self), args, env
+        self.seeds, self.rollout = list(self.batch.seeds), args.n_steps * args.num_envs
+        self.log = TBLogger(tb_dir, self.seeds, hparams or {}) if tb_dir else None
+        self.save_paths = list(save_paths or [])
+        self.started = time.time()
+        self._stats: dict | None = None
+
+    @property
+    def steps(self) -> int:
+        return int(self.batch.steps)
+
+    def begin(self, total: int, resumed: bool) -> None:
+        """Nothing to set up: the batch is ready once built (or restored)."""
+
+    def chunk(self, total: int, deadline: float | None) -> bool:
+        """Collect, advantages, one update at the schedule's learning rate, the per-seed finite check."""
+        run, args = self.batch, self.args
+        if not collect(run, deadline):
+            return False
+        advantages(run)
+        remaining = max(1.0 - run.steps / total, 0.0)
+        base_lr = args.learning_rate if run.hp is None else run.hp["learning_rate"]
+        lr = base_lr * (remaining if args.schedule == "linear" else 1.0)
+        stats = update(run, lr)
+        check_finite(run, stats)
+        if self.log:
+            self.log.update(stats, lr, run.steps, time.time() - self.started)
+        self._stats = stats
+        return True
+
+    def evaluate(self, deadline: float | None) -> list[EvalStats] | None:
+        return evaluate_stacked(self.batch, self.seeds, deadline=deadline)
+
+    def log_evals(self, stats: Sequence[EvalStats]) -> None:
+        if self.log:
+            self.log.evals(stats, self.batch.steps)
+
+    def failed(self) -> dict[int, tuple[int, str]]:
+        return self.batch.failed
+
+    def state(self, loop_part: Mapping[str, Any]) -> dict:
+        return torch_state.run_state(self.batch, next_eval=loop_part["next_eval"], eval_s=loop_part["eval_s"],
+                                     spent={k: loop_part[k] for k in ("train_s", "wall_s") if k in loop_part},
+                                     evals=loop_part["evals"])
+
+    def load(self, state: Mapping, total: int) -> dict:
+        return torch_state.restore(self.batch, state, total=total)
+
+    def set_values(self, values: Mapping[str, float], weights: Mapping[str, float] | None) -> None:
+        """The same values and weights on every seed of the batch (a schedule, the tuner)."""
+        for s in range(len(self.seeds)):
+            self.batch.set_values(s, values, weights)
+
+    def values(self) -> dict[str, float]:
+        run = self.batch
+        out = {k: float(getattr(self.args, k)) if run.hp is None else float(run.hp[k][0]) for k in MEMBER_PARAMS}
+        out.update({f"reward.{k}": float(v) for k, v in run.envs[0].reward_weights.items()})
+        return out
+
+    def last_kl(self) -> float | None:
+        return None if self._stats is None else float(self._stats["kl"][0])
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.batch.policy.params.values()) // len(self.seeds)  # stacked: per seed
+
+    def finish(self, ended: loop.Ended) -> None:
+        """TensorBoard closed, every live seed's model saved."""
+        self.close()
+        for s, path in enumerate(self.save_paths):
+            if path and s not in self.batch.failed:
+                save_sb3(self.batch, s, path, self.env)
+
+    def close(self) -> None:
+        if self.log:
+            self.log.close()
+            self.log = None
 
 
 def train_seeds_torch(params: Mapping | PPOSetup, *, env: str, seeds: Sequence[int], total_steps: int | None = None,
@@ -24,7 +134,7 @@ def train_seeds_torch(params: Mapping | PPOSetup, *, env: str, seeds: Sequence[i
                       deadline: float | None = None, device: str = "auto", tb_dir: str | None = None,
                       save_paths: Sequence[str | None] | None = None, channel: Any = None,
                       checkpoint_path: str | None = None, checkpoint_every: int | None = None,
-                      schedule: Sequence[Mapping] | None = None) -> list[SeedResult]:
+                      schedule: Sequence[Mapping] | None = None, tune: Mapping | None = None) -> list[SeedResult]:
     """Train one config on every seed in ``seeds`` as one batched computation; one SeedResult per seed.
 
     Each seed is what ``train_seed`` would make of it (own env stream, init, optimizer, normalisation);
@@ -33,7 +143,8 @@ def train_seeds_torch(params: Mapping | PPOSetup, *, env: str, seeds: Sequence[i
     ``checkpoint_path``/``checkpoint_every``: as ``train_seed`` (one file for the whole batch).
     ``schedule``: [{from_step, values, weights}] in step order, a population member's history replayed
     (``automl.train.torch_pbt``): from ``from_step`` on, every seed trains with those MEMBER_PARAMS values
-    and reward weights (applied at the first rollout boundary at or after it).
+    and reward weights (applied at the first rollout boundary at or after it). ``tune``: online tuning, as
+    ``train_seed`` (one seed only: a tuner per seed).
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as train_seed: parallelism comes from worker processes (and here, the seed axis)
@@ -41,7 +152,7 @@ def train_seeds_torch(params: Mapping | PPOSetup, *, env: str, seeds: Sequence[i
         return _train(params, env=env, seeds=list(seeds), total_steps=total_steps, reward_weights=reward_weights,
                       eval_every=eval_every, eval_episodes=eval_episodes, deadline=deadline, device=device,
                       tb_dir=tb_dir, save_paths=save_paths, channel=channel, checkpoint_path=checkpoint_path,
-                      checkpoint_every=checkpoint_every, schedule=list(schedule or []))
+                      checkpoint_every=checkpoint_every, schedule=list(schedule or []), tune=tune)
     finally:
         torch.set_num_threads(threads)
 
@@ -50,19 +161,19 @@ def train_seed_torch(params: Mapping | PPOSetup, *, env: str, seed: int, total_s
                      reward_weights: Mapping | None = None, eval_every: int | None = None, eval_episodes: int = 32,
                      deadline: float | None = None, device: str = "auto", tb_dir: str | None = None,
                      save_path: str | None = None, channel: Any = None, checkpoint_path: str | None = None,
-                     checkpoint_every: int | None = None, schedule: Sequence[Mapping] | None = None) -> SeedResult:
-    """``automl.train.training.train_seed`` with the torch trainer (batched tasks only); never raises for a
+                     checkpoint_every: int | None = None, schedule: Sequence[Mapping] | None = None,
+                     tune: Mapping | None = None) -> SeedResult:
+    """``automl.train.sb3_train.train_seed`` with the torch trainer (batched tasks only); never raises for a
     diverging config. ``save_path`` writes an SB3 ``PPO`` zip (``PPO.load(save_path + '.zip')``)."""
     return train_seeds_torch(params, env=env, seeds=[seed], total_steps=total_steps, reward_weights=reward_weights,
                              eval_every=eval_every, eval_episodes=eval_episodes, deadline=deadline, device=device,
                              tb_dir=tb_dir, save_paths=[save_path], channel=channel, checkpoint_path=checkpoint_path,
-                             checkpoint_every=checkpoint_every, schedule=schedule)[0]
+                             checkpoint_every=checkpoint_every, schedule=schedule, tune=tune)[0]
 
 
 def _train(params, *, env, seeds, total_steps, reward_weights, eval_every, eval_episodes, deadline, device, tb_dir,
-           save_paths, channel, checkpoint_path, checkpoint_every, schedule) -> list[SeedResult]:
-    start = time.time()
-    setup = _to_setup(params)
+           save_paths, channel, checkpoint_path, checkpoint_every, schedule, tune) -> list[SeedResult]:
+    setup = to_setup(params)
     args = Args.from_setup(setup)
     total = int(total_steps if total_steps is not None else (setup.n_timesteps or 0))
     if total <= 0:
@@ -73,133 +184,25 @@ def _train(params, *, env, seeds, total_steps, reward_weights, eval_every, eval_
         raise ValueError(f"train_seeds_torch: env {env!r} (allowed: {', '.join(envs.TASKS)}; gymnasium ids use train_seed)")
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"train_seeds_torch: seeds {seeds!r} (allowed: distinct integers, at least one)")
-    if deadline is not None and time.time() >= deadline:
-        return [_result(s, "stopped_at_deadline", "deadline", [], wall_s=time.time() - start) for s in seeds]
     device = str(envs.resolve_device(device))
-
-    def new_run() -> Run:
-        fresh = Run(args, env, seeds, eval_episodes=eval_episodes, device=torch.device(device),
-                    reward_weights=reward_weights)
-        fresh.reset()
-        return fresh
-
-    run = new_run()
     rollout = args.n_steps * args.num_envs
     every = max(int(eval_every or total // 10), rollout)
-    next_eval, state, reason, eval_s = every, None, None, 0.0
-    prior, resumed_from, note = {"train_s": 0.0, "wall_s": 0.0, "eval_s": 0.0}, None, None
+    ckpt = None
     if checkpoint_path:
         header = torch_state.header(setup, env=env, seeds=seeds, total=total, reward_weights=reward_weights,
                                     eval_every=eval_every, eval_episodes=eval_episodes, device=device)
         if schedule:
             header["schedule"] = schedule
-        ckpt_every = max(int(checkpoint_every or every), rollout)
-        saved, note = checkpoint.load_matching(checkpoint_path, header)
-        if saved is not None:
-            try:
-                torch_state.restore(run, saved["state"], total=total)
-                next_eval, eval_s = int(saved["state"]["next_eval"]), float(saved["state"]["eval_s"])
-                prior.update(train_s=float(saved["state"]["train_s"]), wall_s=float(saved["state"]["wall_s"]), eval_s=eval_s)
-                resumed_from = run.steps
-            except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, start over rather than fail
-                note = f"checkpoint could not be restored ({type(exc).__name__}: {str(exc)[:200]}); started from scratch"
-                run = new_run()
-        next_ckpt = (run.steps // ckpt_every + 1) * ckpt_every
-    log = TBLogger(tb_dir, seeds, _hparams(params, reward_weights)) if tb_dir else None
+        ckpt = loop.Checkpointing(checkpoint_path, max(int(checkpoint_every or every), rollout), header)
 
-    def spent() -> dict[str, float]:
-        """Training and wall seconds of this job so far, checkpointed sessions included."""
-        now = time.time() - start
-        return {"train_s": prior["train_s"] + now - (eval_s - prior["eval_s"]), "wall_s": prior["wall_s"] + now}
+    def build() -> TorchTrainer:
+        return TorchTrainer(args, env, seeds, eval_episodes=eval_episodes, device=device, reward_weights=reward_weights,
+                            tb_dir=tb_dir, hparams=hparams(params, reward_weights), save_paths=save_paths)
 
-    def save_checkpoint() -> None:
-        nonlocal note
-        try:
-            checkpoint.save(checkpoint_path, {**header, "steps": run.steps},
-                            torch_state.run_state(run, next_eval=next_eval, eval_s=eval_s, spent=spent()))
-        except Exception as exc:  # noqa: BLE001 - a full disk must not end the run; it only loses resumability
-            if "save failed" not in (note or ""):
-                failed = f"checkpoint save failed at {run.steps} steps ({type(exc).__name__}: {str(exc)[:200]})"
-                note = f"{note}; {failed}" if note else failed
-
-    def evaluation() -> bool:
-        """Evaluate every seed, log, report the live seeds' mean; False if the deadline hit."""
-        nonlocal eval_s
-        began = time.time()
-        stats = evaluate_stacked(run, seeds, deadline=deadline)
-        eval_s += time.time() - began
-        if stats is None:
-            return False
-        live = run.live()
-        for s in live:
-            run.evals[s].append(stats[s])
-        if log:
-            log.evals(stats, run.steps)
-        if channel is not None and live:
-            value = sum(stats[s].true_metric for s in live) / len(live)
-            channel.report({"eval_index": len(run.evals[live[0]]) - 1, "steps": run.steps, "value": value})
-        return True
-
-    def poll() -> tuple[str, str] | None:
-        if channel is None or not channel.stop_requested():
-            return None
-        why = str(channel.stop_reason() or "stop requested")
-        return ("stopped_at_deadline" if "deadline" in why.lower() else "pruned"), why
-
-    pending = [p for p in schedule if int(p["from_step"]) > run.steps]
-    for point in [p for p in schedule if int(p["from_step"]) <= run.steps][-1:]:  # where a resumed run stands
-        _apply(run, point)
-    while run.steps < total and run.live():
-        while pending and run.steps >= int(pending[0]["from_step"]):
-            _apply(run, pending.pop(0))
-        if run.steps >= next_eval and run.steps > 0:  # after an update: the freshly trained policy
-            next_eval = (run.steps // every + 1) * every
-            if not evaluation():
-                state, reason = "stopped_at_deadline", "deadline"
-                break
-        if checkpoint_path and run.steps >= next_ckpt:
-            next_ckpt = (run.steps // ckpt_every + 1) * ckpt_every
-            save_checkpoint()
-        stop = poll()
-        if stop:
-            state, reason = stop
-            break
-        if not collect(run, deadline):
-            state, reason = "stopped_at_deadline", "deadline"
-            break
-        advantages(run)
-        remaining = 1.0 - run.steps / total
-        base_lr = args.learning_rate if run.hp is None else run.hp["learning_rate"]
-        lr = base_lr * (remaining if args.schedule == "linear" else 1.0)
-        stats = update(run, lr)
-        check_finite(run, stats)
-        if log:
-            log.update(stats, lr, run.steps, time.time() - start)
-    if state is None and run.live() and (not run.evals[run.live()[0]] or run.evals[run.live()[0]][-1].steps < run.steps):
-        if not evaluation():
-            state, reason = "stopped_at_deadline", "deadline"
-    if log:
-        log.close()
-    for s, path in enumerate(save_paths or []):
-        if path and s not in run.failed:
-            save_sb3(run, s, path, env)
-    timing = {**spent(), "eval_s": eval_s, "resumed_from": resumed_from, "checkpoint_note": note,
-              "params": sum(p.numel() for p in run.policy.params.values()) // len(seeds)}  # stacked: per seed
-    results = []
-    for s, seed in enumerate(seeds):
-        if s in run.failed:
-            steps, detail = run.failed[s]
-            results.append(_result(seed, "failed", "non_finite", run.evals[s], steps=steps, reason=detail, **timing))
-        else:
-            results.append(_result(seed, state or "complete", reason or "step_budget", run.evals[s], steps=run.steps,
-                                   **timing))
-    return results
-
-
-def _apply(run: Run, point: Mapping) -> None:
-    """One schedule point on every seed of the run."""
-    for s in range(len(run.seeds)):
-        run.set_values(s, point.get("values") or {}, point.get("weights") or None)
+    trainer, ended = loop.train(build, loop.Plan(total, every, deadline), channel=channel, ckpt=ckpt,
+                                schedule=schedule, tune=tune)
+    extra = {"params": trainer.n_params()} if trainer is not None else {}
+    return loop.results(trainer, ended, seeds, **extra)
 
 
 def run_job_torch(channel: Any = None, **kwargs: Any) -> dict:

@@ -1,7 +1,7 @@
 """Slow learning check: the good batched-CartPole config solves it on 3 of 3 seeds within 300k steps."""
 import pytest
 
-from automl.train.training import train_seed
+from automl.train.sb3_train import train_seed
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,218 @@
+"""Online tuning inside the seed-job loop: the hook that carries out ``automl.search.online``'s actions.
+
+``TuneHook.safe_point`` runs at every rollout boundary of ``automl.train.loop.train`` (after the
+evaluation, the stop check and the checkpoint), on any trainer. At every new evaluation (a safe point:
+right after an update) it asks the tuner and carries out what it says: ``apply`` takes a **full
+in-memory snapshot** of the training state first (the trainer's whole state: policy, optimizer
+moments, normalisation statistics, step count and schedule position, the env's state on the batched
+tasks, RNG states; the loop's evaluations; the actuators' values) and then sets the value;
+``rollback`` puts that whole state back (hotcb restores only the knob); ``accept`` drops the snapshot.
+With a paired control (the recipe's ``acceptance.control: paired``), ``control`` keeps the treatment's
+end state and puts the snapshot back to train the same steps without the mutation; ``adopt`` then
+restores the treatment's end state and ``keep_control`` goes on from the control's. Actuators:
+``learning_rate``, ``ent_coef``, ``clip_range`` and ``reward.<term>`` (the trainer's ``set_values``),
+and user actuators (seed 004's protocol: ``snapshot(env)``, ``validate(patch, env)``, ``apply(patch,
+env)``, ``restore(snapshot, env)`` with env = {"model", "env", "step"}; "model" is the trainer's
+algorithm object). A user actuator whose ``apply`` or ``restore`` raises is logged (event
+``actuator_failed``), disabled for the rest of the run, and training goes on. The tuner's log goes to
+``tune.mutations.jsonl`` / ``tune.segments.jsonl`` when ``log_dir`` is given.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Mapping
+
+from automl.train.evaluation import success_se
+
+TUNED = ("learning_rate", "ent_coef", "clip_range")   # the built-in actuators (and reward.<term>)
+
+
+class TuneHook:
+    """Runs ``tune["tuner"]`` (an ``automl.search.online.OnlineTuner``) at each new evaluation of ``job``
+    (an ``automl.train.loop.SeedJob`` of one seed)."""
+
+    def __init__(self, tune: Mapping[str, Any], job: Any):
+        if len(job.trainer.seeds) != 1:
+            raise ValueError(f"online tuning: {len(job.trainer.seeds)} seeds in one job (allowed: 1, a tuner per seed)")
+        self.job, self.tuner = job, tune["tuner"]
+        self.log_dir, self.control = tune.get("log_dir"), tune.get("control")
+        self.plan = list(tune.get("plan") or [])  # replay: [(step, actions)] (automl.search.online_log.replay_plan)
+        self.custom = dict(tune.get("actuators") or {})
+        self.custom_snaps: dict = {}
+        self.busy_s = 0.0  # time inside the hook (observe's cost; with active: snapshots and restores too)
+        self.snap: dict | None = None
+        self.treated: tuple | None = None  # paired control: the treatment branch's end state while the control trains
+        self.seen = len(job.evals[0])
+        self.logged = 0
+        self.control_seen: float | None = None
+        self.actions: list[dict] = []
+        self.failures: list[dict] = []
+        self.kl_max: float | None = None  # the largest approx_kl of the updates since the last safe point
+        self.at: dict | None = None
+        self.disabled: set[str] = set()  # user actuators that failed: never proposed again
+
+    def _disable(self) -> None:
+        """Keep the failed actuators disabled in the tuner (its judgement of a segment in flight may reset them)."""
+        states = getattr(self.tuner, "state", None)
+        for name in self.disabled:
+            if isinstance(states, dict) and name in states:
+                states[name] = "disabled"  # automl.search.online.DISABLED
+
+    @property
+    def trainer(self) -> Any:
+        return self.job.trainer
+
+    def env(self) -> dict:
+        """What a user actuator sees."""
+        return {"model": self.trainer.model, "env": getattr(self.trainer, "raw_env", None), "step": self.trainer.steps}
+
+    def safe_point(self) -> None:
+        """Called at every rollout boundary: track the updates' KL, act at a new evaluation."""
+        t0 = time.perf_counter()
+        kl = self.trainer.last_kl()
+        if kl is not None:
+            self.kl_max = kl if self.kl_max is None or not kl <= self.kl_max else self.kl_max
+        try:
+            if len(self.job.evals[0]) != self.seen:
+                self.seen = len(self.job.evals[0])
+                self._act()
+        finally:
+            self.busy_s += time.perf_counter() - t0
+
+    # -- snapshots --------------------------------------------------------------------------------
+    def restore(self, snap: dict, custom_snaps: dict) -> None:
+        """Put a full snapshot back (and the user actuators' own); the next evaluation is a new safe point."""
+        self.job.restore(snap)
+        for name, saved in list(custom_snaps.items()):
+            self._custom(name, "restore", saved)
+        self.seen = len(self.job.evals[0])
+
+    def _custom(self, name: str, method: str, *args: Any) -> tuple[bool, Any]:
+        """(ok, answer) of a user actuator's ``snapshot``/``apply``/``restore``; one that raises is logged and
+        disabled for the rest of the run (the tuner proposes it no more), and training goes on."""
+        act = self.custom.get(name)
+        if act is None:
+            return False, None
+        try:
+            return True, getattr(act, method)(*args, self.at or self.env())
+        except Exception as exc:  # noqa: BLE001 - a user's actuator must not end the training run
+            record = {"event": "actuator_failed", "name": name, "call": method, "step": self.trainer.steps,
+                      "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            self.failures.append(record)
+            del self.custom[name]
+            self.custom_snaps.pop(name, None)
+            if self.treated is not None:
+                self.treated[1].pop(name, None)
+            self.disabled.add(name)
+            self._disable()
+            self._log("tune.mutations.jsonl", [record])
+            return False, None
+
+    def _apply(self, name: str, value: float) -> None:
+        if name in self.custom:
+            ok, valid = self._custom(name, "validate", {"value": value})
+            if ok and valid:
+                self._custom(name, "apply", {"value": value})
+        elif name.startswith("reward."):
+            self.trainer.set_values({}, {name.split(".", 1)[1]: value})
+        else:
+            self.trainer.set_values({name: value}, None)
+
+    # -- one safe point ---------------------------------------------------------------------------
+    def _read_control(self) -> None:
+        """A mode switch or setting written by ``automl tune`` from another process (taken at this safe point)."""
+        try:
+            mtime = os.stat(self.control).st_mtime_ns
+        except (OSError, TypeError):
+            return
+        if mtime == self.control_seen:
+            return
+        self.control_seen = mtime
+        try:
+            with open(self.control) as f:
+                ctl = json.load(f)
+        except (OSError, ValueError):
+            return  # a half-written file is read at the next safe point
+        self.tuner.control(ctl.get("mode"), ctl.get("set") or {})
+
+    def _custom_snapshots(self) -> dict:
+        """Every user actuator's own snapshot (one that fails is disabled)."""
+        snaps = {}
+        for name in list(self.custom):
+            ok, snap = self._custom(name, "snapshot")
+            if ok:
+                snaps[name] = snap
+        return snaps
+
+    def _actions(self, step: int) -> list[dict]:
+        """What the tuner says at this evaluation (replay: the plan's actions at this step)."""
+        if self.tuner.mode == "replay":
+            return [{**a, "step": step} for a in self.plan.pop(0)[1]] if self.plan and self.plan[0][0] == step else []
+        self._disable()
+        e = self.job.evals[0][-1]
+        now = self.trainer.values()
+        current = {**{k: v for k, v in now.items() if k in TUNED or k.startswith("reward.")},
+                   **{name: float(snap["value"]) for name, snap in self._custom_snapshots().items()}}
+        backup = {"reference_return": (e.reference_return, e.reference_return_se),
+                  "success_rate": (e.success_rate, success_se(e.success_rate, e.episodes)
+                                   if e.success_rate is not None and e.episodes else None)}
+        acts = self.tuner.on_eval(step, min(1.0, step / self.job.plan.total), float(e.true_metric), current,
+                                  se=e.true_metric_se, approx_kl=self.kl_max,
+                                  backup={k: v for k, v in backup.items() if v[0] is not None})
+        self.kl_max = None
+        return acts
+
+    def _act(self) -> None:
+        self.at = self.env()  # what user actuators see at this safe point (a rollback's restore: the step it left)
+        self._read_control()
+        step = self.trainer.steps
+        acts = self._actions(step)
+        for a in acts:
+            if a["action"] == "apply":
+                self.snap = self.job.snapshot()
+                self.custom_snaps = self._custom_snapshots()
+                self._apply(a["name"], a["value"])
+            elif a["action"] == "rollback" and self.snap is not None:
+                self.restore(self.snap, self.custom_snaps)
+                self.snap = None
+            elif a["action"] == "control" and self.snap is not None:
+                # paired control: keep the treatment's end state, train the same steps again without it
+                self.treated = (self.job.snapshot(), self._custom_snapshots())
+                self.restore(self.snap, self.custom_snaps)
+                self.snap = None
+            elif a["action"] == "adopt" and self.treated is not None:
+                self.restore(*self.treated)
+                self.treated = None
+            elif a["action"] in ("accept", "keep", "keep_control"):
+                self.snap, self.treated = None, None
+            self.actions.append(a)
+        if self.tuner.mode == "replay" and acts:
+            self._log("tune.mutations.jsonl", [{"event": "replayed", **a} for a in acts])
+        self._write_log()
+
+    # -- logs -------------------------------------------------------------------------------------
+    def _log(self, name: str, records: list[dict]) -> None:
+        if not self.log_dir or not records:
+            return
+        os.makedirs(self.log_dir, exist_ok=True)
+        with open(os.path.join(self.log_dir, name), "a") as f:
+            for record in records:
+                f.write(json.dumps(record) + "\n")
+
+    def _write_log(self) -> None:
+        """Append the tuner's new records (mutations, judged segments) and rewrite the summary."""
+        if not self.log_dir:
+            return
+        new = self.tuner.log[self.logged:]
+        self._log("tune.mutations.jsonl", [r for r in new if r["event"] == "mutation"])
+        self._log("tune.segments.jsonl", [r for r in new if r["event"] != "mutation"])
+        self.logged = len(self.tuner.log)
+        summary = {**self.tuner.summary(), "step": int(self.trainer.steps), "seed": self.trainer.seeds[0],
+                   "hook_s": round(self.busy_s, 4), "actuator_failures": self.failures,
+                   "replayed": sum(a["action"] == "apply" for a in self.actions) if self.tuner.mode == "replay" else None}
+        tmp = os.path.join(self.log_dir, "tune.summary.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(summary, f, indent=1)
+        os.replace(tmp, os.path.join(self.log_dir, "tune.summary.json"))
