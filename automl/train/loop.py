@@ -22,9 +22,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from automl.core.stop import Stop, StopReason
+from automl.core.stop import Stop, StopReason, seed_state
 from automl.train import checkpoint
 from automl.train.evaluation import EvalStats
+from automl.train.result import SeedResult, seed_result
 
 
 class Trainer(Protocol):
@@ -195,6 +196,10 @@ class SeedJob:
         failed = self.trainer.failed()
         return [s for s in range(len(self.trainer.seeds)) if s not in failed]
 
+    def evaluated_at(self) -> int:
+        """The step of the first live seed's latest evaluation (-1: none yet)."""
+        live = self.live()
+        return self.evals[live[0]][-1].steps if live and self.evals[live[0]] else -1
 
     def run_until(self, until: int, values: "Schedule | None" = None, hook: Any = None) -> None:
         """Train to ``until`` steps (or a stop, or every seed failed): at each rollout boundary the schedule's
@@ -267,8 +272,7 @@ def train(build: Callable[[], Trainer], plan: Plan, *, channel: Any = None, ckpt
         hook = _tuner(tune, job) if tune else None
         trainer.begin(plan.total, resumed_from is not None)
         job.run_until(until, Schedule(schedule), hook)
-        last_steps = job.evals[job.live()[0]][-1].steps if job.live() and job.evals[job.live()[0]] else -1
-        if job.stop is None and job.live() and (plan.always_evaluate_at_end or last_steps < trainer.steps):
+        if job.stop is None and job.live() and (plan.always_evaluate_at_end or job.evaluated_at() < trainer.steps):
             job.evaluate()  # the final policy is always evaluated, unless the deadline hits
         ended = Ended(job.stop, job.evals, job.last, job.eval_s, job.spent(), resumed_from, job.note)
         trainer.finish(ended)
@@ -285,11 +289,8 @@ def _tuner(tune: Mapping, job: SeedJob) -> Any:
     return TuneHook(tune, job)
 
 
-def results(trainer: Trainer | None, ended: Ended, seeds: Sequence[int], **extra: Any) -> list:
+def results(trainer: Trainer | None, ended: Ended, seeds: Sequence[int], **extra: Any) -> list[SeedResult]:
     """One SeedResult per seed from how the loop ended (a failed seed fails alone)."""
-    from automl.train.result import seed_result
-    from automl.core.stop import seed_state
-
     if trainer is None:  # the deadline had passed before anything was built
         return [seed_result(s, "stopped_at_deadline", StopReason.DEADLINE, [], **ended.times) for s in seeds]
     timing = {**ended.times, "eval_s": ended.eval_s, "resumed_from": ended.resumed_from,
