@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import _jobs
+from automl.core.stop import StopReason
 from automl.exec.executor import (
     Done, Job, LocalProcessExecutor, Report, contains_nonfinite, make_executor,
 )
@@ -156,6 +157,16 @@ def test_request_stop_reaches_the_running_job(ex):
     assert r.ok and r.state == "complete" and r.stop_reason == "pruned at eval 3"
     assert r.value["stop_reason"] == "pruned at eval 3" and r.value["waited_s"] < 5.0
     assert not ex.request_stop("long", "too late")  # settled jobs are not live
+
+
+def test_a_stop_reaches_the_job_with_its_reason(ex):
+    """The reason is an enum the job reads (never the text); the text is what it records."""
+    ex.submit(Job("cut", _jobs.until_stopped, {"max_s": 30.0}))
+    wait_report(ex, "cut")
+    assert ex.request_stop("cut", StopReason.INTERRUPTED)
+    r = collect(ex, 1, timeout=30.0)[1]["cut"]
+    assert r.value["stop_reason"] == "interrupted" and r.value["stop_reason"].reason is StopReason.INTERRUPTED
+    assert r.stop_reason.reason is StopReason.INTERRUPTED
 
 
 def test_stop_requested_before_start_is_seen_at_start():

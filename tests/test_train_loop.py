@@ -99,3 +99,24 @@ def test_continuing_a_saved_state_to_a_longer_run_equals_training_it_in_one_go()
     assert later.resumed_from == 512 and whole.stop is later.stop is None
     assert [e.true_metric for e in later.evals[0]] == [e.true_metric for e in whole.evals[0]]
     assert [s.steps for s in later.evals[0]] == [512, 1024]
+
+
+@pytest.mark.parametrize("flag, env, trainer", [([], "cartpole", "torch"), (["--trainer", "sb3"], "cartpole", "sb3"),
+                                                ([], "CartPole-v1", "sb3")])
+def test_automl_train_picks_the_trainer_as_a_run_does(tmp_path, flag, env, trainer):
+    from _cli import TINY, automl
+    import yaml
+
+    r = automl("train", "--config", TINY, "--env", env, "--seed-list", "0", "--trial-steps", "512", *flag,
+               "--run-dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    res = yaml.safe_load((tmp_path / "results.yaml").read_text())
+    assert res["trainer"] == trainer and res["seeds"][0]["state"] == "complete"
+
+
+def test_the_torch_trainer_on_a_gymnasium_id_is_one_line():
+    from _cli import TINY, automl
+
+    r = automl("train", "--config", TINY, "--env", "CartPole-v1", "--trainer", "torch", "--trial-steps", "512")
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1
+    assert "--trainer torch: env 'CartPole-v1' is not a batched task (allowed: cartpole, navigation" in r.stderr
