@@ -116,3 +116,32 @@ def test_the_three_searches_are_search_owners(tmp_path):
     assert hp.weights is None and set(hp.params) == {p.name for p in spec.params}     # the incumbent's weights
     assert reward.params is None and reward.weights["fixed"] == 0.3 and 0.5 <= reward.weights["alive"] <= 2.0
     assert joint.params is not None and set(joint.weights) == {"alive", "fixed"}
+
+
+def test_a_modes_own_flags_reach_it_through_the_command_line(monkeypatch):
+    """A mode declares its flags (automl.run.modes.Flag): `automl run` accepts them, RunConfig keeps their
+    values (defaults filled in) in mode_options, the fingerprint holds them, and another mode refuses them."""
+    from automl.cli.main import build_parser, run_config_from
+    from automl.run.modes import Flag
+
+    class Sweep(Mode):
+        name = "sweep"
+        flags = (Flag("--sweep-width", int, 4, "configs per sweep"), Flag("--sweep-order", str, "up", "up | down"))
+
+        def check(self, cfg):
+            if cfg.mode_options["sweep_order"] not in ("up", "down"):
+                raise AutoMLError(f"--sweep-order: {cfg.mode_options['sweep_order']!r} (allowed: up, down)")
+
+    monkeypatch.setitem(MODES, "sweep", Sweep())
+    argv = ["run", "--mode", "sweep", "--sweep-width", "7"]
+    cfg = run_config_from(build_parser().parse_args(argv), argv)
+    assert cfg.mode_options == {"sweep_width": 7, "sweep_order": "up"}
+    assert cfg.fingerprint()["sweep"] == {"sweep_width": 7, "sweep_order": "up"}
+    assert "--mode sweep: configs per sweep (default 4)" in " ".join(
+        build_parser()._subparsers._group_actions[0].choices["run"].format_help().split())
+    with pytest.raises(AutoMLError, match=r"^--sweep-order: 'sideways' \(allowed: up, down\)$"):
+        RunConfig(mode="sweep", mode_options={"sweep_order": "sideways"})
+    argv = ["run", "--mode", "stage", "--sweep-width", "7"]
+    with pytest.raises(AutoMLError, match=r"^--sweep-width: not a flag of --mode stage \(allowed: none\)$"):
+        run_config_from(build_parser().parse_args(argv), argv)
+    assert RunConfig(mode="stage").mode_options == {} and "stage" not in RunConfig(mode="stage").fingerprint()

@@ -22,9 +22,12 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="staged search: HP trials and reward-weight generations")
-    from automl.run.modes import help_text
+    from automl.run.modes import help_text, mode_flags
 
     p.add_argument("--mode", default="stage", help=help_text())
+    for name, (mode, flag) in {flag.name: (mode, flag) for mode, flag in mode_flags()}.items():
+        p.add_argument(name, type=flag.type, default=None,  # a mode's own flags (automl.run.modes.Flag)
+                       help=f"--mode {mode.name}: {flag.help} (default {flag.default})")
     p.add_argument("--budget-hours", type=float, default=1.0, help="wall-clock budget in hours")
     p.add_argument("--hp-trials", type=int, default=None, help="HP trials per HP phase (default 8)")
     p.add_argument("--max-trials", type=int, default=None, help="cap on all HP trials")
@@ -168,6 +171,10 @@ def run_config_from(args, argv) -> "RunConfig":
                 kwargs[key] = defaults[key]
     for flag in ("dry_run", "fresh", "quiet", "keep_checkpoints"):
         kwargs.pop(flag, None)
+    from automl.run.modes import mode_flags
+
+    own = {flag.dest for _, flag in mode_flags()}
+    kwargs["mode_options"] = {k: kwargs.pop(k) for k in list(kwargs) if k in own}
     return RunConfig(**kwargs, fresh=args.fresh, dry_run=args.dry_run, quiet=args.quiet,
                      keep_checkpoints=args.keep_checkpoints,
                      command="automl " + shlex.join(argv))

@@ -70,10 +70,12 @@ class RunConfig:
     pick: str = "knee"            # --pick knee|<metric>: the winner among the Pareto front
     executor: str = "local"       # local worker processes | ray (tasks on a Ray cluster)
     ray_address: str | None = None  # --executor ray: auto | HOST:PORT (None: a local Ray started for the run)
+    mode_options: dict = field(default_factory=dict)  # the mode's own flags (automl.run.modes.Flag) by dest
     command: str = ""
 
     def __post_init__(self):
-        self.run_mode  # noqa: B018 (an unknown --mode is refused first)
+        # an unknown --mode is refused first; the mode's own flags get their defaults
+        object.__setattr__(self, "mode_options", self.run_mode.options(dict(self.mode_options or {})))
         _check_choice("--search-method", self.search_method, SEARCH_METHODS)
         _check_choice("--trainer", self.trainer, TRAINERS)
         _check_choice("--seed-batching", self.seed_batching, SEED_BATCHING)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from importlib import import_module
 
 from automl.core.errors import AutoMLError
-from automl.run.modes.base import Mode, Stage
+from automl.run.modes.base import Flag, Mode, Stage
 
 _NAMES = (
     "stage",
@@ -29,9 +29,14 @@ def mode_named(name: str) -> Mode:
         raise AutoMLError(f"--mode: unknown value {name!r} (allowed: {', '.join(MODES)})") from None
 
 
+def mode_flags() -> list[tuple[Mode, Flag]]:
+    """Every mode's own flags (``automl run`` adds them; their values go to ``RunConfig.mode_options``)."""
+    return [(m, f) for m in MODES.values() for f in m.flags]
+
+
 def help_text() -> str:
     """``--mode``'s help: every mode with its summary."""
     return " | ".join(f"{m.name} ({m.summary})" if m.summary else m.name for m in MODES.values())
 
 
-__all__ = ["MODES", "Mode", "Stage", "help_text", "mode_named"]
+__all__ = ["MODES", "Flag", "Mode", "Stage", "help_text", "mode_flags", "mode_named"]

@@ -8,7 +8,7 @@ imports its phases and search owners inside the methods that build them.
 """
 from __future__ import annotations
 
-from typing import ClassVar, NamedTuple
+from typing import Any, Callable, ClassVar, NamedTuple
 
 from automl.core.errors import AutoMLError
 from automl.core.record import Kind
@@ -20,6 +20,26 @@ class Stage(NamedTuple):
     kind: Kind
     cycle: int
     quota: int
+
+
+class Flag(NamedTuple):
+    """A flag a mode adds to ``automl run``; its value reaches the mode as ``cfg.mode_options[dest]``.
+
+    :param name: the flag, e.g. ``--eta``
+    :param type: what argparse converts the text with (int, float, str)
+    :param default: the value when the flag is not given
+    :param help: what ``automl --help`` says (the mode and the default are added)
+    """
+
+    name: str
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+
+    @property
+    def dest(self) -> str:
+        """The option's key: ``--min-steps`` -> ``min_steps``."""
+        return self.name.lstrip("-").replace("-", "_")
 
 
 class Mode:
@@ -36,6 +56,7 @@ class Mode:
     :param default_pruner: the pruner without ``--pruner`` (None: the search method's)
     :param baseline_owner: the search owner whose first proposal of a new run is the baseline
     :param extends_when_pruned: the last tuning phase goes on past its quota when a pruner saves time
+    :param flags: the mode's own flags (``Flag``); ``check`` validates their values in ``cfg.mode_options``
     """
 
     name: ClassVar[str] = ""
@@ -48,17 +69,29 @@ class Mode:
     default_pruner: ClassVar[str | None] = None
     baseline_owner: ClassVar[Kind] = Kind.HP
     extends_when_pruned: ClassVar[bool] = False
+    flags: ClassVar[tuple[Flag, ...]] = ()
 
     def __repr__(self) -> str:
         return f"<mode {self.name}>"
 
     # ---- flags -------------------------------------------------------------------------------
+    def options(self, given: dict) -> dict:
+        """Every flag of this mode with its value (``given``, else its default); a flag of another mode is
+        refused in one line."""
+        mine = {f.dest: f for f in self.flags}
+        for key in given:
+            if key not in mine:
+                allowed = ", ".join(f.name for f in self.flags) or "none"
+                refuse(f"--{key.replace('_', '-')}", f"not a flag of --mode {self.name} (allowed: {allowed})")
+        return {dest: given.get(dest, f.default) for dest, f in mine.items()}
+
     def check(self, cfg) -> None:
         """Refuse flags this mode cannot run with (one line naming the flag and the allowed values)."""
 
     def fingerprint_settings(self, cfg) -> dict:
-        """The mode's own settings that a resumed run must match (keys of the state file's fingerprint)."""
-        return {}
+        """The mode's own settings that a resumed run must match (keys of the state file's fingerprint):
+        its flags' values under its name, when it has flags."""
+        return {self.name: dict(cfg.mode_options)} if self.flags else {}
 
     # ---- plan --------------------------------------------------------------------------------
     def cycles(self, cfg) -> int:
