@@ -70,7 +70,7 @@ class RunConfig:
     pick: str = "knee"            # --pick knee|<metric>: the winner among the Pareto front
     executor: str = "local"       # local worker processes | ray (tasks on a Ray cluster)
     ray_address: str | None = None  # --executor ray: auto | HOST:PORT (None: a local Ray started for the run)
-    mode_options: dict = field(default_factory=dict)  # the mode's own flags (automl.run.modes.Flag) by dest
+    mode_options: dict = field(default_factory=dict, hash=False)  # the mode's own flags (automl.run.modes.Flag) by dest
     command: str = ""
 
     def __post_init__(self):
