@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import yaml
 
@@ -28,6 +28,9 @@ class Kind(StrEnum):
     HELDOUT = "heldout"    # a re-evaluation of a tuned config on held-out seeds
     TEST = "test"          # the chosen winner and the baseline re-trained on test seeds (selected nothing)
 
+    RECHECKS: ClassVar[tuple[Kind, ...]]  # (set below: an enum body's values would be members)
+    TUNING: ClassVar[tuple[Kind, ...]]
+
 
 # Re-checks re-train tuned configs on other seeds; every other kind is a config of the search (so a
 # kind added for a new mode counts as tuning everywhere: live panel, scheduler, rankings).
@@ -44,6 +47,8 @@ class State(StrEnum):
     PRUNED = "pruned"
     STOPPED_AT_DEADLINE = "stopped_at_deadline"
     REJECTED = "rejected"                    # a constraint or an invalid PPO config: never trained
+
+    SCORED: ClassVar[tuple[State, ...]]      # (set below)
 
 
 State.SCORED = (State.COMPLETE, State.FAILED)  # the states that get a score (failed seeds count as worst)
