@@ -254,3 +254,26 @@ def test_trainer_auto_picks_torch_for_batched_tasks_sb3_for_gym_ids_and_keeps_a_
     assert resolve_trainer(RunConfig(env="cartpole", fresh=True), store).trainer == "torch"  # --fresh: a new run
     store.path.write_text("{not yaml: [", encoding="utf-8")
     assert resolve_trainer(RunConfig(env="cartpole"), store).trainer == "torch"  # check_resume reports the file
+
+
+def test_a_piped_pbt_run_prints_one_line_per_ready_point_and_names_its_winner(tmp_path):
+    """Issue 26 defect 7: piped, --mode pbt printed nothing between calibrating and the test replay."""
+    import re
+
+    r = automl("--mode", "pbt", "--env", "cartpole", "--space", TINY, "--budget-hours", "0.3", "--population", "4",
+               "--trial-steps", "4096", "--ready-steps", "1024", "--eval-episodes", "8", "--n-jobs", "1",
+               "--seeds", "2", "--run-dir", str(tmp_path / "run"))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    ready = [line for line in lines if " pbt ready " in line]
+    pop = state(tmp_path / "run")["pbt"]
+    assert len(ready) == len(pop["ready"]) == 4
+    for line, point in zip(ready, pop["ready"]):
+        values = " ".join(f"m{i} {v:.3f}" for i, v in enumerate(point["scores"]))
+        action = ", ".join(f"m{c['dst']}<-m{c['src']}" for c in point["copies"])
+        assert re.fullmatch(r"\[ *\d+s/18m00s\] pbt ready " + f"{point['index']}/4 step {1024 * point['index']}: "
+                            + re.escape(values + " | " + (f"exploit+explore {action}" if action else
+                                                          "no copy (gaps within noise)")) + r" \| best m\d \S+", line)
+    w = pop["winner"]
+    assert f"pbt winner m{w} {pop['ready'][-1]['scores'][w]:.3f} at step 4096" in lines[-1]
+    assert "no config finished" not in r.stdout and f"test seeds: pbt_m{w} " in lines[-1]
