@@ -120,3 +120,18 @@ def test_the_torch_trainer_on_a_gymnasium_id_is_one_line():
     r = automl("train", "--config", TINY, "--env", "CartPole-v1", "--trainer", "torch", "--trial-steps", "512")
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1
     assert "--trainer torch: env 'CartPole-v1' is not a batched task (allowed: cartpole, navigation" in r.stderr
+
+
+@pytest.mark.parametrize("trainer", ["sb3", "torch"])
+def test_a_promoted_config_equals_an_uninterrupted_run_of_the_same_length(trainer, tmp_path):
+    """A fidelity ladder's promotion: paused at a rung (until_steps, checkpoint at the pause), then continued to
+    the top rung from that checkpoint, it trains only the extra steps and ends where one run of that length does."""
+    train, ckpt = TRAINERS[trainer], str(tmp_path / "config.pt")
+    whole = train(CART, seed=3, **RUN)
+    rung = train(CART, seed=3, **RUN, checkpoint_path=ckpt, until_steps=3 * 512)
+    assert (rung.state, rung.steps, rung.resumed_from) == ("complete", 1536, None)
+    assert [s for s, _ in rung.evals] == [512, 1024, 1536]
+    top = train(CART, seed=3, **RUN, checkpoint_path=ckpt)
+    assert (top.state, top.steps, top.resumed_from) == ("complete", 2048, 1536)   # only the extra 512 steps trained
+    assert top.evals == whole.evals and top.episode_reward_mean == whole.episode_reward_mean
+    assert [s for s, _ in top.evals] == [512, 1024, 1536, 2048]

@@ -274,6 +274,8 @@ def train(build: Callable[[], Trainer], plan: Plan, *, channel: Any = None, ckpt
         job.run_until(until, Schedule(schedule), hook)
         if job.stop is None and job.live() and (plan.always_evaluate_at_end or job.evaluated_at() < trainer.steps):
             job.evaluate()  # the final policy is always evaluated, unless the deadline hits
+        if job.ckpt and job.stop is None and job.live() and trainer.steps < plan.total:
+            job.save_checkpoint()  # paused at ``until`` (a ladder's rung): a promotion continues from here
         ended = Ended(job.stop, job.evals, job.last, job.eval_s, job.spent(), resumed_from, job.note)
         trainer.finish(ended)
         if after is not None:

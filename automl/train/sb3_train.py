@@ -245,6 +245,7 @@ def train_seed(
     checkpoint_every: int | None = None,
     schedule: Sequence[Mapping] | None = None,
     tune: Mapping | None = None,
+    until_steps: int | None = None,
 ) -> SeedResult:
     """Train PPO for one config and seed on ``env`` (batched task or gymnasium id); never raises
     for a diverging config (state 'failed'). Evaluates every ``eval_every`` steps on eval envs
@@ -258,6 +259,9 @@ def train_seed(
     left in place at the end: deleting it (``automl.train.checkpoint.remove``) is the caller's job.
     ``schedule``: a PBT member's values and weights by step, replayed (``automl.train.loop.Schedule``).
     ``tune``: online tuning of this run, {tuner, log_dir, control, plan, actuators} (``automl.train.tuning``).
+    ``until_steps``: pause there, a prefix of the ``total_steps`` run (schedules and the checkpoint's header
+    are the whole run's), with a checkpoint at the pause: a later call with a larger ``until_steps`` (or
+    none) continues from it and trains only the extra steps (a fidelity ladder's promotion).
     """
     threads = th.get_num_threads()
     # A 64x64 MLP gains nothing from intra-op threads and loses ~10x when other processes
@@ -268,7 +272,8 @@ def train_seed(
         return _train_seed(params, env=env, seed=seed, total_steps=total_steps, reward_weights=reward_weights,
                            eval_every=eval_every, eval_episodes=eval_episodes, deadline=deadline, device=device,
                            tb_dir=tb_dir, save_path=save_path, channel=channel, checkpoint_path=checkpoint_path,
-                           checkpoint_every=checkpoint_every, schedule=list(schedule or []), tune=tune)
+                           checkpoint_every=checkpoint_every, schedule=list(schedule or []), tune=tune,
+                           until_steps=until_steps)
     finally:
         th.set_num_threads(threads)
 
@@ -276,7 +281,8 @@ def train_seed(
 def _train_seed(params: Mapping, *, env: str, seed: int, total_steps: int | None, reward_weights: Mapping | None,
                 eval_every: int | None, eval_episodes: int, deadline: float | None, device: str,
                 tb_dir: str | None, save_path: str | None, channel: Any, checkpoint_path: str | None,
-                checkpoint_every: int | None, schedule: list, tune: Mapping | None) -> SeedResult:
+                checkpoint_every: int | None, schedule: list, tune: Mapping | None,
+                until_steps: int | None = None) -> SeedResult:
     """train_seed's body (see there), run with one torch thread."""
     setup = to_setup(params)
     total = int(total_steps if total_steps is not None else (setup.n_timesteps or 0))
@@ -299,7 +305,7 @@ def _train_seed(params: Mapping, *, env: str, seed: int, total_steps: int | None
         return build_run(params, env, seed=seed, eval_episodes=eval_episodes, device=device,
                          reward_weights=reward_weights, tb_dir=tb_dir, save_path=save_path)
 
-    trainer, ended = loop.train(build, loop.Plan(total, every, deadline), channel=channel, ckpt=ckpt,
+    trainer, ended = loop.train(build, loop.Plan(total, every, deadline, until=until_steps), channel=channel, ckpt=ckpt,
                                 schedule=schedule, tune=tune)
     extra = {"params": trainer.n_params()} if trainer is not None else {}
     return loop.results(trainer, ended, [seed], **extra)[0]

@@ -134,7 +134,8 @@ def train_seeds_torch(params: Mapping | PPOSetup, *, env: str, seeds: Sequence[i
                       deadline: float | None = None, device: str = "auto", tb_dir: str | None = None,
                       save_paths: Sequence[str | None] | None = None, channel: Any = None,
                       checkpoint_path: str | None = None, checkpoint_every: int | None = None,
-                      schedule: Sequence[Mapping] | None = None, tune: Mapping | None = None) -> list[SeedResult]:
+                      schedule: Sequence[Mapping] | None = None, tune: Mapping | None = None,
+                      until_steps: int | None = None) -> list[SeedResult]:
     """Train one config on every seed in ``seeds`` as one batched computation; one SeedResult per seed.
 
     Each seed is what ``train_seed`` would make of it (own env stream, init, optimizer, normalisation);
@@ -144,7 +145,7 @@ def train_seeds_torch(params: Mapping | PPOSetup, *, env: str, seeds: Sequence[i
     ``schedule``: [{from_step, values, weights}] in step order, a population member's history replayed
     (``automl.train.torch_pbt``): from ``from_step`` on, every seed trains with those MEMBER_PARAMS values
     and reward weights (applied at the first rollout boundary at or after it). ``tune``: online tuning, as
-    ``train_seed`` (one seed only: a tuner per seed).
+    ``train_seed`` (one seed only: a tuner per seed). ``until_steps``: pause there, as ``train_seed``.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as train_seed: parallelism comes from worker processes (and here, the seed axis)
@@ -152,7 +153,8 @@ def train_seeds_torch(params: Mapping | PPOSetup, *, env: str, seeds: Sequence[i
         return _train(params, env=env, seeds=list(seeds), total_steps=total_steps, reward_weights=reward_weights,
                       eval_every=eval_every, eval_episodes=eval_episodes, deadline=deadline, device=device,
                       tb_dir=tb_dir, save_paths=save_paths, channel=channel, checkpoint_path=checkpoint_path,
-                      checkpoint_every=checkpoint_every, schedule=list(schedule or []), tune=tune)
+                      checkpoint_every=checkpoint_every, schedule=list(schedule or []), tune=tune,
+                      until_steps=until_steps)
     finally:
         torch.set_num_threads(threads)
 
@@ -162,17 +164,18 @@ def train_seed_torch(params: Mapping | PPOSetup, *, env: str, seed: int, total_s
                      deadline: float | None = None, device: str = "auto", tb_dir: str | None = None,
                      save_path: str | None = None, channel: Any = None, checkpoint_path: str | None = None,
                      checkpoint_every: int | None = None, schedule: Sequence[Mapping] | None = None,
-                     tune: Mapping | None = None) -> SeedResult:
+                     tune: Mapping | None = None, until_steps: int | None = None) -> SeedResult:
     """``automl.train.sb3_train.train_seed`` with the torch trainer (batched tasks only); never raises for a
     diverging config. ``save_path`` writes an SB3 ``PPO`` zip (``PPO.load(save_path + '.zip')``)."""
     return train_seeds_torch(params, env=env, seeds=[seed], total_steps=total_steps, reward_weights=reward_weights,
                              eval_every=eval_every, eval_episodes=eval_episodes, deadline=deadline, device=device,
                              tb_dir=tb_dir, save_paths=[save_path], channel=channel, checkpoint_path=checkpoint_path,
-                             checkpoint_every=checkpoint_every, schedule=schedule, tune=tune)[0]
+                             checkpoint_every=checkpoint_every, schedule=schedule, tune=tune,
+                             until_steps=until_steps)[0]
 
 
 def _train(params, *, env, seeds, total_steps, reward_weights, eval_every, eval_episodes, deadline, device, tb_dir,
-           save_paths, channel, checkpoint_path, checkpoint_every, schedule, tune) -> list[SeedResult]:
+           save_paths, channel, checkpoint_path, checkpoint_every, schedule, tune, until_steps=None) -> list[SeedResult]:
     setup = to_setup(params)
     args = Args.from_setup(setup)
     total = int(total_steps if total_steps is not None else (setup.n_timesteps or 0))
@@ -199,7 +202,7 @@ def _train(params, *, env, seeds, total_steps, reward_weights, eval_every, eval_
         return TorchTrainer(args, env, seeds, eval_episodes=eval_episodes, device=device, reward_weights=reward_weights,
                             tb_dir=tb_dir, hparams=hparams(params, reward_weights), save_paths=save_paths)
 
-    trainer, ended = loop.train(build, loop.Plan(total, every, deadline), channel=channel, ckpt=ckpt,
+    trainer, ended = loop.train(build, loop.Plan(total, every, deadline, until=until_steps), channel=channel, ckpt=ckpt,
                                 schedule=schedule, tune=tune)
     extra = {"params": trainer.n_params()} if trainer is not None else {}
     return loop.results(trainer, ended, seeds, **extra)
