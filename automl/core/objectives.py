@@ -28,6 +28,7 @@ METRICS = {
     "train_time_s": "wall_s",                      # the seed job's wall time (a batch's, for batched seeds)
     "wall_s": "wall_s",
     "params": "params",                            # the policy's parameter count
+    "peak_memory_mb": "peak_memory_mb",            # the seed job's peak memory: CUDA max allocated, else peak RSS
     "steps": "steps",
 }
 STEPS_TO = re.compile(r"^steps_to_(-?\d+(?:\.\d+)?)$")  # steps_to_0.5: first evaluation at or above 0.5

@@ -161,6 +161,9 @@ def run_job(blob_or_call, channel) -> tuple[str, object, str, str, float]:
     `blob_or_call` is pickled (fn, kwargs) bytes or the tuple itself. state is
     'complete' or 'failed' (exception, or NaN/inf anywhere in the returned value).
     """
+    from automl.core.memory import reset_peak  # standard library only
+
+    reset_peak()  # the job's peak_memory_mb is its own, not the worker's earlier jobs'
     start = time.perf_counter()
     try:
         fn, kwargs = pickle.loads(blob_or_call) if isinstance(blob_or_call, bytes) else blob_or_call

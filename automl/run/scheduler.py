@@ -20,7 +20,7 @@ from automl.core.record import Kind, State
 
 SEED_FIELDS = ("seed", "state", "episode_reward_mean", "success_rate", "shaped_return",
                "reference_return", "terms", "steps", "wall_s", "params", "evals", "stop_reason", "reason",
-               "resumed_from")
+               "resumed_from", "peak_memory_mb")
 
 
 @dataclass

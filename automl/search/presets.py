@@ -14,6 +14,7 @@ from pathlib import Path
 
 from automl.core import config
 from automl.core import constraints as _constraints
+from automl.core import seed003
 from automl.core.config import EXCLUSIVE, ParamSpec, SpaceSpec
 from automl.core.errors import AutoMLError
 from automl.core.names import SEARCH_METHODS
@@ -38,6 +39,7 @@ class Preset:
     narrow: dict = field(default_factory=lambda: dict(NARROW_DEFAULTS))
     run_defaults: dict = field(default_factory=dict)  # optional: hp_trials, seeds, trial_steps_fraction, search_method
     description: str = ""
+    centre: dict = field(default_factory=dict)  # an earlier run's best params (--from RUN_DIR): the centre, not the priors
 
 
 def preset_names() -> list[str]:
@@ -58,10 +60,43 @@ def resolve_preset_path(name_or_path: str | Path) -> Path:
     return path
 
 
+FROM = "@"  # PRESET@RUN_DIR: the preset centred on that run's best config (`--preset fine-tune --from RUN_DIR`)
+
+
+def centred_on(preset: str | None, run_dir: str) -> str:
+    """``--preset P --from RUN_DIR`` as the one preset spelling a run records (``P@RUN_DIR``); checks that
+    the run dir has a best config (AutoMLError: one line)."""
+    if not preset:
+        raise AutoMLError("command line: --from: needs --preset (allowed: e.g. --preset fine-tune --from RUN_DIR)")
+    run_best(run_dir)
+    return f"{preset}{FROM}{run_dir}"
+
+
+def run_best(run_dir: str | Path) -> dict:
+    """The params of an earlier run's winner (``RUN_DIR/best.yaml``, or a best.yaml given directly)."""
+    path = Path(run_dir)
+    path = path if path.suffix in (".yaml", ".yml") else path / "best.yaml"
+    if not path.is_file():
+        raise AutoMLError(f"command line: --from: {path}: does not exist (allowed: the run dir of a finished "
+                          "`automl run`, which holds best.yaml)")
+    raw = config.load_yaml(path, allowed="a best.yaml written by `automl run`")
+    params = raw.get("params") if isinstance(raw, Mapping) else None
+    if not isinstance(params, Mapping) or not params:
+        raise AutoMLError(f"{path}: params: missing (allowed: a best.yaml written by `automl run`)")
+    return dict(params)
+
+
 def load_preset(name_or_path: str | Path) -> Preset:
-    """Load and validate a preset by name or path (AutoMLError on any malformed input)."""
+    """Load and validate a preset by name or path (AutoMLError on any malformed input); ``NAME@RUN_DIR``:
+    centred on that run's best config instead of the space's priors."""
+    name, sep, run_dir = str(name_or_path).partition(FROM)
+    if sep and not Path(str(name_or_path)).is_file():
+        return dataclasses.replace(load_preset(name), centre=run_best(run_dir))
     path = resolve_preset_path(name_or_path)
-    return parse_preset(config.load_yaml(path, allowed=PRESET_ALLOWED), str(path))
+    raw = config.load_yaml(path, allowed=PRESET_ALLOWED)
+    if seed003.is_hpo(raw):  # seed 003's config file (automl run --config): its space, the rest at the priors
+        raw = seed003.preset_mapping(seed003.parse(raw, str(path)))
+    return parse_preset(raw, str(path))
 
 
 def _as_structured(raw: object, path: str) -> dict:
@@ -261,8 +296,9 @@ def _drop(params: list, fixed: dict, names: set) -> tuple[list, dict]:
 
 
 def apply_preset(spec: SpaceSpec, preset: Preset, best_params: Mapping | None = None) -> SpaceSpec:
-    """The base space edited by the preset; `best_params` (a found config) replaces the priors as centre."""
-    centres = _centres(spec, best_params)
+    """The base space edited by the preset; `best_params` (a found config; else the preset's own centre from
+    --from RUN_DIR) replaces the priors as centre."""
+    centres = _centres(spec, best_params if best_params is not None else preset.centre)
     params, fixed = APPLY[preset.mode](spec, preset, centres)
     base_by_name = {p.name: p for p in spec.params}
     added = []

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from automl.core import memory
 from automl.core.stop import Stop, StopReason, seed_state
 from automl.train import checkpoint
 from automl.train.evaluation import EvalStats
@@ -293,10 +294,12 @@ def _tuner(tune: Mapping, job: SeedJob) -> Any:
 
 def results(trainer: Trainer | None, ended: Ended, seeds: Sequence[int], **extra: Any) -> list[SeedResult]:
     """One SeedResult per seed from how the loop ended (a failed seed fails alone)."""
+    peak = memory.peak_memory_mb()  # the job's (a batch's seeds share it, as they share wall_s)
     if trainer is None:  # the deadline had passed before anything was built
-        return [seed_result(s, "stopped_at_deadline", StopReason.DEADLINE, [], **ended.times) for s in seeds]
+        return [seed_result(s, "stopped_at_deadline", StopReason.DEADLINE, [], **ended.times, peak_memory_mb=peak)
+                for s in seeds]
     timing = {**ended.times, "eval_s": ended.eval_s, "resumed_from": ended.resumed_from,
-              "checkpoint_note": ended.note, **extra}
+              "checkpoint_note": ended.note, "peak_memory_mb": peak, **extra}
     failed = trainer.failed()
     out = []
     for s, seed in enumerate(seeds):

@@ -49,6 +49,7 @@ class SeedResult:
     resumed_from: int | None = None  # steps of the checkpoint this run continued from; None: started at 0
     checkpoint_note: str | None = None  # why a checkpoint was ignored / could not be saved; None: nothing to say
     params: int | None = None  # the policy's parameter count (actor and critic)
+    peak_memory_mb: float | None = None  # the job's peak: CUDA max allocated on a GPU, else the worker's peak RSS (MiB)
 
     def to_dict(self) -> dict:
         """A plain dict (lists, floats, ints, strings) for YAML / JSON / the executor."""
