@@ -61,6 +61,14 @@ def _add_run(sub) -> None:
                    help="--executor ray: auto (the cluster `ray start` made here) | HOST:PORT (default: start a "
                         "local Ray for this run)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--devices", default=None,
+                   help="local workers spread over these devices, one per worker in turn, e.g. cuda:0,cuda:1 (each "
+                        "worker process sees only its GPU; --n-jobs 4 puts two workers on each)")
+    p.add_argument("--gpus-per-job", type=float, default=None,
+                   help="--executor ray: GPUs each seed job asks Ray for (Ray's num_gpus; 0.5 lets two jobs share one)")
+    p.add_argument("--config", default=None,
+                   help="seed 003's hyperparameter_optimization: YAML (search space of PPO parameters, n_trials, "
+                        "timeout_hours, evaluation, ...); flags given here win (README: Seed 003's config file)")
     p.add_argument("--trainer", default=None,
                    help="auto (default: torch on the batched tasks, sb3 for gymnasium ids; a resumed run "
                         "keeps its trainer) | torch (torch-native PPO, everything on the env's device) | sb3")
@@ -162,6 +170,9 @@ def run_config_from(args, argv) -> "RunConfig":
     from automl.run.runconfig import RunConfig
 
     kwargs = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    if kwargs.pop("config", None):  # seed 003's config file: its values as flags (automl/cli/run_config_file.py)
+        from automl.cli.run_config_file import config_flags, given_flags
+        kwargs.update(config_flags(args.config, given_flags(build_parser(), argv)))
     if args.preset:
         # A preset's run_defaults fill in what the command line left unsaid.
         from automl.search.presets import load_preset

@@ -40,6 +40,7 @@ from typing import Any, Callable
 # The job/event dataclasses live in automl.exec.jobs, the interface in automl.exec.base; re-exported here.
 from automl.core.stop import Stop, StopReason
 from automl.exec.base import Executor, failed_done
+from automl.exec.devices import device_for, worker_env
 from automl.exec.jobs import STATES, Done, Job, JobResult, Lost, Report, RunningJob  # noqa: F401
 from automl.exec.workers import (
     contains_nonfinite, install_sigterm_exit, main_not_imported, restore_sigterm, single_thread_env, worker_main,
@@ -67,6 +68,7 @@ class _Worker:
     seq: int = 0
     job: _Pending | None = None
     started_at: float = 0.0
+    slot: int = 0  # which of the n_jobs places it fills: its device under --devices (a replacement keeps it)
 
 
 class LocalProcessExecutor(Executor):
@@ -78,24 +80,27 @@ class LocalProcessExecutor(Executor):
     Create it from the thread that polls it: PR_SET_PDEATHSIG follows the creating thread.
     With `import_main=False` the workers do not import the caller's `__main__` script (job functions
     must then live in importable modules): the Python API's choice, for scripts without a main guard.
+    `devices` (``--devices cuda:0,cuda:1``): worker i runs on devices[i % len], seeing only that GPU.
     """
 
     def __init__(self, n_jobs: int = 1, *, preload: tuple[str, ...] = ("torch",),
-                 start_method: str = "spawn", handle_sigterm: bool = True, import_main: bool = True):
+                 start_method: str = "spawn", handle_sigterm: bool = True, import_main: bool = True,
+                 devices: tuple[str, ...] = ()):
         if n_jobs < 1:
             raise ValueError(f"n_jobs: must be >= 1, got {n_jobs}")
         self.n_jobs = int(n_jobs)
         self._ctx = mp.get_context(start_method)
         self._preload = tuple(preload)
         self._import_main = import_main
+        self.devices = tuple(devices)
         self._queue: collections.deque[_Pending] = collections.deque()
         self._workers: list[_Worker] = []
         self._events: list[Report | Done] = []
         self._failed_starts = 0
         self._closed = False
         self._old_sigterm = install_sigterm_exit() if handle_sigterm else None
-        for _ in range(self.n_jobs):
-            self._start_worker()
+        for slot in range(self.n_jobs):
+            self._start_worker(slot)
         self_ref = weakref.ref(self)
         self._atexit = lambda: (ex := self_ref()) is not None and ex.shutdown(grace_s=0.5)
         atexit.register(self._atexit)
@@ -202,18 +207,22 @@ class LocalProcessExecutor(Executor):
     def _worker_of(self, job_id: str) -> _Worker | None:
         return next((w for w in self._workers if w.job is not None and w.job.job.job_id == job_id), None)
 
-    def _start_worker(self) -> None:
-        """Spawn one worker; its env says 1 thread before the child interpreter imports anything."""
+    def worker_devices(self) -> dict[int, str | None]:
+        """pid -> the device of each live worker (None without --devices)."""
+        return {w.pid: device_for(w.slot, self.devices) for w in self._workers}
+
+    def _start_worker(self, slot: int = 0) -> None:
+        """Spawn one worker; its env says 1 thread (and its one GPU) before the child imports anything."""
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
             # not daemon: daemonic processes may not start children (e.g. SubprocVecEnv in a job);
             # atexit/shutdown and PR_SET_PDEATHSIG take care of their lifetime instead
             target=worker_main, name="automl-worker", daemon=False,
             args=(child_conn, os.getpid(), list(sys.path), self._preload))
-        with single_thread_env(), (contextlib.nullcontext() if self._import_main else main_not_imported()):
+        with single_thread_env(worker_env(device_for(slot, self.devices))), (contextlib.nullcontext() if self._import_main else main_not_imported()):
             process.start()
         child_conn.close()
-        self._workers.append(_Worker(process, parent_conn, process.pid))
+        self._workers.append(_Worker(process, parent_conn, process.pid, slot=slot))
 
     def _dispatch(self) -> None:
         """Give queued jobs to ready idle workers; the timeout clock starts here."""
@@ -305,7 +314,7 @@ class LocalProcessExecutor(Executor):
         self._reap(worker, kill=True)
         self._workers.remove(worker)
         if not self._closed:
-            self._start_worker()
+            self._start_worker(worker.slot)
 
     def _reap(self, worker: _Worker, kill: bool) -> None:
         if kill and worker.process.is_alive():

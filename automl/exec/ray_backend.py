@@ -5,8 +5,8 @@ task: exceptions and NaN become failed results), the same stop channel (a small 
 holds the jobs' reports and the driver's stop requests) and the same timeouts. Ray places the jobs on
 the cluster's nodes; nothing here knows about nodes. A job whose task is lost with its worker or node
 (a Ray system error, not the job's own failure) is reported as a ``Lost`` event with the reason and
-submitted once more; a second loss is a failed result. Each task asks for one CPU and runs torch with
-one thread, as the local workers do.
+submitted once more; a second loss is a failed result. Each task asks for one CPU (and ``--gpus-per-job``
+GPUs: Ray's num_gpus) and runs torch with one thread, as the local workers do.
 
 ``ray`` is an optional extra: ``pip install -e ".[ray]"``.
 """
@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from automl.core.stop import Stop, StopReason
+from automl.core.errors import AutoMLError
 from automl.exec.base import Executor, failed_done
+from automl.exec.devices import task_options
 from automl.exec.jobs import Done, Job, JobResult, Lost, Report, RunningJob
 from automl.exec.workers import THREAD_ENV
 
@@ -32,6 +34,14 @@ def _ray():
     except ImportError:
         raise ImportError('--executor ray needs Ray: pip install -e ".[ray]"') from None
     return ray
+
+
+def _check_gpus(ray, gpus_per_job: float | None) -> None:
+    """A task asking for more GPUs than the cluster has would wait forever: one line instead."""
+    have = ray.cluster_resources().get("GPU", 0)
+    if gpus_per_job and have < gpus_per_job:
+        raise AutoMLError(f"--gpus-per-job: {gpus_per_job:g}, but the Ray cluster has {have:g} GPU(s) "
+                          f"(allowed: at most {have:g}, or run where Ray sees GPUs)")
 
 
 class RayChannel:
@@ -116,7 +126,7 @@ class _Flight:
 class RayExecutor(Executor):
     """``n_jobs`` Ray tasks in flight at a time, on the cluster at ``address`` (None: a local Ray)."""
 
-    def __init__(self, n_jobs: int = 1, *, address: str | None = None, **_):
+    def __init__(self, n_jobs: int = 1, *, address: str | None = None, gpus_per_job: float | None = None, **_):
         ray = _ray()
         if n_jobs < 1:
             raise ValueError(f"n_jobs: must be >= 1, got {n_jobs}")
@@ -125,12 +135,14 @@ class RayExecutor(Executor):
             ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
                      logging_level="ERROR", configure_logging=False,
                      **({} if address else {"num_cpus": max(n_jobs, 1)}))
+        _check_gpus(ray, gpus_per_job)
         # the hub lives on the driver's own node: losing any other node must not take the channels with it
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
         self._hub = ray.remote(num_cpus=0, scheduling_strategy=here)(_Hub).remote()
-        self._remote = ray.remote(num_cpus=1, max_retries=0)(_task)
+        self.options = task_options(gpus_per_job)  # Ray's resource request per task (num_gpus: --gpus-per-job)
+        self._remote = ray.remote(**self.options)(_task)
         self._queue: list[_Flight] = []
         self._flying: dict[str, _Flight] = {}
         self._events: list = []

@@ -261,10 +261,12 @@ def _send_done(conn, seq, state, value, reason, detail, wall, stop_reason) -> bo
 
 # --- driver-side process helpers ------------------------------------------------
 @contextlib.contextmanager
-def single_thread_env():
-    """Set the thread env vars to 1 while a worker is spawned: the child inherits them from its first line."""
-    saved = {k: os.environ.get(k) for k in THREAD_ENV}
-    os.environ.update({k: "1" for k in THREAD_ENV})
+def single_thread_env(extra: Mapping[str, str] | None = None):
+    """Set the thread env vars to 1 (and ``extra``, e.g. the worker's CUDA_VISIBLE_DEVICES) while a worker is
+    spawned: the child inherits them from its first line."""
+    env = {**{k: "1" for k in THREAD_ENV}, **(extra or {})}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         yield
     finally:

@@ -96,7 +96,7 @@ class RunContext:
                               f"(allowed: a run directory with a new name, whose studies are named after it)")
         self.searches = self.mode.search_owners(self)
         self.executor = (self._executor_factory or (lambda n: make_executor(
-            cfg.executor, n_jobs=n, **({"address": cfg.ray_address} if cfg.executor == "ray" else {}))))(cfg.n_jobs)
+            cfg.executor, n_jobs=n, **cfg.executor_options())))(cfg.n_jobs)
         self.throughput = Throughput(steps_per_s=self.plan.steps_per_s)
         self._restore_or_calibrate()
         self.batched = cfg.batches_seeds(cuda=trainers.on_cuda(cfg.device))

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 from automl.core.errors import AutoMLError
 from automl.core.names import DEFAULT_RISK, OBJECTIVES, PRUNERS, SEARCH_METHODS, default_pruner_for
+from automl.exec.devices import check_devices
 
 # Optuna prunes single-objective studies only (its RFC #3450): with --metrics the pruner reads the task's
 # metric at each evaluation, so it prunes only when that is the first objective
@@ -70,6 +71,8 @@ class RunConfig:
     pick: str = "knee"            # --pick knee|<metric>: the winner among the Pareto front
     executor: str = "local"       # local worker processes | ray (tasks on a Ray cluster)
     ray_address: str | None = None  # --executor ray: auto | HOST:PORT (None: a local Ray started for the run)
+    gpus_per_job: float | None = None  # --executor ray: Ray's num_gpus per seed job (automl.exec.ray_backend)
+    devices: tuple = ()           # --devices cuda:0,cuda:1: local workers spread over them (automl.exec.workers)
     mode_options: dict = field(default_factory=dict, hash=False)  # the mode's own flags (automl.run.modes.Flag) by dest
     command: str = ""
 
@@ -120,6 +123,7 @@ class RunConfig:
                               "must not overlap)")
         self._check_pbt()
         self._check_selection()
+        object.__setattr__(self, "devices", check_devices(self))  # automl.exec.workers
         self.run_mode.check(self)
 
     def _check_pbt(self) -> None:
@@ -204,6 +208,12 @@ class RunConfig:
               "constraints": list(self.constraints)}
         fp.update(self.run_mode.fingerprint_settings(self))
         return fp
+
+    def executor_options(self) -> dict:
+        """What the executor is built with besides n_jobs: Ray's address and GPUs per job, the local devices."""
+        if self.executor == "ray":
+            return {"address": self.ray_address, "gpus_per_job": self.gpus_per_job}
+        return {"devices": self.devices} if self.devices else {}
 
     def to_dict(self) -> dict:
         """Plain mapping for the state file."""
