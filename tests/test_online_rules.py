@@ -23,7 +23,8 @@ def test_the_example_recipe_loads_with_its_phases_and_actuators():
 
 @pytest.mark.parametrize("doc, message", [
     ({"actuators": {"momentum": {}}}, "recipe: actuators.momentum: unknown actuator (allowed: learning_rate, ent_coef, "
-                                      "clip_range, reward.<term>)"),
+                                      "clip_range, vf_coef, weight_decay, adam_beta1, adam_beta2, adam_eps, "
+                                      "reward.<term>, or seed 004's families opt.mutations.*, loss.keys.*)"),
     ({"actuators": {"ent_coef": {"risk": "high"}}}, "recipe: actuators.ent_coef.risk: 'high' (allowed: low, medium"),
     ({"actuators": {"ent_coef": {"bounds": [2.0, 1.0]}}}, "recipe: actuators.ent_coef.bounds: [2.0, 1.0] (allowed: low < high"),
     ({"actuators": {"ent_coef": {"phases": ["warmup"]}}}, "recipe: actuators.ent_coef.phases: 'warmup' (allowed: all)"),
@@ -31,7 +32,8 @@ def test_the_example_recipe_loads_with_its_phases_and_actuators():
     ({"acceptance": {"horizon": 0}}, "recipe: acceptance.horizon: 0 (allowed: an integer >= 1)"),
     ({"speed": 1}, "recipe: speed: unknown key (allowed: version, objective"),
     ({"objective": {"backup_metrics": ["approx_kl"]}},
-     "recipe: objective.backup_metrics: 'approx_kl' (allowed: reference_return, success_rate (optionally :max or :min))"),
+     "recipe: objective.backup_metrics: 'approx_kl' (allowed: true_metric, success_rate, reference_return, "
+     "shaped_return, grad/norm (optionally :max or :min))"),
     ({"safety": {"block_on_nans": True}}, "recipe: safety.block_on_nans: unknown key (allowed: block_on_nan, "),
     ({"safety": {"anomaly_factor": 0.5}}, "recipe: safety.anomaly_factor: 0.5 (allowed: a number >= 1.0)"),
 ])

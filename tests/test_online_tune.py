@@ -220,21 +220,21 @@ def test_the_python_api_tunes_a_user_registered_actuator_and_restores_it_on_roll
     from automl.api import train_tuned
 
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(yaml.safe_dump({"actuators": {"vf_coef": {"mode": "mult", "bounds": [1.5, 2.0], "cooldown": 0}},
+    recipe.write_text(yaml.safe_dump({"actuators": {"value_weight": {"mode": "mult", "bounds": [1.5, 2.0], "cooldown": 0}},
                                       "search": {"algorithm": "random"}, "acceptance": {"epsilon": 1e9, "horizon": 1},
                                       "safety": {"max_global_reject_streak": 1}}))
-    act = VfCoef()
+    act = VfCoef()   # (a user's knob under its own name: vf_coef itself is a built-in actuator now)
     result = train_tuned(PARAMS, env="cartpole", seed=0, recipe=str(recipe), total_steps=4096, eval_every=512,
-                         run_dir=str(tmp_path / "run"), actuators={"vf_coef": act}, device="cpu")
+                         run_dir=str(tmp_path / "run"), actuators={"value_weight": act}, device="cpu")
     assert result.state == "complete"
     (kind, at, value), (kind2, at2, back) = act.calls
     assert kind == "apply" and 0.75 <= value <= 1.0 and kind2 == "restore" and back == 0.5 and at2 > at
     summary = json.loads((tmp_path / "run" / "tune" / "seed_0" / "tune.summary.json").read_text())
-    assert summary["families"]["vf_coef"]["judged"] == 1 and summary["blocked"] == "1 rejections in a row"
+    assert summary["families"]["value_weight"]["judged"] == 1 and summary["blocked"] == "1 rejections in a row"
     from automl.core.errors import AutoMLError
     from automl.core.tune_recipe import load_recipe
 
-    with pytest.raises(AutoMLError, match="actuators.vf_coef: unknown actuator"):
+    with pytest.raises(AutoMLError, match="actuators.value_weight: unknown actuator"):
         load_recipe(recipe)                                                 # not registered: refused
 
 

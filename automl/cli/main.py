@@ -37,11 +37,15 @@ def _add_run(sub) -> None:
     p.add_argument("--seeds", type=int, default=None, help="tuning seeds per config (default 3)")
     p.add_argument("--search-method", default=None,
                    help="grid | random | bayesian (tpe) | cmaes | qmc | hyperband | nsga2 (default tpe)")
+    p.add_argument("--startup-trials", type=int, default=None,
+                   help="random trials before TPE (or CMA-ES) models anything (default: Optuna's 10)")
     p.add_argument("--pruner", default=None, help="none | median | asha | hyperband")
     p.add_argument("--n-jobs", type=int, default=None, help="worker processes (default: cores)")
     p.add_argument("--env", default="navigation", help="navigation | cartpole | a gymnasium id")
     p.add_argument("--space", default=None, help="search-space YAML (default per env)")
     p.add_argument("--preset", default=None, help="quick | full | fine-tune | a preset YAML")
+    p.add_argument("--from", dest="from_run", default=None,
+                   help="with --preset: centre it on this earlier run dir's best config (its best.yaml)")
     p.add_argument("--rewards", default=None, help="reward terms YAML (default per task)")
     p.add_argument("--trial-steps", type=int, default=None, help="env steps per seed job")
     p.add_argument("--eval-every", type=int, default=None,
@@ -116,7 +120,8 @@ def _add_tools(sub) -> None:
     p = sub.add_parser("validate", help="check a search-space YAML and summarize it")
     p.add_argument("file")
     p = sub.add_parser("train", help="train one config on several seeds")
-    p.add_argument("--config", required=True, help="search-space YAML (priors) or best.yaml")
+    p.add_argument("--config", default=None,
+                   help="search-space YAML (priors) or best.yaml (default: the --env's shipped space, its priors)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--seeds", type=int, default=None, help="N seeds: base+0 .. base+N-1")
     g.add_argument("--seed-list", default=None, help="comma-separated seeds, e.g. 0,1,2")
@@ -131,6 +136,11 @@ def _add_tools(sub) -> None:
     p.add_argument("--tune-mode", default="active", help="off | observe | suggest | active | replay (default active)")
     p.add_argument("--tune-replay", default=None, help="--tune-mode replay: the run dir whose tune logs to replay")
     p.add_argument("--trainer", default="auto", help="auto (torch on the batched tasks, sb3 for gymnasium ids) | sb3 | torch")
+    p.add_argument("--startup-trials", type=int, default=None,
+                   help="with --tune: the recipe's search.startup_trials (random proposals before TPE)")
+    p.add_argument("--tune-production", action="store_true",
+                   help="production: a frozen recipe only replays (--tune-mode replay) and every `automl tune` "
+                        "command is refused")
     p = sub.add_parser("tune", help="switch or inspect the online tuner of a running `automl train --tune`")
     p.add_argument("action", help="enable | disable | status | set | export-recipe")
     p.add_argument("setting", nargs="?", default=None, help="set: KEY=VALUE, e.g. acceptance.epsilon=0.002")
@@ -169,10 +179,13 @@ def run_config_from(args, argv) -> "RunConfig":
     """Turn parsed `run` flags into a validated RunConfig."""
     from automl.run.runconfig import RunConfig
 
-    kwargs = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    kwargs = {k: v for k, v in vars(args).items() if k not in ("command", "from_run") and v is not None}
     if kwargs.pop("config", None):  # seed 003's config file: its values as flags (automl/cli/run_config_file.py)
         from automl.cli.run_config_file import config_flags, given_flags
         kwargs.update(config_flags(args.config, given_flags(build_parser(), argv)))
+    if args.from_run is not None:  # the preset centred on that run's best, spelled PRESET@RUN_DIR
+        from automl.search.presets import centred_on
+        kwargs["preset"] = centred_on(args.preset, args.from_run)
     if args.preset:
         # A preset's run_defaults fill in what the command line left unsaid.
         from automl.search.presets import load_preset
@@ -219,7 +232,8 @@ def _dispatch(args, argv) -> int:
         train_cmd.run(args.config, seeds=args.seeds, seed_list=seed_list, env=args.env,
                       run_dir=args.run_dir, device=args.device, total_steps=args.trial_steps,
                       n_jobs=args.n_jobs, tune=args.tune, tune_mode=args.tune_mode, tune_replay=args.tune_replay,
-                      eval_every=args.eval_every, trainer=args.trainer)
+                      eval_every=args.eval_every, trainer=args.trainer, startup_trials=args.startup_trials,
+                      production=args.tune_production)
         return 0
     if args.command == "tune":
         from automl.cli import tune

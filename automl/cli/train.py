@@ -23,6 +23,31 @@ from automl.core.values import fmt_value
 from automl.train.result import SeedResult
 
 DEFAULT_SEEDS = 3
+TUNE_KEY = "tune"  # the config file's own online-tuning section (seed 004's `tune:` in hotcb.yaml)
+TUNE_SECTION_KEYS = ("enabled", "mode", "recipe", "replay_from", "production", "startup_trials")
+
+
+def tune_section(path: str) -> dict | None:
+    """The config file's ``tune:`` section as `automl train`'s tune options ({recipe, mode, replay_from,
+    production, startup_trials}); None when it has none or says ``enabled: false``. A relative recipe path is
+    read beside the config file first."""
+    from automl.core.tune_recipe import DEFAULT_RECIPE
+
+    raw = load_yaml(path, allowed="a search space, a best.yaml, an exported config or a mapping of params")
+    sec = raw.get(TUNE_KEY) if isinstance(raw, Mapping) else None
+    if sec is None:
+        return None
+    if not isinstance(sec, Mapping) or any(k not in TUNE_SECTION_KEYS for k in sec):
+        bad = next((k for k in sec if k not in TUNE_SECTION_KEYS), None) if isinstance(sec, Mapping) else None
+        raise AutoMLError(f"{path}: tune{'.' + str(bad) if bad else ''}: "
+                          f"{'unknown key' if bad else 'not a mapping'} (allowed: {', '.join(TUNE_SECTION_KEYS)})")
+    if not sec.get("enabled", True):
+        return None
+    recipe = str(sec.get("recipe") or DEFAULT_RECIPE)
+    beside = Path(path).parent / recipe
+    return {"recipe": str(beside) if not Path(recipe).is_absolute() and beside.is_file() else recipe,
+            "mode": str(sec.get("mode", "active")), "replay_from": sec.get("replay_from"),
+            "production": bool(sec.get("production", False)), "startup_trials": sec.get("startup_trials")}
 
 
 def load_train_config(path: str) -> tuple[dict, dict, str | None]:
@@ -36,7 +61,7 @@ def load_train_config(path: str) -> tuple[dict, dict, str | None]:
         spec = parse_space({k: v for k, v in raw.items() if k in SPACE_KEYS}, str(path))
         params = space.merged(spec, space.prior_params(spec))
         return params, dict(raw.get("reward_weights") or {}), _env_from_id(spec.search_space_id)
-    params = {k: v for k, v in raw.items() if not str(k).startswith(REWARD_PREFIX)}
+    params = {k: v for k, v in raw.items() if not str(k).startswith(REWARD_PREFIX) and k != TUNE_KEY}
     weights = {k[len(REWARD_PREFIX):]: v for k, v in raw.items() if str(k).startswith(REWARD_PREFIX)}
     return params, weights, None
 
@@ -108,15 +133,49 @@ def print_results(results: Sequence[SeedResult], env: str, console: Console | No
     return score
 
 
-def run(config_path, *, seeds=None, seed_list=None, env=None, run_dir="progress/train", device="auto",
+def _config_for(config_path, env) -> str:
+    """``--config``, or without one the env's shipped space (its priors are trained: seed 001's
+    `train.py --env ENV`)."""
+    if config_path is not None:
+        return str(config_path)
+    if not env:
+        raise AutoMLError("--config: missing (allowed: a config file, or --env cartpole|navigation|<gym id> to "
+                          "train that env's shipped space's priors)")
+    from automl.search.space import default_space_path
+
+    return str(default_space_path(env))
+
+
+def _tune_options(config_path: str, tune, tune_mode, tune_replay, startup_trials, production) -> dict | None:
+    """The online-tuning options: the flags, else the config file's ``tune:`` section; None: not tuned."""
+    if tune:
+        opts = {"recipe": tune, "mode": tune_mode, "replay_from": tune_replay, "production": production,
+                "startup_trials": startup_trials}
+    else:
+        opts = tune_section(config_path)
+        if opts is None:
+            if startup_trials is not None or production:
+                raise AutoMLError(f"--{'startup-trials' if startup_trials is not None else 'tune-production'}: "
+                                  "needs --tune RECIPE (or a tune: section in the config file)")
+            return None
+        opts["production"] = opts["production"] or production
+        if startup_trials is not None:
+            opts["startup_trials"] = startup_trials
+    return opts
+
+
+def run(config_path=None, *, seeds=None, seed_list=None, env=None, run_dir="progress/train", device="auto",
         total_steps=None, n_jobs=1, tune=None, tune_mode="active", tune_replay=None,
-        eval_every=None, trainer="auto") -> list[SeedResult]:
-    """Train the config in ``config_path`` on each seed; print and save (run_dir/results.yaml) the results.
-    ``tune``: an online-tuning recipe (``automl.cli.tune``): each seed is tuned while it trains (either trainer)."""
+        eval_every=None, trainer="auto", startup_trials=None, production=False) -> list[SeedResult]:
+    """Train the config in ``config_path`` (None: ``env``'s shipped space's priors) on each seed; print and save
+    (run_dir/results.yaml) the results. ``tune``: an online-tuning recipe (``automl.cli.tune``; else the config
+    file's ``tune:`` section): each seed is tuned while it trains (either trainer); ``startup_trials``: the
+    recipe's search.startup_trials; ``production``: the recipe only replays and `automl tune` is refused."""
     from automl.core.config import to_ppo_setup
     from automl.run import trainers
     from automl.run.state import atomic_write_text, dump_yaml
 
+    config_path = _config_for(config_path, env)
     params, weights, file_env = load_train_config(str(config_path))
     env = env or file_env
     if not env:
@@ -130,10 +189,12 @@ def run(config_path, *, seeds=None, seed_list=None, env=None, run_dir="progress/
                        device=device, tb_dir=str(out / "tb"), save_path=str(out / "models" / f"seed_{s}.zip"),
                        eval_every=eval_every)
                   for s in seeds_to_run(params, seeds, seed_list)]
-    if tune:
+    opts = _tune_options(config_path, tune, tune_mode, tune_replay, startup_trials, production)
+    if opts:
         from automl.cli.tune import attach
 
-        attach(job_kwargs, out, tune, tune_mode, tune_replay, env)
+        attach(job_kwargs, out, opts["recipe"], opts["mode"], opts["replay_from"], env,
+               startup_trials=opts["startup_trials"], production=opts["production"])
     start = time.time()
     if n_jobs > 1 and len(job_kwargs) > 1:
         results = _run_parallel(job_kwargs, n_jobs, trainer)

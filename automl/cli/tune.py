@@ -8,6 +8,7 @@ the control file at its next safe point (its next evaluation).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,44 +19,35 @@ from automl.core.errors import AutoMLError
 from automl.core.tune_recipe import load_recipe, parse_setting, recipe_from_dict, recipe_to_dict, with_settings
 
 ENABLE_MODES = ("active", "observe", "suggest")
+# export-recipe writes the format its file's extension names
+EXPORT_FORMATS = {".json": lambda d: json.dumps(d, indent=2) + "\n", ".yaml": lambda d: yaml.safe_dump(d, sort_keys=False),
+                  ".yml": lambda d: yaml.safe_dump(d, sort_keys=False)}
 
 
 def attach(job_kwargs: list[dict], out: Path, recipe_path: str, mode: str, replay_from: str | None,
-           env: str) -> None:
-    """Give each seed job its tuner, log directory, the control file and (replay) its plan."""
-    import envs
-    from automl.api.online import start, tune_job
+           env: str, *, startup_trials: int | None = None, production: bool = False) -> None:
+    """Give each seed job its tuner, log directory, the control file and (replay) its plan; ``startup_trials``:
+    the recipe's search.startup_trials; ``production``: the recipe only replays, `automl tune` is refused."""
+    from automl.api.online import check_recipe, replay_plan_of, start, tune_job
     from automl.search.online import MODES
-    from automl.search.online_log import replay_plan
 
     if mode not in MODES:
         raise AutoMLError(f"--tune-mode: {mode!r} (allowed: {', '.join(MODES)})")
+    if production and mode != "replay":
+        raise AutoMLError(f"--tune-production: --tune-mode {mode} (allowed: replay, with --tune-replay RUN_DIR: in "
+                          "production a frozen recipe only replays an earlier run's mutations)")
     if mode == "replay" and not replay_from:
         raise AutoMLError("--tune-replay: missing (allowed: the run dir of an earlier `automl train --tune` to replay)")
     recipe = load_recipe(recipe_path)
-    true_metric = envs.reward_config(env)["true_metric"] if env in envs.TASKS else "reference_return"
-    if env in envs.TASKS:
-        terms = list(envs.reward_config(env)["terms"])
-        for m in recipe.mutations:
-            if m.name.startswith("reward.") and m.name.split(".", 1)[1] not in terms:
-                raise AutoMLError(f"{recipe_path}: actuators.{m.name}: not a reward term of {env} "
-                                  f"(allowed: {', '.join('reward.' + t for t in terms)})")
-    if recipe.metric not in ("true_metric", true_metric):
-        raise AutoMLError(f"{recipe_path}: objective.primary: {recipe.metric!r} (allowed: true_metric, {true_metric}: "
-                          f"the tuner judges mutations on {env}'s true metric)")
-    start(out, recipe, mode)
+    if startup_trials is not None:
+        if isinstance(startup_trials, bool) or not isinstance(startup_trials, int) or startup_trials < 0:
+            raise AutoMLError(f"--startup-trials: {startup_trials!r} (allowed: an integer >= 0)")
+        recipe = dataclasses.replace(recipe, startup_trials=startup_trials)
+    check_recipe(recipe, env, recipe_path)
+    plans = {kw["seed"]: replay_plan_of(replay_from, kw["seed"]) for kw in job_kwargs} if mode == "replay" else {}
+    start(out, recipe, mode, production)
     for kw in job_kwargs:
-        seed = kw["seed"]
-        plan = None
-        if mode == "replay":
-            src = Path(replay_from) / "tune" / f"seed_{seed}"
-            log = [json.loads(line) for name in ("tune.mutations.jsonl", "tune.segments.jsonl")
-                   if (src / name).exists() for line in (src / name).read_text().splitlines() if line.strip()]
-            if not log:
-                raise AutoMLError(f"--tune-replay: {src}: no tune logs for seed {seed} (allowed: a run dir of "
-                                  "`automl train --tune` with the same seeds)")
-            plan = replay_plan(log)
-        kw["tune"] = tune_job(out, recipe, mode, seed, plan=plan)
+        kw["tune"] = tune_job(out, recipe, mode, kw["seed"], plan=plans.get(kw["seed"]), production=production)
 
 
 def _read_control(run_dir: Path) -> dict:
@@ -77,11 +69,15 @@ def command(action: str, run_dir: str, *, mode: str = "active", setting: str | N
     """`automl tune ACTION`: switch the tuner of a running (or finished) `automl train --tune`, or read it."""
     d = Path(run_dir)
     ctl = _read_control(d)
+    if ctl.get("production"):
+        raise AutoMLError(f"tune {action}: {d} runs in production mode: every `automl tune` command is refused (its "
+                          "recipe only replays; its logs are in tune/seed_*/)")
     if action == "enable":
         if mode not in ENABLE_MODES:
             raise AutoMLError(f"--mode: {mode!r} (allowed: {', '.join(ENABLE_MODES)})")
-        _write_control(d, {**ctl, "mode": mode})
-        print(f"tune: {mode} from the next evaluation of each seed ({d / CONTROL})")
+        # a new count: each job starts its reject streak again (a run the streak paused tunes again)
+        _write_control(d, {**ctl, "mode": mode, "enabled": int(ctl.get("enabled", 0) or 0) + 1})
+        print(f"tune: {mode} from the next evaluation of each seed, reject streak cleared ({d / CONTROL})")
     elif action == "disable":
         _write_control(d, {**ctl, "mode": "off"})
         print(f"tune: off from the next evaluation of each seed ({d / CONTROL})")
@@ -102,12 +98,16 @@ def command(action: str, run_dir: str, *, mode: str = "active", setting: str | N
     elif action == "export-recipe":
         if not out:
             raise AutoMLError("tune export-recipe: --out FILE missing")
+        fmt = EXPORT_FORMATS.get(Path(out).suffix.lower())
+        if fmt is None:
+            raise AutoMLError(f"tune export-recipe: --out {out}: extension {Path(out).suffix or '(none)'!r} "
+                              f"(allowed: {', '.join(EXPORT_FORMATS)})")
         from automl.core.config import load_yaml
 
         recipe = with_settings(recipe_from_dict(load_yaml(d / RECIPE, allowed="the recipe `automl train --tune` "
                                                           "copied into the run dir"), str(d / RECIPE)),
                                ctl.get("set") or {})
-        Path(out).write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+        Path(out).write_text(fmt(recipe_to_dict(recipe)))
         print(f"wrote {out}")
     else:
         raise AutoMLError(f"tune: unknown action {action!r} (allowed: enable, disable, status, set, export-recipe)")

@@ -5,10 +5,13 @@ and the allowed values. The decisions that use it are ``automl.search.online``.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
+from automl.core import tune_schema as names
 from automl.core.errors import AutoMLError
 
 RISKS = ("low", "medium")            # v1 supports these; "high" is refused
@@ -18,10 +21,12 @@ ALGORITHMS = ("tpe", "random")
 # anyway makes any mutation look good); paired: against the same number of evaluations trained from the
 # same snapshot without the mutation (twice the training per judged mutation, no trend in the difference)
 CONTROLS = ("none", "paired")
-PPO_ACTUATORS = ("learning_rate", "ent_coef", "clip_range")  # plus reward.<term>
-# what a segment is judged on when the primary metric did not move at all (a success rate stuck at 0):
-# evaluation metrics the actuators cannot game (the shaped return moves with the reward weights)
-BACKUP_METRICS = ("reference_return", "success_rate")
+PPO_ACTUATORS = names.BUILTIN  # plus reward.<term>; seed 004's nested spellings: automl.core.tune_schema
+# what a segment is judged on when the primary metric did not move at all (a success rate stuck at 0); a
+# backup the segment's own actuator moves is skipped (the shaped return under a reward weight, the gradient
+# norm under a loss weight)
+BACKUP_METRICS = names.BACKUPS
+DEFAULT_RECIPE = str(Path(__file__).resolve().parents[2] / "configs" / "tune" / "ppo.yaml")
 _SECTION_KEYS = {"objective": ("primary", "mode", "backup_metrics"), "search": ("algorithm", "startup_trials"),
                  "acceptance": ("epsilon", "horizon", "noise_z", "rollback_on_reject", "control"),
                  "safety": ("block_on_nan", "block_on_anomaly", "max_global_reject_streak", "anomaly_factor",
@@ -54,7 +59,7 @@ class Recipe:
     algorithm: str = "tpe"
     startup_trials: int = 8
     epsilon: float = 0.0
-    horizon: int = 2                 # evaluations after a mutation before it is judged
+    horizon: int = 2                 # evaluations after a mutation before it is judged (next_val_epoch_end: 1)
     noise_z: float = 1.0             # the delta must also exceed z x the noise of the mean difference
     rollback_on_reject: bool = True
     control: str = "none"            # paired: judge against the same steps trained from the same state without it
@@ -64,12 +69,14 @@ class Recipe:
     anomaly_factor: float = 10.0     # an update's approx_kl above this x the run's median ...
     anomaly_min_kl: float = 0.05     # ... and above this is an anomaly (a slow run's kl x 10 is still small)
 
-    def backups(self) -> list[tuple[str, str]]:
-        """(metric, max|min) for each backup metric, in the recipe's order."""
+    def backups(self, actuator: str | None = None) -> list[tuple[str, str]]:
+        """(metric, max|min) for each backup metric, in the recipe's order (no direction given: the metric's
+        own, max but grad/norm min); without those that mutating ``actuator`` moves by itself."""
         out = []
         for b in self.backup_metrics:
             name, _, mode = b.partition(":")
-            out.append((name, mode or self.mode))
+            if actuator is None or not names.moves(actuator, name):
+                out.append((name, mode or names.NATURAL_MODE.get(name, "max")))
         return out
 
     def phase_at(self, frac: float) -> str | None:
@@ -89,7 +96,7 @@ def load_recipe(path, custom: tuple[str, ...] = ()) -> Recipe:
                             custom)
 
 
-def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe", custom: tuple[str, ...] = ()) -> Recipe:
+def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe", custom: tuple[str, ...] = ()) -> Recipe:  # noqa: C901
     """A recipe from its YAML mapping."""
     def bad(key: str, problem: str, allowed: str) -> AutoMLError:
         return AutoMLError(f"{where}: {key}: {problem} (allowed: {allowed})")
@@ -109,20 +116,16 @@ def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe", custom: tuple[
         if not 0.0 <= start < end <= 1.0:
             raise bad(f"phases.{name}", f"[{start}, {end})", "0 <= start_frac < end_frac <= 1")
         phases[str(name)] = (start, end)
-    mutations = []
-    for name, m in _mapping(d.get("actuators") or {}, "actuators", bad).items():
-        mutations.append(_mutation(str(name), _mapping(m, f"actuators.{name}", bad), set(phases), bad, tuple(custom)))
+    first = names.metric_name(str(obj.get("primary", "true_metric")))
+    if first in names.SUPERVISED_METRICS:  # the first thing a seed-004 user is told
+        raise AutoMLError(names.supervised_metric(first, f"{where}: objective.primary"))
+    mutations = _mutations(_mapping(d.get("actuators") or {}, "actuators", bad), set(phases), bad, tuple(custom), where)
     search = _mapping(d.get("search") or {}, "search", bad)
     algorithm = search.get("algorithm", "tpe")
     if algorithm not in ALGORITHMS:
         raise bad("search.algorithm", repr(algorithm), ", ".join(ALGORITHMS))
-    backups = obj.get("backup_metrics") or []
-    if not isinstance(backups, list):
-        raise bad("objective.backup_metrics", repr(backups), "a list of " + ", ".join(BACKUP_METRICS))
-    for b in backups:
-        name, _, bmode = str(b).partition(":")
-        if name not in BACKUP_METRICS or bmode not in ("", "max", "min"):
-            raise bad("objective.backup_metrics", repr(b), ", ".join(BACKUP_METRICS) + " (optionally :max or :min)")
+    primary = _primary(obj.get("primary", "true_metric"), mutations, where)
+    backups = _backups(obj.get("backup_metrics") or [], bad, where)
     acc = _mapping(d.get("acceptance") or {}, "acceptance", bad)
     safety = _mapping(d.get("safety") or {}, "safety", bad)
     for section, keys in _SECTION_KEYS.items():
@@ -130,12 +133,11 @@ def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe", custom: tuple[
         if extra:
             raise bad(f"{section}.{extra[0]}", "unknown key", ", ".join(keys))
     return Recipe(
-        metric=str(obj.get("primary", "true_metric")), mode=mode,
-        backup_metrics=tuple(str(m) for m in backups), phases=phases,
+        metric=primary, mode=mode, backup_metrics=backups, phases=phases,
         mutations=tuple(mutations), algorithm=algorithm,
         startup_trials=_int(search.get("startup_trials", 8), "search.startup_trials", bad, 0),
         epsilon=_num(acc.get("epsilon", 0.0), "acceptance.epsilon", bad, 0.0),
-        horizon=_int(acc.get("horizon", 2), "acceptance.horizon", bad, 1),
+        horizon=_horizon(acc.get("horizon", 2), bad),
         noise_z=_num(acc.get("noise_z", 1.0), "acceptance.noise_z", bad, 0.0),
         rollback_on_reject=_bool(acc.get("rollback_on_reject", True), "acceptance.rollback_on_reject", bad),
         control=_choice(acc.get("control", "none"), "acceptance.control", CONTROLS, bad),
@@ -147,13 +149,91 @@ def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe", custom: tuple[
         anomaly_min_kl=_num(safety.get("anomaly_min_kl", 0.05), "safety.anomaly_min_kl", bad, 0.0))
 
 
-def _mutation(name: str, m: Mapping, phases: set, bad, custom: tuple[str, ...] = ()) -> Mutation:
-    key = f"actuators.{name}"
+def _mutations(acts: Mapping, phases: set, bad, custom: tuple[str, ...], where: str) -> tuple[Mutation, ...]:
+    """Flat actuators and seed 004's families (``opt.mutations.*``, ``loss.keys.*``, ``reward.keys.*``), each as
+    one Mutation under its flat name; a name given twice (two spellings) is refused."""
+    out: dict[str, Mutation] = {}
+    for name, m in acts.items():
+        name = str(name)
+        if name not in names.FAMILIES:
+            entries = [(name, f"actuators.{name}", m, None, True)]
+        else:
+            group = _mapping(m, f"actuators.{name}", bad)
+            inner = names.FAMILIES[name]
+            extra = [k for k in group if k not in (inner, *names.FAMILY_KEYS)]
+            if extra:
+                raise bad(f"actuators.{name}.{extra[0]}", "unknown key", ", ".join((inner, *names.FAMILY_KEYS)))
+            on = _bool(group.get("enabled", True), f"actuators.{name}.enabled", bad)
+            entries = []
+            for sub, spec in _mapping(group.get(inner) or {}, f"actuators.{name}.{inner}", bad).items():
+                key = f"actuators.{name}.{inner}.{sub}"
+                try:
+                    flat, forced = names.resolve(name, str(sub), key)
+                except ValueError as exc:
+                    raise AutoMLError(f"{where}: {exc}") from None
+                entries.append((flat, key, spec, forced, on))
+        for flat, key, spec, forced, on in entries:
+            mut = _mutation(flat, _mapping(spec, key, bad), phases, bad, custom, key=key, forced=forced)
+            if flat in out:
+                raise bad(key, f"{flat} is given twice", "one spelling per actuator")
+            out[flat] = mut if on else dataclasses.replace(mut, enabled=False)
+    return tuple(out.values())
+
+
+def _primary(value: Any, mutations: tuple[Mutation, ...], where: str) -> str:
+    """The primary metric: an evaluation metric (supervised names refused with our equivalents) that no enabled
+    actuator moves by itself (the shaped return under reward actuators)."""
+    name = names.metric_name(str(value))
+    key = f"{where}: objective.primary"
+    if name in names.SUPERVISED_METRICS:
+        raise AutoMLError(names.supervised_metric(name, key))
+    if name in names.TRAIN_METRICS:
+        raise AutoMLError(f"{key}: {name!r} is a training statistic, not a result (allowed: "
+                          f"{names.EQUIVALENT_METRICS}; {name} as a backup_metrics entry)")
+    if name not in names.EVAL_METRICS:
+        raise AutoMLError(f"{key}: {name!r} (allowed: {names.EQUIVALENT_METRICS}; also episode_reward_mean, "
+                          "eval/<name>)")
+    movers = [m.name for m in mutations if m.enabled and names.moves(m.name, name)]
+    if movers:
+        free = [n for n in names.EVAL_METRICS if not any(names.moves(a, n) for a in movers)]
+        raise AutoMLError(f"{key}: {name!r} moves with the actuator {movers[0]} itself, so it cannot judge it "
+                          f"(allowed: a metric no actuator moves: {', '.join(free)})")
+    return name
+
+
+def _backups(backups: Any, bad, where: str) -> tuple[str, ...]:
+    if not isinstance(backups, list):
+        raise bad("objective.backup_metrics", repr(backups), "a list of " + ", ".join(BACKUP_METRICS))
+    out = []
+    for b in backups:
+        name, _, bmode = str(b).partition(":")
+        name = names.metric_name(name)
+        if name in names.SUPERVISED_METRICS:
+            raise AutoMLError(names.supervised_metric(name, f"{where}: objective.backup_metrics", backup=True))
+        if name not in BACKUP_METRICS or bmode not in ("", "max", "min"):
+            raise bad("objective.backup_metrics", repr(b), ", ".join(BACKUP_METRICS) + " (optionally :max or :min)")
+        out.append(f"{name}:{bmode}" if bmode else name)
+    return tuple(out)
+
+
+def _horizon(value: Any, bad) -> int:
+    """Evaluations after a mutation before it is judged: a count, or a name (next_val_epoch_end: the next one)."""
+    if isinstance(value, str):
+        if value not in names.HORIZONS:
+            raise bad("acceptance.horizon", repr(value), "an integer >= 1, or " + ", ".join(names.HORIZONS))
+        return names.HORIZONS[value]
+    return _int(value, "acceptance.horizon", bad, 1)
+
+
+def _mutation(name: str, m: Mapping, phases: set, bad, custom: tuple[str, ...] = (), *, key: str | None = None,
+              forced: str | None = None) -> Mutation:
+    key = key or f"actuators.{name}"
     if name not in PPO_ACTUATORS and name not in custom and not name.startswith("reward."):
-        raise bad(key, "unknown actuator", ", ".join((*PPO_ACTUATORS, *custom)) + ", reward.<term>")
-    mode = m.get("mode", "mult")
-    if mode not in MUTATION_MODES:
-        raise bad(f"{key}.mode", repr(mode), ", ".join(MUTATION_MODES))
+        raise bad(key, "unknown actuator", ", ".join((*PPO_ACTUATORS, *custom)) + ", reward.<term>, or seed 004's "
+                  "families opt.mutations.*, loss.keys.*")
+    mode = m.get("mode", forced or "mult")
+    if mode not in MUTATION_MODES or (forced and mode != forced):
+        raise bad(f"{key}.mode", repr(mode), forced or ", ".join(MUTATION_MODES))
     bounds = m.get("bounds", [0.5, 2.0])
     if not (isinstance(bounds, (list, tuple)) and len(bounds) == 2):
         raise bad(f"{key}.bounds", repr(bounds), "[low, high]")
@@ -242,8 +322,6 @@ def parse_setting(text: str) -> tuple[str, object]:
 
 def with_settings(recipe: Recipe, settings: Mapping[str, Any]) -> Recipe:
     """The recipe with ``SETTINGS`` keys changed (unknown keys are ignored: they were checked when written)."""
-    import dataclasses
-
     changes = {SETTINGS[k][0]: v for k, v in settings.items() if k in SETTINGS}
     return dataclasses.replace(recipe, **changes) if changes else recipe
 

@@ -128,10 +128,12 @@ class RunContext:
         mo = pareto.sampler_options(self.cfg)  # --metrics: directions; --constraint: constraints_func
         cfunc = mo.get("constraints_func")
         study = studies.open_study(self._url, self.study_name(name), directions=mo.get("directions"),
-                                   sampler=make_sampler(method, seed=seed, spec=spec, constraints_func=cfunc))
+                                   sampler=make_sampler(method, seed=seed, spec=spec, constraints_func=cfunc,
+                                                        startup_trials=self.cfg.startup_trials))
         asked = len(study.get_trials(deepcopy=False))
         if asked and method not in ("grid", "qmc"):
-            study.sampler = make_sampler(method, seed=seed + asked, spec=spec, constraints_func=cfunc)
+            study.sampler = make_sampler(method, seed=seed + asked, spec=spec, constraints_func=cfunc,
+                                         startup_trials=self.cfg.startup_trials)
         return study
 
     def reward_study(self) -> optuna.Study:

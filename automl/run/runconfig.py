@@ -37,6 +37,7 @@ class RunConfig:
     reward_population: int | None = None
     seeds: int = 3
     search_method: str = "tpe"
+    startup_trials: int | None = None  # --startup-trials: TPE's (and CMA-ES's) random trials first (None: Optuna's 10)
     pruner: str | None = None
     n_jobs: int = field(default_factory=lambda: max(1, min(2, os.cpu_count() or 1)))
     env: str = "navigation"
@@ -112,7 +113,8 @@ class RunConfig:
                             ("--trial-steps", self.trial_steps),
                             ("--eval-every", self.eval_every),
                             ("--eval-episodes", self.eval_episodes),
-                            ("--checkpoint-every", self.checkpoint_every)):
+                            ("--checkpoint-every", self.checkpoint_every),
+                            ("--startup-trials", self.startup_trials)):
             if value is not None:
                 _check_positive(flag, value)
         if self.timeout_per_trial is not None:

@@ -99,20 +99,23 @@ def _flat(values: list[float]) -> bool:
 
 
 def judge_segment(pre: list[float], post: list[float], recipe: Recipe, se: list = (),
-                  pre_b: list[dict] = (), post_b: list[dict] = (), spread: bool = True) -> Judgement:
+                  pre_b: list[dict] = (), post_b: list[dict] = (), spread: bool = True,
+                  actuator: str | None = None) -> Judgement:
     """``judge`` on the primary metric; when it did not move at all before and after the mutation (a
     success rate stuck at 0 says nothing), on the first backup metric that did (``pre_b``/``post_b``:
-    per evaluation ``{name: (value, se)}``), with epsilon 0 (its units differ) and its own noise band."""
+    per evaluation ``{name: (value, se)}``), with epsilon 0 (its units differ) and its own noise band;
+    backups that mutating ``actuator`` moves by itself are skipped (``Recipe.backups``)."""
     j = judge(pre, post, recipe, se, metric=recipe.metric, spread=spread)
     if not _flat(pre + post):
         return j
-    for name, mode in recipe.backups():
+    for name, mode in recipe.backups(actuator):
         b_pre = [b[name][0] for b in pre_b if name in b]
         b_post = [b[name][0] for b in post_b if name in b]
         if len(b_pre) != len(pre) or len(b_post) != len(post) or _flat(b_pre + b_post) \
                 or not all(math.isfinite(v) for v in b_pre):
             continue
         b_se = [b[name][1] for b in pre_b] + ([b[name][1] for b in post_b] if not spread else [])
+        b_se = [x for x in b_se if x is not None]
         jb = judge(b_pre, b_post, recipe, b_se, mode=mode, epsilon=0.0, metric=name, spread=spread)
         return Judgement(jb.accept, jb.delta, jb.gain, jb.instability, jb.band,
                          f"{recipe.metric} flat at {pre[0]:g}; on {name}: {jb.reason}", jb.noise, name)
@@ -261,12 +264,18 @@ class OnlineTuner:
                 out += self._propose(step, frac, current)
         return out
 
-    def control(self, mode: str | None, settings: dict) -> None:
-        """A switch from ``automl tune`` (another process): the mode and recipe settings, from now on."""
+    def control(self, mode: str | None, settings: dict, *, enable: bool = False) -> None:
+        """A switch from ``automl tune`` (another process): the mode and recipe settings, from now on;
+        ``enable`` (`automl tune enable`): the reject streak starts again, so a run the streak paused
+        tunes again (other blocks, a non-finite metric, stay)."""
         if mode is not None and mode in MODES:
             self.mode = mode
         if settings:
             self.recipe = with_settings(self.recipe, settings)
+        if enable:
+            self.reject_streak = 0
+            if self.blocked is not None and self.blocked.endswith("rejections in a row"):
+                self.blocked = None
 
     def summary(self) -> dict:
         """Counts, accept rate and per-actuator win rates (tune.summary.json; ``evolve_recipe`` reads them)."""
@@ -297,7 +306,7 @@ class OnlineTuner:
     def _decide(self, step: int, seg: Segment, anomaly: str | None = None) -> list[dict]:
         if seg.stage == "control":
             return self._decide_paired(step, seg, anomaly)
-        j = judge_segment(seg.pre, seg.post, self.recipe, seg.se, seg.pre_b, seg.post_b)
+        j = judge_segment(seg.pre, seg.post, self.recipe, seg.se, seg.pre_b, seg.post_b, actuator=seg.name)
         if anomaly:
             j = Judgement(False, j.delta, j.gain, j.instability, j.band, f"anomaly: {anomaly}", j.noise, j.metric)
         m = next(m for m in self.recipe.mutations if m.name == seg.name)
@@ -336,7 +345,8 @@ class OnlineTuner:
         if any(not math.isfinite(v) for v in seg.post) and all(math.isfinite(v) for v in post):
             j = Judgement(True, math.inf, math.inf, 0.0, 0.0, "the control branch diverged", metric=self.recipe.metric)
         else:
-            j = judge_segment(seg.post, post, self.recipe, seg.post_se + post_se, seg.post_b, post_b, spread=False)
+            j = judge_segment(seg.post, post, self.recipe, seg.post_se + post_se, seg.post_b, post_b, spread=False,
+                              actuator=seg.name)
         if anomaly:  # in the control branch: the config itself is unstable, not the mutation
             j = Judgement(j.accept, j.delta, j.gain, j.instability, j.band, f"{j.reason} (anomaly in the control "
                           f"branch: {anomaly})", j.noise, j.metric)

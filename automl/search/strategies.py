@@ -27,12 +27,15 @@ def _random(seed: int | None, spec: SpaceSpec, **_) -> optuna.samplers.BaseSampl
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _tpe(seed: int | None, spec: SpaceSpec, constraints_func=None) -> optuna.samplers.BaseSampler:
+def _tpe(seed: int | None, spec: SpaceSpec, constraints_func=None, startup_trials: int | None = None):
     # multivariate TPE models interactions (lr x epochs) that independent TPE misses; with several
-    # objectives it is Optuna's multi-objective TPE; constraints_func: --constraint
+    # objectives it is Optuna's multi-objective TPE; constraints_func: --constraint; startup_trials:
+    # --startup-trials, the random trials before TPE models anything (seed 001: "Bayesian stuck:
+    # increase initial random trials"; None: Optuna's 10)
+    startup = {} if startup_trials is None else {"n_startup_trials": int(startup_trials)}
     with warnings.catch_warnings():  # multivariate is "experimental" in Optuna's terms; stable for years
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constraints_func=constraints_func)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constraints_func=constraints_func, **startup)
 
 
 def _nsga2(seed: int | None, spec: SpaceSpec, constraints_func=None, population: int = 8):
@@ -42,10 +45,10 @@ def _nsga2(seed: int | None, spec: SpaceSpec, constraints_func=None, population:
                                          constraints_func=constraints_func)
 
 
-def _cmaes(seed: int | None, spec: SpaceSpec, **_) -> optuna.samplers.BaseSampler:
+def _cmaes(seed: int | None, spec: SpaceSpec, startup_trials: int | None = None, **_) -> optuna.samplers.BaseSampler:
     # CMA-ES handles only numeric params; categorical ones (layer sizes) go to a seeded random sampler
     return optuna.samplers.CmaEsSampler(seed=seed, independent_sampler=optuna.samplers.RandomSampler(seed=seed),
-                                        warn_independent_sampling=False)
+                                        warn_independent_sampling=False, n_startup_trials=int(startup_trials or 1))
 
 
 def _qmc(seed: int | None, spec: SpaceSpec, **_) -> optuna.samplers.BaseSampler:
@@ -104,14 +107,20 @@ def _lookup(registry: dict, name: object, flag: str):
 
 
 def make_sampler(method: str, *, seed: int | None, spec: SpaceSpec, constraints_func=None,
-                 population: int = 8) -> optuna.samplers.BaseSampler:
+                 population: int = 8, startup_trials: int | None = None) -> optuna.samplers.BaseSampler:
     """The seeded Optuna sampler for `--search-method method` over `spec` (``constraints_func``: the
-    --constraint violations, for the samplers that model them: tpe and nsga2)."""
+    --constraint violations, for the samplers that model them: tpe and nsga2; ``startup_trials``:
+    --startup-trials, the random trials TPE and CMA-ES take before modelling, None: Optuna's default)."""
     factory = _lookup(SEARCH_METHODS, method, "--search-method")
+    if startup_trials is not None and (isinstance(startup_trials, bool) or not isinstance(startup_trials, int)
+                                       or startup_trials < 1):
+        raise AutoMLError(f"command line: --startup-trials: {startup_trials!r} (allowed: an integer >= 1)")
     if factory is _nsga2:
         return factory(seed, spec, constraints_func=constraints_func, population=population)
     if factory is _tpe:
-        return factory(seed, spec, constraints_func=constraints_func)
+        return factory(seed, spec, constraints_func=constraints_func, startup_trials=startup_trials)
+    if factory is _cmaes:
+        return factory(seed, spec, startup_trials=startup_trials)
     return factory(seed, spec)
 
 

@@ -139,6 +139,7 @@ def set_values(model: Any, raw_env: Any, train_env: Any, values: Mapping[str, fl
     for name in ("ent_coef", "vf_coef", "max_grad_norm"):
         if name in v:
             setattr(model, name, float(v[name]))
+    set_optimizer(model.policy.optimizer, v)
     if isinstance(train_env, VecNormalize) and "gamma" in v:
         train_env.gamma = float(v["gamma"])
     batched = batched_env(raw_env)
@@ -150,10 +151,35 @@ def set_values(model: Any, raw_env: Any, train_env: Any, values: Mapping[str, fl
                 e.set_weights(weights)
 
 
+OPTIMIZER_PARAMS = ("weight_decay", "adam_beta1", "adam_beta2", "adam_eps")  # PPO's Adam, as the tuner names them
+
+
+def set_optimizer(optimizer: Any, values: Mapping[str, float]) -> None:
+    """Adam's weight decay, betas and eps (``OPTIMIZER_PARAMS``) on every parameter group; the optimizer's
+    state_dict holds them, so a snapshot's restore puts the old ones back."""
+    for group in optimizer.param_groups:
+        if "weight_decay" in values:
+            group["weight_decay"] = float(values["weight_decay"])
+        if "adam_beta1" in values or "adam_beta2" in values:
+            b1, b2 = group["betas"]
+            group["betas"] = (float(values.get("adam_beta1", b1)), float(values.get("adam_beta2", b2)))
+        if "adam_eps" in values:
+            group["eps"] = float(values["adam_eps"])
+
+
+def optimizer_values(optimizer: Any) -> dict[str, float]:
+    """``OPTIMIZER_PARAMS`` now (the first parameter group's)."""
+    g = optimizer.param_groups[0]
+    return {"weight_decay": float(g["weight_decay"]), "adam_beta1": float(g["betas"][0]),
+            "adam_beta2": float(g["betas"][1]), "adam_eps": float(g["eps"])}
+
+
 def current_values(model: Any, raw_env: Any) -> dict[str, float]:
-    """The tuner's actuators' values now: learning rate, entropy coefficient, clip range, ``reward.<term>``."""
+    """The tuner's actuators' values now: learning rate, entropy coefficient, clip range, value-loss weight, Adam's
+    weight decay, betas and eps, ``reward.<term>``."""
     out = {"learning_rate": float(model.policy.optimizer.param_groups[0]["lr"]), "ent_coef": float(model.ent_coef),
-           "clip_range": float(model.clip_range(model._current_progress_remaining))}
+           "clip_range": float(model.clip_range(model._current_progress_remaining)),
+           "vf_coef": float(model.vf_coef), **optimizer_values(model.policy.optimizer)}
     batched = batched_env(raw_env)
     weights = batched.reward_weights if batched is not None else \
         next((e.reward_weights for e in getattr(raw_env, "envs", []) if hasattr(e, "reward_weights")), {})

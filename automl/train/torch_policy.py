@@ -213,10 +213,12 @@ class StackedAdam:
     parameters, moments and step count, exactly as if they had not been in the batch.
     """
 
-    def __init__(self, params: Sequence[torch.Tensor], betas=(0.9, 0.999), eps: float = 1e-5):
+    def __init__(self, params: Sequence[torch.Tensor], betas=(0.9, 0.999), eps: float = 1e-5,
+                 weight_decay: float = 0.0):
         self.params = list(params)
         self.beta1, self.beta2 = betas
         self.eps = eps
+        self.weight_decay = weight_decay  # torch.optim.Adam's: L2, added to the gradient (SB3's default 0)
         self.exp_avg = [torch.zeros_like(p, requires_grad=False) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p, requires_grad=False) for p in self.params]
         self.steps = torch.zeros(len(self.params[0]), device=self.params[0].device)  # per seed
@@ -233,6 +235,8 @@ class StackedAdam:
         w1 = (mask * (1.0 - self.beta1)).view(-1, 1, 1)
         w2 = (mask * (1.0 - self.beta2)).view(-1, 1, 1)
         for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq):
+            if self.weight_decay:
+                g = g.add(p, alpha=self.weight_decay)
             m.lerp_(g, w1)
             v.lerp_(g * g, w2)
             denom = (v.sqrt() / bias2_sqrt).add_(self.eps)

@@ -27,6 +27,8 @@ from automl.train.torch_normalize import Normalizer
 # the values a member of a population (PBT) or a replayed schedule may change between rollouts: per-seed
 # tensors in ``SeedBatch.hp`` (SB3 names); the rest (rollout and batch sizes, epochs, networks) is shared.
 MEMBER_PARAMS = ("learning_rate", "gamma", "gae_lambda", "clip_range", "ent_coef", "vf_coef", "max_grad_norm")
+# PPO's Adam, as the online tuner names them: one value for the whole batch (a tuned job trains one seed)
+OPTIMIZER_PARAMS = {"weight_decay": "weight_decay", "adam_beta1": "beta1", "adam_beta2": "beta2", "adam_eps": "eps"}
 
 _SUPPORTED = {"policy", "learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range",
               "clip_range_vf", "ent_coef", "vf_coef", "max_grad_norm", "target_kl", "policy_kwargs",
@@ -126,10 +128,17 @@ class SeedBatch:
         return self.hp[name].view(-1, *([1] * (dims - 1)))
 
     def set_values(self, s: int, values: Mapping[str, float], weights: Mapping[str, float] | None = None) -> None:
-        """Give seed ``s`` its own MEMBER_PARAMS values (missing ones: args') and reward weights (PBT, replays)."""
-        unknown = set(values) - set(MEMBER_PARAMS)
+        """Give seed ``s`` its own MEMBER_PARAMS values (missing ones: args') and reward weights (PBT, replays);
+        OPTIMIZER_PARAMS (the tuner's) set Adam's for the whole batch."""
+        unknown = set(values) - set(MEMBER_PARAMS) - set(OPTIMIZER_PARAMS)
         if unknown:
-            raise ValueError(f"per-member values: {', '.join(sorted(unknown))} (allowed: {', '.join(MEMBER_PARAMS)})")
+            raise ValueError(f"per-member values: {', '.join(sorted(unknown))} (allowed: "
+                             f"{', '.join((*MEMBER_PARAMS, *OPTIMIZER_PARAMS))})")
+        for k in set(values) & set(OPTIMIZER_PARAMS):
+            setattr(self.optimizer, OPTIMIZER_PARAMS[k], float(values[k]))
+        if set(values) <= set(OPTIMIZER_PARAMS) and values and not weights:
+            return  # Adam's only: the per-seed values stay as they were (None: the config's)
+        values = {k: v for k, v in values.items() if k in MEMBER_PARAMS}
         if self.hp is None:
             S = len(self.seeds)
             self.hp = {k: torch.full((S,), float(getattr(self.args, k)), device=self.device) for k in MEMBER_PARAMS}
@@ -140,6 +149,10 @@ class SeedBatch:
         if weights:
             for env in (self.envs[s], self.eval_envs[s]):
                 env.set_reward_weights(weights)
+
+    def optimizer_values(self) -> dict[str, float]:
+        """Adam's OPTIMIZER_PARAMS now."""
+        return {k: float(getattr(self.optimizer, attr)) for k, attr in OPTIMIZER_PARAMS.items()}
 
     def reset(self) -> None:
         """First observations of every seed's envs (seeded by their seeds at construction)."""

@@ -48,7 +48,8 @@ def run_state(run: Any, *, next_eval: int, eval_s: float, spent: Mapping[str, fl
         **{k: float(v) for k, v in spent.items()},
         "params": {k: _cpu(v) for k, v in run.policy.params.items()},
         "adam": {"exp_avg": [_cpu(m) for m in run.optimizer.exp_avg],
-                 "exp_avg_sq": [_cpu(v) for v in run.optimizer.exp_avg_sq], "steps": _cpu(run.optimizer.steps)},
+                 "exp_avg_sq": [_cpu(v) for v in run.optimizer.exp_avg_sq], "steps": _cpu(run.optimizer.steps),
+                 "hp": run.optimizer_values()},  # weight decay, betas, eps (the tuner may have set them)
         "norm": None if norm is None else {"obs": _stats(norm.obs_rms), "ret": _stats(norm.ret_rms),
                                            "returns": _cpu(norm.returns)},
         "envs": [env.state_dict() for env in run.envs],
@@ -79,6 +80,8 @@ def restore(run: Any, state: Mapping, *, total: int) -> dict:
         for mine, saved in zip(opt.exp_avg + opt.exp_avg_sq, state["adam"]["exp_avg"] + state["adam"]["exp_avg_sq"]):
             mine.copy_(saved)
         opt.steps.copy_(state["adam"]["steps"])
+        if state["adam"].get("hp"):  # (older files hold none: the defaults stay)
+            run.set_values(0, state["adam"]["hp"])
         if run.norm is not None:
             _load_stats(run.norm.obs_rms, state["norm"]["obs"])
             _load_stats(run.norm.ret_rms, state["norm"]["ret"])

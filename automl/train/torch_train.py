@@ -108,6 +108,7 @@ class TorchTrainer:
         run = self.batch
         out = {k: float(getattr(self.args, k)) if run.hp is None else float(run.hp[k][0]) for k in MEMBER_PARAMS}
         out.update({f"reward.{k}": float(v) for k, v in run.envs[0].reward_weights.items()})
+        out.update(run.optimizer_values())  # Adam's weight decay, betas, eps (the online tuner's)
         return out
 
     def last_kl(self) -> float | None:

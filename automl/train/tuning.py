@@ -10,12 +10,17 @@ tasks, RNG states; the loop's evaluations; the actuators' values) and then sets 
 With a paired control (the recipe's ``acceptance.control: paired``), ``control`` keeps the treatment's
 end state and puts the snapshot back to train the same steps without the mutation; ``adopt`` then
 restores the treatment's end state and ``keep_control`` goes on from the control's. Actuators:
-``learning_rate``, ``ent_coef``, ``clip_range`` and ``reward.<term>`` (the trainer's ``set_values``),
+``learning_rate``, ``ent_coef``, ``clip_range``, ``vf_coef``, PPO's Adam (``weight_decay``, ``adam_beta1``,
+``adam_beta2``, ``adam_eps``) and ``reward.<term>`` (the trainer's ``set_values``; a rollback restores them
+with the rest of the state),
 and user actuators (seed 004's protocol: ``snapshot(env)``, ``validate(patch, env)``, ``apply(patch,
 env)``, ``restore(snapshot, env)`` with env = {"model", "env", "step"}; "model" is the trainer's
 algorithm object). A user actuator whose ``apply`` or ``restore`` raises is logged (event
 ``actuator_failed``), disabled for the rest of the run, and training goes on. The tuner's log goes to
-``tune.mutations.jsonl`` / ``tune.segments.jsonl`` when ``log_dir`` is given.
+``tune.mutations.jsonl`` / ``tune.segments.jsonl`` when ``log_dir`` is given. Mutations are judged on the
+recipe's primary metric (an evaluation's field); the backup ``grad/norm`` is the root mean square of the
+updates' gradient norms (before clipping) since the previous evaluation. ``tune["production"]``: the control
+file is never read (a frozen recipe replays, nothing switches it).
 """
 from __future__ import annotations
 
@@ -24,9 +29,45 @@ import os
 import time
 from typing import Any, Mapping
 
+from automl.core.tune_schema import BUILTIN, EVAL_METRICS
 from automl.train.evaluation import success_se
 
-TUNED = ("learning_rate", "ent_coef", "clip_range")   # the built-in actuators (and reward.<term>)
+TUNED = BUILTIN   # the built-in actuators (and reward.<term>)
+
+
+def metric(e: Any, name: str) -> tuple[float | None, float | None]:
+    """(value, standard error) of an evaluation metric (``automl.core.tune_schema.EVAL_METRICS``)."""
+    if name == "success_rate":
+        rate = e.success_rate
+        return rate, (success_se(rate, e.episodes) if rate is not None and e.episodes else None)
+    return getattr(e, name), getattr(e, f"{name}_se", None)
+
+
+class GradNorm:
+    """The gradient norm of every backward pass through ``params`` before clipping (tensor hooks fire when the
+    gradient is computed, under SB3's ``backward`` and the torch trainer's ``autograd.grad`` alike);
+    ``take()`` is their root mean square since the last take (None: no update)."""
+
+    def __init__(self, params: Any):
+        self.params = list(params)
+        self.sq: Any = 0.0
+        self.passes = 0
+        for i, p in enumerate(self.params):
+            p.register_hook(self._hook(i == 0))
+
+    def _hook(self, first: bool):
+        def hook(grad):
+            self.sq = self.sq + grad.detach().float().square().sum()
+            if first:
+                self.passes += 1
+        return hook
+
+    def take(self) -> float | None:
+        if not self.passes:
+            return None
+        out = (float(self.sq) / self.passes) ** 0.5
+        self.sq, self.passes = 0.0, 0
+        return out
 
 
 class TuneHook:
@@ -52,6 +93,11 @@ class TuneHook:
         self.kl_max: float | None = None  # the largest approx_kl of the updates since the last safe point
         self.at: dict | None = None
         self.disabled: set[str] = set()  # user actuators that failed: never proposed again
+        self.production = bool(tune.get("production"))  # no `automl tune` switch is ever read
+        self.enabled_seen = 0  # the control file's `tune enable` count taken so far
+        recipe = self.tuner.recipe
+        self.grad = GradNorm(self.trainer.model.policy.parameters()) \
+            if any(name == "grad/norm" for name, _ in recipe.backups()) else None
 
     def _disable(self) -> None:
         """Keep the failed actuators disabled in the tuner (its judgement of a segment in flight may reset them)."""
@@ -122,7 +168,10 @@ class TuneHook:
 
     # -- one safe point ---------------------------------------------------------------------------
     def _read_control(self) -> None:
-        """A mode switch or setting written by ``automl tune`` from another process (taken at this safe point)."""
+        """A mode switch or setting written by ``automl tune`` from another process (taken at this safe point);
+        a new ``tune enable`` also starts the reject streak again."""
+        if self.production:
+            return
         try:
             mtime = os.stat(self.control).st_mtime_ns
         except (OSError, TypeError):
@@ -135,7 +184,9 @@ class TuneHook:
                 ctl = json.load(f)
         except (OSError, ValueError):
             return  # a half-written file is read at the next safe point
-        self.tuner.control(ctl.get("mode"), ctl.get("set") or {})
+        enabled = int(ctl.get("enabled", 0) or 0)
+        self.tuner.control(ctl.get("mode"), ctl.get("set") or {}, enable=enabled > self.enabled_seen)
+        self.enabled_seen = max(self.enabled_seen, enabled)
 
     def _custom_snapshots(self) -> dict:
         """Every user actuator's own snapshot (one that fails is disabled)."""
@@ -155,11 +206,11 @@ class TuneHook:
         now = self.trainer.values()
         current = {**{k: v for k, v in now.items() if k in TUNED or k.startswith("reward.")},
                    **{name: float(snap["value"]) for name, snap in self._custom_snapshots().items()}}
-        backup = {"reference_return": (e.reference_return, e.reference_return_se),
-                  "success_rate": (e.success_rate, success_se(e.success_rate, e.episodes)
-                                   if e.success_rate is not None and e.episodes else None)}
-        acts = self.tuner.on_eval(step, min(1.0, step / self.job.plan.total), float(e.true_metric), current,
-                                  se=e.true_metric_se, approx_kl=self.kl_max,
+        backup = {name: metric(e, name) for name in EVAL_METRICS}
+        backup["grad/norm"] = (self.grad.take() if self.grad else None, None)
+        value, se = metric(e, self.tuner.recipe.metric)
+        acts = self.tuner.on_eval(step, min(1.0, step / self.job.plan.total), float("nan" if value is None else value),
+                                  current, se=se, approx_kl=self.kl_max,
                                   backup={k: v for k, v in backup.items() if v[0] is not None})
         self.kl_max = None
         return acts
