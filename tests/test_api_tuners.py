@@ -75,16 +75,46 @@ def test_failures_and_bayesian(tmp_path):
     assert all(t.state == "complete" for t in result.trials if t.number not in over)
 
 
-def test_hyperband_prunes_with_reported_values(tmp_path):
-    class Curves(Hyperband):
-        def run_trial(self, hp, **kwargs):
-            x = hp.Float("x", 0.0, 1.0)
-            for step in range(9):
-                hp.report(x * (step + 1) / 9, step)
-            return x
+def test_hyperband_schedule_is_keras_tuners_brackets():
+    from automl.api.hyperband import schedule
 
-    result = Curves(objective="value", max_trials=15, factor=3, directory=tmp_path, project_name="h").search()
-    assert result.count("pruned") > 0 and result.best_value > 0.5
+    # max_epochs 9, factor 3: three brackets; each round keeps the best 1/3 for 3x the epochs
+    assert [(r.bracket, r.round, r.size, r.epochs) for r in schedule(9, 3)] == [
+        (2, 0, 3, 1), (2, 1, 1, 3), (2, 2, 1, 9), (1, 0, 3, 3), (1, 1, 1, 9), (0, 0, 3, 9)]
+    assert [(r.size, r.epochs) for r in schedule(27, 3) if r.bracket == 3] == [(4, 1), (2, 3), (1, 9), (1, 27)]
+    with pytest.raises(AutoMLError, match="Hyperband: factor: 1 "):
+        schedule(9, 1)
+
+
+def test_hyperband_as_seed_002_writes_it_runs_its_brackets_awaits_an_async_build_and_times_trials(tmp_path):
+    # seed 002: an async build(hp), Hyperband(build, objective=Objective(...), max_epochs=..., factor=...),
+    # tuner.oracle.get_best_trials(1)[0] carries the metrics and the trial's duration
+    import asyncio
+
+    async def build_program(hp):
+        await asyncio.sleep(0)
+        return {"temperature": hp.Float("temperature", 0.0, 1.0, default=0.0),
+                "use_chain_of_thought": hp.Boolean("use_chain_of_thought", default=True)}
+
+    class Program(Hyperband):
+        def run_trial(self, hp, epochs=None, **kwargs):
+            p = self._build(hp)
+            return {"val_reward": 1.0 - abs(p["temperature"] - 0.3) + 0.01 * epochs, "epochs": epochs}
+
+    tuner = Program(build_program, objective=Objective("val_reward", direction="max"), max_epochs=9, factor=3,
+                    seed=1234, directory=tmp_path, project_name="gsm8k_hp_search", overwrite=True)
+    tuner.search()
+    trials = sorted(tuner.engine.study.trials, key=lambda t: t.number)
+    assert [t.user_attrs["hyperband"]["epochs"] for t in trials] == [1, 1, 1, 3, 9, 3, 3, 3, 9, 9, 9, 9]
+    assert [t.value - 0.01 * t.user_attrs["hyperband"]["epochs"] for t in trials] == pytest.approx(
+        [1.0 - abs(t.params["temperature"] - 0.3) for t in trials])
+    # each later round trains the best config of the round before again, for factor x the epochs
+    first = max(trials[0:3], key=lambda t: t.value)
+    assert trials[3].params == trials[4].params == first.params
+    assert trials[8].params == max(trials[5:8], key=lambda t: t.value).params
+    best = tuner.oracle.get_best_trials(1)[0]
+    assert best.metrics["epochs"] == 9 and best.duration is not None and best.duration >= 0.0
+    assert best.score == max(t.value for t in trials)
 
 
 def test_default_run_trial_trains_ppo_on_batched_cartpole(tmp_path):
@@ -105,6 +135,18 @@ def test_default_run_trial_trains_ppo_on_batched_cartpole(tmp_path):
         assert t.value == record.score["mean"] == pytest.approx(
             sum(s["episode_reward_mean"] for s in record.seeds) / 2, abs=1e-3)
     assert not tuner._runners  # search() stopped its worker processes
+
+
+def test_hyperband_epochs_are_env_steps_on_the_default_ppo_trial(tmp_path):
+    async def build_ppo(hp):  # an async build is awaited on the default path too
+        return {"learning_rate": hp.Float("learning_rate", 3e-4, 3e-3, sampling="log"), "num_envs": 16,
+                "rollouts": 32, "mini_batches": 2, "learning_epochs": 2}
+
+    tuner = Hyperband(build_ppo, max_epochs=3, factor=3, directory=tmp_path, project_name="hb")
+    result = tuner.search(env="cartpole", total_steps=1536, eval_episodes=4)   # an epoch: 1536 / 3 = 512 steps
+    epochs = [t.user_attrs["hyperband"]["epochs"] for t in sorted(tuner.engine.study.trials, key=lambda t: t.number)]
+    assert epochs == [1, 1, 3, 3, 3] and result.n_complete == 5
+    assert [t.metrics["steps"] for t in sorted(result.trials, key=lambda t: t.number)] == [512 * e for e in epochs]
 
 
 def test_a_crashing_ppo_config_fails_its_trial_and_the_search_goes_on(tmp_path):

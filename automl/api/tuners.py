@@ -8,14 +8,17 @@
     tuner.search(env="cartpole", total_steps=20_000)
     best_hp = tuner.get_best_hyperparameters(1)[0]
 
-search(**kwargs) calls run_trial(hp, **kwargs) per trial. The default run_trial trains PPO on every seed
+search(**kwargs) calls run_trial(hp, **kwargs) per trial; ``build`` may be ``async def`` (it is awaited). The default run_trial trains PPO on every seed
 with the CLI's machinery, automl.run.single (build(hp) returns a dict of PPO params: worker processes,
 the trainer ``auto`` picks, pruning over all live seeds), or calls .learn() on the SB3 model build(hp)
 returns; override run_trial to return a float or a dict of metrics instead.
 Trials live in SQLite ``<directory>/<project_name>/<project_name>.db``: overwrite=False resumes.
+``Hyperband(max_epochs=..., factor=...)`` runs Keras Tuner's bracket schedule (``automl.api.hyperband``).
 """
 from __future__ import annotations
 
+import asyncio
+import inspect
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -57,6 +60,7 @@ class TunerTrial:
     metrics: dict
     status: str
     number: int
+    duration: float | None = None   # seconds from the trial's start to its end (Optuna's datetimes)
 
 
 class Oracle:
@@ -70,7 +74,7 @@ class Oracle:
         res = self.tuner.results()
         ranked = [r for r in study_io.rank(res.trials, res.direction) if r.value is not None]
         return [TunerTrial(r.trial_id, HyperParameters.from_values(r.params), r.value, r.metrics,
-                           "COMPLETED", r.number) for r in ranked[:num_trials]]
+                           "COMPLETED", r.number, r.duration_s) for r in ranked[:num_trials]]
 
 
 class Tuner:
@@ -116,6 +120,8 @@ class Tuner:
                     return self.run_trial(hp, **kwargs)
                 finally:
                     trial.set_user_attr("params", study_io.plain(hp.values))
+                    for key, value in self._trial_attrs().items():
+                        trial.set_user_attr(key, value)
 
             return run_trial(trial, lambda t: {}, call, self.config.metric)
 
@@ -124,6 +130,10 @@ class Tuner:
             return self.engine.optimize(trial_fn, spec, overwrite=overwrite)
         finally:
             self.close()
+
+    def _trial_attrs(self) -> dict:
+        """What a trial records beside its params (Hyperband: its bracket, round and epochs)."""
+        return {}
 
     def close(self) -> None:
         """Stop the worker processes that trained PPO trials (search() does this when it returns)."""
@@ -145,7 +155,7 @@ class Tuner:
         if self.hypermodel is None:
             raise AutoMLError(f"{type(self).__name__}: no hypermodel (allowed: pass build(hp), or override run_trial)")
         build = getattr(self.hypermodel, "build", self.hypermodel)
-        return build(hp)
+        return awaited(build(hp))
 
     def run_trial(self, hp: HyperParameters, env: str = "cartpole", total_steps: int = 50_000,
                   seeds: Sequence[int] = (0,), eval_every: int | None = None, eval_episodes: int = 32,
@@ -230,6 +240,35 @@ class Tuner:
             print(f"Score: {t.score}")
 
 
+def awaited(value: Any) -> Any:
+    """``value``, or what it resolves to when it is awaitable (an ``async def build(hp)``): run on a fresh event
+    loop, or on a helper thread's when this thread already runs one (a notebook)."""
+    if not inspect.isawaitable(value):
+        return value
+
+    async def wait():
+        return await value
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wait())
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["value"] = asyncio.run(wait())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            out["error"] = exc
+
+    helper = threading.Thread(target=run)
+    helper.start()
+    helper.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 class RandomSearch(Tuner):
     """Random sampling (Optuna RandomSampler)."""
 
@@ -243,18 +282,44 @@ class BayesianOptimization(Tuner):
 
 
 class Hyperband(Tuner):
-    """TPE proposals with Optuna's Hyperband pruner over the trainer's evaluations.
+    """Keras Tuner's Hyperband: brackets of successive halving over epochs (``automl.api.hyperband``).
 
-    max_epochs/factor are Keras Tuner's words for the largest resource and the reduction factor:
-    here the resource is the number of evaluations a trial reports.
+    ``Hyperband(build, objective, max_epochs=9, factor=3)``: each bracket starts ``size`` new configs for a few
+    epochs and trains the best 1/factor of them again for ``factor`` times the epochs, up to ``max_epochs``;
+    ``hyperband_iterations`` repeats the whole schedule. For PPO an epoch is ``steps_per_epoch`` env steps
+    (default: the ``total_steps`` given to search() / max_epochs, so the last round trains total_steps); a
+    promoted config trains again from scratch at its new length (Hyperband as published; no checkpoint is
+    carried between rounds). An overridden run_trial gets ``epochs=`` (as Keras Tuner passes it to fit).
     """
 
-    strategy = "hyperband"
-    default_pruner = "hyperband"
+    strategy = "random"   # round 0 of a bracket samples configs at random, as Keras Tuner's oracle does
 
     def __init__(self, hypermodel: Callable | None = None, objective: Objective | str = "episode_reward_mean",
-                 max_trials: int = 20, factor: int = 3, **kwargs: Any):
-        super().__init__(hypermodel, objective, max_trials, reduction_factor=factor, **kwargs)
+                 max_epochs: int = 100, factor: int = 3, hyperband_iterations: int = 1, *,
+                 steps_per_epoch: int | None = None, **kwargs: Any):
+        from automl.api.hyperband import schedule
+
+        kwargs.pop("max_trials", None)  # Keras Tuner's Hyperband derives it from the schedule
+        self.rounds = schedule(max_epochs, factor) * int(hyperband_iterations)
+        self.max_epochs, self.factor, self.steps_per_epoch = int(max_epochs), int(factor), steps_per_epoch
+        super().__init__(hypermodel, objective, max(1, sum(r.size for r in self.rounds)), pruner="none", **kwargs)
+        self._round = None  # the schedule's round running now (automl.api.hyperband.Round)
+
+    def search(self, **kwargs: Any) -> SearchResult:
+        """Every bracket's rounds in order: new configs at round 0, the best of the round before after it."""
+        from automl.api.hyperband import run_schedule
+
+        return run_schedule(self, super().search, kwargs)
+
+    def _trial_attrs(self) -> dict:
+        r = self._round
+        return {} if r is None else {"hyperband": {"bracket": r.bracket, "round": r.round, "epochs": r.epochs}}
+
+    def run_trial(self, hp: HyperParameters, epochs: int | None = None, total_steps: int = 50_000,
+                  **kwargs: Any) -> dict | float:
+        """The default trial for ``epochs`` epochs: PPO for epochs x steps_per_epoch env steps."""
+        per_epoch = self.steps_per_epoch or max(1, int(total_steps) // self.max_epochs)
+        return super().run_trial(hp, total_steps=per_epoch * int(epochs or self.max_epochs), **kwargs)
 
 
 class GridSearch(Tuner):
