@@ -20,8 +20,8 @@ from typing import Any
 
 import optuna
 
-from automl.search import strategies
-from automl.api import study_io
+from automl.search import strategies, studies
+from automl.api import scoring, study_io, study_meta
 from automl.api.search_space import SearchSpace
 from automl.api.study_io import SearchResult
 from automl.core.config import SpaceSpec
@@ -30,7 +30,8 @@ from automl.core.names import PRUNERS
 from automl.exec.workers import LocalChannel
 
 STRATEGIES = ("grid", "random", "bayesian", "hyperband")
-SAMPLERS = ("tpe", "cmaes", "random", "qmc")
+SAMPLERS = ("tpe", "cmaes", "random", "qmc", "nsga2")
+MULTI_SAMPLERS = ("tpe", "random", "qmc", "nsga2")  # samplers that optimise several objectives
 LOG = logging.getLogger("automl.api")
 
 
@@ -52,6 +53,11 @@ class SearchConfig:
     n_jobs: int = 1
     timeout_per_trial: float | None = 3600  # seconds, checked at every report() (cooperative)
     seed: int | None = 0
+    directions: tuple = ()  # several objectives (seed 003: directions=['minimize', 'minimize']); one: `direction`
+    metrics: tuple = ()  # the objectives' names (dict keys, or the positions of a returned tuple)
+    constraints: tuple = ()  # 'memory_usage <= 2048' strings or {metric: (min, max)}; broken ones never win
+    timeout: float | None = None  # seconds for the whole search (Optuna's study.optimize timeout)
+    patience: int | None = None  # stop a trial after this many report()s without improvement
 
     def __post_init__(self):
         _choice("strategy", self.strategy, STRATEGIES)
@@ -59,6 +65,7 @@ class SearchConfig:
         _choice("pruner", self.pruner, PRUNERS)
         _choice("direction", self.direction, tuple(study_io.DIRECTIONS))
         object.__setattr__(self, "direction", study_io.DIRECTIONS[self.direction])
+        self._check_objectives()
         for name, low in (("n_trials", 1), ("n_jobs", 1), ("min_resource", 1), ("reduction_factor", 2)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -68,6 +75,48 @@ class SearchConfig:
         if not str(self.study_name).strip():
             raise AutoMLError("SearchConfig: study_name: empty (allowed: a name)")
 
+    def _check_objectives(self) -> None:
+        for d in self.directions:
+            _choice("directions", d, tuple(study_io.DIRECTIONS))
+        directions = tuple(study_io.DIRECTIONS[d] for d in self.directions)
+        metrics = tuple(str(m) for m in ([self.metrics] if isinstance(self.metrics, str) else self.metrics))
+        if metrics and not directions:
+            directions = (self.direction,) * len(metrics)
+        if metrics and len(metrics) != len(directions):
+            raise AutoMLError(f"SearchConfig: metrics: {len(metrics)} names for {len(directions)} directions "
+                              f"(allowed: one name per direction)")
+        if len(directions) == 1:
+            object.__setattr__(self, "direction", directions[0])
+            object.__setattr__(self, "metric", metrics[0] if metrics else self.metric)
+        object.__setattr__(self, "directions", directions)
+        object.__setattr__(self, "metrics", metrics)
+        object.__setattr__(self, "constraints", scoring.constraint_texts(self.constraints))
+        self.scoring  # the constraints parse
+        if self.multi and (self.strategy == "hyperband" or (self.strategy == "bayesian" and self.sampler not in MULTI_SAMPLERS)):
+            what = "strategy: hyperband" if self.strategy == "hyperband" else f"sampler: {self.sampler}"
+            raise AutoMLError(f"SearchConfig: {what} optimises one objective (allowed with several directions: "
+                              f"strategy random or grid, or bayesian with sampler {', '.join(MULTI_SAMPLERS)})")
+        for name, value in (("timeout", self.timeout), ("patience", self.patience)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise AutoMLError(f"SearchConfig: {name}: {value!r} (allowed: a number > 0 or None)")
+
+    @property
+    def multi(self) -> bool:
+        """Several objectives (a multi-objective study, results on a Pareto front)."""
+        return len(self.directions) > 1
+
+    @property
+    def scoring(self) -> scoring.Scoring:
+        """Objective names, directions and parsed constraints (automl.api.scoring)."""
+        return scoring.Scoring.of(self.metric, self.directions or (self.direction,), self.metrics, self.constraints)
+
+    @classmethod
+    def from_yaml(cls, path, **overrides) -> SearchConfig:
+        """The engine settings of seed 003's hyperparameter_optimization: file (automl.api.seed003)."""
+        from automl.api import seed003
+
+        return seed003.config_of(seed003.parse_file(path), **overrides)
+
     @property
     def method(self) -> str:
         """The automl.search.strategies search method: grid, random, the bayesian sampler, or hyperband (TPE)."""
@@ -75,7 +124,10 @@ class SearchConfig:
 
     @property
     def pruner_name(self) -> str:
-        """The automl.search.strategies pruner: hyperband for that strategy, else `pruner` when pruning is on."""
+        """The automl.search.strategies pruner: hyperband for that strategy, else `pruner` when pruning is on
+        (none with several objectives: Optuna prunes one objective only)."""
+        if self.multi:
+            return "none"
         if self.strategy == "hyperband":
             return strategies.default_pruner_for("hyperband")
         return self.pruner if self.enable_pruning else "none"
@@ -93,29 +145,40 @@ class TrialFailed(Exception):
 class TrialContext:
     """Handed to objectives taking a second argument: report intermediate values for pruning."""
 
-    def __init__(self, trial: optuna.Trial, timeout: float | None):
+    def __init__(self, trial: optuna.Trial, timeout: float | None, *, multi: bool = False,
+                 patience: int | None = None, direction: str = "maximize"):
         self.trial = trial
         self.number = trial.number
         self._deadline = time.time() + timeout if timeout else None
         self._step = 0
+        self._multi = multi  # several objectives: Optuna neither stores nor prunes intermediate values
+        self._patience, self._sign = patience, 1.0 if direction == "maximize" else -1.0
+        self._best, self._since = -math.inf, 0
 
     def report(self, value: float, step: int | None = None) -> None:
-        """Record an intermediate value; raises optuna.TrialPruned when the pruner stops this trial."""
+        """Record an intermediate value; raises optuna.TrialPruned when the pruner stops this trial (or when
+        SearchConfig.patience reports in a row brought no improvement)."""
         step = self._step if step is None else int(step)
         self._step = step + 1
-        self.trial.report(float(value), step)
+        if not self._multi:
+            self.trial.report(float(value), step)
         if self._deadline is not None and time.time() > self._deadline:
             raise TrialFailed(f"stopped: timeout_per_trial exceeded at step {step}")
-        if self.trial.should_prune():
+        if self._patience is not None:
+            better = self._sign * float(value) > self._best
+            self._best, self._since = (self._sign * float(value), 0) if better else (self._best, self._since + 1)
+            if self._since >= self._patience:
+                raise optuna.TrialPruned(f"no improvement in {self._patience} reports (patience) at step {step}")
+        if self.should_prune():
             raise optuna.TrialPruned(f"pruned at step {step}")
 
     def should_prune(self) -> bool:
-        """Whether the pruner would stop this trial now."""
-        return self.trial.should_prune()
+        """Whether the pruner would stop this trial now (never with several objectives)."""
+        return not self._multi and self.trial.should_prune()
 
     def channel(self):
         """A channel for automl.train.sb3_train.train_seed(channel=...): its evaluations feed this trial's pruner."""
-        return PruneChannel(self.trial)
+        return PruneChannel(None if self._multi else self.trial)
 
     def set_user_attr(self, key: str, value: Any) -> None:
         """Store extra information with the trial."""
@@ -162,16 +225,19 @@ def split_value(out: Any, metric: str) -> tuple[float, dict]:
     return value, metrics if metrics is not None else {metric: study_io.plain(value)}
 
 
-def run_trial(trial: optuna.Trial, sample: Callable, call: Callable, metric: str) -> float:
-    """One trial: sample params, call the objective, record metrics; failures become TrialFailed."""
+def run_trial(trial: optuna.Trial, sample: Callable, call: Callable, metric: str,
+              score: scoring.Scoring | None = None) -> float | list[float]:
+    """One trial: sample params, call the objective, record metrics (and constraint violations, with
+    ``score``); failures become TrialFailed. Several objectives: a list of values."""
     try:
-        return _run_trial(trial, sample, call, metric)
+        return _run_trial(trial, sample, call, metric, score)
     except TrialFailed as exc:
         LOG.warning("trial %d failed (recorded, the search goes on): %s", trial.number, exc)
         raise
 
 
-def _run_trial(trial: optuna.Trial, sample: Callable, call: Callable, metric: str) -> float:
+def _run_trial(trial: optuna.Trial, sample: Callable, call: Callable, metric: str,
+               score: scoring.Scoring | None = None) -> float | list[float]:
     try:
         params = sample(trial)
     except AutoMLError as exc:  # e.g. a rejecting constraint: this config, not the search, failed
@@ -188,12 +254,19 @@ def _run_trial(trial: optuna.Trial, sample: Callable, call: Callable, metric: st
     except Exception as exc:  # the objective crashed on this config (AutoMLError too): record it, go on
         trial.set_user_attr("error", study_io.one_line(exc))
         raise TrialFailed(study_io.one_line(exc)) from exc
-    value, metrics = split_value(out, metric)
+    values, metrics = score.split(out) if score is not None and score.multi else _one(split_value(out, metric))
     trial.set_user_attr("metrics", metrics)
-    if not math.isfinite(value):
-        trial.set_user_attr("error", f"objective returned {value}")
-        raise TrialFailed(f"objective returned {value}")
-    return value
+    if score is not None and score.constraints:  # Optuna's constraints_func reads them (<= 0 holds)
+        trial.set_user_attr(studies.VIOLATIONS, score.violations(metrics))
+    bad = next((v for v in values if not math.isfinite(v)), None)
+    if bad is not None:
+        trial.set_user_attr("error", f"objective returned {bad}")
+        raise TrialFailed(f"objective returned {bad}")
+    return values if len(values) > 1 else values[0]
+
+
+def _one(split: tuple[float, dict]) -> tuple[list[float], dict]:
+    return [split[0]], split[1]
 
 
 def _wants_context(fn: Callable) -> bool:
@@ -234,10 +307,14 @@ class SearchEngine:
                               "(allowed: random, bayesian or hyperband)")
         self._objective, self._space = objective_fn, space
         with_ctx = _wants_context(objective_fn)
-        timeout = self.config.timeout_per_trial
+        cfg = self.config
+        timeout, score = cfg.timeout_per_trial, cfg.scoring
 
         def call(params: dict, trial: optuna.Trial):
-            return objective_fn(params, TrialContext(trial, timeout)) if with_ctx else objective_fn(params)
+            if not with_ctx:
+                return objective_fn(params)
+            return objective_fn(params, TrialContext(trial, timeout, multi=cfg.multi, patience=cfg.patience,
+                                                     direction=cfg.directions[0] if cfg.directions else cfg.direction))
 
         def sample(trial: optuna.Trial) -> dict:
             params = space.suggest(trial)
@@ -247,23 +324,29 @@ class SearchEngine:
                 raise AutoMLError(f"rejected by constraint {rejected[0]!r}")
             return params
 
-        return self.optimize(lambda trial: run_trial(trial, sample, call, self.config.metric), space.spec)
+        return self.optimize(lambda trial: run_trial(trial, sample, call, cfg.metric, score), space.spec,
+                             describe=lambda study: study_meta.record(study, objective_fn, space, cfg))
 
     def optimize(self, trial_fn: Callable[[optuna.Trial], float], spec: SpaceSpec | None = None,
-                 *, overwrite: bool = False) -> SearchResult:
-        """Run ``trial_fn(trial) -> float`` (raising TrialFailed / TrialPruned) up to n_trials; the shared loop."""
+                 *, overwrite: bool = False, describe: Callable | None = None) -> SearchResult:
+        """Run ``trial_fn(trial) -> float`` (raising TrialFailed / TrialPruned) up to n_trials; the shared loop.
+        ``describe(study)`` records what a later resume(study_path) needs."""
         cfg = self.config
         existing = study_io.study_names(study_io.db_path(cfg.study_dir, cfg.study_name))
         n_before = 0
         if cfg.study_name in existing and not overwrite:
-            n_before = len(study_io.open_study(cfg.study_dir, cfg.study_name, direction=cfg.direction).trials)
+            n_before = len(study_io.open_study(cfg.study_dir, cfg.study_name, direction=cfg.direction,
+                                               directions=cfg.directions).trials)
         # the sampler is reseeded past the stored trials so a resumed search does not replay its first draws
         seed = None if cfg.seed is None else cfg.seed + n_before
-        sampler = strategies.make_sampler(cfg.method, seed=seed, spec=spec or SpaceSpec("api", "<api>"))
+        sampler = strategies.make_sampler(cfg.method, seed=seed, spec=spec or SpaceSpec("api", "<api>"),
+                                          constraints_func=cfg.scoring.constraints_func())
         pruner = strategies.make_pruner(cfg.pruner_name, min_resource=cfg.min_resource,
                                         reduction_factor=cfg.reduction_factor)
         self.study = study_io.open_study(cfg.study_dir, cfg.study_name, direction=cfg.direction,
-                                         sampler=sampler, pruner=pruner, overwrite=overwrite)
+                                         directions=cfg.directions, sampler=sampler, pruner=pruner, overwrite=overwrite)
+        if describe is not None:
+            describe(self.study)
         study_io.retry_interrupted(self.study)
         remaining = cfg.n_trials - study_io.finished(self.study)
         if remaining > 0:
@@ -271,7 +354,7 @@ class SearchEngine:
             optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are logged in one line below, no traceback
             try:
                 self.study.optimize(trial_fn, n_trials=remaining, n_jobs=cfg.n_jobs, catch=(TrialFailed,),
-                                    gc_after_trial=False)
+                                    gc_after_trial=False, timeout=cfg.timeout)
             finally:
                 optuna.logging.set_verbosity(verbosity)
         return self.result()
@@ -280,17 +363,23 @@ class SearchEngine:
                space: SearchSpace | None = None) -> SearchResult:
         """Continue the study stored at ``study_path`` (a .db file or its directory) up to n_trials.
 
-        The objective and space are the ones given here, else those of this engine's last search().
+        The objective and space are the ones given here, else this engine's last search()'s, else the ones
+        the study recorded (the objective's module:qualname, imported; the space; the config's settings
+        where this engine's config keeps the defaults). What cannot be found is named in one line.
         """
         db, name = study_io.locate(study_path, None if Path(study_path).is_file() else self.config.study_name)
-        self.config = replace(self.config, study_dir=str(db.parent), study_name=name)
         objective_fn, space = objective_fn or self._objective, space or self._space
         if objective_fn is None or space is None:
-            self.study = study_io.open_study(db.parent, name, direction=self.config.direction)
-            if study_io.finished(self.study) < self.config.n_trials:
-                raise AutoMLError(f"{db}: resume: trials remain but no objective is known "
-                                  f"(allowed: resume(path, objective_fn, space) or search() first)")
-            return self.result()
+            meta = study_meta.stored(db, name)
+            self.config = study_meta.config(meta, self.config, SearchConfig())
+            self.config = replace(self.config, study_dir=str(db.parent), study_name=name)
+            self.study = study_io.open_study(db.parent, name, direction=self.config.direction,
+                                             directions=self.config.directions)
+            if study_io.finished(self.study) >= self.config.n_trials:
+                return self.result()
+            objective_fn = objective_fn or study_meta.objective(meta, str(db))
+            space = space or study_meta.space(meta, str(db))
+        self.config = replace(self.config, study_dir=str(db.parent), study_name=name)
         return self.search(objective_fn, space)
 
     def result(self) -> SearchResult:

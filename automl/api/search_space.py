@@ -19,7 +19,7 @@ from automl.core import constraints
 from automl.search import space
 from automl.core.config import ParamSpec, SpaceSpec, load_space
 from automl.core.errors import AutoMLError
-from automl.core.names import freeze
+from automl.core.names import freeze, thaw
 
 Condition = str | Callable[[dict], bool]
 MAX_REJECTIONS = 100  # sample(): draws before giving up on a space whose constraints reject everything
@@ -189,8 +189,36 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path) -> SearchSpace:
-        """A SearchSpace from a search-space YAML file (the CLI's schema: fixed, searchable, constraints)."""
-        return cls.from_spec(load_space(path))
+        """A SearchSpace from a search-space YAML file: the CLI's schema (fixed, searchable, constraints), or
+        seed 003's ``hyperparameter_optimization:`` file over any names (automl.api.seed003; its engine
+        settings: SearchConfig.from_yaml)."""
+        from automl.api import seed003
+
+        hpo = seed003.parse_file(path, strict=False)
+        return seed003.space_of(hpo) if hpo is not None else cls.from_spec(load_space(path))
+
+    def to_dict(self) -> dict:
+        """A JSON-safe description (the study keeps it for resume); a callable condition cannot be stored."""
+        subs = []
+        for name, condition, sub in self._conditionals:
+            if not isinstance(condition, str):
+                raise AutoMLError(f"SearchSpace {self.name!r}: the condition of {name!r} is a callable, which a "
+                                  f"study cannot store (allowed: an expression string)")
+            subs.append({"name": name, "condition": condition, "space": sub.to_dict()})
+        params = [{k: thaw(v) for k, v in dataclasses.asdict(p).items()} for p in self._params]
+        return {"name": self.name, "params": params, "fixed": {k: thaw(v) for k, v in self._fixed.items()},
+                "constraints": list(self._constraints), "conditionals": subs}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> SearchSpace:
+        """The space ``to_dict`` described."""
+        out = cls(data["name"])
+        out._params = [ParamSpec(**{**p, "choices": tuple(freeze(c) for c in p.get("choices") or ()),
+                                    "prior": freeze(p.get("prior"))}) for p in data.get("params", [])]
+        out._fixed = dict(data.get("fixed") or {})
+        out._constraints = list(data.get("constraints") or [])
+        out._conditionals = [(c["name"], c["condition"], cls.from_dict(c["space"])) for c in data.get("conditionals") or []]
+        return out
 
     # ------------------------------------------------------------------ views
     @property

@@ -40,6 +40,13 @@ class TrialRecord:
     error: str | None = None
     intermediate: dict = field(default_factory=dict)  # step -> reported value
     config: ConfigRecord | None = None  # the PPO config record, for trials that trained PPO (or a CLI run's)
+    values: list | None = None  # every objective's value (several directions); [value] with one
+    violations: list | None = None  # per constraint, 0 when it holds (SearchConfig.constraints)
+
+    @property
+    def feasible(self) -> bool:
+        """Every constraint holds (a trial without constraints is feasible)."""
+        return not self.violations or all(v is not None and v <= 0 for v in self.violations)
 
     @property
     def score(self) -> float | None:
@@ -58,6 +65,8 @@ class SearchResult:
     storage: str = ""
     direction: str = "maximize"
     message: str = ""
+    directions: list = field(default_factory=list)  # one per objective
+    best_trials: list = field(default_factory=list)  # the Pareto front of feasible complete trials, knee first
 
     def count(self, state: str) -> int:
         """Number of trials in ``state`` (complete, pruned, failed, ...)."""
@@ -108,18 +117,22 @@ def storage(path: str | Path) -> optuna.storages.RDBStorage:
 
 
 def open_study(study_dir: str | Path, study_name: str, *, direction: str, sampler=None, pruner=None,
-               overwrite: bool = False) -> optuna.Study:
-    """Create or load ``study_name`` in ``<study_dir>/<study_name>.db``; overwrite deletes it first."""
+               overwrite: bool = False, directions: list[str] | None = None) -> optuna.Study:
+    """Create or load ``study_name`` in ``<study_dir>/<study_name>.db``; overwrite deletes it first;
+    ``directions``: several objectives."""
+    directions = list(directions) if directions and len(directions) > 1 else None
     Path(study_dir).mkdir(parents=True, exist_ok=True)
     url = sqlite_url(db_path(study_dir, study_name))
     try:
         rdb = storage(db_path(study_dir, study_name))
         if overwrite and study_name in (s.study_name for s in rdb.get_all_studies()):
             optuna.delete_study(study_name=study_name, storage=rdb)
-        study = studies.create_or_load(rdb, study_name, sampler=sampler, pruner=pruner, direction=direction)
+        study = studies.create_or_load(rdb, study_name, sampler=sampler, pruner=pruner, direction=direction,
+                                       directions=directions)
     except Exception as exc:  # storage errors come in many library types; the user needs one line
         raise AutoMLError(f"{url}: cannot open study {study_name!r} ({one_line(exc)})") from None
-    stored = study.direction.name.lower()
+    stored = ", ".join(d.name.lower() for d in study.directions)
+    direction = ", ".join(directions) if directions else direction
     if stored != direction:
         raise AutoMLError(f"{url}: direction: the stored study {study_name!r} is {stored}, not {direction} "
                           f"(allowed: {stored}, or overwrite/another study_name)")
@@ -164,19 +177,24 @@ def record(t: FrozenTrial) -> TrialRecord:
     attrs = t.user_attrs
     state = "interrupted" if attrs.get("interrupted") else state_name(t.state)
     duration = t.duration.total_seconds() if t.duration is not None else None
-    value = t.value if t.state == TrialState.COMPLETE else None
+    values = list(t.values) if t.state == TrialState.COMPLETE and t.values is not None else None
+    value = values[0] if values and len(values) == 1 else None
+    violations = attrs.get(studies.VIOLATIONS)
     return TrialRecord(number=t.number, params=dict(attrs.get("params", t.params)), value=value, state=state,
                        metrics=dict(attrs.get("metrics") or {}), trial_id=str(attrs.get("trial_id", t.number)),
                        duration_s=duration, error=attrs.get("error"),
                        intermediate={int(k): float(v) for k, v in t.intermediate_values.items()},
-                       config=ConfigRecord.from_dict(attrs["record"], number=t.number) if attrs.get("record") else None)
+                       config=ConfigRecord.from_dict(attrs["record"], number=t.number) if attrs.get("record") else None,
+                       values=values, violations=list(violations) if isinstance(violations, list) else None)
 
 
 def rank(records: list[TrialRecord], direction: str) -> list[TrialRecord]:
-    """Best first; trials without a value (failed, pruned, ...) last, as the worst."""
+    """Best first; infeasible trials (a constraint broken) after the feasible ones; trials without a value
+    (failed, pruned, ...) last, as the worst."""
     done = [r for r in records if r.value is not None and math.isfinite(r.value)]
     rest = [r for r in records if r not in done]
-    return sorted(done, key=lambda r: r.value, reverse=direction == "maximize") + rest
+    ranked = sorted(done, key=lambda r: r.value, reverse=direction == "maximize")
+    return [r for r in ranked if r.feasible] + [r for r in ranked if not r.feasible] + rest
 
 
 def counts(records: list[TrialRecord]) -> str:
@@ -188,17 +206,38 @@ def counts(records: list[TrialRecord]) -> str:
 
 
 def result(study: optuna.Study, storage: str = "") -> SearchResult:
-    """The SearchResult of a study; with no complete trial best_* are None and ``message`` says why."""
+    """The SearchResult of a study; with no complete (feasible) trial best_* are None and ``message`` says why.
+
+    Several objectives: ``best_trials`` is the Pareto front of the feasible complete trials (the knee first,
+    automl.core.objectives), ``best_params`` the knee's and ``best_value`` its values (a tuple).
+    """
     records = [record(t) for t in study.get_trials(deepcopy=False)]
-    direction = study.direction.name.lower()
-    ranked = rank(records, direction)
-    best = ranked[0] if ranked and ranked[0].value is not None else None
+    directions = [d.name.lower() for d in study.directions]
+    if len(directions) > 1:
+        return _multi_result(study, records, directions, storage)
+    ranked = rank(records, directions[0])
+    best = ranked[0] if ranked and ranked[0].value is not None and ranked[0].feasible else None
     message = (f"best value {best.value:.6g} at trial {best.number} ({counts(records)})" if best else
-               f"no complete trial ({counts(records)}): nothing to rank; if all were pruned, raise "
-               f"min_resource or disable pruning")
+               f"no complete{' feasible' if any(r.violations for r in records) else ''} trial ({counts(records)}): "
+               f"nothing to rank; if all were pruned, raise min_resource or disable pruning")
     return SearchResult(best_params=dict(best.params) if best else None, best_value=best.value if best else None,
-                        trials=records, study_name=study.study_name, storage=storage, direction=direction,
-                        message=message)
+                        trials=records, study_name=study.study_name, storage=storage, direction=directions[0],
+                        message=message, directions=directions, best_trials=[best] if best else [])
+
+
+def _multi_result(study: optuna.Study, records: list[TrialRecord], directions: list[str], storage: str) -> SearchResult:
+    from automl.core.objectives import Objective, Selection
+
+    objectives = tuple(Objective(f"objective_{i}", "max" if d == "maximize" else "min") for i, d in enumerate(directions))
+    done = [r for r in records if r.values is not None and r.feasible and all(math.isfinite(v) for v in r.values)]
+    front = [done[i] for i in Selection(objectives=objectives).order([r.values for r in done])] if done else []
+    knee = front[0] if front else None
+    message = (f"Pareto front of {len(front)} trial(s), knee at trial {knee.number} ({counts(records)})" if knee else
+               f"no complete feasible trial ({counts(records)}): no Pareto front")
+    return SearchResult(best_params=dict(knee.params) if knee else None,
+                        best_value=tuple(knee.values) if knee else None, trials=records,
+                        study_name=study.study_name, storage=storage, direction=", ".join(directions),
+                        message=message, directions=directions, best_trials=front)
 
 
 def finished(study: optuna.Study) -> int:

@@ -7,6 +7,7 @@ The mapping of each key is ``automl.core.seed003.run_flags`` (README: "Seed 003'
 """
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterable
 
 from automl.core import seed003
@@ -14,9 +15,11 @@ from automl.core.errors import AutoMLError
 
 
 def given_flags(parser, argv: Iterable[str]) -> set[str]:
-    """The dests of the options written on the command line (``--flag`` or ``--flag=value``)."""
+    """The dests of the `run` options written on the command line (``--flag`` or ``--flag=value``)."""
     tokens = [t.split("=", 1)[0] for t in argv if t.startswith("--")]
-    return {a.dest for a in parser._actions for o in a.option_strings if o in tokens}
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    run = subs[0].choices["run"] if subs else parser
+    return {a.dest for a in run._actions for o in a.option_strings if o in tokens}
 
 
 def config_flags(path: str, given: set[str]) -> dict:

@@ -87,9 +87,9 @@ class Constraint:
         return max(0.0, float(gap))
 
 
-def parse_constraint(text: str) -> Constraint:
-    """``success_rate >= 0.8`` (one <, <=, > or >= between expressions of metrics)."""
-    where = "--constraint"
+def parse_constraint(text: str, *, any_metric: bool = False, where: str = "--constraint") -> Constraint:
+    """``success_rate >= 0.8`` (one <, <=, > or >= between expressions of metrics); ``any_metric``: the
+    names are a user objective's own metrics (the Python API), not the per-seed ones of a run."""
     tree = safe.parse(text, where=where)
     body = tree.body
     if not (isinstance(body, ast.Compare) and len(body.ops) == 1
@@ -97,9 +97,10 @@ def parse_constraint(text: str) -> Constraint:
         raise AutoMLError(f"{where}: {text!r} is not one comparison (allowed: one <, <=, > or >= between "
                           f"expressions of metrics, e.g. 'success_rate >= 0.8')")
     names = safe.names(tree)
-    bad = [n for n in names if n not in METRICS and not STEPS_TO.match(n)]
+    bad = [] if any_metric else [n for n in names if n not in METRICS and not STEPS_TO.match(n)]
     if bad or not names:
-        raise AutoMLError(f"{where}: {text!r} names {bad[0] if bad else 'no metric'!r} (allowed: {_ALLOWED})")
+        allowed = "names of the metrics the objective returns" if any_metric else _ALLOWED
+        raise AutoMLError(f"{where}: {text!r} names {bad[0] if bad else 'no metric'!r} (allowed: {allowed})")
     return Constraint(text.strip(), tree, tuple(names))
 
 
