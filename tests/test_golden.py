@@ -45,7 +45,7 @@ GOLDEN_ARGS = ["--mode", "stage", "--env", "cartpole", "--space", TINY, "--hp-tr
                "--reward-generations", "1", "--reward-population", "3", "--seeds", "2", "--n-jobs", "1",
                "--trial-steps", "8192", "--eval-every", "4096", "--eval-episodes", "8", "--top-k", "1",
                "--seed", "0", "--budget-hours", "0.5", "--device", "cpu", "--checkpoint-every", "65536",
-               "--quiet"]
+               "--ladder", "off", "--quiet"]  # the fixed-length planner it was recorded with (issue 24's ladder: off)
 REL_TOL = 1e-6
 BUILD_REL_TOL = 1e-4  # another build of the recorded release: last-bit differences, not another trajectory
 PLAN_KEYS = ("trial_steps", "eval_every", "eval_episodes", "evals_per_job", "cycles", "hp_trials", "population",

@@ -91,19 +91,22 @@ def simulate(budget_s: float, *, slow: float, prior_rate: float = 40_000.0, seed
     # the re-checks at the top rung's length, list-scheduled on the workers
     top = prom.ladder.rungs[-1]
     cands = policy.candidates()
-    jobs = [STARTUP + top * s_step * slow] * (seeds * len(cands)) + [STARTUP + top * s_step] * seeds  # held-out
-    jobs += [STARTUP + top * s_step * slow] * seeds + [STARTUP + top * s_step] * seeds                # test
-    workers = [tuning_end] * n_jobs
-    for d in sorted(jobs, reverse=True):
-        i = workers.index(min(workers))
-        workers[i] += d
-    return dict(end=max(workers), tuning_end=tuning_end, plan=plan, prom=prom, trained=trained, cands=cands,
+    heldout = [STARTUP + top * s_step * slow] * (seeds * len(cands)) + [STARTUP + top * s_step] * seeds
+    test = [STARTUP + top * s_step * slow] * seeds + [STARTUP + top * s_step] * seeds
+    end = tuning_end
+    for phase in (heldout, test):  # the test phase starts once the held-out phase has ended
+        workers = [end] * n_jobs
+        for d in sorted(phase, reverse=True):
+            i = workers.index(min(workers))
+            workers[i] += d
+        end = max(workers)
+    return dict(end=end, tuning_end=tuning_end, plan=plan, prom=prom, trained=trained, cands=cands,
                 configs=len(q), policy=policy)
 
 
-@pytest.mark.parametrize("slow", [1.0, 10.0])
-def test_budget_used_with_configs_as_fast_and_ten_times_slower_than_the_prior(slow):
-    budget = 1200.0
+@pytest.mark.parametrize("budget", [600.0, 1200.0, 3600.0])
+@pytest.mark.parametrize("slow", [1.0, 3.5, 10.0])
+def test_budget_used_with_configs_as_fast_and_ten_times_slower_than_the_prior(slow, budget):
     run = simulate(budget, slow=slow)
     assert run["end"] >= 0.9 * budget, run["end"]                       # >= 90% of the budget used
     assert run["end"] <= budget + max(0.01 * budget, 15.0), run["end"]  # overrun <= max(1%, 15 s)

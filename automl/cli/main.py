@@ -39,7 +39,13 @@ def _add_run(sub) -> None:
                    help="grid | random | bayesian (tpe) | cmaes | qmc | hyperband | nsga2 (default tpe)")
     p.add_argument("--startup-trials", type=int, default=None,
                    help="random trials before TPE (or CMA-ES) models anything (default: Optuna's 10)")
-    p.add_argument("--pruner", default=None, help="none | median | asha | hyperband")
+    p.add_argument("--pruner", default=None, help="none | median | asha | hyperband (with --ladder off)")
+    p.add_argument("--ladder", default=None,
+                   help="auto (default: on, except --mode pbt) | on | off: configs enter at a short rung and the "
+                        "best third continue from their own checkpoints to 3x the steps, up to the space's "
+                        "n_timesteps (--trial-steps pins the top); --hp-trials and --reward-generations are the "
+                        "configs and generations that enter, and the last phase admits more while any fit. "
+                        "off: every config trains one fixed length, shrunk to fit the quota")
     p.add_argument("--n-jobs", type=int, default=None, help="worker processes (default: cores)")
     p.add_argument("--env", default="navigation", help="navigation | cartpole | a gymnasium id")
     p.add_argument("--space", default=None, help="search-space YAML (default per env)")

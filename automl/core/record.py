@@ -79,7 +79,7 @@ def as_state(value: Any) -> State | str:
         return str(value)
 
 
-_OPTIONAL = ("score", "reason", "heldout_of")
+_OPTIONAL = ("score", "reason", "heldout_of", "rung", "steps")
 
 
 @dataclass
@@ -96,6 +96,8 @@ class ConfigRecord:
     score: dict | None = None                          # scoring.score(): mean, iqm, ci95, n_seeds
     reason: str | None = None                          # why it was rejected
     heldout_of: str | None = None                      # the tuned config a held-out record re-checks
+    rung: int | None = None                            # a fidelity ladder's config: the highest rung it finished
+    steps: int | None = None                           # ... and the steps per seed there (its seeds' and score's)
     number: int | None = field(default=None, compare=False)  # order in the run (not in the state entry)
 
     @property

@@ -73,6 +73,7 @@ class RunContext:
         self.record = None
         self.searches: dict = {}  # Kind -> SearchOwner, as the mode opens them
         self._url: str | None = None
+        self.ladder = None  # automl.run.ladder_run.LadderRun when the run climbs a fidelity ladder
         self._beat = 0.0
 
     # ---- start / stop -------------------------------------------------------------------
@@ -99,6 +100,10 @@ class RunContext:
             cfg.executor, n_jobs=n, **cfg.executor_options())))(cfg.n_jobs)
         self.throughput = Throughput(steps_per_s=self.plan.steps_per_s)
         self._restore_or_calibrate()
+        if self.plan.ladder:
+            from automl.run.ladder_run import LadderRun
+
+            self.ladder = LadderRun(self)
         self.batched = cfg.batches_seeds(cuda=trainers.on_cuda(cfg.device))
         self.scheduler = Scheduler(self.executor, self.budget, self.throughput, n_jobs=cfg.n_jobs,
                                    job_fn=trainers.job_fn(cfg.trainer), job_kwargs=self._job_kwargs,
@@ -107,6 +112,8 @@ class RunContext:
                                    on_seed=self._on_seed, on_config=self._on_config, on_lost=self._on_lost,
                                    timeout_s=self._timeout_s, objective=cfg.objective, risk=cfg.risk)
         self._resume = resume.reattach(self)
+        if self.ladder is not None:
+            self.ladder.rebuild(self.record.get_trials(deepcopy=False))
         if self.old is None:
             self.searches[self.mode.baseline_owner].warm_start()
         self.record.set_user_attr("fingerprint", self.fp)
@@ -235,7 +242,9 @@ class RunContext:
         heldout = c.kind == Kind.HELDOUT
         run_dir = self.store.run_dir
         extra = {"schedule": c.schedule} if c.schedule else {}
-        return dict(**extra, params=c.train_params, env=self.inputs.env, seed=seed, total_steps=c.steps,
+        if c.horizon:  # a ladder's climb: a prefix of a run of the top rung's length, paused at its rung
+            extra["until_steps"] = c.steps
+        return dict(**extra, params=c.train_params, env=self.inputs.env, seed=seed, total_steps=c.horizon or c.steps,
                     checkpoint_path=str(self.checkpoint_path(c, seed)), checkpoint_every=self._checkpoint_every(),
                     reward_weights=c.weights or None, eval_every=self.plan.eval_every,
                     eval_episodes=self.plan.eval_episodes,
@@ -280,8 +289,9 @@ class RunContext:
         self.records.seed_done(c, seed, record)
         self.store.event("seed_done", config_id=c.config_id, kind=c.kind, **record)
         self.write_state("running")
-        if not self.cfg.keep_checkpoints and record.get("state") in State.SCORED:
-            from automl.train.checkpoint import remove  # recorded now: the checkpoint is not needed
+        if not self.cfg.keep_checkpoints and record.get("state") in State.SCORED and c.rung is None:
+            from automl.train.checkpoint import remove  # recorded now: the checkpoint is not needed (a ladder's
+            # config keeps it until it climbs no more)
 
             remove(str(self.checkpoint_path(c, seed)))
         self.driver_s += time.perf_counter() - t0
@@ -308,8 +318,12 @@ class RunContext:
         # --metrics/--constraint: the config's objectives, violations and feasibility, from its seeds
         score = pareto.with_selection(self.cfg, score, [c.results[s] for s in c.seeds if s in c.results])
         incumbent = self.records.best_entry()  # before this config counts
-        entry = self.records.config_done(c, state, score)
-        if c.sampler is not None:
+        if c.rung is not None:
+            self.ladder.climb_done(c, state, score)
+            entry = next(e for e in self.records.entries.values() if e.config_id == c.config_id and e.tuning)
+        else:
+            entry = self.records.config_done(c, state, score)
+        if c.sampler is not None and c.rung is None:
             # Samplers learn that a failed config is bad: it is told as the worst value.
             told, violations = pareto.told(self.cfg, score if state in State.SCORED else None)
             self.searches[c.kind].tell(Outcome(c.sampler, told, State.PRUNED if state == State.PRUNED
@@ -320,7 +334,7 @@ class RunContext:
                                 [e.to_dict() for e in self.records.tuned()])
             if alarm:
                 self.records.add_alarm(alarm)
-        if c.batched and not self.cfg.keep_checkpoints and state in State.SCORED:
+        if c.batched and not self.cfg.keep_checkpoints and state in State.SCORED and c.rung is None:
             from automl.train.checkpoint import remove  # every seed recorded: the batch's checkpoint is not needed
 
             remove(str(self.checkpoint_path(c, None)))
@@ -335,7 +349,9 @@ class RunContext:
     def job_s(self, config_id: str | None = None) -> float:
         """Estimated seconds of one seed job: the config's own tuning jobs when it has some
         (a config with big networks or many epochs is slower than the calibrated prior),
-        else the run's measured throughput."""
+        else the run's measured throughput; on a ladder, at the top rung's length."""
+        if self.ladder is not None:
+            return self.ladder.recheck_job_s(config_id)
         est = self.throughput.seconds_for(self.plan.trial_steps)
         entry = next((e for e in self.records.entries.values() if e.config_id == config_id and e.tuning),
                      None) if config_id else None
@@ -345,7 +361,11 @@ class RunContext:
 
     def update_reserve(self) -> None:
         """Time kept for the held-out stage: top-k + baseline at the incumbent's job length;
-        the winner's and the baseline's share may exceed the usual cap (they always run)."""
+        the winner's and the baseline's share may exceed the usual cap (they always run); on a ladder, what
+        its policy sizes for the configs that will be re-checked."""
+        if self.ladder is not None:
+            self.budget.reserve_s = min(self.ladder.policy.reserve_s(), self.budget.total_s)
+            return
         best = self.records.best_entry()
         job_s = self.job_s(best.config_id if best else None)
         seeds, n = len(self.inputs.heldout_seeds), self.cfg.n_jobs

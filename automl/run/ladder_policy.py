@@ -21,6 +21,18 @@ from automl.run.ladder import CostModel
 from automl.search.ladder import Promotions
 
 
+RECHECK_MARGIN = 1.05  # re-checks run at measured speeds (the baseline's from calibration)
+
+
+def makespan(jobs: list[float], workers: int) -> float:
+    """Wall time of ``jobs`` (seconds each) on ``workers``, longest first to the least loaded (LPT)."""
+    loads = [0.0] * max(1, workers)
+    for d in sorted(jobs, reverse=True):
+        i = loads.index(min(loads))
+        loads[i] += d
+    return max(loads)
+
+
 @dataclass(frozen=True)
 class Action:
     """``kind``: 'promote' (``config_id`` on to ``rung``), 'admit' (a new config at rung 0) or 'wait'
@@ -54,11 +66,11 @@ class LadderPolicy:
 
     def _recheck_job_s(self, params: Mapping, config_id: str | None) -> float:
         top = self.promotions.ladder.rungs[-1]
-        return (self.startup_s + top * self.cost.s_per_step(params, config_id)) * self.margin
+        return (self.startup_s + top * self.cost.s_per_step(params, config_id)) * RECHECK_MARGIN
 
     def _baseline_job_s(self) -> float:
         """The baseline (the priors) at the top rung's length, at the speed calibration measured for it."""
-        return (self.startup_s + self.promotions.ladder.rungs[-1] * self.cost.prior_s_per_step) * self.margin
+        return (self.startup_s + self.promotions.ladder.rungs[-1] * self.cost.prior_s_per_step) * RECHECK_MARGIN
 
     def candidates(self) -> list[str]:
         """The configs the held-out re-check would take now: highest rung first, then value."""
@@ -69,16 +81,17 @@ class LadderPolicy:
         return order[: self.heldout_n]
 
     def reserve_s(self) -> float:
-        """Wall seconds the re-checks need at the top rung's length, for what will be re-checked."""
+        """Wall seconds the re-checks need at the top rung's length, for what will be re-checked: the
+        held-out phase (the candidates and the baseline on the held-out seeds), then the test phase (the
+        leader and the baseline on the test seeds), each seed job list-scheduled on the workers."""
         cands = self.candidates()
         jobs = [self._recheck_job_s(self.params.get(c, self.baseline), c) for c in cands]
         if not jobs:  # nothing finished yet: plan for top_k configs of the typical (corrected) cost
             jobs = [self._recheck_job_s(self.baseline, None)] * self.heldout_n
         base = self._baseline_job_s()
-        heldout = sum(jobs) * self.recheck_seeds + base * self.recheck_seeds
-        test = (jobs[0] + base) * self.recheck_seeds
-        longest = max(jobs + [base])  # one seed job cannot be split over workers
-        return max((heldout + test) / self.n_jobs, 2 * longest)
+        n = self.recheck_seeds
+        heldout = makespan([j for j in jobs for _ in range(n)] + [base] * n, self.n_jobs)
+        return heldout + makespan([jobs[0]] * n + [base] * n, self.n_jobs)
 
     def _top_reachable(self, left_s: float) -> bool:
         """Whether the best config so far (or a typical one) can still climb to the top rung and be

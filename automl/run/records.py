@@ -141,5 +141,6 @@ def ranked(entries, objective: str, kinds, risk: float = DEFAULT_RISK, selection
     feasible configs only, and with several objectives the Pareto front first, ordered by --pick."""
     done = [e for e in entries if e.kind in kinds and e.state == State.COMPLETE and e.score
             and is_finite_number(objective_value(e.score, objective, risk=risk))]
-    done = sorted(done, key=lambda e: objective_value(e.score, objective, risk=risk), reverse=True)
+    # a fidelity ladder's configs: the higher rung first (values only compare at one length), then the value
+    done = sorted(done, key=lambda e: (e.rung or 0, objective_value(e.score, objective, risk=risk)), reverse=True)
     return pareto.order(done, selection) if selection is not None else done

@@ -26,11 +26,14 @@ def reattach(ctx) -> list[ConfigRun]:
             continue
         entry = entry_from_trial(t, ctx.inputs.spec)
         ctx.records.entries[t.number] = entry
-        if t.state == TrialState.RUNNING and not a.get("rejected"):
-            resume.append(config_from_trial(ctx, t, entry))
+        if t.state == TrialState.RUNNING and not a.get("rejected") and not a.get("paused"):
+            resume.append(config_from_trial(ctx, t, entry))  # (a ladder's config between climbs waits)
     ctx.records.alarms = list((ctx.old or {}).get("alarms") or [])
     # a sampler trial asked by a run killed before it recorded the config was never trained: failed
     attached = {(c.sampler[0].study_name, c.sampler[1]) for c in resume if c.sampler}
+    attached |= {(a["sampler"]["study"], a["sampler"]["trial_id"]) for a in
+                 (t.user_attrs for t in ctx.record.get_trials(deepcopy=False) if t.state == TrialState.RUNNING)
+                 if a.get("paused") and a.get("sampler")}  # ladder configs between climbs: told when they settle
     for search in ctx.searches.values():
         for t in search.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if (search.study.study_name, t._trial_id) not in attached:
@@ -60,7 +63,10 @@ def config_from_trial(ctx, t, entry) -> ConfigRun:
         sampler = (study, a["sampler"]["trial_id"]) if study is not None else None
     kind = entry.kind
     seeds = a.get("planned_seeds") or (ctx.inputs.heldout_seeds if kind == Kind.HELDOUT else ctx.inputs.tuning_seeds)
-    done = {r["seed"]: r for r in entry.seeds if r.get("state") in State.SCORED}
+    target = a.get("rung_target")
+    # a ladder's climb: only the seeds that reached this climb's steps are done (the others hold the rung below)
+    done = {r["seed"]: r for r in entry.seeds if r.get("state") in State.SCORED
+            and (target is None or r.get("state") == State.FAILED or int(r.get("steps", 0)) >= int(a["steps"]))}
     entry.seeds = list(done.values())
     c = ConfigRun(trial=studies.attach(ctx.record, t._trial_id), config_id=entry.config_id,
                   kind=kind, cycle=entry.cycle, params=entry.params,
@@ -68,4 +74,6 @@ def config_from_trial(ctx, t, entry) -> ConfigRun:
                   train_params=space_mod.merged(ctx.inputs.spec, entry.params),
                   steps=int(a.get("steps", ctx.plan.trial_steps)), sampler=sampler, results=done)
     c.reported = set(t.intermediate_values)
+    if target is not None and ctx.ladder is not None:
+        ctx.ladder.resumed_climb(c, int(target))
     return c

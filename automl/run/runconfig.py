@@ -17,12 +17,13 @@ TRAINERS = ("auto", "sb3", "torch")  # auto: torch on the batched tasks, sb3 for
 SEED_AXIS_TRAINERS = ("torch",)  # trainers that train all seeds of a config as one job (automl.run.trainers)
 SEED_BATCHING = ("auto", "on", "off")
 EXECUTORS = ("local", "ray")
+LADDER = ("auto", "on", "off")  # auto: on for the modes that train configs of a fixed length (not pbt)
 # Seeds: tuning --seed+0.., held-out --seed+1000.., test --seed+2000.. (so --seeds is at most 1000: three
 # disjoint sets; a run directory's seeds follow from its flags, the same on every resume)
 HELDOUT_OFFSET = 1000
 TEST_OFFSET = 2000
 FINGERPRINT_DEFAULTS = {"trainer": "sb3", "objective": "mean", "risk": DEFAULT_RISK, "pbt": None, "metrics": None,
-                        "constraints": []}  # what runs recorded before a key existed used
+                        "constraints": [], "ladder": False}  # what runs recorded before a key existed used
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class RunConfig:
     pick: str = "knee"            # --pick knee|<metric>: the winner among the Pareto front
     executor: str = "local"       # local worker processes | ray (tasks on a Ray cluster)
     ray_address: str | None = None  # --executor ray: auto | HOST:PORT (None: a local Ray started for the run)
+    ladder: str = "auto"          # --ladder: the fidelity ladder (automl.run.ladder_phase); auto: the mode's default
     gpus_per_job: float | None = None  # --executor ray: Ray's num_gpus per seed job (automl.exec.ray_backend)
     devices: tuple = ()           # --devices cuda:0,cuda:1: local workers spread over them (automl.exec.workers)
     mode_options: dict = field(default_factory=dict, hash=False)  # the mode's own flags (automl.run.modes.Flag) by dest
@@ -84,6 +86,13 @@ class RunConfig:
         _check_choice("--trainer", self.trainer, TRAINERS)
         _check_choice("--seed-batching", self.seed_batching, SEED_BATCHING)
         _check_choice("--executor", self.executor, EXECUTORS)
+        _check_choice("--ladder", self.ladder, LADDER)
+        if self.ladder == "on" and not self.run_mode.climbs_ladder:
+            raise AutoMLError(f"--ladder: on does not apply to --mode {self.mode} (allowed: auto, off)")
+        if self.ladder_on and self.pruner not in (None, "none"):
+            raise AutoMLError(f"--pruner: {self.pruner} with the fidelity ladder (the ladder is the multi-fidelity "
+                              "search: it continues the best configs instead of pruning inside a trial; allowed: "
+                              "--pruner none, or --ladder off)")
         if self.ray_address is not None and self.executor != "ray":
             raise AutoMLError("--ray-address: needs --executor ray")
         if self.executor == "ray":
@@ -184,12 +193,17 @@ class RunConfig:
         return selection(self.metrics, self.constraints, self.pick)
 
     @property
+    def ladder_on(self) -> bool:
+        """Whether tuning climbs the fidelity ladder (--ladder on, or auto in a mode that declares it)."""
+        return self.ladder != "off" and self.run_mode.climbs_ladder
+
+    @property
     def pruner_name(self) -> str:
         """The pruner in force: --pruner, else the mode's (hyperband for --mode joint), else the search
         method's (hyperband for the hyperband method), else none."""
-        if self.selection is not None and self.selection.objectives \
-                and self.selection.objectives[0].name not in PRUNED_METRICS:
-            return "none"  # intermediate values are the task's metric: nothing to prune the first objective on
+        if self.ladder_on or (self.selection is not None and self.selection.objectives
+                              and self.selection.objectives[0].name not in PRUNED_METRICS):
+            return "none"  # the ladder continues configs instead; or nothing to prune the first objective on  # intermediate values are the task's metric: nothing to prune the first objective on
         if self.pruner is None and self.run_mode.default_pruner:
             return self.run_mode.default_pruner
         return default_pruner_for(self.search_method, self.pruner)
@@ -207,7 +221,7 @@ class RunConfig:
               "rewards": self.rewards, "search_method": self.search_method,
               "seeds": self.seeds, "seed": self.seed, "trainer": self.trainer, "objective": self.objective,
               "risk": float(self.risk), "pbt": None, "metrics": self.metrics,
-              "constraints": list(self.constraints)}
+              "constraints": list(self.constraints), "ladder": self.ladder_on}
         fp.update(self.run_mode.fingerprint_settings(self))
         return fp
 

@@ -20,7 +20,7 @@ from automl.core.record import Kind, State
 
 SEED_FIELDS = ("seed", "state", "episode_reward_mean", "success_rate", "shaped_return",
                "reference_return", "terms", "steps", "wall_s", "params", "evals", "stop_reason", "reason",
-               "resumed_from", "peak_memory_mb")
+               "resumed_from", "peak_memory_mb", "train_s", "eval_s")
 
 
 @dataclass
@@ -45,6 +45,9 @@ class ConfigRun:
     reported: set[int] = field(default_factory=set)
     batched: bool = False             # all seeds in one job (torch trainer, seeds as a batch axis)
     schedule: list | None = None      # a replayed PBT schedule (torch trainer): values changed at given steps
+    rung: int | None = None           # a fidelity ladder's climb: the rung it trains to (``steps``), continuing
+    horizon: int | None = None        # ... as a prefix of a run of this many steps (the ladder's top rung)
+    timeout_s: float | None = None    # a seed job's timeout, when the caller estimated it (else the scheduler's)
     carried: set[int] = field(default_factory=set)  # seeds finished before a resume: they report no more
 
     def __post_init__(self):
@@ -65,9 +68,9 @@ class ConfigRun:
 def seed_record(result: dict) -> dict:
     """The compact per-seed entry kept in the state file and the study."""
     out = {k: result[k] for k in SEED_FIELDS if k in result and result[k] is not None}
-    for k in ("wall_s", "episode_reward_mean", "success_rate", "shaped_return", "reference_return"):
+    for k in ("wall_s", "train_s", "eval_s", "episode_reward_mean", "success_rate", "shaped_return", "reference_return"):
         if isinstance(out.get(k), float):
-            out[k] = round(out[k], 4 if k != "wall_s" else 2)
+            out[k] = round(out[k], 4 if k not in ("wall_s", "train_s", "eval_s") else 2)
     if isinstance(out.get("evals"), list):  # the learning curve: [steps, true metric] (steps_to_<x> reads it)
         out["evals"] = [[int(st), round(float(v), 4)] for st, v in out["evals"]]
     if isinstance(out.get("terms"), dict):
@@ -156,7 +159,7 @@ class Scheduler:
                 seed = cfg.pending.pop(0)
                 job_id = f"{cfg.config_id}:{cfg.kind}:{seed}"
                 job = Job(job_id=job_id, fn=self.job_fn, kwargs=self.job_kwargs(cfg, seed),
-                          timeout_s=self.timeout_s(cfg.steps), tag=(cfg.config_id, seed))
+                          timeout_s=cfg.timeout_s or self.timeout_s(cfg.steps), tag=(cfg.config_id, seed))
                 self.executor.submit(job)
                 self.jobs[job_id] = (cfg, seed)
                 cfg.running[job_id] = seed
@@ -165,7 +168,8 @@ class Scheduler:
         seeds, cfg.pending = list(cfg.pending), []
         job_id = f"{cfg.config_id}:{cfg.kind}:batch"
         job = Job(job_id=job_id, fn=self.batch_fn, kwargs=self.batch_kwargs(cfg, seeds),
-                  timeout_s=self.timeout_s(cfg.steps * len(seeds)), tag=(cfg.config_id, tuple(seeds)))
+                  timeout_s=(cfg.timeout_s * len(seeds) if cfg.timeout_s else self.timeout_s(cfg.steps * len(seeds))),
+                  tag=(cfg.config_id, tuple(seeds)))
         self.executor.submit(job)
         self.jobs[job_id] = (cfg, seeds)
         cfg.running[job_id] = seeds

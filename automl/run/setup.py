@@ -35,6 +35,8 @@ class Calibration:
     startup_s: float = 2.0
     measured: bool = True
     floor: float | None = None  # the lowest true metric the short runs of the prior reached
+    learn_steps: int | None = None  # where the prior's learning curve measurably left its start (the ladder's floor)
+    curve: tuple = ()           # the prior's learning curve: (steps, mean true metric, standard error)
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Plan:
     heldout_configs: int = 0    # configs the reserve is sized for (top-k + baseline, fewer if few fit)
     shrunk: bool = False        # the budget made trials shorter than the space's default length
     value_floor: float | None = None  # calibration's lowest true metric: a failed seed's value before any result
+    ladder: dict | None = None  # the fidelity ladder (automl.run.ladder.LadderPlan.to_dict()); None: --ladder off
 
     @classmethod
     def from_dict(cls, d: dict) -> "Plan":
@@ -246,7 +249,12 @@ def make_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibration) 
     """Steps per trial and the evaluation schedule from the budget, the requested trials and
     measured throughput: evaluation is held to MAX_EVAL_SHARE of a job (fewer evaluations,
     then fewer episodes), trials shrink (never grow) to fit, and the held-out reserve is
-    sized for the configs that will be there to re-check."""
+    sized for the configs that will be there to re-check. With the fidelity ladder (``--ladder on``) the
+    plan is the ladder's (automl.run.ladder_plan)."""
+    if cfg.ladder_on:
+        from automl.run.ladder_plan import make_ladder_plan
+
+        return make_ladder_plan(cfg, inputs, budget, cal)
     cycles, hp_trials, population, seed_jobs = _quotas(cfg, inputs)
     full_population = population
     total_s = budget.remaining_s()
@@ -342,6 +350,8 @@ def plan_text(ctx, stages: list) -> str:
     p, cfg = ctx.plan, ctx.cfg
     stages = [f"{k}#{c} ({q} configs)" for k, c, q in stages]
     est_s = p.seed_jobs * (p.startup_s + p.trial_steps / p.steps_per_s) / cfg.n_jobs + p.reserve_s
+    if p.ladder:  # the ladder admits configs while they fit: it plans to use the budget
+        est_s = p.ladder["tuning_s"] + p.ladder["reserve_s"]
     return "\n".join([
         f"env: {cfg.env}   space: {ctx.inputs.space_path} ({ctx.inputs.spec.search_space_id})",
         f"mode: {cfg.mode}   search: {cfg.search_method}   pruner: {cfg.pruner_name}   n_jobs: {cfg.n_jobs}",
@@ -353,4 +363,12 @@ def plan_text(ctx, stages: list) -> str:
         f"estimated time: {est_s / 60:.1f} min at ~{p.steps_per_s:,.0f} steps/s per worker (nominal) "
         f"of a {cfg.budget_hours * 60:.1f} min budget",
         f"run dir: {ctx.store.run_dir}",
-    ])
+    ] + _ladder_lines(ctx))
+
+
+def _ladder_lines(ctx) -> list[str]:
+    if not ctx.plan.ladder:
+        return []
+    from automl.run.ladder_plan import ladder_text
+
+    return ladder_text(ctx)

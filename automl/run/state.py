@@ -140,6 +140,7 @@ def state_dict(ctx, status: str) -> dict:
         "test": ctx.test_summary,
         "trials": [e.to_dict() for e in ctx.records.entries.values()],
         **({"pbt": ctx.pbt} if ctx.pbt else {}),
+        **({"ladder": ctx.ladder.state()} if getattr(ctx, "ladder", None) is not None else {}),
         "alarms": ctx.records.alarms,
         "stop_reason": ctx.stop_reason,
         "overhead": _overhead(ctx),

@@ -56,6 +56,7 @@ class Mode:
     :param default_pruner: the pruner without ``--pruner`` (None: the search method's)
     :param baseline_owner: the search owner whose first proposal of a new run is the baseline
     :param extends_when_pruned: the last tuning phase goes on past its quota when a pruner saves time
+    :param climbs_ladder: its tuning phases climb the fidelity ladder by default (``--ladder``)
     :param flags: the mode's own flags (``Flag``); ``check`` validates their values in ``cfg.mode_options``
     """
 
@@ -69,6 +70,7 @@ class Mode:
     default_pruner: ClassVar[str | None] = None
     baseline_owner: ClassVar[Kind] = Kind.HP
     extends_when_pruned: ClassVar[bool] = False
+    climbs_ladder: ClassVar[bool] = True
     flags: ClassVar[tuple[Flag, ...]] = ()
 
     def __repr__(self) -> str:
@@ -134,9 +136,16 @@ class Mode:
 
     def phases(self, ctx) -> list:
         """The run's phases in order: the tuning phases of ``stages``, then held-out, then test."""
+        import itertools
+
         from automl.run.phases import TuningPhase, rechecks
 
         stages = self.stages(ctx.plan, ctx.cfg, bool(ctx.inputs.terms))
+        if ctx.ladder is not None:  # the fidelity ladder: the stages admit configs to one ladder, then more cycles
+            from automl.run.ladder_phase import ladder_phases
+
+            return itertools.chain(ladder_phases(ctx, stages, extends=not ctx.cfg.max_trials,
+                                                 extends_when_pruned=self.extends_when_pruned), rechecks())
         tuning = [TuningPhase(s.kind, s.cycle, s.quota, owner=ctx.searches[s.kind], last=i == len(stages) - 1,
                               extends_when_pruned=self.extends_when_pruned) for i, s in enumerate(stages)]
         return [*tuning, *rechecks()]

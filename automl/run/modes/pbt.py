@@ -20,6 +20,7 @@ class PBTMode(Mode):
     needs_reward_terms = False
     allows_selection = False
     checks_minimum_budget = False  # the members' training length is fitted to the budget (automl.run.pbt.plan_steps)
+    climbs_ladder = False          # members continue from their own states at every ready point already
 
     def check(self, cfg) -> None:
         if cfg.population < 2:

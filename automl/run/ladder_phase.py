@@ -1,0 +1,125 @@
+"""The tuning phases of a run that climbs the fidelity ladder (``automl.run.ladder_run``).
+
+Each of the mode's stages becomes a ``LadderPhase``: its search owner proposes the configs that enter the
+ladder's lowest rung (its quota: --hp-trials, a reward generation, the joint configs), while any config of
+the run may be promoted meanwhile (at each free worker the ladder's policy answers promote, admit or wait).
+A phase ends once its quota has entered; its configs climb on during the next phases. After the planned
+stages the mode's cycle repeats (more HP trials and reward generations, or more joint configs) while
+configs still fit: the time is never left on the table. ``LadderFinish`` then promotes while promotions fit,
+lets the climbs in flight end and closes the ladder. A run ends ``budget_exhausted`` only when no
+admissible job fits in what is left.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+from optuna.trial import TrialState
+
+from automl.core.record import State
+from automl.run.modes.base import Stage
+from automl.run.phases import TuningPhase
+
+TUNING_OVER = "no admissible job fits in the time left"
+MAX_EXTRA_CYCLES = 1000  # a bound, not a plan: extension stops when nothing fits or the search runs out
+
+
+@dataclass
+class LadderPhase(TuningPhase):
+    """Admit ``quota`` configs of one kind and cycle to the ladder; promote any config whose turn it is."""
+
+    def run(self, ctx) -> None:
+        ladder = ctx.ladder
+        ctx.enter_stage(self.kind, self.cycle)
+        for c in ctx.resumed(self.kind, self.cycle):
+            ctx.scheduler.add(c)
+        while not ctx.tuning_over():
+            entered = sum(1 for e in ctx.records.entries.values()
+                          if e.kind == self.kind and e.cycle == self.cycle and e.state != State.REJECTED)
+            if entered >= self.quota:
+                return  # the next phase admits; this phase's configs climb on meanwhile
+            if ctx.scheduler.free_slots() > 0:
+                act = ladder.next_action()
+                if act.kind == "promote":
+                    ctx.scheduler.add(ladder.promote(act.config_id, act.rung))
+                    continue
+                if act.kind == "admit":
+                    c = self.propose(ctx)
+                    if c is None:
+                        ctx.mark_tuning_over(f"the {self.kind} search space is exhausted", "search_exhausted")
+                        return
+                    if ladder.fits_entrant(c):
+                        ctx.scheduler.add(ladder.enter(c))
+                        continue
+                    _not_admitted(ctx, c)
+                    ctx.mark_tuning_over(TUNING_OVER)  # promotions go on in LadderFinish
+                    return
+                if act.kind == "over":
+                    ctx.mark_tuning_over(TUNING_OVER)
+                    return
+            ctx.scheduler.step(0.5)
+            ctx.refresh_view()
+            if ctx.budget.tuning_over():
+                ctx.mark_tuning_over("tuning deadline reached")
+
+
+@dataclass
+class LadderFinish:
+    """After the last admission: promote while promotions fit, let the climbs end, close the ladder."""
+
+    tuning = False  # it runs after tuning was declared over, before the re-checks
+    kind: str = "ladder"
+
+    def run(self, ctx) -> None:
+        ladder = ctx.ladder
+        while True:
+            over = ctx.budget.tuning_over()
+            if not over and ctx.scheduler.free_slots() > 0:
+                act = ladder.next_action()
+                if act.kind == "promote":
+                    ctx.scheduler.add(ladder.promote(act.config_id, act.rung))
+                    continue
+            if not any(c.rung is not None for c in ctx.scheduler.active):
+                break
+            ctx.scheduler.step(0.5)
+            ctx.refresh_view()
+            if ctx.budget.tuning_over():
+                ctx.scheduler.drain(hard_deadline=ctx.budget.deadline)
+        ladder.close_all()
+        ctx.mark_tuning_over(TUNING_OVER)
+        ctx.write_state("running")
+
+
+def ladder_phases(ctx, stages: list[Stage], *, extends: bool, extends_when_pruned: bool) -> Iterator:
+    """The planned stages as ladder phases, then (``extends``) the mode's cycle again while configs fit, then
+    ``LadderFinish``."""
+    owners = ctx.searches
+    for s in stages:
+        yield LadderPhase(s.kind, s.cycle, s.quota, owner=owners[s.kind], extends_when_pruned=extends_when_pruned)
+    cycle_len = len({(s.kind, s.cycle) for s in stages if s.cycle == stages[0].cycle}) if stages else 0
+    template = stages[:cycle_len]
+    last = max((s.cycle for s in stages), default=0)
+    for extra in range(1, MAX_EXTRA_CYCLES + 1 if extends and template else 1):
+        for s in template:
+            if ctx.tuning_over():
+                break
+            yield LadderPhase(s.kind, last + extra, s.quota, owner=owners[s.kind],
+                              extends_when_pruned=extends_when_pruned)
+        if ctx.tuning_over():
+            break
+    yield LadderFinish()
+
+
+def _not_admitted(ctx, c) -> None:
+    """A proposed config too slow for the time left (its own shape's estimate): recorded, never trained."""
+    entry = next(e for e in ctx.records.entries.values() if e.config_id == c.config_id and e.tuning)
+    entry.state, entry.reason = State.REJECTED, "would not finish its first rung before the tuning deadline"
+    c.trial.set_user_attr("state", State.REJECTED)
+    c.trial.set_user_attr("rejected", True)
+    c.trial.set_user_attr("reason", entry.reason)
+    ctx.record.tell(c.trial, state=TrialState.FAIL)
+    if c.sampler is not None:
+        from automl.search.owner import Outcome
+
+        ctx.searches[c.kind].tell(Outcome(c.sampler, None, State.REJECTED))
+    ctx.store.event("not_admitted", config_id=c.config_id, reason=entry.reason)

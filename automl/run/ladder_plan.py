@@ -1,0 +1,107 @@
+"""The run's plan when it climbs a fidelity ladder (``--ladder on``, the staged modes' default).
+
+``make_ladder_plan`` fills the run's ``Plan`` from ``automl.run.ladder.plan_ladder``: the top rung is the
+space's ``n_timesteps`` (``--trial-steps`` pins it) or the longest the budget affords for a few configs
+once the re-checks at that length are reserved; the lowest rung is never below the point where the prior
+config measurably left its starting score in calibration. Rungs are whole evaluation intervals, so a
+config paused at a rung and continued later evaluates at the same steps as one run of that length.
+``--hp-trials`` and ``--reward-generations`` keep their meaning: the configs (and generations) that enter
+the ladder; the last tuning phase goes on admitting configs while any fit.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from automl.core.config import to_ppo_setup
+from automl.run.budget import MAX_EVAL_SHARE, MIN_EVAL_EPISODES, Budget
+from automl.run.ladder import ETA, CostModel, plan_ladder, rungs_for
+from automl.run.runconfig import RunConfig
+from automl.run.setup import TEST_CONFIGS, Calibration, Inputs, Plan, _quotas
+from automl.search import space as space_mod
+
+EVALS_PER_LOWEST_RUNG = 3   # a seed's value is the mean of its last 3 evaluations: all of them in rung 0
+COST_PARAMS = ("policy_hidden_layer_sizes", "net_arch", "learning_epochs", "n_epochs", "mini_batches", "batch_size")
+
+
+def typical_cost_ratio(inputs: Inputs) -> float:
+    """How much slower than the prior a sampled config is expected to be, from the space's shapes: the
+    product over the cost-relevant parameters of the mean (over their choices) of the shape estimate
+    relative to the prior's (the parameters taken one at a time)."""
+    prior = {**inputs.spec.fixed, **space_mod.prior_params(inputs.spec)}
+    cost = CostModel(prior, prior_s_per_step=1.0)
+    ratio = 1.0
+    for p in inputs.spec.params:
+        if p.name not in COST_PARAMS or not p.choices:
+            continue
+        est = []
+        for c in p.choices:
+            try:
+                to_ppo_setup({**prior, p.name: c})
+                est.append(cost.shape_estimate({**prior, p.name: c}))
+            except Exception:  # noqa: BLE001 - a choice invalid with the prior's others (e.g. mini_batches)
+                continue
+        if est:
+            ratio *= sum(est) / len(est)
+    return max(ratio, 1.0)
+
+
+def _episodes(cfg: RunConfig, cal: Calibration, *, top: int, every: int) -> tuple[int, float]:
+    """(episodes per evaluation, evaluation's share of a top-rung job): the user's --eval-episodes, else as
+    many as keep evaluation within MAX_EVAL_SHARE (at least MIN_EVAL_EPISODES)."""
+    episodes = cfg.eval_episodes or cal.episodes
+    per_episode = cal.eval_s_each / max(1, cal.episodes)
+    evals, train_s = max(1, top // every), top / max(cal.train_steps_per_s, 1e-9)
+    if not cfg.eval_episodes:
+        allowed = MAX_EVAL_SHARE / (1 - MAX_EVAL_SHARE) * train_s
+        fit = int(allowed / evals / max(per_episode, 1e-9))
+        episodes = max(min(MIN_EVAL_EPISODES, episodes), min(episodes, fit))
+    eval_s = evals * episodes * per_episode
+    return episodes, eval_s / (train_s + eval_s)
+
+
+def make_ladder_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibration) -> Plan:
+    """The plan of a laddered run (see the module docstring)."""
+    cycles, hp_trials, population, seed_jobs = _quotas(cfg, inputs)
+    total_s = budget.remaining_s()
+    rollout = max(1, inputs.rollout) if inputs.default_steps >= inputs.rollout else 1
+    train_s_step = 1.0 / max(cal.train_steps_per_s, 1e-9)
+    # evaluation adds ~its planned share; the first sketch assumes the full share, then it is recomputed
+    s_step = train_s_step / (1 - MAX_EVAL_SHARE)
+    typical = typical_cost_ratio(inputs)
+    plan, every = None, cfg.eval_every
+    for _ in range(2):
+        unit = every or rollout
+        plan = plan_ladder(total_s=total_s, top_steps=inputs.default_steps, seeds=cfg.seeds, n_jobs=cfg.n_jobs,
+                           s_per_step=s_step * typical, startup_s=cal.startup_s, rollout=unit,
+                           learn_steps=cal.learn_steps, eta=ETA, top_k=cfg.top_k)
+        if not cfg.eval_every:
+            every = max(rollout, (plan.rungs[0] // EVALS_PER_LOWEST_RUNG // rollout) * rollout)
+            rungs = rungs_for(plan.rungs[-1], min(plan.rungs[0], plan.bottom), ETA, every)
+            plan = dataclasses.replace(plan, rungs=rungs)
+        episodes, share = _episodes(cfg, cal, top=plan.rungs[-1], every=every)
+        s_step = train_s_step / (1 - share)
+    top = plan.rungs[-1]
+    ladder = {**plan.to_dict(), "typical_cost": round(typical, 3), "prior_s_per_step": s_step,
+              "calibration_curve": [list(p) for p in cal.curve], "learn_steps": cal.learn_steps}
+    return Plan(trial_steps=top, eval_every=every, cycles=cycles, hp_trials=hp_trials, population=population,
+                steps_per_s=1.0 / s_step, seed_jobs=seed_jobs, reserve_s=plan.reserve_s, eval_episodes=episodes,
+                evals_per_job=max(1, top // every), eval_share=round(share, 4),
+                train_steps_per_s=cal.train_steps_per_s, startup_s=cal.startup_s,
+                heldout_configs=plan.heldout_configs + 1, shrunk=False, value_floor=cal.floor, ladder=ladder)
+
+
+def ladder_text(ctx) -> list[str]:
+    """The --dry-run lines of the ladder: rungs with their estimated time, entrants, the re-check reserve."""
+    lad = ctx.plan.ladder
+    rungs = lad["rungs"]
+    per = [f"{r:,} ({s:.0f} s)" for r, s in zip(rungs, lad["rung_s"])]
+    return [
+        f"ladder: eta {lad['eta']}, rungs (steps per seed; worker-seconds of one config's climb, all seeds): "
+        + " -> ".join(per),
+        f"  ~{lad['entering']} configs enter the lowest rung, ~{lad['top_configs']} reach the top (at "
+        f"{lad['typical_cost']:.1f}x the prior's cost per step, from the space's network sizes and epochs); "
+        f"the lowest rung is at least {lad['bottom']:,} steps (where the prior left its starting score)",
+        f"  re-checks at the top rung ({rungs[-1]:,} steps): {lad['heldout_configs']} configs + baseline on "
+        f"held-out seeds, winner + baseline on test seeds ({TEST_CONFIGS} configs): ~{lad['reserve_s'] / 60:.1f} min "
+        f"reserved; tuning ~{lad['tuning_s'] / 60:.1f} min",
+    ]
