@@ -140,6 +140,18 @@ def test_default_spaces_are_valid(name):
     assert setup.ppo_kwargs["batch_size"] == num_envs * rollouts // mini_batches  # the rollout cut in mini_batches
 
 
+# the shipped spaces' network choices, exactly (seed 001's Small/Medium/Large/Deep on navigation)
+ARCHITECTURES = {"cartpole": ((32, 32), (64, 64), (128, 128)),
+                 "ppo_default": ((64, 64), (128, 128), (256, 256), (256, 256, 256)),
+                 "navigation": ((128, 64), (256, 128, 64), (512, 256, 128), (256, 256, 256))}
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_shipped_spaces_network_choices(name):
+    spec = load_space(space.CONFIGS_DIR / "spaces" / f"{name}.yaml")
+    assert spec.param("policy_hidden_layer_sizes").choices == ARCHITECTURES[name]
+
+
 def test_to_ppo_setup_defaults_are_sb3_defaults():
     setup = to_ppo_setup({})
     assert setup.ppo_kwargs == SB3_DEFAULTS and setup.num_envs == 8
