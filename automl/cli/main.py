@@ -97,7 +97,7 @@ def _add_run(sub) -> None:
                    help="--mode pbt: probability a copied value is resampled instead (default 0.25)")
     p.add_argument("--metrics", default=None,
                    help="several objectives, e.g. success_rate:max,train_time_s:min[,params:min] (any of "
-                        "episode_reward_mean, success_rate, reference_return, shaped_return, train_time_s, params, "
+                        "episode_reward_mean, success_rate, reference_return, shaped_return, train_time_s, params, peak_memory_mb, "
                         "steps, steps_to_<threshold>), each aggregated over seeds by --objective; the sampler is "
                         "multi-objective TPE (or --search-method nsga2) and the run keeps the Pareto front. Optuna "
                         "does not prune multi-objective studies (its RFC #3450): the pruner prunes on the first "
