@@ -246,3 +246,41 @@ def test_a_tune_section_in_the_run_config_file_tunes_the_run(tmp_path):
     assert summary["mode"] == "observe" and summary["applied"] == 0
     config.write_text(yaml.safe_dump({**CART, "tune": {"mode": "active", "speed": 2}}))
     assert main(["train", "--config", str(config), "--env", "cartpole", "--run-dir", str(tmp_path / "r2")]) == 2
+
+
+class EnablingKnob:
+    """A user actuator whose first restore (the rollback of a rejected mutation) runs `automl tune enable` on
+    the run, as a user would from another terminal once the reject streak has paused tuning."""
+
+    def __init__(self, run_dir, enable: bool):
+        self.run_dir, self.enable, self.value, self.applied = run_dir, enable, 0.5, 0
+
+    def snapshot(self, env):
+        return {"value": self.value}
+
+    def validate(self, patch, env):
+        return True
+
+    def apply(self, patch, env):
+        self.value, self.applied = patch["value"], self.applied + 1
+
+    def restore(self, snapshot, env):
+        self.value = snapshot["value"]
+        if self.enable:
+            from automl.cli.tune import command
+
+            command("enable", str(self.run_dir))
+            self.enable = False
+
+
+@pytest.mark.parametrize("enable, applied", [(False, 1), (True, 2)])
+def test_tune_enable_read_by_a_running_job_resumes_tuning_after_the_streak(tmp_path, enable, applied):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"actuators": {"knob": {"mode": "abs", "bounds": [1.0, 2.0], "cooldown": 0}},
+                                      "search": {"algorithm": "random"}, "acceptance": {"epsilon": 1e9, "horizon": 1},
+                                      "safety": {"max_global_reject_streak": 1}}))
+    knob = EnablingKnob(tmp_path / "run", enable)
+    train_tuned(CART, env="cartpole", seed=0, recipe=str(recipe), run_dir=str(tmp_path / "run"),
+                actuators={"knob": knob}, trainer="torch", **RUN)
+    mutations, _, summary = _logs(tmp_path / "run")
+    assert knob.applied == len(mutations) == applied and summary["blocked"] == "1 rejections in a row"
