@@ -80,7 +80,7 @@ def simulate(run_dir, *, hours, rate=25_000.0, job_slowdown=None, value_fn=None,
                     DeadlineSimExecutor(n, clock, **sim))
         return made[-1]
 
-    cfg = RunConfig(env=env, budget_hours=hours, run_dir=str(run_dir), quiet=True, **kw)
+    cfg = RunConfig(env=env, budget_hours=hours, run_dir=str(run_dir), quiet=True, **{"ladder": "off", **kw})
     ctx = prepare(cfg, clock=clock, executor_factory=factory)
     start = clock()
     rc = driver.run(ctx)

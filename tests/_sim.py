@@ -50,10 +50,21 @@ class SimExecutor(Executor):
         self.live: dict[str, _Sim] = {}
         self.finished: list[dict] = []   # every job's (kind, start, end, state) for the tests
         self.cancelled: list = []
+        # a fidelity ladder's checkpoints: path -> {steps, train_s} of a job paused at its rung (until_steps);
+        # pass a shared dict to keep them across executors (a resumed run)
+        self.progress: dict = {}
+        self.trained_steps = 0  # seed-steps trained by tuning jobs (continuation trains only the extra)
+
+    def _start_steps(self, kw) -> int:
+        """Where a ladder's climb starts: its checkpoint's steps (0 without one)."""
+        if kw.get("until_steps") is None:
+            return 0
+        return int(self.progress.get(kw.get("checkpoint_path"), {}).get("steps", 0))
 
     def _duration(self, job) -> tuple[float, int]:
         kw = job.kwargs
-        steps = int(kw["total_steps"])
+        begin = self._start_steps(kw)
+        steps = int(kw.get("until_steps") or kw["total_steps"]) - begin
         every = int(kw.get("eval_every") or max(1, steps // 10))
         evals = max(1, math.ceil(steps / every))
         rate = self.rate / (self.slowdown if job.job_id.startswith("calibrate") else self.job_slowdown(kw))
@@ -74,7 +85,8 @@ class SimExecutor(Executor):
             stop = None
             if deadline is not None and deadline < end:
                 end, stop = max(now, deadline), "deadline"
-            self.live[job.job_id] = _Sim(job, now, end, int(job.kwargs["total_steps"]), evals, stop)
+            steps = int(job.kwargs.get("until_steps") or job.kwargs["total_steps"]) - self._start_steps(job.kwargs)
+            self.live[job.job_id] = _Sim(job, now, end, steps, evals, stop)
 
     def poll(self, timeout=None):
         self._start()
@@ -106,11 +118,23 @@ class SimExecutor(Executor):
         train_s = steps / (self.rate / (self.slowdown if kind == "calibrate" else self.job_slowdown(s.job.kwargs)))
         seed = int(s.job.kwargs["seed"])
         v = self.value_fn(s.job.kwargs) + 0.01 * (seed % 3)
+        kw = s.job.kwargs
+        eval_s = max(0.0, wall - self.startup_s - train_s)
+        begin, resumed_from = self._start_steps(kw), None
+        if kind in ("hp", "reward", "joint"):
+            self.trained_steps += steps
+        if kw.get("until_steps") is not None:
+            before = self.progress.get(kw.get("checkpoint_path"), {"steps": 0, "train_s": 0.0, "eval_s": 0.0})
+            resumed_from = begin or None
+            train_s, eval_s = train_s + before["train_s"], eval_s + before["eval_s"]
+            steps += begin
+            if state == "complete":
+                self.progress[kw.get("checkpoint_path")] = {"steps": steps, "train_s": train_s, "eval_s": eval_s}
         value = {"seed": seed, "state": state, "stop_reason": s.stop or "step_budget",
                  "episode_reward_mean": v, "success_rate": v, "shaped_return": 10 * v,
                  "reference_return": 10 * v, "terms": {}, "steps": steps, "wall_s": wall,
-                 "train_s": train_s, "eval_s": max(0.0, wall - self.startup_s - train_s),
-                 "evals": [[steps, v]] * s.evals}
+                 "train_s": train_s, "eval_s": eval_s,
+                 "evals": [[steps, v]] * s.evals, "resumed_from": resumed_from}
         return JobResult(job_id=s.job.job_id, tag=s.job.tag, ok=True, value=value, state="complete",
                          wall_s=wall)
 

@@ -34,7 +34,7 @@ def finished_run(tmp_path_factory):
     # Independent of machine speed: trial length and evaluation schedule fixed by flags, and a
     # budget far above what the run needs (~20 s), so held-out training is never cut short; the
     # run does not grow with the budget (trials are not shrunk, so the last phase is not extended).
-    r = automl("--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours", "0.25",
+    r = automl("--mode", "hp", "--env", "cartpole", "--ladder", "off", "--space", TINY, "--budget-hours", "0.25",
                "--hp-trials", "2", "--seeds", "2", "--top-k", "1", "--n-jobs", "2",
                "--trial-steps", "4096", "--eval-every", "2048", "--eval-episodes", "8",
                "--run-dir", str(run_dir))
@@ -118,7 +118,7 @@ def test_status_and_export_without_a_run_are_one_line(tmp_path):
 
 
 def _start_and_wait_for_workers(run_dir):
-    proc = subprocess.Popen([sys.executable, "-m", "automl", "--mode", "hp", "--env", "cartpole",
+    proc = subprocess.Popen([sys.executable, "-m", "automl", "--mode", "hp", "--env", "cartpole", "--ladder", "off",
                              "--space", TINY, "--budget-hours", "0.05", "--hp-trials", "6",
                              "--seeds", "2", "--n-jobs", "2", "--trial-steps", "8192",
                              "--run-dir", str(run_dir)], cwd=ROOT,

@@ -33,7 +33,7 @@ def seed_results(st):
 
 def test_kill9_then_resume_keeps_recorded_seeds(tmp_path):
     run_dir = tmp_path / "run"
-    cmd = ["--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours", ROOMY,
+    cmd = ["--mode", "hp", "--env", "cartpole", "--ladder", "off", "--space", TINY, "--budget-hours", ROOMY,
            "--hp-trials", "4", "--seeds", "2", "--n-jobs", "2", "--top-k", "1",
            "--trial-steps", "6144", "--eval-every", "2048", "--eval-episodes", "8", "--run-dir", str(run_dir)]
     proc = subprocess.Popen([sys.executable, "-m", "automl", *cmd], cwd=ROOT,
@@ -67,7 +67,7 @@ def test_kill9_then_resume_keeps_recorded_seeds(tmp_path):
 
 def test_other_command_is_refused_then_fresh_starts_over(tmp_path):
     run_dir = tmp_path / "run"
-    cmd = ["--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours", ROOMY,
+    cmd = ["--mode", "hp", "--env", "cartpole", "--ladder", "off", "--space", TINY, "--budget-hours", ROOMY,
            "--hp-trials", "1", "--seeds", "1", "--n-jobs", "1", "--top-k", "1",
            "--trial-steps", "2048", "--eval-every", "1024", "--eval-episodes", "8", "--run-dir", str(run_dir)]
     first = automl(*cmd)
@@ -132,7 +132,7 @@ def test_dry_run_prints_plan(tmp_path):
 @pytest.mark.slow  # overlaps a default test; make test-slow runs it
 def test_staged_navigation_run_has_hp_reward_and_heldout(tmp_path):
     run_dir = tmp_path / "nav"
-    r = automl("--mode", "stage", "--env", "navigation", "--space",
+    r = automl("--mode", "stage", "--env", "navigation", "--ladder", "off", "--space",
                str(ROOT / "tests" / "data" / "tiny_navigation.yaml"), "--budget-hours", ROOMY,
                "--hp-trials", "2", "--reward-generations", "1", "--reward-population", "2",
                "--seeds", "2", "--top-k", "1", "--n-jobs", "2", "--trial-steps", "4096",
@@ -177,7 +177,7 @@ def test_staged_navigation_run_has_hp_reward_and_heldout(tmp_path):
 
 def test_torch_trainer_runs_the_staged_loop(tmp_path):
     run_dir = tmp_path / "torch"
-    cmd = ["--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours", ROOMY,
+    cmd = ["--mode", "hp", "--env", "cartpole", "--ladder", "off", "--space", TINY, "--budget-hours", ROOMY,
            "--hp-trials", "2", "--seeds", "2", "--n-jobs", "2", "--top-k", "1", "--trial-steps", "8192",
            "--eval-every", "4096", "--eval-episodes", "8", "--trainer", "torch", "--run-dir", str(run_dir), "--quiet"]
     r = automl(*cmd)
@@ -202,7 +202,7 @@ def test_torch_trainer_refuses_gymnasium_ids(tmp_path):
 
 def test_seed_batching_trains_each_config_as_one_job(tmp_path):
     run_dir = tmp_path / "batched"
-    r = automl("--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours", ROOMY,
+    r = automl("--mode", "hp", "--env", "cartpole", "--ladder", "off", "--space", TINY, "--budget-hours", ROOMY,
                "--hp-trials", "2", "--seeds", "3", "--n-jobs", "1", "--top-k", "1", "--trial-steps", "8192",
                "--eval-every", "4096", "--eval-episodes", "8", "--trainer", "torch", "--seed-batching", "on",
                "--run-dir", str(run_dir), "--quiet")

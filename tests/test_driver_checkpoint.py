@@ -15,7 +15,7 @@ PLANNED, EVERY = 49_152, 4_096
 
 
 def command(run_dir, *extra):
-    return ["--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours", "0.2",
+    return ["--mode", "hp", "--env", "cartpole", "--ladder", "off", "--space", TINY, "--budget-hours", "0.2",
             "--hp-trials", "1", "--seeds", "1", "--n-jobs", "1", "--top-k", "1",
             "--trial-steps", str(PLANNED), "--eval-every", "8192", "--eval-episodes", "16",
             "--checkpoint-every", str(EVERY), "--run-dir", str(run_dir), "--quiet", *extra]

@@ -18,7 +18,7 @@ from _failures import all_gone, descendants, kill_tree, simulate, write_failing_
 
 from automl.search import studies
 
-SMALL = ["--env", "cartpole", "--trial-steps", "8192", "--eval-every", "4096", "--eval-episodes", "8",
+SMALL = ["--env", "cartpole", "--ladder", "off", "--trial-steps", "8192", "--eval-every", "4096", "--eval-episodes", "8",
          "--seeds", "2", "--n-jobs", "1", "--top-k", "1", "--budget-hours", "0.2", "--device", "cpu"]
 
 

@@ -73,7 +73,7 @@ def run(tmp_path, constraint: str, *, method: str = "random", grid: bool = False
                 search_method=method, trainer="torch", device="cpu", seed_batching="off", quiet=True,
                 trial_steps=8192, eval_every=4096, eval_episodes=8, n_jobs=2, seeds=2, top_k=1)
     opts.update(kw)
-    rc = driver.run(prepare(RunConfig(**opts), clock=clock, executor_factory=factory))
+    rc = driver.run(prepare(RunConfig(**{"ladder": "off", **opts}), clock=clock, executor_factory=factory))
     return rc, state(tmp_path / "run"), made[0], tmp_path / "run"
 
 

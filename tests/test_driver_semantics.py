@@ -47,7 +47,7 @@ def sim(tmp_path, *, script=None, interrupt_after=None, clock=None, rate=20_000.
                 search_method="random", trainer="torch", device="cpu", seed_batching="off", quiet=True,
                 trial_steps=8192, eval_every=4096, eval_episodes=8, n_jobs=2)
     opts.update(kw)
-    ctx = prepare(RunConfig(**opts), clock=clock, executor_factory=factory)
+    ctx = prepare(RunConfig(**{"ladder": "off", **opts}), clock=clock, executor_factory=factory)
     return ctx, made, clock
 
 
@@ -218,7 +218,7 @@ def test_resume_reruns_only_missing_seeds_restores_the_plan_and_carries_elapsed_
 def test_sigterm_then_rerun_resumes_the_real_process(tmp_path):
     # the real CLI: SIGTERM mid-run saves the state (exit 130); the same command resumes it
     run_dir = tmp_path / "run"
-    cmd = ["--mode", "hp", "--env", "cartpole", "--space", TINY, "--trial-steps", "8192",
+    cmd = ["--mode", "hp", "--env", "cartpole", "--ladder", "off", "--space", TINY, "--trial-steps", "8192",
            "--eval-every", "4096", "--eval-episodes", "8", "--n-jobs", "1", "--budget-hours", "0.5",
            "--hp-trials", "1", "--seeds", "2", "--top-k", "1", "--device", "cpu", "--quiet",
            "--run-dir", str(run_dir)]

@@ -52,7 +52,9 @@ def test_the_joint_space_holds_every_hp_and_weight_with_its_bounds_and_priors():
 def test_joint_mode_is_refused_with_grid_and_an_unknown_objective_is_one_line():
     with pytest.raises(AutoMLError, match="grid cannot enumerate the continuous reward weights"):
         RunConfig(mode="joint", search_method="grid")
-    assert RunConfig(mode="joint").pruner_name == "hyperband" and RunConfig(mode="joint", pruner="none").pruner_name == "none"
+    assert RunConfig(mode="joint", ladder="off").pruner_name == "hyperband"
+    assert RunConfig(mode="joint", pruner="none").pruner_name == "none"
+    assert RunConfig(mode="joint").pruner_name == "none"  # the ladder is the multi-fidelity search
     out = automl("--objective", "median", "--dry-run")
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1].endswith("(allowed: mean, iqm, lcb, mean-std)")
@@ -128,7 +130,7 @@ def test_mean_std_picks_the_config_whose_seeds_agree(tmp_path):
 
 
 def command(run_dir):
-    return ["--mode", "joint", "--env", "cartpole", "--space", TINY, "--budget-hours", "0.3", "--hp-trials", "2",
+    return ["--mode", "joint", "--env", "cartpole", "--ladder", "off", "--space", TINY, "--budget-hours", "0.3", "--hp-trials", "2",
             "--reward-generations", "1", "--reward-population", "2", "--seeds", "2", "--n-jobs", "1", "--top-k", "1",
             "--trial-steps", "8192", "--eval-every", "4096", "--eval-episodes", "8", "--pruner", "none",
             "--search-method", "random", "--run-dir", str(run_dir), "--quiet"]

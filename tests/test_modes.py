@@ -56,8 +56,8 @@ def test_max_trials_caps_the_hp_configs_of_all_cycles_and_the_whole_joint_search
 
 
 def test_the_modes_declarations_answer_what_the_run_asks():
-    assert RunConfig(mode="joint").pruner_name == "hyperband" and RunConfig(mode="stage").pruner_name == "none"
-    assert RunConfig(mode="joint", pruner="median").pruner_name == "median"
+    assert RunConfig(mode="joint", ladder="off").pruner_name == "hyperband" and RunConfig(mode="stage").pruner_name == "none"
+    assert RunConfig(mode="joint", pruner="median", ladder="off").pruner_name == "median"
     assert RunConfig(mode="pbt", population=3).fingerprint()["pbt"]["population"] == 3
     assert RunConfig(mode="stage").fingerprint()["pbt"] is None
     assert [m.name for m in MODES.values() if m.needs_reward_terms] == ["stage", "joint", "reward"]

@@ -12,7 +12,7 @@ INFEASIBLE = {"config_002", "config_003", "config_004"}
 
 
 def command(run_dir, *extra):
-    return ["--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours", "0.3", "--hp-trials", "5",
+    return ["--mode", "hp", "--env", "cartpole", "--ladder", "off", "--space", TINY, "--budget-hours", "0.3", "--hp-trials", "5",
             "--seeds", "2", "--n-jobs", "2", "--top-k", "3", "--trial-steps", "4096", "--eval-every", "2048",
             "--eval-episodes", "8", "--metrics", "episode_reward_mean:max,train_time_s:min", "--run-dir",
             str(run_dir), "--quiet", *extra]
@@ -97,7 +97,7 @@ def test_a_journal_file_storage_holds_the_run_s_studies_named_after_the_run_dir(
     journal = tmp_path / "shared" / "studies.log"
     journal.parent.mkdir()
     run_dir = tmp_path / "myrun"
-    out = automl("--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours", "0.3", "--hp-trials", "2",
+    out = automl("--mode", "hp", "--env", "cartpole", "--ladder", "off", "--space", TINY, "--budget-hours", "0.3", "--hp-trials", "2",
                  "--seeds", "1", "--n-jobs", "1", "--top-k", "1", "--trial-steps", "2048", "--eval-every", "1024",
                  "--eval-episodes", "4", "--storage", f"journal:{journal}", "--run-dir", str(run_dir), "--quiet")
     assert out.returncode == 0, out.stderr

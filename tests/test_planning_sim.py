@@ -21,7 +21,7 @@ def simulate(tmp_path, *, hours, slowdown, rate=25_000.0, eval_s=0.3, job_slowdo
         return sims[-1]
 
     cfg = RunConfig(env="navigation", budget_hours=hours, n_jobs=2, run_dir=str(tmp_path / "run"),
-                    search_method="random", quiet=True, **kw)
+                    search_method="random", quiet=True, **{"ladder": "off", **kw})  # the fixed-length planner
     ctx = prepare(cfg, clock=clock, executor_factory=factory)
     start = clock()
     assert driver.run(ctx) == 0

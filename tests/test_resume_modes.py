@@ -22,7 +22,7 @@ STEPS, EVAL_EVERY, EPISODES = 2048, 1024, 4
 
 
 def command(run_dir):
-    return ["--mode", "joint", "--env", "cartpole", "--space", TINY, "--budget-hours", "0.3", "--hp-trials", "2",
+    return ["--mode", "joint", "--env", "cartpole", "--ladder", "off", "--space", TINY, "--budget-hours", "0.3", "--hp-trials", "2",
             "--reward-generations", "1", "--reward-population", "2", "--seeds", "2", "--n-jobs", "1", "--top-k", "1",
             "--trial-steps", str(STEPS), "--eval-every", str(EVAL_EVERY), "--eval-episodes", str(EPISODES),
             "--pruner", "none", "--search-method", "random", "--seed-batching", "off",

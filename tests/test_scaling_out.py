@@ -47,7 +47,7 @@ def test_the_ray_executor_keeps_the_local_executor_s_contract(cluster):
 
 
 def _command(run_dir, cluster, postgres):
-    return [sys.executable, "-m", "automl", "--mode", "stage", "--env", "cartpole", "--space", TINY,
+    return [sys.executable, "-m", "automl", "--mode", "stage", "--env", "cartpole", "--ladder", "off", "--space", TINY,
             "--budget-hours", "0.3", "--hp-trials", "2", "--reward-generations", "1", "--reward-population", "2",
             "--seeds", "2", "--n-jobs", "2", "--top-k", "1", "--trial-steps", "65536", "--eval-every", "16384",
             "--eval-episodes", "8", "--search-method", "random", "--pruner", "none", "--executor", "ray",
@@ -93,7 +93,7 @@ def test_a_staged_run_on_ray_and_postgresql_loses_a_node_and_finishes_with_every
 
 @pytest.mark.slow  # tests/test_lease.py checks the lease's answers; this is the end-to-end run on PostgreSQL
 def test_a_second_driver_on_a_live_run_is_refused_and_a_killed_one_resumes(postgres, tmp_path):
-    cmd = [sys.executable, "-m", "automl", "--mode", "hp", "--env", "cartpole", "--space", TINY, "--budget-hours",
+    cmd = [sys.executable, "-m", "automl", "--mode", "hp", "--env", "cartpole", "--ladder", "off", "--space", TINY, "--budget-hours",
            "0.3", "--hp-trials", "3", "--seeds", "2", "--n-jobs", "1", "--top-k", "1", "--trial-steps", "8192",
            "--eval-every", "4096", "--eval-episodes", "8", "--search-method", "random", "--storage", postgres.url,
            "--run-dir", str(tmp_path / "run2"), "--quiet"]
