@@ -96,7 +96,7 @@ def load_recipe(path, custom: tuple[str, ...] = ()) -> Recipe:
                             custom)
 
 
-def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe", custom: tuple[str, ...] = ()) -> Recipe:  # noqa: C901
+def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe", custom: tuple[str, ...] = ()) -> Recipe:
     """A recipe from its YAML mapping."""
     def bad(key: str, problem: str, allowed: str) -> AutoMLError:
         return AutoMLError(f"{where}: {key}: {problem} (allowed: {allowed})")
@@ -128,10 +128,7 @@ def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe", custom: tuple[
     backups = _backups(obj.get("backup_metrics") or [], bad, where)
     acc = _mapping(d.get("acceptance") or {}, "acceptance", bad)
     safety = _mapping(d.get("safety") or {}, "safety", bad)
-    for section, keys in _SECTION_KEYS.items():
-        extra = [k for k in {"objective": obj, "search": search, "acceptance": acc, "safety": safety}[section] if k not in keys]
-        if extra:
-            raise bad(f"{section}.{extra[0]}", "unknown key", ", ".join(keys))
+    _known_keys({"objective": obj, "search": search, "acceptance": acc, "safety": safety}, bad)
     return Recipe(
         metric=primary, mode=mode, backup_metrics=backups, phases=phases,
         mutations=tuple(mutations), algorithm=algorithm,
@@ -147,6 +144,13 @@ def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe", custom: tuple[
                                       bad, 1),
         anomaly_factor=_num(safety.get("anomaly_factor", 10.0), "safety.anomaly_factor", bad, 1.0),
         anomaly_min_kl=_num(safety.get("anomaly_min_kl", 0.05), "safety.anomaly_min_kl", bad, 0.0))
+
+
+def _known_keys(sections: Mapping[str, Mapping], bad) -> None:
+    for section, keys in _SECTION_KEYS.items():
+        extra = [k for k in sections[section] if k not in keys]
+        if extra:
+            raise bad(f"{section}.{extra[0]}", "unknown key", ", ".join(keys))
 
 
 def _mutations(acts: Mapping, phases: set, bad, custom: tuple[str, ...], where: str) -> tuple[Mutation, ...]:
