@@ -290,6 +290,7 @@ class Hyperband(Tuner):
     (default: the ``total_steps`` given to search() / max_epochs, so the last round trains total_steps); a
     promoted config trains again from scratch at its new length (Hyperband as published; no checkpoint is
     carried between rounds). An overridden run_trial gets ``epochs=`` (as Keras Tuner passes it to fit).
+    Each search() runs the whole schedule: with overwrite=False its trials join the stored ones.
     """
 
     strategy = "random"   # round 0 of a bracket samples configs at random, as Keras Tuner's oracle does
@@ -300,9 +301,10 @@ class Hyperband(Tuner):
         from automl.api.hyperband import schedule
 
         kwargs.pop("max_trials", None)  # Keras Tuner's Hyperband derives it from the schedule
+        kwargs.setdefault("pruner", "none")  # the brackets stop configs; an Optuna pruner may still be asked for
         self.rounds = schedule(max_epochs, factor) * int(hyperband_iterations)
         self.max_epochs, self.factor, self.steps_per_epoch = int(max_epochs), int(factor), steps_per_epoch
-        super().__init__(hypermodel, objective, max(1, sum(r.size for r in self.rounds)), pruner="none", **kwargs)
+        super().__init__(hypermodel, objective, max(1, sum(r.size for r in self.rounds)), **kwargs)
         self._round = None  # the schedule's round running now (automl.api.hyperband.Round)
 
     def search(self, **kwargs: Any) -> SearchResult:
