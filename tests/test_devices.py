@@ -51,7 +51,8 @@ def test_run_flags_for_devices_and_gpus_per_job():
                           (dict(devices="cuda:0,cuda:0"), "--devices: empty or repeated"),
                           (dict(devices="cuda:0", device="cpu"), "--devices: the workers' GPUs, but --device is cpu"),
                           (dict(gpus_per_job=1), "--gpus-per-job: needs --executor ray"),
-                          (dict(gpus_per_job=0, executor="ray"), "--gpus-per-job: 0")]:
+                          (dict(gpus_per_job=0, executor="ray"), "--gpus-per-job: 0"),
+                          (dict(gpus_per_job=1, executor="ray", device="cpu"), "--gpus-per-job: GPUs for jobs that train on --device cpu")]:
         with pytest.raises(AutoMLError, match=words):
             RunConfig(**kwargs)
 

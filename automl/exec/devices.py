@@ -32,6 +32,8 @@ def check_devices(cfg) -> tuple[str, ...]:
             raise AutoMLError(f"--gpus-per-job: {g!r} (allowed: a number > 0, e.g. 1 or 0.5)")
         if cfg.executor != "ray":
             raise AutoMLError("--gpus-per-job: needs --executor ray (allowed: --devices cuda:0,... for local workers)")
+        if cfg.device == "cpu":
+            raise AutoMLError("--gpus-per-job: GPUs for jobs that train on --device cpu (allowed: --device auto or cuda)")
     if not cfg.devices:
         return ()
     devices = parse_devices(cfg.devices)
