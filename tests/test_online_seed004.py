@@ -284,3 +284,15 @@ def test_tune_enable_read_by_a_running_job_resumes_tuning_after_the_streak(tmp_p
                 actuators={"knob": knob}, trainer="torch", **RUN)
     mutations, _, summary = _logs(tmp_path / "run")
     assert knob.applied == len(mutations) == applied and summary["blocked"] == "1 rejections in a row"
+
+
+def test_production_from_python_replays_an_earlier_run_and_refuses_tuning_modes(tmp_path, capsys):
+    train_tuned(CART, env="cartpole", seed=0, recipe=str(PPO), run_dir=str(tmp_path / "run"), trainer="torch", **RUN)
+    prod = train_tuned(CART, env="cartpole", seed=0, recipe=str(PPO), run_dir=str(tmp_path / "prod"), trainer="torch",
+                       mode="replay", replay_from=str(tmp_path / "run"), production=True, **RUN)
+    first, _, _ = _logs(tmp_path / "run")
+    _, _, summary = _logs(tmp_path / "prod")
+    assert prod.state == "complete" and summary["replayed"] == len(first) > 0
+    assert json.loads((tmp_path / "prod" / "tune.control.json").read_text())["production"] is True
+    with pytest.raises(AutoMLError, match="production: tune mode 'active' \\(allowed: replay"):
+        train_tuned(CART, env="cartpole", seed=0, recipe=str(PPO), run_dir=str(tmp_path / "p2"), production=True, **RUN)
