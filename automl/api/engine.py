@@ -22,6 +22,7 @@ import optuna
 
 from automl.search import strategies, studies
 from automl.api import scoring, study_io, study_meta
+from automl.api.scoring import split_value
 from automl.api.search_space import SearchSpace
 from automl.api.study_io import SearchResult
 from automl.core.config import SpaceSpec
@@ -208,23 +209,6 @@ class PruneChannel(LocalChannel):
         return self.stop_reason()
 
 
-def split_value(out: Any, metric: str) -> tuple[float, dict]:
-    """(value to optimize, metrics) from an objective's float or dict of metrics."""
-    if isinstance(out, Mapping):
-        if metric not in out:
-            raise AutoMLError(f"objective: returned metrics {', '.join(map(str, out)) or 'none'} without "
-                              f"{metric!r} (allowed: a float, or a dict holding SearchConfig.metric)")
-        metrics = study_io.plain(dict(out))
-        out = out[metric]
-    else:
-        metrics = None
-    try:
-        value = float(out)
-    except (TypeError, ValueError):
-        raise AutoMLError(f"objective: returned {type(out).__name__} (allowed: a number or a dict of numbers)") from None
-    return value, metrics if metrics is not None else {metric: study_io.plain(value)}
-
-
 def run_trial(trial: optuna.Trial, sample: Callable, call: Callable, metric: str,
               score: scoring.Scoring | None = None) -> float | list[float]:
     """One trial: sample params, call the objective, record metrics (and constraint violations, with
@@ -296,7 +280,8 @@ class SearchEngine:
         """Run trials until the study holds n_trials finished ones (an existing study is continued).
 
         objective_fn(params) or objective_fn(params, ctx) returns a float or a dict of metrics
-        (SearchConfig.metric is optimized); ctx.report(value, step) feeds the pruner.
+        (SearchConfig.metric is optimized; with several directions a tuple or a dict holding
+        SearchConfig.metrics); ctx.report(value, step) feeds the pruner.
         """
         if not isinstance(space, SearchSpace):
             raise AutoMLError(f"SearchEngine.search: space is {type(space).__name__} (allowed: a SearchSpace)")
@@ -368,18 +353,17 @@ class SearchEngine:
         where this engine's config keeps the defaults). What cannot be found is named in one line.
         """
         db, name = study_io.locate(study_path, None if Path(study_path).is_file() else self.config.study_name)
+        meta = study_meta.stored(db, name)
+        self.config = replace(study_meta.config(meta, self.config, SearchConfig()), study_dir=str(db.parent),
+                              study_name=name)
         objective_fn, space = objective_fn or self._objective, space or self._space
         if objective_fn is None or space is None:
-            meta = study_meta.stored(db, name)
-            self.config = study_meta.config(meta, self.config, SearchConfig())
-            self.config = replace(self.config, study_dir=str(db.parent), study_name=name)
             self.study = study_io.open_study(db.parent, name, direction=self.config.direction,
                                              directions=self.config.directions)
             if study_io.finished(self.study) >= self.config.n_trials:
                 return self.result()
             objective_fn = objective_fn or study_meta.objective(meta, str(db))
             space = space or study_meta.space(meta, str(db))
-        self.config = replace(self.config, study_dir=str(db.parent), study_name=name)
         return self.search(objective_fn, space)
 
     def result(self) -> SearchResult:

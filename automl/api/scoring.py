@@ -45,6 +45,23 @@ def constraint_texts(raw: Any, where: str = "SearchConfig: constraints") -> tupl
     return tuple(c.strip() for c in raw)
 
 
+def split_value(out: Any, metric: str) -> tuple[float, dict]:
+    """(value to optimize, metrics) from an objective's float or dict of metrics."""
+    if isinstance(out, Mapping):
+        if metric not in out:
+            raise AutoMLError(f"objective: returned metrics {', '.join(map(str, out)) or 'none'} without "
+                              f"{metric!r} (allowed: a float, or a dict holding SearchConfig.metric)")
+        metrics = _plain_value(dict(out))
+        out = out[metric]
+    else:
+        metrics = None
+    try:
+        value = float(out)
+    except (TypeError, ValueError):
+        raise AutoMLError(f"objective: returned {type(out).__name__} (allowed: a number or a dict of numbers)") from None
+    return value, metrics if metrics is not None else {metric: _plain_value(value)}
+
+
 @dataclass(frozen=True)
 class Scoring:
     """How a SearchConfig scores a trial: objective names and directions, constraints."""
