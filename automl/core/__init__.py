@@ -5,6 +5,6 @@ Owns the parameter names and their domains, and the names of the search methods 
 coordinates to SB3 PPO arguments (``config``), the safe constraint evaluator (``constraints``), the
 one-line user error (``errors``), the per-config scores and objectives over seeds (``scoring``) and
 plain values (``values``: the finite-number test, the YAML/JSON-safe conversion, short text of a
-value, CSV cells)), seed 003's run-config file (``seed003``) and a job's peak memory (``memory``). Imports only the standard library, numpy and PyYAML: no torch, no Optuna, no
-other automl layer.
+value, CSV cells), seed 003's run-config file (``seed003``) and a job's peak memory (``memory``).
+Imports only the standard library, numpy and PyYAML: no torch, no Optuna, no other automl layer.
 """
