@@ -126,3 +126,11 @@ def test_a_supervised_metric_is_refused_naming_this_projects_metrics(tmp_path):
     with pytest.raises(AutoMLError, match="'validation_loss' is a supervised model's metric "
                                           r"\(allowed: episode_reward_mean, success_rate"):
         seed003.run_flags(seed003.load(path))
+
+
+def test_a_ppo_runs_task_metric_without_a_direction_is_maximized(tmp_path):
+    text = (DATA / "seed003_ppo.yaml").read_text().replace('    direction: "maximize"\n', "")
+    path = tmp_path / "hpo.yaml"
+    path.write_text(text)
+    assert seed003.run_flags(seed003.load(path))["metrics"].startswith("episode_reward_mean:max,")
+    assert api_seed003.config_of(seed003.load(path)).directions[0] == "minimize"   # the API keeps Optuna's default

@@ -10,6 +10,7 @@ file" says how each key maps. Standard library and PyYAML only.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ DEFAULT_FOLDS = 5  # the seed's KFold(n_splits=5)
 # the seed's metric words -> this project's per-seed metrics (a PPO run)
 RUN_METRICS = {"training_time": "train_time_s", "train_time": "train_time_s", "memory_usage": "peak_memory_mb",
                "memory": "peak_memory_mb", "reward": "episode_reward_mean"}
+TASK_METRICS = ("episode_reward_mean", "success_rate")  # what a PPO run ranks by
 SUPERVISED = ("validation_loss", "val_loss", "validation_accuracy", "val_accuracy", "loss", "accuracy")
 
 
@@ -69,6 +71,7 @@ class HPOFile:
     patience: int | None = None
     n_jobs: int | None = None
     seed: int | None = None
+    direction_given: bool = False  # evaluation.direction written (else minimize, the seed's and Optuna's default)
 
     @property
     def folds(self) -> int | None:
@@ -239,7 +242,7 @@ def parse(doc: object, path: str) -> HPOFile:
                    n_folds=_int(ev, "n_folds", f"{where}.evaluation"),
                    early_stopping=_bool(ev, "early_stopping", f"{where}.evaluation"),
                    patience=_int(ev, "patience", f"{where}.evaluation"), n_jobs=n_jobs,
-                   seed=_int(raw, "seed", where, low=0))
+                   seed=_int(raw, "seed", where, low=0), direction_given="direction" in ev)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,9 +289,11 @@ def _run_metric(name: str, path: str) -> str:
 def _run_selection(hpo: HPOFile) -> dict:
     out: dict[str, Any] = {}
     metrics = [(_run_metric(n, hpo.path), d) for n, d in hpo.metrics]
+    if metrics and not hpo.direction_given and metrics[0][0] in TASK_METRICS:
+        metrics[0] = (metrics[0][0], "maximize")  # no direction written: the task's metric is maximized
     if len(metrics) == 1:
         name, direction = metrics[0]
-        if name not in ("episode_reward_mean", "success_rate") or direction != "maximize":
+        if name not in TASK_METRICS or direction != "maximize":
             raise AutoMLError(f"{hpo.path}: {KEY}.evaluation: {name} ({direction}) as the only metric (allowed: "
                               f"episode_reward_mean or success_rate, maximize: a PPO run ranks by the task's metric; "
                               f"others go in secondary_metrics)")
@@ -307,8 +312,6 @@ def _run_constraint(text: str, path: str) -> str:
     for name in safe.names(tree):
         mapped = _run_metric(name, path)
         if mapped != name:
-            import re
-
             text = re.sub(rf"\b{re.escape(name)}\b", mapped, text)
     return text
 
