@@ -134,3 +134,15 @@ def test_a_ppo_runs_task_metric_without_a_direction_is_maximized(tmp_path):
     path.write_text(text)
     assert seed003.run_flags(seed003.load(path))["metrics"].startswith("episode_reward_mean:max,")
     assert api_seed003.config_of(seed003.load(path)).directions[0] == "minimize"   # the API keeps Optuna's default
+
+
+def test_patience_stops_a_trial_after_that_many_reports_without_improvement(tmp_path):
+    cfg = SearchConfig(strategy="random", n_trials=1, patience=2, enable_pruning=False, study_dir=str(tmp_path))
+
+    def objective(p, ctx):          # maximized: 1, 2, then 2 and 1.5 bring nothing new: stopped at the 4th report
+        for value in (1.0, 2.0, 2.0, 1.5, 9.0):
+            ctx.report(value)
+        return 9.0
+
+    trial = SearchEngine(cfg).search(objective, SearchSpace().add_float("x", 0.0, 1.0)).trials[0]
+    assert trial.state == "pruned" and sorted(trial.intermediate) == [0, 1, 2, 3]
