@@ -155,17 +155,26 @@ def _ladder_cost(rungs: Sequence[int], eta: int, seeds: int, s_per_step: float, 
     return out
 
 
+def _makespan(jobs: list[float], workers: int) -> float:
+    """Wall time of ``jobs`` on ``workers``, longest first to the least loaded."""
+    loads = [0.0] * max(1, workers)
+    for d in sorted(jobs, reverse=True):
+        loads[loads.index(min(loads))] += d
+    return max(loads)
+
+
 def plan_ladder(*, total_s: float, top_steps: int, seeds: int, n_jobs: int, s_per_step: float,
                 startup_s: float = 2.0, rollout: int = 1, learn_steps: int | None = None, eta: int = ETA,
                 top_k: int = 3, recheck_seeds: int | None = None, min_top: int = MIN_TOP_CONFIGS,
-                margin: float = 1.1) -> LadderPlan:
+                margin: float = 1.1, baseline_s_per_step: float | None = None) -> LadderPlan:
     """The ladder for ``total_s`` wall seconds on ``n_jobs`` workers.
 
     The top rung is ``top_steps`` (the space's n_timesteps, or --trial-steps), or the longest the budget
     affords for ``min_top`` configs after the re-checks (held-out: up to ``top_k`` tuned configs and the
     baseline; test: the winner and the baseline; ``recheck_seeds`` seeds each) are reserved at that length.
     The lowest rung is top/eta^K for the largest K that keeps it at or above ``learn_steps`` (and a floor).
-    ``s_per_step`` is the prior config's worker-seconds per step (evaluation included).
+    ``s_per_step`` is a typical config's worker-seconds per step (evaluation included);
+    ``baseline_s_per_step`` the prior config's (the baseline's re-checks; default ``s_per_step``).
     """
     if total_s <= 0 or top_steps <= 0 or seeds <= 0 or n_jobs <= 0 or s_per_step <= 0:
         raise ValueError("plan_ladder: total_s, top_steps, seeds, n_jobs and s_per_step must be > 0")
@@ -175,10 +184,11 @@ def plan_ladder(*, total_s: float, top_steps: int, seeds: int, n_jobs: int, s_pe
     top, plan = _round(top_steps, rollout), None
     while True:
         job_s = (startup_s + top * s_per_step) * margin
-        waves = lambda jobs: math.ceil(jobs / n_jobs)  # noqa: E731
+        base_s = (startup_s + top * (baseline_s_per_step or s_per_step)) * margin
         best = None
         for heldout in range(max(1, top_k), 0, -1):  # fewer held-out configs before a shorter top rung
-            reserve = (waves((heldout + 1) * rseeds) + waves(2 * rseeds)) * job_s
+            reserve = _makespan([job_s] * (heldout * rseeds) + [base_s] * rseeds, n_jobs) + \
+                _makespan([job_s] * rseeds + [base_s] * rseeds, n_jobs)
             tuning = total_s - reserve
             rungs = rungs_for(top, bottom, eta, rollout)
             cost = _ladder_cost(rungs, eta, seeds, s_per_step * margin, startup_s)

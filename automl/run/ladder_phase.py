@@ -21,16 +21,25 @@ from automl.run.modes.base import Stage
 from automl.run.phases import TuningPhase
 
 TUNING_OVER = "no admissible job fits in the time left"
+MAX_TOO_SLOW = 10  # proposals in a row too slow to finish their first rung before admission ends
 MAX_EXTRA_CYCLES = 1000  # a bound, not a plan: extension stops when nothing fits or the search runs out
 
 
 @dataclass
 class LadderPhase(TuningPhase):
-    """Admit ``quota`` configs of one kind and cycle to the ladder; promote any config whose turn it is."""
+    """Admit ``quota`` configs of one kind and cycle to the ladder; promote any config whose turn it is.
+    ``planned_left``: the quotas of the planned stages from this one on (0 for the cycles that extend the
+    plan): when fewer configs can still enter, this stage takes its share (at least one)."""
+
+    planned_left: int = 0
 
     def run(self, ctx) -> None:
         ladder = ctx.ladder
         ctx.enter_stage(self.kind, self.cycle)
+        quota = ladder.phase_quota(self.quota, self.planned_left)
+        if quota < self.quota:
+            ctx.store.event("stage_quota", kind=self.kind, cycle=self.cycle, planned=self.quota, quota=quota)
+            self.quota = quota
         for c in ctx.resumed(self.kind, self.cycle):
             ctx.scheduler.add(c)
         while not ctx.tuning_over():
@@ -49,11 +58,15 @@ class LadderPhase(TuningPhase):
                         ctx.mark_tuning_over(f"the {self.kind} search space is exhausted", "search_exhausted")
                         return
                     if ladder.fits_entrant(c):
+                        ladder.too_slow = 0
                         ctx.scheduler.add(ladder.enter(c))
                         continue
                     _not_admitted(ctx, c)
-                    ctx.mark_tuning_over(TUNING_OVER)  # promotions go on in LadderFinish
-                    return
+                    ladder.too_slow += 1
+                    if ladder.too_slow >= MAX_TOO_SLOW:  # the space's configs no longer fit: promotions go on
+                        ctx.mark_tuning_over(TUNING_OVER)  # in LadderFinish
+                        return
+                    continue
                 if act.kind == "over":
                     ctx.mark_tuning_over(TUNING_OVER)
                     return
@@ -94,8 +107,9 @@ def ladder_phases(ctx, stages: list[Stage], *, extends: bool, extends_when_prune
     """The planned stages as ladder phases, then (``extends``) the mode's cycle again while configs fit, then
     ``LadderFinish``."""
     owners = ctx.searches
-    for s in stages:
-        yield LadderPhase(s.kind, s.cycle, s.quota, owner=owners[s.kind], extends_when_pruned=extends_when_pruned)
+    for i, s in enumerate(stages):
+        yield LadderPhase(s.kind, s.cycle, s.quota, owner=owners[s.kind], extends_when_pruned=extends_when_pruned,
+                          planned_left=sum(t.quota for t in stages[i:]))
     cycle_len = len({(s.kind, s.cycle) for s in stages if s.cycle == stages[0].cycle}) if stages else 0
     template = stages[:cycle_len]
     last = max((s.cycle for s in stages), default=0)

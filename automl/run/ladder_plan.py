@@ -72,7 +72,8 @@ def make_ladder_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibr
     for _ in range(2):
         unit = every or rollout
         plan = plan_ladder(total_s=total_s, top_steps=inputs.default_steps, seeds=cfg.seeds, n_jobs=cfg.n_jobs,
-                           s_per_step=s_step * typical, startup_s=cal.startup_s, rollout=unit,
+                           s_per_step=s_step * typical, baseline_s_per_step=s_step, startup_s=cal.startup_s,
+                           rollout=unit,
                            learn_steps=cal.learn_steps, eta=ETA, top_k=cfg.top_k)
         if not cfg.eval_every:
             every = max(rollout, (plan.rungs[0] // EVALS_PER_LOWEST_RUNG // rollout) * rollout)

@@ -14,6 +14,7 @@ The policy owns the time side of the ladder at run time (pure: the caller passes
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -21,6 +22,7 @@ from automl.run.ladder import CostModel
 from automl.search.ladder import Promotions
 
 
+RESERVE_SHARE = 0.35   # the held-out re-check takes fewer configs (down to the leader) before the reserve passes this
 RECHECK_MARGIN = 1.05  # re-checks run at measured speeds (the baseline's from calibration)
 
 
@@ -57,12 +59,33 @@ class LadderPolicy:
         self.baseline = dict(baseline_params if baseline_params is not None else cost.prior_params)
         self.params: dict[str, Mapping] = {}   # config -> its train params (for its cost)
         self.heldout_n = top_k                 # tuned configs the held-out re-check takes (lowered to fit)
+        self.typical_ratio = 1.0               # a sampled config's expected cost per step over the prior's
+        self.budget_s = 0.0                    # the run's whole budget (the reserve's cap is a share of it)
 
     # -- estimates ---------------------------------------------------------------------------------
     def climb_s(self, params: Mapping, config_id: str | None, rung: int) -> float:
         """Worker-seconds to train ``config_id`` (all seeds) from the rung below on to ``rung``."""
         steps = self.promotions.ladder.extra_steps(rung)
         return self.seeds * (self.startup_s + steps * self.cost.s_per_step(params, config_id)) * self.margin
+
+    def typical_s_per_step(self) -> float:
+        """A config the searches will propose: the median measured config, else the space's expected cost."""
+        if self.cost.measured:
+            return statistics.median(self.cost.measured.values())
+        return self.cost.prior_s_per_step * self.typical_ratio
+
+    def typical_climb_s(self, rung: int) -> float:
+        """Worker-seconds of a typical config's climb to ``rung``."""
+        steps = self.promotions.ladder.extra_steps(rung)
+        return self.seeds * (self.startup_s + steps * self.typical_s_per_step()) * self.margin
+
+    def capacity(self, *, left_s: float, in_flight_s: float) -> float:
+        """How many more typical configs can enter and climb as ASHA promotes them (1/eta of each rung
+        goes on), in the tuning time left after the work in flight."""
+        tuning = self.n_jobs * (left_s - self.reserve_s()) - in_flight_s
+        eta = self.promotions.ladder.eta
+        per = sum(self.typical_climb_s(k) / eta ** k for k in range(self.promotions.ladder.top + 1))
+        return max(0.0, tuning / per)
 
     def _recheck_job_s(self, params: Mapping, config_id: str | None) -> float:
         top = self.promotions.ladder.rungs[-1]
@@ -86,8 +109,9 @@ class LadderPolicy:
         leader and the baseline on the test seeds), each seed job list-scheduled on the workers."""
         cands = self.candidates()
         jobs = [self._recheck_job_s(self.params.get(c, self.baseline), c) for c in cands]
-        if not jobs:  # nothing finished yet: plan for top_k configs of the typical (corrected) cost
-            jobs = [self._recheck_job_s(self.baseline, None)] * self.heldout_n
+        if not jobs:  # nothing finished yet: plan for top_k configs of the typical cost
+            top = self.promotions.ladder.rungs[-1]
+            jobs = [(self.startup_s + top * self.typical_s_per_step()) * RECHECK_MARGIN] * self.heldout_n
         base = self._baseline_job_s()
         n = self.recheck_seeds
         heldout = makespan([j for j in jobs for _ in range(n)] + [base] * n, self.n_jobs)
@@ -111,6 +135,9 @@ class LadderPolicy:
         time, take fewer configs into the held-out re-check (down to one), then drop the top rung (only
         while no config finished it or climbs to it). Returns what changed, for the run's events."""
         changes = []
+        while self.heldout_n > 1 and self.budget_s and self.reserve_s() > RESERVE_SHARE * self.budget_s:
+            self.heldout_n -= 1  # re-checking fewer configs leaves tuning its time
+            changes.append(f"held-out re-check of {self.heldout_n} configs")
         while not self._top_reachable(left_s):
             if self.heldout_n > 1:
                 self.heldout_n -= 1
@@ -144,7 +171,7 @@ class LadderPolicy:
         if got is not None:
             c, rung = got
             return Action("promote", c, rung, self.climb_s(self.params.get(c, self.baseline), c, rung))
-        est = self.climb_s(typical_params or self.baseline, None, 0)
+        est = self.climb_s(typical_params, None, 0) if typical_params else self.typical_climb_s(0)
         if self._fits(est, left_s=left_s, in_flight_s=in_flight_s):
             return Action("admit", None, 0, est)
         # nothing fits now; once running jobs end, their candidates may be promotable or the reserve smaller

