@@ -28,7 +28,8 @@ def test_seed_record_keeps_the_state_file_fields_rounded():
     assert seed_record(raw) == {
         "seed": 3, "state": "complete", "episode_reward_mean": 1.2346, "success_rate": 0.5,
         "reference_return": 2.0, "terms": {"a": 0.1235, "c": 2.0}, "steps": 1000, "wall_s": 12.35,
-        "params": 4610, "evals": [[500, 1.0]], "stop_reason": "step_budget", "resumed_from": 500}
+        "params": 4610, "evals": [[500, 1.0]], "stop_reason": "step_budget", "resumed_from": 500,
+        "train_s": 3.0}  # (training time is kept: the ladder's cost model reads a climb's own time from it)
 
 
 def test_fits_counts_waves_of_seed_jobs_or_one_batch_against_the_phase_deadline():
