@@ -1,7 +1,11 @@
-"""Which mode should I use? hp, reward, stage, joint and plain random search at one equal budget.
+"""Which mode should I use? Every mode, random search and no search at all, at one equal budget.
 
-On the navigation task, each mode runs the real `automl` command with the same wall-clock budget,
-seeds per config, workers and trial quotas, once per base seed, under progress/compare/<mode>_s<seed>.
+On a task (default navigation), each mode runs the real `automl` command with the same wall-clock budget,
+seeds per config and workers, once per base seed, under progress/compare/<mode>_s<seed>. Each mode plans
+its own training (the fidelity ladder: its top rung from the budget; pbt: its members' length), so no
+mode gets shorter trials because it asked for more configs; `random` is random search on the same ladder.
+`nosearch` is what a user gets without the product: the space's priors trained at its n_timesteps
+(`automl train`) on the same test seeds.
 Every run ends with the test phase: the held-out winner and the baseline re-trained on test seeds
 (base+2000..), a score that selected nothing. The table pools each mode's test-seed success over its
 base seeds: the winner's IQM with a 95% bootstrap CI, the baseline's in the same runs, configs
@@ -36,7 +40,7 @@ MODES = {  # name -> the flags that make it (the rest of the command is shared)
     "reward": ["--mode", "reward"],                           # the prior HPs
     "stage": ["--mode", "stage"],
     "joint": ["--mode", "joint"],                             # TPE over HPs and weights + Hyperband
-    "random": ["--mode", "joint", "--search-method", "random", "--pruner", "none"],
+    "random": ["--mode", "joint", "--search-method", "random"],       # the same ladder, random proposals
     # the risk-aware objective against the plain mean (not in the default list: --modes stage-mean stage-mean-std)
     "stage-mean": ["--mode", "stage", "--objective", "mean"],
     "stage-mean-std": ["--mode", "stage", "--objective", "mean-std"],
@@ -45,10 +49,22 @@ MODES = {  # name -> the flags that make it (the rest of the command is shared)
     "pbt": ["--mode", "pbt"],
 }
 OWN_LENGTH = {"pbt"}  # modes that size their training from the budget (no --trial-steps)
-DEFAULT_MODES = ["hp", "reward", "stage", "joint", "random"]
+DEFAULT_MODES = ["stage", "joint", "random", "pbt", "nosearch"]
+NOSEARCH = "nosearch"  # the space's priors at its n_timesteps on the test seeds: no search at all
+
+
+def nosearch_command(seed: int, args) -> list[str]:
+    """`automl train` of the space's priors at its n_timesteps on the run's test seeds (base+2000..)."""
+    from automl.search.space import default_space_path
+
+    test_seeds = ",".join(str(seed + 2000 + i) for i in range(args.seeds))
+    return ["train", "--config", str(default_space_path(args.env)), "--env", args.env, "--seed-list", test_seeds,
+            "--n-jobs", str(args.n_jobs), "--run-dir", str(run_dir(NOSEARCH, seed, args))]
 
 
 def command(mode: str, seed: int, args) -> list[str]:
+    if mode == NOSEARCH:
+        return nosearch_command(seed, args)
     return ["--env", args.env, *MODES[mode], "--budget-hours", f"{args.budget_min / 60:.6g}",
             "--hp-trials", str(args.hp_trials), "--reward-generations", str(args.reward_generations),
             "--seeds", str(args.seeds), "--n-jobs", str(args.n_jobs), "--seed", str(seed),
@@ -61,6 +77,8 @@ def run_dir(mode: str, seed: int, args) -> Path:
 
 
 def finished(path: Path) -> bool:
+    if (path / "results.yaml").exists():  # nosearch: automl train's results
+        return True
     best = _yaml(path / "best.yaml") or {}
     st = _yaml(path / "automl_state.yaml") or {}
     return bool(best.get("test_score")) or st.get("status") in ("finished", "budget_exhausted", "search_exhausted") \
@@ -104,6 +122,14 @@ def report(args) -> list[dict]:
     for mode in args.modes:
         win, base, configs, used, runs, spread, steps = [], [], 0, [], 0, [], []
         for seed in args.base_seeds:
+            if mode == NOSEARCH:
+                res = _yaml(run_dir(mode, seed, args) / "results.yaml")
+                if res:
+                    runs += 1
+                    win += [float(r["episode_reward_mean"]) for r in res["seeds"] if r.get("state") == "complete"]
+                    used.append(float(res["wall_s"]) / 60)
+                    steps.append(max(int(r["steps"]) for r in res["seeds"]))
+                continue
             st = _yaml(run_dir(mode, seed, args) / "automl_state.yaml")
             if not st or not finished(run_dir(mode, seed, args)):
                 continue
@@ -113,7 +139,9 @@ def report(args) -> list[dict]:
             configs += sum(1 for t in st["trials"] if t["kind"] in ("hp", "reward", "joint") and t["state"] == "complete")
             configs += len((st.get("pbt") or {}).get("members") or [])  # pbt: the population's members
             used.append(st["budget"]["elapsed_s"] / 60)
-            steps.append((st.get("pbt") or {}).get("settings", {}).get("total_steps") or st["plan"]["trial_steps"])
+            lad = st.get("ladder")
+            steps.append((st.get("pbt") or {}).get("settings", {}).get("total_steps") or
+                         (lad["rungs"] if lad else st["plan"]["trial_steps"]))
             spread += [v for v in [heldout_spread(st)] if v is not None]
         row = {"mode": mode, "runs": runs, "configs_completed": configs,
                "budget_used_min": [round(u, 1) for u in used], "trial_steps": steps,
@@ -150,8 +178,7 @@ def main() -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--trial-steps", type=int, default=None,
-                   help="every run's --trial-steps: the default trial length, which each run's planner still shrinks "
-                        "to fit its mode's quota (the report shows the steps per trial each run got)")
+                   help="every run's --trial-steps (pins the ladder's top rung); default: each mode plans its own")
     p.add_argument("--out", default=str(ROOT / "progress" / "compare"))
     p.add_argument("--report", action="store_true", help="print the table of finished runs and exit")
     args = p.parse_args()

@@ -159,3 +159,28 @@ def test_a_killed_run_resumes_mid_ladder_without_losing_a_promotion(tmp_path):
     ideal = sum(rungs[e.rung] * 2 for e in after_entries.values() if e.rung is not None)
     cut = sum(rungs[1] - rungs[0] for _ in in_flight) * 2
     assert ideal <= sims[0].trained_steps + sims2[0].trained_steps <= ideal + cut
+
+
+def test_a_real_default_run_climbs_the_ladder_and_rechecks_at_the_top(tmp_path):
+    """The default mode as a user runs it (real worker processes, batched CartPole, a one-minute budget): configs
+    enter the lowest rung, the best are promoted from their checkpoints, the re-checks train at the top rung."""
+    from _cli import TINY, automl, state
+
+    run_dir = tmp_path / "run"
+    r = automl("--env", "cartpole", "--space", TINY, "--budget-hours", "0.018", "--hp-trials", "3",
+               "--reward-generations", "1", "--reward-population", "3", "--seeds", "2", "--n-jobs", "2",
+               "--run-dir", str(run_dir), "--quiet", timeout=300)
+    assert r.returncode == 0, r.stderr
+    st = state(run_dir)
+    lad, rungs = st["ladder"], st["ladder"]["rungs"]
+    assert st["status"] == "budget_exhausted" and st["budget"]["elapsed_s"] <= 0.018 * 3600 + 15
+    assert st["plan"]["ladder"]["eta"] == 3 and rungs[-1] == st["plan"]["trial_steps"]
+    assert lad["at_rung"]["0"] >= 3 and lad["promotions"]["promoted"], "configs entered and some were promoted"
+    tuned = [t for t in st["trials"] if t["kind"] in ("hp", "reward") and t["state"] == "complete"]
+    for t in tuned:  # a config's seeds trained exactly its rung's steps (continued, not re-run: resumed_from)
+        assert all(s["steps"] == rungs[t["rung"]] for s in t["seeds"]), t["config_id"]
+        if t["rung"] > 0:
+            assert all(s["resumed_from"] == rungs[t["rung"] - 1] for s in t["seeds"])
+    rechecks = [t for t in st["trials"] if t["kind"] in ("heldout", "test")]
+    assert rechecks and all(s["steps"] == rungs[-1] for t in rechecks for s in t["seeds"] if s["state"] == "complete")
+    assert {t["kind"] for t in rechecks} == {"heldout", "test"}

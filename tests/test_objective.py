@@ -47,7 +47,7 @@ def _lucky_prior(kwargs) -> float:
 
 def _run(tmp_path, objective):
     clock = FakeClock()
-    cfg = RunConfig(env="navigation", mode="hp", hp_trials=2, seeds=4, trial_steps=50_000, budget_hours=12,
+    cfg = RunConfig(env="navigation", mode="hp", hp_trials=2, seeds=4, trial_steps=50_000, budget_hours=12, ladder="off",
                     n_jobs=2, search_method="random", quiet=True, run_dir=str(tmp_path / objective),
                     **({"objective": objective} if objective != "default" else {}))
     ctx = prepare(cfg, clock=clock, executor_factory=lambda n: SimExecutor(n, clock, rate=25_000.0,
