@@ -20,7 +20,7 @@ from automl.train.torch_pbt import member_values
 from automl.train.torch_train import train_seed_torch
 
 POPULATION, READY, TOTAL = 4, 1024, 4096
-TIMING = {"wall_s", "train_s", "eval_s", "copy_s", "bookkeeping_s"}
+TIMING = {"wall_s", "train_s", "eval_s", "copy_s", "bookkeeping_s", "peak_memory_mb"}
 
 
 def command(run_dir):

@@ -26,7 +26,7 @@ CART = dict(num_envs=16, rollouts=32, mini_batches=4, learning_epochs=4, learnin
             lambda_param=0.8, entropy_loss_scale=0.0, policy_hidden_layer_sizes=[32, 32], grad_norm_clip=0.5)
 NAV = dict(num_envs=32, rollouts=16, mini_batches=4, learning_epochs=3, learning_rate=3e-4,
            policy_hidden_layer_sizes=[32, 32], grad_norm_clip=1.0, normalize=True)
-TIMING = ("wall_s", "train_s", "eval_s")
+TIMING = ("wall_s", "train_s", "eval_s", "peak_memory_mb")  # measurements of the machine, not results
 
 
 def _plain(result: SeedResult) -> dict:

@@ -34,7 +34,7 @@ GOOD_CARTPOLE = dict(
     num_envs=64, rollouts=32, mini_batches=4, learning_epochs=10, learning_rate=1e-3, learning_rate_schedule="linear",
     discount_factor=0.99, lambda_param=0.95, entropy_loss_scale=0.0,
 )
-TIMING = ("wall_s", "train_s", "eval_s")
+TIMING = ("wall_s", "train_s", "eval_s", "peak_memory_mb")  # measurements of the machine, not results
 
 
 

@@ -89,10 +89,6 @@ class RunConfig:
         _check_choice("--ladder", self.ladder, LADDER)
         if self.ladder == "on" and not self.run_mode.climbs_ladder:
             raise AutoMLError(f"--ladder: on does not apply to --mode {self.mode} (allowed: auto, off)")
-        if self.ladder_on and self.pruner not in (None, "none"):
-            raise AutoMLError(f"--pruner: {self.pruner} with the fidelity ladder (the ladder is the multi-fidelity "
-                              "search: it continues the best configs instead of pruning inside a trial; allowed: "
-                              "--pruner none, or --ladder off)")
         if self.ray_address is not None and self.executor != "ray":
             raise AutoMLError("--ray-address: needs --executor ray")
         if self.executor == "ray":
@@ -107,6 +103,10 @@ class RunConfig:
                               f"--trainer {' | '.join(SEED_AXIS_TRAINERS)}; got --trainer {self.trainer})")
         if self.pruner is not None:
             _check_choice("--pruner", self.pruner, PRUNERS)
+        if self.ladder_on and self.pruner not in (None, "none"):
+            raise AutoMLError(f"--pruner: {self.pruner} with the fidelity ladder (the ladder is the multi-fidelity "
+                              "search: it continues the best configs instead of pruning inside a trial; allowed: "
+                              "--pruner none, or --ladder off)")
         if isinstance(self.risk, bool) or not isinstance(self.risk, (int, float)) or not 0 <= self.risk < math.inf:
             raise AutoMLError(f"--risk: must be a number >= 0 (got {self.risk!r})")
         _check_positive("--budget-hours", self.budget_hours, allow_float=True)
