@@ -84,12 +84,26 @@ def simulate(tmp_path, *, hours, slow=None, progress=None, clock=None, stop_afte
     return ctx, sims, rc, clock() - start
 
 
+_RUNS: dict = {}
+
+
+@pytest.fixture(scope="module")
+def run_of(tmp_path_factory):
+    """One simulated run per (minutes, slow), shared by the tests that read it."""
+    def get(minutes, slow=None):
+        if (minutes, slow) not in _RUNS:
+            path = tmp_path_factory.mktemp(f"run{minutes}_{slow}")
+            _RUNS[(minutes, slow)] = (path, *simulate(path, hours=minutes / 60, slow=slow))
+        return _RUNS[(minutes, slow)]
+    return get
+
+
 @pytest.mark.parametrize("minutes, slow", [(10, None), (20, None), (20, 10.0), (60, 10.0)])
-def test_the_budget_is_used_and_every_planned_stage_runs(tmp_path, minutes, slow):
+def test_the_budget_is_used_and_every_planned_stage_runs(run_of, minutes, slow):
     """``slow`` None: configs as slow as their networks and epochs make them (up to ~17x the prior); 10: every
     sampled config 10x slower than the calibrated prior (at 10 minutes one such config's lowest rung is a fifth
     of the budget, and the granularity leaves ~15% unused: the 20- and 60-minute runs are the check)."""
-    ctx, sims, rc, wall = simulate(tmp_path, hours=minutes / 60, slow=slow)
+    _, ctx, sims, rc, wall = run_of(minutes, slow)
     budget = minutes * 60
     assert rc == 0
     assert wall >= 0.9 * budget, f"used {wall / budget:.0%}"
@@ -102,19 +116,19 @@ def test_the_budget_is_used_and_every_planned_stage_runs(tmp_path, minutes, slow
     assert ctx.final_status() == "budget_exhausted"
 
 
-def test_slow_configs_enter_fewer_and_a_lower_top(tmp_path):
-    fast, *_ = simulate(tmp_path / "fast", hours=20 / 60)
-    slow, *_ = simulate(tmp_path / "slow", hours=20 / 60, slow=10.0)
+def test_slow_configs_enter_fewer_and_a_lower_top(run_of):
+    _, fast, *_ = run_of(20)
+    path, slow, *_ = run_of(20, 10.0)
     n = lambda ctx: sum(1 for e in ctx.records.entries.values() if e.tuning and e.rung is not None)  # noqa: E731
     assert n(slow) < n(fast)
     assert slow.plan.trial_steps <= fast.plan.trial_steps
     # the re-checks train at the top rung's length: best.yaml says so
-    best = yaml.safe_load((tmp_path / "slow" / "run" / "best.yaml").read_text())
+    best = yaml.safe_load((path / "run" / "best.yaml").read_text())
     assert best["sb3"]["n_timesteps"] == slow.plan.trial_steps
 
 
-def test_continuation_trains_only_the_ladders_sum(tmp_path):
-    ctx, sims, rc, wall = simulate(tmp_path, hours=20 / 60)
+def test_continuation_trains_only_the_ladders_sum(run_of):
+    tmp_path, ctx, sims, rc, wall = run_of(20)
     rungs = ctx.ladder.promotions.ladder.rungs
     expected = 0
     for e in ctx.records.entries.values():
@@ -123,10 +137,6 @@ def test_continuation_trains_only_the_ladders_sum(tmp_path):
             expected += rungs[climbed] * len(ctx.inputs.tuning_seeds)
     assert sims[0].trained_steps == expected
     assert ctx.ladder.promotions.results.get(1), "some configs were promoted"
-    # promoted: the best third of each rung (values grow with the learning rate's closeness to 1e-3)
-    prom = ctx.ladder.promotions
-    for cid in prom.promoted.get(0, []):
-        assert cid in prom.ranked(0)[: max(1, len(prom.ranked(0)) // prom.ladder.eta)] or True
     state = yaml.safe_load((tmp_path / "run" / "automl_state.yaml").read_text())
     assert state["ladder"]["rungs"] == list(rungs) and state["plan"]["ladder"]["eta"] == 3
 
@@ -167,13 +177,13 @@ def test_a_real_default_run_climbs_the_ladder_and_rechecks_at_the_top(tmp_path):
     from _cli import TINY, automl, state
 
     run_dir = tmp_path / "run"
-    r = automl("--env", "cartpole", "--space", TINY, "--budget-hours", "0.018", "--hp-trials", "3",
+    r = automl("--env", "cartpole", "--space", TINY, "--budget-hours", "0.012", "--hp-trials", "3",
                "--reward-generations", "1", "--reward-population", "3", "--seeds", "2", "--n-jobs", "2",
                "--run-dir", str(run_dir), "--quiet", timeout=300)
     assert r.returncode == 0, r.stderr
     st = state(run_dir)
     lad, rungs = st["ladder"], st["ladder"]["rungs"]
-    assert st["status"] == "budget_exhausted" and st["budget"]["elapsed_s"] <= 0.018 * 3600 + 15
+    assert st["status"] == "budget_exhausted" and st["budget"]["elapsed_s"] <= 0.012 * 3600 + 15
     assert st["plan"]["ladder"]["eta"] == 3 and rungs[-1] == st["plan"]["trial_steps"]
     assert lad["at_rung"]["0"] >= 3 and lad["promotions"]["promoted"], "configs entered and some were promoted"
     tuned = [t for t in st["trials"] if t["kind"] in ("hp", "reward") and t["state"] == "complete"]
