@@ -18,7 +18,9 @@ def candidates(ctx) -> list[tuple[str, dict, dict, bool]]:
     sel = ctx.cfg.selection
     tuned = ranked(ctx.records.entries.values(), ctx.cfg.objective, TUNING_KINDS, ctx.cfg.risk, sel)
     # with several objectives: the front's members (the pick first), up to --top-k
-    top = (pareto.front(tuned, sel) if sel is not None and sel.objectives else tuned)[:ctx.cfg.top_k]
+    # on a ladder: as many as its reserve was kept for (fewer than --top-k when the budget is short)
+    k = ctx.cfg.top_k if getattr(ctx, "ladder", None) is None else min(ctx.cfg.top_k, ctx.ladder.policy.heldout_n)
+    top = (pareto.front(tuned, sel) if sel is not None and sel.objectives else tuned)[:k]
     base_params = space_mod.prior_params(ctx.inputs.spec)
     base_weights = ctx.inputs.default_weights
     out, baseline_id = [], None
