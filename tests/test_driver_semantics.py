@@ -256,7 +256,8 @@ def test_sigterm_then_rerun_resumes_the_real_process(tmp_path):
     assert all(after[k] == v for k, v in before.items())   # recorded seeds untouched
     # the config in flight was completed, not proposed again; the held-out stage ran after it
     assert [(t["config_id"], t["kind"], t["state"], [s["seed"] for s in t["seeds"]]) for t in st2["trials"]] == \
-        [("config_000", "hp", "complete", [0, 1]), ("config_000", "heldout", "complete", [1000, 1001])]
+        [("config_000", "hp", "complete", [0, 1]), ("config_000", "heldout", "complete", [1000, 1001]),
+         ("config_000", "test", "complete", [2000, 2001])]   # (the test phase: the winner, here also the baseline)
     # across both sessions each seed finished exactly once: nothing recorded was trained again
     ev = events(run_dir)
     done = [(e["config_id"], e["kind"], e["seed"]) for e in ev
