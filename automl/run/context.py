@@ -17,7 +17,8 @@ from automl.core.record import Kind, State
 from automl.core.scoring import score as score_seeds
 from automl.search.owner import Outcome
 from automl.search.reward import make_reward_sampler
-from automl.run.setup import (Inputs, Plan, check_resume, fingerprint, make_plan, nominal_calibration,
+from automl.run.ladder_plan import ladder_text, make_run_plan
+from automl.run.setup import (Inputs, Plan, check_resume, fingerprint, nominal_calibration,
                           resolve_inputs, resolve_defaults)
 from automl.run.state import StateStore, state_dict
 from automl.core.values import is_finite_number
@@ -50,7 +51,7 @@ class RunContext:
         self.mode = cfg.run_mode  # what --mode declares: plan, search owners, phases (automl.run.modes)
         elapsed = float(((old or {}).get("budget") or {}).get("elapsed_s", 0.0))
         self.budget = Budget(cfg.budget_hours, elapsed_before_s=elapsed, clock=clock)
-        self.plan: Plan = make_plan(cfg, inputs, self.budget, nominal_calibration(cfg, inputs))
+        self.plan: Plan = make_run_plan(cfg, inputs, self.budget, nominal_calibration(cfg, inputs))
         self.records = records.Records(self)
         self.stage = {"index": 0, "kind": "plan", "cycle": 0}
         self.stop_reason: str | None = None
@@ -164,8 +165,12 @@ class RunContext:
         cal = calibrate(self.cfg, self.inputs, self.executor, self.budget, self.store)
         if self.mode.checks_minimum_budget:
             check_minimum_budget(self.cfg, self.inputs, self.budget, cal)
-        self._use_plan(make_plan(self.cfg, self.inputs, self.budget, cal))
+        self._use_plan(make_run_plan(self.cfg, self.inputs, self.budget, cal))
         self.store.event("planned", plan=self.plan.to_dict())
+
+    def ladder_text(self) -> list[str]:
+        """The ladder's --dry-run lines."""
+        return ladder_text(self)
 
     def _use_plan(self, plan: Plan) -> None:
         """Adopt ``plan``: throughput estimates and the held-out reserve start from it (the reserve

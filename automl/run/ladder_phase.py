@@ -12,13 +12,15 @@ admissible job fits in what is left.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from optuna.trial import TrialState
 
 from automl.core.record import State
-from automl.run.modes.base import Stage
 from automl.run.phases import TuningPhase
+
+if TYPE_CHECKING:  # the modes build these phases: no import back at run time
+    from automl.run.modes.base import Stage
 
 TUNING_OVER = "no admissible job fits in the time left"
 MAX_TOO_SLOW = 10  # proposals in a row too slow to finish their first rung before admission ends
@@ -103,7 +105,7 @@ class LadderFinish:
         ctx.write_state("running")
 
 
-def ladder_phases(ctx, stages: list[Stage], *, extends: bool, extends_when_pruned: bool) -> Iterator:
+def ladder_phases(ctx, stages: "list[Stage]", *, extends: bool, extends_when_pruned: bool) -> Iterator:
     """The planned stages as ladder phases, then (``extends``) the mode's cycle again while configs fit, then
     ``LadderFinish``."""
     owners = ctx.searches

@@ -16,7 +16,7 @@ from automl.core.config import to_ppo_setup
 from automl.run.budget import MAX_EVAL_SHARE, MIN_EVAL_EPISODES, Budget
 from automl.run.ladder import ETA, CostModel, plan_ladder, rungs_for
 from automl.run.runconfig import RunConfig
-from automl.run.setup import TEST_CONFIGS, Calibration, Inputs, Plan, _quotas
+from automl.run.setup import TEST_CONFIGS, Calibration, Inputs, Plan, _quotas, make_plan
 from automl.search import space as space_mod
 
 EVALS_PER_LOWEST_RUNG = 3   # a seed's value is the mean of its last 3 evaluations: all of them in rung 0
@@ -89,6 +89,11 @@ def make_ladder_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibr
                 evals_per_job=max(1, top // every), eval_share=round(share, 4),
                 train_steps_per_s=cal.train_steps_per_s, startup_s=cal.startup_s,
                 heldout_configs=plan.heldout_configs + 1, shrunk=False, value_floor=cal.floor, ladder=ladder)
+
+
+def make_run_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibration) -> Plan:
+    """The run's plan: the ladder's (``--ladder on``), else the fixed-length planner's."""
+    return make_ladder_plan(cfg, inputs, budget, cal) if cfg.ladder_on else make_plan(cfg, inputs, budget, cal)
 
 
 def ladder_text(ctx) -> list[str]:

@@ -250,11 +250,7 @@ def make_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibration) 
     measured throughput: evaluation is held to MAX_EVAL_SHARE of a job (fewer evaluations,
     then fewer episodes), trials shrink (never grow) to fit, and the held-out reserve is
     sized for the configs that will be there to re-check. With the fidelity ladder (``--ladder on``) the
-    plan is the ladder's (automl.run.ladder_plan)."""
-    if cfg.ladder_on:
-        from automl.run.ladder_plan import make_ladder_plan
-
-        return make_ladder_plan(cfg, inputs, budget, cal)
+    plan is the ladder's (automl.run.ladder_plan.make_run_plan chooses)."""
     cycles, hp_trials, population, seed_jobs = _quotas(cfg, inputs)
     full_population = population
     total_s = budget.remaining_s()
@@ -367,8 +363,5 @@ def plan_text(ctx, stages: list) -> str:
 
 
 def _ladder_lines(ctx) -> list[str]:
-    if not ctx.plan.ladder:
-        return []
-    from automl.run.ladder_plan import ladder_text
-
-    return ladder_text(ctx)
+    """The ladder's --dry-run lines (automl.run.ladder_plan.ladder_text, passed in by the context)."""
+    return ctx.ladder_text() if ctx.plan.ladder else []

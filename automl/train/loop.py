@@ -74,6 +74,17 @@ class Checkpointing:
     header: dict
 
 
+def checkpointing(path: str | None, header: dict, *, schedule: Sequence[Mapping], every: int,
+                  checkpoint_every: int | None, rollout: int) -> "Checkpointing | None":
+    """A job's checkpointing (None without a path): its header (with a replayed schedule) and interval in
+    whole rollouts (default: every evaluation)."""
+    if not path:
+        return None
+    if schedule:
+        header = {**header, "schedule": list(schedule)}
+    return Checkpointing(path, max(int(checkpoint_every or every), rollout), header)
+
+
 @dataclass
 class Ended:
     """How the loop ended: the stop (None: trained to the end), every seed's evaluations and the times."""

@@ -293,13 +293,10 @@ def _train_seed(params: Mapping, *, env: str, seed: int, total_steps: int | None
     device = str(resolve_device(device))
     rollout = int(setup.ppo_kwargs.get("n_steps", 2048)) * int(setup.num_envs)
     every = max(int(eval_every or total // 10), rollout)
-    ckpt = None
-    if checkpoint_path:
-        header = checkpoint.job_header(setup, env=env, seed=seed, total=total, reward_weights=reward_weights,
-                                        eval_every=eval_every, eval_episodes=eval_episodes, device=device)
-        if schedule:
-            header["schedule"] = schedule
-        ckpt = loop.Checkpointing(checkpoint_path, max(int(checkpoint_every or every), rollout), header)
+    header = checkpoint.job_header(setup, env=env, seed=seed, total=total, reward_weights=reward_weights,
+                                   eval_every=eval_every, eval_episodes=eval_episodes, device=device)
+    ckpt = loop.checkpointing(checkpoint_path, header, schedule=schedule, every=every,
+                              checkpoint_every=checkpoint_every, rollout=rollout)
 
     def build() -> SB3Trainer:
         return build_run(params, env, seed=seed, eval_episodes=eval_episodes, device=device,

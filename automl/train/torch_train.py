@@ -191,13 +191,10 @@ def _train(params, *, env, seeds, total_steps, reward_weights, eval_every, eval_
     device = str(envs.resolve_device(device))
     rollout = args.n_steps * args.num_envs
     every = max(int(eval_every or total // 10), rollout)
-    ckpt = None
-    if checkpoint_path:
-        header = torch_state.header(setup, env=env, seeds=seeds, total=total, reward_weights=reward_weights,
-                                    eval_every=eval_every, eval_episodes=eval_episodes, device=device)
-        if schedule:
-            header["schedule"] = schedule
-        ckpt = loop.Checkpointing(checkpoint_path, max(int(checkpoint_every or every), rollout), header)
+    header = torch_state.header(setup, env=env, seeds=seeds, total=total, reward_weights=reward_weights,
+                                eval_every=eval_every, eval_episodes=eval_episodes, device=device)
+    ckpt = loop.checkpointing(checkpoint_path, header, schedule=schedule, every=every,
+                              checkpoint_every=checkpoint_every, rollout=rollout)
 
     def build() -> TorchTrainer:
         return TorchTrainer(args, env, seeds, eval_episodes=eval_episodes, device=device, reward_weights=reward_weights,
