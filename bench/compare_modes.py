@@ -172,7 +172,7 @@ def main() -> int:
     p.add_argument("--env", default="navigation")
     p.add_argument("--budget-min", type=float, default=15.0, help="wall-clock budget of each run")
     p.add_argument("--base-seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--modes", nargs="+", default=DEFAULT_MODES, choices=list(MODES))
+    p.add_argument("--modes", nargs="+", default=DEFAULT_MODES, choices=[*MODES, NOSEARCH])
     p.add_argument("--hp-trials", type=int, default=8)
     p.add_argument("--reward-generations", type=int, default=3)
     p.add_argument("--seeds", type=int, default=3)

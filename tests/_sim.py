@@ -114,7 +114,7 @@ class SimExecutor(Executor):
         steps = int(s.steps * frac)
         state = {"deadline": "stopped_at_deadline", None: "complete"}.get(s.stop, "pruned")
         kind = s.job.job_id.split(":")[1] if ":" in s.job.job_id else "calibrate"
-        self.finished.append({"kind": kind, "start": s.start, "end": s.end, "state": state})
+        self.finished.append({"kind": kind, "start": s.start, "end": s.end, "state": state, "steps": steps})
         train_s = steps / (self.rate / (self.slowdown if kind == "calibrate" else self.job_slowdown(s.job.kwargs)))
         seed = int(s.job.kwargs["seed"])
         v = self.value_fn(s.job.kwargs) + 0.01 * (seed % 3)

@@ -145,3 +145,58 @@ def test_cost_model_learns_from_measurements():
     assert cost.s_per_step(mid, "m") == pytest.approx(2 * cost.shape_estimate(mid))
     assert cost.correction() == pytest.approx(2.0)
     assert cost.s_per_step(PRIOR) == pytest.approx(2.0)   # unmeasured configs get the correction
+
+
+def _nav_plan(minutes: float, tmp_path):
+    """make_ladder_plan for navigation on 2 workers, 3 seeds, with this machine's measured calibration: the
+    prior at 38k steps/s per worker, its curve leaving the start at 327,680 steps."""
+    from automl.run.context import prepare
+    from automl.run.ladder_plan import make_ladder_plan
+    from automl.run.runconfig import RunConfig
+    from automl.run.setup import Calibration
+
+    curve = ((81920, 0.0312, 0.0285), (163840, 0.0938, 0.0391), (245760, 0.0781, 0.0369),
+             (327680, 0.3594, 0.0585), (409600, 0.4531, 0.0604), (491520, 0.7812, 0.0514))
+    cal = Calibration(train_steps_per_s=38000, eval_s_each=0.2, episodes=32, startup_s=1.0, learn_steps=327680,
+                      curve=curve, floor=0.0)
+    ctx = prepare(RunConfig(env="navigation", budget_hours=minutes / 60, n_jobs=2, seeds=3,
+                            run_dir=str(tmp_path / f"r{minutes}"), quiet=True))
+
+    class Left:
+        total_s = minutes * 60
+
+        def remaining_s(self):
+            return minutes * 60 - 40   # calibration's share
+
+    return make_ladder_plan(ctx.cfg, ctx.inputs, Left(), cal), ctx.inputs
+
+
+def test_the_budget_decides_which_configs_are_worth_sampling(tmp_path):
+    """navigation's space averages ~8x the prior's cost per step (its networks and epochs): at 10 and 20
+    minutes a ladder of such configs cannot select (a rung or two, a handful of configs), so the ladder is
+    planned among configs about as cheap as the priors (the cap); at 60 minutes among the cheapest 30%; at 12
+    hours every config is admitted."""
+    from automl.run.ladder_plan import COST_SLACK, cost_ratios, selects, space_costs
+
+    ten, inputs = _nav_plan(10, tmp_path)
+    costs = space_costs(inputs)
+    assert len(costs) == 80 and 0.8 < min(costs) < 1.0 and 7.5 < sum(costs) / len(costs) < 8.5
+    ratios = cost_ratios(costs, sum(costs) / len(costs))
+    assert ratios[0] == pytest.approx(sum(costs) / len(costs)) and ratios[-1] == 1.0
+    assert ratios == sorted(ratios, reverse=True) and all(r < ratios[0] for r in ratios[1:])
+    lad = ten.ladder
+    assert lad["typical_cost"] == 1.0 and lad["cost_cap"] == COST_SLACK and lad["admissible_share"] == 0.15
+    assert len(lad["rungs"]) == 2 and lad["rungs"][0] >= 327680 and lad["tuning_s"] >= 0.5 * 560
+    twenty, _ = _nav_plan(20, tmp_path)
+    assert twenty.ladder["rungs"][-1] > 1_900_000 and twenty.ladder["cost_cap"] < 2   # n_timesteps on top
+    assert twenty.ladder["entering"] >= 9
+    hour, _ = _nav_plan(60, tmp_path)
+    assert 2 < hour.ladder["cost_cap"] < 4 and hour.ladder["admissible_share"] == 0.3 and hour.ladder["entering"] >= 9
+    day, _ = _nav_plan(720, tmp_path)
+    assert day.ladder["cost_cap"] is None and day.ladder["admissible_share"] == 1.0
+    assert day.ladder["typical_cost"] == pytest.approx(sum(costs) / len(costs), abs=1e-3)
+    for plan in (twenty, hour, day):   # each is a ladder that selects
+        from automl.run.ladder import LadderPlan
+        assert selects(LadderPlan(**{k: plan.ladder[k] for k in (
+            "rungs", "eta", "entering", "top_configs", "rung_s", "tuning_s", "reserve_s", "heldout_configs",
+            "bottom")}))

@@ -60,7 +60,8 @@ def _plain_yaml(dumper: yaml.SafeDumper, member: StrEnum) -> yaml.ScalarNode:
 
 # yaml.safe_dump writes a member as its plain spelling ("kind: hp"), whoever dumps it.
 for _enum in (Kind, State):
-    yaml.SafeDumper.add_representer(_enum, _plain_yaml)
+    for _dumper in {yaml.SafeDumper, getattr(yaml, "CSafeDumper", yaml.SafeDumper)}:
+        _dumper.add_representer(_enum, _plain_yaml)
 
 
 def as_kind(value: Any) -> Kind | str:

@@ -181,7 +181,7 @@ def plan_ladder(*, total_s: float, top_steps: int, seeds: int, n_jobs: int, s_pe
     rseeds = recheck_seeds or seeds
     bottom = _round(max(MIN_BOTTOM_STEPS, int(learn_steps or 0)), rollout)
     bottom = min(bottom, _round(top_steps, rollout))
-    top, plan = _round(top_steps, rollout), None
+    top = _round(top_steps, rollout)
     while True:
         job_s = (startup_s + top * s_per_step) * margin
         base_s = (startup_s + top * (baseline_s_per_step or s_per_step)) * margin
@@ -199,7 +199,9 @@ def plan_ladder(*, total_s: float, top_steps: int, seeds: int, n_jobs: int, s_pe
                               tuning_s=max(0.0, tuning), reserve_s=reserve, heldout_configs=heldout, bottom=bottom)
             if tuning >= MIN_TUNING_SHARE * total_s and top_n >= min_top:
                 return best
-        plan = plan or best
-        if top <= bottom:
-            return best if best.entering > 0 else plan
-        top = max(bottom, _round(top * 0.8, rollout))
+        if top <= bottom:  # nothing fits the shares: the shortest top (the least reserve) is the best left
+            return best
+        shorter = _round(top * 0.8, rollout)
+        if shorter >= top:  # a top of a few rollouts: 0.8x rounds back up, so one rollout less
+            shorter = top - max(1, int(rollout))
+        top = max(bottom, shorter)

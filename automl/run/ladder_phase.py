@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # the modes build these phases: no import back at run time
 
 TUNING_OVER = "no admissible job fits in the time left"
 MAX_TOO_SLOW = 10  # proposals in a row too slow to finish their first rung before admission ends
+MAX_TOO_DEAR = 200  # proposals in a row dearer than the plan's cost cap before admission ends
+TOO_SLOW = "would not finish its first rung before the tuning deadline"
 MAX_EXTRA_CYCLES = 1000  # a bound, not a plan: extension stops when nothing fits or the search runs out
 
 
@@ -50,7 +52,7 @@ class LadderPhase(TuningPhase):
             if entered >= self.quota:
                 return  # the next phase admits; this phase's configs climb on meanwhile
             if ctx.scheduler.free_slots() > 0:
-                act = ladder.next_action()
+                act = ladder.next_action(admit_first=entered == 0 and self.planned_left > 0)
                 if act.kind == "promote":
                     ctx.scheduler.add(ladder.promote(act.config_id, act.rung))
                     continue
@@ -59,11 +61,22 @@ class LadderPhase(TuningPhase):
                     if c is None:
                         ctx.mark_tuning_over(f"the {self.kind} search space is exhausted", "search_exhausted")
                         return
+                    if ladder.dearer_than_cap(c):
+                        cap = ladder.policy.cost_cap
+                        _not_admitted(ctx, c, f"dearer per step than {cap:.2f}x the prior's: this budget's ladder "
+                                              "cannot select among such configs")
+                        ladder.too_dear += 1
+                        if ladder.too_dear >= MAX_TOO_DEAR:
+                            ctx.mark_tuning_over(f"{MAX_TOO_DEAR} proposals in a row were dearer than the "
+                                                 "budget's cost cap")
+                            return
+                        continue
+                    ladder.too_dear = 0
                     if ladder.fits_entrant(c):
                         ladder.too_slow = 0
                         ctx.scheduler.add(ladder.enter(c))
                         continue
-                    _not_admitted(ctx, c)
+                    _not_admitted(ctx, c, TOO_SLOW)
                     ladder.too_slow += 1
                     if ladder.too_slow >= MAX_TOO_SLOW:  # the space's configs no longer fit: promotions go on
                         ctx.mark_tuning_over(TUNING_OVER)  # in LadderFinish
@@ -126,10 +139,11 @@ def ladder_phases(ctx, stages: "list[Stage]", *, extends: bool, extends_when_pru
     yield LadderFinish()
 
 
-def _not_admitted(ctx, c) -> None:
-    """A proposed config too slow for the time left (its own shape's estimate): recorded, never trained."""
+def _not_admitted(ctx, c, reason: str) -> None:
+    """A proposed config too slow for the time left or too dear for the plan (its own shape's estimate):
+    recorded with ``reason``, told to its sampler as rejected, never trained."""
     entry = next(e for e in ctx.records.entries.values() if e.config_id == c.config_id and e.tuning)
-    entry.state, entry.reason = State.REJECTED, "would not finish its first rung before the tuning deadline"
+    entry.state, entry.reason = State.REJECTED, reason
     c.trial.set_user_attr("state", State.REJECTED)
     c.trial.set_user_attr("rejected", True)
     c.trial.set_user_attr("reason", entry.reason)

@@ -7,6 +7,14 @@ config measurably left its starting score in calibration. Rungs are whole evalua
 config paused at a rung and continued later evaluates at the same steps as one run of that length.
 ``--hp-trials`` and ``--reward-generations`` keep their meaning: the configs (and generations) that enter
 the ladder; the last tuning phase goes on admitting configs while any fit.
+
+The budget decides which configs are worth sampling: the ladder is planned at the space's mean cost per
+step (its network, epoch and minibatch choices) when that yields a ladder that selects (two rungs or more,
+a few configs at the top, eta times as many entering); else at the 75th, 50th, 25th, 10th percentile of
+the space's costs, else at the prior's. Below the mean, configs dearer than that cost (x1.25) are not
+admitted: told to their sampler as rejected, recorded with the reason, never trained. A 10-minute
+navigation run thus searches among configs about as cheap as the priors and trains its top rung near
+n_timesteps, instead of training two 8x dearer configs at one short length.
 """
 from __future__ import annotations
 
@@ -14,35 +22,58 @@ import dataclasses
 
 from automl.core.config import to_ppo_setup
 from automl.run.budget import MAX_EVAL_SHARE, MIN_EVAL_EPISODES, Budget
-from automl.run.ladder import ETA, CostModel, plan_ladder, rungs_for
+from automl.run.ladder import ETA, MIN_TOP_CONFIGS, CostModel, plan_ladder, rungs_for
 from automl.run.runconfig import RunConfig
 from automl.run.setup import TEST_CONFIGS, Calibration, Inputs, Plan, _quotas, make_plan
 from automl.search import space as space_mod
 
+COST_SLACK = 1.25          # a config is admitted up to this much dearer than the cost the ladder is planned at
 EVALS_PER_LOWEST_RUNG = 3   # a seed's value is the mean of its last 3 evaluations: all of them in rung 0
 COST_PARAMS = ("policy_hidden_layer_sizes", "net_arch", "learning_epochs", "n_epochs", "mini_batches", "batch_size")
 
 
-def typical_cost_ratio(inputs: Inputs) -> float:
-    """How much slower than the prior a sampled config is expected to be, from the space's shapes: the
-    product over the cost-relevant parameters of the mean (over their choices) of the shape estimate
-    relative to the prior's (the parameters taken one at a time)."""
+def space_costs(inputs: Inputs) -> list[float]:
+    """Every combination of the space's cost-relevant choices (network, epochs, minibatches), as the shape
+    estimate of its cost per step relative to the prior's (the other parameters at their priors); the
+    combinations a random proposal draws with equal chance. Invalid combinations are left out."""
+    import itertools
+
     prior = {**inputs.spec.fixed, **space_mod.prior_params(inputs.spec)}
     cost = CostModel(prior, prior_s_per_step=1.0)
-    ratio = 1.0
-    for p in inputs.spec.params:
-        if p.name not in COST_PARAMS or not p.choices:
+    params = [p for p in inputs.spec.params if p.name in COST_PARAMS and p.choices]
+    out = []
+    for combo in itertools.product(*(p.choices for p in params)):
+        cand = {**prior, **{p.name: c for p, c in zip(params, combo)}}
+        try:
+            to_ppo_setup(cand)
+        except Exception:  # noqa: BLE001 - e.g. more minibatches than the rollout holds
             continue
-        est = []
-        for c in p.choices:
-            try:
-                to_ppo_setup({**prior, p.name: c})
-                est.append(cost.shape_estimate({**prior, p.name: c}))
-            except Exception:  # noqa: BLE001 - a choice invalid with the prior's others (e.g. mini_batches)
-                continue
-        if est:
-            ratio *= sum(est) / len(est)
-    return max(ratio, 1.0)
+        out.append(cost.shape_estimate(cand))
+    return sorted(out) or [1.0]
+
+
+def typical_cost_ratio(inputs: Inputs) -> float:
+    """How much slower than the prior a sampled config is expected to be: the mean over the space's
+    combinations of cost-relevant choices (``space_costs``), at least 1."""
+    costs = space_costs(inputs)
+    return max(sum(costs) / len(costs), 1.0)
+
+
+def cost_ratios(costs: list[float], typical: float) -> list[float]:
+    """The cost ratios a plan is tried at, dearest first: the space's mean (every config admitted), then
+    those of its 75th, 50th, 25th and 10th percentiles below the mean, then the prior's own (1)."""
+    import numpy as np
+
+    qs = [float(np.percentile(costs, q)) for q in (75, 50, 25, 10)]
+    below = sorted({round(max(1.0, q), 3) for q in qs if q < typical} | {1.0}, reverse=True)
+    return [typical, *[r for r in below if r < typical]]
+
+
+def selects(plan) -> bool:
+    """Whether a ladder selects: two rungs or more, at least MIN_TOP_CONFIGS configs at the top and eta^2
+    configs entering (else it is a few configs trained at one or two lengths)."""
+    return (len(plan.rungs) >= 2 and plan.top_configs >= MIN_TOP_CONFIGS
+            and plan.entering >= ETA ** 2 and plan.tuning_s > 0)
 
 
 def _episodes(cfg: RunConfig, cal: Calibration, *, top: int, every: int) -> tuple[int, float]:
@@ -67,14 +98,18 @@ def make_ladder_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibr
     train_s_step = 1.0 / max(cal.train_steps_per_s, 1e-9)
     # evaluation adds ~its planned share; the first sketch assumes the full share, then it is recomputed
     s_step = train_s_step / (1 - MAX_EVAL_SHARE)
-    typical = typical_cost_ratio(inputs)
-    plan, every = None, cfg.eval_every
+    costs = space_costs(inputs)
+    typical = max(sum(costs) / len(costs), 1.0)
+    plan, every, ratio = None, cfg.eval_every, typical
     for _ in range(2):
         unit = every or rollout
-        plan = plan_ladder(total_s=total_s, top_steps=inputs.default_steps, seeds=cfg.seeds, n_jobs=cfg.n_jobs,
-                           s_per_step=s_step * typical, baseline_s_per_step=s_step, startup_s=cal.startup_s,
-                           rollout=unit,
-                           learn_steps=cal.learn_steps, eta=ETA, top_k=cfg.top_k)
+        for ratio in cost_ratios(costs, typical):  # the dearest configs the budget can select among
+            plan = plan_ladder(total_s=total_s, top_steps=inputs.default_steps, seeds=cfg.seeds,
+                               n_jobs=cfg.n_jobs, s_per_step=s_step * ratio, baseline_s_per_step=s_step,
+                               startup_s=cal.startup_s, rollout=unit, learn_steps=cal.learn_steps, eta=ETA,
+                               top_k=cfg.top_k)
+            if selects(plan):
+                break
         if not cfg.eval_every:
             every = max(rollout, (plan.rungs[0] // EVALS_PER_LOWEST_RUNG // rollout) * rollout)
             rungs = rungs_for(plan.rungs[-1], min(plan.rungs[0], plan.bottom), ETA, every)
@@ -82,7 +117,12 @@ def make_ladder_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibr
         episodes, share = _episodes(cfg, cal, top=plan.rungs[-1], every=every)
         s_step = train_s_step / (1 - share)
     top = plan.rungs[-1]
-    ladder = {**plan.to_dict(), "typical_cost": round(typical, 3), "prior_s_per_step": s_step,
+    capped = ratio < typical
+    ladder = {**plan.to_dict(), "typical_cost": round(ratio, 3), "space_cost": round(typical, 3),
+              "cost_cap": round(ratio * COST_SLACK, 3) if capped else None,
+              "admissible_share": round(sum(c <= ratio * COST_SLACK for c in costs) / len(costs), 3)
+              if capped else 1.0,
+              "prior_s_per_step": s_step,
               "calibration_curve": [list(p) for p in cal.curve], "learn_steps": cal.learn_steps}
     return Plan(trial_steps=top, eval_every=every, cycles=cycles, hp_trials=hp_trials, population=population,
                 steps_per_s=1.0 / s_step, seed_jobs=seed_jobs, reserve_s=plan.reserve_s, eval_episodes=episodes,
@@ -107,6 +147,9 @@ def ladder_text(ctx) -> list[str]:
         f"  ~{lad['entering']} configs enter the lowest rung, ~{lad['top_configs']} reach the top (at "
         f"{lad['typical_cost']:.1f}x the prior's cost per step, from the space's network sizes and epochs); "
         f"the lowest rung is at least {lad['bottom']:,} steps (where the prior left its starting score)",
+        *([f"  configs dearer than {lad['cost_cap']:.2f}x the prior per step are not admitted (the budget's "
+           f"ladder cannot select among them; {lad['admissible_share']:.0%} of the space's network/epoch/minibatch "
+           f"combinations fit; the space's mean is {lad['space_cost']:.1f}x)"] if lad.get("cost_cap") else []),
         f"  re-checks at the top rung ({rungs[-1]:,} steps): {lad['heldout_configs']} configs + baseline on "
         f"held-out seeds, winner + baseline on test seeds ({TEST_CONFIGS} configs): ~{lad['reserve_s'] / 60:.1f} min "
         f"reserved; tuning ~{lad['tuning_s'] / 60:.1f} min",

@@ -61,6 +61,7 @@ class LadderPolicy:
         self.heldout_n = top_k                 # tuned configs the held-out re-check takes (lowered to fit)
         self.typical_ratio = 1.0               # a sampled config's expected cost per step over the prior's
         self.budget_s = 0.0                    # the run's whole budget (the reserve's cap is a share of it)
+        self.cost_cap: float | None = None     # the dearest shape estimate admitted (x the prior's), None: any
 
     # -- estimates ---------------------------------------------------------------------------------
     def climb_s(self, params: Mapping, config_id: str | None, rung: int) -> float:
@@ -103,11 +104,15 @@ class LadderPolicy:
             order += [c for c in p.ranked(rung) if p.rung_of(c) == rung and p.value(c, rung) is not None]
         return order[: self.heldout_n]
 
-    def reserve_s(self) -> float:
+    def reserve_s(self, joining: str | None = None) -> float:
         """Wall seconds the re-checks need at the top rung's length, for what will be re-checked: the
         held-out phase (the candidates and the baseline on the held-out seeds), then the test phase (the
-        leader and the baseline on the test seeds), each seed job list-scheduled on the workers."""
+        leader and the baseline on the test seeds), each seed job list-scheduled on the workers.
+        ``joining``: a config about to be promoted, counted among the candidates and as the leader if it is
+        the dearer (a promotion may make it the one re-checked)."""
         cands = self.candidates()
+        if joining is not None:
+            cands = [joining, *[c for c in cands if c != joining]][: self.heldout_n]
         jobs = [self._recheck_job_s(self.params.get(c, self.baseline), c) for c in cands]
         if not jobs:  # nothing finished yet: plan for top_k configs of the typical cost
             top = self.promotions.ladder.rungs[-1]
@@ -115,7 +120,8 @@ class LadderPolicy:
         base = self._baseline_job_s()
         n = self.recheck_seeds
         heldout = makespan([j for j in jobs for _ in range(n)] + [base] * n, self.n_jobs)
-        return heldout + makespan([jobs[0]] * n + [base] * n, self.n_jobs)
+        lead = max(jobs[:2]) if joining is not None else jobs[0]  # the joining config or the leader wins
+        return heldout + makespan([lead] * n + [base] * n, self.n_jobs)
 
     def _top_reachable(self, left_s: float) -> bool:
         """Whether the best config so far (or a typical one) can still climb to the top rung and be
@@ -150,28 +156,33 @@ class LadderPolicy:
         return changes
 
     # -- decisions ---------------------------------------------------------------------------------
-    def _fits(self, job_s: float, *, left_s: float, in_flight_s: float) -> bool:
+    def _fits(self, job_s: float, *, left_s: float, in_flight_s: float, joining: str | None = None) -> bool:
         """A job fits when it and the work in flight finish on the workers before the tuning deadline,
-        and one of its seed jobs alone does (seeds cannot be split)."""
-        tuning_left = left_s - self.reserve_s()
+        and one of its seed jobs alone does (seeds cannot be split). ``joining``: see ``reserve_s``."""
+        tuning_left = left_s - self.reserve_s(joining)
         per_seed = job_s / max(1, self.seeds)
         return per_seed <= tuning_left and in_flight_s + job_s <= self.n_jobs * tuning_left
 
-    def next_action(self, *, left_s: float, in_flight_s: float, typical_params: Mapping | None = None) -> Action:
+    def next_action(self, *, left_s: float, in_flight_s: float, typical_params: Mapping | None = None,
+                    admit_first: bool = False) -> Action:
         """The next job, given ``left_s`` wall seconds until the budget's end and ``in_flight_s``
         worker-seconds of work still to do in running jobs. ``typical_params``: a config like the ones the
-        sampler proposes (default: the prior), for the admission estimate before one is sampled."""
+        sampler proposes (default: the prior), for the admission estimate before one is sampled.
+        ``admit_first``: a new config goes before the promotions when it fits (a planned stage's first
+        config: promotions of earlier stages never starve a stage out of the run)."""
         self.adapt(left_s)
+        est = self.climb_s(typical_params, None, 0) if typical_params else self.typical_climb_s(0)
+        if admit_first and self._fits(est, left_s=left_s, in_flight_s=in_flight_s):
+            return Action("admit", None, 0, est)
 
         def fits(config_id: str, rung: int) -> bool:
             return self._fits(self.climb_s(self.params.get(config_id, self.baseline), config_id, rung),
-                              left_s=left_s, in_flight_s=in_flight_s)
+                              left_s=left_s, in_flight_s=in_flight_s, joining=config_id)
 
         got = self.promotions.next_promotion(fits)
         if got is not None:
             c, rung = got
             return Action("promote", c, rung, self.climb_s(self.params.get(c, self.baseline), c, rung))
-        est = self.climb_s(typical_params, None, 0) if typical_params else self.typical_climb_s(0)
         if self._fits(est, left_s=left_s, in_flight_s=in_flight_s):
             return Action("admit", None, 0, est)
         # nothing fits now; once running jobs end, their candidates may be promotable or the reserve smaller
@@ -180,6 +191,11 @@ class LadderPolicy:
     def admits(self, config_id: str, params: Mapping, *, left_s: float, in_flight_s: float) -> bool:
         """Whether the sampled config ``config_id`` fits at the lowest rung (its own shape's estimate)."""
         return self._fits(self.climb_s(params, None, 0), left_s=left_s, in_flight_s=in_flight_s)
+
+    def too_dear(self, params: Mapping) -> bool:
+        """Whether a sampled config is dearer per step (its shape's estimate) than the plan's cost cap."""
+        ratio = self.cost.shape_estimate(params) / self.cost.prior_s_per_step
+        return self.cost_cap is not None and ratio > self.cost_cap
 
     def register(self, config_id: str, params: Mapping) -> None:
         """``config_id`` enters the ladder with ``params`` (its cost is estimated from them)."""

@@ -68,11 +68,13 @@ class LadderRun:
         self.policy.heldout_n = int(recorded.get("heldout_n") or ctx.cfg.top_k)
         self.policy.typical_ratio = float(lad.get("typical_cost") or 1.0)
         self.policy.budget_s = ctx.budget.total_s
+        self.policy.cost_cap = lad.get("cost_cap")
         self.told: set[str] = set()
         self.tickets: dict[str, tuple] = {}   # config -> sampler ticket (study, trial id)
         self.trials: dict[str, object] = {}   # config -> its record trial (a live handle)
         self.changes: list[str] = list(recorded.get("changes") or [])
         self.too_slow = 0  # proposals in a row that would not finish their first rung in time
+        self.too_dear = 0  # proposals in a row dearer than the plan's cost cap
         ctx.plan.trial_steps = self.promotions.ladder.rungs[-1]
 
     # ---- state ---------------------------------------------------------------------------------
@@ -135,11 +137,12 @@ class LadderRun:
             out += self.policy.climb_s(c.train_params, c.config_id, c.rung) * left / max(1, len(c.seeds))
         return out
 
-    def next_action(self) -> Action:
+    def next_action(self, *, admit_first: bool = False) -> Action:
         """The policy's next job, with the time left until the budget's end; the change of the top rung or the
-        held-out count it made on the way is recorded."""
+        held-out count it made on the way is recorded. ``admit_first``: see ``LadderPolicy.next_action``."""
         before = (self.promotions.ladder.rungs, self.policy.heldout_n)
-        act = self.policy.next_action(left_s=self.ctx.budget.remaining_s(), in_flight_s=self.in_flight_s())
+        act = self.policy.next_action(left_s=self.ctx.budget.remaining_s(), in_flight_s=self.in_flight_s(),
+                                      admit_first=admit_first)
         if (self.promotions.ladder.rungs, self.policy.heldout_n) != before:
             self.changes.append(f"{round(self.ctx.budget.elapsed_s())}s: top rung {self.promotions.ladder.rungs[-1]}, "
                                 f"held-out re-check of {self.policy.heldout_n}")
@@ -162,6 +165,10 @@ class LadderRun:
         """Whether a proposed config fits at the lowest rung by its own shape's estimate."""
         return self.policy.admits(c.config_id, c.train_params, left_s=self.ctx.budget.remaining_s(),
                                   in_flight_s=self.in_flight_s())
+
+    def dearer_than_cap(self, c: ConfigRun) -> bool:
+        """Whether a proposed config is dearer per step than the budget's ladder was planned to select among."""
+        return self.policy.too_dear(c.train_params)
 
     def enter(self, c: ConfigRun) -> ConfigRun:
         """A new config's first climb, to the lowest rung."""
