@@ -2,6 +2,12 @@
 
 Slow (about 4-10 minutes per run on 2 CPU cores): run with ``pytest -m slow tests/slow``.
 The same runs, with a table, are in bench/navigation_weights.py.
+
+The margin: measured on 2026-11-24 at 0.782 vs 0.569 (+0.21), on the navigation env before the ray-casting
+fix of 2026-11-27 (85751c6: phantom near-miss circles behind the robot made the rays wrong); on the fixed env
+the same seeds give 0.699 vs 0.596 (+0.10; SB3 on CPU with one thread is deterministic, so a rerun gives the
+same numbers). The better weighting still learns more on every run so far; the margin asked is half the
+measured one.
 """
 import multiprocessing as mp
 import sys
@@ -25,4 +31,4 @@ def test_default_weights_learn_and_better_weights_learn_more():
             for name in ("default", "better")}
     print(results, mean)
     assert mean["default"] >= 0.4
-    assert mean["better"] >= mean["default"] + 0.15
+    assert mean["better"] >= mean["default"] + 0.05
