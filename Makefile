@@ -1,5 +1,6 @@
 # make demo: build .venv if needed, run a short real staged search.
-# make test: build .venv if needed, run the default test suite.
+# make test: build .venv if needed, run the default test suite (on 2 processes, pytest-xdist; a module's
+# tests stay on one process, so its module-scoped fixtures, e.g. a Ray cluster, start once).
 # EXTRAS=dev,ray,postgres (what .ci/run uses) also installs Ray and psycopg2 for the scaling-out tests.
 PY ?= python3.11
 VENV := .venv
@@ -27,7 +28,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/python -m pytest -q --durations=15
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 # the long learning checks and end-to-end runs (tests/slow and the slow-marked tests); a test may take
 # up to 30 minutes here (the default suite's limit is 10, pyproject's timeout)
