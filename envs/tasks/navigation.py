@@ -24,8 +24,9 @@ A better weighting (bench/navigation_weights.py: SB3 PPO with the space's prior 
 2M steps, deterministic evaluation on 1000 fresh episodes; seeds 0 / 1 / 2):
     progress 1.0, heading 0.0, collision -5.0, action_rate -0.01, energy -0.01,
     goal 25.0, alive -0.02
-    success 0.836 / 0.856 / 0.655, mean 0.782  (defaults: 0.505 / 0.602 / 0.601, mean 0.569)
-    reference return 57.3 (defaults: 46.0)
+    success 0.870 / 0.616 / 0.611, mean 0.699  (defaults: 0.620 / 0.600 / 0.568, mean 0.596)
+    (2026-12-06, tests/slow/test_navigation_learning.py; before the ray-casting fix of 2026-11-27 the
+    same runs gave 0.836 / 0.856 / 0.655, mean 0.782, defaults 0.569, reference return 57.3 vs 46.0)
 A first try (collision -10, goal 10, alive -0.01, otherwise the same) reached 0.733.
 """
 from __future__ import annotations
