@@ -52,10 +52,9 @@ def space_costs(inputs: Inputs) -> list[float]:
     return sorted(out) or [1.0]
 
 
-def typical_cost_ratio(inputs: Inputs) -> float:
-    """How much slower than the prior a sampled config is expected to be: the mean over the space's
-    combinations of cost-relevant choices (``space_costs``), at least 1."""
-    costs = space_costs(inputs)
+def mean_cost(costs: list[float]) -> float:
+    """How much slower than the prior a sampled config is expected to be: the mean of ``space_costs``, at
+    least 1."""
     return max(sum(costs) / len(costs), 1.0)
 
 
@@ -99,7 +98,7 @@ def make_ladder_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibr
     # evaluation adds ~its planned share; the first sketch assumes the full share, then it is recomputed
     s_step = train_s_step / (1 - MAX_EVAL_SHARE)
     costs = space_costs(inputs)
-    typical = max(sum(costs) / len(costs), 1.0)
+    typical = mean_cost(costs)
     plan, every, ratio = None, cfg.eval_every, typical
     for _ in range(2):
         unit = every or rollout
