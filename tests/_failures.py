@@ -9,7 +9,7 @@ from pathlib import Path
 from _sim import FakeClock, SimExecutor
 
 from automl.run import driver
-from automl.run.context import prepare
+from automl.run.opening import prepare
 from automl.exec.jobs import JobResult
 from automl.run.runconfig import RunConfig
 

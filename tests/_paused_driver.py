@@ -29,7 +29,7 @@ from automl.cli.main import build_parser, run_config_from  # noqa: E402
 from automl.exec.executor import make_executor  # noqa: E402
 from automl.exec.jobs import Done  # noqa: E402
 from automl.run import driver  # noqa: E402
-from automl.run.context import prepare  # noqa: E402
+from automl.run.opening import prepare  # noqa: E402
 
 
 class PausingExecutor:

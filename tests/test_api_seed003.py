@@ -85,7 +85,7 @@ def test_as_a_ppo_run_the_file_becomes_the_runs_flags_and_command_line_flags_win
 
 def test_as_a_ppo_run_only_the_files_parameters_are_searched():
     from automl.run.runconfig import RunConfig
-    from automl.run.setup import resolve_inputs
+    from automl.run.inputs import resolve_inputs
 
     spec = resolve_inputs(RunConfig(env="cartpole", preset=PPO, mode="hp")).spec
     assert spec.names == ("learning_rate", "rollouts", "learning_epochs")

@@ -101,7 +101,7 @@ def test_bad_run_flags_are_one_line(tmp_path, args, needle):
 
 def test_the_three_seed_sets_are_disjoint_up_to_the_most_seeds_allowed():
     from automl.run.runconfig import RunConfig
-    from automl.run.setup import resolve_inputs
+    from automl.run.inputs import resolve_inputs
 
     inputs = resolve_inputs(RunConfig(env="cartpole", space=TINY, seeds=1000, seed=7))
     assert inputs.tuning_seeds == list(range(7, 1007)) and inputs.heldout_seeds == list(range(1007, 2007))
@@ -236,7 +236,7 @@ def test_seed_batching_on_needs_the_torch_trainer(tmp_path):
 
 def test_trainer_auto_picks_torch_for_batched_tasks_sb3_for_gym_ids_and_keeps_a_resumed_runs(tmp_path):
     from automl.run.runconfig import RunConfig
-    from automl.run.setup import resolve_defaults as resolve_trainer
+    from automl.run.inputs import resolve_defaults as resolve_trainer
     from automl.run.state import StateStore
 
     store = StateStore(str(tmp_path / "run"))

@@ -18,7 +18,7 @@ from _cli import state
 from _scripted import FakeClock, ScriptedExecutor
 
 from automl.run import driver
-from automl.run.context import prepare
+from automl.run.opening import prepare
 from automl.run.phases import MAX_REJECTS
 from automl.run.runconfig import RunConfig
 

@@ -24,7 +24,7 @@ from _cli import ROOT, TINY, automl, state
 from _scripted import FakeClock, ScriptedExecutor, write_space
 
 from automl.run import driver
-from automl.run.context import prepare
+from automl.run.opening import prepare
 from automl.run.runconfig import RunConfig
 
 DEFAULT_WEIGHTS = {"alive": 1.0, "cart_position": 0.0, "pole_angle": 0.0}   # configs/rewards/cartpole.yaml
@@ -372,11 +372,11 @@ def test_a_record_trial_killed_before_it_was_recorded_is_failed_not_resumed(tmp_
     # config_id. On resume it is told FAIL and never shows up as a config.
     ctx1, _, _ = sim(tmp_path, mode="hp", hp_trials=1, seeds=1, top_k=1, n_jobs=1)
     assert driver.run(ctx1) == 0
-    half = ctx1.record.ask()   # what the killed session left behind
+    half = ctx1.record_study.ask()   # what the killed session left behind
     half.set_user_attr("kind", "hp")
     ctx2, _, _ = sim(tmp_path, mode="hp", hp_trials=1, seeds=1, top_k=1, n_jobs=1)
     assert driver.run(ctx2) == 0
     st = state(tmp_path / "run")
     assert [t["config_id"] for t in st["trials"] if t["kind"] == "hp"] == ["config_000"]
     assert all(t["state"] != "running" for t in st["trials"])
-    assert ctx2.record.get_trials()[half.number].state.name == "FAIL"
+    assert ctx2.record_study.get_trials()[half.number].state.name == "FAIL"

@@ -150,10 +150,10 @@ def test_cost_model_learns_from_measurements():
 def _nav_plan(minutes: float, tmp_path):
     """make_ladder_plan for navigation on 2 workers, 3 seeds, with this machine's measured calibration: the
     prior at 38k steps/s per worker, its curve leaving the start at 327,680 steps."""
-    from automl.run.context import prepare
+    from automl.run.opening import prepare
     from automl.run.ladder_plan import make_ladder_plan
     from automl.run.runconfig import RunConfig
-    from automl.run.setup import Calibration
+    from automl.run.plan import Calibration
 
     curve = ((81920, 0.0312, 0.0285), (163840, 0.0938, 0.0391), (245760, 0.0781, 0.0369),
              (327680, 0.3594, 0.0585), (409600, 0.4531, 0.0604), (491520, 0.7812, 0.0514))

@@ -9,7 +9,7 @@ from _sim import FakeClock, SimExecutor
 
 from automl.core.record import Kind, State
 from automl.run import driver
-from automl.run.context import prepare
+from automl.run.opening import prepare
 from automl.run.runconfig import RunConfig
 
 

@@ -7,7 +7,7 @@ import yaml
 from _sim import FakeClock, SimExecutor
 
 from automl.run import driver
-from automl.run.context import prepare
+from automl.run.opening import prepare
 from automl.run.runconfig import RunConfig
 from automl.core.scoring import objective_value, score
 
@@ -54,7 +54,7 @@ def _run(tmp_path, objective):
                                                                             value_fn=_lucky_prior))
     assert driver.run(ctx) == 0
     best = yaml.safe_load((tmp_path / objective / "best.yaml").read_text())
-    told = {t.user_attrs.get("config_id"): t.value for t in ctx.record.get_trials()
+    told = {t.user_attrs.get("config_id"): t.value for t in ctx.record_study.get_trials()
             if t.user_attrs.get("kind") == "hp"}
     return ctx, best, told
 
@@ -80,7 +80,7 @@ def test_lcb_prefers_the_config_that_is_good_on_every_seed(tmp_path):
 
 
 def test_an_older_run_without_the_key_resumes_with_mean(tmp_path):
-    from automl.run.setup import resolve_defaults
+    from automl.run.inputs import resolve_defaults
     from automl.run.state import StateStore
 
     store = StateStore(str(tmp_path / "run"))

@@ -5,7 +5,7 @@ import yaml
 from _sim import FakeClock, SimExecutor
 
 from automl.run import driver
-from automl.run.context import prepare
+from automl.run.opening import prepare
 from automl.core.errors import AutoMLError
 from automl.run.runconfig import RunConfig
 

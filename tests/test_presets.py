@@ -166,7 +166,7 @@ def test_preset_constraint_on_missing_name_fails_on_apply(tmp_path):
 
 
 def test_empty_files_are_refused_by_every_yaml_reader_but_braces_are_the_empty_preset(tmp_path):
-    from automl.run.setup import load_reward_file
+    from automl.run.inputs import load_reward_file
     from automl.cli.train import load_train_config
 
     path = tmp_path / "e.yaml"

@@ -13,7 +13,8 @@ from automl.run.budget import Budget
 from automl.core.errors import AutoMLError
 from automl.core.values import is_finite_number
 from automl.run.runconfig import RunConfig
-from automl.run.setup import DEFAULT_EVAL_EPISODES, Calibration, Inputs, minimum_budget_s
+from automl.run.inputs import Inputs
+from automl.run.plan import DEFAULT_EVAL_EPISODES, Calibration, minimum_budget_s
 from automl.run.state import StateStore
 
 

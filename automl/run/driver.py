@@ -4,14 +4,15 @@
 
 ``automl.run.modes`` says which phases a mode runs; ``automl.run.phases`` holds the phases (each asks
 its search owner, submits seed jobs through the scheduler and tells the results); ``automl.run.context.RunContext`` holds the run they share (budget,
-records, studies, scheduler, state file). The driver starts the run, runs the phases in order, and
+records, studies, scheduler, state file), which ``automl.run.opening`` assembles. The driver starts the run, runs the phases in order, and
 always closes it: the state file is written and the workers stop, also on errors and interrupts.
 """
 from __future__ import annotations
 
 import signal
 
-from automl.run.context import RunContext, prepare
+from automl.run.context import RunContext
+from automl.run.opening import prepare, start
 from automl.core.errors import AutoMLError
 from automl.run.runconfig import RunConfig
 
@@ -41,7 +42,7 @@ def run(ctx: RunContext) -> int:
     previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
     status = "failed"
     try:
-        ctx.start()
+        start(ctx)
         for phase in ctx.mode.phases(ctx):
             if phase.tuning and ctx.tuning_over():
                 continue  # the budget or the search ended tuning: on to the held-out phase

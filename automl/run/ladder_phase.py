@@ -147,7 +147,7 @@ def _not_admitted(ctx, c, reason: str) -> None:
     c.trial.set_user_attr("state", State.REJECTED)
     c.trial.set_user_attr("rejected", True)
     c.trial.set_user_attr("reason", entry.reason)
-    ctx.record.tell(c.trial, state=TrialState.FAIL)
+    ctx.record_study.tell(c.trial, state=TrialState.FAIL)
     if c.sampler is not None:
         from automl.search.owner import Outcome
 

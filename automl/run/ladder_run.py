@@ -96,7 +96,7 @@ class LadderRun:
             cid = a.get("config_id")
             if not cid or a.get("rung_target") is None:
                 continue
-            self.trials[cid] = studies.attach(self.ctx.record, t._trial_id)
+            self.trials[cid] = studies.attach(self.ctx.record_study, t._trial_id)
             self.policy.register(cid, space_mod.merged(self.ctx.inputs.spec, self._params(cid)))
             for k, c in sorted((int(k), c) for k, c in (climbs or {}).items()):
                 self.promotions.results.setdefault(k, {})[cid] = c.get("value")
@@ -294,16 +294,16 @@ class LadderRun:
             return
         trial.set_user_attr("closed", True)
         if entry.state == State.COMPLETE and entry.score:
-            self.ctx.record.tell(trial, objective_value(entry.score, self.ctx.cfg.objective, risk=self.ctx.cfg.risk))
+            self.ctx.record_study.tell(trial, objective_value(entry.score, self.ctx.cfg.objective, risk=self.ctx.cfg.risk))
         else:
-            self.ctx.record.tell(trial, state=TrialState.FAIL if entry.state == State.FAILED else TrialState.PRUNED)
+            self.ctx.record_study.tell(trial, state=TrialState.FAIL if entry.state == State.FAILED else TrialState.PRUNED)
         if not self.ctx.cfg.keep_checkpoints:
             from automl.train.checkpoint import remove
 
             c = ConfigRun(trial=trial, config_id=config_id, kind=entry.kind, cycle=entry.cycle, params={},
                           weights={}, seeds=[], train_params={}, steps=0)
             for seed in [None, *self.ctx.inputs.tuning_seeds]:
-                remove(str(self.ctx.checkpoint_path(c, seed)))
+                remove(str(self.ctx.jobs.checkpoint_path(c, seed)))
 
     def close_all(self) -> None:
         """End of tuning: every config waiting between climbs closes at its highest rung."""

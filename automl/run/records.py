@@ -24,20 +24,21 @@ TUNING_KINDS = Kind.TUNING
 class Records:
     """Config records in trial order, the incumbent, alarms, and the record-study bookkeeping."""
 
-    def __init__(self, ctx):
-        self.ctx = ctx
+    def __init__(self, cfg, inputs, store):
+        self.cfg, self.inputs, self.store = cfg, inputs, store  # run settings, resolved inputs, state store
+        self.study = None        # the record study (optuna), opened when the run starts
+        self.value_floor = None  # calibration's lowest true metric (the plan's), before any result
         self.entries: dict[int, ConfigRecord] = {}  # record trial number -> its record
         self.alarms: list[dict] = []
 
     # ---- creating --------------------------------------------------------------------------
     def _record(self, kind, cycle, params, weights, attrs):
-        ctx = self.ctx
-        dists = {**space_mod.distributions(ctx.inputs.spec),
-                 **weight_distributions(ctx.inputs.terms)}
-        values = {**space_mod.encode_params(ctx.inputs.spec, params),
+        dists = {**space_mod.distributions(self.inputs.spec),
+                 **weight_distributions(self.inputs.terms)}
+        values = {**space_mod.encode_params(self.inputs.spec, params),
                   **{f"reward.{k}": v for k, v in weights.items() if f"reward.{k}" in dists}}
         dists = {k: d for k, d in dists.items() if k in values}
-        trial = studies.record_trial(ctx.record, values, dists, {
+        trial = studies.record_trial(self.study, values, dists, {
             "kind": kind, "cycle": cycle, "all_weights": weights, **attrs})
         config_id = attrs.get("config_id") or f"config_{trial.number:03d}"
         trial.set_user_attr("config_id", config_id)
@@ -55,14 +56,14 @@ class Records:
         self.entries[trial.number] = ConfigRecord(cid, kind, cycle, State.RUNNING, params, weights,
                                                   heldout_of=(extra or {}).get("heldout_of"))
         return ConfigRun(trial=trial, config_id=cid, kind=kind, cycle=cycle, params=params, weights=weights,
-                         seeds=list(seeds), train_params=space_mod.merged(self.ctx.inputs.spec, params),
+                         seeds=list(seeds), train_params=space_mod.merged(self.inputs.spec, params),
                          steps=steps, sampler=sampler)
 
     def rejected(self, kind, cycle, params, weights, reason) -> None:
         """Record a constraint-rejected config: told FAIL, never trained, not counted."""
         trial, cid = self._record(kind, cycle, params, weights, {"rejected": True, "state": State.REJECTED,
                                                                   "reason": reason})
-        self.ctx.record.tell(trial, state=TrialState.FAIL)
+        self.study.tell(trial, state=TrialState.FAIL)
         self.entries[trial.number] = ConfigRecord(cid, kind, cycle, State.REJECTED, params, weights, reason=reason)
 
     # ---- updating --------------------------------------------------------------------------
@@ -82,17 +83,15 @@ class Records:
             c.trial.set_user_attr("score", score)
         record_state = {State.COMPLETE: TrialState.COMPLETE, State.PRUNED: TrialState.PRUNED}.get(state, TrialState.FAIL)
         if record_state == TrialState.COMPLETE:
-            self.ctx.record.tell(c.trial, objective_value(score, self.ctx.cfg.objective, risk=self.ctx.cfg.risk))
+            self.study.tell(c.trial, objective_value(score, self.cfg.objective, risk=self.cfg.risk))
         else:
-            self.ctx.record.tell(c.trial, state=record_state)
+            self.study.tell(c.trial, state=record_state)
         return entry
 
     def add_alarm(self, alarm: dict) -> None:
-        """Keep an alarm for the state file and say it (events, live view)."""
+        """Keep an alarm for the state file and write its event."""
         self.alarms.append(alarm)
-        self.ctx.store.event("alarm", **alarm)
-        if self.ctx.view is not None:
-            self.ctx.view.alarm(alarm)
+        self.store.event("alarm", **alarm)
 
     def tuned(self) -> list[ConfigRecord]:
         """The complete tuning configs."""
@@ -110,29 +109,29 @@ class Records:
 
     def best_entry(self) -> ConfigRecord | None:
         """The incumbent: the complete tuning config ranked first by the run's objective."""
-        best = ranked(self.entries.values(), self.ctx.cfg.objective, TUNING_KINDS, self.ctx.cfg.risk,
-                      self.ctx.cfg.selection)
+        best = ranked(self.entries.values(), self.cfg.objective, TUNING_KINDS, self.cfg.risk,
+                      self.cfg.selection)
         return best[0] if best else None
 
     def best_params(self) -> dict:
         """The incumbent's HPs (the priors before anything finished)."""
         best = self.best_entry()
-        return dict(best.params) if best else space_mod.prior_params(self.ctx.inputs.spec)
+        return dict(best.params) if best else space_mod.prior_params(self.inputs.spec)
 
     def best_weights(self) -> dict:
         """The incumbent's reward weights (the defaults before anything finished)."""
         best = self.best_entry()
         return dict(best.reward_weights) if best and best.reward_weights else \
-            dict(self.ctx.inputs.default_weights)
+            dict(self.inputs.default_weights)
 
     def worst_value(self) -> float | None:
         """What a failed seed counts as: 0 for success rates, else the lowest result recorded; before
         any result, the lowest value calibration's short runs of the prior reached; None if unknown."""
-        if self.ctx.inputs.true_metric == "success_rate":
+        if self.inputs.true_metric == "success_rate":
             return 0.0
         vals = [r["episode_reward_mean"] for e in self.entries.values() for r in e.seeds
                 if is_finite_number(r.get("episode_reward_mean"))]
-        return min(vals) if vals else self.ctx.plan.value_floor
+        return min(vals) if vals else self.value_floor
 
 
 def ranked(entries, objective: str, kinds, risk: float = DEFAULT_RISK, selection=None) -> list[ConfigRecord]:

@@ -19,10 +19,10 @@ from automl.search.states import state_name
 def reattach(ctx) -> list[ConfigRun]:
     """Fill ``ctx.records`` from the record study and the earlier state; the in-flight configs."""
     resume = []
-    for t in ctx.record.get_trials(deepcopy=False):
+    for t in ctx.record_study.get_trials(deepcopy=False):
         a = t.user_attrs
         if t.state == TrialState.RUNNING and "config_id" not in a:
-            ctx.record.tell(t.number, state=TrialState.FAIL)  # killed while being recorded (config_id is set last)
+            ctx.record_study.tell(t.number, state=TrialState.FAIL)  # killed while being recorded (config_id is set last)
             continue
         entry = entry_from_trial(t, ctx.inputs.spec)
         ctx.records.entries[t.number] = entry
@@ -32,7 +32,7 @@ def reattach(ctx) -> list[ConfigRun]:
     # a sampler trial asked by a run killed before it recorded the config was never trained: failed
     attached = {(c.sampler[0].study_name, c.sampler[1]) for c in resume if c.sampler}
     attached |= {(a["sampler"]["study"], a["sampler"]["trial_id"]) for a in
-                 (t.user_attrs for t in ctx.record.get_trials(deepcopy=False) if t.state == TrialState.RUNNING)
+                 (t.user_attrs for t in ctx.record_study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING)
                  if a.get("paused") and a.get("sampler")}  # ladder configs between climbs: told when they settle
     for search in ctx.searches.values():
         for t in search.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -68,7 +68,7 @@ def config_from_trial(ctx, t, entry) -> ConfigRun:
     done = {r["seed"]: r for r in entry.seeds if r.get("state") in State.SCORED
             and (target is None or r.get("state") == State.FAILED or int(r.get("steps", 0)) >= int(a["steps"]))}
     entry.seeds = list(done.values())
-    c = ConfigRun(trial=studies.attach(ctx.record, t._trial_id), config_id=entry.config_id,
+    c = ConfigRun(trial=studies.attach(ctx.record_study, t._trial_id), config_id=entry.config_id,
                   kind=kind, cycle=entry.cycle, params=entry.params,
                   weights=entry.reward_weights, seeds=list(seeds),
                   train_params=space_mod.merged(ctx.inputs.spec, entry.params),

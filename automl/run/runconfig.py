@@ -59,9 +59,9 @@ class RunConfig:
     checkpoint_every: int | None = None  # None: about every 2 minutes of training
     keep_checkpoints: bool = False
     quiet: bool = False
-    trainer: str = "auto"         # resolved before the run starts (automl.run.setup.resolve_trainer)
+    trainer: str = "auto"         # resolved before the run starts (automl.run.inputs.resolve_defaults)
     seed_batching: str = "auto"   # auto: on with the torch trainer on CUDA
-    objective: str | None = None  # None: iqm for a new run, the recorded one on resume (automl.run.setup.resolve_defaults)
+    objective: str | None = None  # None: iqm for a new run, the recorded one on resume (automl.run.inputs.resolve_defaults)
     risk: float = DEFAULT_RISK    # K in --objective mean-std (mean - K * std over seeds)
     population: int = 8           # --mode pbt: members trained together
     ready_steps: int | None = None  # --mode pbt: env steps per member between ready points (None: a tenth of training)

@@ -125,9 +125,11 @@ class Mode:
 
     def plan_text(self, ctx) -> str:
         """The --dry-run summary."""
-        from automl.run.setup import plan_text
+        from automl.run.ladder_plan import ladder_text
+        from automl.run.plan import plan_text
 
-        return plan_text(ctx, self.stages(ctx.plan, ctx.cfg, bool(ctx.inputs.terms)))
+        text = plan_text(ctx, self.stages(ctx.plan, ctx.cfg, bool(ctx.inputs.terms)))
+        return "\n".join([text, *ladder_text(ctx)]) if ctx.plan.ladder else text
 
     # ---- run ---------------------------------------------------------------------------------
     def search_owners(self, ctx) -> dict:
@@ -154,10 +156,11 @@ class Mode:
 def hp_owner(ctx):
     """The HP search over the run's --search-method sampler study (the grid walks on from the HP configs
     already proposed)."""
+    from automl.run.opening import sampler_study
     from automl.search import studies
     from automl.search.hp import HPSearch
 
-    return HPSearch(ctx.sampler_study(studies.HP_SAMPLER), ctx.inputs.spec, space_path=ctx.inputs.space_path,
+    return HPSearch(sampler_study(ctx, studies.HP_SAMPLER), ctx.inputs.spec, space_path=ctx.inputs.space_path,
                     method=ctx.cfg.search_method, proposed=ctx.records.grid_cursor)
 
 
@@ -165,10 +168,14 @@ def reward_owner(ctx) -> dict:
     """{Kind.REWARD: the reward search} when the env has reward terms, else {}."""
     if not ctx.inputs.terms:
         return {}
+    import functools
+
+    from automl.run.opening import reward_study
     from automl.search.reward import RewardSearch
 
     # the study opens on first use: its CMA-ES population is the plan's, made once calibration has run
-    return {Kind.REWARD: RewardSearch(ctx.reward_study, ctx.inputs.terms, ctx.inputs.default_weights)}
+    return {Kind.REWARD: RewardSearch(functools.partial(reward_study, ctx), ctx.inputs.terms,
+                                      ctx.inputs.default_weights)}
 
 
 def refuse(flag: str, text: str) -> None:

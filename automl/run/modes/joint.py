@@ -37,9 +37,10 @@ class JointMode(Mode):
         return [Stage(Kind.JOINT, 1, min(quota, cfg.max_trials or 10**9))] if quota else []
 
     def search_owners(self, ctx) -> dict:
+        from automl.run.opening import sampler_study
         from automl.search.joint import STUDY_NAME, JointSearch
 
-        joint = JointSearch(ctx.sampler_study(STUDY_NAME), ctx.inputs.spec, ctx.inputs.terms,
+        joint = JointSearch(sampler_study(ctx, STUDY_NAME), ctx.inputs.spec, ctx.inputs.terms,
                             ctx.inputs.default_weights)
         return {Kind.HP: hp_owner(ctx), Kind.JOINT: joint, **reward_owner(ctx)}
 
