@@ -18,43 +18,44 @@ from automl.run.plan import DEFAULT_EVAL_EPISODES, Calibration, minimum_budget_s
 from automl.run.state import StateStore
 
 
-def _run_jobs(cfg: RunConfig, inputs: Inputs, executor, budget: Budget, *, steps: int, eval_every: int,
+def _run_jobs(cfg: RunConfig, inputs: Inputs, scheduler, budget: Budget, *, steps: int, eval_every: int,
               timeout: float, tag: str) -> list[dict]:
-    """One job of the prior config per worker (seeds base+0..), all at once; their result dicts."""
+    """One job of the prior config per worker (seeds base+0..), all at once through the run's scheduler;
+    their result dicts."""
     from automl.run import trainers
-    from automl.exec.executor import Done, Job
+    from automl.exec.executor import Job
 
     episodes = cfg.eval_episodes or DEFAULT_EVAL_EPISODES
     params = {**inputs.spec.fixed, **space_mod.prior_params(inputs.spec)}
+    results: list = []
     for i in range(cfg.n_jobs):
         kwargs = dict(params=params, env=inputs.env, seed=inputs.base_seed + i, total_steps=steps,
                       eval_every=eval_every, eval_episodes=episodes, device=cfg.device)
-        executor.submit(Job(job_id=f"{tag}{i}", fn=trainers.job_fn(cfg.trainer), kwargs=kwargs, timeout_s=timeout))
+        scheduler.submit_job(Job(job_id=f"{tag}{i}", fn=trainers.job_fn(cfg.trainer), kwargs=kwargs,
+                                 timeout_s=timeout), results.append)
     clock = budget.clock
-    out, pending, deadline = [], cfg.n_jobs, clock() + timeout + 5
-    while pending and clock() < deadline:
-        for ev in executor.poll(0.5):
-            if not isinstance(ev, Done):
-                continue
-            pending -= 1
-            v = ev.result.value if ev.result.ok else None
+    out, deadline = [], clock() + timeout + 5
+    while len(out) < cfg.n_jobs and clock() < deadline:
+        scheduler.step(0.5)
+        for r in results[len(out):]:
+            v = r.value if r.ok else None
             if not (isinstance(v, dict) and v.get("train_s")):
                 raise AutoMLError(f"{inputs.space_path}: the prior config failed to train "
-                                  f"on {inputs.env!r}: {ev.result.reason}")
-            out.append({**v, "job_wall_s": ev.result.wall_s})
-    if pending:
+                                  f"on {inputs.env!r}: {r.reason}")
+            out.append({**v, "job_wall_s": r.wall_s})
+    if len(out) < cfg.n_jobs:
         raise AutoMLError(f"{inputs.space_path}: calibration run of the prior config timed out")
     return out
 
 
-def calibrate(cfg: RunConfig, inputs: Inputs, executor, budget: Budget, store: StateStore) -> Calibration:
+def calibrate(cfg: RunConfig, inputs: Inputs, scheduler, budget: Budget, store: StateStore) -> Calibration:
     """Measure training steps/s per worker and the cost of one evaluation (one job per worker); with the
     fidelity ladder also the prior's learning curve (``learning_curve``)."""
     steps = max(inputs.rollout * 2, 4096)
     episodes = cfg.eval_episodes or DEFAULT_EVAL_EPISODES
     timeout = max(60.0, 0.05 * budget.total_s)
     rates, evals_s, startups, values = [], [], [], []
-    for v in _run_jobs(cfg, inputs, executor, budget, steps=steps, eval_every=steps, timeout=timeout, tag="calibrate"):
+    for v in _run_jobs(cfg, inputs, scheduler, budget, steps=steps, eval_every=steps, timeout=timeout, tag="calibrate"):
         eval_s = v.get("eval_s") or 0.0
         rates.append(v["steps"] / max(v["train_s"], 1e-6))
         evals_s.append(eval_s / max(1, len(v.get("evals") or [1])))
@@ -66,7 +67,7 @@ def calibrate(cfg: RunConfig, inputs: Inputs, executor, budget: Budget, store: S
     store.event("calibrated", steps=steps, train_steps_per_s=[round(r) for r in rates],
                 eval_s_each=round(cal.eval_s_each, 3), startup_s=round(cal.startup_s, 2))
     if cfg.ladder_on:
-        cal = learning_curve(cfg, inputs, executor, budget, store, cal)
+        cal = learning_curve(cfg, inputs, scheduler, budget, store, cal)
     return cal
 
 
@@ -74,7 +75,7 @@ CURVE_SHARE = 0.05   # the learning-curve jobs take at most this share of the bu
 CURVE_POINTS = 8     # evaluations along it
 
 
-def learning_curve(cfg: RunConfig, inputs: Inputs, executor, budget: Budget, store: StateStore,
+def learning_curve(cfg: RunConfig, inputs: Inputs, scheduler, budget: Budget, store: StateStore,
                    cal: Calibration) -> Calibration:
     """Train the prior config a little longer, evaluated CURVE_POINTS times, to find where it has
     measurably left its starting score (the lowest rung of the ladder is never below that point)."""
@@ -87,7 +88,7 @@ def learning_curve(cfg: RunConfig, inputs: Inputs, executor, budget: Budget, sto
     every = max(r, (steps // CURVE_POINTS // r) * r)
     steps = every * max(2, steps // every)
     timeout = max(60.0, 3 * steps / cal.train_steps_per_s + 30)
-    jobs = _run_jobs(cfg, inputs, executor, budget, steps=steps, eval_every=every, timeout=timeout, tag="curve")
+    jobs = _run_jobs(cfg, inputs, scheduler, budget, steps=steps, eval_every=every, timeout=timeout, tag="curve")
     points = sorted({int(st) for v in jobs for st, _ in (v.get("evals") or [])})
     curve = []
     for st in points:

@@ -49,6 +49,7 @@ class RunContext:
         self.throughput = None  # budget.Throughput, from the plan (opening)
         self.jobs = None  # jobs.JobSpecs: what a seed job is handed (opening)
         self.scheduler: Scheduler | None = None
+        self.planned = False  # the run adopted its calibrated (or recorded) plan
         self._resume: list[ConfigRun] = []
         self.driver_s = 0.0  # time spent in the driver's own bookkeeping (ask/tell, state writes)
         self.lease = None  # lease.Lease: one live driver per run
@@ -63,7 +64,7 @@ class RunContext:
         """Stop the workers and write the final state (also after errors and interrupts)."""
         if self.executor is not None:
             self.executor.shutdown(grace_s=2.0)
-        if self.scheduler is not None:
+        if self.planned:  # calibrated (or resumed): there is a run to record
             self.write_state(status)
             self.store.event("end", status=status, reason=self.stop_reason)
         if self.lease is not None:

@@ -69,11 +69,6 @@ def start(ctx: RunContext) -> None:
         cfg.executor, n_jobs=n, **cfg.executor_options())))(cfg.n_jobs)
     ctx.throughput = Throughput(steps_per_s=ctx.plan.steps_per_s)
     ctx.jobs = JobSpecs(cfg, inputs, ctx.store.run_dir, ctx.budget, ctx.throughput, ctx.plan)
-    _restore_or_calibrate(ctx)
-    if ctx.plan.ladder:
-        from automl.run.ladder_run import LadderRun  # the ladder's modules load only for laddered runs
-
-        ctx.ladder = LadderRun(ctx)
     ctx.batched = cfg.batches_seeds(cuda=trainers.on_cuda(cfg.device))
     ctx.scheduler = Scheduler(ctx.executor, ctx.budget, ctx.throughput, n_jobs=cfg.n_jobs,
                               job_fn=trainers.job_fn(cfg.trainer), job_kwargs=ctx.jobs.kwargs,
@@ -83,6 +78,11 @@ def start(ctx: RunContext) -> None:
                               on_config=functools.partial(outcomes.config_done, ctx),
                               on_lost=functools.partial(outcomes.job_lost, ctx),
                               timeout_s=ctx.jobs.timeout_s, objective=cfg.objective, risk=cfg.risk)
+    _restore_or_calibrate(ctx)  # calibration's jobs go through the scheduler too
+    if ctx.plan.ladder:
+        from automl.run.ladder_run import LadderRun  # the ladder's modules load only for laddered runs
+
+        ctx.ladder = LadderRun(ctx)
     ctx.add_resumed(resume.reattach(ctx))
     if ctx.ladder is not None:
         ctx.ladder.rebuild(ctx.record_study.get_trials(deepcopy=False))
@@ -135,7 +135,7 @@ def _restore_or_calibrate(ctx: RunContext) -> None:
         return
     if ctx.view is not None:
         ctx.view.message(f"calibrating: {ctx.cfg.n_jobs} short jobs of the prior config")
-    cal = calibrate(ctx.cfg, ctx.inputs, ctx.executor, ctx.budget, ctx.store)
+    cal = calibrate(ctx.cfg, ctx.inputs, ctx.scheduler, ctx.budget, ctx.store)
     if ctx.mode.checks_minimum_budget:
         check_minimum_budget(ctx.cfg, ctx.inputs, ctx.budget, cal)
     _use_plan(ctx, make_run_plan(ctx.cfg, ctx.inputs, ctx.budget, cal))
@@ -150,3 +150,4 @@ def _use_plan(ctx: RunContext, plan: Plan) -> None:
     ctx.throughput.steps_per_s = plan.steps_per_s
     ctx.throughput.startup_s = plan.startup_s
     ctx.budget.set_reserve(plan.reserve_s)
+    ctx.planned = True

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from automl.core.config import to_ppo_setup
 from automl.core.names import ALIASES
-from automl.exec.jobs import Done, Job
+from automl.exec.jobs import Job
 from automl.run import heldout, testseeds
 from automl.run.modes.pbt import settings
 from automl.search import pbt as rules_mod
@@ -104,7 +104,7 @@ def job_fn(cfg):
 def plan_steps(ctx) -> tuple[int, int]:
     """(env steps per member, steps between ready points): --trial-steps when given, else what the
     tuning time fits once the replay (winner and baseline on the test seeds) is set aside."""
-    cfg, inputs, r = ctx.cfg, ctx.inputs, max(1, ctx.inputs.rollout)
+    cfg, r = ctx.cfg, max(1, ctx.inputs.rollout)
     if cfg.trial_steps:
         total = cfg.trial_steps
     else:
@@ -222,13 +222,14 @@ def _segment(ctx, pop: dict, ready: int, to_step: int) -> list[dict] | None:
     out: dict[int, dict] = {}
     began = time.time()
     tries = {g: 0 for g in range(s["groups"])}
+    ended: list = []  # the segment's job results, as the scheduler hands them over
     for g in tries:
-        ctx.executor.submit(job(g, 0))
+        ctx.scheduler.submit_job(job(g, 0), ended.append)
     while len(out) < s["groups"]:
-        for event in ctx.executor.poll(0.5):
-            if not isinstance(event, Done):
-                continue
-            r, g = event.result, event.result.tag[1]
+        ctx.scheduler.step(0.5)
+        while ended:
+            r = ended.pop(0)
+            g = r.tag[1]
             if r.ok and isinstance(r.value, dict) and not r.value.get("stopped"):
                 out[g] = r.value
                 continue
@@ -240,7 +241,7 @@ def _segment(ctx, pop: dict, ready: int, to_step: int) -> list[dict] | None:
                 return None
             tries[g] += 1
             ctx.store.event("pbt_retry", ready=ready, group=g, reason=r.reason)
-            ctx.executor.submit(job(g, tries[g]))
+            ctx.scheduler.submit_job(job(g, tries[g]), ended.append)
         ctx.refresh_view()
     for g in out:
         out[g]["segment_s"] = time.time() - began  # the ready point's wall time (all groups, all waves)
@@ -249,10 +250,8 @@ def _segment(ctx, pop: dict, ready: int, to_step: int) -> list[dict] | None:
 
 def _drain(ctx) -> None:
     """Stop the other groups' jobs of a segment that will not be recorded, running or queued."""
-    for job_id in [*ctx.executor.running(), *ctx.executor.pending()]:
-        if job_id.startswith("pbt:"):
-            ctx.executor.cancel(job_id, "population stopped")
-    ctx.executor.poll(0.5)
+    ctx.scheduler.cancel_jobs("pbt:", "population stopped")
+    ctx.scheduler.step(0.5)
 
 
 def _ready_point(ctx, pop: dict, steps: int, results: list[dict]) -> None:

@@ -109,11 +109,25 @@ class Scheduler:
         self.objective, self.risk = objective, risk  # how the live seeds' values at evaluation k become the config's value
         self.active: list[ConfigRun] = []
         self.jobs: dict[str, tuple[ConfigRun, int]] = {}
+        self.whole: dict[str, Callable] = {}  # job id -> on_done: jobs submitted as they are (calibration, PBT)
         self.busy_s = 0.0  # worker-seconds spent inside jobs (for the overhead figure)
 
     def running_jobs(self) -> int:
-        """Seed jobs currently on workers."""
-        return len(self.jobs)
+        """Jobs currently on workers (or queued by the executor): seed jobs and whole jobs."""
+        return len(self.jobs) + len(self.whole)
+
+    def submit_job(self, job: Job, on_done: Callable) -> None:
+        """Run ``job`` as it is (a calibration job, a PBT segment): ``on_done(result)`` is called from
+        ``step`` when it ends. It goes to the executor now (the executor queues what exceeds its workers)."""
+        self.whole[job.job_id] = on_done
+        self.executor.submit(job)
+
+    def cancel_jobs(self, prefix: str, reason: str) -> None:
+        """Cancel the whole jobs whose id starts with ``prefix``, running or queued; their results are
+        not reported."""
+        for job_id in [j for j in self.whole if j.startswith(prefix)]:
+            self.executor.cancel(job_id, reason)
+            del self.whole[job_id]
 
     def free_slots(self) -> int:
         """Workers with nothing to do once every queued seed has been submitted."""
@@ -143,6 +157,9 @@ class Scheduler:
         for event in self.executor.poll(timeout):
             if isinstance(event, Report):
                 self._on_report(event)
+            elif isinstance(event, Done) and event.result.job_id in self.whole:
+                self.busy_s += float(event.result.wall_s or 0.0)
+                self.whole.pop(event.result.job_id)(event.result)
             elif isinstance(event, Done):
                 self._on_done(event.result)
             elif isinstance(event, Lost) and event.job_id in self.jobs and self.on_lost is not None:
