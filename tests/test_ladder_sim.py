@@ -19,6 +19,8 @@ from automl.search.ladder import Ladder, Promotions
 PRIOR = {"policy_hidden_layer_sizes": [128, 64], "learning_epochs": 5, "mini_batches": 8, "rollouts": 32,
          "num_envs": 512}
 STARTUP = 2.0
+SAMPLED = {**PRIOR, "learning_rate": 1e-3}  # the prior's shape (its cost estimate), not the prior: the baseline
+# re-checks at the prior's own speed while sampled configs run ``slow`` x as fast
 
 
 def simulate(budget_s: float, *, slow: float, prior_rate: float = 40_000.0, seeds: int = 3, n_jobs: int = 2):
@@ -61,10 +63,10 @@ def simulate(budget_s: float, *, slow: float, prior_rate: float = 40_000.0, seed
                 cid, rung = act.config_id, act.rung
             elif act.kind == "admit":
                 cid, rung = f"c{len(q):03d}", 0
-                if not policy.admits(cid, PRIOR, left_s=budget_s - t, in_flight_s=in_flight):
+                if not policy.admits(cid, SAMPLED, left_s=budget_s - t, in_flight_s=in_flight):
                     break
                 q[cid] = next(quality)
-                policy.register(cid, PRIOR)
+                policy.register(cid, SAMPLED)
             elif act.kind == "over":
                 over = True
                 break
@@ -134,3 +136,22 @@ def test_continuation_trains_only_the_ladders_sum():
     # every config at the top was in the best third of each rung below when it was promoted
     q_top = {c: v / (prom.ladder.rungs[top] / 2_000_000) for c, v in prom.results[top].items()}
     assert min(q_top.values()) >= 0.7
+
+
+def test_the_baseline_is_estimated_at_its_measured_speed_not_calibrations():
+    """Calibration's short jobs said the prior runs at 1/40000 s per step; on the ladder, the configs with the
+    prior's hyperparameters (whatever their reward weights) measured 0.75x that: the baseline's re-check
+    job is estimated at the measured speed; before any such measurement, at calibration's."""
+    prom = Promotions(Ladder(rungs=(100_000, 300_000), eta=3))
+    policy = LadderPolicy(prom, CostModel(PRIOR, prior_s_per_step=1 / 40_000), seeds=3, n_jobs=2, top_k=1,
+                          startup_s=STARTUP)
+    from automl.run.ladder_policy import RECHECK_MARGIN
+
+    at = lambda s_step: (STARTUP + 300_000 * s_step) * RECHECK_MARGIN  # noqa: E731
+    assert policy._baseline_job_s() == pytest.approx(at(1 / 40_000))
+    policy.register("c000", PRIOR)
+    policy.register("c001", SAMPLED)
+    policy.finished("c001", 0, 0.5, steps=300_000, train_s=300_000 * 2 / 40_000)   # another config: no say
+    assert policy._baseline_job_s() == pytest.approx(at(1 / 40_000))
+    policy.finished("c000", 0, 0.4, steps=300_000, train_s=300_000 * 0.75 / 40_000)
+    assert policy._baseline_job_s() == pytest.approx(at(0.75 / 40_000))

@@ -69,7 +69,7 @@ def test_one_rule_picks_the_incumbent_tells_the_sampler_and_picks_the_winner(tmp
     assert told["config_000"] == pytest.approx(prior_told, abs=0.03) and told["config_001"] == pytest.approx(2.0, abs=0.03)
     assert ctx.records.best_entry().config_id == winner
     assert best["config_id"] == winner and best["objective"] == resolved
-    summary = ctx.heldout_summary
+    summary = ctx.results.heldout
     assert summary[0]["config_id"] == winner and summary[0]["objective"] == resolved
 
 

@@ -9,7 +9,7 @@
     best_hp = tuner.get_best_hyperparameters(1)[0]
 
 search(**kwargs) calls run_trial(hp, **kwargs) per trial; ``build`` may be ``async def`` (it is awaited). The default run_trial trains PPO on every seed
-with the CLI's machinery, automl.run.single (build(hp) returns a dict of PPO params: worker processes,
+with the CLI's machinery, automl.run.seed_pool (build(hp) returns a dict of PPO params: worker processes,
 the trainer ``auto`` picks, pruning over all live seeds), or calls .learn() on the SB3 model build(hp)
 returns; override run_trial to return a float or a dict of metrics instead.
 Trials live in SQLite ``<directory>/<project_name>/<project_name>.db``: overwrite=False resumes.
@@ -160,7 +160,7 @@ class Tuner:
     def run_trial(self, hp: HyperParameters, env: str = "cartpole", total_steps: int = 50_000,
                   seeds: Sequence[int] = (0,), eval_every: int | None = None, eval_episodes: int = 32,
                   device: str = "cpu", reward_weights: Mapping | None = None, trainer: str = "auto") -> dict | float:
-        """Build with hp and train: PPO params -> every seed through automl.run.single (``trainer``: auto |
+        """Build with hp and train: PPO params -> every seed through automl.run.seed_pool (``trainer``: auto |
         sb3 | torch); an SB3 model -> learn() + evaluate."""
         built = self._build(hp)
         if isinstance(built, Mapping):
@@ -173,7 +173,7 @@ class Tuner:
                           f"(allowed: a dict of PPO params or an SB3 model)")
 
     def _train_params(self, params: dict, hp: HyperParameters, *, seeds: Sequence[int], **train: Any) -> dict:
-        """Train on every seed with the CLI's machinery (automl.run.single): worker processes, pruning on
+        """Train on every seed with the CLI's machinery (automl.run.seed_pool): worker processes, pruning on
         evaluation k over all live seeds, a ConfigRecord kept in the trial's ``record`` attribute."""
         trial = hp.trial
         name = f"trial_{trial.number:03d}" if trial is not None else "config"
@@ -198,12 +198,12 @@ class Tuner:
         return metrics
 
     def _runner(self):
-        """This thread's SeedRunner (Optuna runs n_jobs > 1 trials in threads; one thread drives a pool)."""
-        from automl.run.single import SeedRunner  # worker processes start only when a trial trains PPO
+        """This thread's SeedPool (Optuna runs n_jobs > 1 trials in threads; one thread drives a pool)."""
+        from automl.run.seed_pool import SeedPool  # worker processes start only when a trial trains PPO
 
         runner = getattr(self._local, "runner", None)
         if runner is None:
-            runner = self._local.runner = SeedRunner(self.seed_workers)
+            runner = self._local.runner = SeedPool(self.seed_workers)
             self._runners.append(runner)
         return runner
 

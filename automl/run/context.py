@@ -1,13 +1,12 @@
-"""RunContext: the live state of one run — studies, budget, executor, configs — and its proposals."""
+"""RunContext: the live state of one run (studies, budget, executor, configs, phase results), assembled by
+``automl.run.opening``."""
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from automl.core.record import State
 from automl.run import records
-from automl.run.state import state_dict
-from automl.search import studies
+from automl.run.state import PhaseResults, state_dict
 
 if TYPE_CHECKING:  # the parts ``automl.run.opening`` assembles the context from
     from automl.run.budget import Budget
@@ -36,12 +35,8 @@ class RunContext:
         self.stop_reason: str | None = None
         self.stop_status: str | None = None
         self.view = None  # a live.LiveView when the driver shows progress
-        self.heldout_summary: list[dict] | None = None  # the held-out ranking, once the held-out phase wrote it
-        self.lost_jobs: list[dict] = list((old or {}).get("lost_jobs") or [])  # --executor ray: lost tasks
-        self.pareto: dict | None = None  # --metrics/--constraint: the held-out front and infeasible configs
-        self.test_summary: list[dict] | None = None     # the winner's and baseline's test scores (test phase)
-        self.test_picks: list | None = None              # what the test phase trains (None: held-out winner, baseline)
-        self.pbt: dict | None = (old or {}).get("pbt")   # --mode pbt: the population and its lineage
+        # what the phases hand over (held-out ranking, test scores, PBT population, lost jobs): the state file's
+        self.results = PhaseResults(pbt=(old or {}).get("pbt"), lost_jobs=list((old or {}).get("lost_jobs") or []))
         self.last_state: dict | None = None
         self.batched = False  # seeds of a config as one job (set in start)
         self.executor_factory = None  # (n_jobs) -> executor, for simulations; None: --executor's
@@ -57,7 +52,6 @@ class RunContext:
         self.searches: dict = {}  # Kind -> SearchOwner, as the mode opens them
         self.storage_url: str | None = None
         self.ladder = None  # automl.run.ladder_run.LadderRun when the run climbs a fidelity ladder
-        self._beat = 0.0
 
     # ---- stop ---------------------------------------------------------------------------
     def close(self, status: str) -> None:
@@ -82,9 +76,10 @@ class RunContext:
         self.store.event("stage", **self.stage)
         self.write_state("running")
 
-    def tuning_over(self) -> bool:
-        """No more tuning configs may start (deadline or exhausted space); a passed deadline is
-        recorded as the reason the first time it is seen."""
+    def stop_tuning_if_due(self) -> bool:
+        """Whether tuning has stopped (deadline or exhausted space), stopping it now when the tuning
+        deadline has passed (recorded as the reason the first time). ``Budget.tuning_over`` only reads
+        the clock."""
         if self.stop_reason is None and self.budget.tuning_over():
             self.mark_tuning_over("tuning deadline reached")
         return self.stop_reason is not None
@@ -97,11 +92,12 @@ class RunContext:
             if self.view is not None:
                 self.view.message(f"tuning over: {reason}")
 
-    def finish_configs(self) -> None:
+    def finish_configs(self, guard=None) -> None:
         """Train the scheduler's configs to the end; at the hard deadline stop them and drain (the
-        re-check phases: held-out and test)."""
+        re-check phases: held-out and test). ``guard()``: called before each submission (the held-out
+        phase drops queued work there)."""
         while self.scheduler.active:
-            self.scheduler.step(0.5)
+            self.scheduler.step(0.5, guard=guard)
             self.refresh_view()
             if self.budget.exhausted():
                 self.scheduler.stop_all("deadline")
@@ -158,10 +154,7 @@ class RunContext:
         st = state_dict(self, status)
         self.store.write(st)
         self.last_state = st
-        if self.record_study is not None and time.time() - self._beat >= studies.HEARTBEAT_S / 2:
-            self._beat = time.time()  # Optuna's heartbeat for the running trials (server storages)
-            studies.record_heartbeats(self.record_study, [e.trial._trial_id for e in self.scheduler.active]
-                                      if self.scheduler else [])
+        self.records.heartbeat([e.trial for e in self.scheduler.active] if self.scheduler else [])
         self.refresh_view()
         return st
 

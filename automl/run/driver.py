@@ -44,7 +44,7 @@ def run(ctx: RunContext) -> int:
     try:
         start(ctx)
         for phase in ctx.mode.phases(ctx):
-            if phase.tuning and ctx.tuning_over():
+            if phase.tuning and ctx.stop_tuning_if_due():
                 continue  # the budget or the search ended tuning: on to the held-out phase
             phase.run(ctx)
         status = ctx.final_status()

@@ -36,9 +36,12 @@ class LadderPhase(TuningPhase):
     plan): when fewer configs can still enter, this stage takes its share (at least one)."""
 
     planned_left: int = 0
+    kinds: frozenset = frozenset()  # the kinds the run's stages propose: tuning ends once all are exhausted
 
     def run(self, ctx) -> None:
         ladder = ctx.ladder
+        if self.kind in ladder.exhausted:
+            return  # its search ran out (a walked grid): the other kinds' phases go on
         ctx.enter_stage(self.kind, self.cycle)
         quota = ladder.phase_quota(self.quota, self.planned_left)
         if quota < self.quota:
@@ -46,7 +49,7 @@ class LadderPhase(TuningPhase):
             self.quota = quota
         for c in ctx.resumed(self.kind, self.cycle):
             ctx.scheduler.add(c)
-        while not ctx.tuning_over():
+        while not ctx.stop_tuning_if_due():
             entered = sum(1 for e in ctx.records.entries.values()
                           if e.kind == self.kind and e.cycle == self.cycle and e.state != State.REJECTED)
             if entered >= self.quota:
@@ -59,7 +62,10 @@ class LadderPhase(TuningPhase):
                 if act.kind == "admit":
                     c = self.propose(ctx)
                     if c is None:
-                        ctx.mark_tuning_over(f"the {self.kind} search space is exhausted", "search_exhausted")
+                        ladder.exhausted.add(self.kind)
+                        ctx.store.event("search_exhausted", kind=self.kind, cycle=self.cycle)
+                        if ladder.exhausted >= (self.kinds or {self.kind}):
+                            ctx.mark_tuning_over(f"the {self.kind} search space is exhausted", "search_exhausted")
                         return
                     if ladder.dearer_than_cap(c):
                         cap = ladder.policy.cost_cap
@@ -122,26 +128,29 @@ def ladder_phases(ctx, stages: "list[Stage]", *, extends: bool, extends_when_pru
     """The planned stages as ladder phases, then (``extends``) the mode's cycle again while configs fit, then
     ``LadderFinish``."""
     owners = ctx.searches
+    kinds = frozenset(s.kind for s in stages)
     for i, s in enumerate(stages):
         yield LadderPhase(s.kind, s.cycle, s.quota, owner=owners[s.kind], extends_when_pruned=extends_when_pruned,
-                          planned_left=sum(t.quota for t in stages[i:]))
+                          planned_left=sum(t.quota for t in stages[i:]), kinds=kinds)
     cycle_len = len({(s.kind, s.cycle) for s in stages if s.cycle == stages[0].cycle}) if stages else 0
     template = stages[:cycle_len]
     last = max((s.cycle for s in stages), default=0)
     for extra in range(1, MAX_EXTRA_CYCLES + 1 if extends and template else 1):
         for s in template:
-            if ctx.tuning_over():
+            if ctx.stop_tuning_if_due():
                 break
             yield LadderPhase(s.kind, last + extra, s.quota, owner=owners[s.kind],
-                              extends_when_pruned=extends_when_pruned)
-        if ctx.tuning_over():
+                              extends_when_pruned=extends_when_pruned, kinds=kinds)
+        if ctx.stop_tuning_if_due():
             break
     yield LadderFinish()
 
 
 def _not_admitted(ctx, c, reason: str) -> None:
     """A proposed config too slow for the time left or too dear for the plan (its own shape's estimate):
-    recorded with ``reason``, told to its sampler as rejected, never trained."""
+    recorded with ``reason``, never trained, and told to its sampler as pruned, so that a model-based
+    sampler learns to propose fewer like it (TPE ranks a pruned trial without reports below every
+    finished one; a failed trial it ignores)."""
     entry = next(e for e in ctx.records.entries.values() if e.config_id == c.config_id and e.tuning)
     entry.state, entry.reason = State.REJECTED, reason
     c.trial.set_user_attr("state", State.REJECTED)
@@ -151,5 +160,5 @@ def _not_admitted(ctx, c, reason: str) -> None:
     if c.sampler is not None:
         from automl.search.owner import Outcome
 
-        ctx.searches[c.kind].tell(Outcome(c.sampler, None, State.REJECTED))
+        ctx.searches[c.kind].tell(Outcome(c.sampler, None, State.PRUNED))
     ctx.store.event("not_admitted", config_id=c.config_id, reason=entry.reason)

@@ -73,6 +73,7 @@ class LadderRun:
         self.tickets: dict[str, tuple] = {}   # config -> sampler ticket (study, trial id)
         self.trials: dict[str, object] = {}   # config -> its record trial (a live handle)
         self.changes: list[str] = list(recorded.get("changes") or [])
+        self.exhausted: set[str] = set()  # kinds whose search ran out (a walked grid): their phases end
         self.too_slow = 0  # proposals in a row that would not finish their first rung in time
         self.too_dear = 0  # proposals in a row dearer than the plan's cost cap
         ctx.plan.trial_steps = self.promotions.ladder.rungs[-1]

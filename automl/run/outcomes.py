@@ -35,7 +35,7 @@ def job_lost(ctx: RunContext, c: ConfigRun, event) -> None:
     """A seed job lost with its Ray worker or node: recorded; the executor submits it once more."""
     lost = {"job_id": event.job_id, "config_id": c.config_id, "reason": event.reason, "node": event.node,
             "attempt": event.attempt}
-    ctx.lost_jobs.append(lost)
+    ctx.results.lost_jobs.append(lost)
     ctx.store.event("job_lost", **lost)
     ctx.write_state("running")
 

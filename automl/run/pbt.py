@@ -174,7 +174,7 @@ class PBTPhase:
 
     def run(self, ctx) -> None:
         ctx.enter_stage(STAGE, 0)
-        pop = ctx.pbt = ctx.pbt or new_population(ctx)
+        pop = ctx.results.pbt = ctx.results.pbt or new_population(ctx)
         s = pop["settings"]
         while not pop["done"]:
             reserve = replay_reserve_s(ctx, pop)
@@ -337,7 +337,7 @@ class ReplayPhase:
     tuning = False
 
     def run(self, ctx) -> None:
-        pop = ctx.pbt
+        pop = ctx.results.pbt
         if not pop or pop.get("winner") is None:
             return
         m = pop["members"][pop["winner"]]

@@ -43,7 +43,7 @@ class TuningPhase:
         while True:
             started = ctx.count(self.kind, self.cycle) + ctx.in_flight(self.kind, self.cycle)
             wanted = started < self.quota or self.may_extend(ctx)
-            if wanted and ctx.scheduler.free_slots() > 0 and not ctx.tuning_over():
+            if wanted and ctx.scheduler.free_slots() > 0 and not ctx.stop_tuning_if_due():
                 if not ctx.scheduler.fits(ctx.plan.trial_steps, ctx.cfg.seeds, batched=ctx.batched):
                     ctx.mark_tuning_over("the next config would not finish before the deadline")
                 else:
@@ -52,7 +52,7 @@ class TuningPhase:
                         ctx.scheduler.add(proposal)
                         continue
                     ctx.mark_tuning_over(f"the {self.kind} search space is exhausted", "search_exhausted")
-            if ctx.in_flight(self.kind, self.cycle) == 0 and (started >= self.quota or ctx.tuning_over()) \
+            if ctx.in_flight(self.kind, self.cycle) == 0 and (started >= self.quota or ctx.stop_tuning_if_due()) \
                     and not self.may_extend(ctx):
                 return
             ctx.scheduler.step(0.5)
@@ -65,7 +65,7 @@ class TuningPhase:
         """Whether this phase may go past its quota: only the last tuning phase, only when the budget
         made the trials shorter than the space's default length (so more configs of the same length,
         never longer ones) or its mode extends a pruned phase, and not with --max-trials."""
-        if not self.last or ctx.cfg.max_trials or ctx.tuning_over():
+        if not self.last or ctx.cfg.max_trials or ctx.stop_tuning_if_due():
             return False
         # a pruned search is multi-fidelity search: the time pruning saves goes to more configs
         return ctx.plan.shrunk or (self.extends_when_pruned and ctx.cfg.pruner_name != "none")

@@ -7,6 +7,8 @@ them on resume is automl.run.resume; the state file is automl.run.state.
 """
 from __future__ import annotations
 
+import time
+
 from optuna.trial import TrialState
 
 from automl.run import pareto
@@ -28,6 +30,7 @@ class Records:
         self.cfg, self.inputs, self.store = cfg, inputs, store  # run settings, resolved inputs, state store
         self.study = None        # the record study (optuna), opened when the run starts
         self.value_floor = None  # calibration's lowest true metric (the plan's), before any result
+        self._beat = 0.0         # when the running trials' heartbeat was last recorded
         self.entries: dict[int, ConfigRecord] = {}  # record trial number -> its record
         self.alarms: list[dict] = []
 
@@ -87,6 +90,12 @@ class Records:
         else:
             self.study.tell(c.trial, state=record_state)
         return entry
+
+    def heartbeat(self, trials: list) -> None:
+        """Optuna's heartbeat for the running record trials (server storages), at most every half period."""
+        if self.study is not None and time.time() - self._beat >= studies.HEARTBEAT_S / 2:
+            self._beat = time.time()
+            studies.record_heartbeats(self.study, [t._trial_id for t in trials])
 
     def add_alarm(self, alarm: dict) -> None:
         """Keep an alarm for the state file and write its event."""

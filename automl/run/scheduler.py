@@ -151,8 +151,11 @@ class Scheduler:
         waves = math.ceil(seeds / max(1, self.n_jobs))
         return self.budget.can_start(self.throughput.seconds_for(steps) * waves, heldout=heldout)
 
-    def step(self, timeout: float = 0.5) -> None:
-        """Submit what fits, then handle the executor's events for up to `timeout` seconds."""
+    def step(self, timeout: float = 0.5, guard: Callable[[], None] | None = None) -> None:
+        """Submit what fits, then handle the executor's events for up to `timeout` seconds. ``guard()``
+        runs before each submission (it may drop queued work in the light of the results just in)."""
+        if guard is not None:
+            guard()
         self._submit()
         for event in self.executor.poll(timeout):
             if isinstance(event, Report):
@@ -164,6 +167,8 @@ class Scheduler:
                 self._on_done(event.result)
             elif isinstance(event, Lost) and event.job_id in self.jobs and self.on_lost is not None:
                 self.on_lost(self.jobs[event.job_id][0], event)  # the executor runs it once more
+        if guard is not None:
+            guard()
         self._submit()
 
     def _submit(self) -> None:
@@ -271,6 +276,23 @@ class Scheduler:
         state = {"timeout": State.FAILED, "cancelled": State.STOPPED_AT_DEADLINE}.get(result.state, State.FAILED)
         return {"seed": seed, "state": state, "reason": result.reason,
                 "wall_s": round(float(result.wall_s or 0.0), 2)}
+
+    def drop(self, cfg: ConfigRun) -> None:
+        """End a config none of whose seeds has started: its queued seeds are dropped and it is
+        finished now (recorded without a score, as stopped before its seeds ran)."""
+        if cfg.running or cfg.results:
+            raise ValueError(f"{cfg.config_id}: seeds already started; drop only an unstarted config")
+        cfg.pending.clear()
+        self._finish(cfg)
+
+    def trim(self, cfg: ConfigRun) -> int:
+        """Take the last queued seed off a config (it will have one seed fewer); the config ends now
+        when nothing of it is left to run. Returns the seed."""
+        seed = cfg.pending.pop()
+        cfg.seeds.remove(seed)
+        if cfg.finished:
+            self._finish(cfg)
+        return seed
 
     def _finish(self, cfg: ConfigRun) -> None:
         if cfg in self.active:

@@ -7,6 +7,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -120,6 +121,18 @@ def load_state_yaml(path: Path) -> dict:
         raise AutoMLError(f"{path}: corrupt YAML ({str(exc).splitlines()[0]})") from None
 
 
+@dataclass
+class PhaseResults:
+    """What the phases hand over for the state file (and to the phases after them)."""
+
+    heldout: list[dict] | None = None   # the held-out ranking (objective, IQM, CI, baseline flag), once written
+    pareto: dict | None = None          # --metrics/--constraint: the held-out front and infeasible configs
+    test_picks: list | None = None      # what the test phase trains (None: the held-out winner and the baseline)
+    test: list[dict] | None = None      # the winner's and the baseline's test scores
+    pbt: dict | None = None             # --mode pbt: the population, its ready points and lineage
+    lost_jobs: list[dict] = field(default_factory=list)  # --executor ray: seed jobs lost with their node
+
+
 def state_dict(ctx, status: str) -> dict:
     """The whole automl_state.yaml (field names are the contract in DESIGN.md)."""
     b = ctx.budget
@@ -139,12 +152,12 @@ def state_dict(ctx, status: str) -> dict:
         "fingerprint": ctx.fp,
         "best": None if best is None else {"config_id": best.config_id, "params": best.params,
                                            "reward_weights": best.reward_weights, "score": best.score},
-        "heldout": ctx.heldout_summary,
+        "heldout": ctx.results.heldout,
         **({"pareto": _pareto(ctx)} if ctx.cfg.selection is not None else {}),
-        **({"lost_jobs": ctx.lost_jobs} if ctx.lost_jobs else {}),
-        "test": ctx.test_summary,
+        **({"lost_jobs": ctx.results.lost_jobs} if ctx.results.lost_jobs else {}),
+        "test": ctx.results.test,
         "trials": [e.to_dict() for e in ctx.records.entries.values()],
-        **({"pbt": ctx.pbt} if ctx.pbt else {}),
+        **({"pbt": ctx.results.pbt} if ctx.results.pbt else {}),
         **({"ladder": ctx.ladder.state()} if getattr(ctx, "ladder", None) is not None else {}),
         "alarms": ctx.records.alarms,
         "stop_reason": ctx.stop_reason,
@@ -158,9 +171,9 @@ def _pareto(ctx) -> dict | None:
     from automl.run import pareto
 
     out = pareto.summary(ctx.records.entries.values(), ctx.cfg, Kind.TUNING) or {}
-    if ctx.pareto:
-        out["heldout_front"] = ctx.pareto.get("front")
-        out["heldout_infeasible"] = ctx.pareto.get("infeasible")
+    if ctx.results.pareto:
+        out["heldout_front"] = ctx.results.pareto.get("front")
+        out["heldout_infeasible"] = ctx.results.pareto.get("infeasible")
     return out
 
 

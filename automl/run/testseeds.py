@@ -12,7 +12,7 @@ from automl.core.scoring import objective_value
 
 def chosen(ctx) -> list[tuple[str, dict, dict, bool]]:
     """(config_id, params, weights, is_baseline) of the held-out winner and the baseline (once if the same)."""
-    summary = ctx.heldout_summary or []
+    summary = ctx.results.heldout or []
     if not summary:
         return []
     held = {e.config_id: e for e in ctx.records.entries.values() if e.kind == Kind.HELDOUT}
@@ -28,6 +28,14 @@ def reserve_s(ctx, job_s: float) -> float:
     return -(-2 * len(ctx.inputs.test_seeds) // ctx.cfg.n_jobs) * job_s
 
 
+def recheck_slowdown(ctx) -> float:
+    """How much slower the held-out jobs finished so far ran than estimated (1 when none finished or none
+    was slower)."""
+    ratios = [float(r["wall_s"]) / ctx.job_s(e.config_id) for e in ctx.records.entries.values()
+              if e.kind == Kind.HELDOUT for r in e.seeds if r.get("state") == State.COMPLETE and r.get("wall_s")]
+    return max([1.0, *ratios])
+
+
 def run(ctx, picks: list | None = None, steps: int | None = None, schedules: dict | None = None,
         job_s: float | None = None) -> None:
     """Train the chosen configs on the test seeds (as many as fit, at least one), then record the scores.
@@ -38,7 +46,7 @@ def run(ctx, picks: list | None = None, steps: int | None = None, schedules: dic
     """
     ctx.enter_stage(Kind.TEST, 0)
     picks = chosen(ctx) if picks is None else picks
-    ctx.test_picks = picks
+    ctx.results.test_picks = picks
     schedules = schedules or {}
     done = {e.config_id for e in ctx.records.entries.values() if e.kind == Kind.TEST and e.state != State.RUNNING}
     for c in ctx.resumed(Kind.TEST, 0):
@@ -59,8 +67,9 @@ def run(ctx, picks: list | None = None, steps: int | None = None, schedules: dic
 
 
 def _fitting_seeds(ctx, config_id: str, job_s: float | None = None) -> list[int]:
-    """All test seeds when they fit in the time left, else as many as fit (at least one)."""
-    job_s, seeds = job_s or ctx.job_s(config_id), list(ctx.inputs.test_seeds)
+    """All test seeds when they fit in the time left, else as many as fit (at least one); a seed job takes
+    its estimate times the slowdown the held-out jobs measured."""
+    job_s, seeds = job_s or ctx.job_s(config_id) * recheck_slowdown(ctx), list(ctx.inputs.test_seeds)
     n = len(seeds)
     while n > 1 and -(-2 * n // ctx.cfg.n_jobs) * job_s > ctx.budget.remaining_s():
         n -= 1
@@ -68,7 +77,7 @@ def _fitting_seeds(ctx, config_id: str, job_s: float | None = None) -> list[int]
 
 
 def _picks(ctx) -> list:
-    return ctx.test_picks or chosen(ctx)
+    return ctx.results.test_picks or chosen(ctx)
 
 
 def summary(ctx) -> list[dict]:
@@ -88,11 +97,11 @@ def summary(ctx) -> list[dict]:
 
 def record(ctx) -> None:
     """Keep the test summary for the state file and add the test scores to best.yaml."""
-    ctx.test_summary = summary(ctx)
+    ctx.results.test = summary(ctx)
     best = ctx.store.read_yaml("best.yaml")
     if not best:
         return
-    by_id = {t["config_id"]: t for t in ctx.test_summary}
+    by_id = {t["config_id"]: t for t in ctx.results.test}
     tests = {e.config_id: e for e in ctx.records.entries.values() if e.kind == Kind.TEST and e.score}
     win, base = tests.get(best["config_id"]), tests.get((best.get("baseline") or {}).get("config_id"))
     best["test_seeds"] = list(ctx.inputs.test_seeds)

@@ -7,7 +7,7 @@ reported it, as the objective over them; a pruned config stops its running seeds
 queued ones) and the same ``ConfigRecord`` as the state file. There is no budget: the scheduler's
 admission rule is not consulted, ``deadline`` (time.time()) and ``timeout_s`` bound a config.
 
-    with SeedRunner(n_workers=2) as runner:
+    with SeedPool(n_workers=2) as runner:
         record = runner.train(trial, {"learning_rate": 1e-3}, env="cartpole", seeds=[0, 1], total_steps=20_000)
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from automl.run.scheduler import ConfigRun, Scheduler, config_state
 NO_BUDGET_HOURS = 24 * 365.0  # the scheduler needs a budget; configs here are bounded by deadline and timeout
 
 
-class SeedRunner:
+class SeedPool:
     """Worker processes that train configs seed by seed (or as one seed-batched job on CUDA)."""
 
     def __init__(self, n_workers: int = 1, *, executor=None):
@@ -94,7 +94,7 @@ class SeedRunner:
             self._executor.shutdown(grace_s=2.0)
             self._executor = None
 
-    def __enter__(self) -> "SeedRunner":
+    def __enter__(self) -> "SeedPool":
         return self
 
     def __exit__(self, *exc) -> None:
