@@ -48,10 +48,14 @@ class RunContext:
         self._resume: list[ConfigRun] = []
         self.driver_s = 0.0  # time spent in the driver's own bookkeeping (ask/tell, state writes)
         self.lease = None  # lease.Lease: one live driver per run
-        self.record_study = None  # the optuna study every config is recorded in (records.Records writes it)
         self.searches: dict = {}  # Kind -> SearchOwner, as the mode opens them
         self.storage_url: str | None = None
         self.ladder = None  # automl.run.ladder_run.LadderRun when the run climbs a fidelity ladder
+
+    @property
+    def record_study(self):
+        """The Optuna study every config is recorded in (``records.Records`` holds and writes it)."""
+        return self.records.study
 
     # ---- stop ---------------------------------------------------------------------------
     def close(self, status: str) -> None:

@@ -57,7 +57,7 @@ def start(ctx: RunContext) -> None:
     ctx.lease.acquire()
     ctx.storage_url = studies.storage_url(cfg.run_dir, cfg.storage)
     pruner = make_pruner(cfg.pruner_name, min_resource=1, reduction_factor=3)
-    ctx.record_study = ctx.records.study = studies.open_study(
+    ctx.records.study = studies.open_study(
         ctx.storage_url, study_name(ctx, studies.RECORD), pruner=pruner,
         sampler=optuna.samplers.RandomSampler(seed=inputs.base_seed))
     if ctx.old is None and ctx.record_study.get_trials(deepcopy=False) \
