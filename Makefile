@@ -1,5 +1,6 @@
 # make demo: build .venv if needed, run a short real staged search.
-# make test: build .venv if needed, run the default test suite (on 2 processes, pytest-xdist; a module's
+# make test: build .venv if needed, check the import layers (lint-imports) and types (mypy, [tool.mypy] in
+# pyproject.toml), run the default test suite (on 2 processes, pytest-xdist; a module's
 # tests stay on one process, so its module-scoped fixtures, e.g. a Ray cluster, start once).
 # EXTRAS=dev,ray,postgres (what .ci/run uses) also installs Ray and psycopg2 for the scaling-out tests.
 PY ?= python3.11
@@ -28,6 +29,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/python -m mypy
 	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 # the long learning checks and end-to-end runs (tests/slow and the slow-marked tests); a test may take

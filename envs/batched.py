@@ -16,7 +16,7 @@ until the next ``step``; ``clone()`` them to keep them.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, cast
 
 import gymnasium as gym
 import torch
@@ -80,6 +80,8 @@ class BatchedEnv:
     render_mode = None
     observation_space: gym.spaces.Box
     action_space: gym.spaces.Space
+    obs: torch.Tensor                # set by the task's _build: [num_envs, obs_dim] view of its buffer
+    final_observation: torch.Tensor  # set by the task's _build: the observations before an auto-reset
 
     def __init__(self, num_envs: int, device: str | torch.device = "auto", seed: int = 0,
                  reward_weights: Mapping[str, float] | None = None, dtype: torch.dtype = torch.float32):
@@ -111,7 +113,8 @@ class BatchedEnv:
         self._generator.manual_seed(int(seed))
         self._steps = 0
         self._build()
-        self._action_shape = (num_envs, *self.action_space.shape)
+        # Box and Discrete spaces (the tasks' kinds) always have a shape; Space.shape's type allows None
+        self._action_shape = (num_envs, *cast("tuple[int, ...]", self.action_space.shape))
         self._action_dtype = torch.int64 if isinstance(self.action_space, gym.spaces.Discrete) else torch.float32
         self.info = self._make_info()
 

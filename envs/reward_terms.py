@@ -96,9 +96,11 @@ class RewardTermsWrapper(gym.Wrapper):
             self._set_weights()
 
     def _set_weights(self) -> None:
-        spec = {n: {"default": 1.0, "low": -math.inf, "high": math.inf} for n in self._names}
+        names = self._names
+        assert names is not None  # every caller sets or checks the names first
+        spec = {n: {"default": 1.0, "low": -math.inf, "high": math.inf} for n in names}
         self.reward_weights = resolve_weights(spec, self._requested)
-        self.reward_terms = self._names
+        self.reward_terms = names
 
     def _discover(self, info: Mapping[str, Any]) -> None:
         # "reward_forward" -> "forward" etc.; kept in info order so runs are reproducible.

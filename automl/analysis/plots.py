@@ -10,6 +10,7 @@ import shutil
 import time
 import warnings
 from pathlib import Path
+from typing import Any, cast
 
 import matplotlib
 
@@ -56,8 +57,9 @@ def write_trials_csv(run: RunData, path: Path) -> Path:
         for c in run.configs:
             score = c.score or {}
             ci = score.get("ci95") or [None, None]
+            filled = run.filled.get(c.number, []) if c.number is not None else []
             row = {"trial_number": c.number, "config_id": c.config_id, "kind": c.kind,
-                   "cycle": c.cycle, "state": c.state, "filled_params": " ".join(run.filled.get(c.number, [])),
+                   "cycle": c.cycle, "state": c.state, "filled_params": " ".join(filled),
                    "score_mean": score.get("mean"), "score_iqm": score.get("iqm"),
                    "score_ci95_lo": ci[0], "score_ci95_hi": ci[1], "n_seeds": score.get("n_seeds")}
             vector = c.vector
@@ -108,7 +110,8 @@ def _plot_seed_spread(run: RunData, report: AnalysisReport, path: Path) -> Path:
         values = c.seed_values(report.metric)
         ax.scatter([i] * len(values), values, s=18, alpha=0.6, color="tab:blue",
                    label="one seed" if i == 0 else None)
-        ax.scatter([i], [c.metric(report.metric, run.risk)], marker="_", s=300, color="tab:red",
+        # ranked() keeps only configs with a finite metric
+        ax.scatter([i], [cast(float, c.metric(report.metric, run.risk))], marker="_", s=300, color="tab:red",
                    label="config aggregate" if i == 0 else None)
     ax.set_xticks(range(len(configs)), [c.config_id for c in configs], rotation=60, ha="right")
     ax.set_xlabel(f"config (ranked by {report.metric}, {report.sort}; best {len(configs)})")
@@ -228,8 +231,8 @@ def write_tb_hparams(run: RunData, metric: str, out: Path) -> Path | None:
         hparams = {p: _hparam_value(v) for p, v in c.vector.items() if v is not None}
         metrics = {f"hparam/{metric}": value}
         for m in ("success_rate", "shaped_return"):
-            if m != metric and c.metric(m) is not None:
-                metrics[f"hparam/{m}"] = c.metric(m)
+            if m != metric and (extra := c.metric(m)) is not None:
+                metrics[f"hparam/{m}"] = extra
         name = f"{c.config_id}_{c.kind}" if c.kind in ("heldout", "test") else c.config_id
         _write_hparams(out / name, hparams, metrics)
     return out
@@ -240,7 +243,7 @@ def write_tb_hparams(run: RunData, metric: str, out: Path) -> Path | None:
 _SHORT = {"policy_hidden_layer_sizes": "net_arch", "entropy_loss_scale": "ent_coef",
           "learning_epochs": "n_epochs", "discount_factor": "gamma", "lambda_param": "gae_lambda",
           "value_loss_scale": "vf_coef", "grad_norm_clip": "max_grad_norm", "learning_rate": "lr"}
-_TABLE_STYLE = {"box": box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False, "collapse_padding": True,
+_TABLE_STYLE: dict[str, Any] = {"box": box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False, "collapse_padding": True,
                 "title_justify": "left"}
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import optuna
 
@@ -41,7 +42,7 @@ def metric_study(run: RunData, metric: str, sort: str = "descending") -> tuple[o
     study and the parameters every config has (the importance intersection).
     """
     configs = [c for c in run.ranked(metric, sort) if c.kind not in RECHECKS]
-    configs.sort(key=lambda c: c.number)  # trial order, for the optimization history
+    configs.sort(key=lambda c: cast(int, c.number))  # trial order, for the optimization history (load_run numbers every record)
     vectors = [c.vector for c in configs]  # HPs and reward.<term> weights, as the study names them
     params = [p for p in run.param_names() if configs and all(p in v for v in vectors)]
     verbosity = optuna.logging.get_verbosity()
@@ -125,7 +126,7 @@ def _ci95(config: ConfigRecord, metric: str):
 
 
 def _top_entry(c: ConfigRecord, metric: str, names: list[str], risk: float) -> dict:
-    entry = {"config_id": c.config_id, "kind": c.kind}
+    entry: dict[str, Any] = {"config_id": c.config_id, "kind": c.kind}
     vector = c.vector
     entry.update({p: _plain(vector[p]) for p in names if p in vector})
     n_seeds = (c.score or {}).get("n_seeds", len(c.seed_values(metric)))

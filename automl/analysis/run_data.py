@@ -24,6 +24,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import optuna
 import yaml
@@ -77,7 +78,8 @@ class RunData:
     def ranked(self, metric: str, sort: str = "descending") -> list[ConfigRecord]:
         """Complete configs with a finite metric, best first (failed/NaN never ranked)."""
         done = [c for c in self.configs if c.state == State.COMPLETE and c.metric(metric, self.risk) is not None]
-        return sorted(done, key=lambda c: c.metric(metric, self.risk), reverse=(sort == "descending"))
+        # every config in done has a finite metric (filtered just above)
+        return sorted(done, key=lambda c: cast(float, c.metric(metric, self.risk)), reverse=(sort == "descending"))
 
     def param_names(self) -> list[str]:
         """Search coordinates: PPO hyperparameters first, then reward weights."""
@@ -101,14 +103,17 @@ def _widen(dist: BaseDistribution | None, value) -> BaseDistribution:
     """A distribution that also contains value (studies may narrow ranges between presets)."""
     if isinstance(dist, CategoricalDistribution) or isinstance(value, (str, bool)) or value is None:
         choices = tuple(dist.choices) if isinstance(dist, CategoricalDistribution) else ()
-        return dist if value in choices else CategoricalDistribution(choices + (value,))
+        if isinstance(dist, CategoricalDistribution) and value in choices:
+            return dist
+        return CategoricalDistribution(choices + (value,))
     if dist is None:
         cls = IntDistribution if isinstance(value, int) else FloatDistribution
         return cls(value, value)
-    low, high = min(dist.low, value), max(dist.high, value)
-    if isinstance(dist, IntDistribution) and isinstance(value, int):
-        return IntDistribution(low, high, log=dist.log and low > 0)
-    return FloatDistribution(float(low), float(high), log=dist.log and low > 0)
+    num = cast("IntDistribution | FloatDistribution", dist)  # not categorical: Optuna's numeric ones
+    low, high = min(num.low, value), max(num.high, value)
+    if isinstance(num, IntDistribution) and isinstance(value, int):
+        return IntDistribution(low, high, log=num.log and low > 0)
+    return FloatDistribution(float(low), float(high), log=num.log and low > 0)
 
 
 def _study_trials(db_path: Path) -> list:
@@ -129,9 +134,9 @@ def _study_trials(db_path: Path) -> list:
     except AutoMLError:
         raise
     except Exception as exc:  # sqlalchemy/optuna raise many types; the user needs one line
-        root = exc
-        while root.__cause__ or root.__context__:  # Optuna wraps sqlite's own (clearer) message
-            root = root.__cause__ or root.__context__
+        root: BaseException = exc
+        while (inner := root.__cause__ or root.__context__) is not None:  # Optuna wraps sqlite's own (clearer) message
+            root = inner
         detail = (str(root).splitlines() or [type(root).__name__])[0]
         raise AutoMLError(f"{db_path}: cannot read Optuna study '{STUDY_NAME}' ({detail})") from exc
     finally:
@@ -140,7 +145,8 @@ def _study_trials(db_path: Path) -> list:
 
 
 def _configs_from_study(db_path: Path) -> tuple[list[ConfigRecord], dict]:
-    configs, dists = [], {}
+    configs: list[ConfigRecord] = []
+    dists: dict[str, BaseDistribution] = {}
     for t in _study_trials(db_path):
         attrs = t.user_attrs
         state = state_name(t.state)
@@ -167,7 +173,8 @@ def _merge(a: BaseDistribution, b: BaseDistribution) -> BaseDistribution:
         for choice in b.choices:
             a = _widen(a, choice)
         return a
-    return _widen(_widen(a, b.low), b.high)
+    num = cast("IntDistribution | FloatDistribution", b)  # not categorical: Optuna's numeric ones
+    return _widen(_widen(a, num.low), num.high)
 
 
 def _state_record(rec: dict, i: int) -> ConfigRecord:
@@ -181,7 +188,8 @@ def _state_record(rec: dict, i: int) -> ConfigRecord:
 
 
 def _configs_from_state(state: dict) -> tuple[list[ConfigRecord], dict]:
-    configs, dists = [], {}
+    configs: list[ConfigRecord] = []
+    dists: dict[str, BaseDistribution] = {}
     for i, rec in enumerate(state.get("trials") or []):
         record = _state_record(rec, i)
         for name, value in record.vector.items():
@@ -204,7 +212,7 @@ def _reward_defaults(env: str | None) -> dict:
 
 def _fill_missing(run: RunData, state: dict | None) -> None:
     """Complete each config's vector from its state-file record, then from reward defaults."""
-    records = {}
+    records: dict[tuple[Any, Any], dict[str, Any]] = {}
     for i, rec in enumerate((state or {}).get("trials") or []):
         records.setdefault((rec.get("config_id"), rec.get("kind", Kind.HP)), _state_record(rec, i).vector)
     # A coordinate the study never saw (e.g. weights fixed in every HP trial so far) still
@@ -213,13 +221,16 @@ def _fill_missing(run: RunData, state: dict | None) -> None:
     for vector in records.values():
         for name, value in vector.items():
             seen.setdefault(name, set()).add(repr(value))
+    # the same dict as run.distributions, which holds None for such a coordinate until it is
+    # filled or dropped below
+    distributions = cast("dict[str, BaseDistribution | None]", run.distributions)
     for name, values in seen.items():
-        if name not in run.distributions and len(values) > 1:
-            run.distributions[name] = None
+        if name not in distributions and len(values) > 1:
+            distributions[name] = None
     defaults = None
     counts: dict[tuple[str, str], int] = {}
     for c in run.configs:
-        for name in sorted(set(run.distributions) - set(c.vector)):
+        for name in sorted(set(distributions) - set(c.vector)):
             value = records.get((c.config_id, c.kind), {}).get(name)
             source = "the state file"
             if value is None and name.startswith(_REWARD):
@@ -230,11 +241,11 @@ def _fill_missing(run: RunData, state: dict | None) -> None:
                     c.reward_weights[name[len(_REWARD):]] = value
                 else:
                     c.params[name] = value
-                run.filled.setdefault(c.number, []).append(name)
-                run.distributions[name] = _widen(run.distributions[name], value)
+                run.filled.setdefault(cast(int, c.number), []).append(name)  # set by load_run's loaders
+                distributions[name] = _widen(distributions[name], value)
                 counts[(name, source)] = counts.get((name, source), 0) + 1
-    for name in [n for n, d in run.distributions.items() if d is None]:
-        del run.distributions[name]  # announced by the state file but no value anywhere
+    for name in [n for n, d in distributions.items() if d is None]:
+        del distributions[name]  # announced by the state file but no value anywhere
     for (name, source), n in sorted(counts.items()):
         run.notes.append(f"{name}: absent from {n} trial(s) in the study, filled from {source}")
 
@@ -249,6 +260,7 @@ def load_run(run_dir) -> RunData:
     if db_path.exists():
         source, (configs, dists) = "study", _configs_from_study(db_path)
     else:
+        assert state is not None  # no study.db, so automl_state.yaml exists (checked above)
         source, (configs, dists) = "state", _configs_from_state(state)
     run = RunData(run_dir, source, configs, dists, status=(state or {}).get("status"),
                   env=(state or {}).get("env"))

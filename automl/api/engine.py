@@ -13,7 +13,7 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -312,7 +312,7 @@ class SearchEngine:
         return self.optimize(lambda trial: run_trial(trial, sample, call, cfg.metric, score), space.spec,
                              describe=lambda study: study_meta.record(study, objective_fn, space, cfg))
 
-    def optimize(self, trial_fn: Callable[[optuna.Trial], float], spec: SpaceSpec | None = None,
+    def optimize(self, trial_fn: Callable[[optuna.Trial], float | Sequence[float]], spec: SpaceSpec | None = None,
                  *, overwrite: bool = False, describe: Callable | None = None) -> SearchResult:
         """Run ``trial_fn(trial) -> float`` (raising TrialFailed / TrialPruned) up to n_trials; the shared loop.
         ``describe(study)`` records what a later resume(study_path) needs."""
@@ -382,8 +382,8 @@ class SearchEngine:
             raise AutoMLError(f"study {res.study_name!r}: {res.message}")
         return res.best_params
 
-    def best_value(self) -> float:
-        """Value of the best complete trial; AutoMLError when none completed."""
+    def best_value(self) -> float | tuple[float, ...]:
+        """Value of the best complete trial (a tuple with several objectives); AutoMLError when none completed."""
         res = self.result()
         if res.best_value is None:
             raise AutoMLError(f"study {res.study_name!r}: {res.message}")

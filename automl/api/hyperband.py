@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import optuna
 
@@ -53,7 +53,10 @@ def schedule(max_epochs: int, factor: int = 3, min_epochs: int = 1) -> list[Roun
 def _ranked(study: optuna.Study, numbers: range, maximize: bool) -> list[optuna.trial.FrozenTrial]:
     done = [t for t in study.get_trials(deepcopy=False) if t.number in numbers
             and t.state == optuna.trial.TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
-    return sorted(done, key=lambda t: -t.value if maximize else t.value)
+    def value(t: optuna.trial.FrozenTrial) -> float:
+        return cast(float, t.value)  # done keeps finite values only
+
+    return sorted(done, key=lambda t: -value(t) if maximize else value(t))
 
 
 def run_schedule(tuner: Any, search: Callable[..., Any], kwargs: dict) -> Any:
@@ -71,7 +74,7 @@ def run_schedule(tuner: Any, search: Callable[..., Any], kwargs: dict) -> Any:
         size = rnd.size
         if rnd.round > 0:
             maximize = tuner.config.direction in ("max", "maximize")
-            best = _ranked(study, last, maximize)[:rnd.size] if study is not None and last else []
+            best: list[optuna.trial.FrozenTrial] = _ranked(study, last, maximize)[:rnd.size] if study is not None and last else []
             for t in best:
                 study.enqueue_trial(dict(t.params), skip_if_exists=False)
             size = len(best)

@@ -159,7 +159,9 @@ class LearningRateFinder:
         if not (isinstance(self.optimizer_cls, type) and issubclass(self.optimizer_cls, torch.optim.Optimizer)):
             raise AutoMLError(f"LearningRateFinder: optimizer_cls: {self.optimizer_cls!r} "
                               f"(allowed: a torch.optim.Optimizer class or instance)")
-        return self.optimizer_cls(self.model.parameters(), lr=self.config.start_lr, **self.optimizer_kwargs)
+        # a concrete optimizer class: its constructor takes lr (the base class's takes defaults)
+        make: Callable[..., torch.optim.Optimizer] = self.optimizer_cls
+        return make(self.model.parameters(), lr=self.config.start_lr, **self.optimizer_kwargs)
 
     def find(self, train_loader: Iterable, criterion: Callable) -> LRFinderResult:
         """Run the range test over (inputs, targets) batches with loss criterion(model(inputs), targets)."""

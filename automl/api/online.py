@@ -110,7 +110,7 @@ def train_tuned(params: Mapping, *, env: str, seed: int, recipe: str, mode: str 
     check_recipe(parsed, env, str(recipe))
     if mode == "replay" and not replay_from:
         raise AutoMLError("replay_from: missing (allowed: the run dir of an earlier tuned run to replay)")
-    plan = replay_plan_of(replay_from, seed) if mode == "replay" else None
+    plan = replay_plan_of(replay_from, seed) if mode == "replay" and replay_from else None  # replay_from: checked above
     start(out, parsed, mode, production)
     tune = tune_job(out, parsed, mode, seed, actuators=actuators, plan=plan, production=production)
     return train_seed(params, env=env, seed=seed, total_steps=total_steps, eval_every=eval_every, tune=tune,

@@ -14,7 +14,7 @@ patience -> patience; parallel/n_jobs -> n_jobs; seed. cross_validation/n_folds 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, cast, overload
 
 from automl.api.engine import SearchConfig
 from automl.api.search_space import SearchSpace
@@ -28,6 +28,10 @@ ALGORITHMS = {"bayesian": ("bayesian", "tpe"), "tpe": ("bayesian", "tpe"), "cmae
               "grid": ("grid", "tpe"), "hyperband": ("hyperband", "tpe")}
 
 
+@overload
+def parse_file(path, *, strict: Literal[True] = ...) -> seed003.HPOFile: ...
+@overload
+def parse_file(path, *, strict: bool) -> seed003.HPOFile | None: ...
 def parse_file(path, *, strict: bool = True) -> seed003.HPOFile | None:
     """The validated file; with ``strict=False`` None when the file is not in seed 003's format."""
     raw = load_yaml(path)
@@ -45,10 +49,12 @@ def space_of(hpo: seed003.HPOFile) -> SearchSpace:
     for p in hpo.params:
         if p.type == "categorical":
             space.add_categorical(p.name, list(p.choices))
-        elif p.type == "int":
-            space.add_int(p.name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+            continue
+        low, high = cast(float, p.low), cast(float, p.high)  # a numeric param has both (seed003.parse_param)
+        if p.type == "int":
+            space.add_int(p.name, int(low), int(high), step=int(p.step or 1), log=p.log)
         else:
-            space.add_float(p.name, float(p.low), float(p.high), log=p.log, step=p.step)
+            space.add_float(p.name, float(low), float(high), log=p.log, step=p.step)
     if hpo.cross_validation is not None or hpo.n_folds is not None:  # the objective's own folds
         space.add_fixed("cross_validation", hpo.folds != 1)
         space.add_fixed("n_folds", hpo.folds)

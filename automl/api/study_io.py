@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -59,7 +60,7 @@ class SearchResult:
     """What a search produced: the best params and value (None when nothing completed) and every trial."""
 
     best_params: dict | None
-    best_value: float | None
+    best_value: float | tuple[float, ...] | None  # a tuple: one value per objective (several directions)
     trials: list[TrialRecord]
     study_name: str = ""
     storage: str = ""
@@ -117,7 +118,7 @@ def storage(path: str | Path) -> optuna.storages.RDBStorage:
 
 
 def open_study(study_dir: str | Path, study_name: str, *, direction: str, sampler=None, pruner=None,
-               overwrite: bool = False, directions: list[str] | None = None) -> optuna.Study:
+               overwrite: bool = False, directions: Sequence[str] | None = None) -> optuna.Study:
     """Create or load ``study_name`` in ``<study_dir>/<study_name>.db``; overwrite deletes it first;
     ``directions``: several objectives."""
     directions = list(directions) if directions and len(directions) > 1 else None
@@ -193,7 +194,7 @@ def rank(records: list[TrialRecord], direction: str) -> list[TrialRecord]:
     (failed, pruned, ...) last, as the worst."""
     done = [r for r in records if r.value is not None and math.isfinite(r.value)]
     rest = [r for r in records if r not in done]
-    ranked = sorted(done, key=lambda r: r.value, reverse=direction == "maximize")
+    ranked = sorted(done, key=lambda r: cast(float, r.value), reverse=direction == "maximize")  # done: finite values
     return [r for r in ranked if r.feasible] + [r for r in ranked if not r.feasible] + rest
 
 
@@ -230,12 +231,13 @@ def _multi_result(study: optuna.Study, records: list[TrialRecord], directions: l
 
     objectives = tuple(Objective(f"objective_{i}", "max" if d == "maximize" else "min") for i, d in enumerate(directions))
     done = [r for r in records if r.values is not None and r.feasible and all(math.isfinite(v) for v in r.values)]
-    front = [done[i] for i in Selection(objectives=objectives).order([r.values for r in done])] if done else []
+    points = [cast("list[float]", r.values) for r in done]  # done keeps trials with values only
+    front = [done[i] for i in Selection(objectives=objectives).order(points)] if done else []
     knee = front[0] if front else None
     message = (f"Pareto front of {len(front)} trial(s), knee at trial {knee.number} ({counts(records)})" if knee else
                f"no complete feasible trial ({counts(records)}): no Pareto front")
     return SearchResult(best_params=dict(knee.params) if knee else None,
-                        best_value=tuple(knee.values) if knee else None, trials=records,
+                        best_value=tuple(cast("list[float]", knee.values)) if knee else None, trials=records,
                         study_name=study.study_name, storage=storage, direction=", ".join(directions),
                         message=message, directions=directions, best_trials=front)
 

@@ -11,9 +11,10 @@ import csv
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 import optuna
-from optuna.distributions import FloatDistribution
+from optuna.distributions import BaseDistribution, FloatDistribution
 
 from automl.analysis import report as analysis, run_data
 from automl.api import study_io
@@ -52,16 +53,22 @@ class TrialManager:
         self.study = study_io.open_study(db.parent, name, direction=study_io.DIRECTIONS.get(direction, direction))
 
     @property
+    def _study(self) -> optuna.Study:
+        """The API study (__init__ opens it unless the directory is a CLI run)."""
+        assert self.study is not None
+        return self.study
+
+    @property
     def direction(self) -> str:
         """maximize or minimize."""
-        return "maximize" if self.cli else self.study.direction.name.lower()
+        return "maximize" if self.cli else self._study.direction.name.lower()
 
     # ------------------------------------------------------------------ records
     def trials(self) -> list[TrialRecord]:
         """Every trial, in order."""
         if self.cli:
             return [_cli_record(c) for c in self.run.configs]
-        return [study_io.record(t) for t in self.study.get_trials(deepcopy=False)]
+        return [study_io.record(t) for t in self._study.get_trials(deepcopy=False)]
 
     def log_trial(self, params: Mapping, metrics: Mapping | float, trial_id: str | None = None) -> None:
         """Record a finished trial run elsewhere; its value is metrics[metric] (or the number given)."""
@@ -72,14 +79,14 @@ class TrialManager:
             raise AutoMLError(f"TrialManager.log_trial: metrics {', '.join(metrics) or 'none'} lack {self.metric!r} "
                               f"(allowed: include the manager's metric, or pass metric= to TrialManager)")
         value = float(metrics[self.metric])
-        trial_id = str(trial_id if trial_id is not None else len(self.study.trials))
+        trial_id = str(trial_id if trial_id is not None else len(self._study.trials))
         if any(r.trial_id == trial_id for r in self.trials()):
             raise AutoMLError(f"TrialManager.log_trial: trial_id {trial_id!r} already logged (allowed: a new id)")
         # numbers are study coordinates (ranked by importance); other values live in the params attr
         # only, since Optuna cannot grow a categorical distribution trial by trial
         coords = {k: float(v) for k, v in params.items() if is_finite_number(v)}
         finite = math.isfinite(value)
-        self.study.add_trial(optuna.trial.create_trial(
+        self._study.add_trial(optuna.trial.create_trial(
             state=optuna.trial.TrialState.COMPLETE if finite else optuna.trial.TrialState.FAIL,
             value=value if finite else None, params=coords,
             distributions={k: _point(v) for k, v in coords.items()},
@@ -102,8 +109,9 @@ class TrialManager:
         """The trials as automl.analysis.report reads them (RunData), for the CLI's analysis functions."""
         if self.cli:
             return self.run
-        configs, dists = [], {}
-        for t in self.study.get_trials(deepcopy=False):
+        configs: list[run_data.ConfigRecord] = []
+        dists: dict[str, BaseDistribution] = {}
+        for t in self._study.get_trials(deepcopy=False):
             state = study_io.record(t).state
             for name, dist in t.distributions.items():
                 dists[name] = run_data._merge(dists[name], dist) if name in dists else dist
@@ -175,8 +183,9 @@ class TrialManager:
 
 
 def _cli_record(c: run_data.ConfigRecord) -> TrialRecord:
+    # number: load_run numbers every record of a CLI run
     seed_metrics = {m: c.metric(m) for m in ("episode_reward_mean", "iqm", "success_rate", "shaped_return")}
-    return TrialRecord(number=c.number, params={k: run_data.decode_value(v) for k, v in c.vector.items()},
+    return TrialRecord(number=cast(int, c.number), params={k: run_data.decode_value(v) for k, v in c.vector.items()},
                        value=c.metric(CLI_METRIC) if c.state == "complete" else None, state=c.state,
                        metrics={k: v for k, v in seed_metrics.items() if v is not None}, trial_id=c.config_id,
                        config=c)

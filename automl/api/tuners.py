@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import optuna
 
@@ -34,6 +34,9 @@ from automl.api.hyperparameters import HyperParameters
 from automl.api.study_io import SearchResult
 from automl.core.errors import AutoMLError
 from automl.core.record import State
+
+if TYPE_CHECKING:
+    from automl.run.seed_pool import SeedPool
 
 PPO_METRICS = ("success_rate", "shaped_return", "reference_return")
 
@@ -104,7 +107,8 @@ class Tuner:
         self.oracle = Oracle(self)
         self._overwrite = overwrite
         self.seed_workers = seed_workers  # worker processes per trial for the default run_trial's seeds
-        self._local, self._runners = threading.local(), []
+        self._local = threading.local()
+        self._runners: list[SeedPool] = []
 
     # ------------------------------------------------------------------ the loop
     def search(self, **kwargs: Any) -> SearchResult:
@@ -112,7 +116,7 @@ class Tuner:
         spec = self._grid_space() if self.strategy == "grid" else None
         timeout = self.config.timeout_per_trial
 
-        def trial_fn(trial: optuna.Trial) -> float:
+        def trial_fn(trial: optuna.Trial) -> float | list[float]:
             hp = HyperParameters(trial, timeout=timeout)
 
             def call(params: dict, trial: optuna.Trial):
@@ -212,7 +216,8 @@ class Tuner:
 
         start = time.time()
         model.learn(total_steps)
-        mean, std = evaluate_policy(model, model.get_env(), n_eval_episodes=eval_episodes)
+        # floats: return_episode_rewards is left False
+        mean, std = cast("tuple[float, float]", evaluate_policy(model, model.get_env(), n_eval_episodes=eval_episodes))
         return {"episode_reward_mean": float(mean), "episode_reward_std": float(std),
                 "steps": int(model.num_timesteps), "wall_s": time.time() - start}
 
@@ -317,8 +322,9 @@ class Hyperband(Tuner):
         r = self._round
         return {} if r is None else {"hyperband": {"bracket": r.bracket, "round": r.round, "epochs": r.epochs}}
 
-    def run_trial(self, hp: HyperParameters, epochs: int | None = None, total_steps: int = 50_000,
-                  **kwargs: Any) -> dict | float:
+    # Keras Tuner's Hyperband signature (epochs second); every caller here passes keywords
+    def run_trial(self, hp: HyperParameters, epochs: int | None = None,  # type: ignore[override]
+                  total_steps: int = 50_000, **kwargs: Any) -> dict | float:
         """The default trial for ``epochs`` epochs: PPO for epochs x steps_per_epoch env steps."""
         per_epoch = self.steps_per_epoch or max(1, int(total_steps) // self.max_epochs)
         return super().run_trial(hp, total_steps=per_epoch * int(epochs or self.max_epochs), **kwargs)

@@ -7,8 +7,12 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
 from automl.core.errors import AutoMLError
+
+if TYPE_CHECKING:
+    from automl.run.runconfig import RunConfig
 
 SUBCOMMANDS = ("run", "validate", "train", "tune", "analyze", "status", "export")
 
@@ -181,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_config_from(args, argv) -> "RunConfig":
+def run_config_from(args, argv) -> RunConfig:
     """Turn parsed `run` flags into a validated RunConfig."""
     from automl.run.runconfig import RunConfig
 

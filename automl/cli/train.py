@@ -148,6 +148,7 @@ def _config_for(config_path, env) -> str:
 
 def _tune_options(config_path: str, tune, tune_mode, tune_replay, startup_trials, production) -> dict | None:
     """The online-tuning options: the flags, else the config file's ``tune:`` section; None: not tuned."""
+    opts: dict[str, Any] | None
     if tune:
         opts = {"recipe": tune, "mode": tune_mode, "replay_from": tune_replay, "production": production,
                 "startup_trials": startup_trials}

@@ -44,7 +44,8 @@ def attach(job_kwargs: list[dict], out: Path, recipe_path: str, mode: str, repla
             raise AutoMLError(f"--startup-trials: {startup_trials!r} (allowed: an integer >= 0)")
         recipe = dataclasses.replace(recipe, startup_trials=startup_trials)
     check_recipe(recipe, env, recipe_path)
-    plans = {kw["seed"]: replay_plan_of(replay_from, kw["seed"]) for kw in job_kwargs} if mode == "replay" else {}
+    # replay_from is set in mode replay (checked above)
+    plans = {kw["seed"]: replay_plan_of(replay_from, kw["seed"]) for kw in job_kwargs} if mode == "replay" and replay_from else {}
     start(out, recipe, mode, production)
     for kw in job_kwargs:
         kw["tune"] = tune_job(out, recipe, mode, kw["seed"], plan=plans.get(kw["seed"]), production=production)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -18,7 +18,7 @@ from automl.core.names import (ALIASES, CANONICAL_NAMES, DOMAINS, EXCLUSIVE, Dom
 REWARD_PREFIX = "reward."  # reward weights share the trial's params but are not PPO arguments
 
 # SB3 2.x PPO defaults, written out so every PPOSetup is complete (tests compare with PPO's signature)
-SB3_DEFAULTS = {"learning_rate": 3e-4, "n_steps": 2048, "batch_size": 64, "n_epochs": 10, "gamma": 0.99,
+SB3_DEFAULTS: dict[str, Any] = {"learning_rate": 3e-4, "n_steps": 2048, "batch_size": 64, "n_epochs": 10, "gamma": 0.99,
                 "gae_lambda": 0.95, "clip_range": 0.2, "clip_range_vf": None, "ent_coef": 0.0, "vf_coef": 0.5,
                 "max_grad_norm": 0.5, "target_kl": None}
 # canonical name -> SB3 PPO(...) argument, for the parameters that map one to one
@@ -57,6 +57,11 @@ class ParamSpec:
     choices: tuple = ()  # list values stored as tuples
     prior: Any = None  # list priors stored as tuples; None = no prior
     grid_points: int | None = None
+
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of a numeric param: int, uniform and loguniform params always have both."""
+        assert self.low is not None and self.high is not None, f"{self.name}: a {self.type} param without low/high"
+        return self.low, self.high
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,8 @@ def _in_range(spec: ParamSpec, value) -> bool:
 
 def _with_grid_and_prior(spec: ParamSpec, raw: Mapping, *, where: str) -> ParamSpec:
     integer = spec.type == "int"
-    grid_points, values = raw.get("grid_points"), ()
+    grid_points = raw.get("grid_points")
+    values: tuple[Any, ...] = ()
     if grid_points is not None and "values" in raw:
         raise AutoMLError(f"{where}: both grid_points and values given (allowed: one of them)")
     if grid_points is not None:
@@ -321,7 +327,7 @@ def load_yaml(path, *, allowed: str = A_MAPPING) -> dict:
         raise AutoMLError(f"{p}: file: empty (only comments or null) (allowed: {allowed})")
     if not isinstance(loaded, Mapping):
         raise AutoMLError(f"{p}: top level: {type(loaded).__name__} is not a mapping (allowed: {allowed})")
-    return loaded
+    return cast(dict, loaded)  # a SafeLoader builds every mapping as a dict
 
 
 def load_space(path) -> SpaceSpec:

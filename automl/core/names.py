@@ -6,7 +6,7 @@ import difflib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 from automl.core.errors import AutoMLError
 
@@ -66,7 +66,7 @@ CANONICAL_NAMES: tuple[str, ...] = tuple(DOMAINS)
 EXCLUSIVE = (("mini_batches", "batch_size"),)
 
 
-def _near(word: str, options) -> str:
+def _near(word: object, options) -> str:
     match = difflib.get_close_matches(str(word), list(options), n=1)
     return f"; did you mean '{match[0]}'?" if match else ""
 
@@ -119,6 +119,12 @@ def default_pruner_for(method: str, pruner: str | None = None) -> str:
 # ---------------------------------------------------------------------------------------------
 # Values: numeric strings such as "1e-5" (PyYAML reads them as str) are numbers.
 # ---------------------------------------------------------------------------------------------
+
+@overload
+def to_number(value: object, *, where: str, integer: Literal[True]) -> int: ...
+@overload
+def to_number(value: object, *, where: str, integer: bool = False) -> int | float: ...
+
 
 def to_number(value: object, *, where: str, integer: bool = False) -> int | float:
     """A finite int/float from a number or a numeric string; integral floats become int if `integer`."""

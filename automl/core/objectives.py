@@ -50,7 +50,7 @@ def parse_metrics(text: str | None, *, where: str = "--metrics") -> tuple[Object
     """``name:max|min,...`` (a name alone is ``max``); AutoMLError names the allowed metrics."""
     if not text:
         return ()
-    out = []
+    out: list[Objective] = []
     for part in str(text).split(","):
         name, _, direction = part.strip().partition(":")
         direction = direction or "max"
@@ -75,10 +75,14 @@ class Constraint:
 
     def violation(self, values: Mapping[str, float | None]) -> float:
         """How far ``values`` are on the wrong side (0.0 when the constraint holds; inf without a value)."""
-        if any(values.get(m) is None or not math.isfinite(values[m]) for m in self.metrics):
-            return math.inf
+        for m in self.metrics:
+            value = values.get(m)
+            if value is None or not math.isfinite(value):
+                return math.inf
         cmp = self.tree.body
-        ctx = (dict(values), {}, self.text, "--constraint")
+        assert isinstance(cmp, ast.Compare)  # parse_constraint builds a Constraint around one comparison only
+        resolve: dict[str, str] = {}
+        ctx = (dict(values), resolve, self.text, "--constraint")
         left, right = safe._eval(cmp.left, ctx), safe._eval(cmp.comparators[0], ctx)
         op = type(cmp.ops[0])
         gap = right - left if op in (ast.GtE, ast.Gt) else left - right

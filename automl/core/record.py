@@ -124,6 +124,7 @@ class ConfigRecord:
         run's score (failed seeds counted as worst; from the complete seeds' true metric when the score
         lacks them), any other per-seed field as the mean over complete seeds."""
         score = self.score or {}
+        value: float | None
         if metric in ("lcb", "mean-std"):
             values = self.seed_values("episode_reward_mean")
             if score and (metric == "lcb" or "std" in score):

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from automl.core.config import load_yaml
 from automl.core.errors import AutoMLError
@@ -83,7 +83,7 @@ class HPOFile:
         return None
 
 
-def is_hpo(raw: object) -> bool:
+def is_hpo(raw: object) -> TypeGuard[Mapping]:
     """Whether a loaded YAML document is in seed 003's format."""
     return isinstance(raw, Mapping) and KEY in raw
 

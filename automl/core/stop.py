@@ -10,6 +10,7 @@ a prune (the one stop a driver makes because of the config itself). The YAML spe
 from __future__ import annotations
 
 from enum import Enum
+from typing import overload
 
 
 class StopReason(str, Enum):
@@ -54,6 +55,16 @@ class Stop(str):
 
     def __reduce__(self):
         return (Stop, (self.reason, str(self)))
+
+    @overload
+    @classmethod
+    def of(cls, value: Stop | StopReason | str) -> Stop: ...
+    @overload
+    @classmethod
+    def of(cls, value: None) -> None: ...
+    @overload
+    @classmethod
+    def of(cls, value: Stop | StopReason | str | None) -> Stop | None: ...
 
     @classmethod
     def of(cls, value: "Stop | StopReason | str | None") -> "Stop | None":

@@ -159,6 +159,7 @@ def _mutations(acts: Mapping, phases: set, bad, custom: tuple[str, ...], where: 
     out: dict[str, Mutation] = {}
     for name, m in acts.items():
         name = str(name)
+        entries: list[tuple[str, str, Any, str | None, bool]]
         if name not in names.FAMILIES:
             entries = [(name, f"actuators.{name}", m, None, True)]
         else:

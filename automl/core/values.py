@@ -9,12 +9,12 @@ import dataclasses
 import json
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 KEEP = object()  # plain(non_finite=KEEP): NaN and ±inf stay floats (YAML writes .nan / .inf)
 
 
-def is_finite_number(value: Any) -> bool:
+def is_finite_number(value: Any) -> TypeGuard[int | float]:
     """An int or float (not a bool) that is neither NaN nor ±inf."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

@@ -35,7 +35,7 @@ import time
 import weakref
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 # The job/event dataclasses live in automl.exec.jobs, the interface in automl.exec.base; re-exported here.
 from automl.core.stop import Stop, StopReason
@@ -45,6 +45,9 @@ from automl.exec.jobs import STATES, Done, Job, JobResult, Lost, Report, Running
 from automl.exec.workers import (
     contains_nonfinite, install_sigterm_exit, main_not_imported, restore_sigterm, single_thread_env, worker_main,
 )
+
+if TYPE_CHECKING:
+    from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
 
 __all__ = [
     "BACKENDS", "Done", "Executor", "Job", "JobResult", "LocalProcessExecutor", "Lost", "Report",
@@ -89,7 +92,8 @@ class LocalProcessExecutor(Executor):
         if n_jobs < 1:
             raise ValueError(f"n_jobs: must be >= 1, got {n_jobs}")
         self.n_jobs = int(n_jobs)
-        self._ctx = mp.get_context(start_method)
+        # get_context(str) is typed BaseContext, which lacks .Process; the context of every start method has it
+        self._ctx = cast("SpawnContext | ForkContext | ForkServerContext", mp.get_context(start_method))
         self._preload = tuple(preload)
         self._import_main = import_main
         self.devices = tuple(devices)
@@ -143,6 +147,7 @@ class LocalProcessExecutor(Executor):
         worker = self._worker_of(job_id)
         if worker is None:
             return False
+        assert worker.job is not None  # _worker_of finds a worker by the job it runs
         worker.job.stop_reason = worker.job.stop_reason or reason
         return self._send(worker, ("stop", worker.seq, reason))
 
@@ -222,6 +227,7 @@ class LocalProcessExecutor(Executor):
         with single_thread_env(worker_env(device_for(slot, self.devices))), (contextlib.nullcontext() if self._import_main else main_not_imported()):
             process.start()
         child_conn.close()
+        assert process.pid is not None  # start() set it
         self._workers.append(_Worker(process, parent_conn, process.pid, slot=slot))
 
     def _dispatch(self) -> None:

@@ -68,7 +68,7 @@ class RayChannel:
 class _Hub:
     """Reports waiting for the driver, stop requests waiting for the jobs, and where each job runs."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.reports: list = []
         self.stops: dict[str, str] = {}
         self.where: dict[str, tuple] = {}
@@ -182,10 +182,10 @@ class RayExecutor(Executor):
             if f.job.job_id == job_id:
                 f.stop_reason = f.stop_reason or reason
                 return True
-        f = self._flying.get(job_id)
-        if f is None:
+        flight = self._flying.get(job_id)
+        if flight is None:
             return False
-        f.stop_reason = f.stop_reason or reason
+        flight.stop_reason = flight.stop_reason or reason
         self._hub.stop.remote(job_id, reason)
         return True
 
@@ -195,11 +195,12 @@ class RayExecutor(Executor):
                 self._queue.remove(f)
                 self._events.append(failed_done(f.job, "cancelled", reason, 0.0))
                 return True
-        f = self._flying.pop(job_id, None)
-        if f is None:
+        flight = self._flying.pop(job_id, None)
+        if flight is None:
             return False
-        _ray().cancel(f.ref, force=True)
-        self._events.append(failed_done(f.job, "cancelled", reason, time.monotonic() - f.submitted, self._pid(job_id)))
+        _ray().cancel(flight.ref, force=True)
+        self._events.append(failed_done(flight.job, "cancelled", reason, time.monotonic() - flight.submitted,
+                                        self._pid(job_id)))
         self._hub.forget.remote(job_id)
         return True
 

@@ -29,7 +29,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 # Thread pools read these once, when the library loads: set before importing torch.
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -82,7 +83,7 @@ class Channel:
 class LocalChannel:
     """An in-process channel (tests, inline runs): keeps reports in a list; `stop()` asks to stop."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.reports: list = []
         self._stop_reason: str | None = None
 
@@ -133,6 +134,7 @@ def find_nonfinite(obj, path: str = "result", _seen: set | None = None) -> tuple
     if id(obj) in seen:  # cycles
         return None
     seen.add(id(obj))
+    items: Iterable[tuple[str, Any]]
     if isinstance(obj, Mapping):
         items = ((f"{path}[{k!r}]", v) for k, v in obj.items())
     elif isinstance(obj, (list, tuple, set, frozenset)):

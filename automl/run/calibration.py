@@ -34,7 +34,8 @@ def _run_jobs(cfg: RunConfig, inputs: Inputs, scheduler, budget: Budget, *, step
         scheduler.submit_job(Job(job_id=f"{tag}{i}", fn=trainers.job_fn(cfg.trainer), kwargs=kwargs,
                                  timeout_s=timeout), results.append)
     clock = budget.clock
-    out, deadline = [], clock() + timeout + 5
+    out: list = []
+    deadline = clock() + timeout + 5
     while len(out) < cfg.n_jobs and clock() < deadline:
         scheduler.step(0.5)
         for r in results[len(out):]:

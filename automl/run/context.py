@@ -2,18 +2,23 @@
 ``automl.run.opening``."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from automl.core.record import State
 from automl.run import records
 from automl.run.state import PhaseResults, state_dict
 
-if TYPE_CHECKING:  # the parts ``automl.run.opening`` assembles the context from
-    from automl.run.budget import Budget
+if TYPE_CHECKING:  # the parts ``automl.run.opening`` assembles the context from (annotations only)
+    from automl.exec.base import Executor
+    from automl.run.budget import Budget, Throughput
+    from automl.run.inputs import Inputs
+    from automl.run.jobs import JobSpecs
+    from automl.run.ladder_run import LadderRun
+    from automl.run.lease import Lease
+    from automl.run.live import LiveView
+    from automl.run.plan import Plan
     from automl.run.runconfig import RunConfig
     from automl.run.scheduler import ConfigRun, Scheduler
-    from automl.run.inputs import Inputs
-    from automl.run.plan import Plan
 
 # Why tuning ended early -> the run's final status ("finished" when every stage ran to its quota).
 BUDGET_SPENT = "budget_exhausted"
@@ -31,26 +36,55 @@ class RunContext:
         self.plan: Plan = plan  # nominal until the run is started (automl.run.opening), then calibrated
         self.records = records.Records(cfg, inputs, store)
         self.records.value_floor = plan.value_floor
-        self.stage = {"index": 0, "kind": "plan", "cycle": 0}
+        self.stage: dict = {"index": 0, "kind": "plan", "cycle": 0}
         self.stop_reason: str | None = None
         self.stop_status: str | None = None
-        self.view = None  # a live.LiveView when the driver shows progress
+        self.view: LiveView | None = None  # when the driver shows progress
         # what the phases hand over (held-out ranking, test scores, PBT population, lost jobs): the state file's
         self.results = PhaseResults(pbt=(old or {}).get("pbt"), lost_jobs=list((old or {}).get("lost_jobs") or []))
         self.last_state: dict | None = None
         self.batched = False  # seeds of a config as one job (set in start)
-        self.executor_factory = None  # (n_jobs) -> executor, for simulations; None: --executor's
-        self.executor = None
-        self.throughput = None  # budget.Throughput, from the plan (opening)
-        self.jobs = None  # jobs.JobSpecs: what a seed job is handed (opening)
+        self.executor_factory: Callable[[int], Executor] | None = None  # for simulations; None: --executor's
+        # opened by ``automl.run.opening.start`` before any phase runs (``sched``/``speed``/``job_specs`` say so)
+        self.executor: Executor | None = None
+        self.throughput: Throughput | None = None  # from the plan
+        self.jobs: JobSpecs | None = None  # what a seed job is handed
         self.scheduler: Scheduler | None = None
         self.planned = False  # the run adopted its calibrated (or recorded) plan
         self._resume: list[ConfigRun] = []
         self.driver_s = 0.0  # time spent in the driver's own bookkeeping (ask/tell, state writes)
-        self.lease = None  # lease.Lease: one live driver per run
+        self.lease: Lease | None = None  # one live driver per run
         self.searches: dict = {}  # Kind -> SearchOwner, as the mode opens them
         self.storage_url: str | None = None
-        self.ladder = None  # automl.run.ladder_run.LadderRun when the run climbs a fidelity ladder
+        self.ladder: LadderRun | None = None  # when the run climbs a fidelity ladder
+
+    @property
+    def sched(self) -> Scheduler:
+        """The run's scheduler, once ``automl.run.opening.start`` has opened it."""
+        if self.scheduler is None:
+            raise RuntimeError("the run's scheduler is not open (automl.run.opening.start opens it)")
+        return self.scheduler
+
+    @property
+    def speed(self) -> Throughput:
+        """The run's measured throughput, once the plan is adopted (``automl.run.opening``)."""
+        if self.throughput is None:
+            raise RuntimeError("the run's throughput is not known before its plan (automl.run.opening)")
+        return self.throughput
+
+    @property
+    def ladder_run(self) -> LadderRun:
+        """The run's fidelity ladder, in the code that runs only on one (``ladder`` is None otherwise)."""
+        if self.ladder is None:
+            raise RuntimeError("this run does not climb a fidelity ladder")
+        return self.ladder
+
+    @property
+    def job_specs(self) -> JobSpecs:
+        """What a seed job is handed, once ``automl.run.opening.start`` has built it."""
+        if self.jobs is None:
+            raise RuntimeError("the run's job specs are not built (automl.run.opening.start builds them)")
+        return self.jobs
 
     @property
     def record_study(self):
@@ -100,12 +134,13 @@ class RunContext:
         """Train the scheduler's configs to the end; at the hard deadline stop them and drain (the
         re-check phases: held-out and test). ``guard()``: called before each submission (the held-out
         phase drops queued work there)."""
-        while self.scheduler.active:
-            self.scheduler.step(0.5, guard=guard)
+        sched = self.sched
+        while sched.active:
+            sched.step(0.5, guard=guard)
             self.refresh_view()
             if self.budget.exhausted():
-                self.scheduler.stop_all("deadline")
-                self.scheduler.drain(hard_deadline=self.budget.deadline, grace_s=5.0)
+                sched.stop_all("deadline")
+                sched.drain(hard_deadline=self.budget.deadline, grace_s=5.0)
                 break
 
     def count(self, kind: str, cycle: int) -> int:
@@ -114,7 +149,7 @@ class RunContext:
 
     def in_flight(self, kind: str, cycle: int) -> int:
         """Configs of this phase still training."""
-        return sum(1 for c in self.scheduler.active if c.kind == kind and c.cycle == cycle)
+        return sum(1 for c in self.sched.active if c.kind == kind and c.cycle == cycle)
 
     def resumed(self, kind: str, cycle: int) -> list[ConfigRun]:
         """In-flight configs of a killed run that belong to this phase (their missing seeds re-run)."""
@@ -133,12 +168,12 @@ class RunContext:
         else the run's measured throughput; on a ladder, at the top rung's length."""
         if self.ladder is not None:
             return self.ladder.recheck_job_s(config_id)
-        est = self.throughput.seconds_for(self.plan.trial_steps)
+        est = self.speed.seconds_for(self.plan.trial_steps)
         entry = next((e for e in self.records.entries.values() if e.config_id == config_id and e.tuning),
                      None) if config_id else None
         walls = [float(r["wall_s"]) for r in (entry.seeds if entry else [])
                  if r.get("state") == State.COMPLETE and r.get("wall_s") and r.get("resumed_from") is None]
-        return max([est] + [w * self.throughput.margin for w in walls])
+        return max([est] + [w * self.speed.margin for w in walls])
 
     def update_reserve(self) -> None:
         """Time kept for the held-out stage: top-k + baseline at the incumbent's job length;

@@ -51,7 +51,8 @@ def run(ctx: RunContext) -> int:
         return 0
     except (Interrupted, KeyboardInterrupt):
         status = "interrupted"
-        ctx.scheduler.stop_all("interrupted")
+        if ctx.scheduler is not None:
+            ctx.scheduler.stop_all("interrupted")
         print("automl: interrupted; state saved, re-run the same command to resume")
         return 130
     except AutoMLError:

@@ -5,23 +5,29 @@ tuning and held-out scores, the baseline's held-out score beside it, and its sav
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 
 from automl.search import space as space_mod
 from automl.core.config import to_ppo_setup
 from automl.core.record import ConfigRecord, Kind, State
 from automl.run import pareto, testseeds
-from automl.run.records import TUNING_KINDS, ranked
+from automl.run.records import TUNING_KINDS, ranked, score_of
 from automl.core.scoring import objective_value
 
+if TYPE_CHECKING:
+    from automl.run.context import RunContext
+    from automl.run.scheduler import ConfigRun
 
-def candidates(ctx) -> list[tuple[str, dict, dict, bool]]:
+
+def candidates(ctx: RunContext) -> list[tuple[str, dict, dict, bool]]:
     """(config_id, params, weights, is_baseline): the leader, the baseline, then the rest of the top-k."""
     sel = ctx.cfg.selection
-    tuned = ranked(ctx.records.entries.values(), ctx.cfg.objective, TUNING_KINDS, ctx.cfg.risk, sel)
+    tuned = ranked(ctx.records.entries.values(), ctx.cfg.objective_name, TUNING_KINDS, ctx.cfg.risk, sel)
     # with several objectives: the front's members (the pick first), up to --top-k
     # on a ladder: as many as its reserve was kept for (fewer than --top-k when the budget is short)
-    k = ctx.cfg.top_k if getattr(ctx, "ladder", None) is None else min(ctx.cfg.top_k, ctx.ladder.policy.heldout_n)
+    k = ctx.cfg.top_k if ctx.ladder is None else min(ctx.cfg.top_k, ctx.ladder.policy.heldout_n)
     top = (pareto.front(tuned, sel) if sel is not None and sel.objectives else tuned)[:k]
     base_params = space_mod.prior_params(ctx.inputs.spec)
     base_weights = ctx.inputs.default_weights
@@ -38,15 +44,17 @@ def candidates(ctx) -> list[tuple[str, dict, dict, bool]]:
     return out
 
 
-def run(ctx) -> None:
+def run(ctx: RunContext) -> None:
     """Re-train the candidates on held-out seeds within the remaining budget; write best.yaml."""
     ctx.enter_stage(Kind.HELDOUT, 0)
     done = {e.config_id: e for e in ctx.records.entries.values()
             if e.kind == Kind.HELDOUT and e.state != State.RUNNING}
     for c in ctx.resumed(Kind.HELDOUT, 0):
-        ctx.scheduler.add(c)
-    running = {c.config_id for c in ctx.scheduler.active}
-    baseline, load_s, extras, essentials = None, 0.0, [], []
+        ctx.sched.add(c)
+    running = {c.config_id for c in ctx.sched.active}
+    baseline, load_s = None, 0.0
+    extras: list[ConfigRun] = []
+    essentials: list[ConfigRun] = []
     for i, (config_id, params, weights, is_base) in enumerate(candidates(ctx)):
         if is_base:
             baseline = config_id
@@ -64,13 +72,13 @@ def run(ctx) -> None:
                                    ctx.plan.trial_steps, config_id=config_id,
                                    extra={"heldout_of": config_id, "baseline": is_base,
                                           "planned_seeds": seeds})
-        ctx.scheduler.add(c)
+        ctx.sched.add(c)
         (essentials if is_base or i == 0 else extras).append(c)
     ctx.finish_configs(guard=lambda: _keep_test_time(ctx, extras, essentials))
     write_best(ctx, baseline)
 
 
-def _keep_test_time(ctx, extras: list, essentials: list) -> None:
+def _keep_test_time(ctx: RunContext, extras: list, essentials: list) -> None:
     """Keep the test phase its time when the held-out jobs run slower than estimated (re-checks on this
     machine ran up to ~15% slower than their measured-speed estimate): first drop the extra candidates
     (beyond the leader and the baseline) whose seeds have not started, last-ranked first; then take
@@ -79,7 +87,7 @@ def _keep_test_time(ctx, extras: list, essentials: list) -> None:
     slow = testseeds.recheck_slowdown(ctx)
     if slow <= 1.0:
         return  # at the estimated speed the held-out admission already left the test phase its time
-    active = ctx.scheduler.active
+    active = ctx.sched.active
     job = {c.config_id: ctx.job_s(c.config_id) * slow for c in active}
     test_s = testseeds.reserve_s(ctx, max(job.values(), default=0.0))
     n_jobs = ctx.cfg.n_jobs
@@ -94,18 +102,18 @@ def _keep_test_time(ctx, extras: list, essentials: list) -> None:
             return
         ctx.store.event("heldout_dropped", config_id=c.config_id, slowdown=round(slow, 3),
                         reason="the test phase would not fit after it at the measured speed")
-        ctx.scheduler.drop(c)
+        ctx.sched.drop(c)
     while not fits():
         trimmable = [c for c in essentials if c in active and c.pending and len(c.seeds) > 2]
         if not trimmable:
             return
         c = max(trimmable, key=lambda c: (len(c.seeds), job[c.config_id]))
-        ctx.scheduler.trim(c)
+        ctx.sched.trim(c)
         ctx.store.event("heldout_fewer_seeds", config_id=c.config_id, seeds=list(c.seeds), slowdown=round(slow, 3),
                         reason="the test phase would not fit after all held-out seeds at the measured speed")
 
 
-def admit_seeds(ctx, config_id: str, load_s: float, *, essential: bool) -> tuple[list[int], float]:
+def admit_seeds(ctx: RunContext, config_id: str, load_s: float, *, essential: bool) -> tuple[list[int], float]:
     """(held-out seeds to train, seconds per job) for one candidate behind `load_s` seconds of
     queued held-out work. All seeds when they fit before the deadline; the leader and the
     baseline (essential) get as many as fit, at least one; other candidates all or nothing, and
@@ -123,27 +131,27 @@ def admit_seeds(ctx, config_id: str, load_s: float, *, essential: bool) -> tuple
     return [], job_s
 
 
-def _heldout_entries(ctx) -> dict[str, ConfigRecord]:
+def _heldout_entries(ctx: RunContext) -> dict[str, ConfigRecord]:
     return {e.config_id: e for e in ctx.records.entries.values()
             if e.kind == Kind.HELDOUT and e.score and e.state == State.COMPLETE}
 
 
-def sb3_block(ctx, params: dict, steps: int) -> dict:
+def sb3_block(ctx: RunContext, params: dict, steps: int) -> dict:
     """best.yaml's ``sb3`` entry: the config as SB3 PPO takes it (rl-zoo3 export reads it)."""
     setup = to_ppo_setup(params, path=ctx.inputs.space_path)
     return {"ppo_kwargs": setup.ppo_kwargs, "num_envs": setup.num_envs, "n_timesteps": steps,
             "normalize": setup.normalize, "learning_rate_schedule": setup.learning_rate_schedule}
 
 
-def write_best(ctx, baseline_id: str | None) -> None:
+def write_best(ctx: RunContext, baseline_id: str | None) -> None:
     """Rank held-out results by the run's objective and write best.yaml (nothing when no config finished)."""
     held = _heldout_entries(ctx)
-    objective = ctx.cfg.objective
+    objective = ctx.cfg.objective_name
     ranking = ranked(held.values(), objective, (Kind.HELDOUT,), ctx.cfg.risk, ctx.cfg.selection)
     ctx.results.pareto = pareto.summary(held.values(), ctx.cfg, (Kind.HELDOUT,))
     ctx.results.heldout = [{"config_id": e.config_id, "objective": objective,
-                            "value": objective_value(e.score, objective, risk=ctx.cfg.risk), "iqm": e.score["iqm"],
-                            "mean": e.score["mean"], "ci95": e.score["ci95"],
+                            "value": objective_value(score_of(e), objective, risk=ctx.cfg.risk),
+                            "iqm": score_of(e)["iqm"], "mean": score_of(e)["mean"], "ci95": score_of(e)["ci95"],
                             "baseline": e.config_id == baseline_id} for e in ranking]
     if not ranking:
         return
@@ -165,8 +173,8 @@ def write_best(ctx, baseline_id: str | None) -> None:
         "heldout_seeds": ctx.inputs.heldout_seeds,
         "baseline": {"config_id": baseline_id, "heldout_score": base.score if base else None},
         "models": models,
-        **({"pick": ctx.cfg.pick, "objectives": win.score.get("objectives"), "front": ctx.results.pareto["front"]}
+        **({"pick": ctx.cfg.pick, "objectives": score_of(win).get("objectives"), "front": ctx.results.pareto["front"]}
            if ctx.results.pareto and ctx.results.pareto.get("front") is not None else {}),
-        **({"constraints": {"violations": win.score.get("violations"), "feasible": True}}
+        **({"constraints": {"violations": score_of(win).get("violations"), "feasible": True}}
            if ctx.results.pareto and ctx.results.pareto["constraints"] else {}),
     })

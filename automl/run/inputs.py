@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from automl.core.config import SpaceSpec, to_ppo_setup
 from automl.core.errors import AutoMLError
@@ -144,13 +145,13 @@ def resolve_defaults(cfg: RunConfig, store: StateStore) -> RunConfig:
     and sb3 for gymnasium ids. No ``--objective``: the resumed run's (mean for runs recorded before
     the flag existed); iqm for a new run. Explicit values are kept (check_resume compares them).
     """
-    before = {}
+    before: dict = {}
     if not cfg.fresh and store.exists():
         try:
             before = store.load().get("fingerprint") or {}
         except AutoMLError:
             before = {}  # check_resume reports the corrupt file
-    changes = {}
+    changes: dict[str, Any] = {}
     if cfg.trainer == "auto":
         changes["trainer"] = (before.get("trainer", FINGERPRINT_DEFAULTS["trainer"]) if before
                               else default_trainer(cfg.env))

@@ -6,6 +6,7 @@ when it submits a job; everything a job needs comes from the run's settings, inp
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from automl.core.record import Kind
 from automl.run.budget import Budget, Throughput
@@ -28,7 +29,7 @@ class JobSpecs:
         """The trainer's arguments for seed ``seed`` of config ``c``."""
         heldout = c.kind == Kind.HELDOUT
         run_dir = self.run_dir
-        extra = {"schedule": c.schedule} if c.schedule else {}
+        extra: dict[str, Any] = {"schedule": c.schedule} if c.schedule else {}
         if c.horizon:  # a ladder's climb: a prefix of a run of the top rung's length, paused at its rung
             extra["until_steps"] = c.steps
         return dict(**extra, params=c.train_params, env=self.inputs.env, seed=seed, total_steps=c.horizon or c.steps,

@@ -185,7 +185,7 @@ def plan_ladder(*, total_s: float, top_steps: int, seeds: int, n_jobs: int, s_pe
     while True:
         job_s = (startup_s + top * s_per_step) * margin
         base_s = (startup_s + top * (baseline_s_per_step or s_per_step)) * margin
-        best = None
+        best: LadderPlan | None = None
         for heldout in range(max(1, top_k), 0, -1):  # fewer held-out configs before a shorter top rung
             reserve = _makespan([job_s] * (heldout * rseeds) + [base_s] * rseeds, n_jobs) + \
                 _makespan([job_s] * rseeds + [base_s] * rseeds, n_jobs)
@@ -199,6 +199,7 @@ def plan_ladder(*, total_s: float, top_steps: int, seeds: int, n_jobs: int, s_pe
                               tuning_s=max(0.0, tuning), reserve_s=reserve, heldout_configs=heldout, bottom=bottom)
             if tuning >= MIN_TUNING_SHARE * total_s and top_n >= min_top:
                 return best
+        assert best is not None  # the loop above runs at least once
         if top <= bottom:  # nothing fits the shares: the shortest top (the least reserve) is the best left
             return best
         shorter = _round(top * 0.8, rollout)

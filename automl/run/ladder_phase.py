@@ -20,6 +20,7 @@ from automl.core.record import State
 from automl.run.phases import TuningPhase
 
 if TYPE_CHECKING:  # the modes build these phases: no import back at run time
+    from automl.run.context import RunContext
     from automl.run.modes.base import Stage
 
 TUNING_OVER = "no admissible job fits in the time left"
@@ -38,8 +39,8 @@ class LadderPhase(TuningPhase):
     planned_left: int = 0
     kinds: frozenset = frozenset()  # the kinds the run's stages propose: tuning ends once all are exhausted
 
-    def run(self, ctx) -> None:
-        ladder = ctx.ladder
+    def run(self, ctx: RunContext) -> None:
+        ladder = ctx.ladder_run
         if self.kind in ladder.exhausted:
             return  # its search ran out (a walked grid): the other kinds' phases go on
         ctx.enter_stage(self.kind, self.cycle)
@@ -48,28 +49,28 @@ class LadderPhase(TuningPhase):
             ctx.store.event("stage_quota", kind=self.kind, cycle=self.cycle, planned=self.quota, quota=quota)
             self.quota = quota
         for c in ctx.resumed(self.kind, self.cycle):
-            ctx.scheduler.add(c)
+            ctx.sched.add(c)
         while not ctx.stop_tuning_if_due():
             entered = sum(1 for e in ctx.records.entries.values()
                           if e.kind == self.kind and e.cycle == self.cycle and e.state != State.REJECTED)
             if entered >= self.quota:
                 return  # the next phase admits; this phase's configs climb on meanwhile
-            if ctx.scheduler.free_slots() > 0:
+            if ctx.sched.free_slots() > 0:
                 act = ladder.next_action(admit_first=entered == 0 and self.planned_left > 0)
                 if act.kind == "promote":
-                    ctx.scheduler.add(ladder.promote(act.config_id, act.rung))
+                    ctx.sched.add(ladder.promote(act.promoted(), act.rung))
                     continue
                 if act.kind == "admit":
-                    c = self.propose(ctx)
-                    if c is None:
+                    new = self.propose(ctx)
+                    if new is None:
                         ladder.exhausted.add(self.kind)
                         ctx.store.event("search_exhausted", kind=self.kind, cycle=self.cycle)
                         if ladder.exhausted >= (self.kinds or {self.kind}):
                             ctx.mark_tuning_over(f"the {self.kind} search space is exhausted", "search_exhausted")
                         return
-                    if ladder.dearer_than_cap(c):
+                    if ladder.dearer_than_cap(new):
                         cap = ladder.policy.cost_cap
-                        _not_admitted(ctx, c, f"dearer per step than {cap:.2f}x the prior's: this budget's ladder "
+                        _not_admitted(ctx, new, f"dearer per step than {cap:.2f}x the prior's: this budget's ladder "
                                               "cannot select among such configs")
                         ladder.too_dear += 1
                         if ladder.too_dear >= MAX_TOO_DEAR:
@@ -78,11 +79,11 @@ class LadderPhase(TuningPhase):
                             return
                         continue
                     ladder.too_dear = 0
-                    if ladder.fits_entrant(c):
+                    if ladder.fits_entrant(new):
                         ladder.too_slow = 0
-                        ctx.scheduler.add(ladder.enter(c))
+                        ctx.sched.add(ladder.enter(new))
                         continue
-                    _not_admitted(ctx, c, TOO_SLOW)
+                    _not_admitted(ctx, new, TOO_SLOW)
                     ladder.too_slow += 1
                     if ladder.too_slow >= MAX_TOO_SLOW:  # the space's configs no longer fit: promotions go on
                         ctx.mark_tuning_over(TUNING_OVER)  # in LadderFinish
@@ -91,7 +92,7 @@ class LadderPhase(TuningPhase):
                 if act.kind == "over":
                     ctx.mark_tuning_over(TUNING_OVER)
                     return
-            ctx.scheduler.step(0.5)
+            ctx.sched.step(0.5)
             ctx.refresh_view()
             if ctx.budget.tuning_over():
                 ctx.mark_tuning_over("tuning deadline reached")
@@ -104,27 +105,27 @@ class LadderFinish:
     tuning = False  # it runs after tuning was declared over, before the re-checks
     kind: str = "ladder"
 
-    def run(self, ctx) -> None:
-        ladder = ctx.ladder
+    def run(self, ctx: RunContext) -> None:
+        ladder = ctx.ladder_run
         while True:
             over = ctx.budget.tuning_over()
-            if not over and ctx.scheduler.free_slots() > 0:
+            if not over and ctx.sched.free_slots() > 0:
                 act = ladder.next_action()
                 if act.kind == "promote":
-                    ctx.scheduler.add(ladder.promote(act.config_id, act.rung))
+                    ctx.sched.add(ladder.promote(act.promoted(), act.rung))
                     continue
-            if not any(c.rung is not None for c in ctx.scheduler.active):
+            if not any(c.rung is not None for c in ctx.sched.active):
                 break
-            ctx.scheduler.step(0.5)
+            ctx.sched.step(0.5)
             ctx.refresh_view()
             if ctx.budget.tuning_over():
-                ctx.scheduler.drain(hard_deadline=ctx.budget.deadline)
+                ctx.sched.drain(hard_deadline=ctx.budget.deadline)
         ladder.close_all()
         ctx.mark_tuning_over(TUNING_OVER)
         ctx.write_state("running")
 
 
-def ladder_phases(ctx, stages: "list[Stage]", *, extends: bool, extends_when_pruned: bool) -> Iterator:
+def ladder_phases(ctx: RunContext, stages: "list[Stage]", *, extends: bool, extends_when_pruned: bool) -> Iterator:
     """The planned stages as ladder phases, then (``extends``) the mode's cycle again while configs fit, then
     ``LadderFinish``."""
     owners = ctx.searches
@@ -146,7 +147,7 @@ def ladder_phases(ctx, stages: "list[Stage]", *, extends: bool, extends_when_pru
     yield LadderFinish()
 
 
-def _not_admitted(ctx, c, reason: str) -> None:
+def _not_admitted(ctx: RunContext, c, reason: str) -> None:
     """A proposed config too slow for the time left or too dear for the plan (its own shape's estimate):
     recorded with ``reason``, never trained, and told to its sampler as pruned, so that a model-based
     sampler learns to propose fewer like it (TPE ranks a pruned trial without reports below every

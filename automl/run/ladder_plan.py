@@ -18,15 +18,20 @@ n_timesteps, instead of training two 8x dearer configs at one short length.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dataclasses
 
 from automl.core.config import to_ppo_setup
 from automl.run.budget import MAX_EVAL_SHARE, MIN_EVAL_EPISODES, Budget
-from automl.run.ladder import ETA, MIN_TOP_CONFIGS, CostModel, plan_ladder, rungs_for
+from automl.run.ladder import ETA, MIN_TOP_CONFIGS, CostModel, LadderPlan, plan_ladder, rungs_for
 from automl.run.runconfig import RunConfig
 from automl.run.inputs import Inputs
 from automl.run.plan import TEST_CONFIGS, Calibration, Plan, _quotas, make_plan
 from automl.search import space as space_mod
+
+if TYPE_CHECKING:
+    from automl.run.context import RunContext
 
 COST_SLACK = 1.25          # a config is admitted up to this much dearer than the cost the ladder is planned at
 EVALS_PER_LOWEST_RUNG = 3   # a seed's value is the mean of its last 3 evaluations: all of them in rung 0
@@ -100,7 +105,8 @@ def make_ladder_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibr
     s_step = train_s_step / (1 - MAX_EVAL_SHARE)
     costs = space_costs(inputs)
     typical = mean_cost(costs)
-    plan, every, ratio = None, cfg.eval_every, typical
+    plan: LadderPlan | None = None
+    every, ratio = cfg.eval_every or 0, typical  # 0: set from the lowest rung below
     for _ in range(2):
         unit = every or rollout
         for ratio in cost_ratios(costs, typical):  # the dearest configs the budget can select among
@@ -110,12 +116,14 @@ def make_ladder_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibr
                                top_k=cfg.top_k)
             if selects(plan):
                 break
+        assert plan is not None  # cost_ratios is never empty
         if not cfg.eval_every:
             every = max(rollout, (plan.rungs[0] // EVALS_PER_LOWEST_RUNG // rollout) * rollout)
             rungs = rungs_for(plan.rungs[-1], min(plan.rungs[0], plan.bottom), ETA, every)
             plan = dataclasses.replace(plan, rungs=rungs)
         episodes, share = _episodes(cfg, cal, top=plan.rungs[-1], every=every)
         s_step = train_s_step / (1 - share)
+    assert plan is not None
     top = plan.rungs[-1]
     capped = ratio < typical
     ladder = {**plan.to_dict(), "typical_cost": round(ratio, 3), "space_cost": round(typical, 3),
@@ -136,9 +144,9 @@ def make_run_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibrati
     return make_ladder_plan(cfg, inputs, budget, cal) if cfg.ladder_on else make_plan(cfg, inputs, budget, cal)
 
 
-def ladder_text(ctx) -> list[str]:
+def ladder_text(ctx: RunContext) -> list[str]:
     """The --dry-run lines of the ladder: rungs with their estimated time, entrants, the re-check reserve."""
-    lad = ctx.plan.ladder
+    lad = ctx.plan.ladder_fields()
     rungs = lad["rungs"]
     per = [f"{r:,} ({s:.0f} s)" for r, s in zip(rungs, lad["rung_s"])]
     return [

@@ -43,6 +43,12 @@ class Action:
     kind: str
     config_id: str | None = None
     rung: int = 0
+
+    def promoted(self) -> str:
+        """The config a 'promote' action moves up."""
+        if self.config_id is None:
+            raise ValueError(f"a {self.kind!r} action names no config")
+        return self.config_id
     est_s: float = 0.0     # worker-seconds of the job (all its seeds)
 
 
@@ -139,7 +145,8 @@ class LadderPolicy:
         cands = self.candidates()
         c = cands[0] if cands else None
         params = self.params.get(c, self.baseline) if c else self.baseline
-        start = (p.rung_of(c) + 1) if c else 0
+        done = p.rung_of(c) if c else None
+        start = done + 1 if done is not None else 0
         waves = math.ceil(self.seeds / self.n_jobs)
         climb = sum(self.climb_s(params, c, k) / self.seeds * waves for k in range(start, p.ladder.top + 1))
         return climb + self.reserve_s() <= left_s

@@ -21,6 +21,8 @@ whether it waits between climbs (``paused``); the promotions and the cost model 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from optuna.trial import TrialState
 
 from automl.core.record import State
@@ -31,6 +33,9 @@ from automl.run.ladder_policy import Action, LadderPolicy
 from automl.run.scheduler import ConfigRun
 from automl.search import space as space_mod, studies
 from automl.search.ladder import Ladder, Promotions
+
+if TYPE_CHECKING:
+    from automl.run.context import RunContext
 
 RUNG_WEIGHT = 1e9   # what one rung is worth in a told value (values of a rung stay within +-RUNG_WEIGHT / 2)
 TIMEOUT_FACTOR = 4.0
@@ -53,9 +58,9 @@ def _busy(seed: dict) -> float:
 class LadderRun:
     """The ladder of one run: promotions, the cost model and the policy, and the record bookkeeping."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx: RunContext):
         self.ctx = ctx
-        lad = ctx.plan.ladder
+        lad = ctx.plan.ladder_fields()
         recorded = ((ctx.old or {}).get("ladder") or {})
         rungs = tuple(recorded.get("rungs") or lad["rungs"])
         self.horizon = int(lad["rungs"][-1])  # every tuning climb is a prefix of a run this long
@@ -131,7 +136,7 @@ class LadderRun:
     def in_flight_s(self) -> float:
         """Worker-seconds still to do in the climbs on the scheduler (whole climbs: a running one counts fully)."""
         out = 0.0
-        for c in self.ctx.scheduler.active:
+        for c in self.ctx.sched.active:
             if c.rung is None:
                 continue
             left = len(c.pending) + sum(len(s) if isinstance(s, list) else 1 for s in c.running.values())
@@ -213,30 +218,30 @@ class LadderRun:
     def climb_done(self, c: ConfigRun, state: str, score: dict | None) -> None:
         """A climb ended: the config's record shows its highest rung; the ladder and the cost model learn."""
         entry = self._entry(c.config_id)
-        trial = c.trial
+        trial, rung = c.trial, c.climb_rung()
         climbs = dict(trial.user_attrs.get("climbs") or {})
         if state == State.COMPLETE and score:
-            value = objective_value(score, self.ctx.cfg.objective, risk=self.ctx.cfg.risk)
+            value = objective_value(score, self.ctx.cfg.objective_name, risk=self.ctx.cfg.risk)
             spent, steps = self._climb_cost(c)
-            self.policy.finished(c.config_id, c.rung, value, steps=steps, train_s=spent)
-            climbs[str(c.rung)] = {"value": value, "score": score, "seeds": list(entry.seeds),
-                                   "s_per_step": self.cost.measured.get(c.config_id)}
-            entry.rung, entry.steps, entry.score, entry.state = c.rung, c.steps, score, State.COMPLETE
+            self.policy.finished(c.config_id, rung, value, steps=steps, train_s=spent)
+            climbs[str(rung)] = {"value": value, "score": score, "seeds": list(entry.seeds),
+                             "s_per_step": self.cost.measured.get(c.config_id)}
+            entry.rung, entry.steps, entry.score, entry.state = rung, c.steps, score, State.COMPLETE
             trial.set_user_attr("climbs", climbs)
-            trial.set_user_attr("rung", c.rung)
+            trial.set_user_attr("rung", rung)
             trial.set_user_attr("rung_steps", c.steps)
             trial.set_user_attr("score", score)
             trial.set_user_attr("state", State.COMPLETE)
             trial.set_user_attr("paused", True)
-            if c.rung == self.promotions.ladder.top:
+            if rung == self.promotions.ladder.top:
                 self.close(c.config_id)
-            elif c.config_id not in self.promotions.candidates(c.rung):
+            elif c.config_id not in self.promotions.candidates(rung):
                 self.tell_sampler(c.config_id)
             return
-        below = climbs.get(str(c.rung - 1)) if c.rung else None
+        below = climbs.get(str(rung - 1)) if rung else None
         if below is not None and state != State.FAILED:  # stopped on the way up: it keeps the rung below
             entry.seeds, entry.score, entry.state = list(below["seeds"]), below["score"], State.COMPLETE
-            entry.rung, entry.steps = c.rung - 1, self.promotions.ladder.rungs[c.rung - 1]
+            entry.rung, entry.steps = rung - 1, self.promotions.ladder.rungs[rung - 1]
             trial.set_user_attr("seeds", entry.seeds)
             trial.set_user_attr("state", State.COMPLETE)
             trial.set_user_attr("rung", entry.rung)
@@ -245,7 +250,7 @@ class LadderRun:
             entry.state = state
             entry.score = score if state == State.FAILED else None
             if state == State.FAILED:
-                self.promotions.record(c.config_id, c.rung, None)
+                self.promotions.record(c.config_id, rung, None)
         self.close(c.config_id)
 
     def _climb_cost(self, c: ConfigRun) -> tuple[float, int]:
@@ -255,7 +260,7 @@ class LadderRun:
         before = self._previous_busy(c)
         fresh = [max(0.0, w - b) for w, b in zip(spent, before)] if before else spent
         total = max(fresh) if c.batched else sum(fresh)
-        return max(total, 1e-6), len(c.results) * self.promotions.ladder.extra_steps(c.rung)
+        return max(total, 1e-6), len(c.results) * self.promotions.ladder.extra_steps(c.climb_rung())
 
     def _previous_busy(self, c: ConfigRun) -> list[float]:
         climbs = c.trial.user_attrs.get("climbs") or {}
@@ -273,7 +278,7 @@ class LadderRun:
             return
         self.told.add(config_id)
         self._trial(config_id).set_user_attr("sampler_told", True)
-        owner = self.ctx.searches.get(entry.kind)
+        owner = self.ctx.searches[entry.kind]
         scored = entry.state == State.COMPLETE or entry.state == State.FAILED
         value, violations = pareto.told(self.ctx.cfg, entry.score if scored else None)
         from automl.search.owner import Outcome
@@ -295,7 +300,7 @@ class LadderRun:
             return
         trial.set_user_attr("closed", True)
         if entry.state == State.COMPLETE and entry.score:
-            self.ctx.record_study.tell(trial, objective_value(entry.score, self.ctx.cfg.objective, risk=self.ctx.cfg.risk))
+            self.ctx.record_study.tell(trial, objective_value(entry.score, self.ctx.cfg.objective_name, risk=self.ctx.cfg.risk))
         else:
             self.ctx.record_study.tell(trial, state=TrialState.FAIL if entry.state == State.FAILED else TrialState.PRUNED)
         if not self.ctx.cfg.keep_checkpoints:
@@ -304,11 +309,11 @@ class LadderRun:
             c = ConfigRun(trial=trial, config_id=config_id, kind=entry.kind, cycle=entry.cycle, params={},
                           weights={}, seeds=[], train_params={}, steps=0)
             for seed in [None, *self.ctx.inputs.tuning_seeds]:
-                remove(str(self.ctx.jobs.checkpoint_path(c, seed)))
+                remove(str(self.ctx.job_specs.checkpoint_path(c, seed)))
 
     def close_all(self) -> None:
         """End of tuning: every config waiting between climbs closes at its highest rung."""
-        running = {c.config_id for c in self.ctx.scheduler.active}
+        running = {c.config_id for c in self.ctx.sched.active}
         for e in list(self.ctx.records.entries.values()):
             if e.tuning and e.rung is not None and e.config_id not in running and e.config_id not in \
                     self.promotions.closed:

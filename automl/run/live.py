@@ -71,7 +71,8 @@ def _budget(state: dict, tick_s: float = 0.0) -> tuple[float, float, float]:
 
 def _done_counts(state: dict) -> tuple[int, dict, int]:
     """(finished tuning configs, their non-complete states counted, rejected configs)."""
-    done, other, rejected = 0, {}, 0
+    done, rejected = 0, 0
+    other: dict = {}
     for e in state.get("trials") or []:
         if e.get("kind") not in TUNING_KINDS:
             continue
@@ -141,7 +142,7 @@ def pbt_ready_line(pop: dict, state: dict | None) -> str:
 
 def _clock(state: dict | None) -> str:
     """'[   41s/2m06s] ' from the state's budget ('' without one)."""
-    if not (state or {}).get("budget"):
+    if not state or not state.get("budget"):
         return ""
     elapsed, total, _ = _budget(state)
     return f"[{fmt_duration(elapsed):>6}/{fmt_duration(total)}] "

@@ -53,31 +53,31 @@ def start(ctx: RunContext) -> None:
     """Open the studies and the workers, restore or make the plan, re-attach in-flight work."""
     cfg, inputs = ctx.cfg, ctx.inputs
     ctx.store.run_dir.mkdir(parents=True, exist_ok=True)
-    ctx.lease = Lease(cfg.run_dir, cfg.storage)
-    ctx.lease.acquire()
+    ctx.lease = lease = Lease(cfg.run_dir, cfg.storage)
+    lease.acquire()
     ctx.storage_url = studies.storage_url(cfg.run_dir, cfg.storage)
     pruner = make_pruner(cfg.pruner_name, min_resource=1, reduction_factor=3)
     ctx.records.study = studies.open_study(
-        ctx.storage_url, study_name(ctx, studies.RECORD), pruner=pruner,
+        _storage(ctx), study_name(ctx, studies.RECORD), pruner=pruner,
         sampler=optuna.samplers.RandomSampler(seed=inputs.base_seed))
     if ctx.old is None and ctx.record_study.get_trials(deepcopy=False) \
             and ctx.record_study.user_attrs.get("fingerprint") not in (None, ctx.fp):
         raise AutoMLError(f"--storage: study {ctx.record_study.study_name!r} already holds trials of another run "
                           f"(allowed: a run directory with a new name, whose studies are named after it)")
     ctx.searches = ctx.mode.search_owners(ctx)
-    ctx.executor = (ctx.executor_factory or (lambda n: make_executor(
+    ctx.executor = executor = (ctx.executor_factory or (lambda n: make_executor(
         cfg.executor, n_jobs=n, **cfg.executor_options())))(cfg.n_jobs)
-    ctx.throughput = Throughput(steps_per_s=ctx.plan.steps_per_s)
-    ctx.jobs = JobSpecs(cfg, inputs, ctx.store.run_dir, ctx.budget, ctx.throughput, ctx.plan)
+    ctx.throughput = throughput = Throughput(steps_per_s=ctx.plan.steps_per_s)
+    ctx.jobs = jobs = JobSpecs(cfg, inputs, ctx.store.run_dir, ctx.budget, throughput, ctx.plan)
     ctx.batched = cfg.batches_seeds(cuda=trainers.on_cuda(cfg.device))
-    ctx.scheduler = Scheduler(ctx.executor, ctx.budget, ctx.throughput, n_jobs=cfg.n_jobs,
-                              job_fn=trainers.job_fn(cfg.trainer), job_kwargs=ctx.jobs.kwargs,
+    ctx.scheduler = Scheduler(executor, ctx.budget, throughput, n_jobs=cfg.n_jobs,
+                              job_fn=trainers.job_fn(cfg.trainer), job_kwargs=jobs.kwargs,
                               batch_fn=trainers.batch_fn(cfg.trainer) if ctx.batched else None,
-                              batch_kwargs=ctx.jobs.batch_kwargs,
+                              batch_kwargs=jobs.batch_kwargs,
                               on_seed=functools.partial(outcomes.seed_done, ctx),
                               on_config=functools.partial(outcomes.config_done, ctx),
                               on_lost=functools.partial(outcomes.job_lost, ctx),
-                              timeout_s=ctx.jobs.timeout_s, objective=cfg.objective, risk=cfg.risk)
+                              timeout_s=jobs.timeout_s, objective=cfg.objective_name, risk=cfg.risk)
     _restore_or_calibrate(ctx)  # calibration's jobs go through the scheduler too
     if ctx.plan.ladder:
         from automl.run.ladder_run import LadderRun  # the ladder's modules load only for laddered runs
@@ -106,7 +106,7 @@ def sampler_study(ctx: RunContext, name: str) -> optuna.Study:
     method, seed, spec = ctx.cfg.search_method, ctx.inputs.base_seed, ctx.inputs.spec
     mo = pareto.sampler_options(ctx.cfg)  # --metrics: directions; --constraint: constraints_func
     cfunc = mo.get("constraints_func")
-    study = studies.open_study(ctx.storage_url, study_name(ctx, name), directions=mo.get("directions"),
+    study = studies.open_study(_storage(ctx), study_name(ctx, name), directions=mo.get("directions"),
                                sampler=make_sampler(method, seed=seed, spec=spec, constraints_func=cfunc,
                                                     startup_trials=ctx.cfg.startup_trials))
     asked = len(study.get_trials(deepcopy=False))
@@ -122,8 +122,14 @@ def reward_study(ctx: RunContext) -> optuna.Study:
     inputs, mo = ctx.inputs, pareto.sampler_options(ctx.cfg)
     sampler = make_reward_sampler(inputs.terms, seed=inputs.base_seed, population=ctx.plan.population,
                                   multi="directions" in mo, constraints_func=mo.get("constraints_func"))
-    return studies.open_study(ctx.storage_url, study_name(ctx, studies.REWARD_SAMPLER), sampler=sampler,
+    return studies.open_study(_storage(ctx), study_name(ctx, studies.REWARD_SAMPLER), sampler=sampler,
                               directions=mo.get("directions"))
+
+
+def _storage(ctx: RunContext) -> str:
+    if ctx.storage_url is None:
+        raise RuntimeError("the run's storage is not open (start opens it)")
+    return ctx.storage_url
 
 
 def _restore_or_calibrate(ctx: RunContext) -> None:
@@ -135,7 +141,7 @@ def _restore_or_calibrate(ctx: RunContext) -> None:
         return
     if ctx.view is not None:
         ctx.view.message(f"calibrating: {ctx.cfg.n_jobs} short jobs of the prior config")
-    cal = calibrate(ctx.cfg, ctx.inputs, ctx.scheduler, ctx.budget, ctx.store)
+    cal = calibrate(ctx.cfg, ctx.inputs, ctx.sched, ctx.budget, ctx.store)
     if ctx.mode.checks_minimum_budget:
         check_minimum_budget(ctx.cfg, ctx.inputs, ctx.budget, cal)
     _use_plan(ctx, make_run_plan(ctx.cfg, ctx.inputs, ctx.budget, cal))
@@ -145,9 +151,9 @@ def _restore_or_calibrate(ctx: RunContext) -> None:
 def _use_plan(ctx: RunContext, plan: Plan) -> None:
     """Adopt ``plan``: throughput estimates and the held-out reserve start from it (the reserve
     then follows measured throughput through ``update_reserve``)."""
-    ctx.plan = ctx.jobs.plan = plan
+    ctx.plan = ctx.job_specs.plan = plan
     ctx.records.value_floor = plan.value_floor
-    ctx.throughput.steps_per_s = plan.steps_per_s
-    ctx.throughput.startup_s = plan.startup_s
+    ctx.speed.steps_per_s = plan.steps_per_s
+    ctx.speed.startup_s = plan.startup_s
     ctx.budget.set_reserve(plan.reserve_s)
     ctx.planned = True

@@ -27,7 +27,7 @@ def seed_done(ctx: RunContext, c: ConfigRun, seed: int, record: dict) -> None:
     ctx.write_state("running")
     if not ctx.cfg.keep_checkpoints and record.get("state") in State.SCORED and c.rung is None:
         # recorded now: the checkpoint is not needed (a ladder's config keeps it until it climbs no more)
-        remove(str(ctx.jobs.checkpoint_path(c, seed)))
+        remove(str(ctx.job_specs.checkpoint_path(c, seed)))
     ctx.driver_s += time.perf_counter() - t0
 
 
@@ -56,6 +56,7 @@ def config_done(ctx: RunContext, c: ConfigRun) -> None:
     score = pareto.with_selection(ctx.cfg, score, [c.results[s] for s in c.seeds if s in c.results])
     incumbent = ctx.records.best_entry()  # before this config counts
     if c.rung is not None:
+        assert ctx.ladder is not None  # a climb (rung set) exists only on a ladder
         ctx.ladder.climb_done(c, state, score)
         entry = next(e for e in ctx.records.entries.values() if e.config_id == c.config_id and e.tuning)
     else:
@@ -76,7 +77,7 @@ def config_done(ctx: RunContext, c: ConfigRun) -> None:
     if c.batched and not ctx.cfg.keep_checkpoints and state in State.SCORED and c.rung is None:
         from automl.train.checkpoint import remove
 
-        remove(str(ctx.jobs.checkpoint_path(c, None)))  # every seed recorded: the batch's checkpoint is not needed
+        remove(str(ctx.job_specs.checkpoint_path(c, None)))  # every seed recorded: the batch's checkpoint is not needed
     if c.kind != Kind.HELDOUT:  # keep the held-out reserve in step with measured throughput
         ctx.update_reserve()
     ctx.store.event("config_done", config_id=c.config_id, kind=c.kind, state=state, score=score)

@@ -60,7 +60,7 @@ def vector(entry: ConfigRecord, sel: Selection) -> list[float] | None:
     """The entry's objective values in --metrics order (None when one is missing)."""
     got = (entry.score or {}).get("objectives") or {}
     values = [got.get(o.name) for o in sel.objectives]
-    return [float(v) for v in values] if all(is_finite_number(v) for v in values) else None
+    return [float(v) for v in values if v is not None] if all(is_finite_number(v) for v in values) else None
 
 
 def order(done: list[ConfigRecord], sel: Selection) -> list[ConfigRecord]:
@@ -99,7 +99,8 @@ def summary(entries: Iterable[ConfigRecord], cfg, kinds) -> dict | None:
     out: dict = {"objectives": [f"{o.name}:{o.direction}" for o in sel.objectives],
                  "constraints": [c.text for c in sel.constraints], "pick": sel.pick if sel.objectives else None}
     if sel.objectives:
-        out["front"] = [{"config_id": e.config_id, **(e.score.get("objectives") or {})} for e in front(done, sel)]
-    out["infeasible"] = [{"config_id": e.config_id, "violations": e.score.get("violations")}
-                         for e in done if not e.score.get("feasible", True)]
+        out["front"] = [{"config_id": e.config_id, **((e.score or {}).get("objectives") or {})}
+                        for e in front(done, sel)]
+    out["infeasible"] = [{"config_id": e.config_id, "violations": (e.score or {}).get("violations")}
+                         for e in done if not (e.score or {}).get("feasible", True)]
     return out

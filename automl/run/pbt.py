@@ -20,6 +20,8 @@ of selection on tuning seeds.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import copy
 import math
 import random
@@ -36,6 +38,9 @@ from automl.search import pbt as rules_mod
 from automl.search import space as space_mod
 from automl.train import torch_pbt
 from automl.train.torch_ppo import MEMBER_PARAMS
+
+if TYPE_CHECKING:
+    from automl.run.context import RunContext
 
 STAGE = "pbt"
 BASELINE_ID = "baseline"
@@ -60,7 +65,7 @@ def _rng(base_seed: int, ready: int) -> random.Random:
     return random.Random(base_seed * 1_000_003 + ready)
 
 
-def new_population(ctx) -> dict:
+def new_population(ctx: RunContext) -> dict:
     """Members 0..N-1: member 0 the prior config with default weights, the others sampled from the space."""
     cfg, inputs = ctx.cfg, ctx.inputs
     rng = _rng(inputs.base_seed, -1)
@@ -101,7 +106,7 @@ def job_fn(cfg):
     return torch_pbt.run_segment_job
 
 
-def plan_steps(ctx) -> tuple[int, int]:
+def plan_steps(ctx: RunContext) -> tuple[int, int]:
     """(env steps per member, steps between ready points): --trial-steps when given, else what the
     tuning time fits once the replay (winner and baseline on the test seeds) is set aside."""
     cfg, r = ctx.cfg, max(1, ctx.inputs.rollout)
@@ -120,7 +125,7 @@ def plan_steps(ctx) -> tuple[int, int]:
     return total, ready
 
 
-def replan_total(ctx, pop: dict) -> None:
+def replan_total(ctx: RunContext, pop: dict) -> None:
     """Without --trial-steps and with a constant learning rate, fit the members' training length to
     the time left at the measured speed: the rest of the population's training plus the replay of
     the whole length must end before the deadline (longer when calibration was pessimistic, shorter
@@ -141,12 +146,12 @@ def replan_total(ctx, pop: dict) -> None:
         s["total_steps"] = new
 
 
-def _linear_lr(ctx) -> bool:
+def _linear_lr(ctx: RunContext) -> bool:
     prior = space_mod.merged(ctx.inputs.spec, space_mod.prior_params(ctx.inputs.spec))
     return to_ppo_setup(prior).learning_rate_schedule == "linear"
 
 
-def replay_reserve_s(ctx, pop: dict) -> float:
+def replay_reserve_s(ctx: RunContext, pop: dict) -> float:
     """Time the replay needs: the winner's and the baseline's test seeds, at the population's measured
     seconds per member-step (the calibrated rate before the first ready point), with a margin."""
     s = pop["settings"]
@@ -161,7 +166,7 @@ def replay_reserve_s(ctx, pop: dict) -> float:
     return 1.2 * replay_waves(ctx) * s["total_steps"] * per_member_step + 15.0
 
 
-def replay_waves(ctx) -> int:
+def replay_waves(ctx: RunContext) -> int:
     """Seed jobs one after another on a worker in the replay: the winner's and the baseline's test seeds."""
     return -(-2 * len(ctx.inputs.test_seeds) // ctx.cfg.n_jobs)
 
@@ -172,7 +177,7 @@ class PBTPhase:
 
     tuning = True
 
-    def run(self, ctx) -> None:
+    def run(self, ctx: RunContext) -> None:
         ctx.enter_stage(STAGE, 0)
         pop = ctx.results.pbt = ctx.results.pbt or new_population(ctx)
         s = pop["settings"]
@@ -197,7 +202,7 @@ class PBTPhase:
         ctx.write_state("running")
 
 
-def _segment(ctx, pop: dict, ready: int, to_step: int) -> list[dict] | None:
+def _segment(ctx: RunContext, pop: dict, ready: int, to_step: int) -> list[dict] | None:
     """Train every group to ``to_step`` (one job per group, a crashed job retried once); None when the
     deadline stopped a group or a group failed twice (the population ends at its last ready point)."""
     s, inputs, spec = pop["settings"], ctx.inputs, ctx.inputs.spec
@@ -224,9 +229,9 @@ def _segment(ctx, pop: dict, ready: int, to_step: int) -> list[dict] | None:
     tries = {g: 0 for g in range(s["groups"])}
     ended: list = []  # the segment's job results, as the scheduler hands them over
     for g in tries:
-        ctx.scheduler.submit_job(job(g, 0), ended.append)
+        ctx.sched.submit_job(job(g, 0), ended.append)
     while len(out) < s["groups"]:
-        ctx.scheduler.step(0.5)
+        ctx.sched.step(0.5)
         while ended:
             r = ended.pop(0)
             g = r.tag[1]
@@ -241,20 +246,20 @@ def _segment(ctx, pop: dict, ready: int, to_step: int) -> list[dict] | None:
                 return None
             tries[g] += 1
             ctx.store.event("pbt_retry", ready=ready, group=g, reason=r.reason)
-            ctx.scheduler.submit_job(job(g, tries[g]), ended.append)
+            ctx.sched.submit_job(job(g, tries[g]), ended.append)
         ctx.refresh_view()
     for g in out:
         out[g]["segment_s"] = time.time() - began  # the ready point's wall time (all groups, all waves)
     return [out[g] for g in sorted(out)]
 
 
-def _drain(ctx) -> None:
+def _drain(ctx: RunContext) -> None:
     """Stop the other groups' jobs of a segment that will not be recorded, running or queued."""
-    ctx.scheduler.cancel_jobs("pbt:", "population stopped")
-    ctx.scheduler.step(0.5)
+    ctx.sched.cancel_jobs("pbt:", "population stopped")
+    ctx.sched.step(0.5)
 
 
-def _ready_point(ctx, pop: dict, steps: int, results: list[dict]) -> None:
+def _ready_point(ctx: RunContext, pop: dict, steps: int, results: list[dict]) -> None:
     """Record the scores, decide the copies and explore them, write the state, drop old group states."""
     t0 = time.perf_counter()
     members = {m["id"]: m for m in pop["members"]}
@@ -278,7 +283,10 @@ def _ready_point(ctx, pop: dict, steps: int, results: list[dict]) -> None:
         d["params"], d["reward_weights"] = params, weights
         d["history"] = copy.deepcopy(members[src]["history"]) + [
             {"from_step": steps, "params": params, "reward_weights": weights, "copied_from": src}]
-        gap = scores[src] - (scores[dst] if scores[dst] is not None else -math.inf)
+        src_score = scores[src]
+        assert src_score is not None  # exploit copies only from a member with a finite score
+        dst_score = scores[dst]
+        gap = src_score - (dst_score if dst_score is not None else -math.inf)
         copies.append({"dst": dst, "src": src, "gap": round(gap, 4),
                        "noise": round(rules_mod.pair_noise(noise, dst, src, rule), 4)})
         explored[dst] = src
@@ -304,7 +312,7 @@ def _ready_point(ctx, pop: dict, steps: int, results: list[dict]) -> None:
                 shutil.rmtree(old, ignore_errors=True)
 
 
-def _explore(ctx, src: dict, rule, rng: random.Random) -> tuple[dict, dict]:
+def _explore(ctx: RunContext, src: dict, rule, rng: random.Random) -> tuple[dict, dict]:
     """The source's values explored (a proposal the space's constraints reject is drawn again)."""
     specs, terms = searched_specs(ctx.inputs.spec), searched_terms(ctx.inputs.terms)
     for _ in range(100):
@@ -323,7 +331,7 @@ def winner(pop: dict) -> int | None:
     return -max(ranked)[1] if ranked else None
 
 
-def schedule(ctx, member: dict) -> list[dict]:
+def schedule(ctx: RunContext, member: dict) -> list[dict]:
     """A member's history as the trainer's schedule (MEMBER_PARAMS under SB3 names)."""
     return [{"from_step": int(h["from_step"]),
              "values": torch_pbt.member_values(space_mod.merged(ctx.inputs.spec, h["params"])),
@@ -336,7 +344,7 @@ class ReplayPhase:
 
     tuning = False
 
-    def run(self, ctx) -> None:
+    def run(self, ctx: RunContext) -> None:
         pop = ctx.results.pbt
         if not pop or pop.get("winner") is None:
             return
@@ -350,7 +358,7 @@ class ReplayPhase:
         testseeds.run(ctx, picks=picks, steps=steps, schedules={picks[0][0]: schedule(ctx, m)}, job_s=job_s)
 
 
-def _write_best(ctx, pop: dict, m: dict, steps: int) -> None:
+def _write_best(ctx: RunContext, pop: dict, m: dict, steps: int) -> None:
     if ctx.store.read_yaml("best.yaml"):
         return
     full = space_mod.merged(ctx.inputs.spec, m["params"])

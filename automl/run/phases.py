@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from automl.core.record import Kind, State
 from automl.run import heldout, testseeds
 from automl.run.scheduler import ConfigRun
 from automl.search.hp import rejection
 from automl.search.owner import Outcome, SearchOwner
+
+if TYPE_CHECKING:
+    from automl.run.context import RunContext
 
 MAX_REJECTS = 200  # constraint-rejected proposals in a row before the space counts as exhausted
 
@@ -36,32 +39,32 @@ class TuningPhase:
     extends_when_pruned: bool = False
     tuning = True
 
-    def run(self, ctx) -> None:
+    def run(self, ctx: RunContext) -> None:
         ctx.enter_stage(self.kind, self.cycle)
         for c in ctx.resumed(self.kind, self.cycle):
-            ctx.scheduler.add(c)
+            ctx.sched.add(c)
         while True:
             started = ctx.count(self.kind, self.cycle) + ctx.in_flight(self.kind, self.cycle)
             wanted = started < self.quota or self.may_extend(ctx)
-            if wanted and ctx.scheduler.free_slots() > 0 and not ctx.stop_tuning_if_due():
-                if not ctx.scheduler.fits(ctx.plan.trial_steps, ctx.cfg.seeds, batched=ctx.batched):
+            if wanted and ctx.sched.free_slots() > 0 and not ctx.stop_tuning_if_due():
+                if not ctx.sched.fits(ctx.plan.trial_steps, ctx.cfg.seeds, batched=ctx.batched):
                     ctx.mark_tuning_over("the next config would not finish before the deadline")
                 else:
                     proposal = self.propose(ctx)
                     if proposal is not None:
-                        ctx.scheduler.add(proposal)
+                        ctx.sched.add(proposal)
                         continue
                     ctx.mark_tuning_over(f"the {self.kind} search space is exhausted", "search_exhausted")
             if ctx.in_flight(self.kind, self.cycle) == 0 and (started >= self.quota or ctx.stop_tuning_if_due()) \
                     and not self.may_extend(ctx):
                 return
-            ctx.scheduler.step(0.5)
+            ctx.sched.step(0.5)
             ctx.refresh_view()
             if ctx.budget.tuning_over():
                 ctx.mark_tuning_over("tuning deadline reached")
-                ctx.scheduler.drain(hard_deadline=ctx.budget.deadline)
+                ctx.sched.drain(hard_deadline=ctx.budget.deadline)
 
-    def may_extend(self, ctx) -> bool:
+    def may_extend(self, ctx: RunContext) -> bool:
         """Whether this phase may go past its quota: only the last tuning phase, only when the budget
         made the trials shorter than the space's default length (so more configs of the same length,
         never longer ones) or its mode extends a pruned phase, and not with --max-trials."""
@@ -70,7 +73,7 @@ class TuningPhase:
         # a pruned search is multi-fidelity search: the time pruning saves goes to more configs
         return ctx.plan.shrunk or (self.extends_when_pruned and ctx.cfg.pruner_name != "none")
 
-    def propose(self, ctx) -> ConfigRun | None:
+    def propose(self, ctx: RunContext) -> ConfigRun | None:
         """The next config, recorded and ready to train; constraint-rejected proposals are recorded
         and told FAIL; None when the search has nothing left."""
         t0 = time.perf_counter()
@@ -103,7 +106,7 @@ class RecheckPhase:
     recheck: Callable[..., None]  # heldout.run or testseeds.run
     tuning = False
 
-    def run(self, ctx) -> None:
+    def run(self, ctx: RunContext) -> None:
         self.recheck(ctx)
 
 

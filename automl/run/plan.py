@@ -2,6 +2,8 @@
 held-out reserve; and its --dry-run summary. (The fidelity ladder's plan: ``automl.run.ladder_plan``.)"""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import asdict, dataclass
 
 from automl.run.budget import (MAX_EVAL_SHARE, MAX_RESERVE_FRACTION, MIN_STEP_FRACTION, MIN_TRIAL_STEPS, Budget,
@@ -9,6 +11,9 @@ from automl.run.budget import (MAX_EVAL_SHARE, MAX_RESERVE_FRACTION, MIN_STEP_FR
 from automl.run.inputs import Inputs
 from automl.run.runconfig import RunConfig
 from automl.search.reward import default_population
+
+if TYPE_CHECKING:
+    from automl.run.context import RunContext
 
 NOMINAL_STEPS_PER_S = {"cartpole": 40_000.0, "navigation": 25_000.0}
 PLANNED_EVALS = 8  # evaluations per seed job at most: eval_every = steps // evals
@@ -62,6 +67,12 @@ class Plan:
         """Plain mapping for the state file and the study."""
         return asdict(self)
 
+    def ladder_fields(self) -> dict:
+        """The fidelity ladder's fields of a plan that has one."""
+        if self.ladder is None:
+            raise ValueError("this plan has no fidelity ladder (--ladder off)")
+        return self.ladder
+
 
 def nominal_calibration(cfg: RunConfig, inputs: Inputs) -> Calibration:
     """A guess before anything was measured (dry runs and the first plan only)."""
@@ -102,6 +113,7 @@ def make_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibration) 
             cycles, hp_trials, population, seed_jobs = _quotas(cfg, inputs, population)
         if (population, heldout_configs) == before:
             break
+    assert ev is not None  # the loop runs at least once
     reserve = heldout_reserve_s(configs=heldout_configs + TEST_CONFIGS, seeds=cfg.seeds, steps=steps,
                                 n_jobs=cfg.n_jobs, throughput=tp)
     eval_every = cfg.eval_every or _eval_every(steps, ev.evals, inputs.rollout)
@@ -167,7 +179,7 @@ def minimum_budget_s(cfg: RunConfig, inputs: Inputs, cal: Calibration) -> tuple[
     return 3 * waves * tp.seconds_for(floor), floor
 
 
-def plan_text(ctx, stages: list) -> str:
+def plan_text(ctx: RunContext, stages: list) -> str:
     """The --dry-run summary of a staged run: its tuning ``stages`` (automl.run.modes.Stage), configs, steps
     per trial, estimated time."""
     p, cfg = ctx.plan, ctx.cfg

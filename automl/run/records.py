@@ -84,7 +84,8 @@ class Records:
         if score:
             entry.score = score
             c.trial.set_user_attr("score", score)
-        record_state = {State.COMPLETE: TrialState.COMPLETE, State.PRUNED: TrialState.PRUNED}.get(state, TrialState.FAIL)
+        record_state = {State.COMPLETE: TrialState.COMPLETE, State.PRUNED: TrialState.PRUNED}.get(
+            State(state), TrialState.FAIL)
         if record_state == TrialState.COMPLETE:
             self.study.tell(c.trial, objective_value(score, self.cfg.objective, risk=self.cfg.risk))
         else:
@@ -141,6 +142,13 @@ class Records:
         vals = [r["episode_reward_mean"] for e in self.entries.values() for r in e.seeds
                 if is_finite_number(r.get("episode_reward_mean"))]
         return min(vals) if vals else self.value_floor
+
+
+def score_of(entry: ConfigRecord) -> dict:
+    """A scored entry's score (``ranked`` returns only those); an unscored one is a bug, not a user error."""
+    if entry.score is None:
+        raise ValueError(f"config {entry.config_id}: no score to report")
+    return entry.score
 
 
 def ranked(entries, objective: str, kinds, risk: float = DEFAULT_RISK, selection=None) -> list[ConfigRecord]:

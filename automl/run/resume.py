@@ -8,6 +8,8 @@ reattached, so the result is told where it was asked). A trial killed while it w
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from optuna.trial import TrialState
 
 from automl.search import space as space_mod, studies
@@ -15,8 +17,11 @@ from automl.core.record import ConfigRecord, Kind, State
 from automl.run.scheduler import ConfigRun
 from automl.search.states import state_name
 
+if TYPE_CHECKING:
+    from automl.run.context import RunContext
 
-def reattach(ctx) -> list[ConfigRun]:
+
+def reattach(ctx: RunContext) -> list[ConfigRun]:
     """Fill ``ctx.records`` from the record study and the earlier state; the in-flight configs."""
     resume = []
     for t in ctx.record_study.get_trials(deepcopy=False):
@@ -54,7 +59,7 @@ def entry_from_trial(t, spec) -> ConfigRecord:
                         heldout_of=a.get("heldout_of"), rung=a.get("rung"), steps=a.get("rung_steps"))
 
 
-def config_from_trial(ctx, t, entry) -> ConfigRun:
+def config_from_trial(ctx: RunContext, t, entry) -> ConfigRun:
     """An in-flight record trial as a ConfigRun again: its recorded seeds kept, the missing ones to run."""
     a = t.user_attrs
     sampler = None

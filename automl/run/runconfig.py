@@ -193,6 +193,13 @@ class RunConfig:
         return selection(self.metrics, self.constraints, self.pick)
 
     @property
+    def objective_name(self) -> str:
+        """--objective once resolved (``automl.run.inputs.resolve_defaults`` sets it before a run opens)."""
+        if self.objective is None:
+            raise ValueError("--objective is resolved before a run opens (automl.run.inputs.resolve_defaults)")
+        return self.objective
+
+    @property
     def ladder_on(self) -> bool:
         """Whether tuning climbs the fidelity ladder (--ladder on, or auto in a mode that declares it)."""
         return self.ladder != "off" and self.run_mode.climbs_ladder

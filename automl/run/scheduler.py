@@ -10,8 +10,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import optuna
-
 from automl.core.stop import Stop, StopReason
 from automl.run.budget import Budget, Throughput
 from automl.exec.executor import Done, Job, Lost, Report
@@ -27,7 +25,7 @@ SEED_FIELDS = ("seed", "state", "episode_reward_mean", "success_rate", "shaped_r
 class ConfigRun:
     """One config (HPs + reward weights) trained on several seeds, tracked until scored."""
 
-    trial: optuna.Trial
+    trial: Any                        # an optuna.Trial (seed_pool's stand-in without a study)
     config_id: str
     kind: str
     cycle: int
@@ -58,6 +56,12 @@ class ConfigRun:
         for s, record in self.results.items():
             for k, (_, value) in enumerate(record.get("evals") or []):
                 self.reports.setdefault(k, {})[s] = float(value)
+
+    def climb_rung(self) -> int:
+        """The rung a fidelity ladder's climb trains to (``rung`` of a climb)."""
+        if self.rung is None:
+            raise ValueError(f"config {self.config_id} is not a ladder climb")
+        return self.rung
 
     @property
     def finished(self) -> bool:
@@ -97,7 +101,7 @@ class Scheduler:
     def __init__(self, executor, budget: Budget, throughput: Throughput, *, n_jobs: int,
                  job_fn: Callable, job_kwargs: Callable[[ConfigRun, int], dict],
                  on_seed: Callable[[ConfigRun, int, dict], None],
-                 on_config: Callable[[ConfigRun], None], timeout_s: Callable[[int], float],
+                 on_config: Callable[[ConfigRun], None], timeout_s: Callable[[int], float | None],
                  batch_fn: Callable | None = None,
                  batch_kwargs: Callable[[ConfigRun, list[int]], dict] | None = None, objective: str = "mean",
                  risk: float = 1.0, on_lost: Callable | None = None):
@@ -108,7 +112,7 @@ class Scheduler:
         self.on_seed, self.on_config, self.timeout_s, self.on_lost = on_seed, on_config, timeout_s, on_lost
         self.objective, self.risk = objective, risk  # how the live seeds' values at evaluation k become the config's value
         self.active: list[ConfigRun] = []
-        self.jobs: dict[str, tuple[ConfigRun, int]] = {}
+        self.jobs: dict[str, tuple[ConfigRun, Any]] = {}  # job_id -> (config, seed or a batch's seeds)
         self.whole: dict[str, Callable] = {}  # job id -> on_done: jobs submitted as they are (calibration, PBT)
         self.busy_s = 0.0  # worker-seconds spent inside jobs (for the overhead figure)
 
@@ -189,6 +193,7 @@ class Scheduler:
     def _submit_batch(self, cfg: ConfigRun) -> None:
         seeds, cfg.pending = list(cfg.pending), []
         job_id = f"{cfg.config_id}:{cfg.kind}:batch"
+        assert self.batch_fn is not None and self.batch_kwargs is not None  # cfg.batched: set in add()
         job = Job(job_id=job_id, fn=self.batch_fn, kwargs=self.batch_kwargs(cfg, seeds),
                   timeout_s=(cfg.timeout_s * len(seeds) if cfg.timeout_s else self.timeout_s(cfg.steps * len(seeds))),
                   tag=(cfg.config_id, tuple(seeds)))

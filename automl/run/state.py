@@ -8,12 +8,15 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from automl.core.errors import AutoMLError
 from automl.core.values import plain as to_plain
+
+if TYPE_CHECKING:
+    from automl.run.context import RunContext
 
 STATE_FILE = "automl_state.yaml"
 EVENTS_FILE = "events.jsonl"
@@ -133,7 +136,7 @@ class PhaseResults:
     lost_jobs: list[dict] = field(default_factory=list)  # --executor ray: seed jobs lost with their node
 
 
-def state_dict(ctx, status: str) -> dict:
+def state_dict(ctx: RunContext, status: str) -> dict:
     """The whole automl_state.yaml (field names are the contract in DESIGN.md)."""
     b = ctx.budget
     best = ctx.records.best_entry()
@@ -158,14 +161,14 @@ def state_dict(ctx, status: str) -> dict:
         "test": ctx.results.test,
         "trials": [e.to_dict() for e in ctx.records.entries.values()],
         **({"pbt": ctx.results.pbt} if ctx.results.pbt else {}),
-        **({"ladder": ctx.ladder.state()} if getattr(ctx, "ladder", None) is not None else {}),
+        **({"ladder": ctx.ladder.state()} if ctx.ladder is not None else {}),
         "alarms": ctx.records.alarms,
         "stop_reason": ctx.stop_reason,
         "overhead": _overhead(ctx),
     }
 
 
-def _pareto(ctx) -> dict | None:
+def _pareto(ctx: RunContext) -> dict | None:
     """--metrics/--constraint: the tuning front so far, and once the held-out phase ran, the held-out front."""
     from automl.core.record import Kind
     from automl.run import pareto
@@ -177,7 +180,7 @@ def _pareto(ctx) -> dict | None:
     return out
 
 
-def _overhead(ctx) -> dict:
+def _overhead(ctx: RunContext) -> dict:
     """Share of worker time spent inside jobs this session (the rest is driver overhead + idling)."""
     sched = ctx.scheduler
     wall = ctx.budget.clock() - ctx.budget.started

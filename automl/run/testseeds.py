@@ -6,11 +6,17 @@ best.yaml (``test_score``, ``baseline.test_score``) and the state file (``test``
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from automl.core.record import ConfigRecord, Kind, State
 from automl.core.scoring import objective_value
+from automl.run.records import score_of
+
+if TYPE_CHECKING:
+    from automl.run.context import RunContext
 
 
-def chosen(ctx) -> list[tuple[str, dict, dict, bool]]:
+def chosen(ctx: RunContext) -> list[tuple[str, dict, dict, bool]]:
     """(config_id, params, weights, is_baseline) of the held-out winner and the baseline (once if the same)."""
     summary = ctx.results.heldout or []
     if not summary:
@@ -23,12 +29,12 @@ def chosen(ctx) -> list[tuple[str, dict, dict, bool]]:
     return out
 
 
-def reserve_s(ctx, job_s: float) -> float:
+def reserve_s(ctx: RunContext, job_s: float) -> float:
     """Time the test phase needs: the winner's and the baseline's test seeds at ``job_s`` a job."""
     return -(-2 * len(ctx.inputs.test_seeds) // ctx.cfg.n_jobs) * job_s
 
 
-def recheck_slowdown(ctx) -> float:
+def recheck_slowdown(ctx: RunContext) -> float:
     """How much slower the held-out jobs finished so far ran than estimated (1 when none finished or none
     was slower)."""
     ratios = [float(r["wall_s"]) / ctx.job_s(e.config_id) for e in ctx.records.entries.values()
@@ -36,7 +42,7 @@ def recheck_slowdown(ctx) -> float:
     return max([1.0, *ratios])
 
 
-def run(ctx, picks: list | None = None, steps: int | None = None, schedules: dict | None = None,
+def run(ctx: RunContext, picks: list | None = None, steps: int | None = None, schedules: dict | None = None,
         job_s: float | None = None) -> None:
     """Train the chosen configs on the test seeds (as many as fit, at least one), then record the scores.
 
@@ -51,8 +57,8 @@ def run(ctx, picks: list | None = None, steps: int | None = None, schedules: dic
     done = {e.config_id for e in ctx.records.entries.values() if e.kind == Kind.TEST and e.state != State.RUNNING}
     for c in ctx.resumed(Kind.TEST, 0):
         c.schedule = schedules.get(c.config_id)
-        ctx.scheduler.add(c)
-    running = {c.config_id for c in ctx.scheduler.active}
+        ctx.sched.add(c)
+    running = {c.config_id for c in ctx.sched.active}
     for config_id, params, weights, is_base in picks:
         if config_id in done or config_id in running:
             continue
@@ -61,12 +67,12 @@ def run(ctx, picks: list | None = None, steps: int | None = None, schedules: dic
                                    config_id=config_id, extra={"heldout_of": config_id, "baseline": is_base,
                                                                "planned_seeds": seeds})
         c.schedule = schedules.get(config_id)
-        ctx.scheduler.add(c)
+        ctx.sched.add(c)
     ctx.finish_configs()
     record(ctx)
 
 
-def _fitting_seeds(ctx, config_id: str, job_s: float | None = None) -> list[int]:
+def _fitting_seeds(ctx: RunContext, config_id: str, job_s: float | None = None) -> list[int]:
     """All test seeds when they fit in the time left, else as many as fit (at least one); a seed job takes
     its estimate times the slowdown the held-out jobs measured."""
     job_s, seeds = job_s or ctx.job_s(config_id) * recheck_slowdown(ctx), list(ctx.inputs.test_seeds)
@@ -76,11 +82,11 @@ def _fitting_seeds(ctx, config_id: str, job_s: float | None = None) -> list[int]
     return seeds[:n]
 
 
-def _picks(ctx) -> list:
+def _picks(ctx: RunContext) -> list:
     return ctx.results.test_picks or chosen(ctx)
 
 
-def summary(ctx) -> list[dict]:
+def summary(ctx: RunContext) -> list[dict]:
     """The test scores under the run's objective: the winner first, then the baseline."""
     tests = {e.config_id: e for e in ctx.records.entries.values()
              if e.kind == Kind.TEST and e.state == State.COMPLETE and e.score}
@@ -88,14 +94,15 @@ def summary(ctx) -> list[dict]:
     for config_id, _, _, is_base in _picks(ctx):
         e: ConfigRecord | None = tests.get(config_id)
         if e is not None:
+            sc = score_of(e)
             out.append({"config_id": config_id, "objective": ctx.cfg.objective,
-                        "value": objective_value(e.score, ctx.cfg.objective, risk=ctx.cfg.risk),
-                        "iqm": e.score["iqm"], "mean": e.score["mean"], "ci95": e.score["ci95"],
-                        "std": e.score.get("std"), "n_seeds": e.score["n_seeds"], "baseline": is_base})
+                        "value": objective_value(sc, ctx.cfg.objective_name, risk=ctx.cfg.risk),
+                        "iqm": sc["iqm"], "mean": sc["mean"], "ci95": sc["ci95"],
+                        "std": sc.get("std"), "n_seeds": sc["n_seeds"], "baseline": is_base})
     return out
 
 
-def record(ctx) -> None:
+def record(ctx: RunContext) -> None:
     """Keep the test summary for the state file and add the test scores to best.yaml."""
     ctx.results.test = summary(ctx)
     best = ctx.store.read_yaml("best.yaml")
@@ -103,7 +110,8 @@ def record(ctx) -> None:
         return
     by_id = {t["config_id"]: t for t in ctx.results.test}
     tests = {e.config_id: e for e in ctx.records.entries.values() if e.kind == Kind.TEST and e.score}
-    win, base = tests.get(best["config_id"]), tests.get((best.get("baseline") or {}).get("config_id"))
+    base_id = (best.get("baseline") or {}).get("config_id")
+    win, base = tests.get(best["config_id"]), tests.get(base_id) if base_id else None
     best["test_seeds"] = list(ctx.inputs.test_seeds)
     best["test_score"] = win.score if win and best["config_id"] in by_id else None
     best.setdefault("baseline", {})["test_score"] = base.score if base else None

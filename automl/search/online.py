@@ -22,9 +22,14 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from automl.core.tune_recipe import Mutation, Recipe, with_settings
+
+if TYPE_CHECKING:
+    import optuna
 
 MODES = ("off", "observe", "suggest", "active", "replay")
 UNTOUCHED, UNVERIFIED, VERIFIED, DISABLED = "untouched", "unverified", "verified", "disabled"
@@ -72,7 +77,7 @@ def noise_sd(pre: list[float], se: list[float | None], spread: bool = True) -> f
     return max(_std(pre), rms) if spread or not known else rms
 
 
-def judge(pre: list[float], post: list[float], recipe: Recipe, se: list[float | None] = (), *,
+def judge(pre: list[float], post: list[float], recipe: Recipe, se: Sequence[float | None] = (), *,
           mode: str | None = None, epsilon: float | None = None, metric: str = "true_metric",
           spread: bool = True) -> Judgement:
     """Keep or roll back a mutation, from a metric before (``pre``) and after (``post``) it (the primary
@@ -98,8 +103,8 @@ def _flat(values: list[float]) -> bool:
     return bool(values) and all(math.isfinite(v) for v in values) and max(values) == min(values)
 
 
-def judge_segment(pre: list[float], post: list[float], recipe: Recipe, se: list = (),
-                  pre_b: list[dict] = (), post_b: list[dict] = (), spread: bool = True,
+def judge_segment(pre: list[float], post: list[float], recipe: Recipe, se: Sequence = (),
+                  pre_b: Sequence[dict] = (), post_b: Sequence[dict] = (), spread: bool = True,
                   actuator: str | None = None) -> Judgement:
     """``judge`` on the primary metric; when it did not move at all before and after the mutation (a
     success rate stuck at 0 says nothing), on the first backup metric that did (``pre_b``/``post_b``:
@@ -127,7 +132,8 @@ class Proposer:
     enqueued first) or seeded random search."""
 
     def __init__(self, recipe: Recipe, seed: int = 0, study_path: str | None = None):
-        self.recipe, self.rng, self.studies = recipe, random.Random(seed), {}
+        self.recipe, self.rng = recipe, random.Random(seed)
+        self.studies: dict[str, optuna.Study] = {}
         self.seed, self.study_path = seed, study_path  # study_path: tune.study.sqlite (None: in memory)
 
     def _study(self, m: Mutation):

@@ -64,7 +64,7 @@ def noise_margin(scores: Sequence[float], rules: PBTRules) -> float:
     return max(rules.margin, rules.k_std * trimmed_std(scores))
 
 
-def exploit(scores: Sequence[float], rules: PBTRules, rng: random.Random,
+def exploit(scores: Sequence[float | None], rules: PBTRules, rng: random.Random,
             noise: Sequence[float | None] | None = None) -> list[tuple[int, int]]:
     """(bottom member, top member it copies) pairs for one ready point; members without a finite
     score rank last and copy whenever a top member has one. ``noise``: each evaluation's standard
@@ -87,9 +87,15 @@ def exploit(scores: Sequence[float], rules: PBTRules, rng: random.Random,
 
 def pair_noise(noise: Sequence[float | None] | None, dst: int, src: int, rules: PBTRules) -> float:
     """``z_se`` x the standard error of the difference of two evaluations (0 when either is unknown)."""
-    if not noise or noise[dst] is None or noise[src] is None:
+    if not noise:
         return 0.0
-    return rules.z_se * math.sqrt(float(noise[dst]) ** 2 + float(noise[src]) ** 2)
+    se_dst = noise[dst]
+    if se_dst is None:
+        return 0.0
+    se_src = noise[src]
+    if se_src is None:
+        return 0.0
+    return rules.z_se * math.sqrt(float(se_dst) ** 2 + float(se_src) ** 2)
 
 
 def explore_value(spec: ParamSpec, value, rules: PBTRules, rng: random.Random):
@@ -103,14 +109,16 @@ def explore_value(spec: ParamSpec, value, rules: PBTRules, rng: random.Random):
         new = 1.0 - (1.0 - float(value)) * factor
     else:
         new = float(value) * factor
-    new = min(max(new, float(spec.low)), float(spec.high))
+    low, high = spec.bounds()
+    new = min(max(new, float(low)), float(high))
     return int(round(new)) if spec.type == "int" else new
 
 
 def resample(spec: ParamSpec, rng: random.Random):
     if spec.type == "categorical":
         return rng.choice(list(spec.choices))
-    low, high = float(spec.low), float(spec.high)
+    bounds = spec.bounds()
+    low, high = float(bounds[0]), float(bounds[1])
     if spec.log and low > 0:
         value = math.exp(rng.uniform(math.log(low), math.log(high)))
     else:

@@ -253,16 +253,17 @@ def _narrow_categorical(p: ParamSpec, centre, neighbours: int) -> ParamSpec:
 
 
 def _narrow_numeric(p: ParamSpec, centre, settings: dict) -> ParamSpec:
+    p_low, p_high = p.bounds()
     if p.log:
         low, high = centre / settings["log_factor"], centre * settings["log_factor"]
     else:
-        width = settings["linear_fraction"] * (p.high - p.low)
+        width = settings["linear_fraction"] * (p_high - p_low)
         low, high = centre - width, centre + width
     if p.type == "int":  # widen to whole steps so the centre stays on the grid
         step = p.step or 1
-        low = p.low + math.floor((low - p.low) / step) * step
-        high = p.low + math.ceil((high - p.low) / step) * step
-    low, high = max(p.low, low), min(p.high, high)
+        low = p_low + math.floor((low - p_low) / step) * step
+        high = p_low + math.ceil((high - p_low) / step) * step
+    low, high = max(p_low, low), min(p_high, high)
     if not low < high:
         return dataclasses.replace(p, prior=centre)
     if p.type != "int":

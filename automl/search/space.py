@@ -6,6 +6,7 @@ import itertools
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import optuna
@@ -42,16 +43,23 @@ def _decoder(param: ParamSpec) -> dict:
     return {encode_choice(c): c for c in param.choices}
 
 
+def _int_bounds(p: ParamSpec) -> tuple[int, int, int]:
+    """(low, high, step) of an int param: ints (the parser and SearchSpace.add_int store ints)."""
+    low, high = p.bounds()
+    return cast(int, low), cast(int, high), cast(int, p.step or 1)
+
+
 def distributions(spec: SpaceSpec) -> dict[str, optuna.distributions.BaseDistribution]:
     """Optuna distributions keyed by canonical name (list choices encoded as strings)."""
-    out = {}
+    out: dict[str, optuna.distributions.BaseDistribution] = {}
     for p in spec.params:
         if p.type == "categorical":
             out[p.name] = optuna.distributions.CategoricalDistribution([encode_choice(c) for c in p.choices])
         elif p.type == "int":
-            out[p.name] = optuna.distributions.IntDistribution(p.low, p.high, log=p.log, step=p.step or 1)
+            low, high, step = _int_bounds(p)
+            out[p.name] = optuna.distributions.IntDistribution(low, high, log=p.log, step=step)
         else:
-            out[p.name] = optuna.distributions.FloatDistribution(p.low, p.high, log=p.log, step=p.step)
+            out[p.name] = optuna.distributions.FloatDistribution(*p.bounds(), log=p.log, step=p.step)
     return out
 
 
@@ -62,9 +70,10 @@ def suggest(trial: optuna.Trial, spec: SpaceSpec) -> dict:
         if p.type == "categorical":
             raw[p.name] = trial.suggest_categorical(p.name, [encode_choice(c) for c in p.choices])
         elif p.type == "int":
-            raw[p.name] = trial.suggest_int(p.name, p.low, p.high, step=p.step or 1, log=p.log)
+            low, high, step = _int_bounds(p)
+            raw[p.name] = trial.suggest_int(p.name, low, high, step=step, log=p.log)
         else:
-            raw[p.name] = trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
+            raw[p.name] = trial.suggest_float(p.name, *p.bounds(), step=p.step, log=p.log)
     return decode_params(spec, raw)
 
 
@@ -132,17 +141,18 @@ def grid_values(spec: SpaceSpec, param: ParamSpec) -> list:
     """The grid values of one param (decoded); AutoMLError says why a continuous param has none."""
     if param.type == "categorical" or param.choices:
         return [thaw(c) for c in param.choices]
+    low, high = param.bounds()
     if param.grid_points:
         space = np.geomspace if param.log else np.linspace
-        points = space(param.low, param.high, param.grid_points)
+        points = space(low, high, param.grid_points)
         if param.type == "int":
             return sorted({int(round(x)) for x in points})
         return [_nice(float(x)) for x in points]
     if param.type == "int" or param.step:
         step = param.step or 1
-        count = int(round((param.high - param.low) / step)) + 1
+        count = int(round((high - low) / step)) + 1
         if count <= MAX_ENUMERATED:
-            return [param.low + k * step if param.type == "int" else _nice(param.low + k * step)
+            return [low + k * step if param.type == "int" else _nice(low + k * step)
                     for k in range(count)]
         reason = f"{count} values in its range"
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import optuna
 
@@ -32,7 +33,7 @@ def _tpe(seed: int | None, spec: SpaceSpec, constraints_func=None, startup_trial
     # objectives it is Optuna's multi-objective TPE; constraints_func: --constraint; startup_trials:
     # --startup-trials, the random trials before TPE models anything (seed 001: "Bayesian stuck:
     # increase initial random trials"; None: Optuna's 10)
-    startup = {} if startup_trials is None else {"n_startup_trials": int(startup_trials)}
+    startup: dict[str, Any] = {} if startup_trials is None else {"n_startup_trials": int(startup_trials)}
     with warnings.catch_warnings():  # multivariate is "experimental" in Optuna's terms; stable for years
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constraints_func=constraints_func, **startup)

@@ -14,12 +14,15 @@ import random
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, cast
 
 import optuna
 from optuna.trial import TrialState
 
 from automl.core.errors import AutoMLError
+
+if TYPE_CHECKING:
+    from optuna.storages._heartbeat import BaseHeartbeat
 
 RECORD = "automl"
 HP_SAMPLER = "automl-hp"
@@ -120,6 +123,7 @@ def make_storage(url: str):
     (postgresql://, mysql://) with Optuna's heartbeat (``heartbeat_interval``, ``grace_period``)."""
     if url in _STORAGES:
         return _STORAGES[url]
+    storage: optuna.storages.BaseStorage
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
@@ -145,7 +149,9 @@ def _with_driver(url: str) -> str:
 
 def is_shared(url: str | None) -> bool:
     """Whether --storage names a storage several hosts can use (a server database or a journal file)."""
-    return bool(url) and not url.startswith("sqlite")
+    if not url:
+        return False
+    return not url.startswith("sqlite")
 
 
 def rdb_storage(url: str, *, engine_kwargs: Mapping | None = None, **options) -> optuna.storages.RDBStorage:
@@ -193,8 +199,9 @@ def record_heartbeats(study: optuna.Study, trial_ids) -> None:
     """Optuna's heartbeat for the driver's running trials (a no-op on storages without one)."""
     storage = study._storage
     if getattr(storage, "get_heartbeat_interval", lambda: None)():
+        heartbeat = cast("BaseHeartbeat", storage)  # Optuna's storages with a heartbeat interval are BaseHeartbeats
         for trial_id in trial_ids:
-            storage.record_heartbeat(trial_id)
+            heartbeat.record_heartbeat(trial_id)
 
 
 def attach(study: optuna.Study, trial_id: int) -> optuna.Trial:

@@ -54,7 +54,7 @@ def _summarize_episodes(infos: list[dict], steps: int, true_metric: str) -> Eval
     value = (success_rate if success_rate is not None else math.nan) if true_metric == "success_rate" else _mean(reference)
     ref_se = float(np.std(reference, ddof=1) / math.sqrt(len(reference))) if len(reference) > 1 else None
     if true_metric == "success_rate":
-        se = success_se(success_rate, len(successes)) if successes else None
+        se = success_se(success_rate, len(successes)) if success_rate is not None else None  # None iff no successes
     else:
         se = ref_se
     return EvalStats(steps, value, _mean(shaped), _mean(reference), success_rate, terms, len(infos), se, ref_se)

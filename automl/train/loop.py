@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar, cast
 
 from automl.core import memory
 from automl.core.stop import Stop, StopReason, seed_state
@@ -52,6 +52,9 @@ class Trainer(Protocol):
     def last_kl(self) -> float | None: ...                             # the last update's approx_kl (seed 0)
     def finish(self, ended: "Ended") -> None: ...                      # flush logs, save the models
     def close(self) -> None: ...
+
+
+TrainerT = TypeVar("TrainerT", bound=Trainer)  # the concrete trainer a ``train`` call builds
 
 
 @dataclass(frozen=True)
@@ -104,9 +107,10 @@ class SeedJob:
     def __init__(self, trainer: Trainer, plan: Plan, channel: Any, ckpt: Checkpointing | None, started: float):
         self.trainer, self.plan, self.channel, self.ckpt, self.started = trainer, plan, channel, ckpt, started
         self.evals: list[list[EvalStats]] = [[] for _ in trainer.seeds]
-        self.next_eval, self.eval_s, self.stop = plan.every or 0, 0.0, None
+        self.next_eval, self.eval_s = plan.every or 0, 0.0
+        self.stop: Stop | None = None
         self.prior = {"train_s": 0.0, "wall_s": 0.0, "eval_s": 0.0}  # time spent before the state resumed from
-        self.next_ckpt = ckpt.every if ckpt else None
+        self.next_ckpt: int | None = ckpt.every if ckpt else None  # an int whenever ckpt is set
         self.last: list[EvalStats] | None = None
         self.note: str | None = None
 
@@ -189,14 +193,17 @@ class SeedJob:
         if self.plan.every and steps >= self.next_eval and steps > 0 and not self.evaluate():
             return
         self.poll()
-        if self.ckpt and self.stop is None and steps >= self.next_ckpt:
-            self.next_ckpt = (steps // self.ckpt.every + 1) * self.ckpt.every
+        ckpt, next_ckpt = self.ckpt, self.next_ckpt
+        if ckpt and self.stop is None and next_ckpt is not None and steps >= next_ckpt:
+            self.next_ckpt = (steps // ckpt.every + 1) * ckpt.every
             self.save_checkpoint()
 
     def save_checkpoint(self) -> None:
         """Replace the job's checkpoint; a failure (full disk) is noted once and training goes on."""
+        ckpt = self.ckpt
+        assert ckpt is not None  # both callers check self.ckpt first
         try:
-            checkpoint.save(self.ckpt.path, {**self.ckpt.header, "steps": int(self.trainer.steps)},
+            checkpoint.save(ckpt.path, {**ckpt.header, "steps": int(self.trainer.steps)},
                             self.trainer.state(self.loop_state()))
         except Exception as exc:  # noqa: BLE001 - a full disk must not end the run; it only loses resumability
             if "save failed" not in (self.note or ""):  # the first failure says it; later ones would repeat it
@@ -265,10 +272,10 @@ def _resume(job: SeedJob, build: Callable[[], Trainer], start_state: Mapping | N
         return fresh, None
 
 
-def train(build: Callable[[], Trainer], plan: Plan, *, channel: Any = None, ckpt: Checkpointing | None = None,
+def train(build: Callable[[], TrainerT], plan: Plan, *, channel: Any = None, ckpt: Checkpointing | None = None,
           schedule: Sequence[Mapping] = (), tune: Mapping | None = None, start_state: Mapping | None = None,
-          before: Callable[[Trainer], None] | None = None,
-          after: Callable[[Trainer, SeedJob], None] | None = None) -> tuple[Trainer | None, Ended]:
+          before: Callable[[TrainerT], None] | None = None,
+          after: Callable[[TrainerT, SeedJob], None] | None = None) -> tuple[TrainerT | None, Ended]:
     """Train ``build()``'s trainer by ``plan`` (see the module docstring); returns it (closed; None when the
     deadline had passed before it was built) and how it ended. ``before(trainer)`` runs once after any
     restore, before training (PBT: copies and explored values); ``after(trainer, job)`` once at the end,
@@ -277,7 +284,8 @@ def train(build: Callable[[], Trainer], plan: Plan, *, channel: Any = None, ckpt
     if plan.deadline is not None and started >= plan.deadline:
         return None, Ended(Stop(StopReason.DEADLINE), [], times={"wall_s": 0.0})
     job, resumed_from = _resume(SeedJob(build(), plan, channel, ckpt, started), build, start_state)
-    trainer, until = job.trainer, plan.until or plan.total
+    # build()'s trainer: the job's, or the one _resume rebuilt with build()
+    trainer, until = cast(TrainerT, job.trainer), plan.until or plan.total
     try:
         if before is not None:
             before(trainer)

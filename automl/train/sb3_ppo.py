@@ -47,7 +47,7 @@ class BatchedPPO(PPO):
             return
         terminal_obs = self.policy.obs_to_tensor(_stack_obs([infos[i]["terminal_observation"] for i in idx]))[0]
         with th.no_grad():
-            terminal_values = self.policy.predict_values(terminal_obs)  # type: ignore[arg-type]
+            terminal_values = self.policy.predict_values(terminal_obs)
         rewards[idx] += self.gamma * terminal_values[:, 0].cpu().numpy().astype(rewards.dtype, copy=False)
 
     def _update_info_buffer(self, infos: list[dict], dones: np.ndarray | None = None) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 import numpy as np
 import torch as th
@@ -40,7 +40,8 @@ def load_rms(rms: Any, state: Mapping) -> None:
 
 
 def _rng_state() -> dict:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    # the legacy (default) form: a tuple for the global MT19937 state; the stub also allows a dict
+    kind, keys, pos, has_gauss, cached = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
     version, internal, gauss = random.getstate()
     out = {"torch": th.get_rng_state(), "python": [version, list(internal), gauss],
            "numpy": {"kind": kind, "keys": th.from_numpy(keys.astype(np.int64)), "pos": int(pos),

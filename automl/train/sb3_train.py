@@ -135,8 +135,10 @@ class SB3Trainer:
         """One iteration of ``learn()``'s loop; a diverged update fails the seed (not the job)."""
         m = self.model
         self._deadline.deadline = deadline
+        env, callback = m.env, self._callback
+        assert env is not None and callback is not None  # built with an env; begin() (always first) set the callback
         try:
-            if not m.collect_rollouts(m.env, self._callback, m.rollout_buffer, n_rollout_steps=m.n_steps):
+            if not m.collect_rollouts(env, callback, m.rollout_buffer, n_rollout_steps=m.n_steps):
                 return False
             self._iteration += 1
             m._update_current_progress_remaining(m.num_timesteps, m._total_timesteps)
@@ -176,8 +178,9 @@ class SB3Trainer:
     def load(self, state: Mapping, total: int) -> dict:
         part = sb3_state.restore(self.model, self.raw_env, self.train_env, state, seed=self.seeds[0], total=total)
         if self._callback is not None and self.model._last_obs is None:  # mid-run (a rollback): gymnasium envs restart
-            self.model._last_obs = self.train_env.reset()
-            self.model._last_episode_starts = [True] * self.train_env.num_envs
+            # SB3's own types are narrower than its values here (its _setup_learn ignores the same assignment)
+            self.model._last_obs = self.train_env.reset()  # type: ignore[assignment]
+            self.model._last_episode_starts = [True] * self.train_env.num_envs  # type: ignore[assignment]
         return part
 
     def set_values(self, values: Mapping[str, float], weights: Mapping[str, float] | None) -> None:

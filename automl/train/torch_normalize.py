@@ -37,7 +37,8 @@ class Normalizer:
         self.obs_rms = RunningStats(num_seeds, (obs_dim,), device)
         self.ret_rms = RunningStats(num_seeds, (), device)
         self.returns = torch.zeros(num_seeds, num_envs, dtype=torch.float64, device=device)
-        self.gamma, self.clip_obs, self.clip_reward, self.epsilon = gamma, clip_obs, clip_reward, epsilon
+        self.gamma: float | torch.Tensor = gamma  # one, or per seed [S, 1] once a trainer sets per-seed values
+        self.clip_obs, self.clip_reward, self.epsilon = clip_obs, clip_reward, epsilon
         self._refresh()
 
     def _refresh(self) -> None:

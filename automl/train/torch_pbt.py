@@ -67,7 +67,8 @@ def copy_member(run: SeedBatch, dst: int, src: int) -> None:
     run.set_values(dst, values, run.envs[src].reward_weights)
 
 
-def copy_member_from(run: SeedBatch, dst: int, state: Mapping, pos: int, values: Mapping, weights: Mapping) -> None:
+def copy_member_from(run: SeedBatch, dst: int, state: Mapping, pos: int, values: Mapping,
+                     weights: Mapping | None) -> None:
     """Member ``dst`` takes the learned state of position ``pos`` of another group's saved run state."""
     with torch.no_grad():
         for k, p in run.policy.params.items():
@@ -165,9 +166,12 @@ def segment_result(trainer: Any, ended: loop.Ended, ids: Sequence[int], *, start
     for s, member in enumerate(ids):
         why = failed.get(s)
         stats = ended.last[s] if ended.last is not None else None
-        members.append({"id": int(member), "value": None if why else float(stats.true_metric),
-                        "se": None if why else stats.true_metric_se,
-                        "eval": None if why else dataclasses.asdict(stats), "failed": why[1] if why else None})
+        if why:
+            members.append({"id": int(member), "value": None, "se": None, "eval": None, "failed": why[1]})
+            continue
+        assert stats is not None  # ended.last is None only when every member failed (returned above otherwise)
+        members.append({"id": int(member), "value": float(stats.true_metric), "se": stats.true_metric_se,
+                        "eval": dataclasses.asdict(stats), "failed": None})
     return {**out, "members": members, "stopped": False}
 
 

@@ -85,9 +85,12 @@ class StackedPolicy:
         self.ortho_init = bool(kwargs.get("ortho_init", True))
         self.log_std_init = float(kwargs.get("log_std_init", 0.0))
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
-        if not self.discrete and not isinstance(action_space, gym.spaces.Box):
+        if isinstance(action_space, gym.spaces.Discrete):
+            self.action_dim = int(action_space.n)
+        elif isinstance(action_space, gym.spaces.Box):
+            self.action_dim = int(math.prod(action_space.shape))
+        else:
             raise ValueError(f"action space {action_space} (allowed: Discrete, Box)")
-        self.action_dim = int(action_space.n) if self.discrete else int(math.prod(action_space.shape))
         self.obs_dim, self.num_seeds, self.device = int(obs_dim), len(seeds), device
         self.params = self._init_params([int(s) for s in seeds])
         self.pi_layers = [(self.params[f"pi.{i}.w"], self.params[f"pi.{i}.b"]) for i in range(len(self.pi_sizes))]
@@ -224,8 +227,8 @@ class StackedAdam:
         self.steps = torch.zeros(len(self.params[0]), device=self.params[0].device)  # per seed
 
     @torch.no_grad()
-    def step(self, grads: Sequence[torch.Tensor], lr: float, mask: torch.Tensor) -> None:
-        """One Adam step for the seeds where mask == 1 (all parameters are [S, a, b])."""
+    def step(self, grads: Sequence[torch.Tensor], lr: float | torch.Tensor, mask: torch.Tensor) -> None:
+        """One Adam step for the seeds where mask == 1 (all parameters are [S, a, b]); ``lr``: one, or per seed [S]."""
         mask = mask.to(self.steps.dtype)
         self.steps.add_(mask)
         t = self.steps.clamp(min=1.0)

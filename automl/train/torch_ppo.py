@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence, cast
 
 import torch
 
@@ -23,6 +23,9 @@ from automl.core.config import PPOSetup
 from automl.train.evaluation import EVAL_SEED_OFFSET
 from automl.train.torch_policy import StackedAdam, StackedPolicy, clip_grad_norms_
 from automl.train.torch_normalize import Normalizer
+
+if TYPE_CHECKING:
+    import gymnasium as gym
 
 # the values a member of a population (PBT) or a replayed schedule may change between rollouts: per-seed
 # tensors in ``SeedBatch.hp`` (SB3 names); the rest (rollout and batch sizes, epochs, networks) is shared.
@@ -113,6 +116,7 @@ class SeedBatch:
         self.noise = torch.zeros(S, N, self.policy.action_dim, device=device)
         space = first.action_space
         if not self.policy.discrete:
+            space = cast("gym.spaces.Box", space)  # StackedPolicy accepts Discrete or Box only
             self.low = torch.as_tensor(space.low, device=device).float()
             self.high = torch.as_tensor(space.high, device=device).float()
         self.norm = Normalizer(S, N, D, gamma=args.gamma, device=device) if args.normalize else None

@@ -8,11 +8,15 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, cast
 
 import torch
 
 from automl.train.evaluation import EVAL_SEED_OFFSET, EvalStats, hparam_values, success_se
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.running_mean_std import RunningMeanStd
+    from torch.utils.tensorboard.writer import FileWriter
 
 
 def evaluate_stacked(run: Any, seeds: Sequence[int], *, deadline: float | None,
@@ -77,7 +81,8 @@ class TBLogger:
         summaries = hparams_summary(hparam_values({**hparams, "trainer": "torch"}), {"eval/true_metric": 0.0})
         for writer in self.writers:
             for summary in summaries:
-                writer.file_writer.add_summary(summary)
+                # typed None on the class; SummaryWriter.__init__ has created it
+                cast("FileWriter", writer.file_writer).add_summary(summary)
 
     def update(self, stats: Mapping[str, torch.Tensor], lr: float | torch.Tensor, steps: int, elapsed: float) -> None:
         keys = ("pg", "value", "entropy", "kl", "clip", "loss")
@@ -128,11 +133,13 @@ def save_sb3(run: Any, seed_index: int, save_path: str, env: str) -> None:
     if run.norm is not None:
         norm = VecNormalize(vec, gamma=args.gamma, training=False)
         obs_rms, ret_rms = run.norm.obs_rms, run.norm.ret_rms
-        norm.obs_rms.mean = obs_rms.mean[seed_index].cpu().numpy().copy()
-        norm.obs_rms.var = obs_rms.var[seed_index].cpu().numpy().copy()
-        norm.obs_rms.count = float(obs_rms.count)
-        norm.ret_rms.mean = np.float64(ret_rms.mean[seed_index].item())
-        norm.ret_rms.var = np.float64(ret_rms.var[seed_index].item())
+        norm_obs = cast("RunningMeanStd", norm.obs_rms)  # a Box observation space: one RunningMeanStd, not a dict
+        norm_obs.mean = obs_rms.mean[seed_index].cpu().numpy().copy()
+        norm_obs.var = obs_rms.var[seed_index].cpu().numpy().copy()
+        norm_obs.count = float(obs_rms.count)
+        # SB3 types mean/var as ndarray; the return statistics (shape ()) hold np.float64 scalars, as SB3 leaves them
+        norm.ret_rms.mean = np.float64(ret_rms.mean[seed_index].item())  # type: ignore[assignment]
+        norm.ret_rms.var = np.float64(ret_rms.var[seed_index].item())  # type: ignore[assignment]
         norm.ret_rms.count = float(ret_rms.count)
         norm.save(save_path.removesuffix(".zip") + "_vecnormalize.pkl")
     vec.close()

@@ -170,17 +170,18 @@ class TuneHook:
     def _read_control(self) -> None:
         """A mode switch or setting written by ``automl tune`` from another process (taken at this safe point);
         a new ``tune enable`` also starts the reject streak again."""
-        if self.production:
-            return
+        control = self.control
+        if self.production or control is None:
+            return  # no control file: os.stat(None) would raise TypeError, caught below, the same return
         try:
-            mtime = os.stat(self.control).st_mtime_ns
+            mtime = os.stat(control).st_mtime_ns
         except (OSError, TypeError):
             return
         if mtime == self.control_seen:
             return
         self.control_seen = mtime
         try:
-            with open(self.control) as f:
+            with open(control) as f:
                 ctl = json.load(f)
         except (OSError, ValueError):
             return  # a half-written file is read at the next safe point

@@ -8,10 +8,13 @@ imports its phases and search owners inside the methods that build them.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, NamedTuple
 
 from automl.core.errors import AutoMLError
 from automl.core.record import Kind
+
+if TYPE_CHECKING:
+    from automl.run.context import RunContext
 
 
 class Stage(NamedTuple):
@@ -123,7 +126,7 @@ class Mode:
                 out.append(Stage(Kind.REWARD, cycle, plan.population))
         return out
 
-    def plan_text(self, ctx) -> str:
+    def plan_text(self, ctx: RunContext) -> str:
         """The --dry-run summary."""
         from automl.run.ladder_plan import ladder_text
         from automl.run.plan import plan_text
@@ -132,11 +135,11 @@ class Mode:
         return "\n".join([text, *ladder_text(ctx)]) if ctx.plan.ladder else text
 
     # ---- run ---------------------------------------------------------------------------------
-    def search_owners(self, ctx) -> dict:
+    def search_owners(self, ctx: RunContext) -> dict:
         """The run's search owners by the kind of config they propose (``automl.search.owner.SearchOwner``)."""
         return {Kind.HP: hp_owner(ctx), **reward_owner(ctx)}
 
-    def phases(self, ctx) -> list:
+    def phases(self, ctx: RunContext) -> Iterable:
         """The run's phases in order: the tuning phases of ``stages``, then held-out, then test."""
         import itertools
 
@@ -153,7 +156,7 @@ class Mode:
         return [*tuning, *rechecks()]
 
 
-def hp_owner(ctx):
+def hp_owner(ctx: RunContext):
     """The HP search over the run's --search-method sampler study (the grid walks on from the HP configs
     already proposed)."""
     from automl.run.opening import sampler_study
@@ -164,7 +167,7 @@ def hp_owner(ctx):
                     method=ctx.cfg.search_method, proposed=ctx.records.grid_cursor)
 
 
-def reward_owner(ctx) -> dict:
+def reward_owner(ctx: RunContext) -> dict:
     """{Kind.REWARD: the reward search} when the env has reward terms, else {}."""
     if not ctx.inputs.terms:
         return {}

@@ -7,8 +7,13 @@ pruning saves goes to more configs.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from automl.core.record import Kind
 from automl.run.modes.base import Mode, Stage, hp_owner, refuse, reward_owner
+
+if TYPE_CHECKING:
+    from automl.run.context import RunContext
 
 JOINT_PRUNER = "hyperband"  # without --pruner: BOHB-style (the sampler plus Hyperband over evaluations)
 
@@ -36,7 +41,7 @@ class JointMode(Mode):
         quota = plan.cycles * (plan.hp_trials + (plan.population if has_terms else 0))
         return [Stage(Kind.JOINT, 1, min(quota, cfg.max_trials or 10**9))] if quota else []
 
-    def search_owners(self, ctx) -> dict:
+    def search_owners(self, ctx: RunContext) -> dict:
         from automl.run.opening import sampler_study
         from automl.search.joint import STUDY_NAME, JointSearch
 

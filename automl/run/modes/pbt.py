@@ -6,8 +6,13 @@ not configs of a search, so no sampler proposes them and --metrics/--constraint 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from automl.run.modes.base import Mode, Stage, refuse
 from automl.run.runconfig import TEST_OFFSET
+
+if TYPE_CHECKING:
+    from automl.run.context import RunContext
 
 
 class PBTMode(Mode):
@@ -46,7 +51,7 @@ class PBTMode(Mode):
     def stages(self, plan, cfg, has_terms: bool) -> list[Stage]:
         return []
 
-    def plan_text(self, ctx) -> str:
+    def plan_text(self, ctx: RunContext) -> str:
         """The --dry-run summary of a pbt run (training length from the nominal speed; the run measures it)."""
         from automl.run import pbt
 
@@ -66,7 +71,7 @@ class PBTMode(Mode):
             f"budget: {cfg.budget_hours * 60:.1f} min   run dir: {ctx.store.run_dir}",
         ])
 
-    def phases(self, ctx) -> list:
+    def phases(self, ctx: RunContext) -> list:
         from automl.run.pbt import PBTPhase, ReplayPhase
 
         return [PBTPhase(), ReplayPhase()]
