@@ -46,7 +46,7 @@ def run(ctx: RunContext) -> int:
         for phase in ctx.mode.phases(ctx):
             if phase.tuning and ctx.stop_tuning_if_due():
                 continue  # the budget or the search ended tuning: on to the held-out phase
-            phase.run(ctx)
+            ctx.results.adopt(phase.run(ctx))  # held-out ranking, test scores (tuning phases: None)
         status = ctx.final_status()
         return 0
     except (Interrupted, KeyboardInterrupt):

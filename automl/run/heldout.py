@@ -14,6 +14,7 @@ from automl.core.config import to_ppo_setup
 from automl.core.record import ConfigRecord, Kind, State
 from automl.run import pareto, testseeds
 from automl.run.records import TUNING_KINDS, ranked, score_of
+from automl.run.state import HeldoutResult
 from automl.core.scoring import objective_value
 
 if TYPE_CHECKING:
@@ -44,8 +45,9 @@ def candidates(ctx: RunContext) -> list[tuple[str, dict, dict, bool]]:
     return out
 
 
-def run(ctx: RunContext) -> None:
-    """Re-train the candidates on held-out seeds within the remaining budget; write best.yaml."""
+def run(ctx: RunContext) -> HeldoutResult:
+    """Re-train the candidates on held-out seeds within the remaining budget; write best.yaml; return the
+    ranking."""
     ctx.enter_stage(Kind.HELDOUT, 0)
     done = {e.config_id: e for e in ctx.records.entries.values()
             if e.kind == Kind.HELDOUT and e.state != State.RUNNING}
@@ -75,7 +77,7 @@ def run(ctx: RunContext) -> None:
         ctx.sched.add(c)
         (essentials if is_base or i == 0 else extras).append(c)
     ctx.finish_configs(guard=lambda: _keep_test_time(ctx, extras, essentials))
-    write_best(ctx, baseline)
+    return write_best(ctx, baseline)
 
 
 def _keep_test_time(ctx: RunContext, extras: list, essentials: list) -> None:
@@ -143,18 +145,19 @@ def sb3_block(ctx: RunContext, params: dict, steps: int) -> dict:
             "normalize": setup.normalize, "learning_rate_schedule": setup.learning_rate_schedule}
 
 
-def write_best(ctx: RunContext, baseline_id: str | None) -> None:
-    """Rank held-out results by the run's objective and write best.yaml (nothing when no config finished)."""
+def write_best(ctx: RunContext, baseline_id: str | None) -> HeldoutResult:
+    """Rank held-out results by the run's objective and write best.yaml (nothing when no config finished);
+    return the ranking."""
     held = _heldout_entries(ctx)
     objective = ctx.cfg.objective_name
     ranking = ranked(held.values(), objective, (Kind.HELDOUT,), ctx.cfg.risk, ctx.cfg.selection)
-    ctx.results.pareto = pareto.summary(held.values(), ctx.cfg, (Kind.HELDOUT,))
-    ctx.results.heldout = [{"config_id": e.config_id, "objective": objective,
-                            "value": objective_value(score_of(e), objective, risk=ctx.cfg.risk),
-                            "iqm": score_of(e)["iqm"], "mean": score_of(e)["mean"], "ci95": score_of(e)["ci95"],
-                            "baseline": e.config_id == baseline_id} for e in ranking]
+    front = pareto.summary(held.values(), ctx.cfg, (Kind.HELDOUT,))
+    result = HeldoutResult([{"config_id": e.config_id, "objective": objective,
+                             "value": objective_value(score_of(e), objective, risk=ctx.cfg.risk),
+                             "iqm": score_of(e)["iqm"], "mean": score_of(e)["mean"], "ci95": score_of(e)["ci95"],
+                             "baseline": e.config_id == baseline_id} for e in ranking], front)
     if not ranking:
-        return
+        return result
     win = ranking[0]
     tuning = next((e for e in ctx.records.entries.values() if e.config_id == win.config_id
                    and e.tuning), None)
@@ -173,8 +176,9 @@ def write_best(ctx: RunContext, baseline_id: str | None) -> None:
         "heldout_seeds": ctx.inputs.heldout_seeds,
         "baseline": {"config_id": baseline_id, "heldout_score": base.score if base else None},
         "models": models,
-        **({"pick": ctx.cfg.pick, "objectives": score_of(win).get("objectives"), "front": ctx.results.pareto["front"]}
-           if ctx.results.pareto and ctx.results.pareto.get("front") is not None else {}),
+        **({"pick": ctx.cfg.pick, "objectives": score_of(win).get("objectives"), "front": front["front"]}
+           if front and front.get("front") is not None else {}),
         **({"constraints": {"violations": score_of(win).get("violations"), "feasible": True}}
-           if ctx.results.pareto and ctx.results.pareto["constraints"] else {}),
+           if front and front["constraints"] else {}),
     })
+    return result

@@ -41,6 +41,7 @@ from automl.train.torch_ppo import MEMBER_PARAMS
 
 if TYPE_CHECKING:
     from automl.run.context import RunContext
+    from automl.run.state import TestPhaseResult
 
 STAGE = "pbt"
 BASELINE_ID = "baseline"
@@ -344,10 +345,10 @@ class ReplayPhase:
 
     tuning = False
 
-    def run(self, ctx: RunContext) -> None:
+    def run(self, ctx: RunContext) -> TestPhaseResult | None:
         pop = ctx.results.pbt
         if not pop or pop.get("winner") is None:
-            return
+            return None
         m = pop["members"][pop["winner"]]
         steps = pop["ready"][-1]["steps"]
         first = m["history"][0]
@@ -355,7 +356,7 @@ class ReplayPhase:
                  (BASELINE_ID, space_mod.prior_params(ctx.inputs.spec), dict(ctx.inputs.default_weights), True)]
         _write_best(ctx, pop, m, steps)
         job_s = replay_reserve_s(ctx, pop) / replay_waves(ctx)
-        testseeds.run(ctx, picks=picks, steps=steps, schedules={picks[0][0]: schedule(ctx, m)}, job_s=job_s)
+        return testseeds.run(ctx, picks=picks, steps=steps, schedules={picks[0][0]: schedule(ctx, m)}, job_s=job_s)
 
 
 def _write_best(ctx: RunContext, pop: dict, m: dict, steps: int) -> None:

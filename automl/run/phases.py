@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from automl.core.record import Kind, State
 from automl.run import heldout, testseeds
@@ -21,8 +21,18 @@ from automl.search.owner import Outcome, SearchOwner
 
 if TYPE_CHECKING:
     from automl.run.context import RunContext
+    from automl.run.state import PhaseResult
 
 MAX_REJECTS = 200  # constraint-rejected proposals in a row before the space counts as exhausted
+
+
+class Phase(Protocol):
+    """One step of a run: ``run`` it (the driver skips a tuning phase once tuning is over) and keep what it
+    returns (``PhaseResults.adopt``)."""
+
+    tuning: bool
+
+    def run(self, ctx: RunContext) -> PhaseResult: ...
 
 
 @dataclass
@@ -103,11 +113,11 @@ class RecheckPhase:
     the winner, writes best.yaml) or ``test`` (the winner and the baseline: the score that selected nothing)."""
 
     kind: Kind
-    recheck: Callable[..., None]  # heldout.run or testseeds.run
+    recheck: Callable[[RunContext], PhaseResult]  # heldout.run or testseeds.run
     tuning = False
 
-    def run(self, ctx: RunContext) -> None:
-        self.recheck(ctx)
+    def run(self, ctx: RunContext) -> PhaseResult:
+        return self.recheck(ctx)
 
 
 def rechecks() -> list[RecheckPhase]:

@@ -8,7 +8,9 @@ them on resume is automl.run.resume; the state file is automl.run.state.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
+import optuna
 from optuna.trial import TrialState
 
 from automl.run import pareto
@@ -20,19 +22,30 @@ from automl.core.scoring import objective_value
 from automl.search.reward import weight_distributions
 from automl.core.values import is_finite_number
 
+if TYPE_CHECKING:
+    from automl.run.inputs import Inputs
+    from automl.run.runconfig import RunConfig
+    from automl.run.state import StateStore
+
 TUNING_KINDS = Kind.TUNING
 
 
 class Records:
     """Config records in trial order, the incumbent, alarms, and the record-study bookkeeping."""
 
-    def __init__(self, cfg, inputs, store):
+    def __init__(self, cfg: RunConfig, inputs: Inputs, store: StateStore) -> None:
         self.cfg, self.inputs, self.store = cfg, inputs, store  # run settings, resolved inputs, state store
-        self.study = None        # the record study (optuna), opened when the run starts
-        self.value_floor = None  # calibration's lowest true metric (the plan's), before any result
+        self.study: optuna.Study | None = None  # the record study, opened when the run starts
+        self.value_floor: float | None = None  # calibration's lowest true metric (the plan's), before any result
         self._beat = 0.0         # when the running trials' heartbeat was last recorded
         self.entries: dict[int, ConfigRecord] = {}  # record trial number -> its record
         self.alarms: list[dict] = []
+
+    def opened(self) -> optuna.Study:
+        """The record study, once the run has opened it (``automl.run.opening.start``)."""
+        if self.study is None:
+            raise RuntimeError("the record study is not open (automl.run.opening.start opens it)")
+        return self.study
 
     # ---- creating --------------------------------------------------------------------------
     def _record(self, kind, cycle, params, weights, attrs):
@@ -41,7 +54,7 @@ class Records:
         values = {**space_mod.encode_params(self.inputs.spec, params),
                   **{f"reward.{k}": v for k, v in weights.items() if f"reward.{k}" in dists}}
         dists = {k: d for k, d in dists.items() if k in values}
-        trial = studies.record_trial(self.study, values, dists, {
+        trial = studies.record_trial(self.opened(), values, dists, {
             "kind": kind, "cycle": cycle, "all_weights": weights, **attrs})
         config_id = attrs.get("config_id") or f"config_{trial.number:03d}"
         trial.set_user_attr("config_id", config_id)
@@ -66,7 +79,7 @@ class Records:
         """Record a constraint-rejected config: told FAIL, never trained, not counted."""
         trial, cid = self._record(kind, cycle, params, weights, {"rejected": True, "state": State.REJECTED,
                                                                   "reason": reason})
-        self.study.tell(trial, state=TrialState.FAIL)
+        self.opened().tell(trial, state=TrialState.FAIL)
         self.entries[trial.number] = ConfigRecord(cid, kind, cycle, State.REJECTED, params, weights, reason=reason)
 
     # ---- updating --------------------------------------------------------------------------
@@ -87,9 +100,9 @@ class Records:
         record_state = {State.COMPLETE: TrialState.COMPLETE, State.PRUNED: TrialState.PRUNED}.get(
             State(state), TrialState.FAIL)
         if record_state == TrialState.COMPLETE:
-            self.study.tell(c.trial, objective_value(score, self.cfg.objective, risk=self.cfg.risk))
+            self.opened().tell(c.trial, objective_value(score, self.cfg.objective_name, risk=self.cfg.risk))
         else:
-            self.study.tell(c.trial, state=record_state)
+            self.opened().tell(c.trial, state=record_state)
         return entry
 
     def heartbeat(self, trials: list) -> None:
@@ -119,7 +132,7 @@ class Records:
 
     def best_entry(self) -> ConfigRecord | None:
         """The incumbent: the complete tuning config ranked first by the run's objective."""
-        best = ranked(self.entries.values(), self.cfg.objective, TUNING_KINDS, self.cfg.risk,
+        best = ranked(self.entries.values(), self.cfg.objective_name, TUNING_KINDS, self.cfg.risk,
                       self.cfg.selection)
         return best[0] if best else None
 

@@ -124,16 +124,43 @@ def load_state_yaml(path: Path) -> dict:
         raise AutoMLError(f"{path}: corrupt YAML ({str(exc).splitlines()[0]})") from None
 
 
+@dataclass(frozen=True)
+class HeldoutResult:
+    """What the held-out phase returns: its ranking (objective, IQM, CI, baseline flag; the winner first) and,
+    with --metrics/--constraint, the held-out front and infeasible configs."""
+
+    ranking: list[dict]
+    pareto: dict | None = None
+
+
+@dataclass(frozen=True)
+class TestPhaseResult:
+    """What the test phase returns: the test scores of the configs it trained (the winner first)."""
+
+    __test__ = False  # not a pytest test class
+    scores: list[dict]
+
+
+PhaseResult = HeldoutResult | TestPhaseResult | None  # what a phase's run() returns (tuning phases: None)
+
+
 @dataclass
 class PhaseResults:
-    """What the phases hand over for the state file (and to the phases after them)."""
+    """What the phases hand over, for the state file and the phases after them: the driver adopts each
+    phase's result; PBT's population and the lost jobs are live state, kept up to date as the run goes."""
 
-    heldout: list[dict] | None = None   # the held-out ranking (objective, IQM, CI, baseline flag), once written
-    pareto: dict | None = None          # --metrics/--constraint: the held-out front and infeasible configs
-    test_picks: list | None = None      # what the test phase trains (None: the held-out winner and the baseline)
-    test: list[dict] | None = None      # the winner's and the baseline's test scores
+    heldout: list[dict] | None = None   # HeldoutResult.ranking, once the held-out phase returned
+    pareto: dict | None = None          # HeldoutResult.pareto
+    test: list[dict] | None = None      # TestPhaseResult.scores
     pbt: dict | None = None             # --mode pbt: the population, its ready points and lineage
     lost_jobs: list[dict] = field(default_factory=list)  # --executor ray: seed jobs lost with their node
+
+    def adopt(self, result: PhaseResult) -> None:
+        """Keep a phase's result (None: nothing to keep)."""
+        if isinstance(result, HeldoutResult):
+            self.heldout, self.pareto = result.ranking, result.pareto
+        elif isinstance(result, TestPhaseResult):
+            self.test = result.scores
 
 
 def state_dict(ctx: RunContext, status: str) -> dict:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from automl.core.record import ConfigRecord, Kind, State
 from automl.core.scoring import objective_value
 from automl.run.records import score_of
+from automl.run.state import TestPhaseResult
 
 if TYPE_CHECKING:
     from automl.run.context import RunContext
@@ -43,7 +44,7 @@ def recheck_slowdown(ctx: RunContext) -> float:
 
 
 def run(ctx: RunContext, picks: list | None = None, steps: int | None = None, schedules: dict | None = None,
-        job_s: float | None = None) -> None:
+        job_s: float | None = None) -> TestPhaseResult:
     """Train the chosen configs on the test seeds (as many as fit, at least one), then record the scores.
 
     ``picks``: (config_id, params, weights, is_baseline), default the held-out winner and the baseline;
@@ -52,7 +53,6 @@ def run(ctx: RunContext, picks: list | None = None, steps: int | None = None, sc
     """
     ctx.enter_stage(Kind.TEST, 0)
     picks = chosen(ctx) if picks is None else picks
-    ctx.results.test_picks = picks
     schedules = schedules or {}
     done = {e.config_id for e in ctx.records.entries.values() if e.kind == Kind.TEST and e.state != State.RUNNING}
     for c in ctx.resumed(Kind.TEST, 0):
@@ -69,7 +69,7 @@ def run(ctx: RunContext, picks: list | None = None, steps: int | None = None, sc
         c.schedule = schedules.get(config_id)
         ctx.sched.add(c)
     ctx.finish_configs()
-    record(ctx)
+    return record(ctx, picks)
 
 
 def _fitting_seeds(ctx: RunContext, config_id: str, job_s: float | None = None) -> list[int]:
@@ -82,16 +82,12 @@ def _fitting_seeds(ctx: RunContext, config_id: str, job_s: float | None = None) 
     return seeds[:n]
 
 
-def _picks(ctx: RunContext) -> list:
-    return ctx.results.test_picks or chosen(ctx)
-
-
-def summary(ctx: RunContext) -> list[dict]:
+def summary(ctx: RunContext, picks: list) -> list[dict]:
     """The test scores under the run's objective: the winner first, then the baseline."""
     tests = {e.config_id: e for e in ctx.records.entries.values()
              if e.kind == Kind.TEST and e.state == State.COMPLETE and e.score}
     out = []
-    for config_id, _, _, is_base in _picks(ctx):
+    for config_id, _, _, is_base in picks:
         e: ConfigRecord | None = tests.get(config_id)
         if e is not None:
             sc = score_of(e)
@@ -102,13 +98,13 @@ def summary(ctx: RunContext) -> list[dict]:
     return out
 
 
-def record(ctx: RunContext) -> None:
-    """Keep the test summary for the state file and add the test scores to best.yaml."""
-    ctx.results.test = summary(ctx)
+def record(ctx: RunContext, picks: list) -> TestPhaseResult:
+    """The test scores of ``picks`` (for the state file), also added to best.yaml."""
+    result = TestPhaseResult(summary(ctx, picks))
     best = ctx.store.read_yaml("best.yaml")
     if not best:
-        return
-    by_id = {t["config_id"]: t for t in ctx.results.test}
+        return result
+    by_id = {t["config_id"]: t for t in result.scores}
     tests = {e.config_id: e for e in ctx.records.entries.values() if e.kind == Kind.TEST and e.score}
     base_id = (best.get("baseline") or {}).get("config_id")
     win, base = tests.get(best["config_id"]), tests.get(base_id) if base_id else None
@@ -116,3 +112,4 @@ def record(ctx: RunContext) -> None:
     best["test_score"] = win.score if win and best["config_id"] in by_id else None
     best.setdefault("baseline", {})["test_score"] = base.score if base else None
     ctx.store.write_yaml("best.yaml", best)
+    return result

@@ -15,6 +15,7 @@ from automl.core.record import Kind
 
 if TYPE_CHECKING:
     from automl.run.context import RunContext
+    from automl.run.phases import Phase
 
 
 class Stage(NamedTuple):
@@ -139,7 +140,7 @@ class Mode:
         """The run's search owners by the kind of config they propose (``automl.search.owner.SearchOwner``)."""
         return {Kind.HP: hp_owner(ctx), **reward_owner(ctx)}
 
-    def phases(self, ctx: RunContext) -> Iterable:
+    def phases(self, ctx: RunContext) -> Iterable[Phase]:
         """The run's phases in order: the tuning phases of ``stages``, then held-out, then test."""
         import itertools
 

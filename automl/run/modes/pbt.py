@@ -13,6 +13,7 @@ from automl.run.runconfig import TEST_OFFSET
 
 if TYPE_CHECKING:
     from automl.run.context import RunContext
+    from automl.run.phases import Phase
 
 
 class PBTMode(Mode):
@@ -71,7 +72,7 @@ class PBTMode(Mode):
             f"budget: {cfg.budget_hours * 60:.1f} min   run dir: {ctx.store.run_dir}",
         ])
 
-    def phases(self, ctx: RunContext) -> list:
+    def phases(self, ctx: RunContext) -> list[Phase]:
         from automl.run.pbt import PBTPhase, ReplayPhase
 
         return [PBTPhase(), ReplayPhase()]
