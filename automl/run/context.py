@@ -2,7 +2,7 @@
 ``automl.run.opening``."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from automl.core.record import State
 from automl.run import records
@@ -20,9 +20,18 @@ if TYPE_CHECKING:  # the parts ``automl.run.opening`` assembles the context from
     from automl.run.runconfig import RunConfig
     from automl.run.scheduler import ConfigRun, Scheduler
 
+T = TypeVar("T")
+
 # Why tuning ended early -> the run's final status ("finished" when every stage ran to its quota).
 BUDGET_SPENT = "budget_exhausted"
 SEARCH_EXHAUSTED = "search_exhausted"
+
+
+def opened(value: T | None, what: str) -> T:
+    """``value``, which ``automl.run.opening.start`` sets before any phase runs (None there is a bug)."""
+    if value is None:
+        raise RuntimeError(f"{what}: not open yet (automl.run.opening.start opens it)")
+    return value
 
 
 class RunContext:
@@ -61,30 +70,22 @@ class RunContext:
     @property
     def sched(self) -> Scheduler:
         """The run's scheduler, once ``automl.run.opening.start`` has opened it."""
-        if self.scheduler is None:
-            raise RuntimeError("the run's scheduler is not open (automl.run.opening.start opens it)")
-        return self.scheduler
+        return opened(self.scheduler, "the run's scheduler")
 
     @property
     def speed(self) -> Throughput:
         """The run's measured throughput, once the plan is adopted (``automl.run.opening``)."""
-        if self.throughput is None:
-            raise RuntimeError("the run's throughput is not known before its plan (automl.run.opening)")
-        return self.throughput
+        return opened(self.throughput, "the run's throughput")
 
     @property
     def ladder_run(self) -> LadderRun:
         """The run's fidelity ladder, in the code that runs only on one (``ladder`` is None otherwise)."""
-        if self.ladder is None:
-            raise RuntimeError("this run does not climb a fidelity ladder")
-        return self.ladder
+        return opened(self.ladder, "a fidelity ladder (this run does not climb one)")
 
     @property
     def job_specs(self) -> JobSpecs:
         """What a seed job is handed, once ``automl.run.opening.start`` has built it."""
-        if self.jobs is None:
-            raise RuntimeError("the run's job specs are not built (automl.run.opening.start builds them)")
-        return self.jobs
+        return opened(self.jobs, "the run's job specs")
 
     @property
     def record_study(self):
