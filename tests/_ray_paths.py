@@ -21,7 +21,7 @@ from _failures import alive
 from _sim import FakeClock
 from automl.exec.executor import Done, Job, Lost, Report, make_executor
 from automl.run.budget import Budget, Throughput
-from automl.run.scheduler import ConfigRun, Scheduler
+from automl.run.scheduler import ConfigEnded, ConfigRun, JobLost, Scheduler, SeedEnded, SeedJobs
 
 CEILING_S = 120.0
 
@@ -53,7 +53,10 @@ def _reported_pid(events, job_id):
 
 
 def timeout(ex) -> dict:
-    """A job that ignores stop requests and runs past its 2 s timeout."""
+    """A job that ignores stop requests and runs past its 2 s timeout (on a worker already up: a first job
+    warms the cluster, so a loaded machine's slow worker start does not eat the 2 s before the job reports)."""
+    ex.submit(Job("warm", _jobs.add, {"a": 1, "b": 1}))
+    _until(ex, "the warm-up job", lambda ev: _done(ev, "warm") is not None)
     ex.submit(Job("hang", _jobs.sleep_forever, timeout_s=2.0))
     events = _until(ex, "the timeout", lambda ev: _done(ev, "hang") is not None)
     r, pid = _done(events, "hang"), _reported_pid(events, "hang")
@@ -91,21 +94,30 @@ def lost_twice_under_the_scheduler(ex) -> dict:
         return ConfigRun(trial=study.ask(), config_id=config_id, kind="hp", cycle=0, params={}, weights={},
                          seeds=list(scripts), train_params=scripts, steps=steps, results={})
 
-    sched = Scheduler(ex, Budget(1.0, clock=FakeClock()), Throughput(steps_per_s=1000.0, startup_s=0.0), n_jobs=2,
-                      job_fn=_jobs.scripted_seed,
-                      job_kwargs=lambda c, seed: {"seed": seed, **c.train_params[seed]},
-                      on_seed=lambda c, seed, rec: seeds_done.append([c.config_id, seed, rec]),
-                      on_config=lambda c: configs_done.append(c.config_id),
-                      on_lost=lambda c, ev: lost.append({"config_id": c.config_id, "job_id": ev.job_id,
-                                                         "attempt": ev.attempt, "reason": ev.reason}),
-                      timeout_s=lambda steps: 2.0 if steps == 100 else 600.0)
-    sched.add(config("config_lost", {0: {"values": [1.0], "hang_at": 0}, 1: {"values": [0.5]}}, steps=300))
-    sched.add(config("config_slow", {0: {"values": [1.0], "hang_at": 0}}, steps=100))
+    sched = Scheduler(ex, Budget(1.0, clock=FakeClock()), Throughput(steps_per_s=1000.0, startup_s=0.0), n_jobs=2)
+
+    def handle(events):
+        for ev in events:
+            if isinstance(ev, SeedEnded):
+                seeds_done.append([ev.config.config_id, ev.seed, ev.record])
+            elif isinstance(ev, ConfigEnded):
+                configs_done.append(ev.config.config_id)
+            elif isinstance(ev, JobLost):
+                lost.append({"config_id": ev.config.config_id, "job_id": ev.lost.job_id,
+                             "attempt": ev.lost.attempt, "reason": ev.lost.reason})
+
+    def add(c, timeout_s):
+        c.timeout_s = timeout_s  # config_slow's seed hangs past its 2 s limit
+        handle(sched.add(c, SeedJobs(fn=_jobs.scripted_seed, own_deadline=True,
+                                     seed_kwargs={s: {"seed": s, **c.train_params[s]} for s in c.seeds})))
+
+    add(config("config_lost", {0: {"values": [1.0], "hang_at": 0}, 1: {"values": [0.5]}}, steps=300), 600.0)
+    add(config("config_slow", {0: {"values": [1.0], "hang_at": 0}}, steps=100), 2.0)
     end = time.monotonic() + 2 * CEILING_S
     while len(configs_done) < 2:
         if time.monotonic() > end:
             raise TimeoutError(f"configs never finished: {seeds_done} {lost}")
-        sched.step(0.1)
+        handle(sched.step(0.1))
         where = ex.where("config_lost:hp:0")  # (attempt, node, pid, started) of the attempt now running
         if where and where[0] > len(killed):
             os.kill(where[2], signal.SIGKILL)  # the worker dies under the task: a lost task, not a failed job

@@ -11,7 +11,7 @@ from _sim import FakeClock
 import _jobs
 from automl.run.budget import Budget, Throughput
 from automl.exec.executor import make_executor
-from automl.run.scheduler import ConfigRun, Scheduler
+from automl.run.scheduler import ConfigEnded, ConfigRun, Scheduler, SeedEnded, SeedJobs
 
 WAIT_S = 30.0  # generous: workers share 2 cores with other processes
 
@@ -68,48 +68,61 @@ class TickClock:
 
 
 class Harness:
-    """A Scheduler on a real executor whose callbacks are recorded.
+    """A Scheduler on a real executor whose events are recorded as they are handed back.
 
     A config's train_params map each seed to scripted_seed's kwargs (or "batch" to scripted_batch's).
     """
 
-    def __init__(self, executor, gates, *, n_jobs, budget=None, throughput=None, timeout_s=None,
+    def __init__(self, executor, gates, *, n_jobs, budget=None, throughput=None, timeout_s=60.0,
                  batched=False):
-        self.ex = executor
-        self.seeds_done, self.configs_done, self.timeout_calls = [], [], []
-        self.active_at_finish = []
+        self.ex, self.gates, self.batched = executor, gates, batched
+        self.seeds_done, self.configs_done, self.events = [], [], []
         self.budget = budget or Budget(1.0, clock=FakeClock())
         self.throughput = throughput or Throughput(steps_per_s=1000.0, startup_s=0.0)
+        self.sched = Scheduler(executor, self.budget, self.throughput, n_jobs=n_jobs, timeout_s=timeout_s)
 
-        def job_kwargs(cfg, seed):
-            return {"seed": seed, "gate_dir": str(gates.dir), **cfg.train_params.get(seed, {})}
+    def jobs(self, cfg):
+        """What the scripted jobs of ``cfg`` need (their kwargs carry no deadline: they keep their own)."""
+        gate = {"gate_dir": str(self.gates.dir)}
+        if self.batched:
+            return SeedJobs(fn=_jobs.scripted_seed, seed_kwargs={}, batch_fn=_jobs.scripted_batch,
+                            batch_kwargs={**gate, **cfg.train_params["batch"]}, own_deadline=True)
+        return SeedJobs(fn=_jobs.scripted_seed, own_deadline=True,
+                        seed_kwargs={s: {"seed": s, **gate, **cfg.train_params.get(s, {})} for s in cfg.pending})
 
-        def batch_kwargs(cfg, seeds):
-            return {"seeds": list(seeds), "gate_dir": str(gates.dir), **cfg.train_params["batch"]}
+    def handle(self, events):
+        self.events += events
+        for ev in events:
+            if isinstance(ev, SeedEnded):
+                self.seeds_done.append((ev.config.config_id, ev.seed, ev.record))
+            elif isinstance(ev, ConfigEnded):
+                assert ev.config not in self.sched.active  # an ended config is no longer active
+                self.configs_done.append(ev.config.config_id)
+        return events
 
-        def on_seed(cfg, seed, record):
-            self.seeds_done.append((cfg.config_id, seed, record))
+    def add(self, cfg):
+        return self.handle(self.sched.add(cfg, self.jobs(cfg)))
 
-        def on_config(cfg):
-            self.configs_done.append(cfg.config_id)
-            self.active_at_finish.append(cfg in self.sched.active)
+    def step(self, timeout):
+        return self.handle(self.sched.step(timeout))
 
-        def timeout(steps):
-            self.timeout_calls.append(steps)
-            return timeout_s(steps) if timeout_s else 60.0
+    def drain(self, *, hard_deadline, grace_s=10.0, on_seed=None):
+        """The scheduler's drain; ``on_seed()`` is called as each seed's end is handed back."""
+        def handle(events):
+            if on_seed is not None and any(isinstance(ev, SeedEnded) for ev in events):
+                on_seed()
+            self.handle(events)
+        self.sched.drain(hard_deadline=hard_deadline, grace_s=grace_s, handle=handle)
 
-        self.sched = Scheduler(executor, self.budget, self.throughput, n_jobs=n_jobs,
-                               job_fn=_jobs.scripted_seed, job_kwargs=job_kwargs,
-                               on_seed=on_seed, on_config=on_config, timeout_s=timeout,
-                               batch_fn=_jobs.scripted_batch if batched else None,
-                               batch_kwargs=batch_kwargs if batched else None)
+    def prune(self, cfg, reason):
+        return self.handle(self.sched.prune(cfg, reason))
 
     def pump(self, until, what):
         """Step the scheduler until `until()` holds (no assumption on how long that takes)."""
         end = time.monotonic() + WAIT_S
         while not until():
             assert time.monotonic() < end, f"timed out waiting for {what}"
-            self.sched.step(0.05)
+            self.step(0.05)
 
     def records(self, config_id):
         return {seed: rec for cid, seed, rec in self.seeds_done if cid == config_id}

@@ -243,9 +243,9 @@ def test_shutdown_stops_running_jobs_cooperatively():
     ex.submit(Job("queued", _jobs.add, {"a": 1, "b": 1}))
     wait_report(ex, "coop")
     pids = ex.worker_pids()
-    start = time.monotonic()
+    # without the kill it would wait forever (pytest-timeout fails a hang); the stubborn job's state says
+    # it was killed, not that it ended on its own
     results = {e.result.job_id: e.result for e in ex.shutdown(grace_s=1.0) if isinstance(e, Done)}
-    assert time.monotonic() - start < 60.0  # a generous ceiling: without the kill it would wait forever
     assert results["coop"].ok and results["coop"].value["stop_reason"] == "shutdown"
     assert results["stubborn"].state == "cancelled" and "shutdown" in results["stubborn"].reason
     assert results["queued"].state == "cancelled"

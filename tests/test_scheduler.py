@@ -40,8 +40,7 @@ def test_fits_counts_waves_of_seed_jobs_or_one_batch_against_the_phase_deadline(
     tp = Throughput(steps_per_s=1000.0, startup_s=2.0)   # one 1000-step job: (2 + 1) * 1.15 = 3.45 s
 
     def sched(n_jobs):
-        return Scheduler(None, budget, tp, n_jobs=n_jobs, job_fn=None, job_kwargs=None, on_seed=None,
-                         on_config=None, timeout_s=None)
+        return Scheduler(None, budget, tp, n_jobs=n_jobs)
 
     two, one = sched(2), sched(1)
     assert two.fits(1000, 2)                        # one wave: 3.45 s
@@ -57,6 +56,27 @@ def test_fits_counts_waves_of_seed_jobs_or_one_batch_against_the_phase_deadline(
     assert not two.fits(1000, 1, heldout=True)
 
 
+def test_a_jobs_timeout_and_deadline_come_from_the_scheduler_at_submission():
+    """No call back up: the limit is the config's own estimate, else --timeout-per-trial, else 4x the
+    measured estimate + 2 min (a batch: all its seed-steps); tuning jobs train to the tuning deadline,
+    re-checks to the hard deadline."""
+    clock = FakeClock()
+    budget = Budget(1.0, clock=clock)
+    budget.set_reserve(100.0)
+    tp = Throughput(steps_per_s=1000.0, startup_s=2.0)
+    study = memory_study(make_pruner("none"))
+    cfg = new_config(study, "c", {0: {}}, steps=1000)
+    est = Scheduler(None, budget, tp, n_jobs=2)
+    assert est.job_timeout(cfg) == 4 * tp.seconds_for(1000) + 120.0
+    assert est.job_timeout(cfg, 3) == 4 * tp.seconds_for(3000) + 120.0
+    assert Scheduler(None, budget, tp, n_jobs=2, timeout_s=7.0).job_timeout(cfg, 3) == 7.0
+    cfg.timeout_s = 5.0
+    assert Scheduler(None, budget, tp, n_jobs=2, timeout_s=7.0).job_timeout(cfg, 3) == 15.0
+    assert est.phase_deadline(cfg) == budget.tuning_deadline < budget.deadline
+    for kind in ("heldout", "test"):
+        assert est.phase_deadline(new_config(study, "r", {0: {}}, kind=kind)) == budget.deadline
+
+
 # --- submission, admission, resume ----------------------------------------------------------
 def test_seeds_are_submitted_in_config_then_seed_order_as_workers_free_up(executors, gates):
     study = memory_study(make_pruner("none"))
@@ -66,10 +86,10 @@ def test_seeds_are_submitted_in_config_then_seed_order_as_workers_free_up(execut
     b = new_config(study, "B", {s: {"values": [2.0]} for s in (20, 21)}, steps=500)
     b.batched = True  # the scheduler decides: no batch function, so one job per seed
     gates.open(*(f"{s}.0" for s in (10, 11, 12, 20, 21)))
-    h.sched.add(a)
-    h.sched.add(b)
+    h.add(a)
+    h.add(b)
     assert not b.batched and h.sched.free_slots() == 2 - 0 - 5 and ex.ids == []
-    h.sched.step(0)
+    h.step(0)
     assert ex.ids == ["A:hp:10", "A:hp:11"] and h.sched.running_jobs() == 2
     assert h.sched.free_slots() == 2 - 2 - 3
     first = ex.submitted[0]
@@ -87,9 +107,9 @@ def test_seeds_are_submitted_in_config_then_seed_order_as_workers_free_up(execut
     assert ex.ids[4] == "B:hp:21" and h.configs_done == ["A"]
     gates.open("20.end", "21.end")
     h.pump(lambda: len(h.configs_done) == 2, "both configs")
-    assert h.configs_done == ["A", "B"] and h.active_at_finish == [False, False]
+    assert h.configs_done == ["A", "B"]
     assert [(c, s) for c, s, _ in h.seeds_done][:3] == [("A", 11), ("A", 10), ("A", 12)]
-    assert h.timeout_calls == [300, 300, 300, 500, 500]   # timeout_s(steps) per seed job
+    assert [j.timeout_s for j in ex.submitted] == [60.0] * 5   # the scheduler's fixed limit (--timeout-per-trial)
     assert h.sched.free_slots() == 2 and h.sched.running_jobs() == 0 and h.sched.active == []
 
 
@@ -107,9 +127,9 @@ def test_a_resumed_config_runs_only_its_missing_seeds_and_is_still_pruned(execut
                      results={1: done})
     assert cfg.pending == [0, 2]
     whole = new_config(study, "whole", {}, seeds=[0, 1], results={0: done, 1: done})
-    h.sched.add(whole)                               # nothing left to run: finished on add
+    h.add(whole)                               # nothing left to run: finished on add
     assert h.configs_done == ["whole"] and h.sched.active == []
-    h.sched.add(cfg)
+    h.add(cfg)
     gates.open("0.0", "2.0")                         # both report evaluation 0, neither may end yet
     h.pump(lambda: len(h.configs_done) == 2, "the resumed config")
     assert ex.ids == ["r:hp:0", "r:hp:2"]
@@ -125,15 +145,16 @@ def test_timeouts_exceptions_and_nan_results_become_failed_seeds_and_only_clean_
     study = memory_study(make_pruner("none"))
     ex = executors(2)
     tp = Throughput(steps_per_s=1000.0, startup_s=0.0)
-    h = Harness(ex, gates, n_jobs=2, throughput=tp, timeout_s=lambda steps: 1.0 if steps == 1 else 60.0)
+    h = Harness(ex, gates, n_jobs=2, throughput=tp, timeout_s=60.0)
     hung = new_config(study, "t", {0: {"values": [1.0], "hang_at": 0}}, steps=1)
+    hung.timeout_s = 1.0  # its caller's own estimate comes before the scheduler's limit
     mixed = new_config(study, "m", {1: {"values": [1.0], "nan_result": True}, 2: {"values": [2.0]},
                                     3: {"values": [3.0], "extra": {"resumed_from": 100}}})
     gates.open("0.0", "1.0", "1.end", "2.0", "2.end", "3.0", "3.end")
-    h.sched.add(hung)
-    h.sched.add(mixed)
+    h.add(hung)
+    h.add(mixed)
     h.pump(lambda: len(h.configs_done) == 2, "both configs")
-    assert h.timeout_calls == [1, 300, 300, 300]
+    assert [j.timeout_s for j in ex.submitted] == [1.0, 60.0, 60.0, 60.0]
     t0 = h.records("t")[0]
     assert t0.pop("wall_s") >= 1.0
     assert t0 == {"seed": 0, "state": "failed", "reason": "timeout after 1s"}
@@ -155,14 +176,14 @@ def test_stop_all_stops_running_seeds_drops_queued_ones_and_drain_waits_without_
     h = Harness(ex, gates, n_jobs=2)
     a = new_config(study, "A", {s: {"values": [1.0]} for s in (0, 1, 2)})
     b = new_config(study, "B", {5: {"values": [1.0]}})
-    h.sched.add(a)
-    h.sched.add(b)
-    h.sched.step(0)
+    h.add(a)
+    h.add(b)
+    h.step(0)
     assert ex.ids == ["A:hp:0", "A:hp:1"] and h.sched.free_slots() == 2 - 2 - 2
     h.sched.stop_all("deadline")
     assert a.pending == [] and b.pending == [] and h.sched.free_slots() == 0
     assert ex.stops == [("A:hp:0", "deadline"), ("A:hp:1", "deadline")]
-    h.sched.drain(hard_deadline=h.budget.clock() + 100.0)   # fake clock: the grace never runs out
+    h.drain(hard_deadline=h.budget.clock() + 100.0)   # fake clock: the grace never runs out
     assert h.sched.jobs == {} and ex.cancels == [] and ex.ids == ["A:hp:0", "A:hp:1"]
     stopped = {"state": "stopped_at_deadline", "stop_reason": "deadline", "steps": 0}
     assert h.records("A") == {0: {"seed": 0, **stopped}, 1: {"seed": 1, **stopped}}
@@ -181,9 +202,9 @@ def test_stop_all_alone_leaves_queued_configs_to_a_resume(executors, gates):
     h = Harness(ex, gates, n_jobs=1)
     a = new_config(study, "A", {0: {"values": [1.0]}})
     b = new_config(study, "B", {5: {"values": [1.0]}})
-    h.sched.add(a)
-    h.sched.add(b)
-    h.sched.step(0)
+    h.add(a)
+    h.add(b)
+    h.step(0)
     h.sched.stop_all("interrupted")
     assert ex.ids == ["A:hp:0"] and ex.stops == [("A:hp:0", "interrupted")]
     assert h.sched.active == [a, b] and b.finished and h.configs_done == []
@@ -196,9 +217,9 @@ def test_drain_before_the_deadline_still_runs_queued_seeds(executors, gates):
     h = Harness(ex, gates, n_jobs=1)
     cfg = new_config(study, "d", {0: {"values": [1.0]}, 1: {"values": [2.0]}})
     gates.open("0.0", "0.end", "1.0", "1.end")
-    h.sched.add(cfg)
-    h.sched.step(0)
-    h.sched.drain(hard_deadline=h.budget.clock() + 100.0)
+    h.add(cfg)
+    h.step(0)
+    h.drain(hard_deadline=h.budget.clock() + 100.0)
     assert ex.ids == ["d:hp:0", "d:hp:1"] and ex.cancels == [] and h.sched.jobs == {}
     assert [h.records("d")[s]["state"] for s in (0, 1)] == ["complete", "complete"]
     assert h.configs_done == ["d"]
@@ -210,14 +231,12 @@ def test_drain_kills_what_still_runs_once_the_hard_deadline_plus_grace_passed(ex
     ex = executors(1)
     h = Harness(ex, gates, n_jobs=1, budget=Budget(1.0, clock=clock))
     seen = []
-    on_seed = h.sched.on_seed
-    h.sched.on_seed = lambda c, s, r: (seen.append(clock.t), on_seed(c, s, r))
     cfg = new_config(study, "k", {0: {"values": [1.0], "hang_at": 0}})   # ignores stop requests
     gates.open("0.0")
-    h.sched.add(cfg)
+    h.add(cfg)
     h.pump(lambda: "k:hp:0" in ex.inner.running(), "the job on a worker")
     hard = clock.t + 2.0
-    h.sched.drain(hard_deadline=hard, grace_s=2.0)
+    h.drain(hard_deadline=hard, grace_s=2.0, on_seed=lambda: seen.append(clock.t))
     assert ex.cancels == ["k:hp:0"] and ex.stops == [] and h.sched.jobs == {}
     assert len(seen) == 1 and seen[0] > hard + 2.0    # not killed before the grace ran out
     rec = h.records("k")[0]
@@ -233,9 +252,9 @@ def test_drain_past_the_hard_deadline_leaves_nothing_running(executors, gates):
     h = Harness(ex, gates, n_jobs=1, budget=Budget(1.0, clock=clock))
     cfg = new_config(study, "x", {s: {"values": [1.0], "hang_at": 0} for s in (0, 1)})
     gates.open("0.0", "1.0")
-    h.sched.add(cfg)
+    h.add(cfg)
     h.pump(lambda: "x:hp:0" in ex.inner.running(), "the job on a worker")
-    h.sched.drain(hard_deadline=clock.t + 1.0, grace_s=1.0)
+    h.drain(hard_deadline=clock.t + 1.0, grace_s=1.0)
     assert ex.cancels == ["x:hp:0"]
     assert h.sched.jobs == {} and ex.ids == ["x:hp:0"]
 
@@ -244,16 +263,16 @@ def test_drain_past_the_hard_deadline_leaves_nothing_running(executors, gates):
 def test_a_batched_config_is_one_job_whose_mean_is_each_seeds_report_and_is_pruned_as_one(executors, gates):
     study = memory_study(optuna.pruners.ThresholdPruner(lower=0.0))
     ex = executors(2)
-    h = Harness(ex, gates, n_jobs=2, batched=True)
+    h = Harness(ex, gates, n_jobs=2, batched=True, timeout_s=None)
     cfg = new_config(study, "b", {"batch": {"values": [2.0, -1.0, 5.0]}}, seeds=[3, 4, 5])
-    h.sched.add(cfg)
+    h.add(cfg)
     assert cfg.batched and h.sched.free_slots() == 2 - 0 - 1     # a queued batch counts as one job
-    h.sched.step(0)
+    h.step(0)
     assert ex.ids == ["b:hp:batch"] and h.sched.free_slots() == 2 - 1 - 0
     job = ex.submitted[0]
     assert job.tag == ("b", (3, 4, 5)) and job.fn is _jobs.scripted_batch
     assert job.kwargs == {"seeds": [3, 4, 5], "gate_dir": str(gates.dir), "values": [2.0, -1.0, 5.0]}
-    assert h.timeout_calls == [900]                  # timeout_s(steps * seeds)
+    assert job.timeout_s == 4 * h.throughput.seconds_for(900) + 120.0   # its estimate: steps * seeds
 
     gates.open("batch.0")
     h.pump(lambda: 0 in cfg.reported, "evaluation 0")
@@ -278,7 +297,7 @@ def test_a_batched_job_gives_one_record_per_seed_and_a_failed_batch_fails_each_s
     part = new_config(study, "part", {"batch": {"values": [1.0], "failed_seeds": [1]}}, seeds=[0, 1])
     gates.open("batch.0", "batch.1", "batch.end")
     for c in (ok, bad, short, part):
-        h.sched.add(c)
+        h.add(c)
     assert h.sched.free_slots() == 2 - 0 - 4
     h.pump(lambda: len(h.configs_done) == 4, "four batches")
     assert ex.ids == ["ok:hp:batch", "bad:hp:batch", "short:hp:batch", "part:hp:batch"]

@@ -26,8 +26,8 @@ def test_pruner_is_told_the_mean_over_seeds_only_once_every_seed_reached_the_ste
     # Optuna's median rule compares the best value so far with the others' median at that step:
     # seed 0 alone would be pruned at evaluation 1 (best 0.5 < 1.0); the mean over both (1.5) is not
     cfg = new_config(study, "c", {0: {"values": [0.5, 0.0, 0.0]}, 1: {"values": [0.5, 3.0, 0.0]}})
-    h.sched.add(cfg)
-    h.sched.step(0)
+    h.add(cfg)
+    h.step(0)
     assert ex.ids == ["c:hp:0", "c:hp:1"]
 
     gates.open("0.0", "0.1", "0.2")                  # seed 0 runs three evaluations ahead
@@ -48,12 +48,12 @@ def test_pruner_is_told_the_mean_over_seeds_only_once_every_seed_reached_the_ste
     assert intermediate(cfg) == {0: 0.5, 1: 1.5, 2: 0.0}
     assert ex.stops == [("c:hp:0", "pruned at evaluation 2"), ("c:hp:1", "pruned at evaluation 2")]
     h.pump(lambda: cfg.finished and not h.sched.jobs, "the stopped seeds")
-    h.sched.step(0.05)  # nothing more happens: callbacks fired once
+    h.step(0.05)  # nothing more happens: callbacks fired once
 
     stopped = {"state": "pruned", "stop_reason": "pruned at evaluation 2", "steps": 300}
     assert h.records("c") == {0: {"seed": 0, **stopped}, 1: {"seed": 1, **stopped}}
     assert sorted(s for _, s, _ in h.seeds_done) == [0, 1]
-    assert h.configs_done == ["c"] and h.active_at_finish == [False]
+    assert h.configs_done == ["c"]
     assert config_state(cfg) == "pruned"
     # the scheduler reports and asks the pruner; telling the study how the config ended is on_config's job
     assert study.get_trials()[-1].state == optuna.trial.TrialState.RUNNING
@@ -65,7 +65,7 @@ def test_a_failing_seed_is_dropped_from_the_mean_and_releases_the_step_it_held_b
     h = Harness(ex, gates, n_jobs=3)
     cfg = new_config(study, "f", {0: {"values": [2.0, 4.0]}, 1: {"values": [4.0, 8.0]},
                                   2: {"values": [6.0, 100.0], "fail_at": 1}})
-    h.sched.add(cfg)
+    h.add(cfg)
     gates.open("0.0", "1.0", "2.0")
     h.pump(lambda: 0 in cfg.reported, "evaluation 0")
     assert intermediate(cfg) == {0: 4.0}             # (2 + 4 + 6) / 3
@@ -93,7 +93,7 @@ def test_a_failed_seeds_value_at_a_pending_step_is_left_out(executors, gates):
     h = Harness(ex, gates, n_jobs=3)
     cfg = new_config(study, "g", {0: {"values": [2.0]}, 1: {"values": [4.0]},
                                   2: {"values": [100.0, 0.0], "fail_at": 1}})
-    h.sched.add(cfg)
+    h.add(cfg)
     gates.open("2.0", "2.1")                         # seed 2 reports 100 at evaluation 0, then fails
     h.pump(lambda: 2 in cfg.results, "seed 2's failure")
     assert cfg.results[2]["state"] == "failed" and cfg.reports == {0: {2: 100.0}}
@@ -108,7 +108,7 @@ def test_non_finite_reports_are_left_out_and_an_all_non_finite_step_is_never_rep
     ex = executors(2)
     h = Harness(ex, gates, n_jobs=2)
     cfg = new_config(study, "n", {0: {"values": [math.inf, math.nan, 1.0]}, 1: {"values": [2.0, math.nan, 3.0]}})
-    h.sched.add(cfg)
+    h.add(cfg)
     gates.open("0.0", "0.1", "0.2", "0.end", "1.0", "1.1", "1.2", "1.end")
     h.pump(lambda: h.configs_done, "the config")
     assert intermediate(cfg) == {0: 2.0, 2: 2.0} and cfg.reported == {0, 2}
@@ -122,9 +122,9 @@ def test_a_queued_seed_holds_the_report_back_until_it_runs_then_pruning_stops_it
     h = Harness(ex, gates, n_jobs=2)
     cfg = new_config(study, "w", {0: {"values": [1.0, 1.0]}, 1: {"values": [2.0, 2.0]},
                                   2: {"values": [0.0, 9.0]}})
-    h.sched.add(cfg)
+    h.add(cfg)
     assert h.sched.free_slots() == 2 - 0 - 3
-    h.sched.step(0)
+    h.step(0)
     assert ex.ids == ["w:hp:0", "w:hp:1"] and cfg.pending == [2] and h.sched.free_slots() == 2 - 2 - 1
     gates.open("0.0", "0.1", "0.end", "1.0", "1.1", "1.end")   # the first wave runs to the end
     h.pump(lambda: {0, 1} <= set(cfg.results) and "w:hp:2" in ex.ids, "the first wave")
@@ -147,10 +147,10 @@ def test_prune_stops_running_seeds_and_drops_queued_ones(executors, gates):
     ex = executors(1)
     h = Harness(ex, gates, n_jobs=1)
     cfg = new_config(study, "p", {s: {"values": [1.0]} for s in (0, 1, 2)})
-    h.sched.add(cfg)
-    h.sched.step(0)
+    h.add(cfg)
+    h.step(0)
     assert ex.ids == ["p:hp:0"] and cfg.pending == [1, 2] and h.sched.free_slots() == 1 - 1 - 2
-    h.sched.prune(cfg, "manual stop")
+    h.prune(cfg, "manual stop")
     assert cfg.pruned and cfg.pending == [] and h.sched.free_slots() == 0
     assert ex.stops == [("p:hp:0", "manual stop")] and h.configs_done == []  # waits for the running seed
     h.pump(lambda: h.configs_done, "the config")
@@ -165,10 +165,10 @@ def test_pruning_a_config_with_nothing_running_finishes_it_at_once(executors, ga
     ex = executors(1)
     h = Harness(ex, gates, n_jobs=1)
     cfg = new_config(study, "q", {0: {"values": [1.0]}})
-    h.sched.add(cfg)
-    h.sched.prune(cfg, "manual stop")
+    h.add(cfg)
+    h.prune(cfg, "manual stop")
     assert h.configs_done == ["q"] and h.sched.active == [] and h.seeds_done == []
-    h.sched.step(0.05)
+    h.step(0.05)
     assert ex.ids == [] and h.configs_done == ["q"]
 
 
@@ -177,7 +177,7 @@ def test_heldout_configs_are_never_reported_nor_pruned(executors, gates):
     ex = executors(2)
     h = Harness(ex, gates, n_jobs=2)
     cfg = new_config(study, "h", {0: {"values": [1.0, 1.0]}, 1: {"values": [2.0, 2.0]}}, kind="heldout")
-    h.sched.add(cfg)
+    h.add(cfg)
     gates.open("0.0", "0.1", "0.end", "1.0", "1.1", "1.end")
     h.pump(lambda: h.configs_done, "the held-out config")
     assert ex.ids == ["h:heldout:0", "h:heldout:1"]

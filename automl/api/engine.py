@@ -114,9 +114,9 @@ class SearchConfig:
     @classmethod
     def from_yaml(cls, path, **overrides) -> SearchConfig:
         """The engine settings of seed 003's hyperparameter_optimization: file (automl.api.seed003)."""
-        from automl.api import seed003
+        from automl.api.seed003_file import config_kwargs, parse_file
 
-        return seed003.config_of(seed003.parse_file(path), **overrides)
+        return cls(**{**config_kwargs(parse_file(path)), **overrides})
 
     @property
     def method(self) -> str:

@@ -192,10 +192,11 @@ class SearchSpace:
         """A SearchSpace from a search-space YAML file: the CLI's schema (fixed, searchable, constraints), or
         seed 003's ``hyperparameter_optimization:`` file over any names (automl.api.seed003; its engine
         settings: SearchConfig.from_yaml)."""
-        from automl.api import seed003
+        from automl.api.seed003_file import add_params, parse_file
+        from automl.core.seed003 import KEY
 
-        hpo = seed003.parse_file(path, strict=False)
-        return seed003.space_of(hpo) if hpo is not None else cls.from_spec(load_space(path))
+        hpo = parse_file(path, strict=False)
+        return add_params(cls(KEY), hpo) if hpo is not None else cls.from_spec(load_space(path))
 
     def to_dict(self) -> dict:
         """A JSON-safe description (the study keeps it for resume); a callable condition cannot be stored."""

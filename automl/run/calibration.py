@@ -6,16 +6,20 @@ that cannot fit one config at the minimum trial length is refused here, in one l
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dataclasses
 
 from automl.search import space as space_mod
 from automl.run.budget import Budget
 from automl.core.errors import AutoMLError
 from automl.core.values import is_finite_number
-from automl.run.runconfig import RunConfig
 from automl.run.inputs import Inputs
 from automl.run.plan import DEFAULT_EVAL_EPISODES, Calibration, minimum_budget_s
 from automl.run.state import StateStore
+
+if TYPE_CHECKING:  # annotations only
+    from automl.run.runconfig import RunConfig
 
 
 def _run_jobs(cfg: RunConfig, inputs: Inputs, scheduler, budget: Budget, *, steps: int, eval_every: int,

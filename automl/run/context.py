@@ -131,19 +131,6 @@ class RunContext:
             if self.view is not None:
                 self.view.message(f"tuning over: {reason}")
 
-    def finish_configs(self, guard=None) -> None:
-        """Train the scheduler's configs to the end; at the hard deadline stop them and drain (the
-        re-check phases: held-out and test). ``guard()``: called before each submission (the held-out
-        phase drops queued work there)."""
-        sched = self.sched
-        while sched.active:
-            sched.step(0.5, guard=guard)
-            self.refresh_view()
-            if self.budget.exhausted():
-                sched.stop_all("deadline")
-                sched.drain(hard_deadline=self.budget.deadline, grace_s=5.0)
-                break
-
     def count(self, kind: str, cycle: int) -> int:
         """Configs of this phase already finished (rejected ones do not count)."""
         return self.records.count(kind, cycle)

@@ -12,7 +12,7 @@ import math
 from automl.search import space as space_mod
 from automl.core.config import to_ppo_setup
 from automl.core.record import ConfigRecord, Kind, State
-from automl.run import pareto, testseeds
+from automl.run import outcomes, pareto, testseeds
 from automl.run.records import TUNING_KINDS, ranked, score_of
 from automl.run.state import HeldoutResult
 from automl.core.scoring import objective_value
@@ -52,7 +52,7 @@ def run(ctx: RunContext) -> HeldoutResult:
     done = {e.config_id: e for e in ctx.records.entries.values()
             if e.kind == Kind.HELDOUT and e.state != State.RUNNING}
     for c in ctx.resumed(Kind.HELDOUT, 0):
-        ctx.sched.add(c)
+        outcomes.add(ctx, c)
     running = {c.config_id for c in ctx.sched.active}
     baseline, load_s = None, 0.0
     extras: list[ConfigRun] = []
@@ -74,9 +74,9 @@ def run(ctx: RunContext) -> HeldoutResult:
                                    ctx.plan.trial_steps, config_id=config_id,
                                    extra={"heldout_of": config_id, "baseline": is_base,
                                           "planned_seeds": seeds})
-        ctx.sched.add(c)
+        outcomes.add(ctx, c)
         (essentials if is_base or i == 0 else extras).append(c)
-    ctx.finish_configs(guard=lambda: _keep_test_time(ctx, extras, essentials))
+    outcomes.finish(ctx, guard=lambda: _keep_test_time(ctx, extras, essentials))
     return write_best(ctx, baseline)
 
 
@@ -104,13 +104,13 @@ def _keep_test_time(ctx: RunContext, extras: list, essentials: list) -> None:
             return
         ctx.store.event("heldout_dropped", config_id=c.config_id, slowdown=round(slow, 3),
                         reason="the test phase would not fit after it at the measured speed")
-        ctx.sched.drop(c)
+        outcomes.drop(ctx, c)
     while not fits():
         trimmable = [c for c in essentials if c in active and c.pending and len(c.seeds) > 2]
         if not trimmable:
             return
         c = max(trimmable, key=lambda c: (len(c.seeds), job[c.config_id]))
-        ctx.sched.trim(c)
+        outcomes.trim(ctx, c)
         ctx.store.event("heldout_fewer_seeds", config_id=c.config_id, seeds=list(c.seeds), slowdown=round(slow, 3),
                         reason="the test phase would not fit after all held-out seeds at the measured speed")
 

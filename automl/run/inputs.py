@@ -6,13 +6,16 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automl.core.config import SpaceSpec, to_ppo_setup
 from automl.core.errors import AutoMLError
-from automl.run.runconfig import FINGERPRINT_DEFAULTS, HELDOUT_OFFSET, TEST_OFFSET, RunConfig, default_trainer
+from automl.run.defaults import FINGERPRINT_DEFAULTS, HELDOUT_OFFSET, TEST_OFFSET, default_trainer
 from automl.run.state import StateStore
 from automl.search import space as space_mod
+
+if TYPE_CHECKING:  # annotations only
+    from automl.run.runconfig import RunConfig
 
 DEFAULT_TRIAL_STEPS = 100_000  # a space without n_timesteps
 

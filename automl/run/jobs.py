@@ -1,29 +1,45 @@
-"""What one seed job of a run is handed: its trainer's arguments, checkpoint path, deadline and timeout.
+"""What one seed job of a run is handed: its trainer's arguments and checkpoint path.
 
-The scheduler calls ``JobSpecs.kwargs`` (one seed) or ``batch_kwargs`` (all seeds of a config as one job)
-when it submits a job; everything a job needs comes from the run's settings, inputs, plan and budget.
+``JobSpecs.of(config)`` builds a config's ``SeedJobs`` when the run hands the config to the scheduler
+(``automl.run.outcomes.add``): each seed's arguments (``kwargs``) or those of one job of all its seeds
+(``batch_kwargs``), from the run's settings, inputs and plan. The scheduler adds the phase's deadline and
+the job's timeout at submission (``Scheduler.phase_deadline``, ``Scheduler.job_timeout``).
 """
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from pathlib import Path
 from typing import Any
 
 from automl.core.record import Kind
-from automl.run.budget import Budget, Throughput
-from automl.run.runconfig import RunConfig
-from automl.run.scheduler import ConfigRun
+from typing import Callable
+
+from automl.run.scheduler import ConfigRun, SeedJobs
 from automl.run.inputs import Inputs
 from automl.run.plan import Plan
+
+if TYPE_CHECKING:  # annotations only
+    from automl.run.runconfig import RunConfig
 
 
 class JobSpecs:
     """The arguments of a run's seed jobs."""
 
-    def __init__(self, cfg: RunConfig, inputs: Inputs, run_dir: Path, budget: Budget, throughput: Throughput,
-                 plan: Plan):
+    def __init__(self, cfg: RunConfig, inputs: Inputs, run_dir: Path, plan: Plan, *, fn: Callable,
+                 batch_fn: Callable | None = None):
         self.cfg, self.inputs, self.run_dir = cfg, inputs, Path(run_dir)
-        self.budget, self.throughput = budget, throughput
         self.plan = plan  # replaced when the run adopts its calibrated (or recorded) plan
+        self.fn, self.batch_fn = fn, batch_fn  # the trainer's seed job; its job of several seeds (batched runs)
+
+    def of(self, c: ConfigRun) -> SeedJobs:
+        """What the seed jobs of ``c`` need (its queued seeds; as one batch job on a batched run)."""
+        if self.batch_fn is not None:
+            kw = self.batch_kwargs(c, list(c.pending))
+            kw.pop("save_paths", None)
+            saves = {s: self.save_path(c, s) for s in c.seeds} if c.kind == Kind.HELDOUT else None
+            return SeedJobs(fn=self.fn, seed_kwargs={}, batch_fn=self.batch_fn, batch_kwargs=kw, save_paths=saves)
+        return SeedJobs(fn=self.fn, seed_kwargs={s: self.kwargs(c, s) for s in c.pending})
 
     def kwargs(self, c: ConfigRun, seed: int) -> dict:
         """The trainer's arguments for seed ``seed`` of config ``c``."""
@@ -35,12 +51,13 @@ class JobSpecs:
         return dict(**extra, params=c.train_params, env=self.inputs.env, seed=seed, total_steps=c.horizon or c.steps,
                     checkpoint_path=str(self.checkpoint_path(c, seed)), checkpoint_every=self.checkpoint_every(),
                     reward_weights=c.weights or None, eval_every=self.plan.eval_every,
-                    eval_episodes=self.plan.eval_episodes,
-                    # re-checks (held-out, test) may use the reserve: they run to the hard deadline
-                    deadline=self.budget.tuning_deadline if c.kind in Kind.TUNING else self.budget.deadline,
-                    device=self.cfg.device,
+                    eval_episodes=self.plan.eval_episodes, device=self.cfg.device,
                     tb_dir=str(run_dir / "tb" / c.config_id / f"{c.kind}_seed{seed}"),
-                    save_path=str(run_dir / "models" / c.config_id / f"seed_{seed}") if heldout else None)
+                    save_path=self.save_path(c, seed) if heldout else None)
+
+    def save_path(self, c: ConfigRun, seed: int) -> str:
+        """Where a held-out seed job saves its model (the models best.yaml points at)."""
+        return str(self.run_dir / "models" / c.config_id / f"seed_{seed}")
 
     def batch_kwargs(self, c: ConfigRun, seeds: list[int]) -> dict:
         """One job for all ``seeds`` of a config (the torch trainer's seed axis)."""
@@ -51,7 +68,7 @@ class JobSpecs:
         kw.update(seeds=list(seeds), tb_dir=str(run_dir / "tb" / c.config_id / c.kind),
                   checkpoint_path=str(self.checkpoint_path(c, None)), checkpoint_every=self.checkpoint_every(len(seeds)))
         if c.kind == Kind.HELDOUT:
-            kw["save_paths"] = [str(run_dir / "models" / c.config_id / f"seed_{s}") for s in seeds]
+            kw["save_paths"] = [self.save_path(c, s) for s in seeds]
         return kw
 
     def checkpoint_path(self, c: ConfigRun, seed: int | None) -> Path:
@@ -66,9 +83,3 @@ class JobSpecs:
 
         return self.cfg.checkpoint_every or default_checkpoint_every(
             (self.plan.train_steps_per_s or self.plan.steps_per_s) / batch, rollout=self.inputs.rollout)
-
-    def timeout_s(self, steps: int) -> float:
-        """The executor's limit for a job of ``steps`` steps: --timeout-per-trial, else 4x its estimate + 2 min."""
-        if self.cfg.timeout_per_trial:
-            return self.cfg.timeout_per_trial
-        return 4 * self.throughput.seconds_for(steps) + 120.0

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Iterator
 from optuna.trial import TrialState
 
 from automl.core.record import State
+from automl.run import outcomes
 from automl.run.phases import TuningPhase
 
 if TYPE_CHECKING:  # the modes build these phases: no import back at run time
@@ -49,7 +50,7 @@ class LadderPhase(TuningPhase):
             ctx.store.event("stage_quota", kind=self.kind, cycle=self.cycle, planned=self.quota, quota=quota)
             self.quota = quota
         for c in ctx.resumed(self.kind, self.cycle):
-            ctx.sched.add(c)
+            outcomes.add(ctx, c)
         while not ctx.stop_tuning_if_due():
             entered = sum(1 for e in ctx.records.entries.values()
                           if e.kind == self.kind and e.cycle == self.cycle and e.state != State.REJECTED)
@@ -58,7 +59,7 @@ class LadderPhase(TuningPhase):
             if ctx.sched.free_slots() > 0:
                 act = ladder.next_action(admit_first=entered == 0 and self.planned_left > 0)
                 if act.kind == "promote":
-                    ctx.sched.add(ladder.promote(act.promoted(), act.rung))
+                    outcomes.add(ctx, ladder.promote(act.promoted(), act.rung))
                     continue
                 if act.kind == "admit":
                     new = self.propose(ctx)
@@ -81,7 +82,7 @@ class LadderPhase(TuningPhase):
                     ladder.too_dear = 0
                     if ladder.fits_entrant(new):
                         ladder.too_slow = 0
-                        ctx.sched.add(ladder.enter(new))
+                        outcomes.add(ctx, ladder.enter(new))
                         continue
                     _not_admitted(ctx, new, TOO_SLOW)
                     ladder.too_slow += 1
@@ -92,7 +93,7 @@ class LadderPhase(TuningPhase):
                 if act.kind == "over":
                     ctx.mark_tuning_over(TUNING_OVER)
                     return
-            ctx.sched.step(0.5)
+            outcomes.step(ctx, 0.5)
             ctx.refresh_view()
             if ctx.budget.tuning_over():
                 ctx.mark_tuning_over("tuning deadline reached")
@@ -112,14 +113,14 @@ class LadderFinish:
             if not over and ctx.sched.free_slots() > 0:
                 act = ladder.next_action()
                 if act.kind == "promote":
-                    ctx.sched.add(ladder.promote(act.promoted(), act.rung))
+                    outcomes.add(ctx, ladder.promote(act.promoted(), act.rung))
                     continue
             if not any(c.rung is not None for c in ctx.sched.active):
                 break
-            ctx.sched.step(0.5)
+            outcomes.step(ctx, 0.5)
             ctx.refresh_view()
             if ctx.budget.tuning_over():
-                ctx.sched.drain(hard_deadline=ctx.budget.deadline)
+                outcomes.drain(ctx)
         ladder.close_all()
         ctx.mark_tuning_over(TUNING_OVER)
         ctx.write_state("running")

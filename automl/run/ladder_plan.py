@@ -25,12 +25,12 @@ import dataclasses
 from automl.core.config import to_ppo_setup
 from automl.run.budget import MAX_EVAL_SHARE, MIN_EVAL_EPISODES, Budget
 from automl.run.ladder import ETA, MIN_TOP_CONFIGS, CostModel, LadderPlan, plan_ladder, rungs_for
-from automl.run.runconfig import RunConfig
 from automl.run.inputs import Inputs
 from automl.run.plan import TEST_CONFIGS, Calibration, Plan, _quotas, make_plan
 from automl.search import space as space_mod
 
 if TYPE_CHECKING:
+    from automl.run.runconfig import RunConfig
     from automl.run.context import RunContext
 
 COST_SLACK = 1.25          # a config is admitted up to this much dearer than the cost the ladder is planned at

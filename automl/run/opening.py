@@ -6,21 +6,21 @@ the context itself needs none of the parts it is built from.
 """
 from __future__ import annotations
 
-import functools
+from typing import TYPE_CHECKING
+
 import time
 
 import optuna
 
 from automl.core.errors import AutoMLError
 from automl.exec.executor import make_executor
-from automl.run import outcomes, pareto, resume, trainers
+from automl.run import pareto, resume, trainers
 from automl.run.budget import Budget, Throughput
 from automl.run.calibration import calibrate, check_minimum_budget
 from automl.run.context import RunContext
 from automl.run.jobs import JobSpecs
 from automl.run.lease import Lease
 from automl.run.ladder_plan import make_run_plan
-from automl.run.runconfig import RunConfig
 from automl.run.scheduler import Scheduler
 from automl.run.inputs import check_resume, fingerprint, resolve_defaults, resolve_inputs
 from automl.run.plan import Plan, nominal_calibration
@@ -28,6 +28,9 @@ from automl.run.state import StateStore
 from automl.search import studies
 from automl.search.reward import make_reward_sampler
 from automl.search.strategies import make_pruner, make_sampler
+
+if TYPE_CHECKING:  # annotations only
+    from automl.run.runconfig import RunConfig
 
 
 def prepare(cfg: RunConfig, *, clock=time.time, executor_factory=None) -> RunContext:
@@ -68,16 +71,11 @@ def start(ctx: RunContext) -> None:
     ctx.executor = executor = (ctx.executor_factory or (lambda n: make_executor(
         cfg.executor, n_jobs=n, **cfg.executor_options())))(cfg.n_jobs)
     ctx.throughput = throughput = Throughput(steps_per_s=ctx.plan.steps_per_s)
-    ctx.jobs = jobs = JobSpecs(cfg, inputs, ctx.store.run_dir, ctx.budget, throughput, ctx.plan)
     ctx.batched = cfg.batches_seeds(cuda=trainers.on_cuda(cfg.device))
-    ctx.scheduler = Scheduler(executor, ctx.budget, throughput, n_jobs=cfg.n_jobs,
-                              job_fn=trainers.job_fn(cfg.trainer), job_kwargs=jobs.kwargs,
-                              batch_fn=trainers.batch_fn(cfg.trainer) if ctx.batched else None,
-                              batch_kwargs=jobs.batch_kwargs,
-                              on_seed=functools.partial(outcomes.seed_done, ctx),
-                              on_config=functools.partial(outcomes.config_done, ctx),
-                              on_lost=functools.partial(outcomes.job_lost, ctx),
-                              timeout_s=jobs.timeout_s, objective=cfg.objective_name, risk=cfg.risk)
+    ctx.jobs = JobSpecs(cfg, inputs, ctx.store.run_dir, ctx.plan, fn=trainers.job_fn(cfg.trainer),
+                        batch_fn=trainers.batch_fn(cfg.trainer) if ctx.batched else None)
+    ctx.scheduler = Scheduler(executor, ctx.budget, throughput, n_jobs=cfg.n_jobs, timeout_s=cfg.timeout_per_trial,
+                              objective=cfg.objective_name, risk=cfg.risk)
     _restore_or_calibrate(ctx)  # calibration's jobs go through the scheduler too
     if ctx.plan.ladder:
         from automl.run.ladder_run import LadderRun  # the ladder's modules load only for laddered runs

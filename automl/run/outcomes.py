@@ -1,4 +1,6 @@
-"""What the run does with a finished seed job, a finished config and a lost job (the scheduler's callbacks).
+"""What the run does with the scheduler's events (a finished seed job, a finished config, a lost job), and
+the calls that drive the scheduler and handle what it returns (``add``, ``step``, ``drain``, ``finish``,
+``drop``, ``trim``): the scheduler never calls back into the run.
 
 A seed is recorded, its event written and its checkpoint removed when nothing will continue it; a config
 is scored over its seeds, recorded (or handed to the ladder), told to its search owner, checked for reward
@@ -13,8 +15,61 @@ from automl.core.scoring import score as score_seeds
 from automl.core.values import is_finite_number
 from automl.run import pareto
 from automl.run.context import RunContext
-from automl.run.scheduler import ConfigRun, config_state
+from automl.run.scheduler import ConfigEnded, ConfigRun, Event, JobLost, SeedEnded, config_state
 from automl.search.owner import Outcome
+
+
+def handle(ctx: RunContext, events: list[Event]) -> None:
+    """Do what the run does with each of ``events``, in order."""
+    for ev in events:
+        if isinstance(ev, SeedEnded):
+            seed_done(ctx, ev.config, ev.seed, ev.record)
+        elif isinstance(ev, ConfigEnded):
+            config_done(ctx, ev.config)
+        elif isinstance(ev, JobLost):
+            job_lost(ctx, ev.config, ev.lost)
+
+
+def add(ctx: RunContext, c: ConfigRun) -> None:
+    """Hand ``c`` to the scheduler with what its jobs need."""
+    handle(ctx, ctx.sched.add(c, ctx.job_specs.of(c)))
+
+
+def step(ctx: RunContext, timeout: float = 0.5, guard=None) -> None:
+    """One round of the scheduler: submit, wait up to ``timeout`` for what ends, handle it, submit again
+    (``guard()`` before each submission)."""
+    handle(ctx, ctx.sched.step(timeout, guard=guard))
+    ctx.sched.submit(guard)
+
+
+def drain(ctx: RunContext, grace_s: float = 10.0) -> None:
+    """Let the running jobs end (killed past the hard deadline plus ``grace_s``), handling what ends."""
+    ctx.sched.drain(hard_deadline=ctx.budget.deadline, grace_s=grace_s, handle=lambda evs: handle(ctx, evs))
+
+
+def drop(ctx: RunContext, c: ConfigRun) -> None:
+    """End ``c`` before any of its seeds ran (recorded without a score)."""
+    handle(ctx, ctx.sched.drop(c))
+
+
+def trim(ctx: RunContext, c: ConfigRun) -> int:
+    """Take the last queued seed off ``c``; returns it."""
+    seed, events = ctx.sched.trim(c)
+    handle(ctx, events)
+    return seed
+
+
+def finish(ctx: RunContext, guard=None) -> None:
+    """Train the scheduler's configs to the end; at the hard deadline stop them and drain (the re-check
+    phases: held-out and test). ``guard()``: called before each submission (the held-out phase drops
+    queued work there)."""
+    while ctx.sched.active:
+        step(ctx, 0.5, guard=guard)
+        ctx.refresh_view()
+        if ctx.budget.exhausted():
+            ctx.sched.stop_all("deadline")
+            drain(ctx, grace_s=5.0)
+            break
 
 
 def seed_done(ctx: RunContext, c: ConfigRun, seed: int, record: dict) -> None:

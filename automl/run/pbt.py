@@ -33,7 +33,6 @@ from automl.core.config import to_ppo_setup
 from automl.core.names import ALIASES
 from automl.exec.jobs import Job
 from automl.run import heldout, testseeds
-from automl.run.modes.pbt import settings
 from automl.search import pbt as rules_mod
 from automl.search import space as space_mod
 from automl.train import torch_pbt
@@ -86,7 +85,7 @@ def new_population(ctx: RunContext) -> dict:
                         "params": params, "reward_weights": weights,
                         "history": [{"from_step": 0, "params": params, "reward_weights": weights}]})
     total, ready_steps = plan_steps(ctx)
-    return {"settings": {**settings(cfg), "ready_steps": ready_steps, "total_steps": total,
+    return {"settings": {**cfg.pbt_settings(), "ready_steps": ready_steps, "total_steps": total,
                          "groups": n_groups, "k_std": rules(cfg).k_std, "z_se": rules(cfg).z_se},
             "members": members, "ready": [], "pending_copies": {}, "done": False, "winner": None,
             "bookkeeping_s": 0.0, "wall_s": 0.0}

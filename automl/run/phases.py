@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from automl.core.record import Kind, State
-from automl.run import heldout, testseeds
+from automl.run import heldout, outcomes, testseeds
 from automl.run.scheduler import ConfigRun
 from automl.search.hp import rejection
 from automl.search.owner import Outcome, SearchOwner
@@ -52,7 +52,7 @@ class TuningPhase:
     def run(self, ctx: RunContext) -> None:
         ctx.enter_stage(self.kind, self.cycle)
         for c in ctx.resumed(self.kind, self.cycle):
-            ctx.sched.add(c)
+            outcomes.add(ctx, c)
         while True:
             started = ctx.count(self.kind, self.cycle) + ctx.in_flight(self.kind, self.cycle)
             wanted = started < self.quota or self.may_extend(ctx)
@@ -62,17 +62,17 @@ class TuningPhase:
                 else:
                     proposal = self.propose(ctx)
                     if proposal is not None:
-                        ctx.sched.add(proposal)
+                        outcomes.add(ctx, proposal)
                         continue
                     ctx.mark_tuning_over(f"the {self.kind} search space is exhausted", "search_exhausted")
             if ctx.in_flight(self.kind, self.cycle) == 0 and (started >= self.quota or ctx.stop_tuning_if_due()) \
                     and not self.may_extend(ctx):
                 return
-            ctx.sched.step(0.5)
+            outcomes.step(ctx, 0.5)
             ctx.refresh_view()
             if ctx.budget.tuning_over():
                 ctx.mark_tuning_over("tuning deadline reached")
-                ctx.sched.drain(hard_deadline=ctx.budget.deadline)
+                outcomes.drain(ctx)
 
     def may_extend(self, ctx: RunContext) -> bool:
         """Whether this phase may go past its quota: only the last tuning phase, only when the budget

@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass
 from automl.run.budget import (MAX_EVAL_SHARE, MAX_RESERVE_FRACTION, MIN_STEP_FRACTION, MIN_TRIAL_STEPS, Budget,
                                Throughput, heldout_reserve_s, plan_evaluation, plan_trial_steps, whole_rollouts)
 from automl.run.inputs import Inputs
-from automl.run.runconfig import RunConfig
 from automl.search.reward import default_population
 
 if TYPE_CHECKING:
+    from automl.run.runconfig import RunConfig
     from automl.run.context import RunContext
 
 NOMINAL_STEPS_PER_S = {"cartpole": 40_000.0, "navigation": 25_000.0}

@@ -10,20 +10,9 @@ from automl.core.errors import AutoMLError
 from automl.core.names import DEFAULT_RISK, OBJECTIVES, PRUNERS, SEARCH_METHODS, default_pruner_for
 from automl.exec.devices import check_devices
 
-# Optuna prunes single-objective studies only (its RFC #3450): with --metrics the pruner reads the task's
-# metric at each evaluation, so it prunes only when that is the first objective
-PRUNED_METRICS = ("episode_reward_mean", "success_rate")
-TRAINERS = ("auto", "sb3", "torch")  # auto: torch on the batched tasks, sb3 for gymnasium ids
-SEED_AXIS_TRAINERS = ("torch",)  # trainers that train all seeds of a config as one job (automl.run.trainers)
-SEED_BATCHING = ("auto", "on", "off")
-EXECUTORS = ("local", "ray")
-LADDER = ("auto", "on", "off")  # auto: on for the modes that train configs of a fixed length (not pbt)
-# Seeds: tuning --seed+0.., held-out --seed+1000.., test --seed+2000.. (so --seeds is at most 1000: three
-# disjoint sets; a run directory's seeds follow from its flags, the same on every resume)
-HELDOUT_OFFSET = 1000
-TEST_OFFSET = 2000
-FINGERPRINT_DEFAULTS = {"trainer": "sb3", "objective": "mean", "risk": DEFAULT_RISK, "pbt": None, "metrics": None,
-                        "constraints": [], "ladder": False}  # what runs recorded before a key existed used
+from automl.run.defaults import (EXECUTORS, FINGERPRINT_DEFAULTS, HELDOUT_OFFSET, LADDER,  # noqa: F401 - re-exported
+                                  PRUNED_METRICS, SEED_AXIS_TRAINERS, SEED_BATCHING, TEST_OFFSET, TRAINERS,
+                                  default_trainer)
 
 
 @dataclass(frozen=True)
@@ -192,6 +181,12 @@ class RunConfig:
 
         return selection(self.metrics, self.constraints, self.pick)
 
+    def pbt_settings(self) -> dict:
+        """The population's settings (--mode pbt): part of the fingerprint, and the state file's
+        ``pbt.settings``."""
+        return {"population": self.population, "ready_steps": self.ready_steps, "quantile": float(self.quantile),
+                "perturb": [float(f) for f in self.perturb], "resample_p": float(self.resample_p)}
+
     @property
     def objective_name(self) -> str:
         """--objective once resolved (``automl.run.inputs.resolve_defaults`` sets it before a run opens)."""
@@ -241,14 +236,6 @@ class RunConfig:
     def to_dict(self) -> dict:
         """Plain mapping for the state file."""
         return asdict(self)
-
-
-def default_trainer(env: str) -> str:
-    """``--trainer auto`` for a new run: torch on the batched tasks, sb3 for gymnasium ids."""
-    import envs
-
-    return "torch" if env in envs.TASKS else "sb3"
-
 
 
 def _check_choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -95,26 +95,89 @@ def config_state(c: ConfigRun) -> str:
     return State.COMPLETE
 
 
+@dataclass(frozen=True)
+class SeedJobs:
+    """What a config's seed jobs need, handed to the scheduler with the config (``Scheduler.add``): the
+    trainer function and each seed's arguments, or one job of all seeds (the torch trainer's seed axis).
+    The scheduler adds what only it knows at submission: the deadline of the job's phase (the tuning
+    deadline for tuning configs, the hard deadline for re-checks; unless ``own_deadline``: the arguments
+    carry theirs) and the job's timeout."""
+
+    fn: Callable
+    seed_kwargs: dict[int, dict]               # seed -> the trainer's arguments (all seeds of the config)
+    batch_fn: Callable | None = None           # one job of the config's queued seeds when set
+    batch_kwargs: dict | None = None           # ... its arguments; "seeds" (and "save_paths") filled at submission
+    save_paths: dict[int, str] | None = None   # seed -> where a batch saves that seed's model
+    own_deadline: bool = False
+
+    @property
+    def batched(self) -> bool:
+        return self.batch_fn is not None
+
+
+@dataclass(frozen=True)
+class SeedEnded:
+    """A seed of ``config`` ended with ``record`` (already in ``config.results``)."""
+
+    config: ConfigRun
+    seed: int
+    record: dict
+
+
+@dataclass(frozen=True)
+class ConfigEnded:
+    """Every seed of ``config`` ended (or was dropped): it is no longer active."""
+
+    config: ConfigRun
+
+
+@dataclass(frozen=True)
+class JobLost:
+    """A seed job of ``config`` was lost with its worker or node; the executor runs it once more."""
+
+    config: ConfigRun
+    lost: Lost
+
+
+Event = SeedEnded | ConfigEnded | JobLost
+
+
 class Scheduler:
-    """Feeds seed jobs to an executor within the budget and routes its events back to configs."""
+    """Feeds seed jobs to an executor within the budget; what happened comes back as events
+    (``SeedEnded``, ``ConfigEnded``, ``JobLost``) from the call that saw it (``step``, ``add``, ``prune``,
+    ``drop``, ``trim``, ``drain``), in order, for the caller to handle. It never calls back into the run:
+    a config arrives with what its jobs need (``SeedJobs``)."""
 
     def __init__(self, executor, budget: Budget, throughput: Throughput, *, n_jobs: int,
-                 job_fn: Callable, job_kwargs: Callable[[ConfigRun, int], dict],
-                 on_seed: Callable[[ConfigRun, int, dict], None],
-                 on_config: Callable[[ConfigRun], None], timeout_s: Callable[[int], float | None],
-                 batch_fn: Callable | None = None,
-                 batch_kwargs: Callable[[ConfigRun, list[int]], dict] | None = None, objective: str = "mean",
-                 risk: float = 1.0, on_lost: Callable | None = None):
+                 timeout_s: float | None = None, objective: str = "mean", risk: float = 1.0):
         self.executor, self.budget, self.throughput = executor, budget, throughput
         self.n_jobs = n_jobs
-        self.job_fn, self.job_kwargs = job_fn, job_kwargs
-        self.batch_fn, self.batch_kwargs = batch_fn, batch_kwargs  # for configs with batched=True
-        self.on_seed, self.on_config, self.timeout_s, self.on_lost = on_seed, on_config, timeout_s, on_lost
+        self.timeout_s = timeout_s  # a seed job's limit (--timeout-per-trial); None: from its estimate
         self.objective, self.risk = objective, risk  # how the live seeds' values at evaluation k become the config's value
         self.active: list[ConfigRun] = []
         self.jobs: dict[str, tuple[ConfigRun, Any]] = {}  # job_id -> (config, seed or a batch's seeds)
         self.whole: dict[str, Callable] = {}  # job id -> on_done: jobs submitted as they are (calibration, PBT)
         self.busy_s = 0.0  # worker-seconds spent inside jobs (for the overhead figure)
+        self._specs: dict[int, SeedJobs] = {}  # id(config) -> what its jobs need
+        self._out: list[Event] = []  # events not yet handed to the caller
+
+    def _take(self) -> list[Event]:
+        out, self._out = self._out, []
+        return out
+
+    def job_timeout(self, cfg: ConfigRun, seeds: int = 1) -> float:
+        """The limit of a job of ``seeds`` of ``cfg``'s seeds: the config's own estimate per seed when its
+        caller made one, else --timeout-per-trial, else 4x the measured throughput's estimate + 2 min."""
+        if cfg.timeout_s:
+            return cfg.timeout_s * seeds
+        if self.timeout_s:
+            return self.timeout_s
+        return 4 * self.throughput.seconds_for(cfg.steps * seeds) + 120.0
+
+    def phase_deadline(self, cfg: ConfigRun) -> float:
+        """The deadline a job of ``cfg`` trains to: tuning stops at the tuning deadline; re-checks (held-out,
+        test) may use the reserve and run to the hard deadline."""
+        return self.budget.tuning_deadline if cfg.kind in Kind.TUNING else self.budget.deadline
 
     def running_jobs(self) -> int:
         """Jobs currently on workers (or queued by the executor): seed jobs and whole jobs."""
@@ -139,13 +202,16 @@ class Scheduler:
                      for c in self.active if not c.pruned)
         return self.n_jobs - self.running_jobs() - queued
 
-    def add(self, cfg: ConfigRun) -> None:
-        """Start tracking a config; its seeds are submitted as workers free up (as one batched
-        job when the scheduler has a batch function)."""
-        cfg.batched = self.batch_fn is not None
+    def add(self, cfg: ConfigRun, jobs: SeedJobs) -> list[Event]:
+        """Start tracking a config whose jobs need ``jobs``; its seeds are submitted as workers free up
+        (as one batched job when ``jobs`` has a batch function). A config with nothing left to run ends
+        now (its ``ConfigEnded`` is returned)."""
+        cfg.batched = jobs.batched
+        self._specs[id(cfg)] = jobs
         self.active.append(cfg)
         if cfg.finished:
             self._finish(cfg)
+        return self._take()
 
     def fits(self, steps: int, seeds: int, *, heldout: bool = False, batched: bool = False) -> bool:
         """Whether a config of `seeds` seed jobs (or one job of `seeds` batched seeds, measured
@@ -155,12 +221,12 @@ class Scheduler:
         waves = math.ceil(seeds / max(1, self.n_jobs))
         return self.budget.can_start(self.throughput.seconds_for(steps) * waves, heldout=heldout)
 
-    def step(self, timeout: float = 0.5, guard: Callable[[], None] | None = None) -> None:
-        """Submit what fits, then handle the executor's events for up to `timeout` seconds. ``guard()``
-        runs before each submission (it may drop queued work in the light of the results just in)."""
-        if guard is not None:
-            guard()
-        self._submit()
+    def step(self, timeout: float = 0.5, guard: Callable[[], None] | None = None) -> list[Event]:
+        """Submit what fits, then take the executor's events for up to `timeout` seconds; returns what
+        ended, in order. ``guard()`` runs before the submission (it may drop queued work in the light of
+        the results the caller has handled); the caller submits again with ``submit`` once it has handled
+        the events (``automl.run.outcomes.step`` does both)."""
+        self.submit(guard)
         for event in self.executor.poll(timeout):
             if isinstance(event, Report):
                 self._on_report(event)
@@ -169,33 +235,43 @@ class Scheduler:
                 self.whole.pop(event.result.job_id)(event.result)
             elif isinstance(event, Done):
                 self._on_done(event.result)
-            elif isinstance(event, Lost) and event.job_id in self.jobs and self.on_lost is not None:
-                self.on_lost(self.jobs[event.job_id][0], event)  # the executor runs it once more
+            elif isinstance(event, Lost) and event.job_id in self.jobs:
+                self._out.append(JobLost(self.jobs[event.job_id][0], event))  # the executor runs it once more
+        return self._take()
+
+    def submit(self, guard: Callable[[], None] | None = None) -> None:
+        """Hand queued seeds to free workers (after ``guard()``, when given)."""
         if guard is not None:
             guard()
-        self._submit()
-
-    def _submit(self) -> None:
         for cfg in list(self.active):
             if cfg.batched:
                 if cfg.pending and self.running_jobs() < self.n_jobs:
                     self._submit_batch(cfg)
                 continue
+            spec = self._specs[id(cfg)]
             while cfg.pending and self.running_jobs() < self.n_jobs:
                 seed = cfg.pending.pop(0)
                 job_id = f"{cfg.config_id}:{cfg.kind}:{seed}"
-                job = Job(job_id=job_id, fn=self.job_fn, kwargs=self.job_kwargs(cfg, seed),
-                          timeout_s=cfg.timeout_s or self.timeout_s(cfg.steps), tag=(cfg.config_id, seed))
+                kwargs = dict(spec.seed_kwargs[seed])
+                if not spec.own_deadline:
+                    kwargs["deadline"] = self.phase_deadline(cfg)
+                job = Job(job_id=job_id, fn=spec.fn, kwargs=kwargs, timeout_s=self.job_timeout(cfg),
+                          tag=(cfg.config_id, seed))
                 self.executor.submit(job)
                 self.jobs[job_id] = (cfg, seed)
                 cfg.running[job_id] = seed
 
     def _submit_batch(self, cfg: ConfigRun) -> None:
         seeds, cfg.pending = list(cfg.pending), []
+        spec = self._specs[id(cfg)]
+        assert spec.batch_fn is not None and spec.batch_kwargs is not None  # cfg.batched: set in add()
         job_id = f"{cfg.config_id}:{cfg.kind}:batch"
-        assert self.batch_fn is not None and self.batch_kwargs is not None  # cfg.batched: set in add()
-        job = Job(job_id=job_id, fn=self.batch_fn, kwargs=self.batch_kwargs(cfg, seeds),
-                  timeout_s=(cfg.timeout_s * len(seeds) if cfg.timeout_s else self.timeout_s(cfg.steps * len(seeds))),
+        kwargs = dict(spec.batch_kwargs, seeds=seeds)
+        if spec.save_paths:
+            kwargs["save_paths"] = [spec.save_paths[s] for s in seeds]
+        if not spec.own_deadline:
+            kwargs["deadline"] = self.phase_deadline(cfg)
+        job = Job(job_id=job_id, fn=spec.batch_fn, kwargs=kwargs, timeout_s=self.job_timeout(cfg, len(seeds)),
                   tag=(cfg.config_id, tuple(seeds)))
         self.executor.submit(job)
         self.jobs[job_id] = (cfg, seeds)
@@ -226,11 +302,15 @@ class Scheduler:
             cfg.trial.report(objective_value(values, self.objective, risk=self.risk), k)
             cfg.reported.add(k)
             if cfg.trial.should_prune():
-                self.prune(cfg, f"pruned at evaluation {k}")
+                self._prune(cfg, f"pruned at evaluation {k}")
                 return
 
-    def prune(self, cfg: ConfigRun, reason: str) -> None:
+    def prune(self, cfg: ConfigRun, reason: str) -> list[Event]:
         """Stop a config: running seeds are asked to stop, queued ones are dropped."""
+        self._prune(cfg, reason)
+        return self._take()
+
+    def _prune(self, cfg: ConfigRun, reason: str) -> None:
         cfg.pruned = True
         cfg.pending.clear()
         for job_id in cfg.running:
@@ -261,7 +341,7 @@ class Scheduler:
             self.throughput.observe(sum(int(r.get("steps", 0)) for r in done), float(result.wall_s or 0.0))
         for s, record in records.items():
             cfg.results[s] = record
-            self.on_seed(cfg, s, record)
+            self._out.append(SeedEnded(cfg, s, record))
         if not cfg.pruned and cfg.kind in Kind.TUNING:
             self._maybe_prune(cfg)
         if cfg.finished:
@@ -282,41 +362,48 @@ class Scheduler:
         return {"seed": seed, "state": state, "reason": result.reason,
                 "wall_s": round(float(result.wall_s or 0.0), 2)}
 
-    def drop(self, cfg: ConfigRun) -> None:
+    def drop(self, cfg: ConfigRun) -> list[Event]:
         """End a config none of whose seeds has started: its queued seeds are dropped and it is
         finished now (recorded without a score, as stopped before its seeds ran)."""
         if cfg.running or cfg.results:
             raise ValueError(f"{cfg.config_id}: seeds already started; drop only an unstarted config")
         cfg.pending.clear()
         self._finish(cfg)
+        return self._take()
 
-    def trim(self, cfg: ConfigRun) -> int:
+    def trim(self, cfg: ConfigRun) -> tuple[int, list[Event]]:
         """Take the last queued seed off a config (it will have one seed fewer); the config ends now
-        when nothing of it is left to run. Returns the seed."""
+        when nothing of it is left to run. Returns the seed and what ended."""
         seed = cfg.pending.pop()
         cfg.seeds.remove(seed)
         if cfg.finished:
             self._finish(cfg)
-        return seed
+        return seed, self._take()
 
     def _finish(self, cfg: ConfigRun) -> None:
         if cfg in self.active:
             self.active.remove(cfg)
-            self.on_config(cfg)
+            self._specs.pop(id(cfg), None)
+            self._out.append(ConfigEnded(cfg))
 
-    def drain(self, *, hard_deadline: float, grace_s: float = 10.0) -> None:
-        """Wait for running jobs; past the hard deadline plus grace, drop the queued seeds and kill
-        what is left (nothing runs when it returns; every config with nothing left is finished)."""
+    def drain(self, *, hard_deadline: float, grace_s: float = 10.0,
+              handle: Callable[[list[Event]], None] = lambda events: None) -> None:
+        """Wait for running jobs, handing what ends to ``handle`` as it ends; past the hard deadline plus
+        grace, drop the queued seeds and kill what is left (nothing runs when it returns; every config
+        with nothing left is finished)."""
+        self.submit()
         while self.jobs:
-            self.step(0.25)
+            handle(self.step(0.25))
+            self.submit()  # queued seeds go on as jobs end (their own deadline ends them)
             if self.budget.clock() > hard_deadline + grace_s:
                 for cfg in self.active:
                     cfg.pending.clear()
                 for job_id in list(self.jobs):
                     self.executor.cancel(job_id)
-                self.step(0.5)
+                handle(self.step(0.5))
                 break
         # a config emptied by stop_all before any seed ran has nothing left: it ends here, as its
         # started neighbours do (stop_all alone, an interrupt, leaves it to a resume)
         for cfg in [c for c in self.active if c.finished]:
             self._finish(cfg)
+        handle(self._take())

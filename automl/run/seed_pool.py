@@ -19,8 +19,8 @@ import optuna
 from automl.core.record import ConfigRecord, Kind
 from automl.core.scoring import score as score_seeds
 from automl.run.budget import Budget, Throughput
-from automl.run.runconfig import TRAINERS, default_trainer
-from automl.run.scheduler import ConfigRun, Scheduler, config_state
+from automl.run.defaults import TRAINERS, default_trainer
+from automl.run.scheduler import ConfigEnded, ConfigRun, Scheduler, SeedJobs, config_state
 
 NO_BUDGET_HOURS = 24 * 365.0  # the scheduler needs a budget; configs here are bounded by deadline and timeout
 
@@ -60,21 +60,18 @@ class SeedPool:
         kwargs = dict(params=dict(params), env=env, total_steps=int(total_steps), eval_every=eval_every,
                       eval_episodes=eval_episodes, device=device, deadline=deadline,
                       reward_weights=dict(reward_weights) if reward_weights else None)
-        done: list[ConfigRun] = []
-        scheduler = Scheduler(
-            self.executor, Budget(NO_BUDGET_HOURS), Throughput(steps_per_s=1.0), n_jobs=self.n_workers,
-            job_fn=trainers.job_fn(trainer), job_kwargs=lambda c, seed: {**kwargs, "seed": seed},
-            batch_fn=trainers.batch_fn(trainer) if batched else None,
-            batch_kwargs=lambda c, seeds_: {**kwargs, "seeds": list(seeds_)},
-            on_seed=lambda c, seed, record: None, on_config=done.append,
-            timeout_s=lambda steps: timeout_s, objective=objective)
+        scheduler = Scheduler(self.executor, Budget(NO_BUDGET_HOURS), Throughput(steps_per_s=1.0),
+                              n_jobs=self.n_workers, timeout_s=timeout_s, objective=objective)
         cfg = ConfigRun(trial=trial if trial is not None else _NoPruning(), config_id=config_id, kind=Kind.HP,
                         cycle=0, params=dict(params), weights=dict(reward_weights or {}), seeds=[int(s) for s in seeds],
                         train_params=dict(params), steps=int(total_steps))
-        scheduler.add(cfg)
+        jobs = SeedJobs(fn=trainers.job_fn(trainer), seed_kwargs={s: {**kwargs, "seed": s} for s in cfg.seeds},
+                        batch_fn=trainers.batch_fn(trainer) if batched else None,
+                        batch_kwargs=kwargs if batched else None, own_deadline=True)
+        done = [ev for ev in scheduler.add(cfg, jobs) if isinstance(ev, ConfigEnded)]
         try:
             while not done:
-                scheduler.step(0.25)
+                done += [ev for ev in scheduler.step(0.25) if isinstance(ev, ConfigEnded)]
         except BaseException:  # Ctrl-C or a failing trial callback: nothing of this config keeps running
             for job_id in list(scheduler.jobs):
                 self.executor.cancel(job_id)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from automl.core.record import ConfigRecord, Kind, State
 from automl.core.scoring import objective_value
+from automl.run import outcomes
 from automl.run.records import score_of
 from automl.run.state import TestPhaseResult
 
@@ -57,7 +58,7 @@ def run(ctx: RunContext, picks: list | None = None, steps: int | None = None, sc
     done = {e.config_id for e in ctx.records.entries.values() if e.kind == Kind.TEST and e.state != State.RUNNING}
     for c in ctx.resumed(Kind.TEST, 0):
         c.schedule = schedules.get(c.config_id)
-        ctx.sched.add(c)
+        outcomes.add(ctx, c)
     running = {c.config_id for c in ctx.sched.active}
     for config_id, params, weights, is_base in picks:
         if config_id in done or config_id in running:
@@ -67,8 +68,8 @@ def run(ctx: RunContext, picks: list | None = None, steps: int | None = None, sc
                                    config_id=config_id, extra={"heldout_of": config_id, "baseline": is_base,
                                                                "planned_seeds": seeds})
         c.schedule = schedules.get(config_id)
-        ctx.sched.add(c)
-    ctx.finish_configs()
+        outcomes.add(ctx, c)
+    outcomes.finish(ctx)
     return record(ctx, picks)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from automl.core.errors import AutoMLError
-from automl.run.runconfig import TRAINERS, default_trainer
+from automl.run.defaults import TRAINERS, default_trainer
 from automl.train.sb3_train import run_job, train_seed
 from automl.train.torch_train import run_job_torch, run_seeds_job_torch, train_seed_torch
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from automl.run.modes.base import Mode, Stage, refuse
-from automl.run.runconfig import TEST_OFFSET
+from automl.run.defaults import TEST_OFFSET
 
 if TYPE_CHECKING:
     from automl.run.context import RunContext
@@ -36,7 +36,7 @@ class PBTMode(Mode):
                    f"seeds --seed+0.. must not reach the test seeds --seed+{TEST_OFFSET}..)")
 
     def fingerprint_settings(self, cfg) -> dict:
-        return {"pbt": settings(cfg)}
+        return {"pbt": cfg.pbt_settings()}
 
     def cycles(self, cfg) -> int:
         return cfg.reward_generations
@@ -76,12 +76,6 @@ class PBTMode(Mode):
         from automl.run.pbt import PBTPhase, ReplayPhase
 
         return [PBTPhase(), ReplayPhase()]
-
-
-def settings(cfg) -> dict:
-    """The population's settings: part of the fingerprint, and the state file's ``pbt.settings``."""
-    return {"population": cfg.population, "ready_steps": cfg.ready_steps, "quantile": float(cfg.quantile),
-            "perturb": [float(f) for f in cfg.perturb], "resample_p": float(cfg.resample_p)}
 
 
 MODE = PBTMode()
