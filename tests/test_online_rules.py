@@ -6,7 +6,8 @@ import pytest
 
 from automl.core.errors import AutoMLError
 from automl.core.tune_recipe import Mutation, Recipe, load_recipe, recipe_from_dict
-from automl.search.online import OnlineTuner, judge, noise_sd
+from automl.search.online import OnlineTuner
+from automl.search.online_judge import judge, noise_sd
 from automl.search.online_log import replay_plan
 from _cli import ROOT
 
@@ -154,7 +155,7 @@ def _backed(tuner, rows, start=0):
 
 
 def test_a_flat_primary_is_judged_on_the_backup_metric_against_its_own_noise():
-    from automl.search.online import judge_segment
+    from automl.search.online_judge import judge_segment
 
     # success stuck at 0: the reference return (se 1.0 per evaluation) decides
     pre_b, post_b = [{"reference_return": (-50.0, 1.0)}] * 2, [{"reference_return": (-40.0, 1.0)}] * 2

@@ -15,7 +15,8 @@ from automl.api import train_tuned
 from automl.cli.main import main
 from automl.core.errors import AutoMLError
 from automl.core.tune_recipe import Mutation, Recipe, load_recipe, recipe_from_dict
-from automl.search.online import OnlineTuner, judge_segment
+from automl.search.online import OnlineTuner
+from automl.search.online_judge import judge_segment
 from automl.train.sb3_train import train_seed
 from automl.train.torch_train import train_seed_torch
 from _cli import ROOT

@@ -22,109 +22,17 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from automl.core.tune_recipe import Mutation, Recipe, with_settings
+from automl.search.online_judge import Judgement, _mean, _median, judge_segment
 
 if TYPE_CHECKING:
     import optuna
 
 MODES = ("off", "observe", "suggest", "active", "replay")
 UNTOUCHED, UNVERIFIED, VERIFIED, DISABLED = "untouched", "unverified", "verified", "disabled"
-
-
-@dataclass(frozen=True)
-class Judgement:
-    accept: bool
-    delta: float
-    gain: float
-    instability: float
-    band: float
-    reason: str
-    noise: float = 0.0          # sd of the difference of the two means (band = noise_z x noise)
-    metric: str = "true_metric"
-
-    @property
-    def z(self) -> float:
-        """The delta in noise units (what TPE is told: comparable across metrics)."""
-        return self.delta / self.noise if self.noise > 0 and math.isfinite(self.delta) else self.delta
-
-
-def _mean(v: list[float]) -> float:
-    return sum(v) / len(v)
-
-
-def _std(v: list[float]) -> float:
-    if len(v) < 2:
-        return 0.0
-    m = _mean(v)
-    return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
-
-
-def _median(v: list[float]) -> float:
-    s = sorted(v)
-    return (s[(len(s) - 1) // 2] + s[len(s) // 2]) / 2
-
-
-def noise_sd(pre: list[float], se: list[float | None], spread: bool = True) -> float:
-    """One evaluation's noise: the spread of the evaluations before the mutation, or the root mean
-    square of the evaluations' own standard errors when that is larger (``spread=False``: the standard
-    errors alone, for a paired comparison, where the spread of a learning run is its trend)."""
-    known = [s for s in se if s is not None and math.isfinite(s)]
-    rms = math.sqrt(_mean([s * s for s in known])) if known else 0.0
-    return max(_std(pre), rms) if spread or not known else rms
-
-
-def judge(pre: list[float], post: list[float], recipe: Recipe, se: Sequence[float | None] = (), *,
-          mode: str | None = None, epsilon: float | None = None, metric: str = "true_metric",
-          spread: bool = True) -> Judgement:
-    """Keep or roll back a mutation, from a metric before (``pre``) and after (``post``) it (the primary
-    with the recipe's mode and epsilon unless ``mode``/``epsilon`` say otherwise)."""
-    if not post or any(not math.isfinite(v) for v in post):
-        return Judgement(False, -math.inf, -math.inf, 0.0, 0.0, "non-finite metric after the mutation", metric=metric)
-    sign = 1.0 if (mode or recipe.mode) == "max" else -1.0
-    eps = recipe.epsilon if epsilon is None else epsilon
-    gain = sign * (_mean(post) - _mean(pre))
-    instability = max(0.0, _std(post) - _std(pre)) if len(post) > 1 and len(pre) > 1 else 0.0
-    delta = gain - instability
-    noise = noise_sd(pre, list(se), spread) * math.sqrt(1.0 / len(pre) + 1.0 / len(post))
-    band = recipe.noise_z * noise
-    if delta <= eps:
-        return Judgement(False, delta, gain, instability, band, f"delta {delta:.4g} <= epsilon {eps:g}", noise, metric)
-    if delta <= band:
-        return Judgement(False, delta, gain, instability, band, f"delta {delta:.4g} within the noise band {band:.4g}",
-                         noise, metric)
-    return Judgement(True, delta, gain, instability, band, "accepted", noise, metric)
-
-
-def _flat(values: list[float]) -> bool:
-    return bool(values) and all(math.isfinite(v) for v in values) and max(values) == min(values)
-
-
-def judge_segment(pre: list[float], post: list[float], recipe: Recipe, se: Sequence = (),
-                  pre_b: Sequence[dict] = (), post_b: Sequence[dict] = (), spread: bool = True,
-                  actuator: str | None = None) -> Judgement:
-    """``judge`` on the primary metric; when it did not move at all before and after the mutation (a
-    success rate stuck at 0 says nothing), on the first backup metric that did (``pre_b``/``post_b``:
-    per evaluation ``{name: (value, se)}``), with epsilon 0 (its units differ) and its own noise band;
-    backups that mutating ``actuator`` moves by itself are skipped (``Recipe.backups``)."""
-    j = judge(pre, post, recipe, se, metric=recipe.metric, spread=spread)
-    if not _flat(pre + post):
-        return j
-    for name, mode in recipe.backups(actuator):
-        b_pre = [b[name][0] for b in pre_b if name in b]
-        b_post = [b[name][0] for b in post_b if name in b]
-        if len(b_pre) != len(pre) or len(b_post) != len(post) or _flat(b_pre + b_post) \
-                or not all(math.isfinite(v) for v in b_pre):
-            continue
-        b_se = [b[name][1] for b in pre_b] + ([b[name][1] for b in post_b] if not spread else [])
-        b_se = [x for x in b_se if x is not None]
-        jb = judge(b_pre, b_post, recipe, b_se, mode=mode, epsilon=0.0, metric=name, spread=spread)
-        return Judgement(jb.accept, jb.delta, jb.gain, jb.instability, jb.band,
-                         f"{recipe.metric} flat at {pre[0]:g}; on {name}: {jb.reason}", jb.noise, name)
-    return j
 
 
 class Proposer:
