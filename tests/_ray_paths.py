@@ -21,7 +21,8 @@ from _failures import alive
 from _sim import FakeClock
 from automl.exec.executor import Done, Job, Lost, Report, make_executor
 from automl.run.budget import Budget, Throughput
-from automl.run.scheduler import ConfigEnded, ConfigRun, JobLost, Scheduler, SeedEnded, SeedJobs
+from automl.run.configrun import ConfigEnded, ConfigRun, JobLost, SeedEnded, SeedJobs
+from automl.run.scheduler import Scheduler
 
 CEILING_S = 120.0
 

@@ -11,7 +11,8 @@ from _sim import FakeClock
 import _jobs
 from automl.run.budget import Budget, Throughput
 from automl.exec.executor import make_executor
-from automl.run.scheduler import ConfigEnded, ConfigRun, Scheduler, SeedEnded, SeedJobs
+from automl.run.configrun import ConfigEnded, ConfigRun, SeedEnded, SeedJobs
+from automl.run.scheduler import Scheduler
 
 WAIT_S = 30.0  # generous: workers share 2 cores with other processes
 

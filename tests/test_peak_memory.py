@@ -6,7 +6,7 @@ import pytest
 
 from automl.core import objectives
 from automl.exec.executor import Done, Job, LocalProcessExecutor
-from automl.run.scheduler import seed_record
+from automl.run.configrun import seed_record
 from automl.train.torch_train import train_seed_torch
 
 CART = dict(num_envs=8, rollouts=32, mini_batches=2, learning_epochs=2, learning_rate=1e-3)

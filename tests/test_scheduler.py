@@ -13,8 +13,9 @@ from _sim import FakeClock
 
 import _jobs
 from automl.run.budget import Budget, Throughput
-from automl.run.scheduler import config_state
-from automl.run.scheduler import Scheduler, seed_record
+from automl.run.configrun import config_state
+from automl.run.configrun import seed_record
+from automl.run.scheduler import Scheduler
 from automl.search.strategies import make_pruner
 from _scheduler_harness import TickClock, Harness, executors, gates, new_config, intermediate, memory_study  # noqa: F401 - fixtures
 

@@ -6,7 +6,7 @@ import math
 
 import optuna
 
-from automl.run.scheduler import config_state
+from automl.run.configrun import config_state
 from automl.search.strategies import make_pruner
 from automl.search import studies
 from _scheduler_harness import Harness, executors, gates, new_config, intermediate, memory_study  # noqa: F401 - fixtures

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # the parts ``automl.run.opening`` assembles the context from
     from automl.run.live import LiveView
     from automl.run.plan import Plan
     from automl.run.runconfig import RunConfig
-    from automl.run.scheduler import ConfigRun, Scheduler
+    from automl.run.scheduler import Scheduler
 
 T = TypeVar("T")
 
@@ -60,7 +60,6 @@ class RunContext:
         self.jobs: JobSpecs | None = None  # what a seed job is handed
         self.scheduler: Scheduler | None = None
         self.planned = False  # the run adopted its calibrated (or recorded) plan
-        self._resume: list[ConfigRun] = []
         self.driver_s = 0.0  # time spent in the driver's own bookkeeping (ask/tell, state writes)
         self.lease: Lease | None = None  # one live driver per run
         self.searches: dict = {}  # Kind -> SearchOwner, as the mode opens them
@@ -134,20 +133,6 @@ class RunContext:
     def count(self, kind: str, cycle: int) -> int:
         """Configs of this phase already finished (rejected ones do not count)."""
         return self.records.count(kind, cycle)
-
-    def in_flight(self, kind: str, cycle: int) -> int:
-        """Configs of this phase still training."""
-        return sum(1 for c in self.sched.active if c.kind == kind and c.cycle == cycle)
-
-    def resumed(self, kind: str, cycle: int) -> list[ConfigRun]:
-        """In-flight configs of a killed run that belong to this phase (their missing seeds re-run)."""
-        mine = [c for c in self._resume if c.kind == kind and c.cycle == cycle]
-        self._resume = [c for c in self._resume if c not in mine]
-        return mine
-
-    def add_resumed(self, configs: list[ConfigRun]) -> None:
-        """In-flight configs of a killed run, re-attached when the run starts (``resumed`` hands them out)."""
-        self._resume.extend(configs)
 
     # ---- estimates and state ---------------------------------------------------------------
     def job_s(self, config_id: str | None = None) -> float:

@@ -19,7 +19,7 @@ from automl.core.scoring import objective_value
 
 if TYPE_CHECKING:
     from automl.run.context import RunContext
-    from automl.run.scheduler import ConfigRun
+    from automl.run.configrun import ConfigRun
 
 
 def candidates(ctx: RunContext) -> list[tuple[str, dict, dict, bool]]:
@@ -51,7 +51,7 @@ def run(ctx: RunContext) -> HeldoutResult:
     ctx.enter_stage(Kind.HELDOUT, 0)
     done = {e.config_id: e for e in ctx.records.entries.values()
             if e.kind == Kind.HELDOUT and e.state != State.RUNNING}
-    for c in ctx.resumed(Kind.HELDOUT, 0):
+    for c in ctx.sched.unpark(Kind.HELDOUT, 0):
         outcomes.add(ctx, c)
     running = {c.config_id for c in ctx.sched.active}
     baseline, load_s = None, 0.0

@@ -15,7 +15,7 @@ from typing import Any
 from automl.core.record import Kind
 from typing import Callable
 
-from automl.run.scheduler import ConfigRun, SeedJobs
+from automl.run.configrun import ConfigRun, SeedJobs
 from automl.run.inputs import Inputs
 from automl.run.plan import Plan
 

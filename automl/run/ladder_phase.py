@@ -49,7 +49,7 @@ class LadderPhase(TuningPhase):
         if quota < self.quota:
             ctx.store.event("stage_quota", kind=self.kind, cycle=self.cycle, planned=self.quota, quota=quota)
             self.quota = quota
-        for c in ctx.resumed(self.kind, self.cycle):
+        for c in ctx.sched.unpark(self.kind, self.cycle):
             outcomes.add(ctx, c)
         while not ctx.stop_tuning_if_due():
             entered = sum(1 for e in ctx.records.entries.values()

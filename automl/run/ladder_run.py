@@ -30,7 +30,7 @@ from automl.core.scoring import objective_value
 from automl.run import pareto
 from automl.run.ladder import CostModel
 from automl.run.ladder_policy import Action, LadderPolicy
-from automl.run.scheduler import ConfigRun
+from automl.run.configrun import ConfigRun
 from automl.search import space as space_mod, studies
 from automl.search.ladder import Ladder, Promotions
 

@@ -81,7 +81,7 @@ def start(ctx: RunContext) -> None:
         from automl.run.ladder_run import LadderRun  # the ladder's modules load only for laddered runs
 
         ctx.ladder = LadderRun(ctx)
-    ctx.add_resumed(resume.reattach(ctx))
+    ctx.sched.park(resume.reattach(ctx))
     if ctx.ladder is not None:
         ctx.ladder.rebuild(ctx.record_study.get_trials(deepcopy=False))
     if ctx.old is None:

@@ -15,7 +15,7 @@ from automl.core.scoring import score as score_seeds
 from automl.core.values import is_finite_number
 from automl.run import pareto
 from automl.run.context import RunContext
-from automl.run.scheduler import ConfigEnded, ConfigRun, Event, JobLost, SeedEnded, config_state
+from automl.run.configrun import config_state, ConfigEnded, ConfigRun, Event, JobLost, SeedEnded
 from automl.search.owner import Outcome
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from automl.core.record import Kind, State
 from automl.run import heldout, outcomes, testseeds
-from automl.run.scheduler import ConfigRun
+from automl.run.configrun import ConfigRun
 from automl.search.hp import rejection
 from automl.search.owner import Outcome, SearchOwner
 
@@ -51,10 +51,10 @@ class TuningPhase:
 
     def run(self, ctx: RunContext) -> None:
         ctx.enter_stage(self.kind, self.cycle)
-        for c in ctx.resumed(self.kind, self.cycle):
+        for c in ctx.sched.unpark(self.kind, self.cycle):
             outcomes.add(ctx, c)
         while True:
-            started = ctx.count(self.kind, self.cycle) + ctx.in_flight(self.kind, self.cycle)
+            started = ctx.count(self.kind, self.cycle) + ctx.sched.in_flight(self.kind, self.cycle)
             wanted = started < self.quota or self.may_extend(ctx)
             if wanted and ctx.sched.free_slots() > 0 and not ctx.stop_tuning_if_due():
                 if not ctx.sched.fits(ctx.plan.trial_steps, ctx.cfg.seeds, batched=ctx.batched):
@@ -65,7 +65,7 @@ class TuningPhase:
                         outcomes.add(ctx, proposal)
                         continue
                     ctx.mark_tuning_over(f"the {self.kind} search space is exhausted", "search_exhausted")
-            if ctx.in_flight(self.kind, self.cycle) == 0 and (started >= self.quota or ctx.stop_tuning_if_due()) \
+            if ctx.sched.in_flight(self.kind, self.cycle) == 0 and (started >= self.quota or ctx.stop_tuning_if_due()) \
                     and not self.may_extend(ctx):
                 return
             outcomes.step(ctx, 0.5)

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from automl.run import pareto
 from automl.search import space as space_mod, studies
-from automl.run.scheduler import ConfigRun
+from automl.run.configrun import ConfigRun
 from automl.core.record import ConfigRecord, Kind, State
 from automl.core.names import DEFAULT_RISK
 from automl.core.scoring import objective_value

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from automl.search import space as space_mod, studies
 from automl.core.record import ConfigRecord, Kind, State
-from automl.run.scheduler import ConfigRun
+from automl.run.configrun import ConfigRun
 from automl.search.states import state_name
 
 if TYPE_CHECKING:

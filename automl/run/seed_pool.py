@@ -20,7 +20,8 @@ from automl.core.record import ConfigRecord, Kind
 from automl.core.scoring import score as score_seeds
 from automl.run.budget import Budget, Throughput
 from automl.run.defaults import TRAINERS, default_trainer
-from automl.run.scheduler import ConfigEnded, ConfigRun, Scheduler, SeedJobs, config_state
+from automl.run.configrun import config_state, ConfigEnded, ConfigRun, SeedJobs
+from automl.run.scheduler import Scheduler
 
 NO_BUDGET_HOURS = 24 * 365.0  # the scheduler needs a budget; configs here are bounded by deadline and timeout
 

@@ -56,7 +56,7 @@ def run(ctx: RunContext, picks: list | None = None, steps: int | None = None, sc
     picks = chosen(ctx) if picks is None else picks
     schedules = schedules or {}
     done = {e.config_id for e in ctx.records.entries.values() if e.kind == Kind.TEST and e.state != State.RUNNING}
-    for c in ctx.resumed(Kind.TEST, 0):
+    for c in ctx.sched.unpark(Kind.TEST, 0):
         c.schedule = schedules.get(c.config_id)
         outcomes.add(ctx, c)
     running = {c.config_id for c in ctx.sched.active}
