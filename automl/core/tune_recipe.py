@@ -19,8 +19,10 @@ MUTATION_MODES = ("mult", "abs")     # multiply the current value by a factor | 
 ALGORITHMS = ("tpe", "random")
 # none: the evaluations after a mutation against those before it (hotcb's rule: a run that is learning
 # anyway makes any mutation look good); paired: against the same number of evaluations trained from the
-# same snapshot without the mutation (twice the training per judged mutation, no trend in the difference)
-CONTROLS = ("none", "paired")
+# same snapshot without the mutation (twice the training per judged mutation, no trend in the difference);
+# branches: K candidate mutations and the unmutated control train the same horizon from the same snapshot,
+# side by side (one batched computation on the torch trainer), each judged against the control
+CONTROLS = ("none", "paired", "branches")
 PPO_ACTUATORS = names.BUILTIN  # plus reward.<term>; seed 004's nested spellings: automl.core.tune_schema
 # what a segment is judged on when the primary metric did not move at all (a success rate stuck at 0); a
 # backup the segment's own actuator moves is skipped (the shaped return under a reward weight, the gradient
@@ -28,7 +30,8 @@ PPO_ACTUATORS = names.BUILTIN  # plus reward.<term>; seed 004's nested spellings
 BACKUP_METRICS = names.BACKUPS
 DEFAULT_RECIPE = str(Path(__file__).resolve().parents[2] / "configs" / "tune" / "ppo.yaml")
 _SECTION_KEYS = {"objective": ("primary", "mode", "backup_metrics"), "search": ("algorithm", "startup_trials"),
-                 "acceptance": ("epsilon", "horizon", "noise_z", "rollback_on_reject", "control"),
+                 "acceptance": ("epsilon", "horizon", "noise_z", "rollback_on_reject", "control", "branches",
+                                "max_horizon", "stuck_points", "branch_share"),
                  "safety": ("block_on_nan", "block_on_anomaly", "max_global_reject_streak", "anomaly_factor",
                             "anomaly_min_kl")}
 _TOP = ("version", "objective", "phases", "actuators", "search", "acceptance", "safety")
@@ -63,6 +66,11 @@ class Recipe:
     noise_z: float = 1.0             # the delta must also exceed z x the noise of the mean difference
     rollback_on_reject: bool = True
     control: str = "none"            # paired: judge against the same steps trained from the same state without it
+    branches: int = 4                # control "branches": candidate mutations per safe point (plus the control)
+    max_horizon: int = 8             # ... a stuck run's horizon doubles up to this many evaluations
+    stuck_points: int = 3            # ... stuck: primary and backups within their noise over this many safe points
+    branch_share: float = 0.1        # ... branch rounds cover at most this share of the run's steps (their cost:
+                                     #     K+1 times the training over their horizon)
     block_on_nan: bool = True
     block_on_anomaly: bool = True
     max_global_reject_streak: int = 4
@@ -138,6 +146,10 @@ def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe", custom: tuple[
         noise_z=_num(acc.get("noise_z", 1.0), "acceptance.noise_z", bad, 0.0),
         rollback_on_reject=_bool(acc.get("rollback_on_reject", True), "acceptance.rollback_on_reject", bad),
         control=_choice(acc.get("control", "none"), "acceptance.control", CONTROLS, bad),
+        branches=_int(acc.get("branches", 4), "acceptance.branches", bad, 1),
+        max_horizon=_int(acc.get("max_horizon", 8), "acceptance.max_horizon", bad, 1),
+        stuck_points=_int(acc.get("stuck_points", 3), "acceptance.stuck_points", bad, 2),
+        branch_share=_num(acc.get("branch_share", 0.1), "acceptance.branch_share", bad, 0.0),
         block_on_nan=_bool(safety.get("block_on_nan", True), "safety.block_on_nan", bad),
         block_on_anomaly=_bool(safety.get("block_on_anomaly", True), "safety.block_on_anomaly", bad),
         max_global_reject_streak=_int(safety.get("max_global_reject_streak", 4), "safety.max_global_reject_streak",
@@ -343,7 +355,9 @@ def recipe_to_dict(r: Recipe) -> dict:
             "phases": {k: {"start_frac": a, "end_frac": b} for k, (a, b) in r.phases.items()},
             "actuators": acts, "search": {"algorithm": r.algorithm, "startup_trials": r.startup_trials},
             "acceptance": {"epsilon": r.epsilon, "horizon": r.horizon, "noise_z": r.noise_z,
-                           "rollback_on_reject": r.rollback_on_reject, "control": r.control},
+                           "rollback_on_reject": r.rollback_on_reject, "control": r.control,
+                           "branches": r.branches, "max_horizon": r.max_horizon, "stuck_points": r.stuck_points,
+                           "branch_share": r.branch_share},
             "safety": {"block_on_nan": r.block_on_nan, "block_on_anomaly": r.block_on_anomaly,
                        "max_global_reject_streak": r.max_global_reject_streak, "anomaly_factor": r.anomaly_factor,
                        "anomaly_min_kl": r.anomaly_min_kl}}

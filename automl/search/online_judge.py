@@ -8,9 +8,11 @@ kept only when delta > epsilon and delta > z x noise.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 from automl.core.tune_recipe import Recipe
 
@@ -105,3 +107,41 @@ def judge_segment(pre: list[float], post: list[float], recipe: Recipe, se: Seque
         return Judgement(jb.accept, jb.delta, jb.gain, jb.instability, jb.band,
                          f"{recipe.metric} flat at {pre[0]:g}; on {name}: {jb.reason}", jb.noise, name)
     return j
+
+
+def corrected_z(z: float, comparisons: int) -> float:
+    """The band's z for ``comparisons`` candidates judged against one control at once (Bonferroni: each at
+    the one-sided level of ``z`` divided by their number), so K branches do not buy K chances at noise."""
+    if comparisons <= 1 or z <= 0:
+        return z
+    alpha = 1.0 - NormalDist().cdf(z)
+    return NormalDist().inv_cdf(1.0 - alpha / comparisons)
+
+
+def judge_branches(control: dict, candidates: Sequence[tuple[str, dict]], recipe: Recipe) -> list[Judgement]:
+    """Every candidate branch against the control branch, both trained the same horizon from the same state
+    (``{"post": values, "se": ses, "post_b": backups}`` each): a paired comparison (no trend in the
+    difference, so the noise is the evaluations' own standard errors), at the band's z corrected for the
+    number of candidates. A candidate whose metric stayed finite wins against a control that diverged."""
+    k_recipe = dataclasses.replace(recipe, noise_z=corrected_z(recipe.noise_z, len(candidates)))
+    out = []
+    for name, cand in candidates:
+        if any(not math.isfinite(v) for v in control["post"]) and cand["post"] and \
+                all(math.isfinite(v) for v in cand["post"]):
+            out.append(Judgement(True, math.inf, math.inf, 0.0, 0.0, "the control branch diverged",
+                                 metric=recipe.metric))
+            continue
+        out.append(judge_segment(control["post"], cand["post"], k_recipe, list(control["se"]) + list(cand["se"]),
+                                 control["post_b"], cand["post_b"], spread=False, actuator=name))
+    return out
+
+
+def moved(values: Sequence[float], se: Sequence, z: float) -> bool:
+    """Whether a metric moved over these evaluations: its range exceeds z x its evaluations' own noise
+    (the root mean square of their standard errors; any change at all when they have none)."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if len(vals) < 2:
+        return True
+    known = [float(s) for s in se if s is not None and math.isfinite(float(s))]
+    noise = math.sqrt(sum(s * s for s in known) / len(known)) if known else 0.0
+    return max(vals) - min(vals) > max(z * noise, 1e-12)

@@ -230,6 +230,8 @@ class SeedJob:
             self.boundary()
             if hook is not None and self.stop is None:
                 hook.safe_point()
+                if trainer.steps >= until:
+                    break  # the hook trained ahead (branches side by side) and left the run at or past ``until``
             if self.stop is None and not trainer.chunk(self.plan.total, self.plan.deadline):
                 self.stop_for(Stop(StopReason.DEADLINE))
 

@@ -50,6 +50,7 @@ class TorchTrainer:
                  save_paths: Sequence[str | None] | None = None):
         self.batch = SeedBatch(args, env, seeds, eval_episodes=eval_episodes, device=torch.device(device),
                                reward_weights=reward_weights)
+        self.eval_episodes, self.device = eval_episodes, device
         self.batch.reset()
         self.model, self.args, self.env = TorchModel(self), args, env
         self.seeds, self.rollout = list(self.batch.seeds), args.n_steps * args.num_envs
@@ -113,6 +114,49 @@ class TorchTrainer:
 
     def last_kl(self) -> float | None:
         return None if self._stats is None else float(self._stats["kl"][0])
+
+    def can_branch(self, values: Mapping[str, float]) -> bool:
+        """Whether candidates setting ``values`` can train side by side in one batch: per-member values only
+        (PPO's coefficients, reward weights), not Adam's, which are one for the whole batch."""
+        return all(k in MEMBER_PARAMS or k.startswith("reward.") for k in values)
+
+    def train_branches(self, snap: Mapping, blocks: Sequence[tuple[Mapping[str, float], Mapping[str, float] | None]],
+                       until: int, job: Any) -> tuple[list[list[list[EvalStats]]], list[dict], bool]:
+        """Train len(blocks) branches of this batch from ``snap`` (``job.snapshot()``) to ``until`` steps side by
+        side, as one batch of seeds x branches (``automl.train.torch_branches``): block b gets ``blocks[b]``'s
+        (values, reward weights) on top of the snapshot's, evaluates at the loop's evaluation steps, and ends
+        as a state ``job.load`` continues from. Returns each block's new evaluations (per seed), its end state,
+        and False when the deadline hit first (the states are then where they stopped)."""
+        from automl.train.torch_branches import block_state, tile_state
+
+        k1, n = len(blocks), len(self.seeds)
+        total, deadline, every = job.plan.total, job.plan.deadline, job.plan.every
+        branch = TorchTrainer(self.args, self.env, self.seeds * k1, eval_episodes=self.eval_episodes,
+                              device=self.device, reward_weights=None)
+        try:
+            branch.load(tile_state(snap, k1), total)
+            for b, (values, weights) in enumerate(blocks):
+                for s in range(n):
+                    branch.batch.set_values(b * n + s, values, weights)
+            new: list[list[EvalStats]] = [[] for _ in range(k1 * n)]
+            next_eval, eval_s, ok = job.next_eval, job.eval_s, True
+            while ok and branch.steps < until:
+                ok = branch.chunk(total, deadline)
+                if ok and every and branch.steps >= next_eval:
+                    began = time.time()
+                    stats = branch.evaluate(deadline)
+                    eval_s += time.time() - began
+                    ok = stats is not None
+                    for m, e in enumerate(stats or []):
+                        new[m].append(e)
+                    next_eval = (branch.steps // every + 1) * every
+            evals = [list(job.evals[m % n]) + new[m] for m in range(k1 * n)]
+            state = torch_state.run_state(branch.batch, next_eval=next_eval, eval_s=eval_s, spent=job.spent(),
+                                          evals=evals)
+        finally:
+            branch.close()
+        return ([[new[b * n + s] for s in range(n)] for b in range(k1)], [block_state(state, b, n) for b in range(k1)],
+                ok)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.batch.policy.params.values()) // len(self.seeds)  # stacked: per seed

@@ -89,6 +89,7 @@ class TuneHook:
         self.logged = 0
         self.control_seen: float | None = None
         self.actions: list[dict] = []
+        self.branch_cost: list[dict] = []  # each branch round: candidates, side by side or in turn, steps
         self.failures: list[dict] = []
         self.kl_max: float | None = None  # the largest approx_kl of the updates since the last safe point
         self.at: dict | None = None
@@ -239,10 +240,79 @@ class TuneHook:
                 self.treated = None
             elif a["action"] in ("accept", "keep", "keep_control"):
                 self.snap, self.treated = None, None
+            elif a["action"] == "branch":
+                self.actions.append(a)
+                a = self._branch(a)
             self.actions.append(a)
         if self.tuner.mode == "replay" and acts:
             self._log("tune.mutations.jsonl", [{"event": "replayed", **a} for a in acts])
         self._write_log()
+
+    # -- branches (the recipe's control "branches") -----------------------------------------------
+    def _branch(self, a: dict) -> dict:
+        """Train the control and the candidates of ``a`` the same horizon from one snapshot (side by side in one
+        batch when the trainer can, else one after another), hand their evaluations to the tuner and go on
+        from the branch it adopts (the control when none). Returns the tuner's decision."""
+        from automl.core.stop import Stop, StopReason
+
+        job, trainer = self.job, self.trainer
+        until = min(job.plan.total, trainer.steps + a["horizon"] * max(1, job.plan.every or 0))
+        snap = job.snapshot()
+        names = [c["name"] for c in a["candidates"]]
+        side_by_side = hasattr(trainer, "train_branches") and not any(n in self.custom for n in names) \
+            and trainer.can_branch({n: 0.0 for n in names})
+        if side_by_side:
+            blocks: list[tuple[dict, dict | None]] = [({}, None)]
+            for c in a["candidates"]:  # (values, reward weights) per block; block 0: the control
+                reward = c["name"].startswith("reward.")
+                blocks.append(({}, {c["name"].split(".", 1)[1]: c["value"]}) if reward else ({c["name"]: c["value"]}, None))
+            evals, states, ok = trainer.train_branches(snap, blocks, until, job)
+            news = [e[0] for e in evals]
+            ends: list[tuple[dict, dict]] = [(st, {}) for st in states]
+        else:
+            news, ends, ok = self._branches_in_turn(snap, a["candidates"], until)
+        self.branch_cost.append({"step": a["step"], "branches": len(a["candidates"]), "side_by_side": side_by_side,
+                                 "steps": until - a["step"]})
+        results = [self._branch_result(new) for new in news]
+        results += [{"post": [], "se": [], "post_b": []}] * (len(a["candidates"]) + 1 - len(results))
+        end = trainer.steps if not side_by_side else until
+        decision = self.tuner.on_branches(end, results, frac=min(1.0, until / job.plan.total))[0]
+        state, custom = ends[decision["index"]] if decision["index"] < len(ends) else ends[0]
+        job.load(state, job.plan.total, timing=False)
+        if not trainer.state_has_values:
+            trainer.set_values(state["values"], state["weights"] or None)
+        for name, saved in custom.items():
+            self._custom(name, "restore", saved)
+        self.seen = len(job.evals[0])
+        if not ok:
+            job.stop_for(Stop(StopReason.DEADLINE))
+        return decision
+
+    def _branches_in_turn(self, snap: dict, candidates: list[dict], until: int) -> tuple[list, list, bool]:
+        """The branches one after another on this trainer (SB3, user actuators, Adam's values): each from
+        ``snap`` to ``until``; their new evaluations and end states (a branch the deadline stopped is last)."""
+        job, custom = self.job, self.custom_snaps or self._custom_snapshots()
+        news: list[list] = []
+        ends: list[tuple[dict, dict]] = []
+        for c in [None, *candidates]:
+            self.restore(snap, custom)
+            if c is not None:
+                self._apply(c["name"], c["value"])
+            seen = len(job.evals[0])
+            job.run_until(until)
+            news.append(job.evals[0][seen:])
+            ends.append((job.snapshot(), self._custom_snapshots()))
+            if job.stop is not None:
+                return news, ends, False
+        return news, ends, True
+
+    def _branch_result(self, evals: list) -> dict:
+        """A branch's evaluations as the tuner judges them: the primary metric's values and standard errors,
+        and the backups per evaluation."""
+        name = self.tuner.recipe.metric
+        post, se = zip(*[metric(e, name) for e in evals]) if evals else ((), ())
+        backups = [{k: metric(e, k) for k in EVAL_METRICS if metric(e, k)[0] is not None} for e in evals]
+        return {"post": [float("nan") if v is None else float(v) for v in post], "se": list(se), "post_b": backups}
 
     # -- logs -------------------------------------------------------------------------------------
     def _log(self, name: str, records: list[dict]) -> None:
