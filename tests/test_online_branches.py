@@ -18,6 +18,7 @@ from automl.api import train_tuned
 from automl.core.tune_recipe import Mutation, Recipe
 from automl.search.online import OnlineTuner
 from automl.search.online_judge import corrected_z
+from automl.train.torch_train import train_seed_torch
 
 CART = dict(num_envs=8, rollouts=32, mini_batches=2, learning_epochs=2, learning_rate=1e-3)
 RUN = dict(total_steps=4096, eval_every=512, eval_episodes=4, device="cpu")
@@ -116,7 +117,7 @@ def _logs(run_dir):
     return read("tune.mutations.jsonl"), [s for s in read("tune.segments.jsonl") if s["event"] == "segment"]
 
 
-def test_torch_branches_equal_to_the_control_are_never_adopted(tmp_path):
+def test_torch_branches_equal_to_the_control_are_never_adopted_and_the_run_is_the_plain_run(tmp_path):
     rec = _recipe_file(tmp_path, {"vf_coef": {"mode": "mult", "bounds": [1.0, 1.0000001], "cooldown": 0}},
                        branches=3, epsilon=0.0)
     tuned = train_tuned(CART, env="cartpole", seed=0, recipe=rec, run_dir=str(tmp_path / "run"), trainer="torch", **RUN)
@@ -124,6 +125,9 @@ def test_torch_branches_equal_to_the_control_are_never_adopted(tmp_path):
     assert (tuned.state, tuned.steps) == ("complete", 4096)
     assert len(segments) >= 3 and {m["branch"] for m in mutations if m["event"] == "mutation"} == {1, 2, 3}
     assert all(s["decision"] == "reject" for s in segments)
+    # the control is the run itself going on: a run that adopts nothing is the run without the tuner, bit for bit
+    plain = train_seed_torch(CART, env="cartpole", seed=0, **RUN)
+    assert tuned.evals == plain.evals and tuned.shaped_return == plain.shaped_return
 
 
 @pytest.mark.parametrize("trainer", ["torch", "sb3"])

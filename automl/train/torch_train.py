@@ -123,7 +123,8 @@ class TorchTrainer:
     def train_branches(self, snap: Mapping, blocks: Sequence[tuple[Mapping[str, float], Mapping[str, float] | None]],
                        until: int, job: Any) -> tuple[list[list[list[EvalStats]]], list[dict], bool]:
         """Train len(blocks) branches of this batch from ``snap`` (``job.snapshot()``) to ``until`` steps side by
-        side, as one batch of seeds x branches (``automl.train.torch_branches``): block b gets ``blocks[b]``'s
+        side, as one batch of seeds x branches (``automl.train.torch_branches``), on their own trainer (this one
+        is left as it was): block b gets ``blocks[b]``'s
         (values, reward weights) on top of the snapshot's, evaluates at the loop's evaluation steps, and ends
         as a state ``job.load`` continues from. Returns each block's new evaluations (per seed), its end state,
         and False when the deadline hit first (the states are then where they stopped)."""
@@ -131,6 +132,7 @@ class TorchTrainer:
 
         k1, n = len(blocks), len(self.seeds)
         total, deadline, every = job.plan.total, job.plan.deadline, job.plan.every
+        rng = torch.random.get_rng_state()  # building the branches must not move the run's own randomness
         branch = TorchTrainer(self.args, self.env, self.seeds * k1, eval_episodes=self.eval_episodes,
                               device=self.device, reward_weights=None)
         try:
@@ -155,6 +157,7 @@ class TorchTrainer:
                                           evals=evals)
         finally:
             branch.close()
+            torch.random.set_rng_state(rng)
         return ([[new[b * n + s] for s in range(n)] for b in range(k1)], [block_state(state, b, n) for b in range(k1)],
                 ok)
 

@@ -250,56 +250,69 @@ class TuneHook:
 
     # -- branches (the recipe's control "branches") -----------------------------------------------
     def _branch(self, a: dict) -> dict:
-        """Train the control and the candidates of ``a`` the same horizon from one snapshot (side by side in one
-        batch when the trainer can, else one after another), hand their evaluations to the tuner and go on
-        from the branch it adopts (the control when none). Returns the tuner's decision."""
+        """Train the candidates of ``a`` the same horizon from one snapshot (side by side in one batch when the
+        trainer can, else one after another), then the control: the run itself going on unmutated (so a round
+        that adopts nothing leaves the run as it would be without the tuner, bit for bit on the torch
+        trainer). The tuner judges every candidate against the control; the run goes on from the one it
+        adopts. Returns the tuner's decision."""
         from automl.core.stop import Stop, StopReason
 
         job, trainer = self.job, self.trainer
         until = min(job.plan.total, trainer.steps + a["horizon"] * max(1, job.plan.every or 0))
-        snap = job.snapshot()
+        snap, custom = job.snapshot(), self._custom_snapshots()
         names = [c["name"] for c in a["candidates"]]
         side_by_side = hasattr(trainer, "train_branches") and not any(n in self.custom for n in names) \
             and trainer.can_branch({n: 0.0 for n in names})
         if side_by_side:
-            blocks: list[tuple[dict, dict | None]] = [({}, None)]
-            for c in a["candidates"]:  # (values, reward weights) per block; block 0: the control
+            blocks: list[tuple[dict, dict | None]] = []
+            for c in a["candidates"]:  # (values, reward weights) per block
                 reward = c["name"].startswith("reward.")
                 blocks.append(({}, {c["name"].split(".", 1)[1]: c["value"]}) if reward else ({c["name"]: c["value"]}, None))
             evals, states, ok = trainer.train_branches(snap, blocks, until, job)
             news = [e[0] for e in evals]
             ends: list[tuple[dict, dict]] = [(st, {}) for st in states]
         else:
-            news, ends, ok = self._branches_in_turn(snap, a["candidates"], until)
+            news, ends, ok = self._candidates_in_turn(snap, custom, a["candidates"], until)
+            self.restore(snap, custom)  # the control goes on from the snapshot
+        control: list = []
+        if ok:
+            seen = len(job.evals[0])
+            job.run_until(until)
+            if job.stop is None:
+                job.boundary()  # the evaluation at the end of the horizon, as the candidates had
+            control, ok = job.evals[0][seen:], job.stop is None
         self.branch_cost.append({"step": a["step"], "branches": len(a["candidates"]), "side_by_side": side_by_side,
                                  "steps": until - a["step"]})
-        results = [self._branch_result(new) for new in news]
+        results = [self._branch_result(new) for new in [control, *news]]
         results += [{"post": [], "se": [], "post_b": []}] * (len(a["candidates"]) + 1 - len(results))
-        end = trainer.steps if not side_by_side else until
-        decision = self.tuner.on_branches(end, results, frac=min(1.0, until / job.plan.total))[0]
-        state, custom = ends[decision["index"]] if decision["index"] < len(ends) else ends[0]
-        job.load(state, job.plan.total, timing=False)
-        if not trainer.state_has_values:
-            trainer.set_values(state["values"], state["weights"] or None)
-        for name, saved in custom.items():
-            self._custom(name, "restore", saved)
+        decision = self.tuner.on_branches(trainer.steps, results, frac=min(1.0, until / job.plan.total))[0]
+        i = decision["index"]
+        if ok and 0 < i <= len(ends):
+            state, saved = ends[i - 1]
+            job.load(state, job.plan.total, timing=False)
+            if not trainer.state_has_values:
+                trainer.set_values(state["values"], state["weights"] or None)
+            for name, snap_ in saved.items():
+                self._custom(name, "restore", snap_)
         self.seen = len(job.evals[0])
         if not ok:
             job.stop_for(Stop(StopReason.DEADLINE))
         return decision
 
-    def _branches_in_turn(self, snap: dict, candidates: list[dict], until: int) -> tuple[list, list, bool]:
-        """The branches one after another on this trainer (SB3, user actuators, Adam's values): each from
-        ``snap`` to ``until``; their new evaluations and end states (a branch the deadline stopped is last)."""
-        job, custom = self.job, self.custom_snaps or self._custom_snapshots()
+    def _candidates_in_turn(self, snap: dict, custom: dict, candidates: list[dict], until: int) -> tuple[list, list, bool]:
+        """The candidates one after another on this trainer (SB3, user actuators, Adam's values): each from
+        ``snap`` to ``until`` with its evaluation there; their new evaluations and end states (False: a stop
+        or the deadline ended one)."""
+        job = self.job
         news: list[list] = []
         ends: list[tuple[dict, dict]] = []
-        for c in [None, *candidates]:
+        for c in candidates:
             self.restore(snap, custom)
-            if c is not None:
-                self._apply(c["name"], c["value"])
+            self._apply(c["name"], c["value"])
             seen = len(job.evals[0])
             job.run_until(until)
+            if job.stop is None:
+                job.boundary()
             news.append(job.evals[0][seen:])
             ends.append((job.snapshot(), self._custom_snapshots()))
             if job.stop is not None:
