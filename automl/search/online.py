@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from automl.core.tune_recipe import Mutation, Recipe, with_settings
-from automl.search.online_judge import Judgement, _mean, _median, judge_branches, judge_segment, moved
+from automl.search.online_branches import UNTOUCHED, UNVERIFIED, VERIFIED, BranchRounds
+from automl.search.online_judge import Judgement, _mean, _median, judge_segment
 
 if TYPE_CHECKING:
     import optuna
 
 MODES = ("off", "observe", "suggest", "active", "replay")
-UNTOUCHED, UNVERIFIED, VERIFIED, DISABLED = "untouched", "unverified", "verified", "disabled"
+DISABLED = "disabled"
 
 
 class Proposer:
@@ -91,7 +92,7 @@ class Segment:
     treated: tuple = ()        # paired control: the treatment branch's (post, post_b, post_se)
 
 
-class OnlineTuner:
+class OnlineTuner(BranchRounds):
     """The kernel's state machine; ``on_eval`` returns actions as dicts ``{"action": apply|accept|rollback|
     suggest, "name", "value", ...}`` and keeps ``log`` (mutation and segment records)."""
 
@@ -185,96 +186,6 @@ class OnlineTuner:
                 else:
                     out += self._propose(step, frac, current)
         return out
-
-    # -- branches (control "branches") ------------------------------------------------------------
-    def _branch_affordable(self) -> bool:
-        """Whether a round of ``horizon_now`` evaluations fits in what is left of ``branch_share`` (at the run's
-        evaluation spacing so far)."""
-        if len(self.fracs) < 2:
-            return False
-        spacing = max(0.0, self.fracs[-1] - self.fracs[-2])
-        return self.branch_frac + self.horizon_now * spacing <= self.recipe.branch_share + 1e-9
-
-    def _propose_branches(self, step: int, frac: float, current: dict) -> list[dict]:
-        """K candidate mutations to train beside the unmutated control from this safe point (``branch``);
-        the caller trains them ``horizon`` evaluations and hands the result to ``on_branches``."""
-        choices = [m for m in self.eligible(frac) if m.name in current and (m.mode == "abs" or current[m.name] != 0)]
-        if not choices:
-            return []
-        record = [e for e in self.log if e["event"] == "segment"]
-        weights = [(sum(e["name"] == m.name and e["decision"] == "accept" for e in record) + 1)
-                   / (sum(e["name"] == m.name for e in record) + 2) for m in choices]
-        cands = []
-        for i in range(self.recipe.branches):
-            m = self.rng.choices(choices, weights=weights)[0]
-            ticket, x = self.proposer.ask(m)
-            old = float(current[m.name])
-            new = old * x if m.mode == "mult" else x
-            cands.append({"name": m.name, "old": old, "value": new, "factor": x, "ticket": ticket})
-            self.log.append({"event": "mutation", "seq": len(self.log), "name": m.name, "step": step, "old": old,
-                             "new": new, "factor": x, "applied": True, "mode": self.mode, "branch": i + 1,
-                             "horizon": self.horizon_now})
-        self.branching = {"step": step, "candidates": cands, "horizon": self.horizon_now, "frac": frac}
-        return [{"action": "branch", "step": step, "horizon": self.horizon_now,
-                 "candidates": [{k: c[k] for k in ("name", "old", "value")} for c in cands]}]
-
-    def on_branches(self, step: int, results: list[dict], frac: float | None = None) -> list[dict]:
-        """The branches' evaluations after their horizon (``results[0]`` the control, ``results[i]`` candidate
-        i; each ``{"post": values, "se": ses, "post_b": backups}``): every candidate is judged against the
-        control; the best accepted one is adopted (``adopt_branch``, its index), else ``keep_control``. A run
-        that adopted nothing while stuck doubles its next horizon (up to ``max_horizon``)."""
-        br, self.branching = self.branching, None
-        if br is None or len(results) != len(br["candidates"]) + 1:
-            raise ValueError(f"on_branches: {len(results)} results for "
-                             f"{len(br['candidates']) if br else 0} candidates and the control")
-        if frac is not None:  # ``frac``: the run's fraction where the branches ended
-            self.branch_frac += max(0.0, frac - br["frac"])
-        cands = br["candidates"]
-        js = judge_branches(results[0], [(c["name"], results[i + 1]) for i, c in enumerate(cands)], self.recipe)
-        accepted = [i for i, j in enumerate(js) if j.accept]
-        best = max(accepted, key=lambda i: js[i].delta) if accepted else None
-        for i, (c, j) in enumerate(zip(cands, js)):
-            m = next(m for m in self.recipe.mutations if m.name == c["name"])
-            self.proposer.tell(m, c["ticket"], j.z)
-            won = i == best
-            reason = j.reason if won or not j.accept or best is None else f"{j.reason}, but branch {best + 1} gained more"
-            self.log.append({"event": "segment", "seq": len(self.log), "name": c["name"], "from_step": br["step"],
-                             "step": step, "old": c["old"], "new": c["value"], "pre": results[0]["post"],
-                             "post": results[i + 1]["post"], "control": "branches", "branch": i + 1,
-                             "horizon": br["horizon"], "delta": j.delta, "gain": j.gain, "instability": j.instability,
-                             "band": j.band, "metric": j.metric, "decision": "accept" if won else "reject",
-                             "reason": reason, "mode": self.mode})
-            if not won:
-                self.cooldown[c["name"]] = m.cooldown + 1
-                if self.state[c["name"]] == UNVERIFIED:
-                    self.state[c["name"]] = UNTOUCHED
-        chosen = results[0 if best is None else best + 1]
-        self.values, self.se = self.values + list(chosen["post"]), self.se + list(chosen["se"])
-        self.backup_values += list(chosen["post_b"])
-        if best is not None:
-            c = cands[best]
-            self.state[c["name"]], self.reject_streak, self.horizon_now = VERIFIED, 0, self.recipe.horizon
-            return [{"action": "adopt_branch", "index": best + 1, "name": c["name"], "value": c["value"], "step": step}]
-        self.reject_streak += 1
-        if self.stuck():
-            self.horizon_now = min(2 * self.horizon_now, self.recipe.max_horizon)
-            self.log.append({"event": "horizon", "seq": len(self.log), "step": step, "horizon": self.horizon_now,
-                             "reason": f"stuck: no metric moved over {self.recipe.stuck_points} safe points"})
-        else:
-            self.horizon_now = self.recipe.horizon
-        return [{"action": "keep_control", "index": 0, "step": step}]
-
-    def stuck(self) -> bool:
-        """Neither the primary metric nor any backup moved beyond its own noise over the last
-        ``stuck_points`` safe points of the kept trajectory."""
-        n, z = self.recipe.stuck_points, self.recipe.noise_z
-        if len(self.values) < n or moved(self.values[-n:], self.se[-n:], z):
-            return False
-        for name, _ in self.recipe.backups():
-            pts = [b[name] for b in self.backup_values[-n:] if name in b]
-            if len(pts) == n and moved([v for v, _ in pts], [e for _, e in pts], z):
-                return False
-        return True
 
     def control(self, mode: str | None, settings: dict, *, enable: bool = False) -> None:
         """A switch from ``automl tune`` (another process): the mode and recipe settings, from now on;
