@@ -295,14 +295,9 @@ class OnlineTuner(BranchRounds):
         return [{"action": "keep_control", "name": seg.name, "value": seg.old, "step": step}]
 
     def _propose(self, step: int, frac: float, current: dict) -> list[dict]:
-        # (a gym env's terms appear with its first info; a factor cannot move a value of 0)
-        choices = [m for m in self.eligible(frac) if m.name in current and (m.mode == "abs" or current[m.name] != 0)]
+        choices, weights = self._pool(frac, current)
         if not choices:
             return []
-        # actuators that won before are tried more often: weight (accepted + 1) / (judged + 2)
-        record = [e for e in self.log if e["event"] == "segment"]
-        weights = [(sum(e["name"] == m.name and e["decision"] == "accept" for e in record) + 1)
-                   / (sum(e["name"] == m.name for e in record) + 2) for m in choices]
         m = self.rng.choices(choices, weights=weights)[0]
         ticket, x = self.proposer.ask(m)
         old = float(current[m.name])

@@ -37,6 +37,16 @@ class BranchRounds:
 
     eligible: Callable[[float], list]  # OnlineTuner's: the actuators that may be mutated now
 
+    def _pool(self, frac: float, current: dict) -> tuple[list, list[float]]:
+        """The actuators a proposal may mutate now, with their weights: those that won before are tried more
+        often, (accepted + 1) / (judged + 2). (A gym env's terms appear with its first info; a factor cannot
+        move a value of 0.)"""
+        choices = [m for m in self.eligible(frac) if m.name in current and (m.mode == "abs" or current[m.name] != 0)]
+        record = [e for e in self.log if e["event"] == "segment"]
+        weights = [(sum(e["name"] == m.name and e["decision"] == "accept" for e in record) + 1)
+                   / (sum(e["name"] == m.name for e in record) + 2) for m in choices]
+        return choices, weights
+
     def _branch_affordable(self) -> bool:
         """Whether a round of ``horizon_now`` evaluations fits in what is left of ``branch_share`` (at the run's
         evaluation spacing so far)."""
@@ -48,12 +58,9 @@ class BranchRounds:
     def _propose_branches(self, step: int, frac: float, current: dict) -> list[dict]:
         """K candidate mutations to train beside the unmutated control from this safe point (``branch``);
         the caller trains them ``horizon`` evaluations and hands the result to ``on_branches``."""
-        choices = [m for m in self.eligible(frac) if m.name in current and (m.mode == "abs" or current[m.name] != 0)]
+        choices, weights = self._pool(frac, current)
         if not choices:
             return []
-        record = [e for e in self.log if e["event"] == "segment"]
-        weights = [(sum(e["name"] == m.name and e["decision"] == "accept" for e in record) + 1)
-                   / (sum(e["name"] == m.name for e in record) + 2) for m in choices]
         cands = []
         for i in range(self.recipe.branches):
             m = self.rng.choices(choices, weights=weights)[0]
