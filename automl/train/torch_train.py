@@ -115,10 +115,10 @@ class TorchTrainer:
     def last_kl(self) -> float | None:
         return None if self._stats is None else float(self._stats["kl"][0])
 
-    def can_branch(self, values: Mapping[str, float]) -> bool:
-        """Whether candidates setting ``values`` can train side by side in one batch: per-member values only
-        (PPO's coefficients, reward weights), not Adam's, which are one for the whole batch."""
-        return all(k in MEMBER_PARAMS or k.startswith("reward.") for k in values)
+    def can_branch(self, names: Sequence[str]) -> bool:
+        """Whether candidates setting the actuators ``names`` can train side by side in one batch: per-member
+        values only (PPO's coefficients, reward weights), not Adam's, which are one for the whole batch."""
+        return all(k in MEMBER_PARAMS or k.startswith("reward.") for k in names)
 
     def train_branches(self, snap: Mapping, blocks: Sequence[tuple[Mapping[str, float], Mapping[str, float] | None]],
                        until: int, job: Any) -> tuple[list[list[list[EvalStats]]], list[dict], bool]:

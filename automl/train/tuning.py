@@ -89,7 +89,6 @@ class TuneHook:
         self.logged = 0
         self.control_seen: float | None = None
         self.actions: list[dict] = []
-        self.branch_cost: list[dict] = []  # each branch round: candidates, side by side or in turn, steps
         self.failures: list[dict] = []
         self.kl_max: float | None = None  # the largest approx_kl of the updates since the last safe point
         self.at: dict | None = None
@@ -262,7 +261,7 @@ class TuneHook:
         snap, custom = job.snapshot(), self._custom_snapshots()
         names = [c["name"] for c in a["candidates"]]
         side_by_side = hasattr(trainer, "train_branches") and not any(n in self.custom for n in names) \
-            and trainer.can_branch({n: 0.0 for n in names})
+            and trainer.can_branch(names)
         if side_by_side:
             blocks: list[tuple[dict, dict | None]] = []
             for c in a["candidates"]:  # (values, reward weights) per block
@@ -281,8 +280,6 @@ class TuneHook:
             if job.stop is None:
                 job.boundary()  # the evaluation at the end of the horizon, as the candidates had
             control, ok = job.evals[0][seen:], job.stop is None
-        self.branch_cost.append({"step": a["step"], "branches": len(a["candidates"]), "side_by_side": side_by_side,
-                                 "steps": until - a["step"]})
         results = [self._branch_result(new) for new in [control, *news]]
         results += [{"post": [], "se": [], "post_b": []}] * (len(a["candidates"]) + 1 - len(results))
         decision = self.tuner.on_branches(trainer.steps, results, frac=min(1.0, until / job.plan.total))[0]
