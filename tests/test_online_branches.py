@@ -17,7 +17,7 @@ import yaml
 from automl.api import train_tuned
 from automl.core.tune_recipe import Mutation, Recipe
 from automl.search.online import OnlineTuner
-from automl.search.online_judge import corrected_z
+from automl.search.online_judge import corrected_z, paired_noise
 from automl.train.torch_train import train_seed_torch
 
 CART = dict(num_envs=8, rollouts=32, mini_batches=2, learning_epochs=2, learning_rate=1e-3)
@@ -58,6 +58,45 @@ def test_the_best_branch_that_beats_the_control_by_more_than_the_corrected_band_
     # difference of two means of 2 evaluations with standard errors 0.01: 0.01 x sqrt(1/2 + 1/2)
     assert corrected_z(1.0, 3) == pytest.approx(1.6175, abs=1e-4)
     assert segs[2]["band"] == pytest.approx(corrected_z(1.0, 3) * 0.01 * math.sqrt(1.0), rel=1e-6)
+
+
+def test_paired_noise_is_the_spread_of_the_per_episode_differences():
+    """Per eval env, the difference candidate - control averaged over the horizon's evaluations; its sd over the
+    envs / sqrt(envs). Envs whose episode did not finish (NaN) in one branch are left out of that evaluation."""
+    ctrl = [{"true_metric": [1.0, 2.0, 3.0, 4.0]}, {"true_metric": [1.0, 2.0, 3.0, 4.0]}]
+    cand = [{"true_metric": [1.5, 2.7, 3.3, 4.5]}, {"true_metric": [1.5, 2.7, 3.3, 4.5]}]
+    # differences 0.5, 0.7, 0.3, 0.5: sd sqrt(0.08 / 3), over sqrt(4) envs
+    assert paired_noise(ctrl, cand, "true_metric") == pytest.approx(math.sqrt(0.08 / 3) / 2)
+    cand[1] = {"true_metric": [1.5, 2.7, math.nan, 4.5]}
+    assert paired_noise(ctrl, cand, "true_metric") == pytest.approx(math.sqrt(0.08 / 3) / 2)
+    assert paired_noise(ctrl, cand, "reference_return") is None  # not recorded
+    assert paired_noise(ctrl, cand[:1], "true_metric") is None  # not the same evaluations
+    assert paired_noise([{"x": [1.0, 2.0]}], [{"x": [1.0, 2.0, 3.0]}], "x") is None  # not the same envs
+
+
+def test_a_gain_on_every_episode_hidden_by_the_spread_of_start_states_is_adopted_when_paired():
+    """The control's 8 episodes spread from 0 to 70 (some start states are harder); a candidate gains 2 to 4 on
+    every one of them. The evaluations' standard errors (~9.2) put +3 far inside the band; paired by episode
+    the noise is 0.27 and the candidate is adopted, at the corrected z times that noise."""
+    tuner = OnlineTuner(recipe(), seed=1)
+    act = branch_round(tuner)
+    base = [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]
+    gains = [2.0, 4.0, 3.0, 3.0, 2.0, 4.0, 3.0, 3.0]
+    se = math.sqrt(sum((x - 35.0) ** 2 for x in base) / 7) / math.sqrt(8)
+
+    def branch(values, episodes=True):
+        out = res([sum(values) / 8] * 2, se=se)
+        return {**out, "episodes": [{"true_metric": values}] * 2} if episodes else out
+
+    better = [b + g for b, g in zip(base, gains)]
+    unpaired = [branch(base, False), branch(better, False), branch(base, False), branch(base, False)]
+    assert tuner.on_branches(1200, [branch(base), branch(better), branch(base), branch(base)])[0]["index"] == 1
+    seg = next(e for e in tuner.log if e["event"] == "segment" and e["decision"] == "accept")
+    noise = math.sqrt(sum((g - 3.0) ** 2 for g in gains) / 7) / math.sqrt(8)
+    assert seg["delta"] == pytest.approx(3.0) and seg["band"] == pytest.approx(corrected_z(1.0, 3) * noise)
+    other = OnlineTuner(recipe(), seed=1)
+    assert branch_round(other)["candidates"] == act["candidates"]
+    assert other.on_branches(1200, unpaired)[0]["action"] == "keep_control"
 
 
 def test_no_adoption_when_every_branch_equals_the_control():
@@ -144,3 +183,82 @@ def test_an_adopted_branch_is_the_state_the_run_goes_on_from(tmp_path, trainer):
     # the next proposals start from the adopted branch's learning rate: the run continued from its state
     assert later and later[0]["old"] == pytest.approx(first["new"])
     assert all(m["horizon"] in (1, 2) for m in mutations if m["event"] == "mutation")
+
+
+@pytest.mark.parametrize("trainer", ["torch", "sb3"])
+def test_a_replay_reproduces_the_adopted_branch(tmp_path, trainer):
+    """``--tune-mode replay`` of a run that adopted branches applies each adopted mutation where its round began
+    and keeps it: the replay trains once per round, not K+1 times, and ends as the tuned run did (its
+    evaluations equal: bit for bit on SB3, where a candidate trained alone; within float noise on torch,
+    where it trained in a batch beside the others)."""
+    rec = _recipe_file(tmp_path, {"learning_rate": {"mode": "mult", "bounds": [0.3, 3.0], "cooldown": 0}},
+                       branches=2, epsilon=0.0, noise_z=0.0)
+    tuned = train_tuned(CART, env="cartpole", seed=0, recipe=rec, run_dir=str(tmp_path / "run"), trainer=trainer, **RUN)
+    _, segments = _logs(tmp_path / "run")
+    adopted = [s for s in segments if s["decision"] == "accept"]
+    assert adopted
+    replayed = train_tuned(CART, env="cartpole", seed=0, recipe=rec, mode="replay", replay_from=str(tmp_path / "run"),
+                           run_dir=str(tmp_path / "replay"), trainer=trainer, **RUN)
+    done = [json.loads(x) for x in (tmp_path / "replay" / "tune" / "seed_0" / "tune.mutations.jsonl").read_text().splitlines()]
+    applied = [(d["step"], d["name"], d["value"]) for d in done if d.get("action") == "apply"]
+    assert applied == [(s["from_step"], s["name"], s["new"]) for s in adopted]
+    assert [st for st, _ in replayed.evals] == [st for st, _ in tuned.evals]
+    off = train_tuned(CART, env="cartpole", seed=0, recipe=rec, mode="off", run_dir=str(tmp_path / "off"),
+                      trainer=trainer, **RUN)
+    assert off.evals != tuned.evals  # the adoptions changed the run
+    if trainer == "sb3":
+        assert replayed.evals == tuned.evals
+    else:
+        assert [v for _, v in replayed.evals] == pytest.approx([v for _, v in tuned.evals], rel=1e-3)
+
+
+def test_tune_set_changes_the_branch_rounds_from_the_next_round():
+    """`automl tune set acceptance.branches=2` (and max_horizon, stuck_points, branch_share) reaches the tuner as
+    a setting; the next round proposes 2 candidates. Out-of-range values are refused with the allowed range."""
+    from automl.core.errors import AutoMLError
+    from automl.core.tune_recipe import parse_setting
+
+    tuner = OnlineTuner(recipe(), seed=5)
+    assert len(branch_round(tuner)["candidates"]) == 3
+    tuner.on_branches(1200, [res([0.10, 0.10])] * 4)
+    settings = dict(parse_setting(t) for t in ("acceptance.branches=2", "acceptance.max_horizon=4",
+                                               "acceptance.stuck_points=5", "acceptance.branch_share=0.5"))
+    tuner.control(None, settings)
+    assert (tuner.recipe.branches, tuner.recipe.max_horizon, tuner.recipe.stuck_points, tuner.recipe.branch_share) \
+        == (2, 4, 5, 0.5)
+    acts = tuner.on_eval(1300, 0.2, 0.1, {"learning_rate": 1e-3, "ent_coef": 0.01}, se=0.01)
+    assert [len(a["candidates"]) for a in acts if a["action"] == "branch"] == [2]
+    for text, allowed in (("acceptance.branch_share=1.5", "a number >= 0.0 and <= 1.0"),
+                          ("acceptance.stuck_points=1", "a number >= 2"), ("acceptance.branches=0", "a number >= 1")):
+        with pytest.raises(AutoMLError, match=f"allowed: {allowed}"):
+            parse_setting(text)
+
+
+def test_branch_when_stuck_leaves_a_learning_run_alone_and_branches_a_stuck_one():
+    """``acceptance.branch_when: stuck``: no round while the metric moves beyond its noise (0.1 -> 0.3 -> 0.5
+    with standard errors 0.01); the first round once 3 safe points stayed within it (0.5, 0.505, 0.5)."""
+    tuner = OnlineTuner(recipe(branch_when="stuck"), seed=6)
+    now = {"learning_rate": 1e-3, "ent_coef": 0.01}
+    acts = [tuner.on_eval(100 * i, 0.05 * i, v, now, se=0.01) for i, v in enumerate([0.1, 0.3, 0.5], 1)]
+    assert acts == [[], [], []]
+    assert tuner.on_eval(400, 0.2, 0.505, now, se=0.01) == []  # 0.3, 0.5, 0.505: still moving
+    acts = tuner.on_eval(500, 0.25, 0.5, now, se=0.01)
+    assert [a["action"] for a in acts] == ["branch"]
+    always = OnlineTuner(recipe(), seed=6)
+    assert [a["action"] for a in always.on_eval(200, 0.1, 0.3, now, se=0.01) + always.on_eval(300, 0.15, 0.5, now, se=0.01)] \
+        == ["branch"]
+
+
+def test_a_gain_within_float_noise_is_not_adopted():
+    """Measured on the bench: a clip_range candidate the updates never reached differed from the control by
+    rounding alone (reference return 10.0 vs 10.0000017, per-episode differences alike, so a tiny paired
+    noise); a gain below 1e-6 of the metric is not a gain, whatever the band."""
+    import dataclasses
+
+    tuner = OnlineTuner(dataclasses.replace(recipe(), epsilon=0.0), seed=7)
+    branch_round(tuner)
+    ctrl = {**res([10.0]), "episodes": [{"true_metric": [9.0, 11.0, 10.0, 10.0]}]}
+    tiny = {**res([10.0000017]), "episodes": [{"true_metric": [9.0000017, 11.0000016, 10.0000018, 10.0000017]}]}
+    assert tuner.on_branches(1200, [ctrl, tiny, ctrl, ctrl])[0]["action"] == "keep_control"
+    seg = next(e for e in tuner.log if e["event"] == "segment")
+    assert "<= epsilon" in seg["reason"] and 0 < seg["band"] < seg["delta"]

@@ -133,3 +133,19 @@ def test_the_control_block_is_the_unbranched_run_and_an_adopted_block_is_continu
     assert cont.values()["ent_coef"] == pytest.approx(0.05)
     train(cont, 1)
     assert cont.steps == adopted["steps"] + 256
+
+
+def test_branches_evaluate_the_same_start_states_so_their_episodes_pair_up(started):
+    """Every member of seed s evaluates its eval envs from seed s's start states, and records each env's
+    episode in env order: identical blocks give identical episode lists, whose mean is the evaluation's."""
+    branches = trainer([7, 8] * 2)
+    branches.load(tile_state(started, 2), TOTAL)
+    stats = branches.evaluate(None)
+    assert len(stats) == 4
+    for s in range(2):
+        a, b = stats[s], stats[2 + s]
+        assert a.per_episode == b.per_episode and len(a.per_episode["reference_return"]) == 4
+        assert sum(a.episode_values("reference_return")) / 4 == pytest.approx(a.reference_return)
+        assert a.episode_values("true_metric") == a.episode_values("success_rate")
+        assert set(a.episode_values("success_rate")) <= {0.0, 1.0}
+        assert sum(a.episode_values("success_rate")) / 4 == pytest.approx(a.success_rate)

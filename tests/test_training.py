@@ -191,6 +191,21 @@ def test_reward_weights_change_shaped_return_not_true_metric():
     assert stats[1].shaped_return == pytest.approx(2.0 * stats[0].shaped_return)
 
 
+def test_an_sb3_evaluation_records_each_eval_envs_episode_in_env_order():
+    """One deterministic episode per eval env, listed by env index (the order two policies' episodes pair up
+    in, whatever order they finished in); their means are the evaluation's, and a second evaluation of the same
+    policy starts from the same states, so it repeats them."""
+    train_env, eval_env, metric = make_env_pair("cartpole", num_envs=8, eval_episodes=6, seed=0, device="cpu",
+                                                reward_weights=None)
+    model = _build_model(to_ppo_setup(GOOD_CARTPOLE), train_env, seed=0, device="cpu", tb_dir=None)
+    first, again = (evaluate(model, eval_env, seed=123, steps=0, true_metric=metric) for _ in range(2))
+    episodes = first.episode_values("reference_return")
+    assert len(episodes) == 6 and first.episodes == 6
+    assert sum(episodes) / 6 == pytest.approx(first.reference_return)
+    assert first.episode_values("true_metric") == episodes and again.per_episode == first.per_episode
+    assert first.episode_values("success_rate") is None  # cartpole has no success notion
+
+
 def test_params_in_sb3_naming_give_the_same_result():
     sb3_names = dict(num_envs=8, n_steps=32, batch_size=256, n_epochs=4, gamma=0.98, gae_lambda=0.8, learning_rate=1e-3)
     canonical = dict(num_envs=8, rollouts=32, mini_batches=1, learning_epochs=4, discount_factor=0.98, lambda_param=0.8,

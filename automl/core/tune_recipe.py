@@ -23,6 +23,9 @@ ALGORITHMS = ("tpe", "random")
 # branches: K candidate mutations and the unmutated control train the same horizon from the same snapshot,
 # side by side (one batched computation on the torch trainer), each judged against the control
 CONTROLS = ("none", "paired", "branches")
+# branch rounds: at every safe point the share allows, or only while the run is stuck (no metric moved beyond
+# its noise over stuck_points safe points: a run that is learning is left alone)
+BRANCH_WHEN = ("always", "stuck")
 PPO_ACTUATORS = names.BUILTIN  # plus reward.<term>; seed 004's nested spellings: automl.core.tune_schema
 # what a segment is judged on when the primary metric did not move at all (a success rate stuck at 0); a
 # backup the segment's own actuator moves is skipped (the shaped return under a reward weight, the gradient
@@ -31,7 +34,7 @@ BACKUP_METRICS = names.BACKUPS
 DEFAULT_RECIPE = str(Path(__file__).resolve().parents[2] / "configs" / "tune" / "ppo.yaml")
 _SECTION_KEYS = {"objective": ("primary", "mode", "backup_metrics"), "search": ("algorithm", "startup_trials"),
                  "acceptance": ("epsilon", "horizon", "noise_z", "rollback_on_reject", "control", "branches",
-                                "max_horizon", "stuck_points", "branch_share"),
+                                "max_horizon", "stuck_points", "branch_share", "branch_when"),
                  "safety": ("block_on_nan", "block_on_anomaly", "max_global_reject_streak", "anomaly_factor",
                             "anomaly_min_kl")}
 _TOP = ("version", "objective", "phases", "actuators", "search", "acceptance", "safety")
@@ -71,6 +74,7 @@ class Recipe:
     stuck_points: int = 3            # ... stuck: primary and backups within their noise over this many safe points
     branch_share: float = 0.1        # ... branch rounds cover at most this share of the run's steps (their cost:
                                      #     K+1 times the training over their horizon)
+    branch_when: str = "always"      # ... "stuck": only while the run is stuck (BRANCH_WHEN)
     block_on_nan: bool = True
     block_on_anomaly: bool = True
     max_global_reject_streak: int = 4
@@ -150,6 +154,7 @@ def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe", custom: tuple[
         max_horizon=_int(acc.get("max_horizon", 8), "acceptance.max_horizon", bad, 1),
         stuck_points=_int(acc.get("stuck_points", 3), "acceptance.stuck_points", bad, 2),
         branch_share=_num(acc.get("branch_share", 0.1), "acceptance.branch_share", bad, 0.0),
+        branch_when=_choice(acc.get("branch_when", "always"), "acceptance.branch_when", BRANCH_WHEN, bad),
         block_on_nan=_bool(safety.get("block_on_nan", True), "safety.block_on_nan", bad),
         block_on_anomaly=_bool(safety.get("block_on_anomaly", True), "safety.block_on_anomaly", bad),
         max_global_reject_streak=_int(safety.get("max_global_reject_streak", 4), "safety.max_global_reject_streak",
@@ -313,7 +318,12 @@ SETTINGS = {  # what `automl tune set KEY=VALUE` may change while a run goes on 
     "safety.max_global_reject_streak": ("max_global_reject_streak", int),
     "safety.block_on_nan": ("block_on_nan", bool), "safety.block_on_anomaly": ("block_on_anomaly", bool),
     "safety.anomaly_factor": ("anomaly_factor", float), "safety.anomaly_min_kl": ("anomaly_min_kl", float),
+    # control "branches": taken at the next round (a round in flight keeps its candidates and horizon)
+    "acceptance.branches": ("branches", int), "acceptance.max_horizon": ("max_horizon", int),
+    "acceptance.stuck_points": ("stuck_points", int), "acceptance.branch_share": ("branch_share", float),
+    "acceptance.branch_when": ("branch_when", BRANCH_WHEN),
 }
+LIMITS = {"acceptance.stuck_points": (2, None), "acceptance.branch_share": (0.0, 1.0)}  # others: >= 0, ints >= 1
 
 
 def parse_setting(text: str) -> tuple[str, object]:
@@ -324,6 +334,10 @@ def parse_setting(text: str) -> tuple[str, object]:
         raise AutoMLError(f"tune set: {text!r} (allowed: KEY=VALUE with KEY one of {', '.join(SETTINGS)})")
     kind = SETTINGS[key][1]
     raw = raw.strip()
+    if isinstance(kind, tuple):
+        if raw not in kind:
+            raise AutoMLError(f"tune set: {key}: {raw!r} (allowed: {', '.join(kind)})")
+        return key, raw
     try:
         if kind is bool:
             if raw.lower() not in ("true", "false"):
@@ -332,8 +346,10 @@ def parse_setting(text: str) -> tuple[str, object]:
         value = kind(raw)
     except ValueError:
         raise AutoMLError(f"tune set: {key}: {raw!r} (allowed: {'true, false' if kind is bool else kind.__name__})") from None
-    if isinstance(value, (int, float)) and (value < 0 or (kind is int and value < 1 and key != "acceptance.epsilon")):
-        raise AutoMLError(f"tune set: {key}: {raw!r} (allowed: a number >= {0 if kind is float else 1})")
+    lo, hi = LIMITS.get(key, (0 if kind is float else 1, None))
+    if isinstance(value, (int, float)) and (value < lo or (hi is not None and value > hi)):
+        allowed = f"a number >= {lo}" + (f" and <= {hi}" if hi is not None else "")
+        raise AutoMLError(f"tune set: {key}: {raw!r} (allowed: {allowed})")
     return key, value
 
 
@@ -357,7 +373,7 @@ def recipe_to_dict(r: Recipe) -> dict:
             "acceptance": {"epsilon": r.epsilon, "horizon": r.horizon, "noise_z": r.noise_z,
                            "rollback_on_reject": r.rollback_on_reject, "control": r.control,
                            "branches": r.branches, "max_horizon": r.max_horizon, "stuck_points": r.stuck_points,
-                           "branch_share": r.branch_share},
+                           "branch_share": r.branch_share, "branch_when": r.branch_when},
             "safety": {"block_on_nan": r.block_on_nan, "block_on_anomaly": r.block_on_anomaly,
                        "max_global_reject_streak": r.max_global_reject_streak, "anomaly_factor": r.anomaly_factor,
                        "anomaly_min_kl": r.anomaly_min_kl}}

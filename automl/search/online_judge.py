@@ -4,17 +4,21 @@ moved) against the noise of the difference of the two means (``automl.search.onl
     delta = gain - instability,  gain = mean(post) - mean(pre) (sign flipped for ``min``),
     instability = max(0, std(post) - std(pre))
 
-kept only when delta > epsilon and delta > z x noise.
+kept only when delta > epsilon and delta > z x noise, and beyond float noise (``FLOAT_NOISE`` relative to the
+metric: two batched branches that differ only in rounding are not a gain).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
 from automl.core.tune_recipe import Recipe
+
+
+FLOAT_NOISE = 1e-6  # a gain below this x max(1, |metric|) is rounding, whatever the noise band says
 
 
 @dataclass(frozen=True)
@@ -61,17 +65,20 @@ def noise_sd(pre: list[float], se: list[float | None], spread: bool = True) -> f
 
 def judge(pre: list[float], post: list[float], recipe: Recipe, se: Sequence[float | None] = (), *,
           mode: str | None = None, epsilon: float | None = None, metric: str = "true_metric",
-          spread: bool = True) -> Judgement:
+          spread: bool = True, noise: float | None = None) -> Judgement:
     """Keep or roll back a mutation, from a metric before (``pre``) and after (``post``) it (the primary
-    with the recipe's mode and epsilon unless ``mode``/``epsilon`` say otherwise)."""
+    with the recipe's mode and epsilon unless ``mode``/``epsilon`` say otherwise). ``noise``: the sd of the
+    difference of the two means when known (a paired comparison's, ``paired_noise``), else from ``se``."""
     if not post or any(not math.isfinite(v) for v in post):
         return Judgement(False, -math.inf, -math.inf, 0.0, 0.0, "non-finite metric after the mutation", metric=metric)
     sign = 1.0 if (mode or recipe.mode) == "max" else -1.0
     eps = recipe.epsilon if epsilon is None else epsilon
+    eps = max(eps, FLOAT_NOISE * max(1.0, abs(_mean(pre)) if pre else 1.0, abs(_mean(post))))
     gain = sign * (_mean(post) - _mean(pre))
     instability = max(0.0, _std(post) - _std(pre)) if len(post) > 1 and len(pre) > 1 else 0.0
     delta = gain - instability
-    noise = noise_sd(pre, list(se), spread) * math.sqrt(1.0 / len(pre) + 1.0 / len(post))
+    if noise is None:
+        noise = noise_sd(pre, list(se), spread) * math.sqrt(1.0 / len(pre) + 1.0 / len(post))
     band = recipe.noise_z * noise
     if delta <= eps:
         return Judgement(False, delta, gain, instability, band, f"delta {delta:.4g} <= epsilon {eps:g}", noise, metric)
@@ -87,12 +94,14 @@ def _flat(values: list[float]) -> bool:
 
 def judge_segment(pre: list[float], post: list[float], recipe: Recipe, se: Sequence = (),
                   pre_b: Sequence[dict] = (), post_b: Sequence[dict] = (), spread: bool = True,
-                  actuator: str | None = None) -> Judgement:
+                  actuator: str | None = None, paired: Mapping[str, float] | None = None) -> Judgement:
     """``judge`` on the primary metric; when it did not move at all before and after the mutation (a
     success rate stuck at 0 says nothing), on the first backup metric that did (``pre_b``/``post_b``:
     per evaluation ``{name: (value, se)}``), with epsilon 0 (its units differ) and its own noise band;
-    backups that mutating ``actuator`` moves by itself are skipped (``Recipe.backups``)."""
-    j = judge(pre, post, recipe, se, metric=recipe.metric, spread=spread)
+    backups that mutating ``actuator`` moves by itself are skipped (``Recipe.backups``). ``paired``: per
+    metric, the noise of a paired comparison (``paired_noise``), used in place of the standard errors'."""
+    paired = paired or {}
+    j = judge(pre, post, recipe, se, metric=recipe.metric, spread=spread, noise=paired.get(recipe.metric))
     if not _flat(pre + post):
         return j
     for name, mode in recipe.backups(actuator):
@@ -103,7 +112,8 @@ def judge_segment(pre: list[float], post: list[float], recipe: Recipe, se: Seque
             continue
         b_se = [b[name][1] for b in pre_b] + ([b[name][1] for b in post_b] if not spread else [])
         b_se = [x for x in b_se if x is not None]
-        jb = judge(b_pre, b_post, recipe, b_se, mode=mode, epsilon=0.0, metric=name, spread=spread)
+        jb = judge(b_pre, b_post, recipe, b_se, mode=mode, epsilon=0.0, metric=name, spread=spread,
+                   noise=paired.get(name))
         return Judgement(jb.accept, jb.delta, jb.gain, jb.instability, jb.band,
                          f"{recipe.metric} flat at {pre[0]:g}; on {name}: {jb.reason}", jb.noise, name)
     return j
@@ -118,11 +128,31 @@ def corrected_z(z: float, comparisons: int) -> float:
     return NormalDist().inv_cdf(1.0 - alpha / comparisons)
 
 
+def paired_noise(control: Sequence[Mapping], candidate: Sequence[Mapping], name: str) -> float | None:
+    """The sd of the mean difference candidate - control in metric ``name``, paired by episode: both branches
+    evaluated the same eval envs from the same start states (``{name: per-episode values}`` per evaluation of
+    the horizon, in eval-env order), so each env's difference, averaged over the horizon's evaluations, is
+    one paired observation, and what the start states share cancels. None when the episodes are not
+    recorded for every evaluation or fewer than two envs finished in both."""
+    if not control or len(control) != len(candidate):
+        return None
+    rows = [(c.get(name), k.get(name)) for c, k in zip(control, candidate)]
+    if any(c is None or k is None or len(c) != len(k) for c, k in rows) or len({len(c) for c, _ in rows}) != 1:
+        return None
+    diffs = []
+    for i in range(len(rows[0][0])):
+        d = [k[i] - c[i] for c, k in rows if math.isfinite(c[i]) and math.isfinite(k[i])]
+        if d:
+            diffs.append(_mean(d))
+    return _std(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None
+
+
 def judge_branches(control: dict, candidates: Sequence[tuple[str, dict]], recipe: Recipe) -> list[Judgement]:
     """Every candidate branch against the control branch, both trained the same horizon from the same state
-    (``{"post": values, "se": ses, "post_b": backups}`` each): a paired comparison (no trend in the
-    difference, so the noise is the evaluations' own standard errors), at the band's z corrected for the
-    number of candidates. A candidate whose metric stayed finite wins against a control that diverged."""
+    (``{"post": values, "se": ses, "post_b": backups, "episodes": per-episode values}`` each): a paired
+    comparison, episode by episode where both recorded them (``paired_noise``; else the evaluations' own
+    standard errors: no trend in the difference), at the band's z corrected for the number of candidates.
+    A candidate whose metric stayed finite wins against a control that diverged."""
     k_recipe = dataclasses.replace(recipe, noise_z=corrected_z(recipe.noise_z, len(candidates)))
     out = []
     for name, cand in candidates:
@@ -131,8 +161,11 @@ def judge_branches(control: dict, candidates: Sequence[tuple[str, dict]], recipe
             out.append(Judgement(True, math.inf, math.inf, 0.0, 0.0, "the control branch diverged",
                                  metric=recipe.metric))
             continue
+        ctrl_eps, cand_eps = control.get("episodes") or [], cand.get("episodes") or []
+        names = {recipe.metric, *(n for n, _ in recipe.backups(name))}
+        paired = {n: v for n in names if (v := paired_noise(ctrl_eps, cand_eps, n)) is not None}
         out.append(judge_segment(control["post"], cand["post"], k_recipe, list(control["se"]) + list(cand["se"]),
-                                 control["post_b"], cand["post_b"], spread=False, actuator=name))
+                                 control["post_b"], cand["post_b"], spread=False, actuator=name, paired=paired))
     return out
 
 

@@ -19,9 +19,23 @@ REWINDS = ("rollback", "control")  # actions after which training goes back to a
 def replay_plan(log: list[dict]) -> list[tuple[int, list[dict]]]:
     """(step, actions) in the order they happened, reproducing a mutations log: every applied mutation at
     its step, its rollback or acceptance at the step it was judged. A step can come twice (training
-    re-runs it after a rollback), so the hook consumes the list in order."""
+    re-runs it after a rollback), so the hook consumes the list in order. A branch round (the recipe's
+    control ``branches``) replays as what the run became: the adopted branch's mutation applied where the
+    round began and kept where it ended; a round that adopted nothing left the run unmutated."""
     plan: list[tuple[int, list[dict]]] = []
+
+    def add(step: int, action: dict) -> None:
+        if plan and plan[-1][0] == step and plan[-1][1][-1]["action"] not in REWINDS:
+            plan[-1][1].append(action)
+        else:
+            plan.append((step, [action]))
+
     for e in sorted(log, key=lambda e: e.get("seq", 0)):
+        if e.get("control") == "branches" or (e["event"] == "mutation" and e.get("branch")):
+            if e["event"] == "segment" and e.get("mode") == "active" and e["decision"] == "accept":
+                add(int(e["from_step"]), {"action": "apply", "name": e["name"], "value": e["new"], "old": e["old"]})
+                add(int(e["step"]), {"action": "accept", "name": e["name"], "value": e["new"]})
+            continue
         if e["event"] == "mutation" and e.get("applied"):
             action = {"action": "apply", "name": e["name"], "value": e["new"], "old": e["old"]}
         elif e["event"] == "control" and e.get("mode") == "active":
@@ -36,10 +50,7 @@ def replay_plan(log: list[dict]) -> list[tuple[int, list[dict]]]:
                           "value": e["new"] if accept else e["old"]}
         else:
             continue
-        if plan and plan[-1][0] == int(e["step"]) and plan[-1][1][-1]["action"] not in REWINDS:
-            plan[-1][1].append(action)
-        else:
-            plan.append((int(e["step"]), [action]))
+        add(int(e["step"]), action)
     return plan
 
 

@@ -29,6 +29,16 @@ class EvalStats:
     episodes: int = 0
     true_metric_se: float | None = None  # standard error of true_metric over the episodes
     reference_return_se: float | None = None  # standard error of reference_return over the episodes
+    # per eval env, in env order (NaN: its episode did not finish): {"true_metric": [...], "shaped_return": [...],
+    # "reference_return": [...], "success_rate": [...] (tasks with one)}. Every evaluation of a seed starts its
+    # envs from the same states, so two policies evaluated at the same seed can be compared episode by episode
+    # (online tuning's branches)
+    per_episode: dict[str, list[float]] | None = field(default=None, repr=False)
+
+    def episode_values(self, name: str) -> list[float] | None:
+        """The per-episode values of metric ``name`` (an ``automl.core.tune_schema.EVAL_METRICS`` field), in
+        eval-env order; None when not recorded."""
+        return None if self.per_episode is None else self.per_episode.get(name)
 
 
 def _mean(values: list[float]) -> float:
@@ -42,8 +52,9 @@ def success_se(rate: float, n: int) -> float:
     return math.sqrt(p * (1.0 - p) / (n + 4.0))
 
 
-def _summarize_episodes(infos: list[dict], steps: int, true_metric: str) -> EvalStats:
-    """Turn the final-step infos of finished eval episodes into one EvalStats."""
+def _summarize_episodes(by_env: dict[int, dict], n_envs: int, steps: int, true_metric: str) -> EvalStats:
+    """Turn the final-step infos of finished eval episodes (by eval env index) into one EvalStats."""
+    infos = [by_env[i] for i in sorted(by_env)]
     shaped = [float(info["episode"]["r"]) for info in infos]
     # Gymnasium ids without a reward wrapper: the original return IS the reference return.
     reference = [float(info.get("true_return", info["episode"]["r"])) for info in infos]
@@ -57,7 +68,18 @@ def _summarize_episodes(infos: list[dict], steps: int, true_metric: str) -> Eval
         se = success_se(success_rate, len(successes)) if success_rate is not None else None  # None iff no successes
     else:
         se = ref_se
-    return EvalStats(steps, value, _mean(shaped), _mean(reference), success_rate, terms, len(infos), se, ref_se)
+
+    def column(get) -> list[float]:
+        return [float(get(by_env[i])) if i in by_env and get(by_env[i]) is not None else math.nan for i in range(n_envs)]
+
+    per_episode = {"shaped_return": column(lambda info: info["episode"]["r"]),
+                   "reference_return": column(lambda info: info.get("true_return", info["episode"]["r"]))}
+    if successes:
+        per_episode["success_rate"] = column(lambda info: info.get("is_success"))
+    if true_metric != "success_rate" or successes:
+        per_episode["true_metric"] = per_episode["success_rate" if true_metric == "success_rate" else "reference_return"]
+    return EvalStats(steps, value, _mean(shaped), _mean(reference), success_rate, terms, len(infos), se, ref_se,
+                     per_episode)
 
 
 def evaluate(
@@ -79,18 +101,18 @@ def evaluate(
     eval_env.seed(seed)
     obs = eval_env.reset()
     finished = np.zeros(eval_env.num_envs, dtype=bool)
-    episode_infos: list[dict] = []
+    episode_infos: dict[int, dict] = {}
     for _ in range(max_env_steps):
         if deadline is not None and time.time() >= deadline:
             return None
         actions, _ = model.predict(obs, deterministic=True)
         obs, _, dones, infos = eval_env.step(actions)
         for i in np.flatnonzero(dones & ~finished):
-            episode_infos.append(infos[i])
+            episode_infos[int(i)] = infos[i]
         finished |= dones
         if finished.all():
             break
-    return _summarize_episodes(episode_infos, steps, true_metric)
+    return _summarize_episodes(episode_infos, eval_env.num_envs, steps, true_metric)
 
 
 def hparam_values(values: Mapping[str, Any]) -> dict[str, float | str | bool]:

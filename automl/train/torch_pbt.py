@@ -171,7 +171,7 @@ def segment_result(trainer: Any, ended: loop.Ended, ids: Sequence[int], *, start
             continue
         assert stats is not None  # ended.last is None only when every member failed (returned above otherwise)
         members.append({"id": int(member), "value": float(stats.true_metric), "se": stats.true_metric_se,
-                        "eval": dataclasses.asdict(stats), "failed": None})
+                        "eval": {k: v for k, v in dataclasses.asdict(stats).items() if k != "per_episode"}, "failed": None})
     return {**out, "members": members, "stopped": False}
 
 

@@ -66,7 +66,14 @@ def evaluate_stacked(run: Any, seeds: Sequence[int], *, deadline: float | None,
             se = success_se(success, n) if success is not None else None
         else:
             se = ref_se
-        out.append(EvalStats(run.steps, value, mean(RETURN), mean(TRUE_RETURN), success, terms, n, se, ref_se))
+        column = (lambda row: [float(v) if d else math.nan for v, d in zip(rows[s][row].double().tolist(), done[s].tolist())])
+        per_episode = {"shaped_return": column(RETURN), "reference_return": column(TRUE_RETURN)}
+        if success is not None:
+            per_episode["success_rate"] = column(SUCCESS)
+        if run.true_metric != "success_rate" or success is not None:
+            per_episode["true_metric"] = per_episode["success_rate" if run.true_metric == "success_rate" else "reference_return"]
+        out.append(EvalStats(run.steps, value, mean(RETURN), mean(TRUE_RETURN), success, terms, n, se, ref_se,
+                             per_episode))
     return out
 
 

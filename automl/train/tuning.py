@@ -322,7 +322,9 @@ class TuneHook:
         name = self.tuner.recipe.metric
         post, se = zip(*[metric(e, name) for e in evals]) if evals else ((), ())
         backups = [{k: metric(e, k) for k in EVAL_METRICS if metric(e, k)[0] is not None} for e in evals]
-        return {"post": [float("nan") if v is None else float(v) for v in post], "se": list(se), "post_b": backups}
+        episodes = [{k: v for k in EVAL_METRICS if (v := e.episode_values(k)) is not None} for e in evals]
+        return {"post": [float("nan") if v is None else float(v) for v in post], "se": list(se), "post_b": backups,
+                "episodes": episodes}
 
     # -- logs -------------------------------------------------------------------------------------
     def _log(self, name: str, records: list[dict]) -> None:
