@@ -312,7 +312,7 @@ def _bool(v, key: str, bad) -> bool:
     return v
 
 
-SETTINGS = {  # what `automl tune set KEY=VALUE` may change while a run goes on -> Recipe field, type
+SETTINGS: dict[str, tuple[str, type | tuple[str, ...]]] = {  # what `automl tune set KEY=VALUE` may change while a run goes on -> Recipe field, type
     "acceptance.epsilon": ("epsilon", float), "acceptance.horizon": ("horizon", int),
     "acceptance.noise_z": ("noise_z", float), "acceptance.rollback_on_reject": ("rollback_on_reject", bool),
     "safety.max_global_reject_streak": ("max_global_reject_streak", int),
@@ -332,12 +332,13 @@ def parse_setting(text: str) -> tuple[str, object]:
     key = key.strip()
     if not sep or key not in SETTINGS:
         raise AutoMLError(f"tune set: {text!r} (allowed: KEY=VALUE with KEY one of {', '.join(SETTINGS)})")
-    kind = SETTINGS[key][1]
+    spec = SETTINGS[key][1]
     raw = raw.strip()
-    if isinstance(kind, tuple):
-        if raw not in kind:
-            raise AutoMLError(f"tune set: {key}: {raw!r} (allowed: {', '.join(kind)})")
+    if isinstance(spec, tuple):  # one of these words
+        if raw not in spec:
+            raise AutoMLError(f"tune set: {key}: {raw!r} (allowed: {', '.join(spec)})")
         return key, raw
+    kind = spec
     try:
         if kind is bool:
             if raw.lower() not in ("true", "false"):

@@ -136,8 +136,9 @@ def paired_noise(control: Sequence[Mapping], candidate: Sequence[Mapping], name:
     recorded for every evaluation or fewer than two envs finished in both."""
     if not control or len(control) != len(candidate):
         return None
-    rows = [(c.get(name), k.get(name)) for c, k in zip(control, candidate)]
-    if any(c is None or k is None or len(c) != len(k) for c, k in rows) or len({len(c) for c, _ in rows}) != 1:
+    pairs = [(c.get(name), k.get(name)) for c, k in zip(control, candidate)]
+    rows: list[tuple[Sequence[float], Sequence[float]]] = [(c, k) for c, k in pairs if c is not None and k is not None]
+    if len(rows) != len(pairs) or any(len(c) != len(k) for c, k in rows) or len({len(c) for c, _ in rows}) != 1:
         return None
     diffs = []
     for i in range(len(rows[0][0])):
