@@ -262,3 +262,18 @@ def test_a_gain_within_float_noise_is_not_adopted():
     assert tuner.on_branches(1200, [ctrl, tiny, ctrl, ctrl])[0]["action"] == "keep_control"
     seg = next(e for e in tuner.log if e["event"] == "segment")
     assert "<= epsilon" in seg["reason"] and 0 < seg["band"] < seg["delta"]
+
+
+def test_a_slow_run_branches_while_it_still_moves():
+    """``slow_kl``: a run whose updates barely move the policy (median approx_kl 1e-5 over 3 safe points, as a
+    learning rate 10x too low on navigation) gets a round although its metric moves; at 1e-3 (the prior's
+    lowest) it does not. The round's records say why it began."""
+    now = {"learning_rate": 1e-3, "ent_coef": 0.01}
+    for kl, expected in ((1e-5, ["branch"]), (1e-3, [])):
+        tuner = OnlineTuner(recipe(branch_when="stuck", slow_kl=2e-4), seed=8)
+        acts = [a for i, v in enumerate([0.1, 0.3, 0.5], 1)
+                for a in tuner.on_eval(100 * i, 0.05 * i, v, now, se=0.01, approx_kl=kl)]
+        assert [a["action"] for a in acts] == expected
+        assert all(m["due"] == "slow" for m in tuner.log if m["event"] == "mutation")
+        # a slow run's candidates are all learning-rate steps (ent_coef is in the pool too)
+        assert all(c["name"] == "learning_rate" for a in acts for c in a["candidates"])

@@ -34,7 +34,7 @@ BACKUP_METRICS = names.BACKUPS
 DEFAULT_RECIPE = str(Path(__file__).resolve().parents[2] / "configs" / "tune" / "ppo.yaml")
 _SECTION_KEYS = {"objective": ("primary", "mode", "backup_metrics"), "search": ("algorithm", "startup_trials"),
                  "acceptance": ("epsilon", "horizon", "noise_z", "rollback_on_reject", "control", "branches",
-                                "max_horizon", "stuck_points", "branch_share", "branch_when"),
+                                "max_horizon", "stuck_points", "branch_share", "branch_when", "slow_kl"),
                  "safety": ("block_on_nan", "block_on_anomaly", "max_global_reject_streak", "anomaly_factor",
                             "anomaly_min_kl")}
 _TOP = ("version", "objective", "phases", "actuators", "search", "acceptance", "safety")
@@ -74,7 +74,9 @@ class Recipe:
     stuck_points: int = 3            # ... stuck: primary and backups within their noise over this many safe points
     branch_share: float = 0.1        # ... branch rounds cover at most this share of the run's steps (their cost:
                                      #     K+1 times the training over their horizon)
-    branch_when: str = "always"      # ... "stuck": only while the run is stuck (BRANCH_WHEN)
+    branch_when: str = "always"      # ... "stuck": only while the run is stuck (BRANCH_WHEN) or slow:
+    slow_kl: float = 0.0             # ... the median approx_kl of its last stuck_points safe points below this
+                                     #     (the policy barely moves: a learning rate far too low); 0: off
     block_on_nan: bool = True
     block_on_anomaly: bool = True
     max_global_reject_streak: int = 4
@@ -155,6 +157,7 @@ def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe", custom: tuple[
         stuck_points=_int(acc.get("stuck_points", 3), "acceptance.stuck_points", bad, 2),
         branch_share=_num(acc.get("branch_share", 0.1), "acceptance.branch_share", bad, 0.0),
         branch_when=_choice(acc.get("branch_when", "always"), "acceptance.branch_when", BRANCH_WHEN, bad),
+        slow_kl=_num(acc.get("slow_kl", 0.0), "acceptance.slow_kl", bad, 0.0),
         block_on_nan=_bool(safety.get("block_on_nan", True), "safety.block_on_nan", bad),
         block_on_anomaly=_bool(safety.get("block_on_anomaly", True), "safety.block_on_anomaly", bad),
         max_global_reject_streak=_int(safety.get("max_global_reject_streak", 4), "safety.max_global_reject_streak",
@@ -321,7 +324,7 @@ SETTINGS: dict[str, tuple[str, type | tuple[str, ...]]] = {  # what `automl tune
     # control "branches": taken at the next round (a round in flight keeps its candidates and horizon)
     "acceptance.branches": ("branches", int), "acceptance.max_horizon": ("max_horizon", int),
     "acceptance.stuck_points": ("stuck_points", int), "acceptance.branch_share": ("branch_share", float),
-    "acceptance.branch_when": ("branch_when", BRANCH_WHEN),
+    "acceptance.branch_when": ("branch_when", BRANCH_WHEN), "acceptance.slow_kl": ("slow_kl", float),
 }
 LIMITS = {"acceptance.stuck_points": (2, None), "acceptance.branch_share": (0.0, 1.0)}  # others: >= 0, ints >= 1
 
@@ -374,7 +377,8 @@ def recipe_to_dict(r: Recipe) -> dict:
             "acceptance": {"epsilon": r.epsilon, "horizon": r.horizon, "noise_z": r.noise_z,
                            "rollback_on_reject": r.rollback_on_reject, "control": r.control,
                            "branches": r.branches, "max_horizon": r.max_horizon, "stuck_points": r.stuck_points,
-                           "branch_share": r.branch_share, "branch_when": r.branch_when},
+                           "branch_share": r.branch_share, "branch_when": r.branch_when,
+                           "slow_kl": r.slow_kl},
             "safety": {"block_on_nan": r.block_on_nan, "block_on_anomaly": r.block_on_anomaly,
                        "max_global_reject_streak": r.max_global_reject_streak, "anomaly_factor": r.anomaly_factor,
                        "anomaly_min_kl": r.anomaly_min_kl}}

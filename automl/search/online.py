@@ -182,8 +182,8 @@ class OnlineTuner(BranchRounds):
                 self.blocked = f"{self.reject_streak} rejections in a row"
             elif len(self.values) >= 2 and self.branching is None:
                 if self.recipe.control == "branches" and self.mode == "active":
-                    due = self._branch_affordable() and (self.recipe.branch_when == "always" or self.stuck())
-                    out += self._propose_branches(step, frac, current) if due else []
+                    due = self.branch_due()
+                    out += self._propose_branches(step, frac, current, due) if due else []
                 else:
                     out += self._propose(step, frac, current)
         return out

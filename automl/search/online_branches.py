@@ -2,10 +2,12 @@
 candidate mutations train beside the unmutated control for one horizon; each is judged against the control
 (``automl.search.online_judge.judge_branches``), the best that beats it is adopted. A run that is stuck (no
 metric moved beyond its noise) doubles its next horizon, up to ``max_horizon``; the rounds cover at most
-``branch_share`` of the run's steps. ``BranchRounds`` is part of ``automl.search.online.OnlineTuner``.
+``branch_share`` of the run's steps. With ``branch_when: stuck`` a round starts only while the run is stuck
+or slow (``slow_kl``: its updates barely move the policy, the mark of a learning rate far too low). ``BranchRounds`` is part of ``automl.search.online.OnlineTuner``.
 """
 from __future__ import annotations
 
+import statistics
 from typing import TYPE_CHECKING, Any, Callable
 
 from automl.search.online_judge import judge_branches, moved
@@ -34,6 +36,7 @@ class BranchRounds:
     horizon_now: int
     branch_frac: float
     fracs: list[float]
+    kl_hist: list[float]
 
     eligible: Callable[[float], list]  # OnlineTuner's: the actuators that may be mutated now
 
@@ -55,10 +58,30 @@ class BranchRounds:
         spacing = max(0.0, self.fracs[-1] - self.fracs[-2])
         return self.branch_frac + self.horizon_now * spacing <= self.recipe.branch_share + 1e-9
 
-    def _propose_branches(self, step: int, frac: float, current: dict) -> list[dict]:
+    def branch_due(self) -> str | None:
+        """Why a round may start now (None: it may not): ``always``, or with ``branch_when: stuck`` the run is
+        ``stuck`` or ``slow``."""
+        if not self._branch_affordable():
+            return None
+        if self.recipe.branch_when == "always":
+            return "always"
+        return "stuck" if self.stuck() else "slow" if self.slow() else None
+
+    def slow(self) -> bool:
+        """The policy barely moves: the median approx_kl of the updates' last ``stuck_points`` safe points is
+        below ``slow_kl`` (measured on navigation: ~1e-5 at a learning rate 10x too low, 1e-3 to 9e-3 at the
+        prior's)."""
+        n, limit = self.recipe.stuck_points, self.recipe.slow_kl
+        return limit > 0 and len(self.kl_hist) >= n and statistics.median(self.kl_hist[-n:]) < limit
+
+    def _propose_branches(self, step: int, frac: float, current: dict, due: str = "always") -> list[dict]:
         """K candidate mutations to train beside the unmutated control from this safe point (``branch``);
         the caller trains them ``horizon`` evaluations and hands the result to ``on_branches``."""
         choices, weights = self._pool(frac, current)
+        if due == "slow" and any(m.name == "learning_rate" for m in choices):
+            # the updates barely move the policy: only a step size can help (nothing is clipped, so a clip range
+            # does nothing; entropy and reward weights do not change how far an update goes)
+            choices, weights = [m for m in choices if m.name == "learning_rate"], [1.0]
         if not choices:
             return []
         cands = []
@@ -70,7 +93,7 @@ class BranchRounds:
             cands.append({"name": m.name, "old": old, "value": new, "factor": x, "ticket": ticket})
             self.log.append({"event": "mutation", "seq": len(self.log), "name": m.name, "step": step, "old": old,
                              "new": new, "factor": x, "applied": True, "mode": self.mode, "branch": i + 1,
-                             "horizon": self.horizon_now})
+                             "horizon": self.horizon_now, "due": due})
         self.branching = {"step": step, "candidates": cands, "horizon": self.horizon_now, "frac": frac}
         return [{"action": "branch", "step": step, "horizon": self.horizon_now,
                  "candidates": [{k: c[k] for k in ("name", "old", "value")} for c in cands]}]
