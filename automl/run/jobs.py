@@ -7,13 +7,10 @@ the job's timeout at submission (``Scheduler.phase_deadline``, ``Scheduler.job_t
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from automl.core.record import Kind
-from typing import Callable
 
 from automl.run.configrun import ConfigRun, SeedJobs
 from automl.run.inputs import Inputs

@@ -10,9 +10,8 @@ from automl.core.errors import AutoMLError
 from automl.core.names import DEFAULT_RISK, OBJECTIVES, PRUNERS, SEARCH_METHODS, default_pruner_for
 from automl.exec.devices import check_devices
 
-from automl.run.defaults import (EXECUTORS, FINGERPRINT_DEFAULTS, HELDOUT_OFFSET, LADDER,  # noqa: F401 - re-exported
-                                  PRUNED_METRICS, SEED_AXIS_TRAINERS, SEED_BATCHING, TEST_OFFSET, TRAINERS,
-                                  default_trainer)
+from automl.run.defaults import (EXECUTORS, HELDOUT_OFFSET, LADDER, PRUNED_METRICS, SEED_AXIS_TRAINERS,
+                                  SEED_BATCHING, TEST_OFFSET, TRAINERS)
 
 
 @dataclass(frozen=True)

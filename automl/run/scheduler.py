@@ -276,8 +276,7 @@ class Scheduler:
             self._specs.pop(id(cfg), None)
             self._out.append(ConfigEnded(cfg))
 
-    def drain(self, *, hard_deadline: float, grace_s: float = 10.0,
-              handle: Callable[[list[Event]], None] = lambda events: None) -> None:
+    def drain(self, *, hard_deadline: float, handle: Callable[[list[Event]], None], grace_s: float = 10.0) -> None:
         """Wait for running jobs, handing what ends to ``handle`` as it ends; past the hard deadline plus
         grace, drop the queued seeds and kill what is left (nothing runs when it returns; every config
         with nothing left is finished)."""

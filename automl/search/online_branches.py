@@ -7,10 +7,9 @@ or slow (``slow_kl``: its updates barely move the policy, the mark of a learning
 """
 from __future__ import annotations
 
-import statistics
 from typing import TYPE_CHECKING, Any, Callable
 
-from automl.search.online_judge import judge_branches, moved
+from automl.search.online_judge import _median, judge_branches, moved
 
 if TYPE_CHECKING:
     from automl.core.tune_recipe import Recipe
@@ -72,7 +71,7 @@ class BranchRounds:
         below ``slow_kl`` (measured on navigation: ~1e-5 at a learning rate 10x too low, 1e-3 to 9e-3 at the
         prior's)."""
         n, limit = self.recipe.stuck_points, self.recipe.slow_kl
-        return limit > 0 and len(self.kl_hist) >= n and statistics.median(self.kl_hist[-n:]) < limit
+        return limit > 0 and len(self.kl_hist) >= n and _median(self.kl_hist[-n:]) < limit
 
     def _propose_branches(self, step: int, frac: float, current: dict, due: str = "always") -> list[dict]:
         """K candidate mutations to train beside the unmutated control from this safe point (``branch``);

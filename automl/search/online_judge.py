@@ -59,8 +59,13 @@ def noise_sd(pre: list[float], se: list[float | None], spread: bool = True) -> f
     square of the evaluations' own standard errors when that is larger (``spread=False``: the standard
     errors alone, for a paired comparison, where the spread of a learning run is its trend)."""
     known = [s for s in se if s is not None and math.isfinite(s)]
-    rms = math.sqrt(_mean([s * s for s in known])) if known else 0.0
+    rms = _rms(known)
     return max(_std(pre), rms) if spread or not known else rms
+
+
+def _rms(values: Sequence[float]) -> float:
+    """The root mean square (0 for none)."""
+    return math.sqrt(_mean([v * v for v in values])) if values else 0.0
 
 
 def judge(pre: list[float], post: list[float], recipe: Recipe, se: Sequence[float | None] = (), *,
@@ -176,6 +181,5 @@ def moved(values: Sequence[float], se: Sequence, z: float) -> bool:
     vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     if len(vals) < 2:
         return True
-    known = [float(s) for s in se if s is not None and math.isfinite(float(s))]
-    noise = math.sqrt(sum(s * s for s in known) / len(known)) if known else 0.0
+    noise = _rms([float(s) for s in se if s is not None and math.isfinite(float(s))])
     return max(vals) - min(vals) > max(z * noise, 1e-12)

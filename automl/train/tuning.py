@@ -43,6 +43,13 @@ def metric(e: Any, name: str) -> tuple[float | None, float | None]:
     return getattr(e, name), getattr(e, f"{name}_se", None)
 
 
+def values_and_weights(name: str, value: float) -> tuple[dict, dict | None]:
+    """A built-in actuator's value as the trainer's ``set_values`` arguments: (values, reward weights)."""
+    if name.startswith("reward."):
+        return {}, {name.split(".", 1)[1]: value}
+    return {name: value}, None
+
+
 class GradNorm:
     """The gradient norm of every backward pass through ``params`` before clipping (tensor hooks fire when the
     gradient is computed, under SB3's ``backward`` and the torch trainer's ``autograd.grad`` alike);
@@ -161,10 +168,8 @@ class TuneHook:
             ok, valid = self._custom(name, "validate", {"value": value})
             if ok and valid:
                 self._custom(name, "apply", {"value": value})
-        elif name.startswith("reward."):
-            self.trainer.set_values({}, {name.split(".", 1)[1]: value})
         else:
-            self.trainer.set_values({name: value}, None)
+            self.trainer.set_values(*values_and_weights(name, value))
 
     # -- one safe point ---------------------------------------------------------------------------
     def _read_control(self) -> None:
@@ -263,10 +268,7 @@ class TuneHook:
         side_by_side = hasattr(trainer, "train_branches") and not any(n in self.custom for n in names) \
             and trainer.can_branch(names)
         if side_by_side:
-            blocks: list[tuple[dict, dict | None]] = []
-            for c in a["candidates"]:  # (values, reward weights) per block
-                reward = c["name"].startswith("reward.")
-                blocks.append(({}, {c["name"].split(".", 1)[1]: c["value"]}) if reward else ({c["name"]: c["value"]}, None))
+            blocks = [values_and_weights(c["name"], c["value"]) for c in a["candidates"]]
             evals, states, ok = trainer.train_branches(snap, blocks, until, job)
             news = [e[0] for e in evals]
             ends: list[tuple[dict, dict]] = [(st, {}) for st in states]
@@ -275,11 +277,7 @@ class TuneHook:
             self.restore(snap, custom)  # the control goes on from the snapshot
         control: list = []
         if ok:
-            seen = len(job.evals[0])
-            job.run_until(until)
-            if job.stop is None:
-                job.boundary()  # the evaluation at the end of the horizon, as the candidates had
-            control, ok = job.evals[0][seen:], job.stop is None
+            control, ok = self._train_to(until), job.stop is None
         results = [self._branch_result(new) for new in [control, *news]]
         results += [{"post": [], "se": [], "post_b": []}] * (len(a["candidates"]) + 1 - len(results))
         decision = self.tuner.on_branches(trainer.steps, results, frac=min(1.0, until / job.plan.total))[0]
@@ -306,22 +304,28 @@ class TuneHook:
         for c in candidates:
             self.restore(snap, custom)
             self._apply(c["name"], c["value"])
-            seen = len(job.evals[0])
-            job.run_until(until)
-            if job.stop is None:
-                job.boundary()
-            news.append(job.evals[0][seen:])
+            news.append(self._train_to(until))
             ends.append((job.snapshot(), self._custom_snapshots()))
             if job.stop is not None:
                 return news, ends, False
         return news, ends, True
+
+    def _train_to(self, until: int) -> list:
+        """Train this run to ``until`` steps with its evaluation there (as every branch has); the evaluations
+        it made."""
+        job = self.job
+        seen = len(job.evals[0])
+        job.run_until(until)
+        if job.stop is None:
+            job.boundary()
+        return job.evals[0][seen:]
 
     def _branch_result(self, evals: list) -> dict:
         """A branch's evaluations as the tuner judges them: the primary metric's values and standard errors,
         and the backups per evaluation."""
         name = self.tuner.recipe.metric
         post, se = zip(*[metric(e, name) for e in evals]) if evals else ((), ())
-        backups = [{k: metric(e, k) for k in EVAL_METRICS if metric(e, k)[0] is not None} for e in evals]
+        backups = [{k: m for k in EVAL_METRICS if (m := metric(e, k))[0] is not None} for e in evals]
         episodes = [{k: v for k in EVAL_METRICS if (v := e.episode_values(k)) is not None} for e in evals]
         return {"post": [float("nan") if v is None else float(v) for v in post], "se": list(se), "post_b": backups,
                 "episodes": episodes}
