@@ -164,6 +164,9 @@ def test_torch_branches_equal_to_the_control_are_never_adopted_and_the_run_is_th
     assert (tuned.state, tuned.steps) == ("complete", 4096)
     assert len(segments) >= 3 and {m["branch"] for m in mutations if m["event"] == "mutation"} == {1, 2, 3}
     assert all(s["decision"] == "reject" for s in segments)
+    # how far the updates moved the policy: the candidates trained side by side measure what the control
+    # (the run itself, one after another) measures, as they train the same
+    assert all(s["control_kl"] > 0 and s["kl"] == pytest.approx(s["control_kl"], rel=1e-3) for s in segments)
     # the control is the run itself going on: a run that adopts nothing is the run without the tuner, bit for bit
     plain = train_seed_torch(CART, env="cartpole", seed=0, **RUN)
     assert tuned.evals == plain.evals and tuned.shaped_return == plain.shaped_return
@@ -178,6 +181,7 @@ def test_an_adopted_branch_is_the_state_the_run_goes_on_from(tmp_path, trainer):
     assert (tuned.state, tuned.steps) == ("complete", 4096)
     adopted = [s for s in segments if s["decision"] == "accept"]
     assert adopted, "this seeded run adopts a branch (noise_z 0, epsilon 0)"
+    assert all(s["kl"] > 0 and s["control_kl"] > 0 for s in segments)  # every branch's updates measured
     first = adopted[0]
     later = [m for m in mutations if m["event"] == "mutation" and m["step"] > first["step"]]
     # the next proposals start from the adopted branch's learning rate: the run continued from its state
@@ -277,3 +281,44 @@ def test_a_slow_run_branches_while_it_still_moves():
         assert all(m["due"] == "slow" for m in tuner.log if m["event"] == "mutation")
         # a slow run's candidates are all learning-rate steps (ent_coef is in the pool too)
         assert all(c["name"] == "learning_rate" for a in acts for c in a["candidates"])
+
+
+def _slow_round(**acc):
+    """A tuner of ``recipe(branch_when="stuck", slow_kl=2e-4)`` at its first round, due because its updates
+    barely move the policy (approx_kl 1e-5)."""
+    tuner = OnlineTuner(recipe(branch_when="stuck", slow_kl=2e-4, **acc), seed=8)
+    now = {"learning_rate": 1e-3, "ent_coef": 0.01}
+    acts = [a for i, v in enumerate([0.1, 0.3, 0.5], 1)
+            for a in tuner.on_eval(100 * i, 0.05 * i, v, now, se=0.01, approx_kl=1e-5)]
+    assert [a["action"] for a in acts] == ["branch"]
+    return tuner, acts[0]
+
+
+def test_a_slow_round_is_a_line_search_up_the_learning_rate():
+    """K = 3 learning-rate steps log-spaced up to the actuator's upper bound (x3 here): x3^(1/3), x3^(2/3), x3."""
+    tuner, act = _slow_round()
+    assert [c["value"] for c in act["candidates"]] == pytest.approx([1e-3 * 3 ** (1 / 3), 1e-3 * 3 ** (2 / 3), 3e-3])
+
+
+def test_a_slow_round_adopts_a_step_that_moves_the_policy_and_is_no_worse():
+    """Control: metric 0.5, approx_kl 1e-5 (still slow). Candidates: +0.01 but kl 5e-5 (still slow, and inside the
+    band 0.016); -0.005 at kl 1e-3 (moves, not measurably worse: adopted); -0.2 at kl 3e-3 (moves, but worse).
+    Nothing is adopted when the control itself moved, or in a round that was not due to slowness."""
+    def branch(v, kl):
+        return {**res([v, v]), "kl": kl}
+
+    results = [branch(0.5, 1e-5), branch(0.51, 5e-5), branch(0.495, 1e-3), branch(0.3, 3e-3)]
+    tuner, act = _slow_round()
+    out = tuner.on_branches(1200, results)
+    assert out == [{"action": "adopt_branch", "index": 2, "name": "learning_rate",
+                    "value": act["candidates"][1]["value"], "step": 1200}]
+    seg = [e for e in tuner.log if e["event"] == "segment"]
+    assert [s["decision"] for s in seg] == ["reject", "accept", "reject"]
+    assert "slow: approx_kl 0.001 >= slow_kl 0.0002" in seg[1]["reason"] and seg[1]["kl"] == 1e-3
+    assert seg[1]["band"] == pytest.approx(corrected_z(1.0, 3) * 0.01)
+
+    tuner, _ = _slow_round()
+    assert tuner.on_branches(1200, [branch(0.5, 5e-4)] + results[1:])[0]["action"] == "keep_control"
+    always = OnlineTuner(recipe(slow_kl=2e-4), seed=8)
+    branch_round(always)
+    assert always.on_branches(1200, results)[0]["action"] == "keep_control"

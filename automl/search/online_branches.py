@@ -7,9 +7,11 @@ or slow (``slow_kl``: its updates barely move the policy, the mark of a learning
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import TYPE_CHECKING, Any, Callable
 
-from automl.search.online_judge import _median, judge_branches, moved
+from automl.search.online_judge import Judgement, _median, judge_branches, moved
 
 if TYPE_CHECKING:
     from automl.core.tune_recipe import Recipe
@@ -77,25 +79,36 @@ class BranchRounds:
         """K candidate mutations to train beside the unmutated control from this safe point (``branch``);
         the caller trains them ``horizon`` evaluations and hands the result to ``on_branches``."""
         choices, weights = self._pool(frac, current)
-        if due == "slow" and any(m.name == "learning_rate" for m in choices):
-            # the updates barely move the policy: only a step size can help (nothing is clipped, so a clip range
+        lr = next((m for m in choices if m.name == "learning_rate"), None)
+        if due == "slow" and lr is not None:
+            # the updates barely move the policy: only a larger step can help (nothing is clipped, so a clip range
             # does nothing; entropy and reward weights do not change how far an update goes)
-            choices, weights = [m for m in choices if m.name == "learning_rate"], [1.0]
+            choices, weights = [lr], [1.0]
         if not choices:
             return []
+        steps = self._slow_steps(lr, float(current["learning_rate"])) if due == "slow" and lr is not None else []
         cands = []
         for i in range(self.recipe.branches):
             m = self.rng.choices(choices, weights=weights)[0]
-            ticket, x = self.proposer.ask(m)
+            ticket, x = (None, steps[i]) if steps else self.proposer.ask(m)
             old = float(current[m.name])
             new = old * x if m.mode == "mult" else x
             cands.append({"name": m.name, "old": old, "value": new, "factor": x, "ticket": ticket})
             self.log.append({"event": "mutation", "seq": len(self.log), "name": m.name, "step": step, "old": old,
                              "new": new, "factor": x, "applied": True, "mode": self.mode, "branch": i + 1,
                              "horizon": self.horizon_now, "due": due})
-        self.branching = {"step": step, "candidates": cands, "horizon": self.horizon_now, "frac": frac}
+        self.branching = {"step": step, "candidates": cands, "horizon": self.horizon_now, "frac": frac, "due": due}
         return [{"action": "branch", "step": step, "horizon": self.horizon_now,
                  "candidates": [{k: c[k] for k in ("name", "old", "value")} for c in cands]}]
+
+    def _slow_steps(self, m: Any, old: float) -> list[float]:
+        """A slow round's K learning-rate steps: log-spaced from the current value up to the actuator's upper
+        bound, the largest at the bound (a line search upward: K = 4 within x0.3..x10 gives x1.78, x3.16,
+        x5.62, x10). Values as the proposer's (a factor for ``mult``, the value for ``abs``)."""
+        k, high = self.recipe.branches, m.bounds[1]
+        if m.mode == "mult":
+            return [high ** ((i + 1) / k) for i in range(k)] if high > 1 else []
+        return [old * (high / old) ** ((i + 1) / k) for i in range(k)] if 0 < old < high else []
 
     def on_branches(self, step: int, results: list[dict], frac: float | None = None) -> list[dict]:
         """The branches' evaluations after their horizon (``results[0]`` the control, ``results[i]`` candidate
@@ -111,6 +124,9 @@ class BranchRounds:
         cands = br["candidates"]
         js = judge_branches(results[0], [(c["name"], results[i + 1]) for i, c in enumerate(cands)], self.recipe)
         accepted = [i for i, j in enumerate(js) if j.accept]
+        if not accepted and br.get("due") == "slow":
+            js = [self._moves(j, results[0].get("kl"), results[i + 1].get("kl")) for i, j in enumerate(js)]
+            accepted = [i for i, j in enumerate(js) if j.accept]
         best = max(accepted, key=lambda i: js[i].delta) if accepted else None
         for i, (c, j) in enumerate(zip(cands, js)):
             m = next(m for m in self.recipe.mutations if m.name == c["name"])
@@ -121,7 +137,8 @@ class BranchRounds:
                              "step": step, "old": c["old"], "new": c["value"], "pre": results[0]["post"],
                              "post": results[i + 1]["post"], "control": "branches", "branch": i + 1,
                              "horizon": br["horizon"], "delta": j.delta, "gain": j.gain, "instability": j.instability,
-                             "band": j.band, "metric": j.metric, "decision": "accept" if won else "reject",
+                             "band": j.band, "metric": j.metric, "kl": results[i + 1].get("kl"),
+                             "control_kl": results[0].get("kl"), "decision": "accept" if won else "reject",
                              "reason": reason, "mode": self.mode})
             if not won:
                 self.cooldown[c["name"]] = m.cooldown + 1
@@ -142,6 +159,19 @@ class BranchRounds:
         else:
             self.horizon_now = self.recipe.horizon
         return [{"action": "keep_control", "index": 0, "step": step}]
+
+    def _moves(self, j: Judgement, control_kl: float | None, kl: float | None) -> Judgement:
+        """A slow round's second look at a candidate no metric showed winning: over one horizon a larger step
+        of a learning rate far too low changes the metric by less than its noise (measured on navigation), but
+        its updates visibly move the policy. Adopted when the control stayed slow (median approx_kl below
+        ``slow_kl``), the candidate did not (at or above it), and its metric is not measurably worse than the
+        control's (delta above minus its band) and finite."""
+        limit = self.recipe.slow_kl
+        if control_kl is None or kl is None or not (control_kl < limit <= kl) or not math.isfinite(j.delta) \
+                or j.delta <= -j.band:
+            return j
+        return dataclasses.replace(j, accept=True, reason=f"{j.reason}; slow: approx_kl {kl:.3g} >= slow_kl "
+                                   f"{limit:g} (control {control_kl:.3g}) and delta {j.delta:.4g} > -band")
 
     def stuck(self) -> bool:
         """Neither the primary metric nor any backup moved beyond its own noise over the last

@@ -8,6 +8,7 @@ SeedResult as ``automl.train.sb3_train.train_seed``, online tuning (one seed per
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Mapping, Sequence
 
@@ -121,13 +122,14 @@ class TorchTrainer:
         return all(k in MEMBER_PARAMS or k.startswith("reward.") for k in names)
 
     def train_branches(self, snap: Mapping, blocks: Sequence[tuple[Mapping[str, float], Mapping[str, float] | None]],
-                       until: int, job: Any) -> tuple[list[list[list[EvalStats]]], list[dict], bool]:
+                       until: int, job: Any) -> tuple[list[list[list[EvalStats]]], list[dict], bool, list[list[list[float]]]]:
         """Train len(blocks) branches of this batch from ``snap`` (``job.snapshot()``) to ``until`` steps side by
         side, as one batch of seeds x branches (``automl.train.torch_branches``), on their own trainer (this one
         is left as it was): block b gets ``blocks[b]``'s
         (values, reward weights) on top of the snapshot's, evaluates at the loop's evaluation steps, and ends
         as a state ``job.load`` continues from. Returns each block's new evaluations (per seed), its end state,
-        and False when the deadline hit first (the states are then where they stopped)."""
+        False when the deadline hit first (the states are then where they stopped), and per block and seed the
+        largest approx_kl of the updates before each new evaluation (what the tuner's safe points see)."""
         from automl.train.torch_branches import block_state, tile_state
 
         k1, n = len(blocks), len(self.seeds)
@@ -141,10 +143,17 @@ class TorchTrainer:
                 for s in range(n):
                     branch.batch.set_values(b * n + s, values, weights)
             new: list[list[EvalStats]] = [[] for _ in range(k1 * n)]
+            kls: list[list[float]] = [[] for _ in range(k1 * n)]
+            kl_max = [-math.inf] * (k1 * n)
             next_eval, eval_s, ok = job.next_eval, job.eval_s, True
             while ok and branch.steps < until:
                 ok = branch.chunk(total, deadline)
+                if ok and branch._stats is not None:
+                    kl_max = [max(a, b) for a, b in zip(kl_max, branch._stats["kl"].tolist())]
                 if ok and every and branch.steps >= next_eval:
+                    for m in range(k1 * n):
+                        kls[m].append(kl_max[m])
+                    kl_max = [-math.inf] * (k1 * n)
                     began = time.time()
                     stats = branch.evaluate(deadline)
                     eval_s += time.time() - began
@@ -159,7 +168,7 @@ class TorchTrainer:
             branch.close()
             torch.random.set_rng_state(rng)
         return ([[new[b * n + s] for s in range(n)] for b in range(k1)], [block_state(state, b, n) for b in range(k1)],
-                ok)
+                ok, [[kls[b * n + s] for s in range(n)] for b in range(k1)])
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.batch.policy.params.values()) // len(self.seeds)  # stacked: per seed

@@ -25,9 +25,11 @@ file is never read (a frozen recipe replays, nothing switches it).
 from __future__ import annotations
 
 import json
+import math
 import os
+import statistics
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from automl.core.tune_schema import BUILTIN, EVAL_METRICS
 from automl.train.evaluation import success_se
@@ -75,6 +77,27 @@ class GradNorm:
         out = (float(self.sq) / self.passes) ** 0.5
         self.sq, self.passes = 0.0, 0
         return out
+
+
+class KLWindow:
+    """A branch's movement as the tuner's safe points see the run's: before each new evaluation, the largest
+    approx_kl of the updates since the previous one (``per_eval``). Used as ``run_until``'s hook; its first
+    call comes before any update of the branch and is skipped."""
+
+    def __init__(self, job: Any):
+        self.job, self.seen, self.calls = job, len(job.evals[0]), 0
+        self.now: float | None = None
+        self.per_eval: list[float] = []
+
+    def safe_point(self) -> None:
+        self.calls += 1
+        kl = self.job.trainer.last_kl() if self.calls > 1 else None
+        if kl is not None and math.isfinite(kl):
+            self.now = kl if self.now is None else max(self.now, kl)
+        if len(self.job.evals[0]) != self.seen:
+            self.seen = len(self.job.evals[0])
+            self.per_eval.append(math.nan if self.now is None else self.now)
+            self.now = None
 
 
 class TuneHook:
@@ -269,16 +292,17 @@ class TuneHook:
             and trainer.can_branch(names)
         if side_by_side:
             blocks = [values_and_weights(c["name"], c["value"]) for c in a["candidates"]]
-            evals, states, ok = trainer.train_branches(snap, blocks, until, job)
-            news = [e[0] for e in evals]
+            evals, states, ok, kls = trainer.train_branches(snap, blocks, until, job)
+            news = [(e[0], k[0]) for e, k in zip(evals, kls)]
             ends: list[tuple[dict, dict]] = [(st, {}) for st in states]
         else:
             news, ends, ok = self._candidates_in_turn(snap, custom, a["candidates"], until)
             self.restore(snap, custom)  # the control goes on from the snapshot
-        control: list = []
+        control: tuple[list, list] = ([], [])
         if ok:
-            control, ok = self._train_to(until), job.stop is None
-        results = [self._branch_result(new) for new in [control, *news]]
+            control = self._train_to(until)
+            ok = job.stop is None
+        results = [self._branch_result(*new) for new in [control, *news]]
         results += [{"post": [], "se": [], "post_b": []}] * (len(a["candidates"]) + 1 - len(results))
         decision = self.tuner.on_branches(trainer.steps, results, frac=min(1.0, until / job.plan.total))[0]
         i = decision["index"]
@@ -296,10 +320,10 @@ class TuneHook:
 
     def _candidates_in_turn(self, snap: dict, custom: dict, candidates: list[dict], until: int) -> tuple[list, list, bool]:
         """The candidates one after another on this trainer (SB3, user actuators, Adam's values): each from
-        ``snap`` to ``until`` with its evaluation there; their new evaluations and end states (False: a stop
-        or the deadline ended one)."""
+        ``snap`` to ``until`` with its evaluation there; their (new evaluations, approx_kl per evaluation) and
+        end states (False: a stop or the deadline ended one)."""
         job = self.job
-        news: list[list] = []
+        news: list[tuple[list, list]] = []
         ends: list[tuple[dict, dict]] = []
         for c in candidates:
             self.restore(snap, custom)
@@ -310,25 +334,29 @@ class TuneHook:
                 return news, ends, False
         return news, ends, True
 
-    def _train_to(self, until: int) -> list:
+    def _train_to(self, until: int) -> tuple[list, list[float]]:
         """Train this run to ``until`` steps with its evaluation there (as every branch has); the evaluations
-        it made."""
+        it made, and before each the largest approx_kl of the updates (``KLWindow``)."""
         job = self.job
         seen = len(job.evals[0])
-        job.run_until(until)
+        window = KLWindow(job)
+        job.run_until(until, hook=window)
         if job.stop is None:
             job.boundary()
-        return job.evals[0][seen:]
+            window.safe_point()
+        return job.evals[0][seen:], window.per_eval
 
-    def _branch_result(self, evals: list) -> dict:
+    def _branch_result(self, evals: list, kls: Sequence[float] = ()) -> dict:
         """A branch's evaluations as the tuner judges them: the primary metric's values and standard errors,
-        and the backups per evaluation."""
+        the backups per evaluation, the episodes, and ``kl``: the median over its evaluations of the largest
+        approx_kl of the updates before each (how far its updates move the policy; None: not known)."""
         name = self.tuner.recipe.metric
         post, se = zip(*[metric(e, name) for e in evals]) if evals else ((), ())
         backups = [{k: m for k in EVAL_METRICS if (m := metric(e, k))[0] is not None} for e in evals]
         episodes = [{k: v for k in EVAL_METRICS if (v := e.episode_values(k)) is not None} for e in evals]
+        moves = [k for k in kls if k is not None and math.isfinite(k)]
         return {"post": [float("nan") if v is None else float(v) for v in post], "se": list(se), "post_b": backups,
-                "episodes": episodes}
+                "episodes": episodes, "kl": statistics.median(moves) if moves else None}
 
     # -- logs -------------------------------------------------------------------------------------
     def _log(self, name: str, records: list[dict]) -> None:
