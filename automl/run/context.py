@@ -2,11 +2,12 @@
 ``automl.run.opening``."""
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Callable, TypeVar
 
-from automl.core.record import State
+from automl.core.record import Kind, State
 from automl.run import records
-from automl.run.state import PhaseResults, state_dict
+from automl.run.state import PhaseResults, iso
 
 if TYPE_CHECKING:  # the parts ``automl.run.opening`` assembles the context from (annotations only)
     from automl.exec.base import Executor
@@ -163,12 +164,63 @@ class RunContext:
 
     def write_state(self, status: str) -> dict:
         """Rewrite automl_state.yaml from the records (atomic); the live view follows it."""
-        st = state_dict(self, status)
+        st = self.state_dict(status)
         self.store.write(st)
         self.last_state = st
         self.records.heartbeat([e.trial for e in self.scheduler.active] if self.scheduler else [])
         self.refresh_view()
         return st
+
+    def state_dict(self, status: str) -> dict:
+        """The whole automl_state.yaml (field names are the contract in DESIGN.md)."""
+        b = self.budget
+        best = self.records.best_entry()
+        return {
+            "version": 1, "command": self.cfg.command, "status": status, "env": self.cfg.env,
+            "trainer": self.cfg.trainer,
+            "updated": iso(time.time()),
+            "budget": {"hours": self.cfg.budget_hours, "elapsed_s": round(b.elapsed_s(), 1),
+                       "remaining_s": round(b.remaining_s(), 1), "deadline": iso(b.deadline),
+                       "deadline_t": round(b.deadline, 3),
+                       "reserve_s": round(b.reserve_s, 1)},
+            "stage": self.stage,
+            "seeds": {"tuning": self.inputs.tuning_seeds, "heldout": self.inputs.heldout_seeds,
+                      "test": self.inputs.test_seeds},
+            "plan": self.plan.to_dict(),
+            "fingerprint": self.fp,
+            "best": None if best is None else {"config_id": best.config_id, "params": best.params,
+                                               "reward_weights": best.reward_weights, "score": best.score},
+            "heldout": self.results.heldout,
+            **({"pareto": self._pareto()} if self.cfg.selection is not None else {}),
+            **({"lost_jobs": self.results.lost_jobs} if self.results.lost_jobs else {}),
+            "test": self.results.test,
+            "trials": [e.to_dict() for e in self.records.entries.values()],
+            **({"pbt": self.results.pbt} if self.results.pbt else {}),
+            **({"ladder": self.ladder.state()} if self.ladder is not None else {}),
+            "alarms": self.records.alarms,
+            "stop_reason": self.stop_reason,
+            "overhead": self._overhead(),
+        }
+
+    def _pareto(self) -> dict | None:
+        """--metrics/--constraint: the tuning front so far, and once the held-out phase ran, the held-out front."""
+        from automl.run import pareto
+
+        out = pareto.summary(self.records.entries.values(), self.cfg, Kind.TUNING) or {}
+        if self.results.pareto:
+            out["heldout_front"] = self.results.pareto.get("front")
+            out["heldout_infeasible"] = self.results.pareto.get("infeasible")
+        return out
+
+    def _overhead(self) -> dict:
+        """Share of worker time spent inside jobs this session (the rest is driver overhead + idling)."""
+        sched = self.scheduler
+        wall = self.budget.clock() - self.budget.started
+        busy = sched.busy_s if sched else 0.0
+        return {"session_wall_s": round(wall, 1), "worker_busy_s": round(busy, 1),
+                "worker_utilization": round(busy / max(1e-9, wall * self.cfg.n_jobs), 4),
+                "driver_s": round(self.driver_s, 2),
+                "driver_share": round(self.driver_s / max(1e-9, wall), 4)}
 
     def refresh_view(self) -> None:
         """Show the latest state and the seed jobs on workers now (no file is written)."""

@@ -2,15 +2,18 @@
 
     plan → (HP phase → reward phase) × cycles → held-out → test   (--mode stage; each mode lists its own)
 
-``automl.run.modes`` says which phases a mode runs; ``automl.run.phases`` holds the phases (each asks
-its search owner, submits seed jobs through the scheduler and tells the results); ``automl.run.context.RunContext`` holds the run they share (budget,
-records, studies, scheduler, state file), which ``automl.run.opening`` assembles. The driver starts the run, runs the phases in order, and
-always closes it: the state file is written and the workers stop, also on errors and interrupts.
+``automl.run.modes`` declares a mode and ``automl.run.mode_run`` says which phases it runs;
+``automl.run.phases`` holds the phases (each asks its search owner, submits seed jobs through the scheduler
+and tells the results); ``automl.run.context.RunContext`` holds the run they share (budget, records,
+studies, scheduler, state file), which ``automl.run.opening`` assembles. The driver starts the run, runs
+the phases in order, and always closes it: the state file is written and the workers stop, also on errors
+and interrupts.
 """
 from __future__ import annotations
 
 import signal
 
+from automl.run import mode_run
 from automl.run.context import RunContext
 from automl.run.opening import prepare, start
 from automl.core.errors import AutoMLError
@@ -25,7 +28,7 @@ def main(cfg: RunConfig) -> int:
     """`automl run`: prepare, run the phases, exit 0 when the run ends by its plan or its budget."""
     ctx = prepare(cfg)
     if cfg.dry_run:
-        print(ctx.mode.plan_text(ctx))
+        print(mode_run.plan_text(ctx))
         return 0
     from automl.run.live import LiveView
 
@@ -43,7 +46,7 @@ def run(ctx: RunContext) -> int:
     status = "failed"
     try:
         start(ctx)
-        for phase in ctx.mode.phases(ctx):
+        for phase in mode_run.phases(ctx):
             if phase.tuning and ctx.stop_tuning_if_due():
                 continue  # the budget or the search ended tuning: on to the held-out phase
             ctx.results.adopt(phase.run(ctx))  # held-out ranking, test scores (tuning phases: None)

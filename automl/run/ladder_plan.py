@@ -31,7 +31,6 @@ from automl.search import space as space_mod
 
 if TYPE_CHECKING:
     from automl.run.runconfig import RunConfig
-    from automl.run.context import RunContext
 
 COST_SLACK = 1.25          # a config is admitted up to this much dearer than the cost the ladder is planned at
 EVALS_PER_LOWEST_RUNG = 3   # a seed's value is the mean of its last 3 evaluations: all of them in rung 0
@@ -142,23 +141,3 @@ def make_ladder_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibr
 def make_run_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibration) -> Plan:
     """The run's plan: the ladder's (``--ladder on``), else the fixed-length planner's."""
     return make_ladder_plan(cfg, inputs, budget, cal) if cfg.ladder_on else make_plan(cfg, inputs, budget, cal)
-
-
-def ladder_text(ctx: RunContext) -> list[str]:
-    """The --dry-run lines of the ladder: rungs with their estimated time, entrants, the re-check reserve."""
-    lad = ctx.plan.ladder_fields()
-    rungs = lad["rungs"]
-    per = [f"{r:,} ({s:.0f} s)" for r, s in zip(rungs, lad["rung_s"])]
-    return [
-        f"ladder: eta {lad['eta']}, rungs (steps per seed; worker-seconds of one config's climb, all seeds): "
-        + " -> ".join(per),
-        f"  ~{lad['entering']} configs enter the lowest rung, ~{lad['top_configs']} reach the top (at "
-        f"{lad['typical_cost']:.1f}x the prior's cost per step, from the space's network sizes and epochs); "
-        f"the lowest rung is at least {lad['bottom']:,} steps (where the prior left its starting score)",
-        *([f"  configs dearer than {lad['cost_cap']:.2f}x the prior per step are not admitted (the budget's "
-           f"ladder cannot select among them; {lad['admissible_share']:.0%} of the space's network/epoch/minibatch "
-           f"combinations fit; the space's mean is {lad['space_cost']:.1f}x)"] if lad.get("cost_cap") else []),
-        f"  re-checks at the top rung ({rungs[-1]:,} steps): {lad['heldout_configs']} configs + baseline on "
-        f"held-out seeds, winner + baseline on test seeds ({TEST_CONFIGS} configs): ~{lad['reserve_s'] / 60:.1f} min "
-        f"reserved; tuning ~{lad['tuning_s'] / 60:.1f} min",
-    ]

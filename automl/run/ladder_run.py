@@ -21,7 +21,7 @@ whether it waits between climbs (``paused``); the promotions and the cost model 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from optuna.trial import TrialState
 
@@ -35,7 +35,36 @@ from automl.search import space as space_mod, studies
 from automl.search.ladder import Ladder, Promotions
 
 if TYPE_CHECKING:
-    from automl.run.context import RunContext
+    from automl.run.budget import Budget
+    from automl.run.inputs import Inputs
+    from automl.run.jobs import JobSpecs
+    from automl.run.plan import Plan
+    from automl.run.records import Records
+    from automl.run.runconfig import RunConfig
+    from automl.run.scheduler import Scheduler
+
+
+class LadderHost(Protocol):
+    """What a ladder reads and sets of its run (``automl.run.context.RunContext`` is one; a part of the
+    context does not import the context)."""
+
+    cfg: RunConfig
+    inputs: Inputs
+    plan: Plan
+    old: dict | None
+    budget: Budget
+    searches: dict
+    records: Records
+    store: Any
+
+    @property
+    def sched(self) -> Scheduler: ...
+
+    @property
+    def job_specs(self) -> JobSpecs: ...
+
+    @property
+    def record_study(self) -> Any: ...
 
 RUNG_WEIGHT = 1e9   # what one rung is worth in a told value (values of a rung stay within +-RUNG_WEIGHT / 2)
 TIMEOUT_FACTOR = 4.0
@@ -58,7 +87,7 @@ def _busy(seed: dict) -> float:
 class LadderRun:
     """The ladder of one run: promotions, the cost model and the policy, and the record bookkeeping."""
 
-    def __init__(self, ctx: RunContext):
+    def __init__(self, ctx: LadderHost):
         self.ctx = ctx
         lad = ctx.plan.ladder_fields()
         recorded = ((ctx.old or {}).get("ladder") or {})

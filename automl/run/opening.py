@@ -1,4 +1,5 @@
-"""Opening a run: resolve its inputs and plan (``prepare``), then open its studies, workers and scheduler,
+"""Opening a run: resolve its inputs and plan (``prepare``), then open its studies, search owners (as the mode
+declares: ``search_owners``), workers and scheduler,
 restore or calibrate its plan and re-attach the work a killed session left in flight (``start``).
 
 The context (``automl.run.context.RunContext``) is the run's live state; this module assembles it, so
@@ -13,6 +14,7 @@ import time
 import optuna
 
 from automl.core.errors import AutoMLError
+from automl.core.record import Kind
 from automl.exec.executor import make_executor
 from automl.run import pareto, resume, trainers
 from automl.run.budget import Budget, Throughput
@@ -67,7 +69,7 @@ def start(ctx: RunContext) -> None:
             and ctx.record_study.user_attrs.get("fingerprint") not in (None, ctx.fp):
         raise AutoMLError(f"--storage: study {ctx.record_study.study_name!r} already holds trials of another run "
                           f"(allowed: a run directory with a new name, whose studies are named after it)")
-    ctx.searches = ctx.mode.search_owners(ctx)
+    ctx.searches = search_owners(ctx)
     ctx.executor = executor = (ctx.executor_factory or (lambda n: make_executor(
         cfg.executor, n_jobs=n, **cfg.executor_options())))(cfg.n_jobs)
     ctx.throughput = throughput = Throughput(steps_per_s=ctx.plan.steps_per_s)
@@ -89,6 +91,40 @@ def start(ctx: RunContext) -> None:
     ctx.record_study.set_user_attr("fingerprint", ctx.fp)
     ctx.store.event("resume" if ctx.old else "start", command=cfg.command, plan=ctx.plan.to_dict())
     ctx.write_state("running")
+
+
+def search_owners(ctx: RunContext) -> dict:
+    """The run's search owners by the kind of config they propose (``automl.search.owner.SearchOwner``)."""
+    owners = {Kind.HP: hp_owner(ctx)}
+    if ctx.mode.joint_search:
+        from automl.search.joint import STUDY_NAME, JointSearch
+
+        owners[Kind.JOINT] = JointSearch(sampler_study(ctx, STUDY_NAME), ctx.inputs.spec, ctx.inputs.terms,
+                                         ctx.inputs.default_weights)
+    return {**owners, **reward_owner(ctx)}
+
+
+def hp_owner(ctx: RunContext):
+    """The HP search over the run's --search-method sampler study (the grid walks on from the HP configs
+    already proposed)."""
+    from automl.search import studies
+    from automl.search.hp import HPSearch
+
+    return HPSearch(sampler_study(ctx, studies.HP_SAMPLER), ctx.inputs.spec, space_path=ctx.inputs.space_path,
+                    method=ctx.cfg.search_method, proposed=ctx.records.grid_cursor)
+
+
+def reward_owner(ctx: RunContext) -> dict:
+    """{Kind.REWARD: the reward search} when the env has reward terms, else {}."""
+    if not ctx.inputs.terms:
+        return {}
+    import functools
+
+    from automl.search.reward import RewardSearch
+
+    # the study opens on first use: its CMA-ES population is the plan's, made once calibration has run
+    return {Kind.REWARD: RewardSearch(functools.partial(reward_study, ctx), ctx.inputs.terms,
+                                      ctx.inputs.default_weights)}
 
 
 def study_name(ctx: RunContext, name: str) -> str:

@@ -1,5 +1,6 @@
 """A run's plan, made from its inputs, budget and calibration: steps per trial, evaluation, quotas, the
-held-out reserve; and its --dry-run summary. (The fidelity ladder's plan: ``automl.run.ladder_plan``.)"""
+held-out reserve. (The fidelity ladder's plan: ``automl.run.ladder_plan``; the --dry-run summary of
+either: ``automl.run.mode_run``.)"""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -13,7 +14,6 @@ from automl.search.reward import default_population
 
 if TYPE_CHECKING:
     from automl.run.runconfig import RunConfig
-    from automl.run.context import RunContext
 
 NOMINAL_STEPS_PER_S = {"cartpole": 40_000.0, "navigation": 25_000.0}
 PLANNED_EVALS = 8  # evaluations per seed job at most: eval_every = steps // evals
@@ -177,25 +177,3 @@ def minimum_budget_s(cfg: RunConfig, inputs: Inputs, cal: Calibration) -> tuple[
                     startup_s=cal.startup_s)
     waves = -(-cfg.seeds // cfg.n_jobs)
     return 3 * waves * tp.seconds_for(floor), floor
-
-
-def plan_text(ctx: RunContext, stages: list) -> str:
-    """The --dry-run summary of a staged run: its tuning ``stages`` (automl.run.modes.Stage), configs, steps
-    per trial, estimated time."""
-    p, cfg = ctx.plan, ctx.cfg
-    stages = [f"{k}#{c} ({q} configs)" for k, c, q in stages]
-    est_s = p.seed_jobs * (p.startup_s + p.trial_steps / p.steps_per_s) / cfg.n_jobs + p.reserve_s
-    if p.ladder:  # the ladder admits configs while they fit: it plans to use the budget
-        est_s = p.ladder["tuning_s"] + p.ladder["reserve_s"]
-    return "\n".join([
-        f"env: {cfg.env}   space: {ctx.inputs.space_path} ({ctx.inputs.spec.search_space_id})",
-        f"mode: {cfg.mode}   search: {cfg.search_method}   pruner: {cfg.pruner_name}   n_jobs: {cfg.n_jobs}",
-        f"stages: {' -> '.join(stages) or 'none'} -> heldout (top {cfg.top_k} + baseline) -> test (winner + baseline)",
-        f"seeds: tuning {ctx.inputs.tuning_seeds}, held-out {ctx.inputs.heldout_seeds}, test {ctx.inputs.test_seeds}",
-        f"steps per seed job: {p.trial_steps} (default {ctx.inputs.default_steps}), eval every {p.eval_every} "
-        f"({p.evals_per_job} evaluations x {p.eval_episodes} episodes, ~{p.eval_share:.0%} of a job)",
-        f"seed jobs: {p.seed_jobs} tuning + {(cfg.top_k + 1) * cfg.seeds} held-out + {TEST_CONFIGS * cfg.seeds} test",
-        f"estimated time: {est_s / 60:.1f} min at ~{p.steps_per_s:,.0f} steps/s per worker (nominal) "
-        f"of a {cfg.budget_hours * 60:.1f} min budget",
-        f"run dir: {ctx.store.run_dir}",
-    ])

@@ -8,15 +8,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from automl.core.errors import AutoMLError
 from automl.core.values import plain as to_plain
 
-if TYPE_CHECKING:
-    from automl.run.context import RunContext
 
 STATE_FILE = "automl_state.yaml"
 EVENTS_FILE = "events.jsonl"
@@ -163,60 +161,6 @@ class PhaseResults:
             self.test = result.scores
 
 
-def state_dict(ctx: RunContext, status: str) -> dict:
-    """The whole automl_state.yaml (field names are the contract in DESIGN.md)."""
-    b = ctx.budget
-    best = ctx.records.best_entry()
-    return {
-        "version": 1, "command": ctx.cfg.command, "status": status, "env": ctx.cfg.env,
-        "trainer": ctx.cfg.trainer,
-        "updated": _iso(time.time()),
-        "budget": {"hours": ctx.cfg.budget_hours, "elapsed_s": round(b.elapsed_s(), 1),
-                   "remaining_s": round(b.remaining_s(), 1), "deadline": _iso(b.deadline),
-                   "deadline_t": round(b.deadline, 3),
-                   "reserve_s": round(b.reserve_s, 1)},
-        "stage": ctx.stage,
-        "seeds": {"tuning": ctx.inputs.tuning_seeds, "heldout": ctx.inputs.heldout_seeds,
-                  "test": ctx.inputs.test_seeds},
-        "plan": ctx.plan.to_dict(),
-        "fingerprint": ctx.fp,
-        "best": None if best is None else {"config_id": best.config_id, "params": best.params,
-                                           "reward_weights": best.reward_weights, "score": best.score},
-        "heldout": ctx.results.heldout,
-        **({"pareto": _pareto(ctx)} if ctx.cfg.selection is not None else {}),
-        **({"lost_jobs": ctx.results.lost_jobs} if ctx.results.lost_jobs else {}),
-        "test": ctx.results.test,
-        "trials": [e.to_dict() for e in ctx.records.entries.values()],
-        **({"pbt": ctx.results.pbt} if ctx.results.pbt else {}),
-        **({"ladder": ctx.ladder.state()} if ctx.ladder is not None else {}),
-        "alarms": ctx.records.alarms,
-        "stop_reason": ctx.stop_reason,
-        "overhead": _overhead(ctx),
-    }
-
-
-def _pareto(ctx: RunContext) -> dict | None:
-    """--metrics/--constraint: the tuning front so far, and once the held-out phase ran, the held-out front."""
-    from automl.core.record import Kind
-    from automl.run import pareto
-
-    out = pareto.summary(ctx.records.entries.values(), ctx.cfg, Kind.TUNING) or {}
-    if ctx.results.pareto:
-        out["heldout_front"] = ctx.results.pareto.get("front")
-        out["heldout_infeasible"] = ctx.results.pareto.get("infeasible")
-    return out
-
-
-def _overhead(ctx: RunContext) -> dict:
-    """Share of worker time spent inside jobs this session (the rest is driver overhead + idling)."""
-    sched = ctx.scheduler
-    wall = ctx.budget.clock() - ctx.budget.started
-    busy = sched.busy_s if sched else 0.0
-    return {"session_wall_s": round(wall, 1), "worker_busy_s": round(busy, 1),
-            "worker_utilization": round(busy / max(1e-9, wall * ctx.cfg.n_jobs), 4),
-            "driver_s": round(ctx.driver_s, 2),
-            "driver_share": round(ctx.driver_s / max(1e-9, wall), 4)}
-
-
-def _iso(t: float) -> str:
+def iso(t: float) -> str:
+    """A time as the state file writes it (UTC, ISO 8601)."""
     return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,21 +1,17 @@
 """What every run mode declares, with the defaults of the staged modes (stage, hp, reward).
 
-A mode is one object: its flags' checks (``check``), its plan (``cycles``, ``tuning_configs``,
-``stages``, ``plan_text``), its search owners (``search_owners``) and its phases (``phases``). The
-driver, the plan and the live view ask the run's mode (``RunConfig.run_mode``) and never compare its
-name. Flag checks run when a RunConfig is built, before torch or Optuna are loaded, so a mode module
-imports its phases and search owners inside the methods that build them.
+A mode is one object of declarations: its flags and their checks (``check``) and its plan (``cycles``,
+``tuning_configs``, ``stages``). ``automl.run.mode_run`` makes the run of them (the --dry-run text, the
+search owners, the phases). The driver, the plan and the live view ask the run's mode
+(``RunConfig.run_mode``) and never compare its name. Flag checks run when a RunConfig is built, before
+anything of the run exists, so a mode module imports nothing of the run.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, NamedTuple
+from typing import Any, Callable, ClassVar, NamedTuple
 
 from automl.core.errors import AutoMLError
 from automl.core.record import Kind
-
-if TYPE_CHECKING:
-    from automl.run.context import RunContext
-    from automl.run.phases import Phase
 
 
 class Stage(NamedTuple):
@@ -61,6 +57,9 @@ class Mode:
     :param baseline_owner: the search owner whose first proposal of a new run is the baseline
     :param extends_when_pruned: the last tuning phase goes on past its quota when a pruner saves time
     :param climbs_ladder: its tuning phases climb the fidelity ladder by default (``--ladder``)
+    :param joint_search: its stages ask one search over HPs and reward weights together (``Kind.JOINT``)
+    :param trains_population: no stages: a population trains together, then the winner's schedule is
+        replayed on the test seeds (``automl.run.pbt``)
     :param flags: the mode's own flags (``Flag``); ``check`` validates their values in ``cfg.mode_options``
     """
 
@@ -75,6 +74,8 @@ class Mode:
     baseline_owner: ClassVar[Kind] = Kind.HP
     extends_when_pruned: ClassVar[bool] = False
     climbs_ladder: ClassVar[bool] = True
+    joint_search: ClassVar[bool] = False
+    trains_population: ClassVar[bool] = False
     flags: ClassVar[tuple[Flag, ...]] = ()
 
     def __repr__(self) -> str:
@@ -126,60 +127,6 @@ class Mode:
             if self.reward_phases and has_terms:
                 out.append(Stage(Kind.REWARD, cycle, plan.population))
         return out
-
-    def plan_text(self, ctx: RunContext) -> str:
-        """The --dry-run summary."""
-        from automl.run.ladder_plan import ladder_text
-        from automl.run.plan import plan_text
-
-        text = plan_text(ctx, self.stages(ctx.plan, ctx.cfg, bool(ctx.inputs.terms)))
-        return "\n".join([text, *ladder_text(ctx)]) if ctx.plan.ladder else text
-
-    # ---- run ---------------------------------------------------------------------------------
-    def search_owners(self, ctx: RunContext) -> dict:
-        """The run's search owners by the kind of config they propose (``automl.search.owner.SearchOwner``)."""
-        return {Kind.HP: hp_owner(ctx), **reward_owner(ctx)}
-
-    def phases(self, ctx: RunContext) -> Iterable[Phase]:
-        """The run's phases in order: the tuning phases of ``stages``, then held-out, then test."""
-        import itertools
-
-        from automl.run.phases import TuningPhase, rechecks
-
-        stages = self.stages(ctx.plan, ctx.cfg, bool(ctx.inputs.terms))
-        if ctx.ladder is not None:  # the fidelity ladder: the stages admit configs to one ladder, then more cycles
-            from automl.run.ladder_phase import ladder_phases
-
-            return itertools.chain(ladder_phases(ctx, stages, extends=not ctx.cfg.max_trials,
-                                                 extends_when_pruned=self.extends_when_pruned), rechecks())
-        tuning = [TuningPhase(s.kind, s.cycle, s.quota, owner=ctx.searches[s.kind], last=i == len(stages) - 1,
-                              extends_when_pruned=self.extends_when_pruned) for i, s in enumerate(stages)]
-        return [*tuning, *rechecks()]
-
-
-def hp_owner(ctx: RunContext):
-    """The HP search over the run's --search-method sampler study (the grid walks on from the HP configs
-    already proposed)."""
-    from automl.run.opening import sampler_study
-    from automl.search import studies
-    from automl.search.hp import HPSearch
-
-    return HPSearch(sampler_study(ctx, studies.HP_SAMPLER), ctx.inputs.spec, space_path=ctx.inputs.space_path,
-                    method=ctx.cfg.search_method, proposed=ctx.records.grid_cursor)
-
-
-def reward_owner(ctx: RunContext) -> dict:
-    """{Kind.REWARD: the reward search} when the env has reward terms, else {}."""
-    if not ctx.inputs.terms:
-        return {}
-    import functools
-
-    from automl.run.opening import reward_study
-    from automl.search.reward import RewardSearch
-
-    # the study opens on first use: its CMA-ES population is the plan's, made once calibration has run
-    return {Kind.REWARD: RewardSearch(functools.partial(reward_study, ctx), ctx.inputs.terms,
-                                      ctx.inputs.default_weights)}
 
 
 def refuse(flag: str, text: str) -> None:

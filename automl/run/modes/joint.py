@@ -7,13 +7,8 @@ pruning saves goes to more configs.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from automl.core.record import Kind
-from automl.run.modes.base import Mode, Stage, hp_owner, refuse, reward_owner
-
-if TYPE_CHECKING:
-    from automl.run.context import RunContext
+from automl.run.modes.base import Mode, Stage, refuse
 
 JOINT_PRUNER = "hyperband"  # without --pruner: BOHB-style (the sampler plus Hyperband over evaluations)
 
@@ -26,6 +21,7 @@ class JointMode(Mode):
     default_pruner = JOINT_PRUNER
     baseline_owner = Kind.JOINT
     extends_when_pruned = True
+    joint_search = True
 
     def check(self, cfg) -> None:
         if cfg.search_method == "grid":
@@ -40,14 +36,6 @@ class JointMode(Mode):
     def stages(self, plan, cfg, has_terms: bool) -> list[Stage]:
         quota = plan.cycles * (plan.hp_trials + (plan.population if has_terms else 0))
         return [Stage(Kind.JOINT, 1, min(quota, cfg.max_trials or 10**9))] if quota else []
-
-    def search_owners(self, ctx: RunContext) -> dict:
-        from automl.run.opening import sampler_study
-        from automl.search.joint import STUDY_NAME, JointSearch
-
-        joint = JointSearch(sampler_study(ctx, STUDY_NAME), ctx.inputs.spec, ctx.inputs.terms,
-                            ctx.inputs.default_weights)
-        return {Kind.HP: hp_owner(ctx), Kind.JOINT: joint, **reward_owner(ctx)}
 
 
 MODE = JointMode()
