@@ -322,3 +322,28 @@ def test_a_slow_round_adopts_a_step_that_moves_the_policy_and_is_no_worse():
     always = OnlineTuner(recipe(slow_kl=2e-4), seed=8)
     branch_round(always)
     assert always.on_branches(1200, results)[0]["action"] == "keep_control"
+
+
+def test_a_real_run_whose_learning_rate_is_far_too_low_adopts_a_step_that_moves_it(tmp_path):
+    """CartPole on the torch trainer at a learning rate 1000x too low (1e-6): its updates' approx_kl stays far
+    below slow_kl, so its rounds are slow ones (although it is stuck too), a line search up to x1000; a step is
+    adopted when it wins on the metric, or when its updates reached slow_kl while the control's did not and
+    its metric is not worse by more than the band; the run goes on at the adopted rate."""
+    rec = _recipe_file(tmp_path, {"learning_rate": {"mode": "mult", "bounds": [0.3, 1000.0], "cooldown": 0}},
+                       branches=3, branch_when="stuck", slow_kl=1e-4, stuck_points=2)
+    tuned = train_tuned({**CART, "learning_rate": 1e-6}, env="cartpole", seed=0, recipe=rec,
+                        run_dir=str(tmp_path / "run"), trainer="torch", **RUN)
+    mutations, segments = _logs(tmp_path / "run")
+    assert tuned.state == "complete"
+    first = [m for m in mutations if m["event"] == "mutation"][:3]
+    assert [m["due"] for m in first] == ["slow"] * 3
+    assert [m["factor"] for m in first] == pytest.approx([10.0, 100.0, 1000.0])
+    adopted = [s for s in segments if s["decision"] == "accept"]
+    # this seeded run: x100 wins on the metric in the first round; a later round adopts a step no metric showed
+    # winning, by the movement of its updates (the control's barely moved)
+    assert adopted[0]["new"] == pytest.approx(1e-4) and adopted[0]["reason"] == "accepted"
+    moved = [s for s in adopted if "slow: approx_kl" in s["reason"]]
+    assert moved and all(s["control_kl"] < 1e-4 <= s["kl"] and -s["band"] < s["delta"] for s in moved)
+    for seg in adopted:  # the run went on at the adopted rate
+        later = [m for m in mutations if m["event"] == "mutation" and m["step"] > seg["step"]]
+        assert not later or later[0]["old"] == pytest.approx(seg["new"])

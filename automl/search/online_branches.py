@@ -60,13 +60,16 @@ class BranchRounds:
         return self.branch_frac + self.horizon_now * spacing <= self.recipe.branch_share + 1e-9
 
     def branch_due(self) -> str | None:
-        """Why a round may start now (None: it may not): ``always``, or with ``branch_when: stuck`` the run is
-        ``stuck`` or ``slow``."""
+        """Why a round may start now (None: it may not): the run is ``slow`` (whatever ``branch_when`` says: its
+        round is the learning-rate line search), else ``always``, or with ``branch_when: stuck`` the run is
+        ``stuck``."""
         if not self._branch_affordable():
             return None
+        if self.slow():
+            return "slow"
         if self.recipe.branch_when == "always":
             return "always"
-        return "stuck" if self.stuck() else "slow" if self.slow() else None
+        return "stuck" if self.stuck() else None
 
     def slow(self) -> bool:
         """The policy barely moves: the median approx_kl of the updates' last ``stuck_points`` safe points is
