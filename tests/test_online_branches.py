@@ -347,3 +347,38 @@ def test_a_real_run_whose_learning_rate_is_far_too_low_adopts_a_step_that_moves_
     for seg in adopted:  # the run went on at the adopted rate
         later = [m for m in mutations if m["event"] == "mutation" and m["step"] > seg["step"]]
         assert not later or later[0]["old"] == pytest.approx(seg["new"])
+
+
+def test_a_linear_schedules_decay_does_not_make_a_run_slow():
+    """KL grows with the square of the step, so an update at a schedule's scale s of the set learning rate is
+    judged as kl / s**2 (``base_kl``), and not at all in the schedule's last tenth. The slow check reads that:
+    1e-5 measured where a linear schedule had decayed the rate to a tenth is 1e-3 at the rate set, not slow."""
+    from automl.train.tuning import base_kl
+
+    assert base_kl(1e-4, 0.5) == pytest.approx(4e-4) and base_kl(1e-4, 1.0) == 1e-4
+    assert math.isnan(base_kl(1e-4, 0.05)) and math.isnan(base_kl(None, 1.0))
+    now = {"learning_rate": 1e-3, "ent_coef": 0.01}
+    for base, expected in ((1e-5, ["branch"]), (base_kl(1e-5, 0.1), []), (math.nan, [])):
+        tuner = OnlineTuner(recipe(branch_when="stuck", slow_kl=2e-4), seed=8)
+        acts = [a for i, v in enumerate([0.1, 0.3, 0.5], 1)
+                for a in tuner.on_eval(100 * i, 0.05 * i, v, now, se=0.01, approx_kl=1e-5, base_kl=base)]
+        assert [a["action"] for a in acts] == expected
+
+
+@pytest.mark.parametrize("trainer", ["torch", "sb3"])
+@pytest.mark.parametrize("schedule", ["linear", "constant"])
+def test_a_trainers_learning_rate_scale_is_its_linear_schedules_remaining_fraction(trainer, schedule):
+    from automl.train.result import to_setup
+    from automl.train.sb3_train import build_run
+    from automl.train.torch_ppo import Args
+    from automl.train.torch_train import TorchTrainer
+
+    params, total = {**CART, "learning_rate_schedule": schedule}, 4096
+    t = TorchTrainer(Args.from_setup(to_setup(params)), "cartpole", [0], eval_episodes=4, device="cpu",
+                     reward_weights=None) if trainer == "torch" else build_run(params, "cartpole", seed=0, eval_episodes=4)
+    t.begin(total, False)
+    for _ in range(3):
+        assert t.chunk(total, None)
+    expected = 1.0 - t.steps / total if schedule == "linear" else 1.0  # at the last update (768 of 4096 steps)
+    assert t.steps == 768 and t.lr_scale() == pytest.approx(expected, abs=1e-9)
+    t.close()

@@ -83,6 +83,7 @@ def test_the_tuner_inside_learn_rolls_a_rejected_mutation_back_and_logs_it(tmp_p
     assert [m["old"] for m in applied] == [1e-3, 1e-3] and all(2e-3 <= m["new"] <= 3e-3 for m in applied)
     assert [s["decision"] for s in judged] == ["reject", "reject"]
     assert tuner.kl_hist and all(k > 0 for k in tuner.kl_hist)   # the updates' approx_kl reaches the tuner
+    assert tuner.base_kl_hist == tuner.kl_hist   # a constant learning rate: the KL as at the rate set is the KL
     # each rollback went back to the step of its mutation: the rejected segments' steps were re-trained
     assert [a["step"] for a in hook.actions if a["action"] == "apply"] == [s["from_step"] for s in judged]
 

@@ -107,6 +107,7 @@ class OnlineTuner(BranchRounds):
         self.se: list = []
         self.backup_values: list[dict] = []  # the backup metrics along it
         self.kl_hist: list[float] = []    # approx_kl at safe points without a mutation in flight (anomaly baseline)
+        self.base_kl_hist: list[float] = []  # ... as at the learning rate set (``slow``; NaN: unknown)
         self.segment: Segment | None = None
         self.reject_streak = 0
         self.blocked: str | None = None
@@ -134,11 +135,13 @@ class OnlineTuner(BranchRounds):
         return None
 
     def on_eval(self, step: int, frac: float, value: float, current: dict, *, se: float | None = None,
-                backup: dict | None = None, approx_kl: float | None = None, nonfinite: bool = False,
-                anomaly: bool = False) -> list[dict]:
+                backup: dict | None = None, approx_kl: float | None = None, base_kl: float | None = None,
+                nonfinite: bool = False, anomaly: bool = False) -> list[dict]:
         """One safe point: judge the open segment, then maybe propose. ``current``: the actuators' values now;
         ``backup``: the backup metrics now, ``{name: (value, se)}``; ``approx_kl``: the largest of the
-        updates since the last safe point; ``anomaly``: a flag raised by the caller.
+        updates since the last safe point; ``base_kl``: the same as at the learning rate set, not the one a
+        schedule decayed it to (``automl.train.tuning.base_kl``; None: approx_kl, no schedule); ``anomaly``: a
+        flag raised by the caller.
 
         A non-finite metric or loss blocks every later mutation (``block_on_nan``). An anomaly rejects the
         mutation in flight and skips proposing at this safe point (``block_on_anomaly``)."""
@@ -177,6 +180,7 @@ class OnlineTuner(BranchRounds):
             self.backup_values.append(dict(backup or {}))
             if approx_kl is not None and math.isfinite(approx_kl) and not flag:
                 self.kl_hist.append(float(approx_kl))
+                self.base_kl_hist.append(float(approx_kl if base_kl is None else base_kl))
         if self.mode in ("suggest", "active") and self.segment is None and self.blocked is None and not flag:
             if self.reject_streak >= self.recipe.max_global_reject_streak:
                 self.blocked = f"{self.reject_streak} rejections in a row"

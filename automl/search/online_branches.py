@@ -38,6 +38,7 @@ class BranchRounds:
     branch_frac: float
     fracs: list[float]
     kl_hist: list[float]
+    base_kl_hist: list[float]
 
     eligible: Callable[[float], list]  # OnlineTuner's: the actuators that may be mutated now
 
@@ -74,9 +75,11 @@ class BranchRounds:
     def slow(self) -> bool:
         """The policy barely moves: the median approx_kl of the updates' last ``stuck_points`` safe points is
         below ``slow_kl`` (measured on navigation: ~1e-5 at a learning rate 10x too low, 1e-3 to 9e-3 at the
-        prior's)."""
+        prior's). The KL as at the learning rate set: a linear schedule's decay does not make a run slow, and
+        in its last tenth nothing does (``automl.train.tuning.base_kl``)."""
         n, limit = self.recipe.stuck_points, self.recipe.slow_kl
-        return limit > 0 and len(self.kl_hist) >= n and _median(self.kl_hist[-n:]) < limit
+        last = self.base_kl_hist[-n:]
+        return limit > 0 and len(last) == n and all(math.isfinite(k) for k in last) and _median(last) < limit
 
     def _propose_branches(self, step: int, frac: float, current: dict, due: str = "always") -> list[dict]:
         """K candidate mutations to train beside the unmutated control from this safe point (``branch``);

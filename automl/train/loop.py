@@ -50,6 +50,7 @@ class Trainer(Protocol):
     def set_values(self, values: Mapping[str, float], weights: Mapping[str, float] | None) -> None: ...
     def values(self) -> dict[str, float]: ...                          # the actuators' values now (seed 0)
     def last_kl(self) -> float | None: ...                             # the last update's approx_kl (seed 0)
+    def lr_scale(self) -> float: ...       # the last update's learning rate / the set one (a linear schedule's decay)
     def finish(self, ended: "Ended") -> None: ...                      # flush logs, save the models
     def close(self) -> None: ...
 

@@ -194,6 +194,11 @@ class SB3Trainer:
     def last_kl(self) -> float | None:
         return (getattr(self.model, "last_update", None) or {}).get("approx_kl")
 
+    def lr_scale(self) -> float:
+        """A linear schedule's remaining fraction at the last update (``LinearSchedule(lr, 0, 1)``), else 1."""
+        linear = isinstance(self.model.learning_rate, LinearSchedule)  # a tuner's value sets a float there
+        return float(self.model._current_progress_remaining) if linear else 1.0
+
     def n_params(self) -> int:
         return sum(p.numel() for p in self.model.policy.parameters())
 

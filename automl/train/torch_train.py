@@ -59,6 +59,7 @@ class TorchTrainer:
         self.save_paths = list(save_paths or [])
         self.started = time.time()
         self._stats: dict | None = None
+        self._lr_scale = 1.0
 
     @property
     def steps(self) -> int:
@@ -75,7 +76,8 @@ class TorchTrainer:
         advantages(run)
         remaining = max(1.0 - run.steps / total, 0.0)
         base_lr = args.learning_rate if run.hp is None else run.hp["learning_rate"]
-        lr = base_lr * (remaining if args.schedule == "linear" else 1.0)
+        self._lr_scale = remaining if args.schedule == "linear" else 1.0
+        lr = base_lr * self._lr_scale
         stats = update(run, lr)
         check_finite(run, stats)
         if self.log:
@@ -116,6 +118,9 @@ class TorchTrainer:
     def last_kl(self) -> float | None:
         return None if self._stats is None else float(self._stats["kl"][0])
 
+    def lr_scale(self) -> float:
+        return self._lr_scale
+
     def can_branch(self, names: Sequence[str]) -> bool:
         """Whether candidates setting the actuators ``names`` can train side by side in one batch: per-member
         values only (PPO's coefficients, reward weights), not Adam's, which are one for the whole batch."""
@@ -129,8 +134,9 @@ class TorchTrainer:
         (values, reward weights) on top of the snapshot's, evaluates at the loop's evaluation steps, and ends
         as a state ``job.load`` continues from. Returns each block's new evaluations (per seed), its end state,
         False when the deadline hit first (the states are then where they stopped), and per block and seed the
-        largest approx_kl of the updates before each new evaluation (what the tuner's safe points see)."""
+        largest ``base_kl`` of the updates before each new evaluation (what the tuner's safe points see)."""
         from automl.train.torch_branches import block_state, tile_state
+        from automl.train.tuning import base_kl
 
         k1, n = len(blocks), len(self.seeds)
         total, deadline, every = job.plan.total, job.plan.deadline, job.plan.every
@@ -149,7 +155,7 @@ class TorchTrainer:
             while ok and branch.steps < until:
                 ok = branch.chunk(total, deadline)
                 if ok and branch._stats is not None:
-                    kl_max = [max(a, b) for a, b in zip(kl_max, branch._stats["kl"].tolist())]
+                    kl_max = [max(a, base_kl(b, branch.lr_scale())) for a, b in zip(kl_max, branch._stats["kl"].tolist())]
                 if ok and every and branch.steps >= next_eval:
                     for m in range(k1 * n):
                         kls[m].append(kl_max[m])

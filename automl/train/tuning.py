@@ -35,6 +35,16 @@ from automl.core.tune_schema import BUILTIN, EVAL_METRICS
 from automl.train.evaluation import success_se
 
 TUNED = BUILTIN   # the built-in actuators (and reward.<term>)
+MIN_LR_SCALE = 0.1  # below this (the last tenth of a linear schedule) an update's KL says nothing of the set rate
+
+
+def base_kl(kl: float | None, scale: float) -> float:
+    """An update's approx_kl as at the learning rate set (the actuator's value), not the one a linear schedule
+    decayed it to: KL grows with the square of the step, so kl / scale**2 (NaN: unknown, or the schedule has
+    decayed the rate below ``MIN_LR_SCALE`` of it). What the tuner's ``slow`` check reads."""
+    if kl is None or not math.isfinite(kl) or scale < MIN_LR_SCALE:
+        return math.nan
+    return kl / (scale * scale)
 
 
 def metric(e: Any, name: str) -> tuple[float | None, float | None]:
@@ -81,7 +91,7 @@ class GradNorm:
 
 class KLWindow:
     """A branch's movement as the tuner's safe points see the run's: before each new evaluation, the largest
-    approx_kl of the updates since the previous one (``per_eval``). Used as ``run_until``'s hook; its first
+    ``base_kl`` of the updates since the previous one (``per_eval``). Used as ``run_until``'s hook; its first
     call comes before any update of the branch and is skipped."""
 
     def __init__(self, job: Any):
@@ -91,8 +101,9 @@ class KLWindow:
 
     def safe_point(self) -> None:
         self.calls += 1
-        kl = self.job.trainer.last_kl() if self.calls > 1 else None
-        if kl is not None and math.isfinite(kl):
+        trainer = self.job.trainer
+        kl = base_kl(trainer.last_kl(), trainer.lr_scale()) if self.calls > 1 else math.nan
+        if math.isfinite(kl):
             self.now = kl if self.now is None else max(self.now, kl)
         if len(self.job.evals[0]) != self.seen:
             self.seen = len(self.job.evals[0])
@@ -121,6 +132,7 @@ class TuneHook:
         self.actions: list[dict] = []
         self.failures: list[dict] = []
         self.kl_max: float | None = None  # the largest approx_kl of the updates since the last safe point
+        self.base_max: float | None = None  # ... and of their ``base_kl``
         self.at: dict | None = None
         self.disabled: set[str] = set()  # user actuators that failed: never proposed again
         self.production = bool(tune.get("production"))  # no `automl tune` switch is ever read
@@ -150,6 +162,8 @@ class TuneHook:
         kl = self.trainer.last_kl()
         if kl is not None:
             self.kl_max = kl if self.kl_max is None or not kl <= self.kl_max else self.kl_max
+            base = base_kl(kl, self.trainer.lr_scale())
+            self.base_max = base if self.base_max is None or not base <= self.base_max else self.base_max
         try:
             if len(self.job.evals[0]) != self.seen:
                 self.seen = len(self.job.evals[0])
@@ -239,9 +253,9 @@ class TuneHook:
         backup["grad/norm"] = (self.grad.take() if self.grad else None, None)
         value, se = metric(e, self.tuner.recipe.metric)
         acts = self.tuner.on_eval(step, min(1.0, step / self.job.plan.total), float("nan" if value is None else value),
-                                  current, se=se, approx_kl=self.kl_max,
+                                  current, se=se, approx_kl=self.kl_max, base_kl=self.base_max,
                                   backup={k: v for k, v in backup.items() if v[0] is not None})
-        self.kl_max = None
+        self.kl_max = self.base_max = None
         return acts
 
     def _act(self) -> None:
@@ -349,7 +363,7 @@ class TuneHook:
     def _branch_result(self, evals: list, kls: Sequence[float] = ()) -> dict:
         """A branch's evaluations as the tuner judges them: the primary metric's values and standard errors,
         the backups per evaluation, the episodes, and ``kl``: the median over its evaluations of the largest
-        approx_kl of the updates before each (how far its updates move the policy; None: not known)."""
+        ``base_kl`` of the updates before each (how far its updates move the policy; None: not known)."""
         name = self.tuner.recipe.metric
         post, se = zip(*[metric(e, name) for e in evals]) if evals else ((), ())
         backups = [{k: m for k in EVAL_METRICS if (m := metric(e, k))[0] is not None} for e in evals]
