@@ -236,6 +236,9 @@ def test_tune_set_changes_the_branch_rounds_from_the_next_round():
                           ("acceptance.stuck_points=1", "a number >= 2"), ("acceptance.branches=0", "a number >= 1")):
         with pytest.raises(AutoMLError, match=f"allowed: {allowed}"):
             parse_setting(text)
+    for text in ("acceptance.slow_kl=nan", "acceptance.branch_share=nan", "acceptance.slow_kl=inf"):  # never a value
+        with pytest.raises(AutoMLError, match="allowed: a finite number >= 0"):
+            parse_setting(text)
 
 
 def test_branch_when_stuck_leaves_a_learning_run_alone_and_branches_a_stuck_one():

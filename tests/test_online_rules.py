@@ -37,6 +37,9 @@ def test_the_example_recipe_loads_with_its_phases_and_actuators():
      "shaped_return, grad/norm (optionally :max or :min))"),
     ({"safety": {"block_on_nans": True}}, "recipe: safety.block_on_nans: unknown key (allowed: block_on_nan, "),
     ({"safety": {"anomaly_factor": 0.5}}, "recipe: safety.anomaly_factor: 0.5 (allowed: a number >= 1.0)"),
+    ({"acceptance": {"branch_share": 2}}, "recipe: acceptance.branch_share: 2 (allowed: a number >= 0.0 and <= 1.0)"),
+    ({"acceptance": {"branches": 5000}}, "recipe: acceptance.branches: 5000 (allowed: an integer >= 1 and <= 64)"),
+    ({"acceptance": {"horizon": 4, "max_horizon": 1}}, "recipe: acceptance.max_horizon: 1 (allowed: an integer >= 4)"),
 ])
 def test_a_bad_recipe_is_one_line_naming_the_key_and_the_allowed_values(doc, message):
     with pytest.raises(AutoMLError) as e:

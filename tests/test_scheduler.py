@@ -314,3 +314,25 @@ def test_a_batched_job_gives_one_record_per_seed_and_a_failed_batch_fails_each_s
     assert [config_state(c) for c in (ok, bad, short, part)] == ["complete", "failed", "failed", "complete"]
     # throughput is measured on batches whose every seed completed: "ok" once, for its 200 seed-steps
     assert len(tp.samples) == 1
+
+
+def test_a_resumed_batched_config_with_every_seed_recorded_gets_its_jobs_and_ends_at_once(tmp_path):
+    """A killed run's config whose seeds were all recorded (its end not yet written) has no queued seed; its
+    batch job's arguments are still built (from its seeds), and the scheduler ends it when it takes it."""
+    from types import SimpleNamespace
+
+    from automl.run.configrun import ConfigEnded, ConfigRun
+    from automl.run.jobs import JobSpecs
+
+    cfg = SimpleNamespace(device="cpu", checkpoint_every=4096)
+    inputs = SimpleNamespace(env="cartpole", rollout=256)
+    plan = SimpleNamespace(eval_every=512, eval_episodes=4, train_steps_per_s=1000.0, steps_per_s=1000.0)
+    specs = JobSpecs(cfg, inputs, tmp_path, plan, fn=print, batch_fn=print)
+    c = ConfigRun(trial=None, config_id="config_003", kind="tuning", cycle=1, params={}, weights={}, seeds=[0, 1],
+                  train_params={}, steps=2048, results={0: {"score": 1.0}, 1: {"score": 2.0}})
+    assert c.pending == [] and c.finished
+    jobs = specs.of(c)
+    assert jobs.batched and jobs.batch_kwargs["checkpoint_path"].endswith("config_003/tuning_seeds.pt")
+    assert "seed" not in jobs.batch_kwargs and jobs.batch_kwargs["checkpoint_every"] == 4096
+    sched = Scheduler(None, Budget(3600, clock=FakeClock()), Throughput(1000.0), n_jobs=2)  # nothing to submit
+    assert [type(e) for e in sched.add(c, jobs)] == [ConfigEnded] and sched.active == []

@@ -23,6 +23,7 @@ ALGORITHMS = ("tpe", "random")
 # branches: K candidate mutations and the unmutated control train the same horizon from the same snapshot,
 # side by side (one batched computation on the torch trainer), each judged against the control
 CONTROLS = ("none", "paired", "branches")
+MAX_BRANCHES = 64  # candidates per branch round at most (each is a copy of the run trained beside it)
 # branch rounds: at every safe point the share allows, or only while the run is stuck (no metric moved beyond
 # its noise over stuck_points safe points: a run that is learning is left alone)
 BRANCH_WHEN = ("always", "stuck")
@@ -148,14 +149,14 @@ def recipe_from_dict(d: Mapping[str, Any], where: str = "recipe", custom: tuple[
         mutations=tuple(mutations), algorithm=algorithm,
         startup_trials=_int(search.get("startup_trials", 8), "search.startup_trials", bad, 0),
         epsilon=_num(acc.get("epsilon", 0.0), "acceptance.epsilon", bad, 0.0),
-        horizon=_horizon(acc.get("horizon", 2), bad),
+        horizon=(horizon := _horizon(acc.get("horizon", 2), bad)),
         noise_z=_num(acc.get("noise_z", 1.0), "acceptance.noise_z", bad, 0.0),
         rollback_on_reject=_bool(acc.get("rollback_on_reject", True), "acceptance.rollback_on_reject", bad),
         control=_choice(acc.get("control", "none"), "acceptance.control", CONTROLS, bad),
-        branches=_int(acc.get("branches", 4), "acceptance.branches", bad, 1),
-        max_horizon=_int(acc.get("max_horizon", 8), "acceptance.max_horizon", bad, 1),
+        branches=_int(acc.get("branches", 4), "acceptance.branches", bad, 1, MAX_BRANCHES),
+        max_horizon=_int(acc.get("max_horizon", max(8, horizon)), "acceptance.max_horizon", bad, horizon),
         stuck_points=_int(acc.get("stuck_points", 3), "acceptance.stuck_points", bad, 2),
-        branch_share=_num(acc.get("branch_share", 0.1), "acceptance.branch_share", bad, 0.0),
+        branch_share=_num(acc.get("branch_share", 0.1), "acceptance.branch_share", bad, 0.0, 1.0),
         branch_when=_choice(acc.get("branch_when", "always"), "acceptance.branch_when", BRANCH_WHEN, bad),
         slow_kl=_num(acc.get("slow_kl", 0.0), "acceptance.slow_kl", bad, 0.0),
         block_on_nan=_bool(safety.get("block_on_nan", True), "safety.block_on_nan", bad),
@@ -289,17 +290,17 @@ def _mapping(v, key: str, bad) -> Mapping:
     return v
 
 
-def _num(v, key: str, bad, minimum: float | None = None) -> float:
+def _num(v, key: str, bad, minimum: float | None = None, maximum: float | None = None) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise bad(key, repr(v), "a finite number")
-    if minimum is not None and v < minimum:
-        raise bad(key, repr(v), f"a number >= {minimum}")
+    if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+        raise bad(key, repr(v), f"a number >= {minimum}" + (f" and <= {maximum}" if maximum is not None else ""))
     return float(v)
 
 
-def _int(v, key: str, bad, minimum: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise bad(key, repr(v), f"an integer >= {minimum}")
+def _int(v, key: str, bad, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum or (maximum is not None and v > maximum):
+        raise bad(key, repr(v), f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else ""))
     return int(v)
 
 
@@ -326,7 +327,8 @@ SETTINGS: dict[str, tuple[str, type | tuple[str, ...]]] = {  # what `automl tune
     "acceptance.stuck_points": ("stuck_points", int), "acceptance.branch_share": ("branch_share", float),
     "acceptance.branch_when": ("branch_when", BRANCH_WHEN), "acceptance.slow_kl": ("slow_kl", float),
 }
-LIMITS = {"acceptance.stuck_points": (2, None), "acceptance.branch_share": (0.0, 1.0)}  # others: >= 0, ints >= 1
+LIMITS = {"acceptance.stuck_points": (2, None), "acceptance.branch_share": (0.0, 1.0),
+          "acceptance.branches": (1, MAX_BRANCHES)}  # others: >= 0, ints >= 1
 
 
 def parse_setting(text: str) -> tuple[str, object]:
@@ -349,11 +351,15 @@ def parse_setting(text: str) -> tuple[str, object]:
             return key, raw.lower() == "true"
         value = kind(raw)
     except ValueError:
-        raise AutoMLError(f"tune set: {key}: {raw!r} (allowed: {'true, false' if kind is bool else kind.__name__})") from None
+        value = None
     lo, hi = LIMITS.get(key, (0 if kind is float else 1, None))
-    if isinstance(value, (int, float)) and (value < lo or (hi is not None and value > hi)):
-        allowed = f"a number >= {lo}" + (f" and <= {hi}" if hi is not None else "")
-        raise AutoMLError(f"tune set: {key}: {raw!r} (allowed: {allowed})")
+    within = f">= {lo}" + (f" and <= {hi}" if hi is not None else "")
+    if kind is bool and value is None:
+        raise AutoMLError(f"tune set: {key}: {raw!r} (allowed: true, false)")
+    if value is None or (kind is float and not math.isfinite(value)):  # not a number of its kind (nan, inf too)
+        raise AutoMLError(f"tune set: {key}: {raw!r} (allowed: {'a finite number' if kind is float else 'an integer'} {within})")
+    if value < lo or (hi is not None and value > hi):
+        raise AutoMLError(f"tune set: {key}: {raw!r} (allowed: a number {within})")
     return key, value
 
 

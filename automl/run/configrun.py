@@ -98,7 +98,7 @@ class SeedJobs:
     carry theirs) and the job's timeout."""
 
     fn: Callable
-    seed_kwargs: dict[int, dict]               # seed -> the trainer's arguments (all seeds of the config)
+    seed_kwargs: dict[int, dict]               # seed -> the trainer's arguments (the config's queued seeds)
     batch_fn: Callable | None = None           # one job of the config's queued seeds when set
     batch_kwargs: dict | None = None           # ... its arguments; "seeds" (and "save_paths") filled at submission
     save_paths: dict[int, str] | None = None   # seed -> where a batch saves that seed's model

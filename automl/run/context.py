@@ -41,7 +41,7 @@ class RunContext:
     def __init__(self, cfg: RunConfig, inputs: Inputs, store, old: dict | None, fp: dict, *,
                  budget: Budget, plan: Plan):
         self.cfg, self.inputs, self.store, self.old, self.fp = cfg, inputs, store, old, fp
-        self.mode = cfg.run_mode  # what --mode declares: plan, search owners, phases (automl.run.modes)
+        self.mode = cfg.run_mode  # what --mode declares: flags, plan (automl.run.modes; its run: automl.run.mode_run)
         self.budget = budget
         self.plan: Plan = plan  # nominal until the run is started (automl.run.opening), then calibrated
         self.records = records.Records(cfg, inputs, store)
@@ -63,7 +63,7 @@ class RunContext:
         self.planned = False  # the run adopted its calibrated (or recorded) plan
         self.driver_s = 0.0  # time spent in the driver's own bookkeeping (ask/tell, state writes)
         self.lease: Lease | None = None  # one live driver per run
-        self.searches: dict = {}  # Kind -> SearchOwner, as the mode opens them
+        self.searches: dict = {}  # Kind -> SearchOwner, as ``automl.run.opening.search_owners`` opens them
         self.storage_url: str | None = None
         self.ladder: LadderRun | None = None  # when the run climbs a fidelity ladder
 

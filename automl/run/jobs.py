@@ -1,8 +1,8 @@
 """What one seed job of a run is handed: its trainer's arguments and checkpoint path.
 
 ``JobSpecs.of(config)`` builds a config's ``SeedJobs`` when the run hands the config to the scheduler
-(``automl.run.outcomes.add``): each seed's arguments (``kwargs``) or those of one job of all its seeds
-(``batch_kwargs``), from the run's settings, inputs and plan. The scheduler adds the phase's deadline and
+(``automl.run.outcomes.add``): each seed's arguments (``kwargs``) or those of one job of all its seeds,
+from the run's settings, inputs and plan. The scheduler adds the phase's deadline and
 the job's timeout at submission (``Scheduler.phase_deadline``, ``Scheduler.job_timeout``).
 """
 from __future__ import annotations
@@ -32,8 +32,14 @@ class JobSpecs:
     def of(self, c: ConfigRun) -> SeedJobs:
         """What the seed jobs of ``c`` need (its queued seeds; as one batch job on a batched run)."""
         if self.batch_fn is not None:
-            kw = self.batch_kwargs(c, list(c.pending))
-            kw.pop("save_paths", None)
+            # one job for the queued seeds ("seeds" and "save_paths" filled at submission); a resumed config whose
+            # seeds were all recorded has none queued, and ends as soon as the scheduler takes it
+            seeds = list(c.pending) or list(c.seeds)
+            kw = self.kwargs(c, seeds[0])
+            for key in ("seed", "save_path"):
+                kw.pop(key, None)
+            kw.update(tb_dir=str(self.run_dir / "tb" / c.config_id / c.kind),
+                      checkpoint_path=str(self.checkpoint_path(c, None)), checkpoint_every=self.checkpoint_every(len(seeds)))
             saves = {s: self.save_path(c, s) for s in c.seeds} if c.kind == Kind.HELDOUT else None
             return SeedJobs(fn=self.fn, seed_kwargs={}, batch_fn=self.batch_fn, batch_kwargs=kw, save_paths=saves)
         return SeedJobs(fn=self.fn, seed_kwargs={s: self.kwargs(c, s) for s in c.pending})
@@ -55,18 +61,6 @@ class JobSpecs:
     def save_path(self, c: ConfigRun, seed: int) -> str:
         """Where a held-out seed job saves its model (the models best.yaml points at)."""
         return str(self.run_dir / "models" / c.config_id / f"seed_{seed}")
-
-    def batch_kwargs(self, c: ConfigRun, seeds: list[int]) -> dict:
-        """One job for all ``seeds`` of a config (the torch trainer's seed axis)."""
-        kw = self.kwargs(c, seeds[0])
-        for key in ("seed", "save_path"):
-            kw.pop(key, None)
-        run_dir = self.run_dir
-        kw.update(seeds=list(seeds), tb_dir=str(run_dir / "tb" / c.config_id / c.kind),
-                  checkpoint_path=str(self.checkpoint_path(c, None)), checkpoint_every=self.checkpoint_every(len(seeds)))
-        if c.kind == Kind.HELDOUT:
-            kw["save_paths"] = [self.save_path(c, s) for s in seeds]
-        return kw
 
     def checkpoint_path(self, c: ConfigRun, seed: int | None) -> Path:
         """Where a seed job keeps its checkpoint (stable across resumes: config, kind, seed); seed None:

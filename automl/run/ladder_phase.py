@@ -20,7 +20,7 @@ from automl.core.record import State
 from automl.run import outcomes
 from automl.run.phases import TuningPhase
 
-if TYPE_CHECKING:  # the modes build these phases: no import back at run time
+if TYPE_CHECKING:  # automl.run.mode_run builds these phases: no import back at run time
     from automl.run.context import RunContext
     from automl.run.modes.base import Stage
 

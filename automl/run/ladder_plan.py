@@ -26,7 +26,7 @@ from automl.core.config import to_ppo_setup
 from automl.run.budget import MAX_EVAL_SHARE, MIN_EVAL_EPISODES, Budget
 from automl.run.ladder import ETA, MIN_TOP_CONFIGS, CostModel, LadderPlan, plan_ladder, rungs_for
 from automl.run.inputs import Inputs
-from automl.run.plan import TEST_CONFIGS, Calibration, Plan, _quotas, make_plan
+from automl.run.plan import Calibration, Plan, _quotas, make_plan
 from automl.search import space as space_mod
 
 if TYPE_CHECKING:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import functools
 import time
 
 import optuna
@@ -28,7 +29,9 @@ from automl.run.inputs import check_resume, fingerprint, resolve_defaults, resol
 from automl.run.plan import Plan, nominal_calibration
 from automl.run.state import StateStore
 from automl.search import studies
-from automl.search.reward import make_reward_sampler
+from automl.search.hp import HPSearch
+from automl.search.joint import STUDY_NAME as JOINT_STUDY, JointSearch
+from automl.search.reward import RewardSearch, make_reward_sampler
 from automl.search.strategies import make_pruner, make_sampler
 
 if TYPE_CHECKING:  # annotations only
@@ -97,9 +100,7 @@ def search_owners(ctx: RunContext) -> dict:
     """The run's search owners by the kind of config they propose (``automl.search.owner.SearchOwner``)."""
     owners = {Kind.HP: hp_owner(ctx)}
     if ctx.mode.joint_search:
-        from automl.search.joint import STUDY_NAME, JointSearch
-
-        owners[Kind.JOINT] = JointSearch(sampler_study(ctx, STUDY_NAME), ctx.inputs.spec, ctx.inputs.terms,
+        owners[Kind.JOINT] = JointSearch(sampler_study(ctx, JOINT_STUDY), ctx.inputs.spec, ctx.inputs.terms,
                                          ctx.inputs.default_weights)
     return {**owners, **reward_owner(ctx)}
 
@@ -107,9 +108,6 @@ def search_owners(ctx: RunContext) -> dict:
 def hp_owner(ctx: RunContext):
     """The HP search over the run's --search-method sampler study (the grid walks on from the HP configs
     already proposed)."""
-    from automl.search import studies
-    from automl.search.hp import HPSearch
-
     return HPSearch(sampler_study(ctx, studies.HP_SAMPLER), ctx.inputs.spec, space_path=ctx.inputs.space_path,
                     method=ctx.cfg.search_method, proposed=ctx.records.grid_cursor)
 
@@ -118,10 +116,6 @@ def reward_owner(ctx: RunContext) -> dict:
     """{Kind.REWARD: the reward search} when the env has reward terms, else {}."""
     if not ctx.inputs.terms:
         return {}
-    import functools
-
-    from automl.search.reward import RewardSearch
-
     # the study opens on first use: its CMA-ES population is the plan's, made once calibration has run
     return {Kind.REWARD: RewardSearch(functools.partial(reward_study, ctx), ctx.inputs.terms,
                                       ctx.inputs.default_weights)}

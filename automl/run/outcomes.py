@@ -1,6 +1,6 @@
 """What the run does with the scheduler's events (a finished seed job, a finished config, a lost job), and
 the calls that drive the scheduler and handle what it returns (``add``, ``step``, ``drain``, ``finish``,
-``drop``, ``trim``): the scheduler never calls back into the run.
+``drop``, ``trim``): seed jobs' outcomes come back from the scheduler as events.
 
 A seed is recorded, its event written and its checkpoint removed when nothing will continue it; a config
 is scored over its seeds, recorded (or handed to the ladder), told to its search owner, checked for reward
@@ -52,11 +52,9 @@ def drop(ctx: RunContext, c: ConfigRun) -> None:
     handle(ctx, ctx.sched.drop(c))
 
 
-def trim(ctx: RunContext, c: ConfigRun) -> int:
-    """Take the last queued seed off ``c``; returns it."""
-    seed, events = ctx.sched.trim(c)
-    handle(ctx, events)
-    return seed
+def trim(ctx: RunContext, c: ConfigRun) -> None:
+    """Take the last queued seed off ``c``."""
+    handle(ctx, ctx.sched.trim(c))
 
 
 def finish(ctx: RunContext, guard=None) -> None:

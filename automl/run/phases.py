@@ -1,11 +1,11 @@
-"""The phases of a run, in the order the run's mode lists them (``automl.run.modes``) under one budget.
+"""The phases of a run, in the order ``automl.run.mode_run.phases`` lists them for the run's mode, under one budget.
 
 A tuning phase keeps the workers busy with configs its search owner (``automl.search.owner.SearchOwner``)
 proposes until its quota is trained or tuning is over; what a proposal leaves open (the HP search's reward
 weights, the reward search's HPs) is the incumbent's. The held-out phase re-trains the best configs on
 held-out seeds and picks the winner; the test phase re-trains the winner and the baseline on test seeds,
-the score that selected nothing. A new search mode declares its phases in its mode module; a phase with
-new behaviour is a new class with the same ``run(ctx)``.
+the score that selected nothing. A new search mode's phases come from its declarations
+(``automl.run.mode_run``); a phase with new behaviour is a new class with the same ``run(ctx)``.
 """
 from __future__ import annotations
 

@@ -20,8 +20,8 @@ from automl.core.record import Kind, State
 class Scheduler:
     """Feeds seed jobs to an executor within the budget; what happened comes back as events
     (``SeedEnded``, ``ConfigEnded``, ``JobLost``) from the call that saw it (``step``, ``add``, ``prune``,
-    ``drop``, ``trim``, ``drain``), in order, for the caller to handle. It never calls back into the run:
-    a config arrives with what its jobs need (``SeedJobs``)."""
+    ``drop``, ``trim``, ``drain``), in order, for the caller to handle: seed jobs' outcomes come back as events, not calls into the run,
+    and a config arrives with what its jobs need (``SeedJobs``)."""
 
     def __init__(self, executor, budget: Budget, throughput: Throughput, *, n_jobs: int,
                  timeout_s: float | None = None, objective: str = "mean", risk: float = 1.0):
@@ -261,14 +261,13 @@ class Scheduler:
         self._finish(cfg)
         return self._take()
 
-    def trim(self, cfg: ConfigRun) -> tuple[int, list[Event]]:
+    def trim(self, cfg: ConfigRun) -> list[Event]:
         """Take the last queued seed off a config (it will have one seed fewer); the config ends now
-        when nothing of it is left to run. Returns the seed and what ended."""
-        seed = cfg.pending.pop()
-        cfg.seeds.remove(seed)
+        when nothing of it is left to run. Returns what ended."""
+        cfg.seeds.remove(cfg.pending.pop())
         if cfg.finished:
             self._finish(cfg)
-        return seed, self._take()
+        return self._take()
 
     def _finish(self, cfg: ConfigRun) -> None:
         if cfg in self.active:

@@ -21,13 +21,14 @@ in flight and skips that safe point.
 from __future__ import annotations
 
 import math
+import statistics
 import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from automl.core.tune_recipe import Mutation, Recipe, with_settings
 from automl.search.online_branches import UNTOUCHED, UNVERIFIED, VERIFIED, BranchRounds
-from automl.search.online_judge import Judgement, _mean, _median, judge_segment
+from automl.search.online_judge import Judgement, _mean, judge_segment
 
 if TYPE_CHECKING:
     import optuna
@@ -128,7 +129,7 @@ class OnlineTuner(BranchRounds):
         the safe points without a mutation in flight (at least 3 of them) and above ``anomaly_min_kl``."""
         if approx_kl is None or len(self.kl_hist) < 3:
             return None
-        med, r = _median(self.kl_hist), self.recipe
+        med, r = statistics.median(self.kl_hist), self.recipe
         if not math.isfinite(approx_kl) or approx_kl > max(r.anomaly_factor * med, r.anomaly_min_kl):
             return (f"approx_kl {approx_kl:.3g} > {r.anomaly_factor:g} x the run's median {med:.3g} "
                     f"and > {r.anomaly_min_kl:g}")

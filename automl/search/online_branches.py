@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from typing import TYPE_CHECKING, Any, Callable
 
-from automl.search.online_judge import Judgement, _median, judge_branches, moved
+from automl.search.online_judge import Judgement, judge_branches, moved
 
 if TYPE_CHECKING:
     from automl.core.tune_recipe import Recipe
@@ -79,20 +80,21 @@ class BranchRounds:
         in its last tenth nothing does (``automl.train.tuning.base_kl``)."""
         n, limit = self.recipe.stuck_points, self.recipe.slow_kl
         last = self.base_kl_hist[-n:]
-        return limit > 0 and len(last) == n and all(math.isfinite(k) for k in last) and _median(last) < limit
+        return limit > 0 and len(last) == n and all(math.isfinite(k) for k in last) and statistics.median(last) < limit
 
     def _propose_branches(self, step: int, frac: float, current: dict, due: str = "always") -> list[dict]:
         """K candidate mutations to train beside the unmutated control from this safe point (``branch``);
         the caller trains them ``horizon`` evaluations and hands the result to ``on_branches``."""
         choices, weights = self._pool(frac, current)
         lr = next((m for m in choices if m.name == "learning_rate"), None)
-        if due == "slow" and lr is not None:
+        line_search = due == "slow" and lr is not None
+        if line_search:
             # the updates barely move the policy: only a larger step can help (nothing is clipped, so a clip range
             # does nothing; entropy and reward weights do not change how far an update goes)
             choices, weights = [lr], [1.0]
         if not choices:
             return []
-        steps = self._slow_steps(lr, float(current["learning_rate"])) if due == "slow" and lr is not None else []
+        steps = self._slow_steps(lr, float(current["learning_rate"])) if line_search else []
         cands = []
         for i in range(self.recipe.branches):
             m = self.rng.choices(choices, weights=weights)[0]

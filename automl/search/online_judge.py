@@ -49,11 +49,6 @@ def _std(v: list[float]) -> float:
     return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
 
 
-def _median(v: list[float]) -> float:
-    s = sorted(v)
-    return (s[(len(s) - 1) // 2] + s[len(s) // 2]) / 2
-
-
 def noise_sd(pre: list[float], se: list[float | None], spread: bool = True) -> float:
     """One evaluation's noise: the spread of the evaluations before the mutation, or the root mean
     square of the evaluations' own standard errors when that is larger (``spread=False``: the standard

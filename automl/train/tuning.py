@@ -321,12 +321,7 @@ class TuneHook:
         decision = self.tuner.on_branches(trainer.steps, results, frac=min(1.0, until / job.plan.total))[0]
         i = decision["index"]
         if ok and 0 < i <= len(ends):
-            state, saved = ends[i - 1]
-            job.load(state, job.plan.total, timing=False)
-            if not trainer.state_has_values:
-                trainer.set_values(state["values"], state["weights"] or None)
-            for name, snap_ in saved.items():
-                self._custom(name, "restore", snap_)
+            self.restore(*ends[i - 1])  # the run goes on from the adopted branch's end state
         self.seen = len(job.evals[0])
         if not ok:
             job.stop_for(Stop(StopReason.DEADLINE))

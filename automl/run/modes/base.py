@@ -2,7 +2,7 @@
 
 A mode is one object of declarations: its flags and their checks (``check``) and its plan (``cycles``,
 ``tuning_configs``, ``stages``). ``automl.run.mode_run`` makes the run of them (the --dry-run text, the
-search owners, the phases). The driver, the plan and the live view ask the run's mode
+phases; the search owners: ``automl.run.opening.search_owners``). The driver, the plan and the live view ask the run's mode
 (``RunConfig.run_mode``) and never compare its name. Flag checks run when a RunConfig is built, before
 anything of the run exists, so a mode module imports nothing of the run.
 """
