@@ -2,7 +2,8 @@
 
 Public entry points: ``make`` (batched torch env), ``make_vec`` (stable-baselines3 VecEnv),
 ``TASKS``, ``reward_config``, ``RewardTermsWrapper``. The batched tasks are also registered
-with gymnasium as ``automl/CartPole-v0`` and ``automl/Navigation-v0`` (single env, numpy).
+with gymnasium as ``automl/CartPole-v0``, ``automl/Navigation-v0``, ``automl/Acrobot-v0`` and
+``automl/Pendulum-v0`` (single env, numpy).
 This package never imports ``automl``.
 """
 from __future__ import annotations
@@ -13,10 +14,12 @@ import torch
 
 from .batched import BatchedEnv, resolve_device
 from .reward_terms import RewardTermsWrapper, reward_config, resolve_weights
+from .tasks.acrobot import Acrobot
 from .tasks.cartpole import CartPole
 from .tasks.navigation import Navigation
+from .tasks.pendulum import Pendulum
 
-_TASK_CLASSES = {"cartpole": CartPole, "navigation": Navigation}
+_TASK_CLASSES = {"cartpole": CartPole, "navigation": Navigation, "acrobot": Acrobot, "pendulum": Pendulum}
 TASKS = tuple(_TASK_CLASSES)
 
 __all__ = ["TASKS", "make", "make_vec", "max_episode_steps", "reward_config", "RewardTermsWrapper", "BatchedEnv",
@@ -51,7 +54,8 @@ def make_vec(task: str, num_envs: int, device: str | torch.device = "auto", seed
 def _register() -> None:
     import gymnasium as gym
 
-    for task, name in (("cartpole", "CartPole"), ("navigation", "Navigation")):
+    for task, name in (("cartpole", "CartPole"), ("navigation", "Navigation"), ("acrobot", "Acrobot"),
+                       ("pendulum", "Pendulum")):
         env_id = f"automl/{name}-v0"
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point="envs.single:SingleEnv",

@@ -9,14 +9,15 @@ from envs.batched import N_STATS
 
 
 def _random_actions(env, gen):
-    n = env.num_envs
-    if env.action_space.shape == ():
-        return torch.randint(0, 2, (n,), generator=gen)
-    return torch.rand(n, *env.action_space.shape, generator=gen) * 2 - 1
+    n, space = env.num_envs, env.action_space
+    if space.shape == ():
+        return torch.randint(0, int(space.n), (n,), generator=gen)
+    low, high = torch.as_tensor(space.low), torch.as_tensor(space.high)
+    return low + torch.rand(n, *space.shape, generator=gen) * (high - low)
 
 
 def test_tasks_and_reward_config():
-    assert envs.TASKS == ("cartpole", "navigation")
+    assert envs.TASKS == ("cartpole", "navigation", "acrobot", "pendulum")
     cfg = envs.reward_config("navigation")
     assert cfg["true_metric"] == "success_rate"
     assert set(cfg["terms"]) >= {"progress", "heading", "collision", "action_rate", "energy", "goal", "alive"}
@@ -38,7 +39,7 @@ def test_reward_is_the_weighted_sum_of_terms(task):
     sums = torch.zeros(len(cfg), 256, dtype=torch.float64)
     shaped = torch.zeros(256, dtype=torch.float64)
     ended = 0
-    for _ in range(60):
+    for _ in range(env.max_episode_steps + 1 if task in ("acrobot", "pendulum") else 60):  # long episodes: one each
         _, reward, terminated, truncated, info = env.step(_random_actions(env, gen))
         terms = env.terms.double()
         expected = sum(weights[k] * terms[i] for i, k in enumerate(env.reward_terms))
@@ -53,7 +54,7 @@ def test_reward_is_the_weighted_sum_of_terms(task):
         sums[:, done] = 0
         shaped[done] = 0
     # the end-of-episode sums above were compared on this many episodes (seeds 1 and 0, CPU): not on none
-    assert ended == {"cartpole": 628, "navigation": 9}[task]
+    assert ended == {"cartpole": 628, "navigation": 9, "acrobot": 256, "pendulum": 256}[task]
 
 
 def test_true_return_uses_reference_weights():
@@ -160,8 +161,8 @@ def test_cuda_matches_cpu(task):
 
 
 def test_bad_input_is_one_clear_value_error():
-    with pytest.raises(ValueError, match="allowed: cartpole, navigation"):
-        envs.make("pendulum", 4)
+    with pytest.raises(ValueError, match="allowed: cartpole, navigation, acrobot, pendulum"):
+        envs.make("hopper", 4)
     with pytest.raises(ValueError, match="speed: unknown reward term"):
         envs.make("navigation", 4, reward_weights={"speed": 1.0})
     with pytest.raises(ValueError, match=r"collision: weight 5.0 outside its bounds \(allowed: \[-200.0, 0.0\]\)"):

@@ -119,7 +119,7 @@ def test_the_torch_trainer_on_a_gymnasium_id_is_one_line():
 
     r = automl("train", "--config", TINY, "--env", "CartPole-v1", "--trainer", "torch", "--trial-steps", "512")
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1
-    assert "--trainer torch: env 'CartPole-v1' is not a batched task (allowed: cartpole, navigation" in r.stderr
+    assert "--trainer torch: env 'CartPole-v1' is not a batched task (allowed: cartpole, navigation, acrobot, pendulum" in r.stderr
 
 
 @pytest.mark.parametrize("trainer", ["sb3", "torch"])

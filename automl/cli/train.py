@@ -133,13 +133,19 @@ def print_results(results: Sequence[SeedResult], env: str, console: Console | No
     return score
 
 
+def _env_choices() -> str:
+    import envs
+
+    return "|".join((*envs.TASKS, "<gym id>"))
+
+
 def _config_for(config_path, env) -> str:
     """``--config``, or without one the env's shipped space (its priors are trained: seed 001's
     `train.py --env ENV`)."""
     if config_path is not None:
         return str(config_path)
     if not env:
-        raise AutoMLError("--config: missing (allowed: a config file, or --env cartpole|navigation|<gym id> to "
+        raise AutoMLError(f"--config: missing (allowed: a config file, or --env {_env_choices()} to "
                           "train that env's shipped space's priors)")
     from automl.search.space import default_space_path
 
@@ -180,7 +186,7 @@ def run(config_path=None, *, seeds=None, seed_list=None, env=None, run_dir="prog
     params, weights, file_env = load_train_config(str(config_path))
     env = env or file_env
     if not env:
-        raise AutoMLError(f"{config_path}: env: the file names no env (allowed: --env cartpole|navigation|<gym id>)")
+        raise AutoMLError(f"{config_path}: env: the file names no env (allowed: --env {_env_choices()})")
     setup = to_ppo_setup(params, path=str(config_path))  # validate once, before any process starts
     trainer = trainers.resolve(trainer, env)
     if total_steps is None and not setup.n_timesteps:
