@@ -38,9 +38,10 @@ def _best_rate(step, num_envs: int, seconds: float, repeats: int) -> float:
 
 
 def _actions(env, num_envs: int, rng: np.random.Generator) -> np.ndarray:
-    if env.action_space.shape == ():
-        return rng.integers(0, 2, size=num_envs).astype(np.int64)
-    return rng.uniform(-1, 1, size=(num_envs, *env.action_space.shape)).astype(np.float32)
+    space = env.action_space
+    if space.shape == ():
+        return rng.integers(0, int(space.n), size=num_envs).astype(np.int64)
+    return rng.uniform(space.low, space.high, size=(num_envs, *space.shape)).astype(np.float32)
 
 
 def measure(num_envs: int, seconds: float, repeats: int) -> dict[str, float]:

@@ -184,7 +184,7 @@ def test_bad_input_is_one_clear_value_error():
         envs.make("cartpole", 4, device="tpu")
 
 
-@pytest.mark.parametrize("env_id", ["automl/CartPole-v0", "automl/Navigation-v0"])
+@pytest.mark.parametrize("env_id", ["automl/CartPole-v0", "automl/Navigation-v0", "automl/Acrobot-v0", "automl/Pendulum-v0"])
 def test_registered_with_gymnasium(env_id):
     import gymnasium as gym
     from gymnasium.utils.env_checker import check_env

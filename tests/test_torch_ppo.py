@@ -232,7 +232,7 @@ def test_deadline_stops_every_seed(monkeypatch):
         [("stopped_at_deadline", "deadline", 512, 1)] * 2
 
 
-@pytest.mark.parametrize("task,params", [("cartpole", CART), ("navigation", NAV)])
+@pytest.mark.parametrize("task,params", [("cartpole", CART), ("navigation", NAV), ("acrobot", CART), ("pendulum", NAV)])
 def test_saved_policy_loads_in_sb3_with_the_same_deterministic_actions(tmp_path, task, params):
     path = str(tmp_path / "model")
     result = tt.train_seed_torch(params, env=task, seed=3, total_steps=2 * 512, eval_episodes=2, device="cpu",
@@ -244,7 +244,7 @@ def test_saved_policy_loads_in_sb3_with_the_same_deterministic_actions(tmp_path,
     for _ in range(2):
         tp.collect(run, None)
         tp.advantages(run)
-        tp.check_finite(run, tp.update(run, 3e-4 if task == "navigation" else 1e-3))
+        tp.check_finite(run, tp.update(run, params["learning_rate"]))
     obs = torch.stack([envs.make(task, 64, device="cpu", seed=s).reset().clone() for s in range(2)]).view(128, -1)
     net_obs = obs.clone().unsqueeze(0)
     if run.norm is not None:
@@ -257,8 +257,9 @@ def test_saved_policy_loads_in_sb3_with_the_same_deterministic_actions(tmp_path,
         sb3_obs = obs.numpy()
     with torch.no_grad():
         mine = run.policy.deterministic(run.policy.actor(net_obs))[0]
-    if not run.policy.discrete:
-        mine = mine.clamp(-1.0, 1.0)
+    if not run.policy.discrete:  # SB3's predict clips to the action space's bounds ([-1, 1]; pendulum [-2, 2])
+        space = envs.make(task, 1, device="cpu").action_space
+        mine = mine.clamp(float(space.low.min()), float(space.high.max()))
     theirs, _ = model.predict(sb3_obs, deterministic=True)
     np.testing.assert_allclose(theirs.reshape(mine.shape), mine.numpy(), rtol=1e-4, atol=1e-5)
     assert glob.glob(str(tmp_path / "tb" / "seed_3" / "events.out.tfevents.*"))
