@@ -77,7 +77,7 @@ def test_acrobot_episodes_follow_gymnasium_to_the_same_end():
 def test_acrobot_resets_in_gymnasiums_range():
     env = envs.make("acrobot", 4096, device="cpu", seed=0)
     env.reset()
-    assert env.state.abs().max() <= 0.1 and env.state.abs().max() > 0.099
+    assert env.state.max() <= 0.1 and env.state.max() > 0.099 and env.state.min() >= -0.1 and env.state.min() < -0.099
     torch.testing.assert_close(env.obs[:, 0], torch.cos(env.state[:, 0]))
     torch.testing.assert_close(env.obs[:, 3], torch.sin(env.state[:, 1]))
 
@@ -141,3 +141,30 @@ def test_the_driver_plans_a_search_on_the_task_from_its_own_space(task):
     assert out.returncode == 0, out.stderr
     assert f"space: {root / 'configs' / 'spaces' / task}.yaml ({task}_batched_v1)" in out.stdout
     assert "default 1000000" in out.stdout and "reward#1" in out.stdout  # n_timesteps 1e6; reward terms searched
+
+
+@pytest.mark.parametrize("task", ["acrobot", "pendulum"])
+def test_an_ended_episode_restarts_from_a_fresh_draw_in_range(task):
+    """Every env ends an episode at once (acrobot: put at the goal on its 8th step, as no episode reaches it in
+    under 4; pendulum: its 200th step), twice: each restart is a new draw from the reset range."""
+    n = 256
+    env = envs.make(task, n, device="cpu", seed=0)
+    first = env.reset().clone()
+    goal = torch.tensor([math.pi, 0.0, 0.0, 0.0]).expand(n, 4)  # both links up: the tip at height 2
+    starts = []
+    for _ in range(2):
+        for t in range(env.max_episode_steps):
+            if task == "acrobot" and t == 7:
+                env.set_state(goal)
+            actions = torch.zeros(n, dtype=torch.int64) if task == "acrobot" else torch.zeros(n, 1)
+            _, _, terminated, truncated, info = env.step(actions)
+            if bool((terminated | truncated).all()):
+                break
+        assert bool((terminated | truncated).all()) and t == (7 if task == "acrobot" else 199)
+        starts.append(env.state.clone())
+    high = torch.tensor([0.1] * 4) if task == "acrobot" else torch.tensor([math.pi, 1.0])
+    for start in starts:
+        assert (start.abs() <= high).all() and (start.abs().amax(0) > 0.95 * high).all()  # the whole range
+        assert (start.amin(0) < -0.9 * high).all()
+    assert not torch.equal(starts[0], starts[1]) and not torch.equal(starts[0], first)
+    assert (starts[0] - starts[1]).abs().min() > 0  # every env drew anew

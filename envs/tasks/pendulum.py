@@ -82,7 +82,7 @@ class Pendulum(BatchedEnv):
         self._state[0] = th + newthdot * DT
         self._state[1] = newthdot
         self._observe()
-        return self._never
+        return self._never.clone()  # a fresh tensor: a caller's in-place edit must not stick
 
     def _autoreset(self, done_f: torch.Tensor, keep: torch.Tensor) -> None:
         if self._steps % POOL_REFRESH == 0:
