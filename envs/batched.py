@@ -230,3 +230,23 @@ class BatchedEnv:
             tensor.copy_(saved[k])
         self._generator.set_state(state["generator"])
         self._steps = int(state["steps"])
+
+
+class PhysicalState:
+    """``set_state``/``state`` for a task whose physical state is one feature-major buffer ``_state``
+    ([features, num_envs]) and whose observations are written from it by ``_observe``."""
+
+    _state: torch.Tensor
+
+    def _observe(self) -> None:
+        raise NotImplementedError
+
+    def set_state(self, state: torch.Tensor) -> None:
+        """Overwrite the physical state ([num_envs, features]); for parity tests against gymnasium."""
+        self._state.copy_(state.T)
+        self._observe()
+
+    @property
+    def state(self) -> torch.Tensor:
+        """Physical state [num_envs, features] (a view)."""
+        return self._state.T

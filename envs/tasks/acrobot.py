@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ..batched import SUCCESS, BatchedEnv
+from ..batched import SUCCESS, BatchedEnv, PhysicalState
 
 DT = 0.2
 M1 = M2 = 1.0
@@ -53,7 +53,7 @@ def _wrap(x: torch.Tensor) -> torch.Tensor:
     return torch.where((x > math.pi) | (x < -math.pi), x - turns * (2 * math.pi), x)
 
 
-class Acrobot(BatchedEnv):
+class Acrobot(PhysicalState, BatchedEnv):
     """gymnasium Acrobot-v1, batched. State rows: theta1, theta2, dtheta1, dtheta2."""
 
     task = "acrobot"
@@ -71,16 +71,6 @@ class Acrobot(BatchedEnv):
         self._vel_bound = self._tensor([[MAX_VEL_1], [MAX_VEL_2]])
         self.obs = self._obs_buf.T
         self.final_observation = self._final_buf.T
-
-    def set_state(self, state: torch.Tensor) -> None:
-        """Overwrite the physical state ([num_envs, 4]); for parity tests against gymnasium."""
-        self._state.copy_(state.T)
-        self._observe()
-
-    @property
-    def state(self) -> torch.Tensor:
-        """Physical state [num_envs, 4] (a view)."""
-        return self._state.T
 
     def _observe(self) -> None:
         s, o = self._state, self._obs_buf

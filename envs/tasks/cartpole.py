@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ..batched import BatchedEnv
+from ..batched import BatchedEnv, PhysicalState
 
 GRAVITY, MASSCART, MASSPOLE, LENGTH, FORCE_MAG, TAU = 9.8, 1.0, 0.1, 0.5, 10.0, 0.02
 TOTAL_MASS = MASSPOLE + MASSCART
@@ -29,7 +29,7 @@ RESET_LOW, RESET_HIGH = -0.05, 0.05
 POOL_REFRESH = 4
 
 
-class CartPole(BatchedEnv):
+class CartPole(PhysicalState, BatchedEnv):
     """gymnasium CartPole-v1, batched. State rows: x, x_dot, theta, theta_dot."""
 
     task = "cartpole"
@@ -60,23 +60,13 @@ class CartPole(BatchedEnv):
                    "sin": t[0], "cos": t[1], "temp": t[2], "den": t[3], "abs": t[0:2],
                    "x_acc": self._acc[0], "theta_acc": self._acc[1], "shaping": self.terms[1:3]}
 
-    def set_state(self, state: torch.Tensor) -> None:
-        """Overwrite the physical state ([num_envs, 4]); for parity tests against gymnasium."""
-        self._state.copy_(state.T)
-        self._sync_obs()
-
-    @property
-    def state(self) -> torch.Tensor:
-        """Physical state [num_envs, 4] (a view)."""
-        return self._state.T
-
-    def _sync_obs(self) -> None:
+    def _observe(self) -> None:
         if self._obs_buf is not self._state:
             self._obs_buf.copy_(self._state)
 
     def _reset_all(self) -> None:
         self._state.uniform_(RESET_LOW, RESET_HIGH, generator=self._generator)
-        self._sync_obs()
+        self._observe()
 
     def _advance(self, actions: torch.Tensor) -> torch.Tensor:
         v = self._v
@@ -106,4 +96,4 @@ class CartPole(BatchedEnv):
             self._pool.uniform_(RESET_LOW, RESET_HIGH, generator=self._generator)
         self._final_buf.copy_(self._state)  # pre-reset observation (cast to float32)
         self._state.lerp_(self._pool, done_f)
-        self._sync_obs()
+        self._observe()

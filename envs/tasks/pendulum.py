@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ..batched import BatchedEnv
+from ..batched import BatchedEnv, PhysicalState
 
 G, M, L, DT = 10.0, 1.0, 1.0, 0.05
 MAX_SPEED, MAX_TORQUE = 8.0, 2.0
@@ -29,7 +29,7 @@ def angle_normalize(x: torch.Tensor) -> torch.Tensor:
     return torch.remainder(x + math.pi, 2 * math.pi) - math.pi
 
 
-class Pendulum(BatchedEnv):
+class Pendulum(PhysicalState, BatchedEnv):
     """gymnasium Pendulum-v1, batched. State rows: theta, theta_dot."""
 
     task = "pendulum"
@@ -48,16 +48,6 @@ class Pendulum(BatchedEnv):
         self.obs = self._obs_buf.T
         self.final_observation = self._final_buf.T
         self._never = torch.zeros(n, dtype=torch.bool, device=self.device)
-
-    def set_state(self, state: torch.Tensor) -> None:
-        """Overwrite the physical state ([num_envs, 2]); for parity tests against gymnasium."""
-        self._state.copy_(state.T)
-        self._observe()
-
-    @property
-    def state(self) -> torch.Tensor:
-        """Physical state [num_envs, 2] (a view)."""
-        return self._state.T
 
     def _observe(self) -> None:
         th = self._state[0]
