@@ -54,9 +54,8 @@ def make_vec(task: str, num_envs: int, device: str | torch.device = "auto", seed
 def _register() -> None:
     import gymnasium as gym
 
-    for task, name in (("cartpole", "CartPole"), ("navigation", "Navigation"), ("acrobot", "Acrobot"),
-                       ("pendulum", "Pendulum")):
-        env_id = f"automl/{name}-v0"
+    for task, cls in _TASK_CLASSES.items():
+        env_id = f"automl/{cls.__name__}-v0"
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point="envs.single:SingleEnv",
                          kwargs={"task": task}, max_episode_steps=None)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import envs
+from _gym_refs import gym_refs
 from envs.tasks.cartpole import THETA_THRESHOLD
 
 
@@ -25,22 +26,13 @@ def test_one_step_from_rest_matches_hand_computation():
     assert expected[1] == pytest.approx(0.195122, abs=1e-6) and expected[3] == pytest.approx(-0.292683, abs=1e-6)
 
 
-def _gym_envs(n):
-    out = []
-    for _ in range(n):
-        e = gym.make("CartPole-v1").unwrapped
-        e.reset(seed=0)
-        out.append(e)
-    return out
-
-
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
 def test_parity_with_gymnasium_from_same_states(dtype, tol):
     n = 64
     rng = np.random.default_rng(0)
     env = envs.make("cartpole", n, device="cpu", dtype=dtype)
     env.reset()
-    refs = _gym_envs(n)
+    refs = gym_refs("CartPole-v1", n)
     for _ in range(60):
         # wide states, some beyond the thresholds, so termination is exercised too
         states = rng.uniform([-2.6, -3, -0.25, -3], [2.6, 3, 0.25, 3], size=(n, 4))
@@ -64,7 +56,7 @@ def test_episode_parity_and_lengths_follow_gymnasium():
     env = envs.make("cartpole", n, device="cpu", seed=3, dtype=torch.float64)
     env.reset()
     start = env.state.clone()
-    refs = _gym_envs(n)
+    refs = gym_refs("CartPole-v1", n)
     for i, ref in enumerate(refs):
         ref.state = start[i].numpy().copy()
     rng = np.random.default_rng(1)

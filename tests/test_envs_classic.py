@@ -1,22 +1,13 @@
 """Batched Acrobot and Pendulum against gymnasium's Acrobot-v1 and Pendulum-v1, step by step."""
 import math
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 import envs
+from _gym_refs import gym_refs
 from envs.tasks.pendulum import angle_normalize
-
-
-def _refs(env_id, n):
-    out = []
-    for _ in range(n):
-        e = gym.make(env_id).unwrapped
-        e.reset(seed=0)
-        out.append(e)
-    return out
 
 
 def test_acrobot_steps_match_gymnasium_from_the_same_states():
@@ -25,7 +16,7 @@ def test_acrobot_steps_match_gymnasium_from_the_same_states():
     n, rng = 64, np.random.default_rng(0)
     env = envs.make("acrobot", n, device="cpu", dtype=torch.float64)
     env.reset()
-    refs = _refs("Acrobot-v1", n)
+    refs = gym_refs("Acrobot-v1", n)
     reached = 0
     for _ in range(40):
         states = rng.uniform([-math.pi, -math.pi, -4 * math.pi, -9 * math.pi],
@@ -51,7 +42,7 @@ def test_acrobot_episodes_follow_gymnasium_to_the_same_end():
     n = 16
     env = envs.make("acrobot", n, device="cpu", seed=3, dtype=torch.float64)
     env.reset()
-    refs = _refs("Acrobot-v1", n)
+    refs = gym_refs("Acrobot-v1", n)
     for i, ref in enumerate(refs):
         ref.state = env.state[i].numpy().copy()
     rng = np.random.default_rng(1)
@@ -87,7 +78,7 @@ def test_pendulum_steps_match_gymnasium_from_the_same_states():
     n, rng = 64, np.random.default_rng(0)
     env = envs.make("pendulum", n, device="cpu", dtype=torch.float64)
     env.reset()
-    refs = _refs("Pendulum-v1", n)
+    refs = gym_refs("Pendulum-v1", n)
     for _ in range(40):
         states = rng.uniform([-3 * math.pi, -8.0], [3 * math.pi, 8.0], size=(n, 2))
         actions = rng.uniform(-3.0, 3.0, size=(n, 1)).astype(np.float32)
@@ -109,7 +100,7 @@ def test_pendulum_truncates_every_episode_at_200_steps_with_gymnasiums_return():
     n = 8
     env = envs.make("pendulum", n, device="cpu", seed=5, dtype=torch.float64)
     env.reset()
-    refs = _refs("Pendulum-v1", n)
+    refs = gym_refs("Pendulum-v1", n)
     for i, ref in enumerate(refs):
         ref.state = env.state[i].numpy().copy()
     returns = np.zeros(n)

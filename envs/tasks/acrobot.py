@@ -72,8 +72,9 @@ class Acrobot(PhysicalState, BatchedEnv):
         self.obs = self._obs_buf.T
         self.final_observation = self._final_buf.T
 
-    def _observe(self) -> None:
-        s, o = self._state, self._obs_buf
+    def _observe(self, out: torch.Tensor | None = None) -> None:
+        """Write the observations of the current state into ``out`` (default: the obs buffer), [6, num_envs]."""
+        s, o = self._state, self._obs_buf if out is None else out
         o[0::2][:2] = torch.cos(s[0:2])  # rows 0, 2: cos t1, cos t2
         o[1::2][:2] = torch.sin(s[0:2])  # rows 1, 3: sin t1, sin t2
         o[4:6] = s[2:4]
@@ -98,12 +99,11 @@ class Acrobot(PhysicalState, BatchedEnv):
         self.terms[0] = (~terminated).to(self.dtype)  # step: -1 per step in the reference reward, 0 at the goal
         self.terms[1] = height
         self._inc[SUCCESS] = terminated.to(self.dtype)
-        self._observe()
         return terminated
 
     def _autoreset(self, done_f: torch.Tensor, keep: torch.Tensor) -> None:
         if self._steps % POOL_REFRESH == 0:
             self._pool.uniform_(RESET_LOW, RESET_HIGH, generator=self._generator)
-        self._final_buf.copy_(self._obs_buf)
+        self._observe(self._final_buf)  # the observation before the reset
         self._state.lerp_(self._pool, done_f)
         self._observe()

@@ -49,11 +49,12 @@ class Pendulum(PhysicalState, BatchedEnv):
         self.final_observation = self._final_buf.T
         self._never = torch.zeros(n, dtype=torch.bool, device=self.device)
 
-    def _observe(self) -> None:
-        th = self._state[0]
-        self._obs_buf[0] = torch.cos(th)
-        self._obs_buf[1] = torch.sin(th)
-        self._obs_buf[2] = self._state[1]
+    def _observe(self, out: torch.Tensor | None = None) -> None:
+        """Write the observations of the current state into ``out`` (default: the obs buffer), [3, num_envs]."""
+        o, th = self._obs_buf if out is None else out, self._state[0]
+        o[0] = torch.cos(th)
+        o[1] = torch.sin(th)
+        o[2] = self._state[1]
 
     def _draw(self, out: torch.Tensor) -> None:
         out.uniform_(-1.0, 1.0, generator=self._generator).mul_(self._reset_high)
@@ -71,12 +72,11 @@ class Pendulum(PhysicalState, BatchedEnv):
         newthdot = (thdot + (3 * G / (2 * L) * torch.sin(th) + 3.0 / (M * L**2) * u) * DT).clamp(-MAX_SPEED, MAX_SPEED)
         self._state[0] = th + newthdot * DT
         self._state[1] = newthdot
-        self._observe()
         return self._never.clone()  # a fresh tensor: a caller's in-place edit must not stick
 
     def _autoreset(self, done_f: torch.Tensor, keep: torch.Tensor) -> None:
         if self._steps % POOL_REFRESH == 0:
             self._draw(self._pool)
-        self._final_buf.copy_(self._obs_buf)
+        self._observe(self._final_buf)  # the observation before the reset
         self._state.lerp_(self._pool, done_f)
         self._observe()
