@@ -2,8 +2,8 @@
 
 Public entry points: ``make`` (batched torch env), ``make_vec`` (stable-baselines3 VecEnv),
 ``TASKS``, ``reward_config``, ``RewardTermsWrapper``. The batched tasks are also registered
-with gymnasium as ``automl/CartPole-v0``, ``automl/Navigation-v0``, ``automl/Acrobot-v0`` and
-``automl/Pendulum-v0`` (single env, numpy).
+with gymnasium as ``automl/CartPole-v0``, ``automl/Navigation-v0``, ``automl/Acrobot-v0``,
+``automl/Pendulum-v0`` and ``automl/MountainCar-v0`` (single env, numpy).
 This package never imports ``automl``.
 """
 from __future__ import annotations
@@ -16,10 +16,12 @@ from .batched import BatchedEnv, resolve_device
 from .reward_terms import RewardTermsWrapper, reward_config, resolve_weights
 from .tasks.acrobot import Acrobot
 from .tasks.cartpole import CartPole
+from .tasks.mountaincar import MountainCar
 from .tasks.navigation import Navigation
 from .tasks.pendulum import Pendulum
 
-_TASK_CLASSES = {"cartpole": CartPole, "navigation": Navigation, "acrobot": Acrobot, "pendulum": Pendulum}
+_TASK_CLASSES = {"cartpole": CartPole, "navigation": Navigation, "acrobot": Acrobot, "pendulum": Pendulum,
+                 "mountaincar": MountainCar}
 TASKS = tuple(_TASK_CLASSES)
 
 __all__ = ["TASKS", "make", "make_vec", "max_episode_steps", "reward_config", "RewardTermsWrapper", "BatchedEnv",

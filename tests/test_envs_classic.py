@@ -1,4 +1,5 @@
-"""Batched Acrobot and Pendulum against gymnasium's Acrobot-v1 and Pendulum-v1, step by step."""
+"""Batched Acrobot, Pendulum and MountainCar against gymnasium's Acrobot-v1, Pendulum-v1 and MountainCar-v0,
+step by step."""
 import math
 
 import numpy as np
@@ -120,7 +121,7 @@ def test_angle_normalize_is_gymnasiums():
     assert angle_normalize(x).tolist() == pytest.approx(expected, abs=1e-15)
 
 
-@pytest.mark.parametrize("task", ["acrobot", "pendulum"])
+@pytest.mark.parametrize("task", ["acrobot", "pendulum", "mountaincar"])
 def test_the_driver_plans_a_search_on_the_task_from_its_own_space(task):
     import subprocess
     import sys
@@ -159,3 +160,73 @@ def test_an_ended_episode_restarts_from_a_fresh_draw_in_range(task):
         assert (start.amin(0) < -0.9 * high).all()
     assert not torch.equal(starts[0], starts[1]) and not torch.equal(starts[0], first)
     assert (starts[0] - starts[1]).abs().min() > 0  # every env drew anew
+
+
+def test_mountaincar_steps_match_gymnasium_from_the_same_states():
+    """States over the whole track, at the speed bound and pressed against the left wall (where the velocity
+    stops), some reaching the goal: same next state, observation, termination and reward, to float64 rounding."""
+    n, rng = 64, np.random.default_rng(0)
+    env = envs.make("mountaincar", n, device="cpu", dtype=torch.float64)
+    env.reset()
+    refs = gym_refs("MountainCar-v0", n)
+    reached = walled = 0
+    for _ in range(40):
+        states = rng.uniform([-1.2, -0.07], [0.6, 0.07], size=(n, 2))
+        states[: n // 8, 0] = -1.2  # at the left wall (moving left: stopped there)
+        actions = rng.integers(0, 3, size=n)
+        env.set_state(torch.tensor(states))
+        obs, reward, terminated, truncated, info = env.step(torch.tensor(actions))
+        assert (reward == -1.0).all()  # default weights = reference: -1 on every step, the goal step too
+        for i, ref in enumerate(refs):
+            ref.state = states[i].copy()
+            ref_obs, ref_reward, ref_term, _, _ = ref.step(int(actions[i]))
+            assert bool(terminated[i]) == ref_term and ref_reward == -1.0
+            reached += ref_term
+            walled += bool(ref.state[0] == -1.2 and ref.state[1] == 0)
+            mine = info["final_observation"][i].numpy() if ref_term else obs[i].numpy()
+            np.testing.assert_allclose(mine, ref_obs, rtol=1e-6, atol=1e-7)  # float32 observations
+            if not ref_term:
+                np.testing.assert_allclose(env.state[i].numpy(), ref.state, rtol=1e-14, atol=1e-15)
+    assert reached == 82 and walled == 173  # both edge cases compared (rng seed 0)
+
+
+def test_mountaincar_episodes_follow_gymnasium_to_the_same_end():
+    """Whole episodes under a pumping policy (push with the velocity): the goal at gymnasium's step, with its
+    return; the episode's shaping terms are summed along the way."""
+    n = 16
+    env = envs.make("mountaincar", n, device="cpu", seed=3, dtype=torch.float64)
+    env.reset()
+    refs = gym_refs("MountainCar-v0", n)
+    for i, ref in enumerate(refs):
+        ref.state = env.state[i].numpy().copy()
+    lengths = [None] * n
+    for t in range(200):
+        actions = np.where(env.state[:, 1].numpy() >= 0, 2, 0)
+        _, _, terminated, truncated, info = env.step(torch.tensor(actions))
+        for i, ref in enumerate(refs):
+            if lengths[i] is not None:
+                continue
+            _, _, term, _, _ = ref.step(int(actions[i]))
+            assert bool(terminated[i]) == term
+            if term:
+                lengths[i] = t + 1
+                assert float(info["true_return"][i]) == -(t + 1) and float(info["is_success"][i]) == 1.0
+                assert float(info["terms"]["step"][i]) == t + 1
+    assert all(length is not None and length < 200 for length in lengths)
+
+
+def test_mountaincar_resets_at_rest_in_gymnasiums_range_and_restarts_fresh():
+    n = 4096
+    env = envs.make("mountaincar", n, device="cpu", seed=0)
+    env.reset()
+    pos = env.state[:, 0]
+    assert pos.min() >= -0.6 and pos.min() < -0.599 and pos.max() <= -0.4 and pos.max() > -0.401
+    assert (env.state[:, 1] == 0).all()
+    torch.testing.assert_close(env.obs, env.state.float())
+    before = env.state.clone()
+    env.set_state(torch.tensor([0.49, 0.05]).expand(n, 2))  # every env reaches the goal on the next step
+    _, _, terminated, _, info = env.step(torch.full((n,), 2, dtype=torch.int64))
+    assert terminated.all() and (info["final_observation"][:, 0] >= 0.5).all()
+    after = env.state
+    assert (after[:, 0] >= -0.6).all() and (after[:, 0] <= -0.4).all() and (after[:, 1] == 0).all()
+    assert (after[:, 0] - before[:, 0]).abs().min() > 0  # every env drew anew

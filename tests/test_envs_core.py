@@ -17,7 +17,7 @@ def _random_actions(env, gen):
 
 
 def test_tasks_and_reward_config():
-    assert envs.TASKS == ("cartpole", "navigation", "acrobot", "pendulum")
+    assert envs.TASKS == ("cartpole", "navigation", "acrobot", "pendulum", "mountaincar")
     cfg = envs.reward_config("navigation")
     assert cfg["true_metric"] == "success_rate"
     assert set(cfg["terms"]) >= {"progress", "heading", "collision", "action_rate", "energy", "goal", "alive"}
@@ -39,7 +39,7 @@ def test_reward_is_the_weighted_sum_of_terms(task):
     sums = torch.zeros(len(cfg), 256, dtype=torch.float64)
     shaped = torch.zeros(256, dtype=torch.float64)
     ended = 0
-    for _ in range(env.max_episode_steps + 1 if task in ("acrobot", "pendulum") else 60):  # long episodes: one each
+    for _ in range(env.max_episode_steps + 1 if task in ("acrobot", "pendulum", "mountaincar") else 60):  # long episodes: one each
         _, reward, terminated, truncated, info = env.step(_random_actions(env, gen))
         terms = env.terms.double()
         expected = sum(weights[k] * terms[i] for i, k in enumerate(env.reward_terms))
@@ -54,7 +54,7 @@ def test_reward_is_the_weighted_sum_of_terms(task):
         sums[:, done] = 0
         shaped[done] = 0
     # the end-of-episode sums above were compared on this many episodes (seeds 1 and 0, CPU): not on none
-    assert ended == {"cartpole": 628, "navigation": 9, "acrobot": 256, "pendulum": 256}[task]
+    assert ended == {"cartpole": 628, "navigation": 9, "acrobot": 256, "pendulum": 256, "mountaincar": 256}[task]
 
 
 def test_true_return_uses_reference_weights():
@@ -161,7 +161,7 @@ def test_cuda_matches_cpu(task):
 
 
 def test_bad_input_is_one_clear_value_error():
-    with pytest.raises(ValueError, match="allowed: cartpole, navigation, acrobot, pendulum"):
+    with pytest.raises(ValueError, match="allowed: cartpole, navigation, acrobot, pendulum, mountaincar"):
         envs.make("hopper", 4)
     with pytest.raises(ValueError, match="speed: unknown reward term"):
         envs.make("navigation", 4, reward_weights={"speed": 1.0})

@@ -69,7 +69,7 @@ def test_seed_through_vecenv_api(task):
 
 @pytest.mark.parametrize("task", envs.TASKS)
 def test_sb3_ppo_trains_on_make_vec(task):
-    n = 8 if task in ("acrobot", "pendulum") else 64  # 512 steps per env: a random episode's end (500, 200 steps)
+    n = 8 if task in ("acrobot", "pendulum", "mountaincar") else 64  # 512 steps per env: a random episode's end (500, 200)
     vec = envs.make_vec(task, n, device="cpu", seed=0)
     model = PPO("MlpPolicy", vec, n_steps=512 // n, batch_size=512, n_epochs=2, seed=0, device="cpu", verbose=0)
     model.learn(4096)

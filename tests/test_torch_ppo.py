@@ -232,7 +232,8 @@ def test_deadline_stops_every_seed(monkeypatch):
         [("stopped_at_deadline", "deadline", 512, 1)] * 2
 
 
-@pytest.mark.parametrize("task,params", [("cartpole", CART), ("navigation", NAV), ("acrobot", CART), ("pendulum", NAV)])
+@pytest.mark.parametrize("task,params", [("cartpole", CART), ("navigation", NAV), ("acrobot", CART), ("pendulum", NAV),
+                                         ("mountaincar", CART)])
 def test_saved_policy_loads_in_sb3_with_the_same_deterministic_actions(tmp_path, task, params):
     path = str(tmp_path / "model")
     result = tt.train_seed_torch(params, env=task, seed=3, total_steps=2 * 512, eval_episodes=2, device="cpu",

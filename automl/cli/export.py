@@ -26,7 +26,8 @@ REWARD_WRAPPER = "envs.RewardTermsWrapper"
 # The gymnasium ids envs/__init__.py registers for the batched tasks (written out, so that exporting
 # imports no torch; tests/test_export.py checks them against the registry).
 TASK_GYM_IDS = {"cartpole": "automl/CartPole-v0", "navigation": "automl/Navigation-v0",
-                "acrobot": "automl/Acrobot-v0", "pendulum": "automl/Pendulum-v0"}
+                "acrobot": "automl/Acrobot-v0", "pendulum": "automl/Pendulum-v0",
+                "mountaincar": "automl/MountainCar-v0"}
 
 
 def gym_id(env: str) -> str:

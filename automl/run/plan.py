@@ -15,7 +15,8 @@ from automl.search.reward import default_population
 if TYPE_CHECKING:
     from automl.run.runconfig import RunConfig
 
-NOMINAL_STEPS_PER_S = {"cartpole": 40_000.0, "navigation": 25_000.0, "acrobot": 12_000.0, "pendulum": 15_000.0}
+NOMINAL_STEPS_PER_S = {"cartpole": 40_000.0, "navigation": 25_000.0, "acrobot": 12_000.0, "pendulum": 15_000.0,
+                       "mountaincar": 15_000.0}
 PLANNED_EVALS = 8  # evaluations per seed job at most: eval_every = steps // evals
 DEFAULT_EVAL_EPISODES = 32  # episodes per evaluation at most (fewer when evaluation is dear)
 TEST_CONFIGS = 2    # the held-out winner and the baseline re-trained on the test seeds
