@@ -200,3 +200,25 @@ def test_the_budget_decides_which_configs_are_worth_sampling(tmp_path):
         assert selects(LadderPlan(**{k: plan.ladder[k] for k in (
             "rungs", "eta", "entering", "top_configs", "rung_s", "tuning_s", "reserve_s", "heldout_configs",
             "bottom")}))
+
+
+def test_a_config_no_better_than_the_floor_is_never_promoted():
+    """Sparse reward (MountainCar: -200 until the goal is found; the untrained prior scored -200): rank-only
+    ASHA would promote the first of the configs tied at -200; with the floor only configs that learned climb."""
+    p = Promotions(Ladder(rungs=(10, 30), eta=3), floor=-200.0)
+    for c in "abcdef":
+        p.record(c, 0, -200.0)
+    assert p.candidates(0) == [] and p.next_promotion() is None  # 2 places at the top, nobody learned
+    p.record("g", 0, -150.0)
+    assert p.next_promotion() == ("g", 1)                         # the first that left the floor
+    p.record("h", 0, -199.5)
+    assert p.candidates(0) == ["g", "h"]                          # floor(8/3) = 2: both better than -200
+    p.record("i", 0, None)
+    assert not p.learned(None) and not p.learned(-200.0) and p.learned(-199.5)
+    assert Promotions.from_dict(p.to_dict()).candidates(0) == ["g", "h"]  # the floor is kept in the state file
+    low = Promotions(Ladder(rungs=(1, 2), eta=2), direction="minimize", floor=5.0)  # minimised: below it learned
+    low.record("a", 0, 5.0)
+    low.record("b", 0, 7.0)
+    assert low.next_promotion() is None
+    low.record("c", 0, 4.0)
+    assert low.next_promotion() == ("c", 1)

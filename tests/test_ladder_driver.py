@@ -45,14 +45,14 @@ def value_of(kwargs) -> float:
     return max(0.0, 1 - abs(math.log10(lr) + 3) / 3) * min(1.0, steps / 2e6) ** 0.3
 
 
-def simulate(tmp_path, *, hours, slow=None, progress=None, clock=None, stop_after=None, **kw):
+def simulate(tmp_path, *, hours, slow=None, progress=None, clock=None, stop_after=None, value_fn=value_of, **kw):
     clock = clock or FakeClock()
     sims = []
 
     def factory(n):
         # the prior at navigation's measured ~48k steps/s; sampled configs as slow as their shapes make them,
         # or (``slow``) all of them that many times slower than the prior
-        sim = SimExecutor(n, clock, rate=48_000.0, eval_s_each=0.3, value_fn=value_of,
+        sim = SimExecutor(n, clock, rate=48_000.0, eval_s_each=0.3, value_fn=value_fn,
                           job_slowdown=lambda k: 1.0 if is_prior(k) else (slow or shape_cost(k["params"])))
         if progress is not None:
             sim.progress = progress
@@ -195,6 +195,32 @@ def test_rechecks_slower_than_estimated_take_held_out_seeds_not_test_seeds(tmp_p
     heldout = [e for e in ctx.records.entries.values() if e.kind == Kind.HELDOUT]
     assert all(len(e.seeds) >= 2 for e in heldout if e.state == State.COMPLETE)
     assert test and all(e.state == State.COMPLETE and len(e.seeds) == 3 for e in test)
+
+
+def sparse_value(kwargs) -> float:
+    """A sparse reward (as on MountainCar, where -200 means the goal was never found): success 0, as the
+    untrained prior scores, unless the learning rate is at least 1e-3; then better with training."""
+    lr = kwargs["params"]["learning_rate"]
+    steps = kwargs.get("until_steps") or kwargs["total_steps"]
+    if lr < 1e-3:
+        return -0.01 * (int(kwargs["seed"]) % 3)  # every seed exactly 0 (the simulator adds 0.01 x (seed % 3))
+    return 0.9 * min(1.0, steps / 2e6) ** 0.3
+
+
+def test_configs_that_learned_nothing_are_not_promoted(tmp_path):
+    """On a sparse reward most configs tie at the untrained prior's score; rank-only ASHA would send the first
+    of them up the ladder. Only configs that left the floor climb, and the winner is one of them."""
+    ctx, _, rc, _ = simulate(tmp_path, hours=20 / 60, value_fn=sparse_value)
+    assert rc == 0 and ctx.plan.value_floor == 0.0
+    promotions = ctx.ladder.promotions
+    at_floor = [c for c, v in promotions.results[0].items() if v == 0.0]
+    learned = [c for c, v in promotions.results[0].items() if v is not None and v > 0.0]
+    promoted = [c for v in promotions.promoted.values() for c in v]
+    assert len(at_floor) >= 3 and learned and promoted                   # both kinds entered; some climbed
+    assert set(promoted) <= set(learned)                                 # none of the floor configs climbed
+    assert all(v > 0.0 for r in promotions.results if r > 0 for v in promotions.results[r].values())
+    best = yaml.safe_load((tmp_path / "run" / "best.yaml").read_text())
+    assert best["params"]["learning_rate"] >= 1e-3
 
 
 def test_continuation_trains_only_the_ladders_sum(run_of):

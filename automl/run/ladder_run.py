@@ -95,7 +95,8 @@ class LadderRun:
         self.horizon = int(lad["rungs"][-1])  # every tuning climb is a prefix of a run this long
         prior = {**ctx.inputs.spec.fixed, **space_mod.prior_params(ctx.inputs.spec)}
         self.cost = CostModel(prior, prior_s_per_step=float(lad["prior_s_per_step"]))
-        self.promotions = Promotions(Ladder(rungs=rungs, eta=int(lad["eta"])))
+        # the untrained prior's worst score in calibration: a config no better learned nothing, and is not promoted
+        self.promotions = Promotions(Ladder(rungs=rungs, eta=int(lad["eta"])), floor=ctx.plan.value_floor)
         self.policy = LadderPolicy(self.promotions, self.cost, seeds=ctx.cfg.seeds, n_jobs=ctx.cfg.n_jobs,
                                    recheck_seeds=len(ctx.inputs.heldout_seeds), top_k=ctx.cfg.top_k,
                                    startup_s=ctx.plan.startup_s)

@@ -5,7 +5,10 @@ Configs enter at the lowest rung. Each rung ``k`` trains a config (all its seeds
 run's ``--objective`` over its seeds) is recorded. A config is promotable from rung ``k`` while it is
 among the best ``floor(n_k / eta)`` of the ``n_k`` configs that finished rung ``k`` and was not promoted
 from there yet. ``next_promotion`` looks from the highest rung down (ASHA's order: the nearly finished
-get the workers first), so no worker waits for a rung to fill.
+get the workers first), so no worker waits for a rung to fill. A config whose value is no better than
+``floor`` (the untrained prior's worst score in calibration) learned nothing at its rung: it is never
+promoted, so the longer rungs go only to configs that learn (on a sparse-reward task such as MountainCar
+most configs score exactly the floor, and rank-only ASHA would promote the first of them to the top rung).
 
 Pure and serialisable (``to_dict``/``from_dict``): the state file keeps it, so a killed run resumes
 mid-ladder without losing a promotion. Values are "larger is better" (``direction='minimize'`` flips
@@ -69,6 +72,7 @@ class Promotions:
     results: dict[int, dict[str, float | None]] = field(default_factory=dict)   # rung -> {config: value} in arrival order
     promoted: dict[int, list[str]] = field(default_factory=dict)                # rung -> configs promoted from it
     closed: set[str] = field(default_factory=set)                                 # configs that never climb again
+    floor: float | None = None   # a value no better than this learned nothing: never promoted (None: no floor)
 
     def __post_init__(self):
         if self.direction not in ("maximize", "minimize"):
@@ -105,16 +109,22 @@ class Promotions:
         order = sorted(range(len(entries)), key=lambda i: (-_key(self._signed(entries[i][1])), i))
         return [entries[i][0] for i in order]
 
+    def learned(self, value: float | None) -> bool:
+        """Whether ``value`` is better than the floor (always, without one); a failed config's never is."""
+        if value is None:
+            return False
+        return self.floor is None or self._signed(value) > self._signed(self.floor)
+
     def candidates(self, rung: int) -> list[str]:
-        """Configs promotable from ``rung`` now, best first: in its top floor(n/eta), finite value, not
-        promoted from it yet, not closed."""
+        """Configs promotable from ``rung`` now, best first: in its top floor(n/eta), finite value better than
+        the floor, not promoted from it yet, not closed."""
         if rung >= self.ladder.top:
             return []
         ranked = self.ranked(rung)
         top = ranked[: len(ranked) // self.ladder.eta]
         done = set(self.promoted.get(rung, []))
         return [c for c in top if c not in done and c not in self.closed
-                and self.results[rung][c] is not None and self.rung_of(c) == rung]
+                and self.learned(self.results[rung][c]) and self.rung_of(c) == rung]
 
     def next_promotion(self, fits: Callable[[str, int], bool] | None = None) -> tuple[str, int] | None:
         """(config, rung to train it to) for the next promotion, highest rung first; ``fits(config, rung)``
@@ -165,7 +175,7 @@ class Promotions:
         return {"ladder": self.ladder.to_dict(), "direction": self.direction,
                 "results": {int(k): dict(v) for k, v in sorted(self.results.items())},
                 "promoted": {int(k): list(v) for k, v in sorted(self.promoted.items())},
-                "closed": sorted(self.closed)}
+                "closed": sorted(self.closed), "floor": self.floor}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Promotions":
@@ -173,4 +183,5 @@ class Promotions:
                    results={int(k): {str(c): (None if v is None else float(v)) for c, v in r.items()}
                             for k, r in (d.get("results") or {}).items()},
                    promoted={int(k): [str(c) for c in v] for k, v in (d.get("promoted") or {}).items()},
-                   closed={str(c) for c in d.get("closed") or []})
+                   closed={str(c) for c in d.get("closed") or []},
+                   floor=None if d.get("floor") is None else float(d["floor"]))
