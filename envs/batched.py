@@ -233,13 +233,35 @@ class BatchedEnv:
 
 
 class PhysicalState:
-    """``set_state``/``state`` for a task whose physical state is one feature-major buffer ``_state``
-    ([features, num_envs]) and whose observations are written from it by ``_observe``."""
+    """``set_state``/``state``, reset and auto-reset for a task whose physical state is one feature-major
+    buffer ``_state`` ([features, num_envs]) whose observations ``_observe`` writes. Ended episodes restart
+    from a reset pool ``_pool`` that ``_draw`` refills every ``POOL_REFRESH`` steps (a task sets it no longer
+    than its shortest possible episode, so every restart is a fresh draw)."""
 
+    POOL_REFRESH = 1
     _state: torch.Tensor
+    _pool: torch.Tensor
+    _final_buf: torch.Tensor
+    _steps: int
 
-    def _observe(self) -> None:
+    def _observe(self, out: torch.Tensor | None = None) -> None:
+        """Write the observations of the current state into ``out`` (default: the obs buffer)."""
         raise NotImplementedError
+
+    def _draw(self, out: torch.Tensor) -> None:
+        """Fill ``out`` ([features, num_envs]) with fresh reset states."""
+        raise NotImplementedError
+
+    def _reset_all(self) -> None:
+        self._draw(self._state)
+        self._observe()
+
+    def _autoreset(self, done_f: torch.Tensor, keep: torch.Tensor) -> None:
+        if self._steps % self.POOL_REFRESH == 0:
+            self._draw(self._pool)
+        self._observe(self._final_buf)  # the observation before the reset
+        self._state.lerp_(self._pool, done_f)
+        self._observe()
 
     def set_state(self, state: torch.Tensor) -> None:
         """Overwrite the physical state ([num_envs, features]); for parity tests against gymnasium."""

@@ -27,9 +27,6 @@ I1 = I2 = 1.0
 G = 9.8
 MAX_VEL_1, MAX_VEL_2 = 4 * math.pi, 9 * math.pi
 RESET_LOW, RESET_HIGH = -0.1, 0.1
-# An episode cannot reach the goal in fewer than 4 steps from |theta| <= 0.1 (the tip must
-# rise by 3), so refreshing the reset pool every 4 steps gives every episode fresh numbers.
-POOL_REFRESH = 4
 
 
 def _derivatives(s: torch.Tensor, torque: torch.Tensor) -> torch.Tensor:
@@ -58,6 +55,7 @@ class Acrobot(PhysicalState, BatchedEnv):
 
     task = "acrobot"
     max_episode_steps = 500
+    POOL_REFRESH = 4  # from |theta| <= 0.1 no episode reaches the goal (the tip 3 higher) in under 4 steps
     _high = np.array([1.0, 1.0, 1.0, 1.0, MAX_VEL_1, MAX_VEL_2], dtype=np.float32)
     observation_space = gym.spaces.Box(-_high, _high, dtype=np.float32)
     action_space = gym.spaces.Discrete(3)
@@ -79,9 +77,8 @@ class Acrobot(PhysicalState, BatchedEnv):
         o[1::2][:2] = torch.sin(s[0:2])  # rows 1, 3: sin t1, sin t2
         o[4:6] = s[2:4]
 
-    def _reset_all(self) -> None:
-        self._state.uniform_(RESET_LOW, RESET_HIGH, generator=self._generator)
-        self._observe()
+    def _draw(self, out: torch.Tensor) -> None:
+        out.uniform_(RESET_LOW, RESET_HIGH, generator=self._generator)
 
     def _advance(self, actions: torch.Tensor) -> torch.Tensor:
         torque = actions.to(self.dtype) - 1.0
@@ -100,10 +97,3 @@ class Acrobot(PhysicalState, BatchedEnv):
         self.terms[1] = height
         self._inc[SUCCESS] = terminated.to(self.dtype)
         return terminated
-
-    def _autoreset(self, done_f: torch.Tensor, keep: torch.Tensor) -> None:
-        if self._steps % POOL_REFRESH == 0:
-            self._pool.uniform_(RESET_LOW, RESET_HIGH, generator=self._generator)
-        self._observe(self._final_buf)  # the observation before the reset
-        self._state.lerp_(self._pool, done_f)
-        self._observe()

@@ -23,10 +23,6 @@ POLEMASS_LENGTH = MASSPOLE * LENGTH
 X_THRESHOLD = 2.4
 THETA_THRESHOLD = 12 * 2 * math.pi / 360
 RESET_LOW, RESET_HIGH = -0.05, 0.05
-# A CartPole episode lasts at least 7 steps (the pole cannot fall from |theta| <= 0.05 faster),
-# so refreshing the reset pool every 4 steps still gives every episode fresh random numbers
-# while drawing a quarter of them: the generator is the costliest op of a step.
-POOL_REFRESH = 4
 
 
 class CartPole(PhysicalState, BatchedEnv):
@@ -34,6 +30,10 @@ class CartPole(PhysicalState, BatchedEnv):
 
     task = "cartpole"
     max_episode_steps = 500
+    # An episode lasts at least 7 steps (the pole cannot fall from |theta| <= 0.05 faster), so a pool refreshed
+    # every 4 steps still gives every episode fresh numbers while drawing a quarter of them: the generator is
+    # the costliest op of a step.
+    POOL_REFRESH = 4
     _high = np.array([X_THRESHOLD * 2, np.inf, THETA_THRESHOLD * 2, np.inf], dtype=np.float32)
     observation_space = gym.spaces.Box(-_high, _high, dtype=np.float32)
     action_space = gym.spaces.Discrete(2)
@@ -60,13 +60,13 @@ class CartPole(PhysicalState, BatchedEnv):
                    "sin": t[0], "cos": t[1], "temp": t[2], "den": t[3], "abs": t[0:2],
                    "x_acc": self._acc[0], "theta_acc": self._acc[1], "shaping": self.terms[1:3]}
 
-    def _observe(self) -> None:
-        if self._obs_buf is not self._state:
-            self._obs_buf.copy_(self._state)
+    def _observe(self, out: torch.Tensor | None = None) -> None:
+        o = self._obs_buf if out is None else out
+        if o is not self._state:  # float32 state: the observations are the state itself
+            o.copy_(self._state)
 
-    def _reset_all(self) -> None:
-        self._state.uniform_(RESET_LOW, RESET_HIGH, generator=self._generator)
-        self._observe()
+    def _draw(self, out: torch.Tensor) -> None:
+        out.uniform_(RESET_LOW, RESET_HIGH, generator=self._generator)
 
     def _advance(self, actions: torch.Tensor) -> torch.Tensor:
         v = self._v
@@ -90,10 +90,3 @@ class CartPole(PhysicalState, BatchedEnv):
         # shaping terms (x / 2.4)^2, (theta / 12 deg)^2; the alive row is constant
         torch.mul(pos, self._term_scale, out=v["shaping"]).square_()
         return torch.gt(torch.abs(pos, out=v["abs"]), self._thresholds).any(0)
-
-    def _autoreset(self, done_f: torch.Tensor, keep: torch.Tensor) -> None:
-        if self._steps % POOL_REFRESH == 0:
-            self._pool.uniform_(RESET_LOW, RESET_HIGH, generator=self._generator)
-        self._final_buf.copy_(self._state)  # pre-reset observation (cast to float32)
-        self._state.lerp_(self._pool, done_f)
-        self._observe()

@@ -21,9 +21,6 @@ FORCE, GRAVITY = 0.001, 0.0025
 MIN_POSITION, MAX_POSITION, MAX_SPEED = -1.2, 0.6, 0.07
 GOAL_POSITION, GOAL_VELOCITY = 0.5, 0.0
 RESET_LOW, RESET_HIGH = -0.6, -0.4
-# The car moves at most 0.07 per step, so no episode reaches the goal (0.9 away) in fewer than
-# 13 steps: a reset pool refreshed every 8 steps gives every episode fresh numbers.
-POOL_REFRESH = 8
 
 
 class MountainCar(PhysicalState, BatchedEnv):
@@ -31,6 +28,7 @@ class MountainCar(PhysicalState, BatchedEnv):
 
     task = "mountaincar"
     max_episode_steps = 200
+    POOL_REFRESH = 8  # the car moves at most 0.07 per step: no episode reaches the goal (0.9 away) in under 13
     observation_space = gym.spaces.Box(np.array([MIN_POSITION, -MAX_SPEED], dtype=np.float32),
                                        np.array([MAX_POSITION, MAX_SPEED], dtype=np.float32), dtype=np.float32)
     action_space = gym.spaces.Discrete(3)
@@ -52,10 +50,6 @@ class MountainCar(PhysicalState, BatchedEnv):
         out[0].uniform_(RESET_LOW, RESET_HIGH, generator=self._generator)
         out[1].zero_()
 
-    def _reset_all(self) -> None:
-        self._draw(self._state)
-        self._observe()
-
     def _advance(self, actions: torch.Tensor) -> torch.Tensor:
         push = actions.to(self.dtype) - 1.0
         position, velocity = self._state[0], self._state[1]
@@ -70,10 +64,3 @@ class MountainCar(PhysicalState, BatchedEnv):
         self.terms[2] = velocity.abs() / MAX_SPEED
         self._inc[SUCCESS] = terminated.to(self.dtype)
         return terminated
-
-    def _autoreset(self, done_f: torch.Tensor, keep: torch.Tensor) -> None:
-        if self._steps % POOL_REFRESH == 0:
-            self._draw(self._pool)
-        self._observe(self._final_buf)  # the observation before the reset
-        self._state.lerp_(self._pool, done_f)
-        self._observe()

@@ -20,8 +20,6 @@ from ..batched import BatchedEnv, PhysicalState
 
 G, M, L, DT = 10.0, 1.0, 1.0, 0.05
 MAX_SPEED, MAX_TORQUE = 8.0, 2.0
-# Every episode lasts exactly 200 steps, so a pool refreshed every 8 steps is always fresh.
-POOL_REFRESH = 8
 
 
 def angle_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -34,6 +32,7 @@ class Pendulum(PhysicalState, BatchedEnv):
 
     task = "pendulum"
     max_episode_steps = 200
+    POOL_REFRESH = 8  # every episode lasts exactly 200 steps
     _high = np.array([1.0, 1.0, MAX_SPEED], dtype=np.float32)
     observation_space = gym.spaces.Box(-_high, _high, dtype=np.float32)
     action_space = gym.spaces.Box(-MAX_TORQUE, MAX_TORQUE, shape=(1,), dtype=np.float32)
@@ -59,10 +58,6 @@ class Pendulum(PhysicalState, BatchedEnv):
     def _draw(self, out: torch.Tensor) -> None:
         out.uniform_(-1.0, 1.0, generator=self._generator).mul_(self._reset_high)
 
-    def _reset_all(self) -> None:
-        self._draw(self._state)
-        self._observe()
-
     def _advance(self, actions: torch.Tensor) -> torch.Tensor:
         u = actions[:, 0].to(self.dtype).clamp(-MAX_TORQUE, MAX_TORQUE)
         th, thdot = self._state[0], self._state[1]
@@ -73,10 +68,3 @@ class Pendulum(PhysicalState, BatchedEnv):
         self._state[0] = th + newthdot * DT
         self._state[1] = newthdot
         return self._never.clone()  # a fresh tensor: a caller's in-place edit must not stick
-
-    def _autoreset(self, done_f: torch.Tensor, keep: torch.Tensor) -> None:
-        if self._steps % POOL_REFRESH == 0:
-            self._draw(self._pool)
-        self._observe(self._final_buf)  # the observation before the reset
-        self._state.lerp_(self._pool, done_f)
-        self._observe()
