@@ -311,3 +311,24 @@ def test_a_copy_across_groups_takes_the_sources_slice_of_its_groups_file(tmp_pat
     before = checkpoint.load(str(tmp_path / "r0001" / "g1.pt"))["state"]
     assert all(torch.equal(got["params"][k][1], before["params"][k][1]) for k in src["params"])   # member 3 kept
     assert not torch.equal(got["params"]["pi.0.w"][0], before["params"]["pi.0.w"][0])
+
+
+def test_the_replay_is_planned_from_the_median_segment_so_one_slow_ready_point_does_not_drop_a_test_seed():
+    """Measured on a 20-minute navigation run: ten ready points of 704,512 steps at ~59 s, the last 66 s. At the
+    last one's speed the replay reserve grew past the time left and the test phase dropped a seed (18% of the
+    budget unused); the median keeps the plan at the population's usual speed."""
+    from types import SimpleNamespace
+
+    from automl.run.pbt import population_s_per_step, replay_reserve_s
+
+    seg = 704_512
+    walls = [55.4, 60.1, 62.5, 59.7, 57.9, 59.4, 58.3, 58.3, 60.4, 66.3]
+    pop = {"settings": {"population": 8, "total_steps": 10 * seg},
+           "ready": [{"steps": seg * (i + 1), "wall_s": w} for i, w in enumerate(walls)]}
+    assert population_s_per_step(pop) == pytest.approx(59.55 / seg)  # not the last segment's 66.3 / seg
+    ctx = SimpleNamespace(cfg=SimpleNamespace(n_jobs=2), inputs=SimpleNamespace(test_seeds=[2000, 2001, 2002]),
+                          plan=SimpleNamespace(train_steps_per_s=50_000.0, steps_per_s=50_000.0))
+    # 3 waves (6 test jobs on 2 workers) of 7.05M steps at 59.55 s / (4 members x 704,512 steps), 1.2 margin
+    assert replay_reserve_s(ctx, pop) == pytest.approx(1.2 * 3 * 10 * seg * 59.55 / (4 * seg) + 15.0)
+    assert replay_reserve_s(ctx, pop) < 599  # the time that run had left for its test phase: all 3 seeds fit
+    assert population_s_per_step({"settings": pop["settings"], "ready": []}) is None

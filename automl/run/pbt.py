@@ -26,6 +26,7 @@ import copy
 import math
 import random
 import shutil
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -131,11 +132,10 @@ def replan_total(ctx: RunContext, pop: dict) -> None:
     the whole length must end before the deadline (longer when calibration was pessimistic, shorter
     when optimistic, never below what is trained)."""
     s, ready = pop["settings"], pop["ready"]
-    if ctx.cfg.trial_steps or not ready or _linear_lr(ctx):
+    per_step = population_s_per_step(pop)                                    # population seconds per env step
+    if ctx.cfg.trial_steps or per_step is None or _linear_lr(ctx):
         return
     done = ready[-1]["steps"]
-    seg_steps = done - (ready[-2]["steps"] if len(ready) > 1 else 0)
-    per_step = ready[-1]["wall_s"] / max(1, seg_steps)                      # population seconds per env step
     replay_per_step = (replay_reserve_s(ctx, pop) - 15.0) / s["total_steps"]  # replay seconds per env step
     left = ctx.budget.deadline - ctx.budget.clock() - 30.0
     fit = int((left + per_step * done) / (per_step + replay_per_step))
@@ -151,16 +151,28 @@ def _linear_lr(ctx: RunContext) -> bool:
     return to_ppo_setup(prior).learning_rate_schedule == "linear"
 
 
+def population_s_per_step(pop: dict) -> float | None:
+    """Wall seconds per env step of the population between ready points: the median over its segments, so
+    one slow ready point does not move the plan (a 20-minute run's last one, 10% slower than the rest, made
+    the replay drop a test seed and leave 18% of the budget unused). None before the first ready point."""
+    rates, before = [], 0
+    for r in pop["ready"]:
+        seg = int(r["steps"]) - before
+        before = int(r["steps"])
+        if seg > 0 and r.get("wall_s"):
+            rates.append(float(r["wall_s"]) / seg)
+    return statistics.median(rates) if rates else None
+
+
 def replay_reserve_s(ctx: RunContext, pop: dict) -> float:
     """Time the replay needs: the winner's and the baseline's test seeds, at the population's measured
     seconds per member-step (the calibrated rate before the first ready point), with a margin."""
     s = pop["settings"]
-    ready = pop["ready"]
-    if ready:
+    per_step = population_s_per_step(pop)
+    if per_step is not None:
         # a ready point's wall time is its slowest job's: a worker's share of the members
         per_worker = max(1, -(-s["population"] // min(ctx.cfg.n_jobs, s["population"])))
-        per_member_step = ready[-1]["wall_s"] / (
-            per_worker * (ready[-1]["steps"] - (ready[-2]["steps"] if len(ready) > 1 else 0)))
+        per_member_step = per_step / per_worker
     else:
         per_member_step = 1.0 / max(ctx.plan.train_steps_per_s or ctx.plan.steps_per_s, 1.0)
     return 1.2 * replay_waves(ctx) * s["total_steps"] * per_member_step + 15.0
