@@ -115,7 +115,8 @@ class SimExecutor(Executor):
         state = {"deadline": "stopped_at_deadline", None: "complete"}.get(s.stop, "pruned")
         kind = s.job.job_id.split(":")[1] if ":" in s.job.job_id else "calibrate"
         self.finished.append({"kind": kind, "start": s.start, "end": s.end, "state": state, "steps": steps})
-        train_s = steps / (self.rate / (self.slowdown if kind == "calibrate" else self.job_slowdown(s.job.kwargs)))
+        calibrating = s.job.job_id.startswith("calibrate")  # the short speed jobs (not the learning curve's)
+        train_s = steps / (self.rate / (self.slowdown if calibrating else self.job_slowdown(s.job.kwargs)))
         seed = int(s.job.kwargs["seed"])
         v = self.value_fn(s.job.kwargs) + 0.01 * (seed % 3)
         kw = s.job.kwargs

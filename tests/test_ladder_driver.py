@@ -3,6 +3,8 @@
 ladder's sum, not re-runs), the re-checks at the top rung, and a killed run resumed mid-ladder."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 from _sim import FakeClock, SimExecutor
@@ -45,7 +47,8 @@ def value_of(kwargs) -> float:
     return max(0.0, 1 - abs(math.log10(lr) + 3) / 3) * min(1.0, steps / 2e6) ** 0.3
 
 
-def simulate(tmp_path, *, hours, slow=None, progress=None, clock=None, stop_after=None, value_fn=value_of, **kw):
+def simulate(tmp_path, *, hours, slow=None, progress=None, clock=None, stop_after=None, value_fn=value_of,
+             calibration_slowdown=1.0, **kw):
     clock = clock or FakeClock()
     sims = []
 
@@ -53,6 +56,7 @@ def simulate(tmp_path, *, hours, slow=None, progress=None, clock=None, stop_afte
         # the prior at navigation's measured ~48k steps/s; sampled configs as slow as their shapes make them,
         # or (``slow``) all of them that many times slower than the prior
         sim = SimExecutor(n, clock, rate=48_000.0, eval_s_each=0.3, value_fn=value_fn,
+                          calibration_slowdown=calibration_slowdown,
                           job_slowdown=lambda k: 1.0 if is_prior(k) else (slow or shape_cost(k["params"])))
         if progress is not None:
             sim.progress = progress
@@ -148,8 +152,6 @@ def test_slow_configs_enter_fewer_and_a_lower_top(run_of):
 
 def _slow_rechecks(tmp_path, *, guard: bool):
     """A 20-minute stage run (3 seeds) whose held-out and test jobs run 1.2x slower than estimated."""
-    import json
-
     from automl.run import heldout
 
     clock = FakeClock()
@@ -221,6 +223,20 @@ def test_configs_that_learned_nothing_are_not_promoted(tmp_path):
     assert all(v > 0.0 for r in promotions.results if r > 0 for v in promotions.results[r].values())
     best = yaml.safe_load((tmp_path / "run" / "best.yaml").read_text())
     assert best["params"]["learning_rate"] >= 1e-3
+
+
+def test_the_plan_takes_its_speed_from_the_learning_curves_long_jobs_not_the_short_calibration(tmp_path):
+    """The 4k-step calibration jobs ran 3x slow (a busy moment: on a real 20-minute MountainCar run one made the
+    planner expect 5.3k steps/s instead of 15k and plan one rung). The learning curve's jobs, ~100x longer,
+    measured the prior's real 48k steps/s: the ladder is planned from those."""
+    ctx, _, rc, _ = simulate(tmp_path, hours=20 / 60, calibration_slowdown=3.0)
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    calibrated = next(e for e in events if e["event"] == "calibrated")
+    curve = next(e for e in events if e["event"] == "learning_curve")
+    assert max(calibrated["train_steps_per_s"]) == pytest.approx(16_000, rel=0.01)
+    assert curve["train_steps_per_s"] == pytest.approx(48_000, rel=0.01)
+    assert rc == 0 and ctx.plan.train_steps_per_s == pytest.approx(48_000, rel=0.01)
+    assert len(ctx.plan.ladder["rungs"]) >= 2
 
 
 def test_continuation_trains_only_the_ladders_sum(run_of):

@@ -107,8 +107,12 @@ def learning_curve(cfg: RunConfig, inputs: Inputs, scheduler, budget: Budget, st
             se = 0.0
         curve.append([st, round(mean, 4), round(se, 4)])
     at = learned_at(curve)
-    store.event("learning_curve", steps=steps, curve=curve, learned_at=at)
-    return dataclasses.replace(cal, learn_steps=at if at is not None else steps, curve=tuple(map(tuple, curve)))
+    # these jobs train ~100x longer than calibration's: their speed is the one to plan with (a 4k-step job
+    # measures under a second, and one busy moment made a 20-minute run plan 3x too slow: one rung)
+    rate = min(float(v["steps"]) / float(v["train_s"]) for v in jobs)
+    store.event("learning_curve", steps=steps, curve=curve, learned_at=at, train_steps_per_s=round(rate))
+    return dataclasses.replace(cal, learn_steps=at if at is not None else steps, curve=tuple(map(tuple, curve)),
+                               train_steps_per_s=max(1.0, rate))
 
 
 def check_minimum_budget(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibration) -> None:
