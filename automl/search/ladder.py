@@ -113,7 +113,9 @@ class Promotions:
         """Whether ``value`` is better than the floor (always, without one); a failed config's never is."""
         if value is None:
             return False
-        return self.floor is None or self._signed(value) > self._signed(self.floor)
+        if self.floor is None:
+            return True
+        return value > self.floor if self.direction == "maximize" else value < self.floor
 
     def candidates(self, rung: int) -> list[str]:
         """Configs promotable from ``rung`` now, best first: in its top floor(n/eta), finite value better than
