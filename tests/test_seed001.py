@@ -33,7 +33,8 @@ def test_train_script_with_only_env_trains_the_spaces_priors(tmp_path):
 def test_train_without_config_or_env_is_one_line(capsys):
     assert main(["train"]) == 2
     assert capsys.readouterr().err == ("automl: error: --config: missing (allowed: a config file, or --env "
-                                       "cartpole|navigation|acrobot|pendulum|<gym id> to train that env's shipped space's priors)\n")
+                                       "cartpole|navigation|acrobot|pendulum|mountaincar|<gym id> to train that "
+                                       "env's shipped space's priors)\n")
 
 
 def _best_run(tmp_path):
