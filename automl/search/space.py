@@ -16,7 +16,8 @@ from automl.core.config import ALIASES, REWARD_PREFIX, ParamSpec, SpaceSpec, can
 from automl.core.errors import AutoMLError
 
 CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
-TASK_SPACES = ("cartpole", "navigation", "acrobot", "pendulum", "mountaincar")  # batched tasks with their own space file
+# batched tasks with their own space file
+TASK_SPACES = ("cartpole", "navigation", "acrobot", "pendulum", "mountaincar")
 MAX_ENUMERATED = 100  # an int/stepped range with more values needs explicit grid values
 MAX_GRID = 100_000  # beyond this, a grid is not a plan anyone can run (and listing it gets slow)
 

@@ -55,7 +55,7 @@ class MountainCar(PhysicalState, BatchedEnv):
         position, velocity = self._state[0], self._state[1]
         velocity = (velocity + (push * FORCE + torch.cos(3 * position) * (-GRAVITY))).clamp(-MAX_SPEED, MAX_SPEED)
         position = (position + velocity).clamp(MIN_POSITION, MAX_POSITION)
-        velocity = torch.where((position == MIN_POSITION) & (velocity < 0), torch.zeros_like(velocity), velocity)
+        velocity.masked_fill_((position == MIN_POSITION) & (velocity < 0), 0.0)  # stopped at the left wall
         self._state[0] = position
         self._state[1] = velocity
         terminated = (position >= GOAL_POSITION) & (velocity >= GOAL_VELOCITY)
