@@ -148,6 +148,8 @@ def test_slow_configs_enter_fewer_and_a_lower_top(run_of):
     # the re-checks train at the top rung's length: best.yaml says so
     best = yaml.safe_load((path / "run" / "best.yaml").read_text())
     assert best["sb3"]["n_timesteps"] == slow.plan.trial_steps
+    # and `automl train --config best.yaml` trains that length, not the space's n_timesteps
+    assert best["params"]["n_timesteps"] == slow.plan.trial_steps != slow.inputs.spec.fixed.get("n_timesteps")
 
 
 def _slow_rechecks(tmp_path, *, guard: bool):

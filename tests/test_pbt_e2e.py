@@ -90,7 +90,7 @@ def test_the_winner_is_the_best_at_the_last_ready_point_and_its_schedule_is_repl
     winner = pop["members"][pop["winner"]]
     assert best["config_id"] == f"pbt_m{pop['winner']}" and best["tuning_score"] == last[pop["winner"]]
     assert [h["from_step"] for h in best["schedule"]] == [h["from_step"] for h in winner["history"]]
-    assert best["test_seeds"] == [2000] and best["n_timesteps"] == TOTAL
+    assert best["test_seeds"] == [2000] and best["n_timesteps"] == TOTAL == best["params"]["n_timesteps"]
     tests = {t["config_id"]: t for t in st["trials"] if t["kind"] == "test"}
     assert set(tests) == {best["config_id"], "baseline"}
     plan = st["plan"]

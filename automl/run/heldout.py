@@ -138,6 +138,12 @@ def _heldout_entries(ctx: RunContext) -> dict[str, ConfigRecord]:
             if e.kind == Kind.HELDOUT and e.score and e.state == State.COMPLETE}
 
 
+def best_params(ctx: RunContext, params: dict, steps: int) -> dict:
+    """best.yaml's ``params``: the complete config at the length it was re-checked at (the top rung), so
+    `automl train --config best.yaml` trains what the run selected, not the space's n_timesteps."""
+    return {**space_mod.merged(ctx.inputs.spec, params), "n_timesteps": int(steps)}
+
+
 def sb3_block(ctx: RunContext, params: dict, steps: int) -> dict:
     """best.yaml's ``sb3`` entry: the config as SB3 PPO takes it (rl-zoo3 export reads it)."""
     setup = to_ppo_setup(params, path=ctx.inputs.space_path)
@@ -161,7 +167,7 @@ def write_best(ctx: RunContext, baseline_id: str | None) -> HeldoutResult:
     win = ranking[0]
     tuning = next((e for e in ctx.records.entries.values() if e.config_id == win.config_id
                    and e.tuning), None)
-    full = space_mod.merged(ctx.inputs.spec, win.params)
+    full = best_params(ctx, win.params, ctx.plan.trial_steps)
     models = [str(ctx.store.run_dir / "models" / win.config_id / f"seed_{r['seed']}.zip")
               for r in win.seeds if r.get("state") == State.COMPLETE]
     base = held.get(baseline_id) if baseline_id else None

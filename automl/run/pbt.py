@@ -373,7 +373,7 @@ class ReplayPhase:
 def _write_best(ctx: RunContext, pop: dict, m: dict, steps: int) -> None:
     if ctx.store.read_yaml("best.yaml"):
         return
-    full = space_mod.merged(ctx.inputs.spec, m["params"])
+    full = heldout.best_params(ctx, m["params"], steps)
     ctx.store.write_yaml("best.yaml", {
         "config_id": f"pbt_m{m['id']}", "env": ctx.cfg.env, "objective": "true metric at the last ready point",
         "search_space_id": ctx.inputs.spec.search_space_id, "mode": "pbt",
