@@ -11,6 +11,12 @@ Every run ends with the test phase: the held-out winner and the baseline re-trai
 base seeds: the winner's IQM with a 95% bootstrap CI, the baseline's in the same runs, configs
 completed and budget used.
 
+--extra-test-seeds K measures each run's result with more power, outside its budget: the winner's
+best.yaml is trained as a user would (`automl train --config best.yaml`, at the length the run re-checked
+it at) on K fresh seeds 3000..3000+K-1, the same seeds for every run; `nosearch` trains the priors on
+them once (they do not depend on the base seed). pbt is left out: its result is a schedule, which
+`automl train` does not replay. The table gives these in an extra column, pooled over base seeds.
+
 Resumable: a finished run (best.yaml with a test score) is read, not re-run; an interrupted one is
 re-run with the same command, which resumes it. Runs go one after another (each uses --n-jobs workers),
 so a long comparison can be left running (nohup) and continued in a later session:
@@ -51,6 +57,8 @@ MODES = {  # name -> the flags that make it (the rest of the command is shared)
 OWN_LENGTH = {"pbt"}  # modes that size their training from the budget (no --trial-steps)
 DEFAULT_MODES = ["stage", "joint", "random", "pbt", "nosearch"]
 NOSEARCH = "nosearch"  # the space's priors at its n_timesteps on the test seeds: no search at all
+EXTRA_SEED0 = 3000  # the extra test seeds: disjoint from tuning (0..), held-out (1000..) and test (2000..)
+EXTRA_DIR = "extra_test"
 
 
 def nosearch_command(seed: int, args) -> list[str]:
@@ -70,6 +78,43 @@ def command(mode: str, seed: int, args) -> list[str]:
             "--seeds", str(args.seeds), "--n-jobs", str(args.n_jobs), "--seed", str(seed),
             "--run-dir", str(run_dir(mode, seed, args)), "--quiet",
             *(["--trial-steps", str(args.trial_steps)] if args.trial_steps and mode not in OWN_LENGTH else [])]
+
+
+def extra_seeds(args) -> str:
+    return ",".join(str(EXTRA_SEED0 + i) for i in range(args.extra_test_seeds))
+
+
+def extra_dir(mode: str, seed: int, args) -> Path:
+    """Where a run's extra test goes; nosearch's is one directory for every base seed."""
+    return Path(args.out) / f"{NOSEARCH}_{EXTRA_DIR}" if mode == NOSEARCH else run_dir(mode, seed, args) / EXTRA_DIR
+
+
+def extra_command(mode: str, seed: int, args) -> list[str] | None:
+    """`automl train` of the run's winner (best.yaml, at its re-checked length) or of the priors (nosearch) on
+    the extra test seeds; None when there is nothing to train (pbt, or a run without a best.yaml)."""
+    if mode in OWN_LENGTH or not args.extra_test_seeds:
+        return None
+    if mode == NOSEARCH:
+        from automl.search.space import default_space_path
+
+        config, steps = default_space_path(args.env), None
+    else:
+        best = _yaml(run_dir(mode, seed, args) / "best.yaml") or {}
+        if not best.get("params") or not finished(run_dir(mode, seed, args)):
+            return None
+        config, steps = run_dir(mode, seed, args) / "best.yaml", best["sb3"]["n_timesteps"]
+    return ["train", "--config", str(config), "--env", args.env, "--seed-list", extra_seeds(args),
+            "--n-jobs", str(args.n_jobs), "--run-dir", str(extra_dir(mode, seed, args)),
+            *(["--trial-steps", str(steps)] if steps else [])]
+
+
+def extra_values(mode: str, seed: int, args) -> list[float]:
+    """Per-seed success of the run's extra test (only when it ran on the seeds asked for now)."""
+    res = _yaml(extra_dir(mode, seed, args) / "results.yaml") or {}
+    vals = {int(r["seed"]): float(r["episode_reward_mean"]) for r in res.get("seeds", [])
+            if r.get("state") == "complete"}
+    want = [EXTRA_SEED0 + i for i in range(args.extra_test_seeds)]
+    return [vals[s] for s in want] if want and all(s in vals for s in want) else []
 
 
 def run_dir(mode: str, seed: int, args) -> Path:
@@ -120,8 +165,10 @@ def iqm_ci(values: list[float], n_boot: int = 2000, seed: int = 0) -> tuple[floa
 def report(args) -> list[dict]:
     rows = []
     for mode in args.modes:
-        win, base, configs, used, runs, spread, steps = [], [], 0, [], 0, [], []
+        win, base, configs, used, runs, spread, steps, extra = [], [], 0, [], 0, [], [], []
         for seed in args.base_seeds:
+            if mode != NOSEARCH or not extra:  # nosearch's extra test is one set of seeds, counted once
+                extra += extra_values(mode, seed, args)
             if mode == NOSEARCH:
                 res = _yaml(run_dir(mode, seed, args) / "results.yaml")
                 if res:
@@ -150,6 +197,9 @@ def report(args) -> list[dict]:
             row["winner_test_iqm"] = [round(v, 3) for v in iqm_ci(win)]
         if base:
             row["baseline_test_iqm"] = [round(v, 3) for v in iqm_ci(base)]
+        if extra:
+            row["extra_test_iqm"] = [round(v, 3) for v in iqm_ci(extra)]
+            row["extra_test_values"] = [round(v, 4) for v in extra]
         rows.append(row)
     print(f"\n{args.env}, {args.budget_min:g} min per run, {args.n_jobs} workers, seeds/config {args.seeds}, "
           f"base seeds {args.base_seeds}: test-seed success IQM [95% CI] (pooled over base seeds)")
@@ -163,8 +213,26 @@ def report(args) -> list[dict]:
               f"{r['trial_steps']}")
     print("spread: std of the winner's held-out per-seed success (mean over runs); configs: pbt counts its members; "
           "steps per trial: pbt's are per member")
+    if args.extra_test_seeds:
+        print(f"\nextra test, outside the budget: each run's best.yaml trained on seeds {extra_seeds(args)} "
+              f"(nosearch: the priors once); success IQM [95% CI] pooled over the runs' seeds")
+        for r in rows:
+            if r.get("extra_test_iqm"):
+                v = r["extra_test_iqm"]
+                print(f"{r['mode']:14} {len(r['extra_test_values']):>4} seeds {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]")
     (Path(args.out) / "table.json").write_text(json.dumps(rows, indent=1))
     return rows
+
+
+def extra_run(mode: str, seed: int, args) -> None:
+    cmd = extra_command(mode, seed, args)
+    if cmd is None or extra_values(mode, seed, args):
+        return
+    t0 = time.time()
+    print(f"{time.strftime('%H:%M:%S')} {mode} seed {seed}, extra test: automl {' '.join(cmd)}", flush=True)
+    out = subprocess.run([sys.executable, "-m", "automl", *cmd], cwd=ROOT, capture_output=True, text=True)
+    print(f"  exit {out.returncode} after {(time.time() - t0) / 60:.1f} min "
+          f"{out.stderr.strip().splitlines()[-1] if out.stderr.strip() else ''}", flush=True)
 
 
 def main() -> int:
@@ -179,6 +247,8 @@ def main() -> int:
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--trial-steps", type=int, default=None,
                    help="every run's --trial-steps (pins the ladder's top rung); default: each mode plans its own")
+    p.add_argument("--extra-test-seeds", type=int, default=0, metavar="K",
+                   help="also train each run's best.yaml (and the priors) on K extra seeds 3000.., outside the budget")
     p.add_argument("--out", default=str(ROOT / "progress" / "compare"))
     p.add_argument("--report", action="store_true", help="print the table of finished runs and exit")
     args = p.parse_args()
@@ -196,6 +266,9 @@ def main() -> int:
                                      capture_output=True, text=True)
                 print(f"  exit {out.returncode} after {(time.time() - t0) / 60:.1f} min "
                       f"{out.stderr.strip().splitlines()[-1] if out.stderr.strip() else ''}", flush=True)
+        for seed in args.base_seeds:
+            for mode in args.modes:
+                extra_run(mode, seed, args)
     report(args)
     return 0
 
