@@ -117,6 +117,23 @@ def extra_values(mode: str, seed: int, args) -> list[float]:
     return [vals[s] for s in want] if want and all(s in vals for s in want) else []
 
 
+def paired_diff(a: str, b: str, args, n_boot: int = 2000) -> list[float] | None:
+    """Mode a minus mode b on the extra test, paired by (base seed, extra seed): every pair trained on the same
+    seed, so a seed's own difficulty cancels. [mean difference, 95% bootstrap CI low, high, pairs]."""
+    pairs = []
+    for seed in args.base_seeds:
+        va, vb = extra_values(a, seed, args), extra_values(b, seed, args)
+        if va and vb:
+            pairs += [x - y for x, y in zip(va, vb)]
+    if not pairs:
+        return None
+    arr = np.asarray(pairs)
+    rng = np.random.default_rng(0)
+    boots = [float(arr[rng.integers(0, len(arr), len(arr))].mean()) for _ in range(n_boot)]
+    return [round(float(arr.mean()), 3), round(float(np.percentile(boots, 2.5)), 3),
+            round(float(np.percentile(boots, 97.5)), 3), len(pairs)]
+
+
 def run_dir(mode: str, seed: int, args) -> Path:
     return Path(args.out) / f"{mode}_s{seed}"
 
@@ -220,6 +237,13 @@ def report(args) -> list[dict]:
             if r.get("extra_test_iqm"):
                 v = r["extra_test_iqm"]
                 print(f"{r['mode']:14} {len(r['extra_test_values']):>4} seeds {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]")
+        for i, a in enumerate(args.modes):
+            for b in args.modes[i + 1:]:
+                d = paired_diff(a, b, args)
+                if d:
+                    print(f"{a} - {b}: {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] (mean paired difference, {d[3]} pairs)")
+                    next(r for r in rows if r["mode"] == a).setdefault("extra_test_paired", {})[b] = d
+        (Path(args.out) / "table.json").write_text(json.dumps(rows, indent=1))
     (Path(args.out) / "table.json").write_text(json.dumps(rows, indent=1))
     return rows
 

@@ -50,3 +50,7 @@ def test_extra_values_pool_runs_and_count_nosearch_once(tmp_path):
     assert rows["stage"]["extra_test_values"] == [0.9, 0.8, 1.0]
     assert rows["nosearch"]["extra_test_values"] == [0.1, 0.2, 0.3]  # the priors' seeds, once for both base seeds
     assert rows["nosearch"]["extra_test_iqm"][0] == 0.2
+    # paired by seed against the priors: base seed 0's three seeds (base seed 1 ran two of three: left out)
+    d = cm.paired_diff("stage", "nosearch", args)
+    assert d[0] == 0.7 and d[3] == 3 and d[1] <= 0.7 <= d[2]
+    assert rows["stage"]["extra_test_paired"]["nosearch"] == d
