@@ -80,8 +80,12 @@ def command(mode: str, seed: int, args) -> list[str]:
             *(["--trial-steps", str(args.trial_steps)] if args.trial_steps and mode not in OWN_LENGTH else [])]
 
 
+def extra_seed_list(args) -> list[int]:
+    return [EXTRA_SEED0 + i for i in range(args.extra_test_seeds)]
+
+
 def extra_seeds(args) -> str:
-    return ",".join(str(EXTRA_SEED0 + i) for i in range(args.extra_test_seeds))
+    return ",".join(map(str, extra_seed_list(args)))
 
 
 def extra_dir(mode: str, seed: int, args) -> Path:
@@ -113,7 +117,7 @@ def extra_values(mode: str, seed: int, args) -> list[float]:
     res = _yaml(extra_dir(mode, seed, args) / "results.yaml") or {}
     vals = {int(r["seed"]): float(r["episode_reward_mean"]) for r in res.get("seeds", [])
             if r.get("state") == "complete"}
-    want = [EXTRA_SEED0 + i for i in range(args.extra_test_seeds)]
+    want = extra_seed_list(args)
     return [vals[s] for s in want] if want and all(s in vals for s in want) else []
 
 
@@ -182,7 +186,8 @@ def iqm_ci(values: list[float], n_boot: int = 2000, seed: int = 0) -> tuple[floa
 def report(args) -> list[dict]:
     rows = []
     for mode in args.modes:
-        win, base, configs, used, runs, spread, steps, extra = [], [], 0, [], 0, [], [], []
+        win, base, configs, used, runs, spread, steps = [], [], 0, [], 0, [], []
+        extra: list[float] = []
         for seed in args.base_seeds:
             if mode != NOSEARCH or not extra:  # nosearch's extra test is one set of seeds, counted once
                 extra += extra_values(mode, seed, args)
@@ -243,20 +248,23 @@ def report(args) -> list[dict]:
                 if d:
                     print(f"{a} - {b}: {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] (mean paired difference, {d[3]} pairs)")
                     next(r for r in rows if r["mode"] == a).setdefault("extra_test_paired", {})[b] = d
-        (Path(args.out) / "table.json").write_text(json.dumps(rows, indent=1))
     (Path(args.out) / "table.json").write_text(json.dumps(rows, indent=1))
     return rows
 
 
-def extra_run(mode: str, seed: int, args) -> None:
-    cmd = extra_command(mode, seed, args)
-    if cmd is None or extra_values(mode, seed, args):
-        return
+def run_automl(label: str, cmd: list[str]) -> None:
+    """Run one `automl` command to its end, printing what ran, its exit code, time and last error line."""
     t0 = time.time()
-    print(f"{time.strftime('%H:%M:%S')} {mode} seed {seed}, extra test: automl {' '.join(cmd)}", flush=True)
+    print(f"{time.strftime('%H:%M:%S')} {label}: automl {' '.join(cmd)}", flush=True)
     out = subprocess.run([sys.executable, "-m", "automl", *cmd], cwd=ROOT, capture_output=True, text=True)
     print(f"  exit {out.returncode} after {(time.time() - t0) / 60:.1f} min "
           f"{out.stderr.strip().splitlines()[-1] if out.stderr.strip() else ''}", flush=True)
+
+
+def extra_run(mode: str, seed: int, args) -> None:
+    cmd = extra_command(mode, seed, args)
+    if cmd is not None and not extra_values(mode, seed, args):
+        run_automl(f"{mode} seed {seed}, extra test", cmd)
 
 
 def main() -> int:
@@ -280,16 +288,8 @@ def main() -> int:
     if not args.report:
         for seed in args.base_seeds:      # every mode for one base seed first: partial results cover all modes
             for mode in args.modes:
-                path = run_dir(mode, seed, args)
-                if finished(path):
-                    continue
-                t0 = time.time()
-                print(f"{time.strftime('%H:%M:%S')} {mode} seed {seed}: automl {' '.join(command(mode, seed, args))}",
-                      flush=True)
-                out = subprocess.run([sys.executable, "-m", "automl", *command(mode, seed, args)], cwd=ROOT,
-                                     capture_output=True, text=True)
-                print(f"  exit {out.returncode} after {(time.time() - t0) / 60:.1f} min "
-                      f"{out.stderr.strip().splitlines()[-1] if out.stderr.strip() else ''}", flush=True)
+                if not finished(run_dir(mode, seed, args)):
+                    run_automl(f"{mode} seed {seed}", command(mode, seed, args))
         for seed in args.base_seeds:
             for mode in args.modes:
                 extra_run(mode, seed, args)
