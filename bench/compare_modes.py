@@ -17,6 +17,11 @@ it at) on K fresh seeds 3000..3000+K-1, the same seeds for every run; `nosearch`
 them once (they do not depend on the base seed). pbt is left out: its result is a schedule, which
 `automl train` does not replay. The table gives these in an extra column, pooled over base seeds.
 
+--record FILE keeps the finished runs (per-seed test and extra-test success, rungs, budget used, the winner) in
+a small JSON file to commit (bench/results/): progress/ is not kept, and a new machine starts without it.
+--records FILE... pools kept runs with this comparison's; paired differences are taken within each file's batch
+(a run and the other mode's run of the same base seed, or that batch's no-search priors).
+
 Resumable: a finished run (best.yaml with a test score) is read, not re-run; an interrupted one is
 re-run with the same command, which resumes it. Runs go one after another (each uses --n-jobs workers),
 so a long comparison can be left running (nohup) and continued in a later session:
@@ -121,14 +126,20 @@ def extra_values(mode: str, seed: int, args) -> list[float]:
     return [vals[s] for s in want] if want and all(s in vals for s in want) else []
 
 
-def paired_diff(a: str, b: str, args, n_boot: int = 2000) -> list[float] | None:
-    """Mode a minus mode b on the extra test, paired by (base seed, extra seed): every pair trained on the same
-    seed, so a seed's own difficulty cancels. [mean difference, 95% bootstrap CI low, high, pairs]."""
+def paired_diff(a: str, b: str, args, n_boot: int = 2000, runs: list[dict] | None = None) -> list[float] | None:
+    """Mode a minus mode b on the extra test, paired by (batch, base seed, extra seed): every pair trained on the
+    same seed, so a seed's own difficulty cancels. [mean difference, 95% bootstrap CI low, high, pairs]."""
+    runs = collect(args) if runs is None else runs
     pairs = []
-    for seed in args.base_seeds:
-        va, vb = extra_values(a, seed, args), extra_values(b, seed, args)
-        if va and vb:
-            pairs += [x - y for x, y in zip(va, vb)]
+    for ra in runs:
+        if ra["mode"] != a or not ra["extra"]:
+            continue
+        rb = next((r for r in runs if r["mode"] == b and r["extra"] and r["batch"] == ra["batch"]
+                   and (b == NOSEARCH or r["base_seed"] == ra["base_seed"])), None)
+        if rb is None:
+            continue
+        vb = dict(zip(rb["extra_seeds"], rb["extra"]))
+        pairs += [x - vb[s] for s, x in zip(ra["extra_seeds"], ra["extra"]) if s in vb]
     if not pairs:
         return None
     arr = np.asarray(pairs)
@@ -183,38 +194,80 @@ def iqm_ci(values: list[float], n_boot: int = 2000, seed: int = 0) -> tuple[floa
     return iqm(arr), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 
+def run_facts(mode: str, seed: int, args) -> dict | None:
+    """One finished run as plain values: its test seeds' success (winner and baseline), the extra test's, what
+    it trained and its winner; None while it has not finished. What ``--record`` keeps and ``--records`` reads."""
+    path = run_dir(mode, seed, args)
+    out = {"batch": "local", "mode": mode, "base_seed": seed, "extra_seeds": [], "extra": []}
+    extra = extra_values(mode, seed, args)
+    if extra:
+        out["extra_seeds"], out["extra"] = extra_seed_list(args), extra
+    if mode == NOSEARCH:
+        res = _yaml(path / "results.yaml")
+        if not res:
+            return None
+        return {**out, "test": [float(r["episode_reward_mean"]) for r in res["seeds"] if r.get("state") == "complete"],
+                "baseline_test": [], "configs": 0, "budget_used_min": round(float(res["wall_s"]) / 60, 2),
+                "steps": max(int(r["steps"]) for r in res["seeds"]), "spread": None, "winner": None}
+    st = _yaml(path / "automl_state.yaml")
+    if not st or not finished(path):
+        return None
+    lad = st.get("ladder")
+    best = _yaml(path / "best.yaml") or {}
+    return {**out, "test": test_values(st, baseline=False) or test_values(st, baseline=True),  # the baseline may win
+            "baseline_test": test_values(st, baseline=True),
+            "configs": sum(1 for t in st["trials"] if t["kind"] in ("hp", "reward", "joint") and t["state"] == "complete")
+            + len((st.get("pbt") or {}).get("members") or []),  # pbt: the population's members
+            "budget_used_min": round(st["budget"]["elapsed_s"] / 60, 2),
+            "steps": (st.get("pbt") or {}).get("settings", {}).get("total_steps") or
+            (lad["rungs"] if lad else st["plan"]["trial_steps"]),
+            "spread": heldout_spread(st),
+            "winner": {"config_id": best.get("config_id"), "params": best.get("params"),
+                       "reward_weights": best.get("reward_weights"),
+                       "n_timesteps": (best.get("sb3") or {}).get("n_timesteps")} if best else None}
+
+
+def load_records(paths: list[str]) -> list[dict]:
+    """Runs kept by earlier comparisons (``--record``; e.g. bench/results/*.json, committed: a new machine has
+    no progress/), each tagged with its file's batch, so that pairs never mix batches."""
+    runs = []
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        runs += [{**r, "batch": data["batch"]} for r in data["runs"]]
+    return runs
+
+
+def collect(args) -> list[dict]:
+    """This comparison's finished runs, then those of ``--records`` files, of the modes asked for."""
+    local = [r for mode in args.modes for seed in args.base_seeds if (r := run_facts(mode, seed, args))]
+    kept = [r for r in load_records(getattr(args, "records", None) or []) if r["mode"] in args.modes]
+    return local + kept
+
+
+def _pooled(runs: list[dict], key: str, *, once_per_batch: bool = False) -> list[float]:
+    """Every run's per-seed values of ``key``; nosearch's extra test is one set of seeds per batch."""
+    out, seen = [], set()
+    for r in runs:
+        if once_per_batch and r["batch"] in seen:
+            continue
+        if r[key]:
+            seen.add(r["batch"])
+            out += r[key]
+    return out
+
+
 def report(args) -> list[dict]:
+    runs = collect(args)
     rows = []
     for mode in args.modes:
-        win, base, configs, used, runs, spread, steps = [], [], 0, [], 0, [], []
-        extra: list[float] = []
-        for seed in args.base_seeds:
-            if mode != NOSEARCH or not extra:  # nosearch's extra test is one set of seeds, counted once
-                extra += extra_values(mode, seed, args)
-            if mode == NOSEARCH:
-                res = _yaml(run_dir(mode, seed, args) / "results.yaml")
-                if res:
-                    runs += 1
-                    win += [float(r["episode_reward_mean"]) for r in res["seeds"] if r.get("state") == "complete"]
-                    used.append(float(res["wall_s"]) / 60)
-                    steps.append(max(int(r["steps"]) for r in res["seeds"]))
-                continue
-            st = _yaml(run_dir(mode, seed, args) / "automl_state.yaml")
-            if not st or not finished(run_dir(mode, seed, args)):
-                continue
-            runs += 1
-            win += test_values(st, baseline=False) or test_values(st, baseline=True)  # the baseline may win
-            base += test_values(st, baseline=True)
-            configs += sum(1 for t in st["trials"] if t["kind"] in ("hp", "reward", "joint") and t["state"] == "complete")
-            configs += len((st.get("pbt") or {}).get("members") or [])  # pbt: the population's members
-            used.append(st["budget"]["elapsed_s"] / 60)
-            lad = st.get("ladder")
-            steps.append((st.get("pbt") or {}).get("settings", {}).get("total_steps") or
-                         (lad["rungs"] if lad else st["plan"]["trial_steps"]))
-            spread += [v for v in [heldout_spread(st)] if v is not None]
-        row = {"mode": mode, "runs": runs, "configs_completed": configs,
-               "budget_used_min": [round(u, 1) for u in used], "trial_steps": steps,
+        mine = [r for r in runs if r["mode"] == mode]
+        spread = [r["spread"] for r in mine if r["spread"] is not None]
+        row = {"mode": mode, "runs": len(mine), "configs_completed": sum(r["configs"] for r in mine),
+               "budget_used_min": [round(r["budget_used_min"], 1) for r in mine],
+               "trial_steps": [r["steps"] for r in mine],
                "winner_heldout_std": round(float(np.mean(spread)), 3) if spread else None}
+        win, base = _pooled(mine, "test"), _pooled(mine, "baseline_test")
+        extra = _pooled(mine, "extra", once_per_batch=mode == NOSEARCH)  # the priors' seeds, once per batch
         if win:
             row["winner_test_iqm"] = [round(v, 3) for v in iqm_ci(win)]
         if base:
@@ -222,34 +275,50 @@ def report(args) -> list[dict]:
         if extra:
             row["extra_test_iqm"] = [round(v, 3) for v in iqm_ci(extra)]
             row["extra_test_values"] = [round(v, 4) for v in extra]
+            row["extra_test_per_run"] = [[r["batch"], r["base_seed"], round(iqm(np.asarray(r["extra"])), 3)]
+                                         for r in mine if r["extra"]]
         rows.append(row)
+    batches = sorted({r["batch"] for r in runs})
     print(f"\n{args.env}, {args.budget_min:g} min per run, {args.n_jobs} workers, seeds/config {args.seeds}, "
-          f"base seeds {args.base_seeds}: test-seed success IQM [95% CI] (pooled over base seeds)")
+          f"base seeds {args.base_seeds}, batches {batches}: test-seed success IQM [95% CI] (pooled over runs)")
     print(f"{'mode':14} {'runs':>4} {'winner (test)':>24} {'baseline (test)':>24} {'configs':>8} {'spread':>7}  "
           f"budget used (min)  steps per trial")
+    fmt = lambda v: f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" if v else "-"  # noqa: E731
     for r in rows:
-        fmt = lambda v: f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" if v else "-"  # noqa: E731
         sd = r["winner_heldout_std"]
         print(f"{r['mode']:14} {r['runs']:>4} {fmt(r.get('winner_test_iqm')):>24} {fmt(r.get('baseline_test_iqm')):>24} "
               f"{r['configs_completed']:>8} {'-' if sd is None else f'{sd:.3f}':>7}  {r['budget_used_min']}  "
               f"{r['trial_steps']}")
     print("spread: std of the winner's held-out per-seed success (mean over runs); configs: pbt counts its members; "
           "steps per trial: pbt's are per member")
-    if args.extra_test_seeds:
-        print(f"\nextra test, outside the budget: each run's best.yaml trained on seeds {extra_seeds(args)} "
-              f"(nosearch: the priors once); success IQM [95% CI] pooled over the runs' seeds")
+    if any(r.get("extra_test_iqm") for r in rows):
+        print("\nextra test, outside the budget: each run's best.yaml trained on the extra seeds 3000.. (nosearch: the "
+              "priors once per batch); success IQM [95% CI] pooled over the runs' seeds, then per run")
         for r in rows:
             if r.get("extra_test_iqm"):
-                v = r["extra_test_iqm"]
-                print(f"{r['mode']:14} {len(r['extra_test_values']):>4} seeds {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]")
+                print(f"{r['mode']:14} {len(r['extra_test_values']):>4} seeds {fmt(r['extra_test_iqm'])}  "
+                      f"{r['extra_test_per_run']}")
         for i, a in enumerate(args.modes):
             for b in args.modes[i + 1:]:
-                d = paired_diff(a, b, args)
+                d = paired_diff(a, b, args, runs=runs)
                 if d:
                     print(f"{a} - {b}: {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] (mean paired difference, {d[3]} pairs)")
                     next(r for r in rows if r["mode"] == a).setdefault("extra_test_paired", {})[b] = d
     (Path(args.out) / "table.json").write_text(json.dumps(rows, indent=1))
+    if getattr(args, "record", None):
+        write_record(args, [r for r in runs if r["batch"] == "local"])
     return rows
+
+
+def write_record(args, runs: list[dict]) -> None:
+    """Keep this comparison's runs in a small JSON file (``--record``) that can be committed and pooled later."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    path = Path(args.record)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"batch": path.stem, "env": args.env, "budget_min": args.budget_min,
+                                "commit": commit.stdout.strip() or None, "written": time.strftime("%Y-%m-%d"),
+                                "runs": [{k: v for k, v in r.items() if k != "batch"} for r in runs]}, indent=1))
+    print(f"recorded {len(runs)} runs in {path}")
 
 
 def run_automl(label: str, cmd: list[str]) -> None:
@@ -283,6 +352,10 @@ def main() -> int:
                    help="also train each run's best.yaml (and the priors) on K extra seeds 3000.., outside the budget")
     p.add_argument("--out", default=str(ROOT / "progress" / "compare"))
     p.add_argument("--report", action="store_true", help="print the table of finished runs and exit")
+    p.add_argument("--record", default=None, metavar="FILE",
+                   help="also keep this comparison's finished runs in FILE (JSON; e.g. bench/results/nav20_s9.json)")
+    p.add_argument("--records", nargs="+", default=[], metavar="FILE",
+                   help="pool the runs kept in these --record files with this comparison's (pairs stay in a batch)")
     args = p.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     if not args.report:

@@ -1,5 +1,6 @@
 """bench/compare_modes.py's extra test: which command it runs and how its seeds are pooled (known answers)."""
 import argparse
+import json
 import importlib.util
 from pathlib import Path
 
@@ -40,8 +41,35 @@ def test_extra_command_trains_best_yaml_at_its_length(tmp_path):
     assert "--trial-steps" not in nos and nos[nos.index("--run-dir") + 1] == str(tmp_path / "nosearch_extra_test")
 
 
+def _finished_run(path: Path, test: list[float], baseline: list[float], rungs=(639_000, 1_917_000)) -> None:
+    """A finished ladder run's state file as automl writes it: its test phase, the winner and the baseline."""
+    path.mkdir(parents=True, exist_ok=True)
+    trials = [{"kind": "stage", "config_id": "config_001", "state": "complete"},
+              {"kind": "test", "config_id": "config_001", "seeds": [
+                  {"seed": 2000 + i, "state": "complete", "episode_reward_mean": v} for i, v in enumerate(test)]},
+              {"kind": "test", "config_id": "config_000", "seeds": [
+                  {"seed": 2000 + i, "state": "complete", "episode_reward_mean": v} for i, v in enumerate(baseline)]}]
+    (path / "automl_state.yaml").write_text(yaml.safe_dump({
+        "status": "budget_exhausted", "budget": {"elapsed_s": 1150.0}, "plan": {"trial_steps": rungs[-1]},
+        "ladder": {"rungs": list(rungs)}, "trials": trials,
+        "test": [{"config_id": "config_001", "baseline": False}, {"config_id": "config_000", "baseline": True}]}))
+    (path / "best.yaml").write_text(yaml.safe_dump({"config_id": "config_001", "params": {"learning_rate": 1e-3},
+                                                    "reward_weights": {"goal": 9.0}, "sb3": {"n_timesteps": rungs[-1]},
+                                                    "test_score": {"iqm": 1}}))
+
+
+def _nosearch_run(path: Path, test: list[float]) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "results.yaml").write_text(yaml.safe_dump({"wall_s": 100.0, "seeds": [
+        {"seed": 2000 + i, "state": "complete", "episode_reward_mean": v, "steps": 2_015_232}
+        for i, v in enumerate(test)]}))
+
+
 def test_extra_values_pool_runs_and_count_nosearch_once(tmp_path):
     args = _args(tmp_path, modes=["stage", "nosearch"])
+    for seed in (0, 1):
+        _finished_run(cm.run_dir("stage", seed, args), [0.8, 0.9, 0.7], [0.6, 0.5, 0.7])
+        _nosearch_run(cm.run_dir("nosearch", seed, args), [0.5, 0.6, 0.4])
     _results(cm.run_dir("stage", 0, args) / "extra_test", {3000: 0.9, 3001: 0.8, 3002: 1.0})
     _results(cm.run_dir("stage", 1, args) / "extra_test", {3000: 0.5, 3001: 0.6})  # one seed missing: not used
     _results(tmp_path / "nosearch_extra_test", {3000: 0.1, 3001: 0.2, 3002: 0.3})
@@ -54,3 +82,40 @@ def test_extra_values_pool_runs_and_count_nosearch_once(tmp_path):
     d = cm.paired_diff("stage", "nosearch", args)
     assert d[0] == 0.7 and d[3] == 3 and d[1] <= 0.7 <= d[2]
     assert rows["stage"]["extra_test_paired"]["nosearch"] == d
+
+
+def test_recorded_runs_pool_with_a_later_batch_and_pair_only_within_a_batch(tmp_path):
+    """--record keeps the runs (a new machine has no progress/); --records pools them with a later comparison.
+    Known answers: the pooled values, and paired differences taken only within each batch."""
+    first = _args(tmp_path / "a", modes=["stage", "random", "nosearch"], base_seeds=[0], record=None, records=[])
+    _finished_run(cm.run_dir("stage", 0, first), [0.9, 0.9, 0.8], [0.6, 0.6, 0.6])
+    _finished_run(cm.run_dir("random", 0, first), [0.8, 0.7, 0.8], [0.6, 0.5, 0.6], rungs=(524_000, 1_441_000))
+    _nosearch_run(cm.run_dir("nosearch", 0, first), [0.5, 0.6, 0.4])
+    _results(cm.run_dir("stage", 0, first) / "extra_test", {3000: 0.9, 3001: 1.0, 3002: 0.8})
+    _results(cm.run_dir("random", 0, first) / "extra_test", {3000: 0.8, 3001: 0.8, 3002: 0.8})
+    _results(tmp_path / "a" / "nosearch_extra_test", {3000: 0.5, 3001: 0.5, 3002: 0.5})
+    rec = tmp_path / "results" / "nav20_old.json"
+    cm.report(argparse.Namespace(**{**vars(first), "record": str(rec)}))
+    kept = json.loads(rec.read_text())
+    assert kept["batch"] == "nav20_old" and kept["budget_min"] == 20 and len(kept["runs"]) == 3
+    stage = next(r for r in kept["runs"] if r["mode"] == "stage")
+    assert stage["test"] == [0.9, 0.9, 0.8] and stage["extra"] == [0.9, 1.0, 0.8]
+    assert stage["winner"]["n_timesteps"] == 1_917_000 and stage["winner"]["reward_weights"] == {"goal": 9.0}
+    # a later comparison on another machine: base seed 1 only, its own nosearch extra test
+    later = _args(tmp_path / "b", modes=["stage", "random", "nosearch"], base_seeds=[1], record=None,
+                  records=[str(rec)])
+    _finished_run(cm.run_dir("stage", 1, later), [0.7, 0.8, 0.9], [0.5, 0.5, 0.5])
+    _finished_run(cm.run_dir("random", 1, later), [0.9, 0.9, 0.9], [0.5, 0.6, 0.5])
+    _nosearch_run(cm.run_dir("nosearch", 1, later), [0.5, 0.6, 0.4])
+    _results(cm.run_dir("stage", 1, later) / "extra_test", {3000: 0.6, 3001: 0.7, 3002: 0.8})
+    _results(cm.run_dir("random", 1, later) / "extra_test", {3000: 0.7, 3001: 0.7, 3002: 0.7})
+    _results(tmp_path / "b" / "nosearch_extra_test", {3000: 0.4, 3001: 0.4, 3002: 0.4})
+    rows = {r["mode"]: r for r in cm.report(later)}
+    assert rows["stage"]["runs"] == 2 and rows["stage"]["extra_test_values"] == [0.6, 0.7, 0.8, 0.9, 1.0, 0.8]
+    assert rows["random"]["trial_steps"] == [[639_000, 1_917_000], [524_000, 1_441_000]]
+    assert rows["nosearch"]["extra_test_values"] == [0.4, 0.4, 0.4, 0.5, 0.5, 0.5]   # once per batch
+    # stage - random: (-0.1, 0, +0.1) in the later batch, (+0.1, +0.2, 0) in the kept one -> mean +0.05 over 6
+    d = rows["stage"]["extra_test_paired"]["random"]
+    assert d[0] == 0.05 and d[3] == 6 and d[1] <= 0.05 <= d[2]
+    assert rows["stage"]["extra_test_paired"]["nosearch"][3] == 6   # each batch paired with its own priors
+    assert rows["stage"]["extra_test_paired"]["nosearch"][0] == 0.35   # (0.2 + 0.3 + 0.4) and (0.4 + 0.5 + 0.3), over 6
