@@ -4,6 +4,7 @@ ladder's sum, not re-runs), the re-checks at the top rung, and a killed run resu
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import yaml
@@ -318,3 +319,31 @@ def test_a_real_laddered_run_climbs_and_rechecks_at_the_top(tmp_path):
     assert rechecks and all(s["steps"] == 8192 for t in rechecks for s in t["seeds"])
     assert all(s["state"] == "complete" for t in rechecks for s in t["seeds"])
     assert {t["kind"] for t in rechecks} == {"heldout", "test"}
+
+
+def test_the_test_phase_trains_every_test_seed_when_they_fit_at_the_baselines_own_length(tmp_path, monkeypatch):
+    """The best configs (learning rate near 1e-3) run 3x slower than the prior; the baseline (the priors) runs
+    at the prior's speed. The test phase sized its seeds as if the baseline's jobs were as long as the
+    winner's: the 10-minute navigation run of base seed 1 (2026-12-07) trained its winner on 2 of 3 test
+    seeds and ended with 37 s unused, and here (old rule) the winner got 1 of 2. Now the winner's and the
+    baseline's seed jobs are list-scheduled at their own lengths: both train every test seed, in budget."""
+    import math
+
+    import _sim
+
+    def slowdown(k):
+        lr = k["params"]["learning_rate"]
+        return 1.0 if is_prior(k) else (3.0 if abs(math.log10(lr) + 3) < 0.4 else shape_cost(k["params"]))
+
+    real = _sim.SimExecutor
+
+    class SlowBest(real):
+        def __init__(self, *a, job_slowdown=None, **kw):
+            super().__init__(*a, job_slowdown=slowdown, **kw)
+
+    monkeypatch.setattr(sys.modules[__name__], "SimExecutor", SlowBest)
+    ctx, _, rc, wall = simulate(tmp_path, hours=20 / 60)
+    assert rc == 0 and wall <= 1200 + 15
+    test = [e for e in ctx.records.entries.values() if e.kind == Kind.TEST]
+    assert len(test) == 2 and all(e.state == State.COMPLETE for e in test)
+    assert [len(e.seeds) for e in test] == [len(ctx.inputs.test_seeds)] * 2

@@ -155,3 +155,47 @@ def test_the_baseline_is_estimated_at_its_measured_speed_not_calibrations():
     assert policy._baseline_job_s() == pytest.approx(at(1 / 40_000))
     policy.finished("c000", 0, 0.4, steps=300_000, train_s=300_000 * 0.75 / 40_000)
     assert policy._baseline_job_s() == pytest.approx(at(0.75 / 40_000))
+
+
+def _slow_leader_policy(*, others_slow: float) -> LadderPolicy:
+    """The 10-minute navigation run of base seed 1 (2026-12-07), 98 s into tuning with 435 s left: rungs 344k
+    and 1.03M, the prior's seed job 10 s at 344k; four configs finished the lowest rung, and the best of them
+    (c013) ran 2.5x slower than the prior although its shape said about as fast. ``others_slow``: the other
+    three configs' speed over the prior's."""
+    s_step = 10 / 344_064
+    prom = Promotions(Ladder(rungs=(344_064, 1_032_192), eta=3))
+    policy = LadderPolicy(prom, CostModel(PRIOR, prior_s_per_step=s_step), seeds=3, n_jobs=2, top_k=3,
+                          startup_s=STARTUP)
+    for cid, params, value, slow in (("c000", PRIOR, 0.13, others_slow), ("c001", SAMPLED, 0.20, others_slow),
+                                     ("c002", SAMPLED, 0.07, others_slow), ("c013", SAMPLED, 0.35, 2.5)):
+        policy.register(cid, params)
+        policy.finished(cid, 0, value, steps=3 * 344_064, train_s=3 * 344_064 * s_step * slow)
+    return policy
+
+
+def test_one_slow_leader_is_set_aside_and_the_top_rung_stays():
+    """Its climb to the top and its re-check there would not fit, but a config of the typical measured speed
+    still can: the slow leader is set aside (never promoted, not re-checked) and the ladder keeps its top rung.
+    Before, the top rung was dropped for every config, and that run trained its result for 344k steps."""
+    policy = _slow_leader_policy(others_slow=1.0)
+    assert not policy._top_reachable(435.0)                     # the leader's own climb and re-check
+    changes = policy.adapt(435.0)
+    assert changes[-1].startswith("c013 set aside")
+    assert policy.promotions.ladder.rungs == (344_064, 1_032_192) and policy.set_aside == {"c013"}
+    assert policy.candidates() == ["c001"] and policy._top_reachable(435.0)
+    act = policy.next_action(left_s=435.0, in_flight_s=0.0)
+    assert act.kind == "admit"                                  # c013 holds the rung's one promotable place
+    policy.register("c014", SAMPLED)
+    policy.finished("c014", 0, 0.30, steps=3 * 344_064, train_s=3 * 344_064 * 10 / 344_064)
+    policy.register("c015", SAMPLED)
+    policy.finished("c015", 0, 0.25, steps=3 * 344_064, train_s=3 * 344_064 * 10 / 344_064)
+    act = policy.next_action(left_s=400.0, in_flight_s=0.0)
+    assert (act.kind, act.config_id, act.rung) == ("promote", "c014", 1)   # 6 finished: two places, c013's aside
+
+
+def test_when_every_config_is_that_slow_the_top_rung_is_dropped():
+    """The control: the typical measured config is as slow as the leader, so no config can reach the top
+    rung and be re-checked in time: the ladder drops it (as before), nothing is set aside."""
+    policy = _slow_leader_policy(others_slow=2.5)
+    policy.adapt(435.0)
+    assert policy.promotions.ladder.rungs == (344_064,) and policy.set_aside == set()

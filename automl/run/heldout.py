@@ -26,6 +26,8 @@ def candidates(ctx: RunContext) -> list[tuple[str, dict, dict, bool]]:
     """(config_id, params, weights, is_baseline): the leader, the baseline, then the rest of the top-k."""
     sel = ctx.cfg.selection
     tuned = ranked(ctx.records.entries.values(), ctx.cfg.objective_name, TUNING_KINDS, ctx.cfg.risk, sel)
+    if ctx.ladder is not None:  # a leader the ladder set aside as too slow to re-check at the top in time
+        tuned = [e for e in tuned if e.config_id not in ctx.ladder.policy.set_aside]
     # with several objectives: the front's members (the pick first), up to --top-k
     # on a ladder: as many as its reserve was kept for (fewer than --top-k when the budget is short)
     k = ctx.cfg.top_k if ctx.ladder is None else min(ctx.cfg.top_k, ctx.ladder.policy.heldout_n)

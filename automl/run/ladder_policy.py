@@ -68,6 +68,7 @@ class LadderPolicy:
         self.typical_ratio = 1.0               # a sampled config's expected cost per step over the prior's
         self.budget_s = 0.0                    # the run's whole budget (the reserve's cap is a share of it)
         self.cost_cap: float | None = None     # the dearest shape estimate admitted (x the prior's), None: any
+        self.set_aside: set[str] = set()       # leaders too slow to reach the top in time (``_set_aside_leader``)
 
     # -- estimates ---------------------------------------------------------------------------------
     def climb_s(self, params: Mapping, config_id: str | None, rung: int) -> float:
@@ -115,20 +116,22 @@ class LadderPolicy:
         p = self.promotions
         order = []
         for rung in range(p.ladder.top, -1, -1):
-            order += [c for c in p.ranked(rung) if p.rung_of(c) == rung and p.value(c, rung) is not None]
+            order += [c for c in p.ranked(rung) if p.rung_of(c) == rung and p.value(c, rung) is not None
+                      and c not in self.set_aside]
         return order[: self.heldout_n]
 
-    def reserve_s(self, joining: str | None = None) -> float:
+    def reserve_s(self, joining: str | None = None, *, typical: bool = False) -> float:
         """Wall seconds the re-checks need at the top rung's length, for what will be re-checked: the
         held-out phase (the candidates and the baseline on the held-out seeds), then the test phase (the
         leader and the baseline on the test seeds), each seed job list-scheduled on the workers.
         ``joining``: a config about to be promoted, counted among the candidates and as the leader if it is
-        the dearer (a promotion may make it the one re-checked)."""
-        cands = self.candidates()
+        the dearer (a promotion may make it the one re-checked). ``typical``: as if the candidates were
+        configs of the typical measured cost."""
+        cands = [] if typical else self.candidates()
         if joining is not None:
             cands = [joining, *[c for c in cands if c != joining]][: self.heldout_n]
         jobs = [self._recheck_job_s(self.params.get(c, self.baseline), c) for c in cands]
-        if not jobs:  # nothing finished yet: plan for top_k configs of the typical cost
+        if not jobs:  # nothing finished yet (or ``typical``): plan for top_k configs of the typical cost
             top = self.promotions.ladder.rungs[-1]
             jobs = [(self.startup_s + top * self.typical_s_per_step()) * RECHECK_MARGIN] * self.heldout_n
         base = self._baseline_job_s()
@@ -151,10 +154,35 @@ class LadderPolicy:
         climb = sum(self.climb_s(params, c, k) / self.seeds * waves for k in range(start, p.ladder.top + 1))
         return climb + self.reserve_s() <= left_s
 
+    def _typical_reachable(self, left_s: float) -> bool:
+        """Whether a config of the typical measured speed, promoted from the lowest rung now (entering it,
+        before any finished it), can climb to the top rung and be re-checked there before the end."""
+        if not self.cost.measured:
+            return False
+        p = self.promotions
+        waves = math.ceil(self.seeds / self.n_jobs)
+        start = 1 if p.ranked(0) else 0
+        climb = sum(self.typical_climb_s(k) / self.seeds * waves for k in range(start, p.ladder.top + 1))
+        return climb + self.reserve_s(typical=True) <= left_s
+
+    def _set_aside_leader(self, left_s: float) -> str | None:
+        """Set the leader aside (never promoted, not a re-check candidate) when it alone is too slow to reach
+        the top rung and be re-checked in time while a config of the typical measured speed still can: one
+        slow config (its shape's estimate too low) leading the lowest rung does not cost the ladder its top
+        rung. Returns the config set aside, or None."""
+        cands = self.candidates()
+        if not cands or (self.promotions.rung_of(cands[0]) or 0) >= self.promotions.ladder.top:
+            return None
+        if not self._typical_reachable(left_s):
+            return None
+        self.set_aside.add(cands[0])
+        return cands[0]
+
     def adapt(self, left_s: float) -> list[str]:
         """Fit the ladder's end to the time left: while the top rung cannot be reached and re-checked in
-        time, take fewer configs into the held-out re-check (down to one), then drop the top rung (only
-        while no config finished it or climbs to it). Returns what changed, for the run's events."""
+        time, take fewer configs into the held-out re-check (down to one), then set a leader aside that is
+        slower than the typical config (``_set_aside_leader``), then drop the top rung (only while no config
+        finished it or climbs to it). Returns what changed, for the run's events."""
         changes = []
         while self.heldout_n > 1 and self.budget_s and self.reserve_s() > RESERVE_SHARE * self.budget_s:
             self.heldout_n -= 1  # re-checking fewer configs leaves tuning its time
@@ -163,6 +191,8 @@ class LadderPolicy:
             if self.heldout_n > 1:
                 self.heldout_n -= 1
                 changes.append(f"held-out re-check of {self.heldout_n} configs")
+            elif (slow := self._set_aside_leader(left_s)) is not None:
+                changes.append(f"{slow} set aside: too slow to reach the top rung and be re-checked in time")
             elif self.promotions.lower_top():
                 self.heldout_n = self.top_k
                 changes.append(f"top rung {self.promotions.ladder.rungs[-1]} steps")
@@ -191,7 +221,7 @@ class LadderPolicy:
             return Action("admit", None, 0, est)
 
         def fits(config_id: str, rung: int) -> bool:
-            return self._fits(self.climb_s(self.params.get(config_id, self.baseline), config_id, rung),
+            return config_id not in self.set_aside and self._fits(self.climb_s(self.params.get(config_id, self.baseline), config_id, rung),
                               left_s=left_s, in_flight_s=in_flight_s, joining=config_id)
 
         got = self.promotions.next_promotion(fits)

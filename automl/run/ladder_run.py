@@ -118,6 +118,7 @@ class LadderRun:
         """The state file's ``ladder`` section."""
         return {"rungs": list(self.promotions.ladder.rungs), "eta": self.promotions.ladder.eta,
                 "horizon": self.horizon, "heldout_n": self.policy.heldout_n, "changes": self.changes,
+                "set_aside": sorted(self.policy.set_aside),
                 "reserve_s": round(self.policy.reserve_s(), 1),
                 "cost_correction": round(self.cost.correction(), 3),
                 "at_rung": {int(k): len(v) for k, v in sorted(self.promotions.results.items())},
@@ -177,8 +178,13 @@ class LadderRun:
         """The policy's next job, with the time left until the budget's end; the change of the top rung or the
         held-out count it made on the way is recorded. ``admit_first``: see ``LadderPolicy.next_action``."""
         before = (self.promotions.ladder.rungs, self.policy.heldout_n)
+        aside = set(self.policy.set_aside)
         act = self.policy.next_action(left_s=self.ctx.budget.remaining_s(), in_flight_s=self.in_flight_s(),
                                       admit_first=admit_first)
+        for c in sorted(self.policy.set_aside - aside):
+            self.changes.append(f"{round(self.ctx.budget.elapsed_s())}s: {c} set aside (too slow to reach the top "
+                                "rung and be re-checked in time; the top rung stays for the typical config)")
+            self.ctx.store.event("ladder_set_aside", config_id=c, rungs=list(self.promotions.ladder.rungs))
         if (self.promotions.ladder.rungs, self.policy.heldout_n) != before:
             self.changes.append(f"{round(self.ctx.budget.elapsed_s())}s: top rung {self.promotions.ladder.rungs[-1]}, "
                                 f"held-out re-check of {self.policy.heldout_n}")

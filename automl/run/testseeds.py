@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from automl.core.record import ConfigRecord, Kind, State
 from automl.core.scoring import objective_value
 from automl.run import outcomes
+from automl.run.ladder_policy import makespan
 from automl.run.records import score_of
 from automl.run.state import TestPhaseResult
 
@@ -60,10 +61,10 @@ def run(ctx: RunContext, picks: list | None = None, steps: int | None = None, sc
         c.schedule = schedules.get(c.config_id)
         outcomes.add(ctx, c)
     running = {c.config_id for c in ctx.sched.active}
-    for config_id, params, weights, is_base in picks:
-        if config_id in done or config_id in running:
-            continue
-        seeds = _fitting_seeds(ctx, config_id, job_s)
+    todo = [p for p in picks if p[0] not in done and p[0] not in running]
+    slow = recheck_slowdown(ctx)
+    seeds = fitting_seeds(ctx, [job_s or ctx.job_s(config_id) * slow for config_id, *_ in todo])
+    for config_id, params, weights, is_base in todo:
         c = ctx.records.new_config(Kind.TEST, 0, params, weights, None, seeds, steps or ctx.plan.trial_steps,
                                    config_id=config_id, extra={"heldout_of": config_id, "baseline": is_base,
                                                                "planned_seeds": seeds})
@@ -73,12 +74,14 @@ def run(ctx: RunContext, picks: list | None = None, steps: int | None = None, sc
     return record(ctx, picks)
 
 
-def _fitting_seeds(ctx: RunContext, config_id: str, job_s: float | None = None) -> list[int]:
-    """All test seeds when they fit in the time left, else as many as fit (at least one); a seed job takes
-    its estimate times the slowdown the held-out jobs measured."""
-    job_s, seeds = job_s or ctx.job_s(config_id) * recheck_slowdown(ctx), list(ctx.inputs.test_seeds)
+def fitting_seeds(ctx: RunContext, jobs_s: list[float]) -> list[int]:
+    """The test seeds every pick trains (the same for the winner and the baseline, so that they compare seed by
+    seed): all when they fit in the time left, else as many as fit (at least one). ``jobs_s``: each pick's
+    seconds per seed job (its estimate times the slowdown the held-out jobs measured); the picks' seed jobs
+    are list-scheduled on the workers, the baseline's at its own length, not the winner's."""
+    seeds = list(ctx.inputs.test_seeds)
     n = len(seeds)
-    while n > 1 and -(-2 * n // ctx.cfg.n_jobs) * job_s > ctx.budget.remaining_s():
+    while n > 1 and makespan([j for j in jobs_s for _ in range(n)], ctx.cfg.n_jobs) > ctx.budget.remaining_s():
         n -= 1
     return seeds[:n]
 
