@@ -347,3 +347,5 @@ def test_the_test_phase_trains_every_test_seed_when_they_fit_at_the_baselines_ow
     test = [e for e in ctx.records.entries.values() if e.kind == Kind.TEST]
     assert len(test) == 2 and all(e.state == State.COMPLETE for e in test)
     assert [len(e.seeds) for e in test] == [len(ctx.inputs.test_seeds)] * 2
+    winner = next(e for e in test if not is_prior({"params": e.params}))
+    assert slowdown({"params": winner.params}) == 3.0   # the winner is one of the 3x slower configs

@@ -185,6 +185,8 @@ def test_one_slow_leader_is_set_aside_and_the_top_rung_stays():
     assert policy.candidates() == ["c001"] and policy._top_reachable(435.0)
     act = policy.next_action(left_s=435.0, in_flight_s=0.0)
     assert act.kind == "admit"                                  # c013 holds the rung's one promotable place
+    act = policy.next_action(left_s=5000.0, in_flight_s=0.0)   # time enough for c013's climb: still never
+    assert act.kind == "admit" and policy.promotions.candidates(0) == ["c013"]
     policy.register("c014", SAMPLED)
     policy.finished("c014", 0, 0.30, steps=3 * 344_064, train_s=3 * 344_064 * 10 / 344_064)
     policy.register("c015", SAMPLED)
@@ -199,3 +201,13 @@ def test_when_every_config_is_that_slow_the_top_rung_is_dropped():
     policy = _slow_leader_policy(others_slow=2.5)
     policy.adapt(435.0)
     assert policy.promotions.ladder.rungs == (344_064,) and policy.set_aside == set()
+
+
+def test_a_leader_only_a_little_slower_than_typical_is_not_set_aside():
+    """Set aside needs a real gap (SET_ASIDE_GAP x the typical measured seconds per step): a leader 1.2x the
+    typical config's speed that cannot reach the top in time takes the top rung with it, as before."""
+    policy = _slow_leader_policy(others_slow=2.5 / 1.2)
+    policy.heldout_n = 1
+    assert policy._typical_reachable(560.0) and not policy._top_reachable(560.0)  # only the gap is missing
+    policy.adapt(560.0)
+    assert policy.set_aside == set() and policy.promotions.ladder.rungs == (344_064,)

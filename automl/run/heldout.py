@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 def candidates(ctx: RunContext) -> list[tuple[str, dict, dict, bool]]:
     """(config_id, params, weights, is_baseline): the leader, the baseline, then the rest of the top-k."""
     sel = ctx.cfg.selection
-    tuned = ranked(ctx.records.entries.values(), ctx.cfg.objective_name, TUNING_KINDS, ctx.cfg.risk, sel)
-    if ctx.ladder is not None:  # a leader the ladder set aside as too slow to re-check at the top in time
-        tuned = [e for e in tuned if e.config_id not in ctx.ladder.policy.set_aside]
+    every = ranked(ctx.records.entries.values(), ctx.cfg.objective_name, TUNING_KINDS, ctx.cfg.risk, sel)
+    aside = ctx.ladder.policy.set_aside if ctx.ladder is not None else set()
+    tuned = [e for e in every if e.config_id not in aside]  # set aside: too slow to re-check at the top in time
     # with several objectives: the front's members (the pick first), up to --top-k
     # on a ladder: as many as its reserve was kept for (fewer than --top-k when the budget is short)
     k = ctx.cfg.top_k if ctx.ladder is None else min(ctx.cfg.top_k, ctx.ladder.policy.heldout_n)
@@ -35,7 +35,7 @@ def candidates(ctx: RunContext) -> list[tuple[str, dict, dict, bool]]:
     base_params = space_mod.prior_params(ctx.inputs.spec)
     base_weights = ctx.inputs.default_weights
     out, baseline_id = [], None
-    for e in tuned:
+    for e in every:
         if e.params == base_params and e.reward_weights == base_weights:
             baseline_id = e.config_id
             break

@@ -24,6 +24,7 @@ from automl.search.ladder import Promotions
 
 RESERVE_SHARE = 0.35   # the held-out re-check takes fewer configs (down to the leader) before the reserve passes this
 RECHECK_MARGIN = 1.05  # re-checks run at measured speeds (the baseline's from calibration)
+SET_ASIDE_GAP = 1.5    # a leader is set aside only when this much slower per step than the typical config
 
 
 def makespan(jobs: list[float], workers: int) -> float:
@@ -155,28 +156,33 @@ class LadderPolicy:
         return climb + self.reserve_s() <= left_s
 
     def _typical_reachable(self, left_s: float) -> bool:
-        """Whether a config of the typical measured speed, promoted from the lowest rung now (entering it,
-        before any finished it), can climb to the top rung and be re-checked there before the end."""
+        """Whether a config of the typical measured speed entering the lowest rung now can climb to the top
+        rung and be re-checked there before the end (from the lowest rung: a set-aside leader keeps its place
+        among those promotable from it, so the next promotion may wait for more configs to finish it)."""
         if not self.cost.measured:
             return False
-        p = self.promotions
         waves = math.ceil(self.seeds / self.n_jobs)
-        start = 1 if p.ranked(0) else 0
-        climb = sum(self.typical_climb_s(k) / self.seeds * waves for k in range(start, p.ladder.top + 1))
+        top = self.promotions.ladder.top
+        climb = sum(self.typical_climb_s(k) / self.seeds * waves for k in range(0, top + 1))
         return climb + self.reserve_s(typical=True) <= left_s
 
     def _set_aside_leader(self, left_s: float) -> str | None:
-        """Set the leader aside (never promoted, not a re-check candidate) when it alone is too slow to reach
-        the top rung and be re-checked in time while a config of the typical measured speed still can: one
-        slow config (its shape's estimate too low) leading the lowest rung does not cost the ladder its top
-        rung. Returns the config set aside, or None."""
+        """Set the leader aside (never promoted, not a re-check candidate) when it is too slow to reach the top
+        rung and be re-checked in time while a config of the typical measured speed still can: one slow config
+        (its shape's estimate too low) leading a lower rung does not cost the ladder its top rung. Only a
+        leader that measured at least SET_ASIDE_GAP x the typical config's seconds per step, that finished a
+        rung below the top and is not climbing now. Returns the config set aside, or None."""
         cands = self.candidates()
-        if not cands or (self.promotions.rung_of(cands[0]) or 0) >= self.promotions.ladder.top:
+        if not cands:
             return None
-        if not self._typical_reachable(left_s):
+        c, p = cands[0], self.promotions
+        rung = p.rung_of(c) or 0
+        if rung >= p.ladder.top or c in p.promoted.get(rung, []) or c not in self.cost.measured:
             return None
-        self.set_aside.add(cands[0])
-        return cands[0]
+        if self.cost.measured[c] < SET_ASIDE_GAP * self.typical_s_per_step() or not self._typical_reachable(left_s):
+            return None
+        self.set_aside.add(c)
+        return c
 
     def adapt(self, left_s: float) -> list[str]:
         """Fit the ladder's end to the time left: while the top rung cannot be reached and re-checked in
@@ -195,6 +201,7 @@ class LadderPolicy:
                 changes.append(f"{slow} set aside: too slow to reach the top rung and be re-checked in time")
             elif self.promotions.lower_top():
                 self.heldout_n = self.top_k
+                self.set_aside.clear()  # they finished what is now the top rung, or a rung below it
                 changes.append(f"top rung {self.promotions.ladder.rungs[-1]} steps")
             else:
                 break

@@ -63,7 +63,12 @@ def run(ctx: RunContext, picks: list | None = None, steps: int | None = None, sc
     running = {c.config_id for c in ctx.sched.active}
     todo = [p for p in picks if p[0] not in done and p[0] not in running]
     slow = recheck_slowdown(ctx)
-    seeds = fitting_seeds(ctx, [job_s or ctx.job_s(config_id) * slow for config_id, *_ in todo])
+    # after a resume: the test jobs still to run go first, and a pick that started keeps its seeds for the rest
+    started = [e for e in ctx.records.entries.values() if e.kind == Kind.TEST]
+    ahead = [job_s or ctx.job_s(c.config_id) * slow for c in ctx.sched.active if c.kind == Kind.TEST
+             for _ in range(len(c.pending) + len(c.running))]
+    seeds = fitting_seeds(ctx, [job_s or ctx.job_s(config_id) * slow for config_id, *_ in todo], ahead=ahead,
+                          at_most=min((len(e.seeds) for e in started), default=None))
     for config_id, params, weights, is_base in todo:
         c = ctx.records.new_config(Kind.TEST, 0, params, weights, None, seeds, steps or ctx.plan.trial_steps,
                                    config_id=config_id, extra={"heldout_of": config_id, "baseline": is_base,
@@ -74,14 +79,17 @@ def run(ctx: RunContext, picks: list | None = None, steps: int | None = None, sc
     return record(ctx, picks)
 
 
-def fitting_seeds(ctx: RunContext, jobs_s: list[float]) -> list[int]:
+def fitting_seeds(ctx: RunContext, jobs_s: list[float], *, ahead: list[float] = (),
+                  at_most: int | None = None) -> list[int]:
     """The test seeds every pick trains (the same for the winner and the baseline, so that they compare seed by
     seed): all when they fit in the time left, else as many as fit (at least one). ``jobs_s``: each pick's
     seconds per seed job (its estimate times the slowdown the held-out jobs measured); the picks' seed jobs
-    are list-scheduled on the workers, the baseline's at its own length, not the winner's."""
+    are list-scheduled on the workers, the baseline's at its own length, not the winner's, after the test
+    jobs still to run (``ahead``, after a resume). ``at_most``: the seeds a pick already started with."""
     seeds = list(ctx.inputs.test_seeds)
-    n = len(seeds)
-    while n > 1 and makespan([j for j in jobs_s for _ in range(n)], ctx.cfg.n_jobs) > ctx.budget.remaining_s():
+    n = min(len(seeds), at_most) if at_most else len(seeds)
+    while n > 1 and makespan([*ahead, *(j for j in jobs_s for _ in range(n))], ctx.cfg.n_jobs) > \
+            ctx.budget.remaining_s():
         n -= 1
     return seeds[:n]
 
