@@ -6,7 +6,7 @@ best.yaml (``test_score``, ``baseline.test_score``) and the state file (``test``
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from automl.core.record import ConfigRecord, Kind, State
 from automl.core.scoring import objective_value
@@ -79,7 +79,7 @@ def run(ctx: RunContext, picks: list | None = None, steps: int | None = None, sc
     return record(ctx, picks)
 
 
-def fitting_seeds(ctx: RunContext, jobs_s: list[float], *, ahead: list[float] = (),
+def fitting_seeds(ctx: RunContext, jobs_s: list[float], *, ahead: Sequence[float] = (),
                   at_most: int | None = None) -> list[int]:
     """The test seeds every pick trains (the same for the winner and the baseline, so that they compare seed by
     seed): all when they fit in the time left, else as many as fit (at least one). ``jobs_s``: each pick's
