@@ -155,7 +155,7 @@ def _ladder_cost(rungs: Sequence[int], eta: int, seeds: int, s_per_step: float, 
     return out
 
 
-def _makespan(jobs: list[float], workers: int) -> float:
+def makespan(jobs: list[float], workers: int) -> float:
     """Wall time of ``jobs`` on ``workers``, longest first to the least loaded."""
     loads = [0.0] * max(1, workers)
     for d in sorted(jobs, reverse=True):
@@ -187,8 +187,8 @@ def plan_ladder(*, total_s: float, top_steps: int, seeds: int, n_jobs: int, s_pe
         base_s = (startup_s + top * (baseline_s_per_step or s_per_step)) * margin
         best: LadderPlan | None = None
         for heldout in range(max(1, top_k), 0, -1):  # fewer held-out configs before a shorter top rung
-            reserve = _makespan([job_s] * (heldout * rseeds) + [base_s] * rseeds, n_jobs) + \
-                _makespan([job_s] * rseeds + [base_s] * rseeds, n_jobs)
+            reserve = makespan([job_s] * (heldout * rseeds) + [base_s] * rseeds, n_jobs) + \
+                makespan([job_s] * rseeds + [base_s] * rseeds, n_jobs)
             tuning = total_s - reserve
             rungs = rungs_for(top, bottom, eta, rollout)
             cost = _ladder_cost(rungs, eta, seeds, s_per_step * margin, startup_s)

@@ -18,22 +18,13 @@ import statistics
 from dataclasses import dataclass
 from typing import Mapping
 
-from automl.run.ladder import CostModel
+from automl.run.ladder import CostModel, makespan
 from automl.search.ladder import Promotions
 
 
 RESERVE_SHARE = 0.35   # the held-out re-check takes fewer configs (down to the leader) before the reserve passes this
 RECHECK_MARGIN = 1.05  # re-checks run at measured speeds (the baseline's from calibration)
 SET_ASIDE_GAP = 1.5    # a leader is set aside only when this much slower per step than the typical config
-
-
-def makespan(jobs: list[float], workers: int) -> float:
-    """Wall time of ``jobs`` (seconds each) on ``workers``, longest first to the least loaded (LPT)."""
-    loads = [0.0] * max(1, workers)
-    for d in sorted(jobs, reverse=True):
-        i = loads.index(min(loads))
-        loads[i] += d
-    return max(loads)
 
 
 @dataclass(frozen=True)
@@ -228,7 +219,9 @@ class LadderPolicy:
             return Action("admit", None, 0, est)
 
         def fits(config_id: str, rung: int) -> bool:
-            return config_id not in self.set_aside and self._fits(self.climb_s(self.params.get(config_id, self.baseline), config_id, rung),
+            if config_id in self.set_aside:
+                return False
+            return self._fits(self.climb_s(self.params.get(config_id, self.baseline), config_id, rung),
                               left_s=left_s, in_flight_s=in_flight_s, joining=config_id)
 
         got = self.promotions.next_promotion(fits)

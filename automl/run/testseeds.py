@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Sequence
 from automl.core.record import ConfigRecord, Kind, State
 from automl.core.scoring import objective_value
 from automl.run import outcomes
-from automl.run.ladder_policy import makespan
+from automl.run.ladder import makespan
 from automl.run.records import score_of
 from automl.run.state import TestPhaseResult
 
