@@ -232,8 +232,12 @@ def load_records(paths: list[str]) -> list[dict]:
     no progress/), each tagged with its file's batch, so that pairs never mix batches."""
     runs = []
     for path in paths:
-        data = json.loads(Path(path).read_text())
-        runs += [{**r, "batch": data["batch"]} for r in data["runs"]]
+        try:
+            data = json.loads(Path(path).read_text())
+            runs += [{**r, "batch": data["batch"]} for r in data["runs"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"{path}: --records: not a --record file ({type(exc).__name__}: {exc}; allowed: the JSON "
+                             "that --record writes, with keys batch and runs)") from None
     return runs
 
 
