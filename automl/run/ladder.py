@@ -166,12 +166,14 @@ def makespan(jobs: list[float], workers: int) -> float:
 def plan_ladder(*, total_s: float, top_steps: int, seeds: int, n_jobs: int, s_per_step: float,
                 startup_s: float = 2.0, rollout: int = 1, learn_steps: int | None = None, eta: int = ETA,
                 top_k: int = 3, recheck_seeds: int | None = None, min_top: int = MIN_TOP_CONFIGS,
-                margin: float = 1.1, baseline_s_per_step: float | None = None) -> LadderPlan:
+                margin: float = 1.1, baseline_s_per_step: float | None = None, pinned: bool = False) -> LadderPlan:
     """The ladder for ``total_s`` wall seconds on ``n_jobs`` workers.
 
     The top rung is ``top_steps`` (the space's n_timesteps, or --trial-steps), or the longest the budget
     affords for ``min_top`` configs after the re-checks (held-out: up to ``top_k`` tuned configs and the
     baseline; test: the winner and the baseline; ``recheck_seeds`` seeds each) are reserved at that length.
+    ``pinned`` (--trial-steps): the top rung stays ``top_steps`` whatever the budget affords; fewer configs
+    enter (none when the re-checks alone fill the budget: ``entering`` 0 says so).
     The lowest rung is top/eta^K for the largest K that keeps it at or above ``learn_steps`` (and a floor).
     ``s_per_step`` is a typical config's worker-seconds per step (evaluation included);
     ``baseline_s_per_step`` the prior config's (the baseline's re-checks; default ``s_per_step``).
@@ -200,7 +202,7 @@ def plan_ladder(*, total_s: float, top_steps: int, seeds: int, n_jobs: int, s_pe
             if tuning >= MIN_TUNING_SHARE * total_s and top_n >= min_top:
                 return best
         assert best is not None  # the loop above runs at least once
-        if top <= bottom:  # nothing fits the shares: the shortest top (the least reserve) is the best left
+        if pinned or top <= bottom:  # pinned, or nothing fits the shares: the least reserve is the best left
             return best
         shorter = _round(top * 0.8, rollout)
         if shorter >= top:  # a top of a few rollouts: 0.8x rounds back up, so one rollout less

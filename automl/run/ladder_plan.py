@@ -1,8 +1,9 @@
 """The run's plan when it climbs a fidelity ladder (``--ladder on``, the staged modes' default).
 
 ``make_ladder_plan`` fills the run's ``Plan`` from ``automl.run.ladder.plan_ladder``: the top rung is the
-space's ``n_timesteps`` (``--trial-steps`` pins it) or the longest the budget affords for a few configs
-once the re-checks at that length are reserved; the lowest rung is never below the point where the prior
+space's ``n_timesteps`` or the longest the budget affords for a few configs once the re-checks at that
+length are reserved; ``--trial-steps`` pins it (fewer configs enter; refused in one line when the re-checks
+at that length alone would fill the budget); the lowest rung is never below the point where the prior
 config measurably left its starting score in calibration. Rungs are whole evaluation intervals, so a
 config paused at a rung and continued later evaluates at the same steps as one run of that length.
 ``--hp-trials`` and ``--reward-generations`` keep their meaning: the configs (and generations) that enter
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 import dataclasses
 
 from automl.core.config import to_ppo_setup
+from automl.core.errors import AutoMLError
 from automl.run.budget import MAX_EVAL_SHARE, MIN_EVAL_EPISODES, Budget
 from automl.run.ladder import ETA, MIN_TOP_CONFIGS, CostModel, LadderPlan, plan_ladder, rungs_for
 from automl.run.inputs import Inputs
@@ -106,16 +108,27 @@ def make_ladder_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibr
     typical = mean_cost(costs)
     plan: LadderPlan | None = None
     every, ratio = cfg.eval_every or 0, typical  # 0: set from the lowest rung below
+    pinned = cfg.trial_steps is not None  # --trial-steps: the top rung is the user's, not the budget's
     for _ in range(2):
         unit = every or rollout
         for ratio in cost_ratios(costs, typical):  # the dearest configs the budget can select among
             plan = plan_ladder(total_s=total_s, top_steps=inputs.default_steps, seeds=cfg.seeds,
                                n_jobs=cfg.n_jobs, s_per_step=s_step * ratio, baseline_s_per_step=s_step,
                                startup_s=cal.startup_s, rollout=unit, learn_steps=cal.learn_steps, eta=ETA,
-                               top_k=cfg.top_k)
+                               top_k=cfg.top_k, pinned=pinned)
             if selects(plan):
                 break
         assert plan is not None  # cost_ratios is never empty
+        if pinned and plan.entering < 1:
+            longest = plan_ladder(total_s=total_s, top_steps=inputs.default_steps, seeds=cfg.seeds,
+                                  n_jobs=cfg.n_jobs, s_per_step=s_step * ratio, baseline_s_per_step=s_step,
+                                  startup_s=cal.startup_s, rollout=unit, learn_steps=cal.learn_steps, eta=ETA,
+                                  top_k=cfg.top_k).rungs[-1]
+            raise AutoMLError(
+                f"--trial-steps: {inputs.default_steps:,} steps do not fit this budget for {inputs.env}: the "
+                f"re-checks of the winner and the baseline at that length need ~{plan.reserve_s:.0f} s of the "
+                f"{total_s:.0f} s left, leaving no time to tune (allowed: --trial-steps <= ~{longest:,} at "
+                f"--budget-hours {cfg.budget_hours:.3g}, or a larger --budget-hours)")
         if not cfg.eval_every:
             every = max(rollout, (plan.rungs[0] // EVALS_PER_LOWEST_RUNG // rollout) * rollout)
             rungs = rungs_for(plan.rungs[-1], min(plan.rungs[0], plan.bottom), ETA, every)
@@ -129,7 +142,7 @@ def make_ladder_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibr
               "cost_cap": round(ratio * COST_SLACK, 3) if capped else None,
               "admissible_share": round(sum(c <= ratio * COST_SLACK for c in costs) / len(costs), 3)
               if capped else 1.0,
-              "prior_s_per_step": s_step,
+              "prior_s_per_step": s_step, "pinned": pinned,
               "calibration_curve": [list(p) for p in cal.curve], "learn_steps": cal.learn_steps}
     return Plan(trial_steps=top, eval_every=every, cycles=cycles, hp_trials=hp_trials, population=population,
                 steps_per_s=1.0 / s_step, seed_jobs=seed_jobs, reserve_s=plan.reserve_s, eval_episodes=episodes,

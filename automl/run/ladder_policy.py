@@ -61,6 +61,7 @@ class LadderPolicy:
         self.budget_s = 0.0                    # the run's whole budget (the reserve's cap is a share of it)
         self.cost_cap: float | None = None     # the dearest shape estimate admitted (x the prior's), None: any
         self.set_aside: set[str] = set()       # leaders too slow to reach the top in time (``_set_aside_leader``)
+        self.pinned = False                    # --trial-steps: the top rung is never dropped
 
     # -- estimates ---------------------------------------------------------------------------------
     def climb_s(self, params: Mapping, config_id: str | None, rung: int) -> float:
@@ -179,7 +180,8 @@ class LadderPolicy:
         """Fit the ladder's end to the time left: while the top rung cannot be reached and re-checked in
         time, take fewer configs into the held-out re-check (down to one), then set a leader aside that is
         slower than the typical config (``_set_aside_leader``), then drop the top rung (only while no config
-        finished it or climbs to it). Returns what changed, for the run's events."""
+        finished it or climbs to it, and never when --trial-steps pinned it). Returns what changed, for the
+        run's events."""
         changes = []
         while self.heldout_n > 1 and self.budget_s and self.reserve_s() > RESERVE_SHARE * self.budget_s:
             self.heldout_n -= 1  # re-checking fewer configs leaves tuning its time
@@ -190,7 +192,7 @@ class LadderPolicy:
                 changes.append(f"held-out re-check of {self.heldout_n} configs")
             elif (slow := self._set_aside_leader(left_s)) is not None:
                 changes.append(f"{slow} set aside: too slow to reach the top rung and be re-checked in time")
-            elif self.promotions.lower_top():
+            elif not self.pinned and self.promotions.lower_top():
                 self.heldout_n = self.top_k
                 self.set_aside.clear()  # they finished what is now the top rung, or a rung below it
                 changes.append(f"top rung {self.promotions.ladder.rungs[-1]} steps")

@@ -105,6 +105,7 @@ class LadderRun:
         self.policy.budget_s = ctx.budget.total_s
         self.policy.cost_cap = lad.get("cost_cap")
         self.policy.set_aside = set(recorded.get("set_aside") or [])
+        self.policy.pinned = bool(lad.get("pinned"))
         self.told: set[str] = set()
         self.tickets: dict[str, tuple] = {}   # config -> sampler ticket (study, trial id)
         self.trials: dict[str, object] = {}   # config -> its record trial (a live handle)
