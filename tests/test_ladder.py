@@ -119,6 +119,44 @@ def test_ladder_top_rung_shrinks_before_the_rechecks_eat_the_budget():
     assert ten.tuning_s >= 0.5 * 600
 
 
+def test_a_pinned_top_rung_stays_and_fewer_configs_enter():
+    """--trial-steps pins the top: at 10 minutes the budget alone would shrink 2M to ~1.3M; pinned, the top
+    stays, the re-checks at 2M take more than half, fewer configs enter. Where the re-checks at the pinned
+    length alone fill the budget, nothing enters (make_ladder_plan refuses it)."""
+    ten = plan_ladder(total_s=600, **NAV)
+    pinned = plan_ladder(total_s=600, pinned=True, **NAV)
+    assert ten.rungs[-1] < 1_500_000 and pinned.rungs[-1] == 1998848
+    # re-checks at 2M: 1 config + baseline on 3 held-out seeds, then 2 x 3 test seeds, 3 waves each of
+    # (2 + 1998848 / 40000) x 1.1 = 57.2 s
+    assert pinned.heldout_configs == 1 and pinned.reserve_s == pytest.approx(6 * 57.2, abs=0.2)
+    assert pinned.tuning_s == pytest.approx(600 - pinned.reserve_s) and pinned.tuning_s < 0.5 * 600
+    assert 1 <= pinned.entering < ten.entering and pinned.top_configs >= 1
+    assert plan_ladder(total_s=300, pinned=True, **NAV).entering == 0
+
+
+def test_a_pinned_length_that_cannot_fit_is_refused_in_one_line(tmp_path):
+    """At the measured speed (after calibration) a pinned 2M fits 10 minutes with fewer configs; at 4 minutes
+    its re-checks alone fill the budget: refused in one line naming the longest top that fits."""
+    from automl.core.errors import AutoMLError
+    from automl.run.ladder_plan import check_pinned_top
+    plan, _ = _nav_plan(10, tmp_path, trial_steps=2_000_000)
+    # the top is the pinned length in whole evaluation intervals
+    assert plan.ladder["pinned"] and 1_900_000 < plan.trial_steps <= 2_000_000 and plan.ladder["entering"] >= 1
+    check_pinned_top(plan_cfg(10), plan)   # fits: no refusal
+    small, _ = _nav_plan(4, tmp_path, trial_steps=2_000_000)
+    assert small.ladder["entering"] == 0 and 0 < small.ladder["longest_fit"] < 1_000_000
+    with pytest.raises(AutoMLError) as err:
+        check_pinned_top(plan_cfg(4), small)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"--trial-steps: {small.trial_steps:,} steps do not fit")
+    assert f"allowed: --trial-steps <= ~{small.ladder['longest_fit']:,} at --budget-hours 0.0667" in msg
+
+
+def plan_cfg(minutes: float):
+    from automl.run.runconfig import RunConfig
+    return RunConfig(env="navigation", budget_hours=minutes / 60, n_jobs=2, seeds=3)
+
+
 def test_learned_at_reads_the_first_measurable_rise():
     curve = [[0, 0.02, 0.02], [20_000, 0.03, 0.02], [60_000, 0.05, 0.03], [180_000, 0.2, 0.05]]
     assert learned_at(curve) == 180_000          # 0.05 - 0.02 is within 2 combined errors; 0.18 is not
@@ -147,7 +185,7 @@ def test_cost_model_learns_from_measurements():
     assert cost.s_per_step(PRIOR) == pytest.approx(2.0)   # unmeasured configs get the correction
 
 
-def _nav_plan(minutes: float, tmp_path):
+def _nav_plan(minutes: float, tmp_path, trial_steps: int | None = None):
     """make_ladder_plan for navigation on 2 workers, 3 seeds, with this machine's measured calibration: the
     prior at 38k steps/s per worker, its curve leaving the start at 327,680 steps."""
     from automl.run.opening import prepare
@@ -160,7 +198,7 @@ def _nav_plan(minutes: float, tmp_path):
     cal = Calibration(train_steps_per_s=38000, eval_s_each=0.2, episodes=32, startup_s=1.0, learn_steps=327680,
                       curve=curve, floor=0.0)
     ctx = prepare(RunConfig(env="navigation", budget_hours=minutes / 60, n_jobs=2, seeds=3,
-                            run_dir=str(tmp_path / f"r{minutes}"), quiet=True))
+                            run_dir=str(tmp_path / f"r{minutes}"), quiet=True, trial_steps=trial_steps))
 
     class Left:
         total_s = minutes * 60

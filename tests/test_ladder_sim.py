@@ -203,6 +203,16 @@ def test_when_every_config_is_that_slow_the_top_rung_is_dropped():
     assert policy.promotions.ladder.rungs == (344_064,) and policy.set_aside == set()
 
 
+def test_a_pinned_top_rung_is_never_dropped():
+    """--trial-steps pinned the top: even when no config can reach it in time, the ladder keeps it (the
+    re-checks still train at the pinned length); nothing is set aside when nobody is faster."""
+    policy = _slow_leader_policy(others_slow=2.5)
+    policy.pinned = True
+    changes = policy.adapt(435.0)   # it still re-checks fewer configs, down to the leader
+    assert changes == ["held-out re-check of 2 configs", "held-out re-check of 1 configs"]
+    assert policy.promotions.ladder.rungs == (344_064, 1_032_192) and policy.set_aside == set()
+
+
 def test_a_leader_only_a_little_slower_than_typical_is_not_set_aside():
     """Set aside needs a real gap (SET_ASIDE_GAP x the typical measured seconds per step): a leader 1.2x the
     typical config's speed that cannot reach the top in time takes the top rung with it, as before."""

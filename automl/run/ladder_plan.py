@@ -2,8 +2,8 @@
 
 ``make_ladder_plan`` fills the run's ``Plan`` from ``automl.run.ladder.plan_ladder``: the top rung is the
 space's ``n_timesteps`` or the longest the budget affords for a few configs once the re-checks at that
-length are reserved; ``--trial-steps`` pins it (fewer configs enter; refused in one line when the re-checks
-at that length alone would fill the budget); the lowest rung is never below the point where the prior
+length are reserved; ``--trial-steps`` pins it (fewer configs enter; ``check_pinned_top`` refuses it in one
+line when the re-checks at that length alone would fill the budget); the lowest rung is never below the point where the prior
 config measurably left its starting score in calibration. Rungs are whole evaluation intervals, so a
 config paused at a rung and continued later evaluates at the same steps as one run of that length.
 ``--hp-trials`` and ``--reward-generations`` keep their meaning: the configs (and generations) that enter
@@ -119,36 +119,56 @@ def make_ladder_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibr
             if selects(plan):
                 break
         assert plan is not None  # cost_ratios is never empty
-        if pinned and plan.entering < 1:
-            longest = plan_ladder(total_s=total_s, top_steps=inputs.default_steps, seeds=cfg.seeds,
-                                  n_jobs=cfg.n_jobs, s_per_step=s_step * ratio, baseline_s_per_step=s_step,
-                                  startup_s=cal.startup_s, rollout=unit, learn_steps=cal.learn_steps, eta=ETA,
-                                  top_k=cfg.top_k).rungs[-1]
-            raise AutoMLError(
-                f"--trial-steps: {inputs.default_steps:,} steps do not fit this budget for {inputs.env}: the "
-                f"re-checks of the winner and the baseline at that length need ~{plan.reserve_s:.0f} s of the "
-                f"{total_s:.0f} s left, leaving no time to tune (allowed: --trial-steps <= ~{longest:,} at "
-                f"--budget-hours {cfg.budget_hours:.3g}, or a larger --budget-hours)")
         if not cfg.eval_every:
             every = max(rollout, (plan.rungs[0] // EVALS_PER_LOWEST_RUNG // rollout) * rollout)
+            if pinned:
+                every = _dividing(plan.rungs[-1], every, rollout)
             rungs = rungs_for(plan.rungs[-1], min(plan.rungs[0], plan.bottom), ETA, every)
             plan = dataclasses.replace(plan, rungs=rungs)
         episodes, share = _episodes(cfg, cal, top=plan.rungs[-1], every=every)
         s_step = train_s_step / (1 - share)
     assert plan is not None
     top = plan.rungs[-1]
+    longest = None  # pinned with no time to tune: the longest top this budget affords (for the refusal)
+    if pinned and plan.entering < 1:
+        longest = plan_ladder(total_s=total_s, top_steps=inputs.default_steps, seeds=cfg.seeds,
+                              n_jobs=cfg.n_jobs, s_per_step=s_step * ratio, baseline_s_per_step=s_step,
+                              startup_s=cal.startup_s, rollout=every or rollout, learn_steps=cal.learn_steps,
+                              eta=ETA, top_k=cfg.top_k).rungs[-1]
     capped = ratio < typical
     ladder = {**plan.to_dict(), "typical_cost": round(ratio, 3), "space_cost": round(typical, 3),
               "cost_cap": round(ratio * COST_SLACK, 3) if capped else None,
               "admissible_share": round(sum(c <= ratio * COST_SLACK for c in costs) / len(costs), 3)
               if capped else 1.0,
-              "prior_s_per_step": s_step, "pinned": pinned,
+              "prior_s_per_step": s_step, "pinned": pinned, "longest_fit": longest, "left_s": round(total_s, 1),
               "calibration_curve": [list(p) for p in cal.curve], "learn_steps": cal.learn_steps}
     return Plan(trial_steps=top, eval_every=every, cycles=cycles, hp_trials=hp_trials, population=population,
                 steps_per_s=1.0 / s_step, seed_jobs=seed_jobs, reserve_s=plan.reserve_s, eval_episodes=episodes,
                 evals_per_job=max(1, top // every), eval_share=round(share, 4),
                 train_steps_per_s=cal.train_steps_per_s, startup_s=cal.startup_s,
                 heldout_configs=plan.heldout_configs + 1, shrunk=False, value_floor=cal.floor, ladder=ladder)
+
+
+def _dividing(top: int, every: int, rollout: int) -> int:
+    """The longest evaluation interval up to ``every``, in whole rollouts, that divides a pinned ``top`` (so
+    the top rung is the pinned length itself); ``every`` when ``top`` is not in whole rollouts."""
+    if top % rollout:
+        return every
+    units = top // rollout
+    return rollout * max(d for d in range(1, max(1, every // rollout) + 1) if units % d == 0)
+
+
+def check_pinned_top(cfg: RunConfig, plan: Plan) -> None:
+    """Refuse, in one line, a --trial-steps whose re-checks alone fill the budget (at the measured speed:
+    the run calls this after calibration; --dry-run only shows the nominal plan)."""
+    lad = plan.ladder or {}
+    if lad.get("pinned") and int(lad.get("entering") or 0) < 1:
+        left = float(lad["left_s"])
+        raise AutoMLError(
+            f"--trial-steps: {plan.trial_steps:,} steps do not fit this budget: the re-checks of the winner and "
+            f"the baseline at that length need ~{float(lad['reserve_s']):.0f} s of the {left:.0f} s left after "
+            f"calibration, leaving no time to tune (allowed: --trial-steps <= ~{int(lad['longest_fit']):,} at "
+            f"--budget-hours {cfg.budget_hours:.3g}, or a larger --budget-hours)")
 
 
 def make_run_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibration) -> Plan:

@@ -64,6 +64,9 @@ def ladder_text(ctx: RunContext) -> list[str]:
         f"  re-checks at the top rung ({rungs[-1]:,} steps): {lad['heldout_configs']} configs + baseline on "
         f"held-out seeds, winner + baseline on test seeds ({TEST_CONFIGS} configs): ~{lad['reserve_s'] / 60:.1f} min "
         f"reserved; tuning ~{lad['tuning_s'] / 60:.1f} min",
+        *([f"  --trial-steps pins the top rung; at this (nominal) speed its re-checks leave no time to tune: the "
+           f"run refuses it if calibration measures the same (the longest that fits: ~{lad['longest_fit']:,})"]
+          if lad.get("longest_fit") else []),
     ]
 
 

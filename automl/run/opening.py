@@ -23,7 +23,7 @@ from automl.run.calibration import calibrate, check_minimum_budget
 from automl.run.context import RunContext
 from automl.run.jobs import JobSpecs
 from automl.run.lease import Lease
-from automl.run.ladder_plan import make_run_plan
+from automl.run.ladder_plan import check_pinned_top, make_run_plan
 from automl.run.scheduler import Scheduler
 from automl.run.inputs import check_resume, fingerprint, resolve_defaults, resolve_inputs
 from automl.run.plan import Plan, nominal_calibration
@@ -172,7 +172,9 @@ def _restore_or_calibrate(ctx: RunContext) -> None:
     cal = calibrate(ctx.cfg, ctx.inputs, ctx.sched, ctx.budget, ctx.store)
     if ctx.mode.checks_minimum_budget:
         check_minimum_budget(ctx.cfg, ctx.inputs, ctx.budget, cal)
-    _use_plan(ctx, make_run_plan(ctx.cfg, ctx.inputs, ctx.budget, cal))
+    plan = make_run_plan(ctx.cfg, ctx.inputs, ctx.budget, cal)
+    check_pinned_top(ctx.cfg, plan)
+    _use_plan(ctx, plan)
     ctx.store.event("planned", plan=ctx.plan.to_dict())
 
 
