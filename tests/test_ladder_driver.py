@@ -186,6 +186,28 @@ def _slow_rechecks(tmp_path, *, guard: bool):
     return ctx, clock() - start, kept, test
 
 
+def test_a_pinned_top_rung_is_the_length_of_the_rechecks_and_the_budget_is_used(tmp_path):
+    """--trial-steps 2,064,384 at 10 minutes: unpinned, the planner would shrink the top to ~1.3M; pinned, the
+    top rung is exactly that length, every held-out and test seed trains it, fewer configs enter, and the run
+    still uses >= 90% of its budget. At 3 minutes the re-checks at that length alone fill the budget: refused
+    in one line after calibration, nothing trained."""
+    from automl.core.errors import AutoMLError
+
+    ctx, _, rc, wall = simulate(tmp_path / "ten", hours=10 / 60, trial_steps=2_064_384)
+    assert rc == 0 and 0.9 * 600 <= wall <= 600 + 15
+    lad = ctx.plan.ladder
+    assert lad["pinned"] and lad["rungs"][-1] == ctx.plan.trial_steps == 2_064_384
+    assert ctx.ladder.promotions.ladder.rungs[-1] == 2_064_384            # never dropped
+    rechecks = [e for e in ctx.records.entries.values() if e.kind in (Kind.HELDOUT, Kind.TEST)]
+    assert rechecks and all(s["steps"] == 2_064_384 for e in rechecks for s in e.seeds)
+    with pytest.raises(AutoMLError) as err:
+        simulate(tmp_path / "three", hours=3 / 60, trial_steps=2_064_384)
+    msg = str(err.value)
+    assert msg.startswith("--trial-steps: 2,064,384 steps do not fit this budget") and "\n" not in msg
+    assert "(allowed: --trial-steps <= ~" in msg
+    assert not (tmp_path / "three" / "run" / "automl_state.yaml").exists()
+
+
 def test_rechecks_slower_than_estimated_take_held_out_seeds_not_test_seeds(tmp_path):
     """Re-checks on this machine ran up to ~15% slower than their measured-speed estimate, and the test phase
     lost a seed. Here every held-out and test job runs 1.2x slower than estimated. Without the guard the test
