@@ -58,9 +58,10 @@ def _add_run(sub) -> None:
                    help="with --preset: centre it on this earlier run dir's best config (its best.yaml)")
     p.add_argument("--rewards", default=None, help="reward terms YAML (default per task)")
     p.add_argument("--trial-steps", type=int, default=None,
-                   help="env steps per seed job; with the ladder, pins its top rung (the length the winner is "
-                        "re-checked and best.yaml trains at): fewer configs enter, and a length whose re-checks "
-                        "alone would fill the budget is refused after calibration")
+                   help="env steps per seed job (--ladder off: the most, shrunk to fit the quota); with the "
+                        "ladder, pins its top rung (the length the winner is re-checked and best.yaml trains at): "
+                        "fewer configs enter, and a length whose re-checks alone would fill the budget is refused "
+                        "after calibration")
     p.add_argument("--eval-every", type=int, default=None,
                    help="env steps between evaluations (default: up to 8 per job, evaluation <= 20%% of it)")
     p.add_argument("--eval-episodes", type=int, default=None,
