@@ -125,7 +125,8 @@ def test_a_pinned_top_rung_stays_and_fewer_configs_enter():
     length alone fill the budget, nothing enters (make_ladder_plan refuses it)."""
     ten = plan_ladder(total_s=600, **NAV)
     pinned = plan_ladder(total_s=600, pinned=True, **NAV)
-    assert ten.rungs[-1] < 1_500_000 and pinned.rungs[-1] == 1998848
+    assert ten.rungs[-1] < 1_500_000 and pinned.rungs[-1] == 2_000_000            # the pin itself
+    assert all(r % 16384 == 0 for r in pinned.rungs[:-1]) and len(pinned.rungs) >= 2   # pauses: whole units
     # re-checks at 2M: 1 config + baseline on 3 held-out seeds, then 2 x 3 test seeds, 3 waves each of
     # (2 + 1998848 / 40000) x 1.1 = 57.2 s
     assert pinned.heldout_configs == 1 and pinned.reserve_s == pytest.approx(6 * 57.2, abs=0.2)
@@ -140,21 +141,27 @@ def test_a_pinned_length_that_cannot_fit_is_refused_in_one_line(tmp_path):
     from automl.core.errors import AutoMLError
     from automl.run.ladder_plan import check_pinned_top
     plan, _ = _nav_plan(10, tmp_path, trial_steps=2_000_000)
-    # the top is the pinned length in whole evaluation intervals
-    assert plan.ladder["pinned"] and 1_900_000 < plan.trial_steps <= 2_000_000 and plan.ladder["entering"] >= 1
+    # the top is the pin in whole rollouts of 16,384 (rounded down: 122 of them); the rungs below it, where
+    # climbs pause, in whole evaluation intervals, and those intervals as long as the lowest rung allows
+    lad = plan.ladder
+    assert lad["pinned"] and plan.trial_steps == lad["rungs"][-1] == 1_998_848 and lad["entering"] >= 1
+    assert all(r % plan.eval_every == 0 for r in lad["rungs"][:-1])
+    assert lad["rungs"][0] // plan.eval_every == 3 and plan.evals_per_job <= 20
     check_pinned_top(plan_cfg(10), plan)   # fits: no refusal
     small, _ = _nav_plan(4, tmp_path, trial_steps=2_000_000)
-    assert small.ladder["entering"] == 0 and 0 < small.ladder["longest_fit"] < 1_000_000
+    longest = small.ladder["longest_fit"]
+    assert small.ladder["entering"] == 0 and 0 < longest < 2_000_000 and longest % 16384 == 0
+    assert _nav_plan(4, tmp_path, trial_steps=longest)[0].ladder["entering"] >= 1   # the one named fits
     with pytest.raises(AutoMLError) as err:
         check_pinned_top(plan_cfg(4), small)
     msg = str(err.value)
-    assert "\n" not in msg and msg.startswith(f"--trial-steps: {small.trial_steps:,} steps do not fit")
-    assert f"allowed: --trial-steps <= ~{small.ladder['longest_fit']:,} at --budget-hours 0.0667" in msg
+    assert "\n" not in msg and msg.startswith("--trial-steps: 2,000,000 steps do not fit")
+    assert f"allowed: --trial-steps <= ~{longest:,} at --budget-hours 0.0667" in msg
 
 
 def plan_cfg(minutes: float):
     from automl.run.runconfig import RunConfig
-    return RunConfig(env="navigation", budget_hours=minutes / 60, n_jobs=2, seeds=3)
+    return RunConfig(env="navigation", budget_hours=minutes / 60, n_jobs=2, seeds=3, trial_steps=2_000_000)
 
 
 def test_learned_at_reads_the_first_measurable_rise():

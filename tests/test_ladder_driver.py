@@ -197,7 +197,7 @@ def test_a_pinned_top_rung_is_the_length_of_the_rechecks_and_the_budget_is_used(
     assert rc == 0 and 0.9 * 600 <= wall <= 600 + 15
     lad = ctx.plan.ladder
     assert lad["pinned"] and lad["rungs"][-1] == ctx.plan.trial_steps == 2_064_384
-    assert ctx.ladder.promotions.ladder.rungs[-1] == 2_064_384            # never dropped
+    assert ctx.ladder.policy.pinned and ctx.ladder.promotions.ladder.rungs[-1] == 2_064_384   # never dropped
     rechecks = [e for e in ctx.records.entries.values() if e.kind in (Kind.HELDOUT, Kind.TEST)]
     assert rechecks and all(s["steps"] == 2_064_384 for e in rechecks for s in e.seeds)
     with pytest.raises(AutoMLError) as err:

@@ -58,12 +58,13 @@ def _add_run(sub) -> None:
                    help="with --preset: centre it on this earlier run dir's best config (its best.yaml)")
     p.add_argument("--rewards", default=None, help="reward terms YAML (default per task)")
     p.add_argument("--trial-steps", type=int, default=None,
-                   help="env steps per seed job (--ladder off: the most, shrunk to fit the quota); with the "
-                        "ladder, pins its top rung (the length the winner is re-checked and best.yaml trains at): "
-                        "fewer configs enter, and a length whose re-checks alone would fill the budget is refused "
-                        "after calibration")
+                   help="env steps per seed job, in whole rollouts. With the ladder it pins the top rung (the "
+                        "length the winner is re-checked and best.yaml trains at): fewer configs enter, and a "
+                        "length that leaves no time for one config is refused after calibration. --ladder off: "
+                        "the most, shrunk to fit the quota. --mode pbt: each member's steps")
     p.add_argument("--eval-every", type=int, default=None,
-                   help="env steps between evaluations (default: up to 8 per job, evaluation <= 20%% of it)")
+                   help="env steps between evaluations (default: with the ladder, 3 in its lowest rung and the "
+                        "same interval above it; --ladder off: up to 8 per job; evaluation <= 20%% of a job)")
     p.add_argument("--eval-episodes", type=int, default=None,
                    help="episodes per evaluation (default: up to 32, fewer for long episodes)")
     p.add_argument("--top-k", type=int, default=3, help="configs re-evaluated on held-out seeds")

@@ -146,6 +146,16 @@ def rungs_for(top: int, bottom: int, eta: int, rollout: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+def pinned_rungs(top: int, bottom: int, eta: int, rollout: int) -> tuple[int, ...]:
+    """``rungs_for`` with the top exactly ``top`` (a pinned --trial-steps, already in whole trainer rollouts):
+    the rungs below it in whole ``rollout`` units (evaluation intervals), as pauses must be."""
+    k = 0
+    while top / eta ** (k + 1) >= bottom:
+        k += 1
+    below = {_round(top / eta ** i, rollout) for i in range(1, k + 1)}
+    return tuple(sorted({r for r in below if r < top} | {int(top)}))
+
+
 def _ladder_cost(rungs: Sequence[int], eta: int, seeds: int, s_per_step: float, startup_s: float) -> list[float]:
     """Worker-seconds of one config (all seeds) per rung: only the extra steps (continuation)."""
     out, below = [], 0
@@ -172,8 +182,8 @@ def plan_ladder(*, total_s: float, top_steps: int, seeds: int, n_jobs: int, s_pe
     The top rung is ``top_steps`` (the space's n_timesteps, or --trial-steps), or the longest the budget
     affords for ``min_top`` configs after the re-checks (held-out: up to ``top_k`` tuned configs and the
     baseline; test: the winner and the baseline; ``recheck_seeds`` seeds each) are reserved at that length.
-    ``pinned`` (--trial-steps): the top rung stays ``top_steps`` whatever the budget affords; fewer configs
-    enter (none when the re-checks alone fill the budget: ``entering`` 0 says so).
+    ``pinned`` (--trial-steps): the top rung is ``top_steps`` itself whatever the budget affords (the rungs
+    below it in whole ``rollout`` units); fewer configs enter (``entering`` 0: not even one fits).
     The lowest rung is top/eta^K for the largest K that keeps it at or above ``learn_steps`` (and a floor).
     ``s_per_step`` is a typical config's worker-seconds per step (evaluation included);
     ``baseline_s_per_step`` the prior config's (the baseline's re-checks; default ``s_per_step``).
@@ -183,7 +193,7 @@ def plan_ladder(*, total_s: float, top_steps: int, seeds: int, n_jobs: int, s_pe
     rseeds = recheck_seeds or seeds
     bottom = _round(max(MIN_BOTTOM_STEPS, int(learn_steps or 0)), rollout)
     bottom = min(bottom, _round(top_steps, rollout))
-    top = _round(top_steps, rollout)
+    top = int(top_steps) if pinned else _round(top_steps, rollout)
     while True:
         job_s = (startup_s + top * s_per_step) * margin
         base_s = (startup_s + top * (baseline_s_per_step or s_per_step)) * margin
@@ -192,7 +202,7 @@ def plan_ladder(*, total_s: float, top_steps: int, seeds: int, n_jobs: int, s_pe
             reserve = makespan([job_s] * (heldout * rseeds) + [base_s] * rseeds, n_jobs) + \
                 makespan([job_s] * rseeds + [base_s] * rseeds, n_jobs)
             tuning = total_s - reserve
-            rungs = rungs_for(top, bottom, eta, rollout)
+            rungs = pinned_rungs(top, bottom, eta, rollout) if pinned else rungs_for(top, bottom, eta, rollout)
             cost = _ladder_cost(rungs, eta, seeds, s_per_step * margin, startup_s)
             per_entering = sum(c / eta ** i for i, c in enumerate(cost))  # expected worker-s of one entrant
             entering = int(tuning * n_jobs // per_entering) if tuning > 0 else 0

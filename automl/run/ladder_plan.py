@@ -26,7 +26,8 @@ import dataclasses
 from automl.core.config import to_ppo_setup
 from automl.core.errors import AutoMLError
 from automl.run.budget import MAX_EVAL_SHARE, MIN_EVAL_EPISODES, Budget
-from automl.run.ladder import ETA, MIN_TOP_CONFIGS, CostModel, LadderPlan, plan_ladder, rungs_for
+from automl.run.ladder import (ETA, MIN_TOP_CONFIGS, CostModel, LadderPlan, pinned_rungs, plan_ladder,
+                               rungs_for)
 from automl.run.inputs import Inputs
 from automl.run.plan import Calibration, Plan, _quotas, make_plan
 from automl.search import space as space_mod
@@ -109,10 +110,12 @@ def make_ladder_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibr
     plan: LadderPlan | None = None
     every, ratio = cfg.eval_every or 0, typical  # 0: set from the lowest rung below
     pinned = cfg.trial_steps is not None  # --trial-steps: the top rung is the user's, not the budget's
+    # a pinned top in whole trainer rollouts (a job trains whole rollouts), never above what was asked
+    top_steps = max(rollout, inputs.default_steps // rollout * rollout) if pinned else inputs.default_steps
     for _ in range(2):
         unit = every or rollout
         for ratio in cost_ratios(costs, typical):  # the dearest configs the budget can select among
-            plan = plan_ladder(total_s=total_s, top_steps=inputs.default_steps, seeds=cfg.seeds,
+            plan = plan_ladder(total_s=total_s, top_steps=top_steps, seeds=cfg.seeds,
                                n_jobs=cfg.n_jobs, s_per_step=s_step * ratio, baseline_s_per_step=s_step,
                                startup_s=cal.startup_s, rollout=unit, learn_steps=cal.learn_steps, eta=ETA,
                                top_k=cfg.top_k, pinned=pinned)
@@ -121,20 +124,25 @@ def make_ladder_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibr
         assert plan is not None  # cost_ratios is never empty
         if not cfg.eval_every:
             every = max(rollout, (plan.rungs[0] // EVALS_PER_LOWEST_RUNG // rollout) * rollout)
-            if pinned:
-                every = _dividing(plan.rungs[-1], every, rollout)
-            rungs = rungs_for(plan.rungs[-1], min(plan.rungs[0], plan.bottom), ETA, every)
+            low = min(plan.rungs[0], plan.bottom)
+            rungs = (pinned_rungs if pinned else rungs_for)(plan.rungs[-1], low, ETA, every)
             plan = dataclasses.replace(plan, rungs=rungs)
         episodes, share = _episodes(cfg, cal, top=plan.rungs[-1], every=every)
         s_step = train_s_step / (1 - share)
     assert plan is not None
     top = plan.rungs[-1]
-    longest = None  # pinned with no time to tune: the longest top this budget affords (for the refusal)
+    longest = None  # pinned, and not one config fits: the longest pinned top that would (0: none)
     if pinned and plan.entering < 1:
-        longest = plan_ladder(total_s=total_s, top_steps=inputs.default_steps, seeds=cfg.seeds,
-                              n_jobs=cfg.n_jobs, s_per_step=s_step * ratio, baseline_s_per_step=s_step,
-                              startup_s=cal.startup_s, rollout=every or rollout, learn_steps=cal.learn_steps,
-                              eta=ETA, top_k=cfg.top_k).rungs[-1]
+        def fits(steps: int) -> bool:
+            return plan_ladder(total_s=total_s, top_steps=steps, seeds=cfg.seeds, n_jobs=cfg.n_jobs,
+                               s_per_step=s_step * ratio, baseline_s_per_step=s_step, startup_s=cal.startup_s,
+                               rollout=every or rollout, learn_steps=cal.learn_steps, eta=ETA, top_k=cfg.top_k,
+                               pinned=True).entering >= 1
+        lo, hi = 0, top // rollout   # in rollouts: lo fits (0: nothing checked yet), hi does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid * rollout) else (lo, mid)
+        longest = lo * rollout
     capped = ratio < typical
     ladder = {**plan.to_dict(), "typical_cost": round(ratio, 3), "space_cost": round(typical, 3),
               "cost_cap": round(ratio * COST_SLACK, 3) if capped else None,
@@ -149,26 +157,19 @@ def make_ladder_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibr
                 heldout_configs=plan.heldout_configs + 1, shrunk=False, value_floor=cal.floor, ladder=ladder)
 
 
-def _dividing(top: int, every: int, rollout: int) -> int:
-    """The longest evaluation interval up to ``every``, in whole rollouts, that divides a pinned ``top`` (so
-    the top rung is the pinned length itself); ``every`` when ``top`` is not in whole rollouts."""
-    if top % rollout:
-        return every
-    units = top // rollout
-    return rollout * max(d for d in range(1, max(1, every // rollout) + 1) if units % d == 0)
-
-
 def check_pinned_top(cfg: RunConfig, plan: Plan) -> None:
     """Refuse, in one line, a --trial-steps whose re-checks alone fill the budget (at the measured speed:
     the run calls this after calibration; --dry-run only shows the nominal plan)."""
     lad = plan.ladder or {}
     if lad.get("pinned") and int(lad.get("entering") or 0) < 1:
         left = float(lad["left_s"])
+        longest = int(lad.get("longest_fit") or 0)
+        allowed = (f"--trial-steps <= ~{longest:,} at --budget-hours {cfg.budget_hours:.3g}, or a larger "
+                   f"--budget-hours") if longest else "a larger --budget-hours: no top rung fits this one"
         raise AutoMLError(
-            f"--trial-steps: {plan.trial_steps:,} steps do not fit this budget: the re-checks of the winner and "
-            f"the baseline at that length need ~{float(lad['reserve_s']):.0f} s of the {left:.0f} s left after "
-            f"calibration, leaving no time to tune (allowed: --trial-steps <= ~{int(lad['longest_fit']):,} at "
-            f"--budget-hours {cfg.budget_hours:.3g}, or a larger --budget-hours)")
+            f"--trial-steps: {cfg.trial_steps or plan.trial_steps:,} steps do not fit this budget: the re-checks "
+            f"of the winner and the baseline at that length need ~{float(lad['reserve_s']):.0f} s of the {left:.0f} "
+            f"s left after calibration, too little left for one config to climb the ladder (allowed: {allowed})")
 
 
 def make_run_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibration) -> Plan:

@@ -64,9 +64,10 @@ def ladder_text(ctx: RunContext) -> list[str]:
         f"  re-checks at the top rung ({rungs[-1]:,} steps): {lad['heldout_configs']} configs + baseline on "
         f"held-out seeds, winner + baseline on test seeds ({TEST_CONFIGS} configs): ~{lad['reserve_s'] / 60:.1f} min "
         f"reserved; tuning ~{lad['tuning_s'] / 60:.1f} min",
-        *([f"  --trial-steps pins the top rung; at this (nominal) speed its re-checks leave no time to tune: the "
-           f"run refuses it if calibration measures the same (the longest that fits: ~{lad['longest_fit']:,})"]
-          if lad.get("longest_fit") else []),
+        *([f"  --trial-steps pins the top rung; at this (nominal) speed not one config fits beside its re-checks: "
+           f"the run refuses it if calibration measures the same (the longest that fits: "
+           f"{'~' + format(lad['longest_fit'], ',') if lad['longest_fit'] else 'none'})"]
+          if lad.get("pinned") and lad["entering"] < 1 else []),
     ]
 
 
