@@ -137,23 +137,17 @@ def _round(steps: float, rollout: int) -> int:
     return max(r, int(round(steps / r)) * r)
 
 
-def rungs_for(top: int, bottom: int, eta: int, rollout: int) -> tuple[int, ...]:
-    """top, top/eta, top/eta^2, ... down to no lower than ``bottom``, lowest first, in whole rollouts."""
+def rungs_for(top: int, bottom: int, eta: int, rollout: int, *, exact_top: bool = False) -> tuple[int, ...]:
+    """top, top/eta, top/eta^2, ... down to no lower than ``bottom``, lowest first, in whole rollouts.
+    ``exact_top`` (a pinned --trial-steps, already in whole trainer rollouts): the top is ``top`` itself, only
+    the rungs below it (where climbs pause) in whole ``rollout`` units."""
     k = 0
     while top / eta ** (k + 1) >= bottom:
         k += 1
-    out = sorted({_round(top / eta ** i, rollout) for i in range(k + 1)})
-    return tuple(out)
-
-
-def pinned_rungs(top: int, bottom: int, eta: int, rollout: int) -> tuple[int, ...]:
-    """``rungs_for`` with the top exactly ``top`` (a pinned --trial-steps, already in whole trainer rollouts):
-    the rungs below it in whole ``rollout`` units (evaluation intervals), as pauses must be."""
-    k = 0
-    while top / eta ** (k + 1) >= bottom:
-        k += 1
-    below = {_round(top / eta ** i, rollout) for i in range(1, k + 1)}
-    return tuple(sorted({r for r in below if r < top} | {int(top)}))
+    out = {_round(top / eta ** i, rollout) for i in range(1 if exact_top else 0, k + 1)}
+    if exact_top:
+        out = {r for r in out if r < top} | {int(top)}
+    return tuple(sorted(out))
 
 
 def _ladder_cost(rungs: Sequence[int], eta: int, seeds: int, s_per_step: float, startup_s: float) -> list[float]:
@@ -202,7 +196,7 @@ def plan_ladder(*, total_s: float, top_steps: int, seeds: int, n_jobs: int, s_pe
             reserve = makespan([job_s] * (heldout * rseeds) + [base_s] * rseeds, n_jobs) + \
                 makespan([job_s] * rseeds + [base_s] * rseeds, n_jobs)
             tuning = total_s - reserve
-            rungs = pinned_rungs(top, bottom, eta, rollout) if pinned else rungs_for(top, bottom, eta, rollout)
+            rungs = rungs_for(top, bottom, eta, rollout, exact_top=pinned)
             cost = _ladder_cost(rungs, eta, seeds, s_per_step * margin, startup_s)
             per_entering = sum(c / eta ** i for i, c in enumerate(cost))  # expected worker-s of one entrant
             entering = int(tuning * n_jobs // per_entering) if tuning > 0 else 0

@@ -3,8 +3,8 @@
 ``make_ladder_plan`` fills the run's ``Plan`` from ``automl.run.ladder.plan_ladder``: the top rung is the
 space's ``n_timesteps`` or the longest the budget affords for a few configs once the re-checks at that
 length are reserved; ``--trial-steps`` pins it (fewer configs enter; ``check_pinned_top`` refuses it in one
-line when the re-checks at that length alone would fill the budget); the lowest rung is never below the point where the prior
-config measurably left its starting score in calibration. Rungs are whole evaluation intervals, so a
+line when not one config fits beside the re-checks at that length); the lowest rung is never below the
+point where the prior config measurably left its starting score in calibration. Rungs are whole evaluation intervals, so a
 config paused at a rung and continued later evaluates at the same steps as one run of that length.
 ``--hp-trials`` and ``--reward-generations`` keep their meaning: the configs (and generations) that enter
 the ladder; the last tuning phase goes on admitting configs while any fit.
@@ -26,8 +26,7 @@ import dataclasses
 from automl.core.config import to_ppo_setup
 from automl.core.errors import AutoMLError
 from automl.run.budget import MAX_EVAL_SHARE, MIN_EVAL_EPISODES, Budget
-from automl.run.ladder import (ETA, MIN_TOP_CONFIGS, CostModel, LadderPlan, pinned_rungs, plan_ladder,
-                               rungs_for)
+from automl.run.ladder import ETA, MIN_TOP_CONFIGS, CostModel, LadderPlan, plan_ladder, rungs_for
 from automl.run.inputs import Inputs
 from automl.run.plan import Calibration, Plan, _quotas, make_plan
 from automl.search import space as space_mod
@@ -112,20 +111,24 @@ def make_ladder_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibr
     pinned = cfg.trial_steps is not None  # --trial-steps: the top rung is the user's, not the budget's
     # a pinned top in whole trainer rollouts (a job trains whole rollouts), never above what was asked
     top_steps = max(rollout, inputs.default_steps // rollout * rollout) if pinned else inputs.default_steps
+
+    def sketch(steps: int, *, unit: int, ratio: float) -> LadderPlan:
+        """plan_ladder for this run at ``steps`` on top (at the current ``s_step``)."""
+        return plan_ladder(total_s=total_s, top_steps=steps, seeds=cfg.seeds, n_jobs=cfg.n_jobs,
+                           s_per_step=s_step * ratio, baseline_s_per_step=s_step, startup_s=cal.startup_s,
+                           rollout=unit, learn_steps=cal.learn_steps, eta=ETA, top_k=cfg.top_k, pinned=pinned)
+
     for _ in range(2):
         unit = every or rollout
         for ratio in cost_ratios(costs, typical):  # the dearest configs the budget can select among
-            plan = plan_ladder(total_s=total_s, top_steps=top_steps, seeds=cfg.seeds,
-                               n_jobs=cfg.n_jobs, s_per_step=s_step * ratio, baseline_s_per_step=s_step,
-                               startup_s=cal.startup_s, rollout=unit, learn_steps=cal.learn_steps, eta=ETA,
-                               top_k=cfg.top_k, pinned=pinned)
+            plan = sketch(top_steps, unit=unit, ratio=ratio)
             if selects(plan):
                 break
         assert plan is not None  # cost_ratios is never empty
         if not cfg.eval_every:
             every = max(rollout, (plan.rungs[0] // EVALS_PER_LOWEST_RUNG // rollout) * rollout)
             low = min(plan.rungs[0], plan.bottom)
-            rungs = (pinned_rungs if pinned else rungs_for)(plan.rungs[-1], low, ETA, every)
+            rungs = rungs_for(plan.rungs[-1], low, ETA, every, exact_top=pinned)
             plan = dataclasses.replace(plan, rungs=rungs)
         episodes, share = _episodes(cfg, cal, top=plan.rungs[-1], every=every)
         s_step = train_s_step / (1 - share)
@@ -133,15 +136,11 @@ def make_ladder_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibr
     top = plan.rungs[-1]
     longest = None  # pinned, and not one config fits: the longest pinned top that would (0: none)
     if pinned and plan.entering < 1:
-        def fits(steps: int) -> bool:
-            return plan_ladder(total_s=total_s, top_steps=steps, seeds=cfg.seeds, n_jobs=cfg.n_jobs,
-                               s_per_step=s_step * ratio, baseline_s_per_step=s_step, startup_s=cal.startup_s,
-                               rollout=every or rollout, learn_steps=cal.learn_steps, eta=ETA, top_k=cfg.top_k,
-                               pinned=True).entering >= 1
         lo, hi = 0, top // rollout   # in rollouts: lo fits (0: nothing checked yet), hi does not
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if fits(mid * rollout) else (lo, mid)
+            fits = sketch(mid * rollout, unit=every or rollout, ratio=ratio).entering >= 1
+            lo, hi = (mid, hi) if fits else (lo, mid)
         longest = lo * rollout
     capped = ratio < typical
     ladder = {**plan.to_dict(), "typical_cost": round(ratio, 3), "space_cost": round(typical, 3),
@@ -158,8 +157,8 @@ def make_ladder_plan(cfg: RunConfig, inputs: Inputs, budget: Budget, cal: Calibr
 
 
 def check_pinned_top(cfg: RunConfig, plan: Plan) -> None:
-    """Refuse, in one line, a --trial-steps whose re-checks alone fill the budget (at the measured speed:
-    the run calls this after calibration; --dry-run only shows the nominal plan)."""
+    """Refuse, in one line, a --trial-steps that leaves no time for one config beside its re-checks (at the
+    measured speed: the run calls this after calibration; --dry-run only shows the nominal plan)."""
     lad = plan.ladder or {}
     if lad.get("pinned") and int(lad.get("entering") or 0) < 1:
         left = float(lad["left_s"])
